@@ -1,0 +1,1 @@
+"""Authentication and authorization: token verification, channel names, permission rules."""

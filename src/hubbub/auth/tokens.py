@@ -1,0 +1,177 @@
+"""JWT verification for connection and subscription tokens: pure functions of a token.
+
+Rule: only the algorithm families a key is configured for are accepted, and
+each family is checked with its own key, so ``alg: none`` and an HMAC token
+signed with a public RSA key are refused. PyJWT's exceptions are mapped here,
+at the one place they enter, to ``TokenExpired`` and ``InvalidToken``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+import jwt
+import msgspec
+
+from hubbub.config.model import TokenConfig
+from hubbub.errors import HubbubError
+
+_HMAC: Final = ("HS256", "HS384", "HS512")
+_RSA: Final = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+_ECDSA: Final = ("ES256", "ES384", "ES512")
+
+
+class TokenError(HubbubError):
+    """A token is not acceptable."""
+
+
+class TokenExpired(TokenError):
+    """The token's ``exp`` has passed: the client should fetch a new one (error 109)."""
+
+
+class InvalidToken(TokenError):
+    """The token is malformed, badly signed, or for someone or something else."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClaims:
+    user: str
+    expire_at: int = 0  # unix seconds; 0: the connection does not expire
+    info: msgspec.Raw | None = None
+    channels: tuple[str, ...] = ()
+    meta: msgspec.Raw | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionClaims:
+    user: str
+    channel: str
+    expire_at: int = 0
+    info: msgspec.Raw | None = None
+
+
+class TokenVerifier:
+    """Verifies JWTs against the keys of one ``client.token`` section."""
+
+    def __init__(self, config: TokenConfig) -> None:
+        self._keys: dict[str, Any] = {}
+        if config.hmac_secret_key:
+            for alg in _HMAC:
+                self._keys[alg] = config.hmac_secret_key
+        if config.rsa_public_key:
+            for alg in _RSA:
+                self._keys[alg] = config.rsa_public_key
+        if config.ecdsa_public_key:
+            for alg in _ECDSA:
+                self._keys[alg] = config.ecdsa_public_key
+        self._audience = config.audience or None
+        self._issuer = config.issuer or None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._keys)
+
+    def verify_connection(self, token: str) -> ConnectionClaims:
+        claims = self._decode(token)
+        channels = claims.get("channels", [])
+        if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+            raise InvalidToken("channels claim must be a list of strings")
+        return ConnectionClaims(
+            user=_string_claim(claims, "sub"),
+            expire_at=_expire_at(claims),
+            info=_info(claims),
+            channels=tuple(channels),
+            meta=_raw(claims["meta"]) if "meta" in claims else None,
+        )
+
+    def verify_subscription(self, token: str) -> SubscriptionClaims:
+        claims = self._decode(token)
+        channel = _string_claim(claims, "channel")
+        if not channel:
+            raise InvalidToken("subscription token without channel claim")
+        return SubscriptionClaims(
+            user=_string_claim(claims, "sub"),
+            channel=channel,
+            expire_at=_expire_at(claims),
+            info=_info(claims),
+        )
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"malformed token: {exc}") from exc
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._keys:
+            raise InvalidToken(f"algorithm {alg!r} is not configured")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._keys[alg],
+                algorithms=[alg],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"verify_aud": self._audience is not None},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise TokenExpired("token expired") from exc
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+            raise InvalidToken(str(exc)) from exc
+        return claims
+
+
+def _string_claim(claims: dict[str, Any], name: str) -> str:
+    value = claims.get(name, "")
+    if not isinstance(value, str):
+        raise InvalidToken(f"{name} claim must be a string")
+    return value
+
+
+def _expire_at(claims: dict[str, Any]) -> int:
+    """``expire_at`` wins over ``exp`` for the connection's lifetime (0: never)."""
+    value = claims.get("expire_at", claims.get("exp", 0))
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise InvalidToken("exp/expire_at claims must be numbers")
+    return int(value)
+
+
+def _info(claims: dict[str, Any]) -> msgspec.Raw | None:
+    if "b64info" in claims:
+        encoded = claims["b64info"]
+        if not isinstance(encoded, str):
+            raise InvalidToken("b64info claim must be a string")
+        try:
+            decoded = base64.b64decode(encoded, validate=True)
+            msgspec.json.decode(decoded)
+        except (binascii.Error, ValueError, msgspec.DecodeError) as exc:
+            raise InvalidToken("b64info is not base64 of JSON") from exc
+        return msgspec.Raw(decoded)
+    if "info" in claims:
+        return _raw(claims["info"])
+    return None
+
+
+def _raw(value: object) -> msgspec.Raw:
+    return msgspec.Raw(msgspec.json.encode(value))
+
+
+def make_token(
+    secret: str,
+    user: str,
+    *,
+    ttl: float | None = None,
+    extra: dict[str, Any] | None = None,
+    now: float | None = None,
+) -> str:
+    """An HS256 connection (or, with ``channel`` in ``extra``, subscription) token."""
+    issued = int(time.time() if now is None else now)
+    claims: dict[str, Any] = {"sub": user, "iat": issued}
+    if ttl is not None:
+        claims["exp"] = issued + int(ttl)
+    if extra:
+        claims.update(extra)
+    return jwt.encode(claims, secret, algorithm="HS256")

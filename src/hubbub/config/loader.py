@@ -1,0 +1,540 @@
+"""Read a config file, the environment and overrides into one validated ``Config``.
+
+Rule: values are layered file < ``HUBBUB_*`` environment < overrides, then
+converted field by field against the model. Every bad value raises
+``ConfigError`` naming its dotted key; a Centrifugo option hubbub does not
+implement is accepted with one warning; any other unknown key is an error.
+Nothing is read from the environment at import time.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import dataclasses
+import difflib
+import functools
+import ipaddress
+import json
+import math
+import os
+import re
+import tomllib
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml  # type: ignore[import-untyped, unused-ignore]
+
+from hubbub.config.model import (
+    ChannelConfig,
+    ChannelOptions,
+    ClientConfig,
+    Config,
+    EngineConfig,
+    HttpApiConfig,
+    HttpServerConfig,
+    LogConfig,
+    Namespace,
+    RpcConfig,
+    SubscriptionTokenConfig,
+    TokenConfig,
+    WebSocketConfig,
+)
+from hubbub.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "LoadedConfig", "env_var_name", "load_config", "parse_duration"]
+
+ENV_PREFIX = "HUBBUB_"
+LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
+NAMESPACE_NAME_RE = re.compile(r"^[-a-zA-Z0-9_.]{2,}$")
+
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_TOKEN_IGNORED = _names("audience_regex issuer_regex user_id_claim")
+_PROXY_OPTIONS = ("subscribe", "publish", "sub_refresh", "subscribe_stream")
+
+# Centrifugo v6 options hubbub accepts but does not implement (one warning each).
+# A name stands for its whole subtree.
+_IGNORED: dict[type, frozenset[str]] = {
+    Config: _names(
+        """admin prometheus health swagger debug opentelemetry graphite usage_stats
+        grpc_api consumers unified_proxy proxies uni_websocket uni_sse uni_http_stream
+        uni_grpc sse http_stream webtransport emulation shutdown node broker
+        presence_manager map_broker dev init pid_file enable_unreleased_features"""
+    ),
+    HttpServerConfig: _names(
+        "tls tls_autocert tls_external internal_address internal_port internal_tls http3"
+    ),
+    HttpApiConfig: _names("handler_prefix external error_mode"),
+    ClientConfig: _names(
+        """proxy connect_proxy_name refresh_proxy_name connection_limit
+        connection_rate_limit concurrency disallow_anonymous_connection_tokens
+        allowed_delta_types expired_sub_close_delay presence_update_interval
+        channel_position_check_delay channel_position_max_time_lag
+        connect_include_server_time insecure_skip_token_signature_verify
+        user_id_http_header subscribe_to_user_personal_channel
+        connect_code_to_unidirectional_disconnect"""
+    ),
+    TokenConfig: _TOKEN_IGNORED,
+    SubscriptionTokenConfig: _TOKEN_IGNORED,
+    ChannelConfig: _names("proxy"),
+    ChannelOptions: _names(
+        """subscribe_stream_bidirectional delta_publish allowed_delta_types
+        allow_tags_filter batch_max_size batch_max_delay batch_flush_latest"""
+    )
+    | {f"{op}_proxy_{what}" for op in _PROXY_OPTIONS for what in ("enabled", "name")},
+    RpcConfig: _names("proxy without_namespace namespaces ping ping_method"),
+    WebSocketConfig: _names(
+        """read_buffer_size write_buffer_size use_write_buffer_pool write_timeout
+        compression_level compression_min_size disabled handler_prefix"""
+    ),
+    LogConfig: _names("file"),
+    EngineConfig: _names("redis"),
+}
+
+_INT_RANGES: dict[str, tuple[int, int]] = {"http_server.port": (0, 65535)}
+_STR_LIST = tuple[str, ...]
+_NAMESPACES = tuple[Namespace, ...]
+_T = typing.TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    """The validated configuration and the warnings found while loading it."""
+
+    config: Config
+    warnings: tuple[str, ...] = ()
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+    base: Mapping[str, Any] | None = None,
+) -> LoadedConfig:
+    """Load ``path`` (optional), apply ``HUBBUB_*`` variables and ``overrides``, validate.
+
+    ``env=None`` reads ``os.environ``. ``overrides`` maps dotted keys to typed
+    values (``{"http_server.port": 9000}``); a ``None`` value means "not given".
+    ``base`` is configuration data used when no ``path`` is given (a preset).
+    """
+    warnings: list[str] = []
+    if path is not None:
+        raw: dict[str, Any] = _read_file(Path(path))
+    else:
+        raw = copy.deepcopy(dict(base or {}))
+    _apply_env(raw, os.environ if env is None else env, warnings)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(raw, key, value)
+    unknown: list[str] = []
+    _scan(Config, raw, "", unknown, warnings)
+    if unknown:
+        unknown.sort()
+        raise ConfigError(unknown[0], _unknown_message(unknown))
+    config = _build(Config, raw, "")
+    warnings.extend(_validate(config))
+    return LoadedConfig(config, tuple(dict.fromkeys(warnings)))
+
+
+def env_var_name(key: str) -> str:
+    """``http_server.port`` -> ``HUBBUB_HTTP_SERVER_PORT``."""
+    return ENV_PREFIX + key.upper().replace(".", "_")
+
+
+# ---------------------------------------------------------------- durations
+
+_DURATION_UNITS = {
+    "ns": Decimal("1e-9"),
+    "us": Decimal("1e-6"),
+    "µs": Decimal("1e-6"),  # Go accepts both micro signs
+    "μs": Decimal("1e-6"),
+    "ms": Decimal("1e-3"),
+    "s": Decimal(1),
+    "m": Decimal(60),
+    "h": Decimal(3600),
+}
+_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_DURATION_RE = re.compile(rf"[-+]?(?:{_DURATION_PART.pattern})+")
+
+
+def parse_duration(value: str | int | float, *, key: str = "duration") -> float:
+    """Seconds from a number of seconds or a Go duration ("1m30s", "500ms", "0")."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ConfigError(key, f'expected a duration like "30s" or seconds, got {_show(value)}')
+    if not isinstance(value, str):
+        if not math.isfinite(value):
+            raise ConfigError(key, f"expected a finite duration, got {_show(value)}")
+        return float(value)
+    text = value.strip()
+    if re.fullmatch(r"[-+]?0", text):
+        return 0.0
+    if not _DURATION_RE.fullmatch(text):
+        raise ConfigError(
+            key, f'invalid duration {_show(value)}: use seconds or units like "1m30s", "500ms"'
+        )
+    total = sum(
+        (Decimal(num) * _DURATION_UNITS[unit] for num, unit in _DURATION_PART.findall(text)),
+        Decimal(0),
+    )
+    return float(-total if text.startswith("-") else total)
+
+
+# ---------------------------------------------------------------- file
+
+_PARSERS = {".json": "JSON", ".toml": "TOML", ".yaml": "YAML", ".yml": "YAML"}
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("", f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError("", f"can not read config file {path}: {exc.strerror}") from None
+    fmt = _PARSERS.get(path.suffix.lower(), "JSON")
+    try:
+        text = data.decode("utf-8")
+        if fmt == "TOML":
+            parsed: object = tomllib.loads(text)
+        elif fmt == "YAML":
+            parsed = yaml.safe_load(text) if text.strip() else {}
+        else:
+            parsed = json.loads(text) if text.strip() else {}
+    except (ValueError, yaml.YAMLError) as exc:  # JSON, TOML and Unicode errors are ValueError
+        raise ConfigError("", f"can not parse config file {path} as {fmt}: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise ConfigError("", f"config file {path}: the top level must be an object")
+    return parsed
+
+
+# ---------------------------------------------------------------- schema
+
+
+_FIELD_TYPES: dict[type, dict[str, Any]] = {}
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    """Field name -> resolved type of a model dataclass (cached)."""
+    types = _FIELD_TYPES.get(cls)
+    if types is None:
+        hints = typing.get_type_hints(cls)
+        types = _FIELD_TYPES[cls] = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    return types
+
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _sections(cls: type = Config, path: str = "") -> Iterator[tuple[str, type]]:
+    yield path, cls
+    for name, tp in _field_types(cls).items():
+        if _is_section(tp):
+            yield from _sections(tp, _join(path, name))
+
+
+@functools.cache
+def _env_leaves() -> dict[str, tuple[str, Any]]:
+    """Env var name -> (dotted key, type) for every leaf of the model."""
+    return {
+        env_var_name(_join(path, name)): (_join(path, name), tp)
+        for path, cls in _sections()
+        for name, tp in _field_types(cls).items()
+        if not _is_section(tp)
+    }
+
+
+@functools.cache
+def _env_ignored() -> dict[str, str]:
+    """Env var prefix -> dotted key of an ignored Centrifugo option."""
+    return {
+        env_var_name(_join(path, name)): _join(path, name)
+        for path, cls in _sections()
+        for name in _IGNORED.get(cls, ())
+    }
+
+
+# ---------------------------------------------------------------- layering
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: object) -> None:
+    if not isinstance(key, str) or not key or "[" in key:
+        raise ConfigError(str(key), "an override key must be a dotted name like http_server.port")
+    *parents, leaf = key.split(".")
+    node = raw
+    for i, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(".".join(parents[: i + 1]), f"expected an object, got {_show(child)}")
+        node = child
+    node[leaf] = value
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str], warnings: list[str]) -> None:
+    leaves = _env_leaves()
+    for var in sorted(name for name in env if name.startswith(ENV_PREFIX)):
+        if var in leaves:
+            key, tp = leaves[var]
+            _set_dotted(raw, key, _from_env(tp, env[var], key, var))
+            continue
+        ignored = next(
+            (
+                key
+                for prefix, key in _env_ignored().items()
+                if var == prefix or var.startswith(prefix + "_")
+            ),
+            None,
+        )
+        if ignored is not None:
+            warnings.append(f"{ignored} is a Centrifugo option hubbub ignores (from {var})")
+        else:
+            warnings.append(f"unknown environment variable {var}: it matches no option")
+
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def _from_env(tp: Any, text: str, key: str, var: str) -> object:
+    if tp is bool:
+        word = text.strip().lower()
+        if word in _TRUE | _FALSE:
+            return word in _TRUE
+        raise ConfigError(key, f"expected true or false, got {_show(text)} (from {var})")
+    if tp is int:
+        try:
+            return int(text.strip())
+        except ValueError:
+            wanted = _int_wanted(key)
+            raise ConfigError(key, f"expected {wanted}, got {_show(text)} (from {var})") from None
+    if tp is float:
+        try:
+            return float(text)
+        except ValueError:
+            return text  # a Go duration string, parsed with the rest
+    if tp == _STR_LIST and not text.lstrip().startswith("["):
+        return text.split()
+    if tp in (_STR_LIST, _NAMESPACES):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(key, f"{var} is not valid JSON: {exc}") from None
+    return text
+
+
+# ---------------------------------------------------------------- unknown keys
+
+
+def _scan(cls: type, raw: object, path: str, unknown: list[str], warnings: list[str]) -> None:
+    """Collect unknown keys and warn about ignored ones; types are checked later."""
+    if not isinstance(raw, dict):
+        return
+    types = _field_types(cls)
+    for name, value in raw.items():
+        key = _join(path, str(name))
+        tp = types.get(name)
+        if tp is None:
+            if name in _IGNORED.get(cls, ()):
+                warnings.append(f"{key} is a Centrifugo option hubbub ignores")
+            elif not (cls is ChannelOptions and name == "name" and path.endswith("]")):
+                unknown.append(key)
+        elif _is_section(tp):
+            _scan(tp, value, key, unknown, warnings)
+        elif tp == _NAMESPACES and isinstance(value, list):
+            for i, item in enumerate(value):
+                _scan(ChannelOptions, item, f"{key}[{i}]", unknown, warnings)
+
+
+def _unknown_message(unknown: list[str]) -> str:
+    """``unknown keys: a, b`` plus a guess for near misses of a known key."""
+    leaves = {key.rsplit(".", 1)[-1] for key, _ in _env_leaves().values()}
+    guesses = []
+    for key in unknown:
+        parent, _, leaf = key.rpartition(".")
+        match = difflib.get_close_matches(leaf, leaves, n=1, cutoff=0.8)
+        if match:
+            guesses.append(_join(parent, match[0]))
+    text = "unknown keys: " + ", ".join(unknown)
+    return text + (f" (did you mean {', '.join(guesses)}?)" if guesses else "")
+
+
+# ---------------------------------------------------------------- conversion
+
+
+def _show(value: object) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def _build(cls: type[_T], raw: object, path: str) -> _T:
+    if not isinstance(raw, dict):
+        raise ConfigError(path, f"expected an object, got {_show(raw)}")
+    types = _field_types(cls)
+    kwargs = {
+        name: _convert(types[name], value, _join(path, name))
+        for name, value in raw.items()
+        if name in types
+    }
+    return cls(**kwargs)
+
+
+def _int_wanted(key: str) -> str:
+    low, high = _INT_RANGES.get(key, (0, None))
+    return f"an integer {low}..{high}" if high is not None else f"an integer >= {low}"
+
+
+def _convert(tp: Any, value: object, key: str) -> object:
+    if _is_section(tp):
+        return _build(tp, value, key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"expected true or false, got {_show(value)}")
+        return value
+    if tp is int:
+        low, high = _INT_RANGES.get(key, (0, None))
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(key, f"expected {_int_wanted(key)}, got {_show(value)}")
+        if high is not None and value > high:
+            raise ConfigError(key, f"expected {_int_wanted(key)}, got {_show(value)}")
+        return value
+    if tp is float:
+        seconds = parse_duration(value, key=key)  # type: ignore[arg-type]
+        if seconds < 0:
+            raise ConfigError(key, f"expected a duration >= 0, got {_show(value)}")
+        return seconds
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"expected a string, got {_show(value)}")
+        return value
+    if tp == _STR_LIST:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, f"expected a list of strings, got {_show(value)}")
+        return tuple(value)
+    if tp == _NAMESPACES:
+        return _namespaces(value, key)
+    raise TypeError(f"no converter for {key}: {tp!r}")  # a model field of a new type
+
+
+def _namespaces(value: object, key: str) -> tuple[Namespace, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, f"expected a list of namespace objects, got {_show(value)}")
+    result = []
+    for i, item in enumerate(value):
+        item_key = f"{key}[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(item_key, f"expected an object, got {_show(item)}")
+        if "name" not in item:
+            raise ConfigError(f"{item_key}.name", "missing: every namespace needs a name")
+        name = item["name"]
+        if not isinstance(name, str):
+            raise ConfigError(f"{item_key}.name", f"expected a string, got {_show(name)}")
+        options = _build(ChannelOptions, {k: v for k, v in item.items() if k != "name"}, item_key)
+        result.append(Namespace(name, options))
+    return tuple(result)
+
+
+# ---------------------------------------------------------------- combinations
+
+
+def _validate(config: Config) -> list[str]:
+    """Check value sets and combinations; return the warnings."""
+    channel = config.channel
+    if not channel.namespace_boundary:
+        raise ConfigError("channel.namespace_boundary", "must not be empty")
+    _check_options(channel.without_namespace, "channel.without_namespace", channel.history_meta_ttl)
+    seen: set[str] = set()
+    for i, ns in enumerate(channel.namespaces):
+        key = f"channel.namespaces[{i}]"
+        if not NAMESPACE_NAME_RE.match(ns.name):
+            pattern = NAMESPACE_NAME_RE.pattern
+            raise ConfigError(
+                f"{key}.name", f"invalid namespace name {_show(ns.name)}: it must match {pattern}"
+            )
+        if ns.name in seen:
+            raise ConfigError(f"{key}.name", f"duplicate namespace name {_show(ns.name)}")
+        seen.add(ns.name)
+        _check_options(ns.options, key, channel.history_meta_ttl)
+
+    client = config.client
+    if client.pong_timeout >= client.ping_interval:
+        raise ConfigError(
+            "client.pong_timeout",
+            f"must be less than client.ping_interval ({client.ping_interval:g}s), "
+            f"got {client.pong_timeout:g}s",
+        )
+    address = config.http_server.address
+    for key, on in (
+        ("client.insecure", client.insecure),
+        ("http_api.insecure", config.http_api.insecure),
+    ):
+        if on and not _is_loopback(address):
+            raise ConfigError(
+                key,
+                "is only for local development: it needs http_server.address to be a "
+                f"loopback address (127.0.0.1, ::1, localhost), not {_show(address)}",
+            )
+    if config.log.level not in LOG_LEVELS:
+        raise ConfigError(
+            "log.level", f"expected one of {', '.join(LOG_LEVELS)}, got {_show(config.log.level)}"
+        )
+    if config.engine.type != "memory":
+        why = "is not supported yet" if config.engine.type == "redis" else "is unknown"
+        raise ConfigError("engine.type", f'{_show(config.engine.type)} {why}: use "memory"')
+
+    api = config.http_api
+    if not api.key and not api.insecure and not api.disabled:
+        return ["http_api.key is empty: the HTTP API rejects every request until you set it"]
+    return []
+
+
+def _check_options(options: ChannelOptions, path: str, global_meta_ttl: float) -> None:
+    if options.history_size > 0 and options.history_ttl == 0:
+        raise ConfigError(f"{path}.history_ttl", "history_size is set: history_ttl is required too")
+    if options.history_ttl > 0 and options.history_size == 0:
+        raise ConfigError(
+            f"{path}.history_size", "history_ttl is set: history_size is required too"
+        )
+    meta_ttl = options.history_meta_ttl or global_meta_ttl
+    if options.history_ttl > meta_ttl:
+        raise ConfigError(
+            f"{path}.history_ttl",
+            f"must not exceed the history meta ttl ({meta_ttl:g}s), got {options.history_ttl:g}s",
+        )
+    for name in ("force_recovery", "allow_recovery"):
+        if getattr(options, name) and not options.history_enabled:
+            raise ConfigError(
+                f"{path}.{name}", "recovery needs history: set history_size and history_ttl"
+            )
+    if options.force_recovery_mode not in ("stream", "cache"):
+        raise ConfigError(
+            f"{path}.force_recovery_mode",
+            f'expected "stream" or "cache", got {_show(options.force_recovery_mode)}',
+        )
+    if options.channel_regex:
+        try:
+            re.compile(options.channel_regex)
+        except re.error as exc:
+            raise ConfigError(
+                f"{path}.channel_regex", f"invalid regular expression: {exc}"
+            ) from None
+
+
+def _is_loopback(address: str) -> bool:
+    if address.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,182 @@
+"""The configuration as frozen value objects, with Centrifugo v6 key names.
+
+Rule: these classes hold validated values only; reading files, environment
+variables and flags, and every check that can fail, live in ``config.loader``.
+Durations are floats in seconds; sizes are ints in bytes. Field names are the
+Centrifugo keys, so ``channel.namespaces[0].history_ttl`` is
+``Config.channel.namespaces[0].history_ttl``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelOptions:
+    """Options of a namespace (or of channels without a namespace)."""
+
+    presence: bool = False
+    join_leave: bool = False
+    force_push_join_leave: bool = False
+    history_size: int = 0
+    history_ttl: float = 0.0
+    history_meta_ttl: float = 0.0  # 0: use the global channel.history_meta_ttl
+    force_positioning: bool = False
+    allow_positioning: bool = False
+    force_recovery: bool = False
+    allow_recovery: bool = False
+    force_recovery_mode: str = "stream"  # "stream" or "cache"
+    allow_subscribe_for_client: bool = False
+    allow_subscribe_for_anonymous: bool = False
+    allow_publish_for_subscriber: bool = False
+    allow_publish_for_client: bool = False
+    allow_publish_for_anonymous: bool = False
+    allow_history_for_subscriber: bool = False
+    allow_history_for_client: bool = False
+    allow_history_for_anonymous: bool = False
+    allow_presence_for_subscriber: bool = False
+    allow_presence_for_client: bool = False
+    allow_presence_for_anonymous: bool = False
+    allow_user_limited_channels: bool = False
+    channel_regex: str = ""
+
+    @property
+    def history_enabled(self) -> bool:
+        return self.history_size > 0 and self.history_ttl > 0
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    name: str
+    options: ChannelOptions
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelConfig:
+    """``channel.*``: naming rules, options without namespace, namespaces."""
+
+    max_length: int = 255
+    private_prefix: str = "$"
+    namespace_boundary: str = ":"
+    user_boundary: str = "#"
+    user_separator: str = ","
+    history_meta_ttl: float = 30 * 24 * 3600.0
+    without_namespace: ChannelOptions = field(default_factory=ChannelOptions)
+    namespaces: tuple[Namespace, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenConfig:
+    """``client.token.*``: how connection JWTs are verified."""
+
+    hmac_secret_key: str = ""
+    rsa_public_key: str = ""
+    ecdsa_public_key: str = ""
+    jwks_public_endpoint: str = ""
+    audience: str = ""
+    issuer: str = ""
+
+    @property
+    def configured(self) -> bool:
+        return bool(
+            self.hmac_secret_key
+            or self.rsa_public_key
+            or self.ecdsa_public_key
+            or self.jwks_public_endpoint
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionTokenConfig:
+    """``client.subscription_token.*``: separate keys for subscription JWTs."""
+
+    enabled: bool = False
+    hmac_secret_key: str = ""
+    rsa_public_key: str = ""
+    ecdsa_public_key: str = ""
+    jwks_public_endpoint: str = ""
+    audience: str = ""
+    issuer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """``client.*``: connection rules and limits."""
+
+    token: TokenConfig = field(default_factory=TokenConfig)
+    subscription_token: SubscriptionTokenConfig = field(default_factory=SubscriptionTokenConfig)
+    allowed_origins: tuple[str, ...] = ()
+    allow_anonymous_connect_without_token: bool = False
+    insecure: bool = False  # development only: every connection and action is allowed
+    # Timeouts
+    ping_interval: float = 25.0
+    pong_timeout: float = 8.0
+    stale_close_delay: float = 10.0
+    expired_close_delay: float = 25.0
+    # Limits
+    channel_limit: int = 128
+    user_connection_limit: int = 0  # 0: unlimited
+    queue_max_size: int = 1_048_576  # bytes pending for one connection before 3008
+    history_max_publication_limit: int = 300
+    recovery_max_publication_limit: int = 300
+
+
+@dataclass(frozen=True, slots=True)
+class HttpServerConfig:
+    """``http_server.*``."""
+
+    address: str = "127.0.0.1"
+    port: int = 8000
+
+
+@dataclass(frozen=True, slots=True)
+class HttpApiConfig:
+    """``http_api.*``: the server API under ``/api``."""
+
+    key: str = ""
+    insecure: bool = False  # no key required: only for development behind a firewall
+    disabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketConfig:
+    """``websocket.*``."""
+
+    message_size_limit: int = 65536
+    compression: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RpcConfig:
+    """``rpc.*`` (only the boundary matters until RPC namespaces land)."""
+
+    namespace_boundary: str = ":"
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """``log.*``."""
+
+    level: str = "info"  # debug, info, warn, error
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """``engine.*``: only "memory" until the Redis engine lands."""
+
+    type: str = "memory"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration; every part has a working default."""
+
+    http_server: HttpServerConfig = field(default_factory=HttpServerConfig)
+    http_api: HttpApiConfig = field(default_factory=HttpApiConfig)
+    client: ClientConfig = field(default_factory=ClientConfig)
+    channel: ChannelConfig = field(default_factory=ChannelConfig)
+    websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
+    rpc: RpcConfig = field(default_factory=RpcConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)

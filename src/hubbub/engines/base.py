@@ -1,0 +1,122 @@
+"""The Engine interface: the one door between a node and shared channel state.
+
+Rule 1: an engine delivers every publication, join and leave of a channel the
+node is subscribed to by calling the node's ``EventHandler`` (the hub),
+including the node's own publications: there is one delivery path.
+Rule 2: offsets are assigned by the engine, gap-free and increasing per
+channel stream; an ``epoch`` names one life of a stream and changes when the
+stream is lost, so a client can tell a gap from a quiet channel.
+Rule 3: every engine passes the shared conformance suite in tests/engines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
+
+
+class EventHandler(Protocol):
+    """What an engine calls on the node when something happens in a channel."""
+
+    def handle_publication(
+        self, channel: str, publication: Publication, position: StreamPosition
+    ) -> None: ...
+
+    def handle_join(self, channel: str, info: ClientInfo) -> None: ...
+
+    def handle_leave(self, channel: str, info: ClientInfo) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryOptions:
+    """How a channel keeps history; size 0 or ttl 0 means no history (offset stays 0)."""
+
+    size: int = 0
+    ttl: float = 0.0
+    meta_ttl: float = 0.0  # how long the stream position outlives its publications
+
+    @property
+    def enabled(self) -> bool:
+        return self.size > 0 and self.ttl > 0
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    position: StreamPosition
+    duplicate: bool = False  # the idempotency key was seen: nothing was published
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """``since``: publications after (or, reversed, before) this position.
+
+    ``limit``: 0 returns only the stream position, -1 everything kept, N at most N.
+    """
+
+    since: StreamPosition | None = None
+    limit: int = 0
+    reverse: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    publications: list[Publication]
+    position: StreamPosition  # the top of the stream: last offset and current epoch
+
+
+class EpochMismatch(Exception):
+    """``since.epoch`` is not the stream's current epoch: the position is gone."""
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceStats:
+    num_clients: int
+    num_users: int
+
+
+class Engine(Protocol):
+    """Broker (publish/subscribe), history and presence for a node."""
+
+    async def start(self, handler: EventHandler) -> None:
+        """Begin delivering events to ``handler``."""
+
+    async def close(self) -> None: ...
+
+    async def subscribe(self, channel: str) -> None:
+        """The node has a local subscriber: deliver this channel's events to it."""
+
+    async def unsubscribe(self, channel: str) -> None:
+        """The node's last local subscriber left."""
+
+    async def publish(
+        self,
+        channel: str,
+        publication: Publication,
+        history: HistoryOptions,
+        *,
+        idempotency_key: str = "",
+    ) -> PublishResult:
+        """Store (when history is on) and deliver; the result holds the new position."""
+
+    async def publish_join(self, channel: str, info: ClientInfo) -> None: ...
+
+    async def publish_leave(self, channel: str, info: ClientInfo) -> None: ...
+
+    async def history(
+        self, channel: str, query: HistoryQuery, history: HistoryOptions
+    ) -> HistoryPage:
+        """Read a channel's stream; raises EpochMismatch when ``since`` is stale."""
+
+    async def remove_history(self, channel: str) -> None: ...
+
+    async def add_presence(
+        self, channel: str, client_id: str, info: ClientInfo, expire: float
+    ) -> None: ...
+
+    async def remove_presence(self, channel: str, client_id: str) -> None: ...
+
+    async def presence(self, channel: str) -> dict[str, ClientInfo]: ...
+
+    async def presence_stats(self, channel: str) -> PresenceStats: ...

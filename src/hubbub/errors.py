@@ -1,0 +1,58 @@
+"""The exception tree of hubbub.
+
+    HubbubError
+    ├── ConfigError            a configuration value is wrong; names the key
+    ├── ClientError            a command fails; becomes a reply `error` (codes.Error)
+    └── DisconnectRequest      the connection must close with a code (codes.Disconnect)
+
+Rule: these are raised inside hubbub and by application hooks; everything else
+a hook raises is an internal error (100) and is logged. Library exceptions are
+mapped to these at the one boundary where they enter (``raise ... from exc``).
+"""
+
+from __future__ import annotations
+
+from hubbub.codes import DisconnectInfo, ErrorInfo
+
+
+class HubbubError(Exception):
+    """Base of every exception hubbub raises on purpose."""
+
+
+class ConfigError(HubbubError):
+    """A configuration value is invalid or a combination is unsafe.
+
+    ``key`` is the dotted Centrifugo-style key (``channel.namespaces[0].history_ttl``).
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}" if key else message)
+        self.key = key
+        self.message = message
+
+
+class ClientError(HubbubError):
+    """A command is refused: the reply carries this error; the connection stays open.
+
+    Hooks raise it to deny with a code: ``raise ClientError(Error.PERMISSION_DENIED)``
+    or with an application code: ``raise ClientError.custom(4001, "no seats left")``.
+    """
+
+    def __init__(self, error: ErrorInfo, message: str | None = None) -> None:
+        if message is not None:
+            error = ErrorInfo(error.code, message, error.temporary)
+        super().__init__(f"{error.code}: {error.message}")
+        self.error = error
+
+    @classmethod
+    def custom(cls, code: int, message: str, *, temporary: bool = False) -> ClientError:
+        """An application error; Centrifugo reserves 400-1999 for applications."""
+        return cls(ErrorInfo(code, message, temporary))
+
+
+class DisconnectRequest(HubbubError):
+    """The connection must be closed with this disconnect code and reason."""
+
+    def __init__(self, disconnect: DisconnectInfo) -> None:
+        super().__init__(f"{disconnect.code}: {disconnect.reason}")
+        self.disconnect = disconnect

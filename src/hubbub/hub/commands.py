@@ -1,0 +1,413 @@
+"""What each client command does: connect, subscribe, publish, history, rpc, ...
+
+Rule: a handler checks, then acts, then queues exactly one reply (or none for
+``send``); it refuses by raising ClientError or DisconnectRequest and never
+writes an error itself (``Session._run`` does). Subscription mechanics shared
+with the HTTP API (join, leave, recovery) live in ``Hub``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from hubbub.auth.permissions import Action, Actor, Verdict, decide
+from hubbub.auth.tokens import InvalidToken, TokenExpired
+from hubbub.codes import Disconnect, Error
+from hubbub.engines.base import EpochMismatch, HistoryQuery
+from hubbub.errors import ClientError, DisconnectRequest
+from hubbub.hub.hooks import (
+    ConnectEvent,
+    MessageEvent,
+    PublishEvent,
+    RPCEvent,
+    RPCResponse,
+    SubscribeEvent,
+    is_set,
+)
+from hubbub.protocol.codec import encode_reply
+from hubbub.protocol.messages import (
+    NO_DATA,
+    Command,
+    ConnectResult,
+    EmptyResult,
+    HistoryResult,
+    PresenceResult,
+    PresenceStatsResult,
+    RefreshResult,
+    RPCResult,
+    SubRefreshResult,
+    SubscribeRequest,
+    SubscribeResult,
+)
+from hubbub.protocol.messages import Publication as WirePublication
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from hubbub.auth.channels import Channel
+    from hubbub.hub.hub import Hub
+    from hubbub.hub.session import Session
+    from hubbub.protocol import Received
+
+log = logging.getLogger("hubbub.commands")
+
+VERSION = "hubbub 0.1.0"
+
+
+def to_raw(value: Any) -> msgspec.Raw | None:
+    """Application data (any JSON value) as an embedded JSON payload."""
+    if value is None:
+        return None
+    if isinstance(value, msgspec.Raw):
+        return value
+    return msgspec.Raw(msgspec.json.encode(value))
+
+
+def from_raw(raw: msgspec.Raw | None) -> Any:
+    """An embedded JSON payload as a Python value for hooks (None when absent)."""
+    if not raw:
+        return None
+    return msgspec.json.decode(raw)
+
+
+def ttl_until(expire_at: float) -> int:
+    return max(int(expire_at - time.time()), 0)
+
+
+class Commands:
+    """Command handlers of one hub."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._table: dict[str, Callable[[Session, Command], Awaitable[None]]] = {
+            "connect": self.connect,
+            "subscribe": self.subscribe,
+            "unsubscribe": self.unsubscribe,
+            "publish": self.publish,
+            "presence": self.presence,
+            "presence_stats": self.presence_stats,
+            "history": self.history,
+            "ping": self.ping,
+            "send": self.send,
+            "rpc": self.rpc,
+            "refresh": self.refresh,
+            "sub_refresh": self.sub_refresh,
+        }
+
+    async def run(self, session: Session, received: Received) -> None:
+        await self._table[received.method](session, received.command)
+
+    # --- connection ------------------------------------------------------------------
+
+    async def connect(self, session: Session, command: Command) -> None:
+        request = command.connect
+        assert request is not None
+        hub = self.hub
+        client_cfg = hub.config.client
+        channels: list[str] = []
+        if request.token:
+            try:
+                claims = hub.tokens.verify_connection(request.token)
+            except TokenExpired as exc:
+                raise ClientError(Error.TOKEN_EXPIRED) from exc
+            except InvalidToken as exc:
+                log.info("client %s: invalid connection token: %s", session.client_id, exc)
+                raise DisconnectRequest(Disconnect.INVALID_TOKEN) from exc
+            session.user = claims.user
+            session.conn_info = claims.info
+            session.meta = claims.meta
+            session.expire_at = float(claims.expire_at)
+            channels.extend(claims.channels)
+        elif not (
+            hub.hooks.connect
+            or client_cfg.allow_anonymous_connect_without_token
+            or client_cfg.insecure
+        ):
+            raise ClientError(Error.UNAUTHORIZED)
+        session.name = request.name
+        session.version = request.version
+        reply_data: msgspec.Raw | None = None
+        if hub.hooks.connect is not None:
+            decision = await hub.hooks.connect(
+                ConnectEvent(
+                    client=session.client_id,
+                    user=session.user,
+                    token_present=bool(request.token),
+                    data=from_raw(request.data),
+                    name=request.name,
+                    version=request.version,
+                    remote=session.transport.remote,
+                    headers=session.transport.headers,
+                )
+            )
+            if decision is not None:
+                if decision.user is not None:
+                    session.user = decision.user
+                if is_set(decision.info):
+                    session.conn_info = to_raw(decision.info)
+                if is_set(decision.data):
+                    reply_data = to_raw(decision.data)
+                if decision.expire_at is not None:
+                    session.expire_at = float(decision.expire_at)
+                channels.extend(decision.channels)
+        if session.expire_at and session.expire_at <= time.time():
+            raise ClientError(Error.TOKEN_EXPIRED)
+        hub.accept_session(session)
+        session.protocol.accept_connect()
+        subs: dict[str, SubscribeResult] = {}
+        for name in dict.fromkeys(channels):
+            wanted = (request.subs or {}).get(name) or SubscribeRequest(channel=name)
+            try:
+                channel = hub.channel_rules.resolve(name)
+                subs[name] = await hub.subscribe_session(
+                    session, channel, wanted, server_side=True
+                )
+            except ClientError as exc:
+                log.warning("client %s: server-side subscribe %s: %s", session.client_id, name, exc)
+        result = ConnectResult(
+            client=session.client_id,
+            version=VERSION,
+            data=reply_data or NO_DATA,
+            subs=subs or None,
+            ping=int(client_cfg.ping_interval),
+            pong=True,
+            node=hub.node_id,
+        )
+        if session.expire_at:
+            result.expires = True
+            result.ttl = ttl_until(session.expire_at)
+        # Server-side subscription pushes are only valid after the connect reply:
+        # queue the reply before anything the subscriptions may have buffered.
+        session.send(encode_reply(command.id, "connect", result))
+        hub.go_live(session)
+
+    async def refresh(self, session: Session, command: Command) -> None:
+        request = command.refresh
+        assert request is not None
+        if not request.token:
+            raise ClientError(Error.BAD_REQUEST)
+        try:
+            claims = self.hub.tokens.verify_connection(request.token)
+        except TokenExpired as exc:
+            raise ClientError(Error.TOKEN_EXPIRED) from exc
+        except InvalidToken as exc:
+            raise DisconnectRequest(Disconnect.INVALID_TOKEN) from exc
+        if claims.user != session.user:
+            raise DisconnectRequest(Disconnect.INVALID_TOKEN)
+        session.expire_at = float(claims.expire_at)
+        if claims.info is not None:
+            session.conn_info = claims.info
+        self.hub.schedule_expiry(session)
+        result = RefreshResult(client=session.client_id, version=VERSION)
+        if session.expire_at:
+            result.expires = True
+            result.ttl = ttl_until(session.expire_at)
+        session.send(encode_reply(command.id, "refresh", result))
+
+    # --- subscriptions ---------------------------------------------------------------
+
+    async def subscribe(self, session: Session, command: Command) -> None:
+        request = command.subscribe
+        assert request is not None
+        hub = self.hub
+        channel = hub.channel_rules.resolve(request.channel)
+        if request.channel in session.subscriptions:
+            raise ClientError(Error.ALREADY_SUBSCRIBED)
+        if len(session.subscriptions) >= hub.config.client.channel_limit:
+            raise ClientError(Error.LIMIT_EXCEEDED)
+        chan_info: msgspec.Raw | None = None
+        expire_at = 0.0
+        has_token = False
+        if request.token:
+            claims = self._verify_subscription_token(session, request.channel, request.token)
+            has_token = True
+            chan_info = claims.info
+            expire_at = float(claims.expire_at)
+        reply_data: msgspec.Raw | None = None
+        verdict = decide(
+            Action.SUBSCRIBE,
+            channel,
+            self._actor(session, channel, has_token=has_token),
+            hook=hub.hooks.subscribe is not None,
+        )
+        if verdict is Verdict.ASK_HOOK:
+            assert hub.hooks.subscribe is not None
+            decision = await hub.hooks.subscribe(
+                SubscribeEvent(
+                    session.client_id, session.user, request.channel, from_raw(request.data)
+                )
+            )
+            if decision is not None:
+                if is_set(decision.info):
+                    chan_info = to_raw(decision.info)
+                if is_set(decision.data):
+                    reply_data = to_raw(decision.data)
+        elif verdict is Verdict.DENY:
+            raise ClientError(Error.PERMISSION_DENIED)
+        if session.closed or request.channel in session.subscriptions:
+            raise ClientError(Error.ALREADY_SUBSCRIBED)
+        result = await hub.subscribe_session(
+            session, channel, request, chan_info=chan_info, expire_at=expire_at
+        )
+        if reply_data is not None:
+            result.data = reply_data
+        session.send(encode_reply(command.id, "subscribe", result))
+        hub.go_live(session, request.channel)
+
+    async def sub_refresh(self, session: Session, command: Command) -> None:
+        request = command.sub_refresh
+        assert request is not None
+        subscription = session.subscriptions.get(request.channel)
+        if subscription is None:
+            raise ClientError(Error.PERMISSION_DENIED)
+        claims = self._verify_subscription_token(session, request.channel, request.token)
+        subscription.expire_at = float(claims.expire_at)
+        result = SubRefreshResult()
+        if subscription.expire_at:
+            result.expires = True
+            result.ttl = ttl_until(subscription.expire_at)
+        session.send(encode_reply(command.id, "sub_refresh", result))
+
+    async def unsubscribe(self, session: Session, command: Command) -> None:
+        request = command.unsubscribe
+        assert request is not None
+        if request.channel in session.subscriptions:
+            await self.hub.unsubscribe_session(session, request.channel, server_side=False)
+        session.send(encode_reply(command.id, "unsubscribe", EmptyResult()))
+
+    # --- channel actions -------------------------------------------------------------
+
+    async def publish(self, session: Session, command: Command) -> None:
+        request = command.publish
+        assert request is not None
+        hub = self.hub
+        channel = hub.channel_rules.resolve(request.channel)
+        if not request.data:
+            raise ClientError(Error.BAD_REQUEST)
+        data: msgspec.Raw = request.data
+        skip_history = False
+        verdict = decide(
+            Action.PUBLISH,
+            channel,
+            self._actor(session, channel),
+            hook=hub.hooks.publish is not None,
+        )
+        if verdict is Verdict.ASK_HOOK:
+            assert hub.hooks.publish is not None
+            decision = await hub.hooks.publish(
+                PublishEvent(session.client_id, session.user, request.channel, from_raw(data))
+            )
+            if decision is not None:
+                if is_set(decision.data):
+                    data = to_raw(decision.data) or msgspec.Raw(b"null")
+                skip_history = decision.skip_history
+        elif verdict is Verdict.DENY:
+            raise ClientError(Error.PERMISSION_DENIED)
+        subscription = session.subscriptions.get(request.channel)
+        info = session.client_info(subscription.chan_info if subscription else None)
+        await hub.publish_publication(
+            channel, WirePublication(data=data, info=info), skip_history=skip_history
+        )
+        session.send(encode_reply(command.id, "publish", EmptyResult()))
+
+    async def presence(self, session: Session, command: Command) -> None:
+        request = command.presence
+        assert request is not None
+        channel = self._channel_for(session, request.channel, Action.PRESENCE)
+        if not channel.options.presence:
+            raise ClientError(Error.NOT_AVAILABLE)
+        members = await self.hub.engine.presence(request.channel)
+        session.send(encode_reply(command.id, "presence", PresenceResult(members)))
+
+    async def presence_stats(self, session: Session, command: Command) -> None:
+        request = command.presence_stats
+        assert request is not None
+        channel = self._channel_for(session, request.channel, Action.PRESENCE)
+        if not channel.options.presence:
+            raise ClientError(Error.NOT_AVAILABLE)
+        stats = await self.hub.engine.presence_stats(request.channel)
+        result = PresenceStatsResult(stats.num_clients, stats.num_users)
+        session.send(encode_reply(command.id, "presence_stats", result))
+
+    async def history(self, session: Session, command: Command) -> None:
+        request = command.history
+        assert request is not None
+        channel = self._channel_for(session, request.channel, Action.HISTORY)
+        if not channel.options.history_enabled:
+            raise ClientError(Error.NOT_AVAILABLE)
+        cap = self.hub.config.client.history_max_publication_limit
+        limit = request.limit
+        if limit < 0 or limit > cap:
+            limit = cap
+        query = HistoryQuery(since=request.since, limit=limit, reverse=request.reverse)
+        try:
+            page = await self.hub.engine.history(
+                request.channel, query, self.hub.history_options(channel)
+            )
+        except EpochMismatch as exc:
+            raise ClientError(Error.UNRECOVERABLE_POSITION) from exc
+        result = HistoryResult(
+            publications=page.publications or None,
+            epoch=page.position.epoch,
+            offset=page.position.offset,
+        )
+        session.send(encode_reply(command.id, "history", result))
+
+    # --- application calls -----------------------------------------------------------
+
+    async def rpc(self, session: Session, command: Command) -> None:
+        request = command.rpc
+        assert request is not None
+        hook = self.hub.hooks.rpc
+        if hook is None:
+            raise ClientError(Error.NOT_AVAILABLE)
+        response = await hook(
+            RPCEvent(session.client_id, session.user, request.method, from_raw(request.data))
+        )
+        value = response.data if isinstance(response, RPCResponse) else response
+        result = RPCResult(data=to_raw(value) or NO_DATA)
+        session.send(encode_reply(command.id, "rpc", result))
+
+    async def send(self, session: Session, command: Command) -> None:
+        request = command.send
+        assert request is not None
+        hook = self.hub.hooks.message
+        if hook is not None:
+            await hook(MessageEvent(session.client_id, session.user, from_raw(request.data)))
+
+    async def ping(self, session: Session, command: Command) -> None:
+        session.send(encode_reply(command.id, "ping", EmptyResult()))
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def _actor(self, session: Session, channel: Channel, *, has_token: bool = False) -> Actor:
+        return Actor(
+            user=session.user,
+            subscribed=channel.name in session.subscriptions,
+            has_token=has_token,
+            insecure=self.hub.config.client.insecure,
+        )
+
+    def _channel_for(self, session: Session, name: str, action: Action) -> Channel:
+        """Resolve ``name`` and check ``action`` by the allow_* options (no hook for these)."""
+        channel = self.hub.channel_rules.resolve(name)
+        verdict = decide(action, channel, self._actor(session, channel), hook=False)
+        if verdict is not Verdict.ALLOW:
+            raise ClientError(Error.PERMISSION_DENIED)
+        return channel
+
+    def _verify_subscription_token(self, session: Session, channel: str, token: str) -> Any:
+        try:
+            claims = self.hub.subscription_tokens.verify_subscription(token)
+        except TokenExpired as exc:
+            raise ClientError(Error.TOKEN_EXPIRED) from exc
+        except InvalidToken as exc:
+            log.info("client %s: invalid subscription token: %s", session.client_id, exc)
+            raise DisconnectRequest(Disconnect.INVALID_TOKEN) from exc
+        if claims.channel != channel or claims.user != session.user:
+            raise DisconnectRequest(Disconnect.INVALID_TOKEN)
+        return claims

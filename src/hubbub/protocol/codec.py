@@ -1,0 +1,127 @@
+"""JSON encoding of replies and pushes, and decoding of command frames.
+
+Rule: one place turns bytes into Commands and Commands' answers into bytes.
+Decoding never raises anything but ``FrameError``; encoding builds the few
+hot shapes (a publication push) without intermediate dicts.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+from hubbub.codes import ErrorInfo
+from hubbub.protocol.messages import (
+    ClientInfo,
+    Command,
+    DisconnectPush,
+    Join,
+    Leave,
+    MessagePush,
+    Publication,
+    Push,
+    PushFrame,
+    RefreshPush,
+    Result,
+    SubscribePush,
+    UnsubscribePush,
+)
+
+_command_decoder: Final = msgspec.json.Decoder(Command)
+_encode: Final = msgspec.json.Encoder().encode
+
+#: The method fields of a Command, in wire order.
+METHODS: Final[tuple[str, ...]] = (
+    "connect",
+    "subscribe",
+    "unsubscribe",
+    "publish",
+    "presence",
+    "presence_stats",
+    "history",
+    "ping",
+    "send",
+    "rpc",
+    "refresh",
+    "sub_refresh",
+)
+
+#: The reply to a server ping and the ping itself: an empty object.
+PING_FRAME: Final = b"{}"
+
+
+class FrameError(Exception):
+    """A frame that is not a sequence of valid commands."""
+
+
+def decode_commands(frame: bytes | str) -> list[Command]:
+    """Decode a frame of newline-separated JSON commands, in order (blank lines skipped)."""
+    try:
+        return _command_decoder.decode_lines(frame)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise FrameError(str(exc)) from exc
+
+
+def command_method(command: Command) -> str | None:
+    """The one method field set on ``command``; "" for a pong; None when several are set."""
+    found = ""
+    for name in METHODS:
+        if getattr(command, name) is not None:
+            if found:
+                return None
+            found = name
+    return found
+
+
+def encode_value(value: msgspec.Struct | dict[str, object] | list[object]) -> bytes:
+    return _encode(value)
+
+
+def encode_reply(command_id: int, method: str, result: Result) -> bytes:
+    """``{"id": N, "<method>": {...}}``."""
+    return b'{"id":%d,"%s":%s}' % (command_id, method.encode(), _encode(result))
+
+
+def encode_error(command_id: int, error: ErrorInfo) -> bytes:
+    body = {"code": error.code, "message": error.message}
+    if error.temporary:
+        body["temporary"] = True
+    return b'{"id":%d,"error":%s}' % (command_id, _encode(body))
+
+
+def encode_push(push: Push) -> bytes:
+    return _encode(PushFrame(push))
+
+
+def encode_publication_push(channel: str, publication: Publication) -> bytes:
+    """The push every subscriber of ``channel`` receives: encoded once per publication."""
+    return _encode(PushFrame(Push(channel=channel, pub=publication)))
+
+
+def encode_join_push(channel: str, info: ClientInfo) -> bytes:
+    return _encode(PushFrame(Push(channel=channel, join=Join(info))))
+
+
+def encode_leave_push(channel: str, info: ClientInfo) -> bytes:
+    return _encode(PushFrame(Push(channel=channel, leave=Leave(info))))
+
+
+def encode_unsubscribe_push(channel: str, code: int, reason: str) -> bytes:
+    return _encode(PushFrame(Push(channel=channel, unsubscribe=UnsubscribePush(code, reason))))
+
+
+def encode_subscribe_push(channel: str, push: SubscribePush) -> bytes:
+    return _encode(PushFrame(Push(channel=channel, subscribe=push)))
+
+
+def encode_message_push(data: msgspec.Raw) -> bytes:
+    return _encode(PushFrame(Push(message=MessagePush(data))))
+
+
+def encode_disconnect_push(code: int, reason: str, reconnect: bool) -> bytes:
+    return _encode(PushFrame(Push(disconnect=DisconnectPush(code, reason, reconnect))))
+
+
+def encode_refresh_push(expires: bool, ttl: int) -> bytes:
+    return _encode(PushFrame(Push(refresh=RefreshPush(expires, ttl))))

@@ -1,0 +1,319 @@
+"""The server HTTP API: ``POST /api/<method>`` with ``X-API-Key``, as Centrifugo's.
+
+Rule: transport problems get HTTP statuses (401 no or wrong key, 404 unknown
+method, 400 a body that is not valid JSON of the method's shape, 413 too big);
+a well-formed request the hub refuses gets HTTP 200 with
+``{"error": {"code", "message"}}``, like Centrifugo, so ``cent`` raises its
+API error. Success is ``{"result": {...}}``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from hubbub.codes import Disconnect, DisconnectInfo, Error, disconnect_info
+from hubbub.errors import ClientError
+from hubbub.hub.hub import Hub
+from hubbub.protocol.messages import NO_DATA, Publication, StreamPosition
+
+log = logging.getLogger("hubbub.api")
+
+MAX_BODY = 10 * 1024 * 1024
+
+# --- request shapes ------------------------------------------------------------------
+
+
+class PublishParams(msgspec.Struct):
+    channel: str
+    data: msgspec.Raw = NO_DATA
+    skip_history: bool = False
+    tags: dict[str, str] | None = None
+    idempotency_key: str = ""
+
+
+class BroadcastParams(msgspec.Struct):
+    channels: list[str]
+    data: msgspec.Raw = NO_DATA
+    skip_history: bool = False
+    tags: dict[str, str] | None = None
+    idempotency_key: str = ""
+
+
+class ChannelParams(msgspec.Struct):
+    channel: str
+
+
+class HistoryParams(msgspec.Struct):
+    channel: str
+    limit: int = 0
+    since: StreamPosition | None = None
+    reverse: bool = False
+
+
+class ChannelsParams(msgspec.Struct):
+    pattern: str = ""
+
+
+class EmptyParams(msgspec.Struct):
+    pass
+
+
+class DisconnectParams(msgspec.Struct):
+    code: int = 0
+    reason: str = ""
+
+
+class UserDisconnectParams(msgspec.Struct):
+    user: str
+    client: str = ""
+    session: str = ""
+    whitelist: list[str] | None = None
+    disconnect: DisconnectParams | None = None
+
+
+class UserChannelParams(msgspec.Struct):
+    user: str
+    channel: str
+    client: str = ""
+    session: str = ""
+
+
+class UserSubscribeParams(msgspec.Struct):
+    user: str
+    channel: str
+    client: str = ""
+    session: str = ""
+    info: msgspec.Raw = NO_DATA
+    data: msgspec.Raw = NO_DATA
+    recover_since: StreamPosition | None = None
+
+
+class BatchParams(msgspec.Struct):
+    commands: list[dict[str, msgspec.Raw]]
+    parallel: bool = False
+
+
+class BadParams(Exception):
+    """The body does not have the method's shape (HTTP 400)."""
+
+
+Handler = Callable[[msgspec.Raw], Awaitable[dict[str, Any]]]
+
+
+def _decode(raw: msgspec.Raw | bytes, shape: type[Any]) -> Any:
+    try:
+        return msgspec.json.decode(raw, type=shape)
+    except msgspec.DecodeError as exc:
+        raise BadParams(str(exc)) from exc
+
+
+class HttpApi:
+    """The API methods of one hub, dispatched by name."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._methods: dict[str, Handler] = {
+            "publish": self.publish,
+            "broadcast": self.broadcast,
+            "presence": self.presence,
+            "presence_stats": self.presence_stats,
+            "history": self.history,
+            "history_remove": self.history_remove,
+            "channels": self.channels,
+            "info": self.info,
+            "disconnect": self.disconnect,
+            "unsubscribe": self.unsubscribe,
+            "subscribe": self.subscribe,
+            "batch": self.batch,
+        }
+
+    # --- HTTP boundary ---------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.Response:
+        config = self.hub.config.http_api
+        if config.disabled:
+            raise web.HTTPNotFound(text="http api is disabled\n")
+        if not config.insecure and not self._authorized(request):
+            raise web.HTTPUnauthorized(text="missing or wrong X-API-Key\n")
+        handler = self._methods.get(request.match_info["method"])
+        if handler is None:
+            raise web.HTTPNotFound(text="unknown api method\n")
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
+        body = await request.read()
+        try:
+            reply = await self._call(handler, msgspec.Raw(body or b"{}"))
+        except BadParams as exc:
+            raise web.HTTPBadRequest(text=f"bad request: {exc}\n") from exc
+        return web.Response(body=msgspec.json.encode(reply), content_type="application/json")
+
+    def _authorized(self, request: web.Request) -> bool:
+        expected = self.hub.config.http_api.key
+        if not expected:
+            return False
+        given = request.headers.get("X-API-Key", "")
+        if not given:
+            auth = request.headers.get("Authorization", "")
+            if auth.lower().startswith("apikey "):
+                given = auth[7:].strip()
+        # Constant time: the comparison must not tell how much of the key matched.
+        return hmac.compare_digest(given.encode(), expected.encode())
+
+    async def _call(self, handler: Handler, body: msgspec.Raw) -> dict[str, Any]:
+        try:
+            return {"result": await handler(body)}
+        except ClientError as exc:
+            return {"error": {"code": exc.error.code, "message": exc.error.message}}
+        except BadParams:
+            raise
+        except Exception:
+            log.exception("api call failed")
+            return {"error": {"code": Error.INTERNAL.code, "message": Error.INTERNAL.message}}
+
+    # --- methods ---------------------------------------------------------------------
+
+    async def publish(self, body: msgspec.Raw) -> dict[str, Any]:
+        params: PublishParams = _decode(body, PublishParams)
+        return await self._publish_one(
+            params.channel, params.data, params.skip_history, params.tags, params.idempotency_key
+        )
+
+    async def _publish_one(
+        self,
+        channel: str,
+        data: msgspec.Raw,
+        skip_history: bool,
+        tags: dict[str, str] | None,
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        if not data:
+            raise ClientError(Error.BAD_REQUEST, "data required")
+        resolved = self.hub.channel_rules.resolve(channel)
+        result = await self.hub.publish_publication(
+            resolved,
+            Publication(data=data, tags=tags or None),
+            skip_history=skip_history,
+            idempotency_key=idempotency_key,
+        )
+        position = result.position
+        return {"offset": position.offset, "epoch": position.epoch} if position.epoch else {}
+
+    async def broadcast(self, body: msgspec.Raw) -> dict[str, Any]:
+        params: BroadcastParams = _decode(body, BroadcastParams)
+        responses = []
+        for channel in params.channels:
+            try:
+                result = await self._publish_one(
+                    channel, params.data, params.skip_history, params.tags, params.idempotency_key
+                )
+                responses.append({"result": result})
+            except ClientError as exc:
+                responses.append({"error": {"code": exc.error.code, "message": exc.error.message}})
+        return {"responses": responses}
+
+    async def presence(self, body: msgspec.Raw) -> dict[str, Any]:
+        params: ChannelParams = _decode(body, ChannelParams)
+        self._require_presence(params.channel)
+        members = await self.hub.engine.presence(params.channel)
+        return {"presence": {cid: msgspec.to_builtins(info) for cid, info in members.items()}}
+
+    async def presence_stats(self, body: msgspec.Raw) -> dict[str, Any]:
+        params: ChannelParams = _decode(body, ChannelParams)
+        self._require_presence(params.channel)
+        stats = await self.hub.engine.presence_stats(params.channel)
+        return {"num_clients": stats.num_clients, "num_users": stats.num_users}
+
+    def _require_presence(self, channel: str) -> None:
+        if not self.hub.channel_rules.resolve(channel).options.presence:
+            raise ClientError(Error.NOT_AVAILABLE)
+
+    async def history(self, body: msgspec.Raw) -> dict[str, Any]:
+        params: HistoryParams = _decode(body, HistoryParams)
+        limit = params.limit
+        cap = self.hub.config.client.history_max_publication_limit
+        if limit < 0 or limit > cap:
+            limit = cap
+        page = await self.hub.history(
+            params.channel, limit=limit, since=params.since, reverse=params.reverse
+        )
+        result: dict[str, Any] = {
+            "publications": [msgspec.to_builtins(p) for p in page.publications],
+            "epoch": page.position.epoch,
+            "offset": page.position.offset,
+        }
+        return result
+
+    async def history_remove(self, body: msgspec.Raw) -> dict[str, Any]:
+        params: ChannelParams = _decode(body, ChannelParams)
+        self.hub.channel_rules.resolve(params.channel)
+        await self.hub.engine.remove_history(params.channel)
+        return {}
+
+    async def channels(self, body: msgspec.Raw) -> dict[str, Any]:
+        params: ChannelsParams = _decode(body, ChannelsParams)
+        pattern = params.pattern
+        counts = self.hub.channel_counts()
+        return {
+            "channels": {
+                name: {"num_clients": count}
+                for name, count in counts.items()
+                if not pattern or fnmatch.fnmatchcase(name, pattern)
+            }
+        }
+
+    async def info(self, body: msgspec.Raw) -> dict[str, Any]:
+        _decode(body, EmptyParams)
+        return {"nodes": [self.hub.stats()]}
+
+    async def disconnect(self, body: msgspec.Raw) -> dict[str, Any]:
+        params: UserDisconnectParams = _decode(body, UserDisconnectParams)
+        reason: DisconnectInfo = Disconnect.FORCE_DISCONNECT
+        if params.disconnect is not None and params.disconnect.code:
+            code = params.disconnect.code
+            if not (3000 <= code <= 4999):
+                raise ClientError(Error.BAD_REQUEST, "disconnect code must be 3000..4999")
+            reason = disconnect_info(code, params.disconnect.reason)
+        self.hub.disconnect_user(
+            params.user, reason, client=params.client, whitelist=params.whitelist or ()
+        )
+        return {}
+
+    async def unsubscribe(self, body: msgspec.Raw) -> dict[str, Any]:
+        params: UserChannelParams = _decode(body, UserChannelParams)
+        self.hub.channel_rules.resolve(params.channel)
+        await self.hub.unsubscribe_user(params.user, params.channel, client=params.client)
+        return {}
+
+    async def subscribe(self, body: msgspec.Raw) -> dict[str, Any]:
+        params: UserSubscribeParams = _decode(body, UserSubscribeParams)
+        await self.hub.subscribe_user(
+            params.user,
+            params.channel,
+            client=params.client,
+            info=params.info or None,
+            data=params.data or None,
+            recover_since=params.recover_since,
+        )
+        return {}
+
+    async def batch(self, body: msgspec.Raw) -> dict[str, Any]:
+        params: BatchParams = _decode(body, BatchParams)
+        replies: list[dict[str, Any]] = []
+        for command in params.commands:
+            if len(command) != 1:
+                raise BadParams("each batch command has exactly one method")
+            ((method, method_body),) = command.items()
+            handler = self._methods.get(method)
+            if handler is None or method == "batch":
+                replies.append({"error": {"code": Error.METHOD_NOT_FOUND.code, "message": "method not found"}})
+                continue
+            reply = await self._call(handler, method_body)
+            replies.append({method: reply["result"]} if "result" in reply else reply)
+        return {"replies": replies}

@@ -1,0 +1,9 @@
+"""Typed keys under which the aiohttp application holds hubbub's objects."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hubbub.hub.hub import Hub
+
+HUB_KEY: web.AppKey[Hub] = web.AppKey("hubbub.hub", Hub)

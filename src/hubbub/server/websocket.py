@@ -1,0 +1,134 @@
+"""The WebSocket endpoint: aiohttp does the handshake and reads frames; hubbub writes.
+
+Rule: outgoing frames are written straight to the connection's transport as
+unmasked text frames, synchronously, by the hub's flush (one write per
+connection per loop turn). aiohttp's own ``send_str`` is a coroutine per frame,
+which would cost a task or an await per subscriber on the hot path. When
+permessage-deflate is negotiated, frames go through aiohttp's writer instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import struct
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from hubbub.codes import Disconnect, DisconnectInfo
+from hubbub.hub.hub import Hub
+from hubbub.server.keys import HUB_KEY
+
+log = logging.getLogger("hubbub.websocket")
+
+#: Subprotocols hubbub never selects: the protobuf flavour is not implemented.
+NO_SUBPROTOCOLS: tuple[str, ...] = ()
+#: WebSocket close reasons are capped by the protocol (Centrifugo: 32 bytes).
+MAX_REASON = 32
+
+
+def frame_header(length: int) -> bytes:
+    """Header of a final, unmasked text frame carrying ``length`` bytes."""
+    if length < 126:
+        return bytes((0x81, length))
+    if length < 65536:
+        return struct.pack("!BBH", 0x81, 126, length)
+    return struct.pack("!BBQ", 0x81, 127, length)
+
+
+class WebSocketTransport:
+    """Adapts an aiohttp WebSocketResponse to the hub's Transport protocol."""
+
+    __slots__ = ("_closing", "_compressed", "_socket", "_ws", "headers", "remote")
+
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
+        self._ws = ws
+        self._socket = request.transport
+        self._compressed = bool(ws.compress)
+        self._closing: asyncio.Task[bool] | None = None
+        self.remote = request.remote or ""
+        self.headers = {k.lower(): v for k, v in request.headers.items()}
+
+    def write(self, payload: bytes) -> None:
+        socket = self._socket
+        if socket is None or socket.is_closing():
+            return
+        if self._compressed:
+            # Rare path: the deflate state lives in aiohttp's writer.
+            asyncio.ensure_future(self._ws.send_bytes(payload))  # noqa: RUF006
+            return
+        size = len(payload)
+        if size < 4096:
+            socket.write(frame_header(size) + payload)
+        else:
+            socket.writelines((frame_header(size), payload))
+
+    def buffered(self) -> int:
+        socket = self._socket
+        return socket.get_write_buffer_size() if socket is not None else 0
+
+    def close(self, code: int, reason: str) -> None:
+        if self._closing is None and not self._ws.closed:
+            message = reason.encode()[:MAX_REASON]
+            self._closing = asyncio.ensure_future(self._ws.close(code=code, message=message))
+
+    async def wait_closed(self) -> None:
+        """Wait for a close this side started (the handshake has its own timeout)."""
+        if self._closing is not None:
+            await asyncio.shield(self._closing)
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+    """Browsers send Origin; a page from another site may not open a connection.
+
+    No Origin (SDKs outside browsers): allowed. Same host as the request: allowed.
+    Otherwise the origin must match an entry of ``client.allowed_origins``
+    (``*`` wildcards allowed, as in Centrifugo).
+    """
+    if not origin:
+        return True
+    if any(fnmatch.fnmatchcase(origin.lower(), pattern.lower()) for pattern in allowed):
+        return True
+    return bool(host) and urlsplit(origin).netloc.lower() == (host or "").lower()
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    hub: Hub = request.app[HUB_KEY]
+    config = hub.config
+    if not origin_allowed(
+        request.headers.get("Origin"), request.host, config.client.allowed_origins
+    ):
+        log.info("refused origin %s", request.headers.get("Origin"))
+        raise web.HTTPForbidden(text="origin not allowed\n")
+    ws = web.WebSocketResponse(
+        protocols=NO_SUBPROTOCOLS,
+        max_msg_size=config.websocket.message_size_limit,
+        compress=config.websocket.compression,
+        autoping=True,
+    )
+    await ws.prepare(request)
+    transport = WebSocketTransport(ws, request)
+    session = hub.open_session(transport)
+    try:
+        async for message in ws:
+            if message.type is WSMsgType.TEXT:
+                await session.handle_frame(message.data)
+            elif message.type is WSMsgType.BINARY:
+                session.close(Disconnect.INAPPROPRIATE_PROTOCOL)
+                break
+            else:
+                break
+            if session.closed:
+                break
+    finally:
+        session.transport_closed(_close_info(ws))
+    await transport.wait_closed()
+    return ws
+
+
+def _close_info(ws: web.WebSocketResponse) -> DisconnectInfo:
+    code = ws.close_code
+    return DisconnectInfo(code or Disconnect.CONNECTION_CLOSED.code, "connection closed")
+

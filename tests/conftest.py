@@ -1,0 +1,141 @@
+"""Shared fixtures: a real hubbub server on 127.0.0.1, port 0, in the test's event loop.
+
+``start_server(config_data)`` runs the full aiohttp app (the same ``create_app``
+as ``hubbub serve``) with configuration data passed through ``load_config``,
+so tests exercise the real validation, routes and sockets. The defaults give
+an API key, an HMAC secret and a permissive ``chat`` namespace with history,
+presence, join/leave and recovery.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from hubbub.auth.tokens import make_token
+from hubbub.config.loader import load_config
+from hubbub.hub.hub import Hub
+from hubbub.server.app import create_app
+
+API_KEY = "test-api-key"
+SECRET = "test-hmac-secret-key-of-enough-length"
+
+CHAT_NAMESPACE: dict[str, Any] = {
+    "name": "chat",
+    "presence": True,
+    "join_leave": True,
+    "force_push_join_leave": True,
+    "history_size": 1000,
+    "history_ttl": "300s",
+    "force_recovery": True,
+    "allow_subscribe_for_client": True,
+    "allow_subscribe_for_anonymous": True,
+    "allow_publish_for_subscriber": True,
+    "allow_publish_for_client": True,
+    "allow_publish_for_anonymous": True,
+    "allow_history_for_subscriber": True,
+    "allow_history_for_client": True,
+    "allow_presence_for_subscriber": True,
+    "allow_presence_for_client": True,
+}
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "http_server": {"address": "127.0.0.1", "port": 0},
+    "http_api": {"key": API_KEY},
+    "client": {
+        "token": {"hmac_secret_key": SECRET},
+        "allow_anonymous_connect_without_token": True,
+    },
+    "channel": {
+        "without_namespace": {
+            "allow_subscribe_for_client": True,
+            "allow_subscribe_for_anonymous": True,
+            "allow_publish_for_client": True,
+            "allow_publish_for_anonymous": True,
+        },
+        "namespaces": [CHAT_NAMESPACE],
+    },
+}
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``extra`` into a copy of ``base`` (lists are replaced)."""
+    result = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merge(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+@dataclass
+class RunningServer:
+    hub: Hub
+    runner: web.AppRunner
+    port: int
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/connection/websocket"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    api_key: str = API_KEY
+    secret: str = SECRET
+
+    def token(self, user: str, *, ttl: float | None = 3600, **claims: Any) -> str:
+        return make_token(self.secret, user, ttl=ttl, extra=claims or None)
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+ServerFactory = Callable[..., Awaitable[RunningServer]]
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[ServerFactory]:
+    """Factory: ``await start_server({"client": {...}}, setup=lambda hub: ...)``."""
+    running: list[RunningServer] = []
+
+    async def factory(
+        extra: dict[str, Any] | None = None,
+        *,
+        setup: Callable[[Hub], None] | None = None,
+        replace: bool = False,
+    ) -> RunningServer:
+        data = extra if replace and extra is not None else merge(DEFAULT_CONFIG, extra or {})
+        config = load_config(None, env={}, base=data).config
+        hub = Hub(config)
+        if setup is not None:
+            setup(hub)
+        runner = web.AppRunner(create_app(hub), handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        server = RunningServer(hub=hub, runner=runner, port=port)
+        running.append(server)
+        return server
+
+    yield factory
+    for server in running:
+        await server.stop()
+
+
+@pytest.fixture
+async def server(start_server: ServerFactory) -> RunningServer:
+    """A server with the default test configuration."""
+    return await start_server()
