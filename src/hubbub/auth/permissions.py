@@ -54,8 +54,8 @@ def decide(action: Action, channel: Channel, actor: Actor, *, hook: bool) -> Ver
         # A user-limited channel admits exactly its users, and only if allowed.
         opts = channel.options
         if opts.allow_user_limited_channels and actor.user and actor.user in channel.allowed_users:
-            return Verdict.ALLOW if action is Action.SUBSCRIBE else _by_options(
-                action, channel, actor
+            return (
+                Verdict.ALLOW if action is Action.SUBSCRIBE else _by_options(action, channel, actor)
             )
         return Verdict.DENY
     if hook:

@@ -23,8 +23,13 @@ from hubbub.config.generate import FORMATS, demo_config
 from hubbub.config.loader import LoadedConfig, load_config
 from hubbub.errors import ConfigError
 
-LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-              "warning": logging.WARNING, "error": logging.ERROR}
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +79,9 @@ def _load(path: str | None, overrides: dict[str, object] | None = None) -> Loade
 
 
 def _serve(args: argparse.Namespace) -> int:
-    loaded = _load(args.config, {"http_server.port": args.port, "http_server.address": args.address})
+    loaded = _load(
+        args.config, {"http_server.port": args.port, "http_server.address": args.address}
+    )
     if loaded is None:
         return 1
     config = loaded.config

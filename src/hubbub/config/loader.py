@@ -10,7 +10,6 @@ Nothing is read from the environment at import time.
 from __future__ import annotations
 
 import copy
-
 import dataclasses
 import difflib
 import functools

@@ -44,6 +44,7 @@ from hubbub.protocol.messages import (
     SubscribeResult,
 )
 from hubbub.protocol.messages import Publication as WirePublication
+from hubbub.version import __version__
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hubbub.commands")
 
-VERSION = "hubbub 0.1.0"
+VERSION = __version__
 
 
 def to_raw(value: Any) -> msgspec.Raw | None:
@@ -163,9 +164,7 @@ class Commands:
             wanted = (request.subs or {}).get(name) or SubscribeRequest(channel=name)
             try:
                 channel = hub.channel_rules.resolve(name)
-                subs[name] = await hub.subscribe_session(
-                    session, channel, wanted, server_side=True
-                )
+                subs[name] = await hub.subscribe_session(session, channel, wanted, server_side=True)
             except ClientError as exc:
                 log.warning("client %s: server-side subscribe %s: %s", session.client_id, name, exc)
         result = ConnectResult(

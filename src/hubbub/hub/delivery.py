@@ -96,4 +96,3 @@ class Delivery:
         data = session.protocol.data_to_send()
         if data:
             session.transport.write(data)
-

@@ -57,6 +57,7 @@ from hubbub.protocol.messages import (
     SubscribeRequest,
     SubscribeResult,
 )
+from hubbub.version import __version__
 
 log = logging.getLogger("hubbub.hub")
 
@@ -121,9 +122,7 @@ class Hub:
         if self._delivery is not None:
             return
         loop = asyncio.get_running_loop()
-        self._delivery = Delivery(
-            loop, limit=self.config.client.queue_max_size, on_slow=self._slow
-        )
+        self._delivery = Delivery(loop, limit=self.config.client.queue_max_size, on_slow=self._slow)
         self._started_at = time.time()
         await self.engine.start(self)
         self.timers.start()
@@ -205,9 +204,8 @@ class Hub:
     def accept_session(self, session: Session) -> None:
         """Called by connect once the client is authenticated."""
         limit = self.config.client.user_connection_limit
-        if limit and session.user:
-            if len(self._users.get(session.user, ())) >= limit:
-                raise ClientError(Error.LIMIT_EXCEEDED)
+        if limit and session.user and len(self._users.get(session.user, ())) >= limit:
+            raise ClientError(Error.LIMIT_EXCEEDED)
         self._users.setdefault(session.user, set()).add(session)
         self._schedule_ping(session, first=True)
         self.schedule_expiry(session)
@@ -382,7 +380,9 @@ class Hub:
         if recoverable and request.recover:
             result.was_recovering = True
             if channel.options.force_recovery_mode == "cache":
-                page = await self._history_or_none(name, HistoryQuery(limit=1, reverse=True), history)
+                page = await self._history_or_none(
+                    name, HistoryQuery(limit=1, reverse=True), history
+                )
                 recovered = page is not None and bool(page.publications)
                 if page is not None and recovered:
                     latest = page.publications[0]
@@ -464,7 +464,9 @@ class Hub:
         if name not in self._subscribers:
             await self.engine.unsubscribe(name)
 
-    async def _leave(self, session: Session, subscription: Subscription, *, server_side: bool) -> None:
+    async def _leave(
+        self, session: Session, subscription: Subscription, *, server_side: bool
+    ) -> None:
         name = subscription.channel.name
         opts = subscription.channel.options
         if opts.presence:
@@ -566,7 +568,12 @@ class Hub:
         return list(self._users.get(user, ()))
 
     def disconnect_user(
-        self, user: str, disconnect: DisconnectInfo, *, client: str = "", whitelist: Iterable[str] = ()
+        self,
+        user: str,
+        disconnect: DisconnectInfo,
+        *,
+        client: str = "",
+        whitelist: Iterable[str] = (),
     ) -> int:
         """Close every session of ``user`` (or one ``client``) but the whitelisted ones."""
         keep = set(whitelist)
@@ -625,7 +632,7 @@ class Hub:
         return {
             "uid": self.node_id,
             "name": self.node_id,
-            "version": "0.1.0",
+            "version": __version__,
             "num_clients": sum(1 for s in self._sessions.values() if s.connected),
             "num_users": len(self._users),
             "num_channels": len(self._subscribers),
@@ -647,9 +654,4 @@ def _complete(page: HistoryPage, offset: int, limit: int) -> bool:
     if missed == 0:
         return True
     publications = page.publications
-    return (
-        missed <= limit
-        and len(publications) == missed
-        and publications[0].offset == offset + 1
-    )
-
+    return missed <= limit and len(publications) == missed and publications[0].offset == offset + 1

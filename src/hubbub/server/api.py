@@ -146,7 +146,9 @@ class HttpApi:
         if handler is None:
             raise web.HTTPNotFound(text="unknown api method\n")
         if request.content_length is not None and request.content_length > MAX_BODY:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=MAX_BODY, actual_size=request.content_length
+            )
         body = await request.read()
         try:
             reply = await self._call(handler, msgspec.Raw(body or b"{}"))
@@ -312,7 +314,9 @@ class HttpApi:
             ((method, method_body),) = command.items()
             handler = self._methods.get(method)
             if handler is None or method == "batch":
-                replies.append({"error": {"code": Error.METHOD_NOT_FOUND.code, "message": "method not found"}})
+                replies.append(
+                    {"error": {"code": Error.METHOD_NOT_FOUND.code, "message": "method not found"}}
+                )
                 continue
             reply = await self._call(handler, method_body)
             replies.append({method: reply["result"]} if "result" in reply else reply)

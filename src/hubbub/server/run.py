@@ -65,6 +65,10 @@ def run(config: Config, *, ready: Callable[[int], None] | None = None) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(serve(hub, host=config.http_server.address, port=config.http_server.port, ready=ready))
+        asyncio.run(
+            serve(hub, host=config.http_server.address, port=config.http_server.port, ready=ready)
+        )
         return
-    uvloop.run(serve(hub, host=config.http_server.address, port=config.http_server.port, ready=ready))
+    uvloop.run(
+        serve(hub, host=config.http_server.address, port=config.http_server.port, ready=ready)
+    )

@@ -131,4 +131,3 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
 def _close_info(ws: web.WebSocketResponse) -> DisconnectInfo:
     code = ws.close_code
     return DisconnectInfo(code or Disconnect.CONNECTION_CLOSED.code, "connection closed")
-

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install everything the tests need, then run lint, types and the whole test suite.
+#   - redis-server (Debian package) for the engine tests, when missing
+#   - a virtualenv in .venv with hubbub and its test extras
+#   - the Node packages of tests/js (centrifuge-js SDK and ws)
+# Safe to run again: each step is skipped or quick when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+    else
+        echo "warning: redis-server missing and not root: Redis tests will fail" >&2
+    fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[test]"
+
+if ! command -v node >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+    fi
+fi
+npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+
+.venv/bin/ruff check src tests benchmarks
+.venv/bin/ruff format --check src tests benchmarks
+.venv/bin/mypy src
+exec .venv/bin/python -m pytest -q "$@"
