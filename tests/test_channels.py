@@ -15,7 +15,10 @@ def _rules(**kwargs: object) -> ChannelRules:
     return ChannelRules(
         ChannelConfig(
             without_namespace=ChannelOptions(join_leave=True),
-            namespaces=(Namespace("chat", chat), Namespace("num", ChannelOptions(channel_regex=r"\d+"))),
+            namespaces=(
+                Namespace("chat", chat),
+                Namespace("num", ChannelOptions(channel_regex=r"\d+")),
+            ),
             **kwargs,  # type: ignore[arg-type]
         )
     )

@@ -158,7 +158,7 @@ async def test_private_channel_with_subscription_token_and_sub_refresh(
         ws = await http.ws_connect(server.ws_url)
         sub_token = server.token("ann", ttl=60, channel="$secret")
         other_user = server.token("bob", ttl=60, channel="$secret")
-        connect, denied, ok = await _commands(
+        _connect, denied, ok = await _commands(
             ws,
             {"id": 1, "connect": {"token": server.token("ann")}},
             {"id": 2, "subscribe": {"channel": "$secret"}},
