@@ -35,7 +35,7 @@ from hubbub.engines.base import (
     PublishResult,
 )
 from hubbub.engines.memory import MemoryEngine
-from hubbub.errors import ClientError
+from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.commands import Commands, to_raw
 from hubbub.hub.delivery import Delivery
 from hubbub.hub.hooks import Hooks, UnsubscribeEvent, disconnect_event
@@ -205,7 +205,7 @@ class Hub:
         """Called by connect once the client is authenticated."""
         limit = self.config.client.user_connection_limit
         if limit and session.user and len(self._users.get(session.user, ())) >= limit:
-            raise ClientError(Error.LIMIT_EXCEEDED)
+            raise DisconnectRequest(Disconnect.CONNECTION_LIMIT)
         self._users.setdefault(session.user, set()).add(session)
         self._schedule_ping(session, first=True)
         self.schedule_expiry(session)

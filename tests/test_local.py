@@ -1,0 +1,136 @@
+"""The whole command path without sockets: protocol bytes in, bytes out (LocalClient)."""
+
+from __future__ import annotations
+
+import json
+
+from hubbub.config.loader import load_config
+from hubbub.hub.hub import Hub
+from hubbub.hub.local import LocalClient
+from tests.conftest import DEFAULT_CONFIG
+
+
+def hub() -> Hub:
+    return Hub(load_config(None, env={}, base=DEFAULT_CONFIG).config)
+
+
+async def test_connect_subscribe_publish_in_one_frame_replies_in_one_frame() -> None:
+    async with hub() as h:
+        client = LocalClient(h)
+        await client.send(
+            b'{"id":1,"connect":{}}\n{"id":2,"subscribe":{"channel":"chat:a"}}\n'
+            b'{"id":3,"publish":{"channel":"chat:a","data":{"n":1}}}'
+        )
+        h.delivery.flush()
+        assert len(client.frames) == 1  # everything of this turn coalesced into one frame
+        messages = [json.loads(m) for m in await client.receive()]
+        replies = [m for m in messages if "id" in m]
+        assert [m["id"] for m in replies] == [1, 2, 3]
+        assert replies[1]["subscribe"]["recoverable"] is True
+        assert "offset" not in replies[1]["subscribe"]  # zero values are omitted
+        assert replies[1]["subscribe"]["epoch"]
+        assert replies[2] == {"id": 3, "publish": {}}
+        (pub,) = [m["push"]["pub"] for m in messages if "pub" in m.get("push", {})]
+        assert pub["data"] == {"n": 1} and pub["offset"] == 1
+        # The publication push comes after the subscribe reply, never before.
+        assert messages.index(replies[1]) < next(
+            i for i, m in enumerate(messages) if "pub" in m.get("push", {})
+        )
+
+
+async def test_recovery_is_never_partial() -> None:
+    config = load_config(
+        None,
+        env={},
+        base={
+            **DEFAULT_CONFIG,
+            "client": {
+                "allow_anonymous_connect_without_token": True,
+                "recovery_max_publication_limit": 3,
+            },
+        },
+    ).config
+    async with Hub(config) as h:
+        position = await h.publish("chat:r", 0)
+        for n in range(1, 5):
+            await h.publish("chat:r", n)
+        client = LocalClient(h)
+        # 4 missed > limit 3: recovered false, no publications, positioned at the top.
+        await client.send(
+            b'{"id":1,"connect":{}}\n{"id":2,"subscribe":{"channel":"chat:r","recover":true,'
+            b'"offset":%d,"epoch":"%s"}}' % (position.offset, position.epoch.encode())
+        )
+        h.delivery.flush()
+        reply = json.loads((await client.receive())[1])["subscribe"]
+        assert reply.get("recovered") is None and reply["was_recovering"] is True
+        assert "publications" not in reply and reply["offset"] == 5
+        # 2 missed: recovered with exactly those two.
+        other = LocalClient(h)
+        await other.send(
+            b'{"id":1,"connect":{}}\n{"id":2,"subscribe":{"channel":"chat:r","recover":true,'
+            b'"offset":3,"epoch":"%s"}}' % position.epoch.encode()
+        )
+        h.delivery.flush()
+        reply = json.loads((await other.receive())[1])["subscribe"]
+        assert reply["recovered"] is True
+        assert [p["data"] for p in reply["publications"]] == [3, 4]
+
+
+async def test_reject_unrecovered_flag_answers_112() -> None:
+    async with hub() as h:
+        await h.publish("chat:f", 1)
+        client = LocalClient(h)
+        await client.send(
+            b'{"id":1,"connect":{}}\n{"id":2,"subscribe":{"channel":"chat:f","recover":true,'
+            b'"offset":1,"epoch":"wrong","flag":2}}'
+        )
+        h.delivery.flush()
+        assert json.loads((await client.receive())[1]) == {
+            "id": 2,
+            "error": {"code": 112, "message": "unrecoverable position"},
+        }
+
+
+async def test_cache_mode_recovers_the_latest_publication_only() -> None:
+    base = json.loads(json.dumps(DEFAULT_CONFIG))
+    base["channel"]["namespaces"].append(
+        {
+            "name": "state",
+            "history_size": 1,
+            "history_ttl": "60s",
+            "force_recovery": True,
+            "force_recovery_mode": "cache",
+            "allow_subscribe_for_client": True,
+            "allow_subscribe_for_anonymous": True,
+        }
+    )
+    async with Hub(load_config(None, env={}, base=base).config) as h:
+        first = await h.publish("state:price", {"v": 1})
+        await h.publish("state:price", {"v": 2})
+        await h.publish("state:price", {"v": 3})
+        client = LocalClient(h)
+        await client.send(
+            b'{"id":1,"connect":{}}\n{"id":2,"subscribe":{"channel":"state:price",'
+            b'"recover":true,"offset":%d,"epoch":"%s"}}' % (first.offset, first.epoch.encode())
+        )
+        h.delivery.flush()
+        reply = json.loads((await client.receive())[1])["subscribe"]
+        assert reply["recovered"] is True
+        assert [p["data"] for p in reply["publications"]] == [{"v": 3}]
+
+
+async def test_slow_client_is_disconnected_with_3008_and_publisher_unaffected() -> None:
+    base = json.loads(json.dumps(DEFAULT_CONFIG))
+    base["client"]["queue_max_size"] = 10_000
+    async with Hub(load_config(None, env={}, base=base).config) as h:
+        slow = LocalClient(h)
+        await slow.send(b'{"id":1,"connect":{}}\n{"id":2,"subscribe":{"channel":"chat:s"}}')
+        h.delivery.flush()
+        await slow.receive()
+        # No flush between publications: the outbox grows past its limit in one turn.
+        for n in range(200):
+            await h.publish("chat:s", {"n": n, "pad": "x" * 100})
+        assert slow.close_code == 3008
+        assert slow.session.closed and slow.session.client_id not in h.sessions
+        page = await h.history("chat:s", limit=-1)
+        assert len(page.publications) == 200  # nothing the publisher made is lost
