@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from hubbub.config.loader import load_config
@@ -134,3 +135,24 @@ async def test_slow_client_is_disconnected_with_3008_and_publisher_unaffected() 
         assert slow.session.closed and slow.session.client_id not in h.sessions
         page = await h.history("chat:s", limit=-1)
         assert len(page.publications) == 200  # nothing the publisher made is lost
+
+
+async def test_server_ping_is_written_and_answered_pong_keeps_the_connection() -> None:
+    base = json.loads(json.dumps(DEFAULT_CONFIG))
+    base["client"].update({"ping_interval": "1s", "pong_timeout": "0.5s"})
+    async with Hub(load_config(None, env={}, base=base).config) as h:
+        client = LocalClient(h)
+        await client.send(b'{"id":1,"connect":{}}')
+        (connect,) = await client.receive()
+        assert json.loads(connect)["connect"]["ping"] == 1
+        for _ in range(3):  # three ping/pong rounds, the connection stays
+            async with asyncio.timeout(3):
+                assert await client.receive() == [b"{}"]
+            await client.send(b"{}")
+        assert client.close_code is None
+        # Now stay silent: the next ping goes unanswered and the hub closes with 3012.
+        async with asyncio.timeout(3):
+            assert await client.receive() == [b"{}"]
+            while client.close_code is None:
+                await client.receive()
+        assert client.close_code == 3012

@@ -43,6 +43,7 @@ from hubbub.hub.session import Session, Subscription
 from hubbub.hub.timers import TimerWheel
 from hubbub.hub.transport import Transport
 from hubbub.protocol.codec import (
+    PING_FRAME,
     encode_join_push,
     encode_leave_push,
     encode_publication_push,
@@ -268,6 +269,7 @@ class Hub:
         if not session.protocol.ping():
             session.close(Disconnect.NO_PONG)
             return
+        session.send(PING_FRAME)
         self.timers.call_later(self.config.client.pong_timeout, lambda: self._check_pong(session))
         self._schedule_ping(session)
         self._refresh_presence(session)

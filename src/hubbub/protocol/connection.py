@@ -114,11 +114,14 @@ class ClientProtocol:
     # --- heartbeat -------------------------------------------------------------------
 
     def ping(self) -> bool:
-        """Queue a ping ``{}``; False if the previous one is still unanswered."""
+        """Record that a ping ``{}`` goes out now; False if the last one is unanswered.
+
+        The caller sends the ping frame itself (through its flush path), so it
+        leaves with the next write like any other message.
+        """
         if self._ping_outstanding:
             return False
         self._ping_outstanding = True
-        self.queue(b"{}")
         return True
 
     @property
