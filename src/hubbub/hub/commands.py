@@ -182,7 +182,7 @@ class Commands:
         # Server-side subscription pushes are only valid after the connect reply:
         # queue the reply before anything the subscriptions may have buffered.
         session.send(encode_reply(command.id, "connect", result))
-        hub.go_live(session)
+        await hub.go_live(session)
 
     async def refresh(self, session: Session, command: Command) -> None:
         request = command.refresh
@@ -255,7 +255,7 @@ class Commands:
         if reply_data is not None:
             result.data = reply_data
         session.send(encode_reply(command.id, "subscribe", result))
-        hub.go_live(session, request.channel)
+        await hub.go_live(session, request.channel)
 
     async def sub_refresh(self, session: Session, command: Command) -> None:
         request = command.sub_refresh

@@ -362,8 +362,6 @@ class Hub:
         if opts.presence:
             info = session.client_info(chan_info)
             await self.engine.add_presence(name, session.client_id, info, PRESENCE_TTL)
-        if opts.join_leave:
-            await self.engine.publish_join(name, session.client_info(chan_info))
         return result
 
     async def _position(
@@ -418,9 +416,11 @@ class Hub:
         except EpochMismatch:
             return None
 
-    def go_live(self, session: Session, channel: str | None = None) -> None:
-        """Move buffered subscriptions of ``session`` (one, or all) to live delivery."""
+    async def go_live(self, session: Session, channel: str | None = None) -> None:
+        """Move buffered subscriptions of ``session`` (one, or all) to live delivery,
+        then announce the join (so the subscriber sees its own join too)."""
         names = [channel] if channel is not None else list(session.subscriptions)
+        joined: list[Subscription] = []
         for name in names:
             subscribers = self._subscribers.get(name)
             subscription = session.subscriptions.get(name)
@@ -433,6 +433,11 @@ class Hub:
                 if offset == 0 or offset > subscription.live_from:
                     session.send(frame)
             subscribers.live[session] = subscription
+            joined.append(subscription)
+        for subscription in joined:
+            if subscription.channel.options.join_leave:
+                info = session.client_info(subscription.chan_info)
+                await self.engine.publish_join(subscription.channel.name, info)
 
     async def unsubscribe_session(
         self,
@@ -621,7 +626,7 @@ class Hub:
                 data=to_raw(data) or SubscribePush().data,
             )
             session.send(encode_subscribe_push(channel, push))
-            self.go_live(session, channel)
+            await self.go_live(session, channel)
 
     def channel_counts(self) -> dict[str, int]:
         """Channels with local subscribers and how many."""
