@@ -224,3 +224,28 @@ async def test_embedded_in_existing_aiohttp_app_publishing_from_app_code() -> No
             await ws.close()
     finally:
         await runner.cleanup()
+
+
+async def test_serve_inside_a_plain_asyncio_program() -> None:
+    """``hubbub.serve`` runs the server in the caller's loop until ``stop`` is set."""
+    from hubbub import serve
+    from hubbub.config.loader import load_config
+    from tests.conftest import DEFAULT_CONFIG
+
+    ports: asyncio.Queue[int] = asyncio.Queue()
+    stop = asyncio.Event()
+    async with Hub(load_config(None, env={}, base=DEFAULT_CONFIG).config) as hub:
+        task = asyncio.create_task(
+            serve(hub, host="127.0.0.1", port=0, ready=ports.put_nowait, stop=stop)
+        )
+        port = await asyncio.wait_for(ports.get(), TIMEOUT)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/health") as response:
+                assert response.status == 200
+            ws = await http.ws_connect(f"ws://127.0.0.1:{port}/connection/websocket")
+            (reply,) = await exchange(ws, {"id": 1, "connect": {}})
+            assert reply["connect"]["client"] in hub.sessions
+            stop.set()
+            await asyncio.wait_for(task, TIMEOUT)
+            closing = await asyncio.wait_for(ws.receive(), TIMEOUT)
+            assert closing.type is aiohttp.WSMsgType.CLOSE and closing.data == 3001

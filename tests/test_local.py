@@ -156,3 +156,20 @@ async def test_server_ping_is_written_and_answered_pong_keeps_the_connection() -
             while client.close_code is None:
                 await client.receive()
         assert client.close_code == 3012
+
+
+async def test_token_channels_become_server_side_subscriptions() -> None:
+    from hubbub.auth.tokens import make_token
+    from tests.conftest import SECRET
+
+    async with hub() as h:
+        client = LocalClient(h)
+        token = make_token(SECRET, "zoe", ttl=60, extra={"channels": ["chat:inbox", "news"]})
+        await client.send(b'{"id":1,"connect":{"token":"%s"}}' % token.encode())
+        (reply, *pushes) = [json.loads(m) for m in await client.receive()]
+        assert set(reply["connect"]["subs"]) == {"chat:inbox", "news"}
+        assert reply["connect"]["subs"]["chat:inbox"]["recoverable"] is True
+        await h.publish("news", {"n": 1})
+        h.delivery.flush()
+        pushes += [json.loads(m) for m in await client.receive()]
+        assert {"channel": "news", "pub": {"data": {"n": 1}}} in [p["push"] for p in pushes]
