@@ -116,10 +116,14 @@ class Command(msgspec.Struct):
 
 
 class ClientInfo(msgspec.Struct, omit_defaults=True):
-    """Who a connection is: shown in presence, join/leave and publication ``info``."""
+    """Who a connection is: shown in presence, join/leave and publication ``info``.
 
-    user: str = ""
-    client: str = ""
+    ``user`` and ``client`` have no default so they are always encoded, even
+    empty (an anonymous user): SDKs read ``info.user`` as a string.
+    """
+
+    user: str
+    client: str
     conn_info: Raw = NO_DATA
     chan_info: Raw = NO_DATA
 

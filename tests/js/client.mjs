@@ -1,0 +1,205 @@
+/**
+ * A centrifuge-js client driven by tests/test_sdk_js.py, to prove the real JS SDK works
+ * against hubbub.
+ *
+ * Input: a JSON scenario, as argv[2] or else as the first line of stdin:
+ *   {
+ *     "url": "ws://127.0.0.1:PORT/connection/websocket",
+ *     "token": "...",                 // optional: connection JWT; absent = anonymous
+ *     "channel": "chat:room",         // optional: subscribe to it on start
+ *     "minReconnectDelay": 1500,      // optional, ms (SDK defaults otherwise)
+ *     "maxReconnectDelay": 1500,      // optional, ms; min == max gives an exact delay
+ *     "name": "js",                   // optional client name
+ *     "steps": [{"cmd": "..."}]       // optional commands run first, before stdin's
+ *   }
+ * then commands on stdin, one JSON object a line, run one at a time in order:
+ *   {"cmd": "publish", "data": ...}          {"cmd": "presence"}
+ *   {"cmd": "presence_stats"}                {"cmd": "history", "limit": 10}
+ *   {"cmd": "rpc", "method": "m", "data": ...}
+ *   {"cmd": "disconnect"}  {"cmd": "connect"}  {"cmd": "exit"}
+ * Channel commands use "channel" if given, else the scenario's channel (through its
+ * subscription, which makes the SDK wait until it is subscribed). A command may carry
+ * an "id", echoed in its result.
+ *
+ * Output: one JSON object a line on stdout, each with an "event" field: the SDK's
+ * events (connecting, connected, disconnected, error, subscribing, subscribed,
+ * unsubscribed, publication, join, leave, sub_error) and one result per command,
+ * named after it ({"event": "rpc", "data": ...}, or with "error": {code, message}
+ * when the SDK rejected it). "exit" answers {"event": "exit"} and ends the process,
+ * as does the end of stdin.
+ */
+
+import { createInterface } from 'node:readline';
+import { Centrifuge } from 'centrifuge';
+import WebSocket from 'ws';
+
+function emit(event, fields = {}) {
+  // Writes to a pipe are synchronous on Linux: nothing is lost when we exit.
+  process.stdout.write(JSON.stringify({ event, ...fields }) + '\n');
+}
+
+function errorFields(err) {
+  if (err && typeof err === 'object' && 'code' in err) {
+    return { code: err.code, message: err.message ?? '' };
+  }
+  return { code: -1, message: String(err) };
+}
+
+function clientInfo(info) {
+  if (!info) return null;
+  return {
+    client: info.client,
+    user: info.user,
+    connInfo: info.connInfo ?? null,
+    chanInfo: info.chanInfo ?? null,
+  };
+}
+
+function publicationFields(ctx) {
+  return {
+    channel: ctx.channel,
+    data: ctx.data,
+    offset: ctx.offset ?? null,
+    info: clientInfo(ctx.info),
+    tags: ctx.tags ?? null,
+  };
+}
+
+function exit(code) {
+  process.exit(code);
+}
+
+process.on('uncaughtException', (err) => {
+  emit('fatal', { message: String(err && err.stack ? err.stack : err) });
+  exit(1);
+});
+process.on('unhandledRejection', (err) => {
+  emit('fatal', { message: String(err && err.stack ? err.stack : err) });
+  exit(1);
+});
+
+async function readScenario(lines) {
+  if (process.argv[2]) return JSON.parse(process.argv[2]);
+  const { value, done } = await lines.next();
+  if (done) throw new Error('no scenario on stdin');
+  return JSON.parse(value);
+}
+
+function createClient(scenario) {
+  const options = { websocket: WebSocket, name: scenario.name ?? 'js' };
+  if (scenario.token) options.token = scenario.token;
+  if (scenario.minReconnectDelay !== undefined) options.minReconnectDelay = scenario.minReconnectDelay;
+  if (scenario.maxReconnectDelay !== undefined) options.maxReconnectDelay = scenario.maxReconnectDelay;
+  const client = new Centrifuge(scenario.url, options);
+  client.on('connecting', (ctx) => emit('connecting', { code: ctx.code, reason: ctx.reason }));
+  client.on('connected', (ctx) =>
+    emit('connected', { client: ctx.client, transport: ctx.transport, data: ctx.data ?? null }),
+  );
+  client.on('disconnected', (ctx) => emit('disconnected', { code: ctx.code, reason: ctx.reason }));
+  client.on('error', (ctx) => emit('error', { type: ctx.type, error: errorFields(ctx.error) }));
+  client.on('publication', (ctx) => emit('server_publication', publicationFields(ctx)));
+  return client;
+}
+
+function createSubscription(client, channel) {
+  const sub = client.newSubscription(channel);
+  sub.on('subscribing', (ctx) =>
+    emit('subscribing', { channel: ctx.channel, code: ctx.code, reason: ctx.reason }),
+  );
+  sub.on('subscribed', (ctx) =>
+    emit('subscribed', {
+      channel: ctx.channel,
+      recoverable: ctx.recoverable,
+      positioned: ctx.positioned,
+      wasRecovering: ctx.wasRecovering,
+      recovered: ctx.recovered,
+      streamPosition: ctx.streamPosition ?? null,
+    }),
+  );
+  sub.on('unsubscribed', (ctx) =>
+    emit('unsubscribed', { channel: ctx.channel, code: ctx.code, reason: ctx.reason }),
+  );
+  sub.on('publication', (ctx) => emit('publication', publicationFields(ctx)));
+  sub.on('join', (ctx) => emit('join', { channel: ctx.channel, info: clientInfo(ctx.info) }));
+  sub.on('leave', (ctx) => emit('leave', { channel: ctx.channel, info: clientInfo(ctx.info) }));
+  sub.on('error', (ctx) => emit('sub_error', { channel: ctx.channel, type: ctx.type, error: errorFields(ctx.error) }));
+  return sub;
+}
+
+/** Runs one command; resolves with the fields of its result event. */
+async function execute(client, scenario, command) {
+  const channel = command.channel ?? scenario.channel;
+  const sub = channel ? client.getSubscription(channel) : null;
+  const target = sub ?? client;
+  const withChannel = sub ? [] : [channel];
+  switch (command.cmd) {
+    case 'publish':
+      await target.publish(...withChannel, command.data);
+      return {};
+    case 'presence': {
+      const result = await target.presence(...withChannel);
+      const clients = {};
+      for (const [id, info] of Object.entries(result.clients)) clients[id] = clientInfo(info);
+      return { clients };
+    }
+    case 'presence_stats': {
+      const result = await target.presenceStats(...withChannel);
+      return { numClients: result.numClients, numUsers: result.numUsers };
+    }
+    case 'history': {
+      const options = { limit: command.limit ?? 0 };
+      if (command.reverse) options.reverse = true;
+      const result = await target.history(...withChannel, options);
+      return {
+        publications: result.publications.map(publicationFields),
+        offset: result.offset,
+        epoch: result.epoch,
+      };
+    }
+    case 'rpc': {
+      const result = await client.rpc(command.method, command.data ?? null);
+      return { data: result.data ?? null };
+    }
+    case 'disconnect':
+      client.disconnect();
+      return {};
+    case 'connect':
+      client.connect();
+      return {};
+    default:
+      throw { code: -1, message: `unknown command ${JSON.stringify(command.cmd)}` };
+  }
+}
+
+async function run(client, scenario, command) {
+  if (command.cmd === 'exit') {
+    client.disconnect();
+    emit('exit', { id: command.id ?? null });
+    exit(0);
+  }
+  const id = command.id ?? null;
+  try {
+    emit(command.cmd, { id, ...(await execute(client, scenario, command)) });
+  } catch (err) {
+    emit(command.cmd, { id, error: errorFields(err) });
+  }
+}
+
+async function main() {
+  const lines = createInterface({ input: process.stdin, crlfDelay: Infinity })[Symbol.asyncIterator]();
+  const scenario = await readScenario(lines);
+  const client = createClient(scenario);
+  if (scenario.channel) createSubscription(client, scenario.channel).subscribe();
+  client.connect();
+  for (const command of scenario.steps ?? []) await run(client, scenario, command);
+  for (;;) {
+    const { value, done } = await lines.next();
+    if (done) break;
+    if (value.trim()) await run(client, scenario, JSON.parse(value));
+  }
+  // stdin closed: the driving test is gone.
+  client.disconnect();
+  exit(0);
+}
+
+main();
