@@ -88,9 +88,12 @@ async def test_serve_with_config_file_and_flag_override(tmp_path: Path) -> None:
     )
     process = await start_serve("--config", str(config), "--port", str(port))
     try:
-        async with aiohttp.ClientSession() as http, http.post(
-            f"http://127.0.0.1:{port}/api/info", json={}, headers={"X-API-Key": API_KEY}
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"http://127.0.0.1:{port}/api/info", json={}, headers={"X-API-Key": API_KEY}
+            ) as response,
+        ):
             body = await response.json()
             assert body["result"]["nodes"][0]["num_clients"] == 0
     finally:

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 from hubbub.cli.config_cmd import checkconfig, genconfig
 from hubbub.config import (
-    ChannelConfig,
     ChannelOptions,
     Config,
     LoadedConfig,
@@ -601,5 +600,3 @@ def test_genconfig_stdout_and_file(tmp_path: Path, capsys: pytest.CaptureFixture
 
     assert genconfig("ini", str(tmp_path / "x.ini")) == 1
     assert "unknown format" in capsys.readouterr().err
-
-

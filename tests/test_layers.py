@@ -1,6 +1,6 @@
 """The import rule of the architecture: a layer imports only from layers below it.
 
-    codes, errors < config < protocol < engines, auth < hub < server < cli
+codes, errors < config < protocol < engines, auth < hub < server < cli
 """
 
 from __future__ import annotations

@@ -8,8 +8,7 @@ the right content; RPC reaches a Python hook (and fails with the right codes);
 a connection token identifies the user; an idle connection lives on server
 pings; and after the server closes the connection (3001, or a reconnect code
 through ``/api/disconnect``) the SDK reconnects and recovers exactly what it
-missed: nothing lost, duplicated or reordered. A known server deviation is
-tracked as a strict xfail (see its reason).
+missed: nothing lost, duplicated or reordered.
 
 The npm packages are pinned in ``tests/js/package-lock.json``; when
 ``tests/js/node_modules`` is missing or stale, the module runs ``npm ci`` once.

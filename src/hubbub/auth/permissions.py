@@ -5,8 +5,8 @@ in ``decide``:
   1. the private prefix (``$``): only a valid subscription token grants access
      (checked by the caller; here a private channel without a token is denied);
   2. a token (already verified by the caller) grants subscribe;
-  3. a user-limited channel (``#``) grants access to the users it lists, when the
-     namespace allows user-limited channels;
+  3. a user-limited channel (``#``, when the namespace allows user-limited
+     channels) admits to subscribe exactly the users it lists, and no one else;
   4. an application hook, if registered, decides (the caller runs it);
   5. otherwise the ``allow_*`` options of the namespace decide.
 ``client.insecure`` allows everything (development only).
@@ -50,14 +50,15 @@ def decide(action: Action, channel: Channel, actor: Actor, *, hook: bool) -> Ver
             return Verdict.ALLOW
         if channel.private:
             return Verdict.DENY
-    if channel.allowed_users is not None:
-        # A user-limited channel admits exactly its users, and only if allowed.
-        opts = channel.options
-        if opts.allow_user_limited_channels and actor.user and actor.user in channel.allowed_users:
-            return (
-                Verdict.ALLOW if action is Action.SUBSCRIBE else _by_options(action, channel, actor)
-            )
-        return Verdict.DENY
+    if (
+        action is Action.SUBSCRIBE
+        and channel.allowed_users is not None
+        and channel.options.allow_user_limited_channels
+    ):
+        # A user-limited channel admits exactly its users; without the option
+        # a "#" in the name has no meaning and the channel is an ordinary one.
+        allowed = bool(actor.user) and actor.user in channel.allowed_users
+        return Verdict.ALLOW if allowed else Verdict.DENY
     if hook:
         return Verdict.ASK_HOOK
     return _by_options(action, channel, actor)

@@ -156,7 +156,8 @@ class Commands:
                     session.expire_at = float(decision.expire_at)
                 channels.extend(decision.channels)
         if session.expire_at and session.expire_at <= time.time():
-            raise ClientError(Error.TOKEN_EXPIRED)
+            # The token was valid (else 109 above): the expiry the hook chose is past.
+            raise ClientError(Error.EXPIRED)
         hub.accept_session(session)
         session.protocol.accept_connect()
         subs: dict[str, SubscribeResult] = {}

@@ -59,7 +59,7 @@ def decode_commands(frame: bytes | str) -> list[Command]:
     """Decode a frame of newline-separated JSON commands, in order (blank lines skipped)."""
     try:
         return _command_decoder.decode_lines(frame)
-    except (msgspec.DecodeError, RecursionError) as exc:
+    except (msgspec.DecodeError, RecursionError, UnicodeError) as exc:
         raise FrameError(str(exc)) from exc
 
 

@@ -154,6 +154,8 @@ class HttpApi:
             reply = await self._call(handler, msgspec.Raw(body or b"{}"))
         except BadParams as exc:
             raise web.HTTPBadRequest(text=f"bad request: {exc}\n") from exc
+        if handler == self.batch and "result" in reply:
+            reply = reply["result"]  # Centrifugo answers a batch with {"replies": [...]} itself
         return web.Response(body=msgspec.json.encode(reply), content_type="application/json")
 
     def _authorized(self, request: web.Request) -> bool:
@@ -224,7 +226,7 @@ class HttpApi:
         params: ChannelParams = _decode(body, ChannelParams)
         self._require_presence(params.channel)
         members = await self.hub.engine.presence(params.channel)
-        return {"presence": {cid: msgspec.to_builtins(info) for cid, info in members.items()}}
+        return {"presence": members}
 
     async def presence_stats(self, body: msgspec.Raw) -> dict[str, Any]:
         params: ChannelParams = _decode(body, ChannelParams)
@@ -246,7 +248,7 @@ class HttpApi:
             params.channel, limit=limit, since=params.since, reverse=params.reverse
         )
         result: dict[str, Any] = {
-            "publications": [msgspec.to_builtins(p) for p in page.publications],
+            "publications": page.publications,
             "epoch": page.position.epoch,
             "offset": page.position.offset,
         }

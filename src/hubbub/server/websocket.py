@@ -71,7 +71,8 @@ class WebSocketTransport:
 
     def close(self, code: int, reason: str) -> None:
         if self._closing is None and not self._ws.closed:
-            message = reason.encode()[:MAX_REASON]
+            # Cut on a character boundary: a split UTF-8 sequence makes the peer fail 1007.
+            message = reason.encode()[:MAX_REASON].decode("utf-8", "ignore").encode()
             self._closing = asyncio.ensure_future(self._ws.close(code=code, message=message))
 
     async def wait_closed(self) -> None:
