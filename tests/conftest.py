@@ -20,7 +20,7 @@ from aiohttp import web
 from hubbub.auth.tokens import make_token
 from hubbub.config.loader import load_config
 from hubbub.hub.hub import Hub
-from hubbub.server.app import create_app
+from hubbub.server.app import create_app, runner_options
 
 API_KEY = "test-api-key"
 SECRET = "test-hmac-secret-key-of-enough-length"
@@ -121,7 +121,9 @@ async def start_server() -> AsyncIterator[ServerFactory]:
         hub = Hub(config)
         if setup is not None:
             setup(hub)
-        runner = web.AppRunner(create_app(hub), handle_signals=False, access_log=None)
+        runner = web.AppRunner(
+            create_app(hub), handle_signals=False, **runner_options(config.http_server)
+        )
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

@@ -69,7 +69,7 @@ _IGNORED: dict[type, frozenset[str]] = {
         presence_manager map_broker dev init pid_file enable_unreleased_features"""
     ),
     HttpServerConfig: _names(
-        "tls tls_autocert tls_external internal_address internal_port internal_tls http3"
+        "tls tls_autocert tls_external internal_tls http3"
     ),
     HttpApiConfig: _names("handler_prefix external error_mode"),
     ClientConfig: _names(
@@ -473,15 +473,23 @@ def _validate(config: Config) -> list[str]:
             f"must be less than client.ping_interval ({client.ping_interval:g}s), "
             f"got {client.pong_timeout:g}s",
         )
-    address = config.http_server.address
-    for key, on in (
-        ("client.insecure", client.insecure),
-        ("http_api.insecure", config.http_api.insecure),
+    server = config.http_server
+    if server.internal_port and server.internal_port == server.port:
+        raise ConfigError(
+            "http_server.internal_port", f"must differ from http_server.port ({server.port})"
+        )
+    if client.command_rate_limit and client.command_rate_burst < 1:
+        raise ConfigError("client.command_rate_burst", "must be at least 1 when a rate is set")
+    # The API listens on the internal address when there is an internal port.
+    api_address = server.internal_address if server.internal_port else server.address
+    for key, on, address in (
+        ("client.insecure", client.insecure, server.address),
+        ("http_api.insecure", config.http_api.insecure, api_address),
     ):
         if on and not _is_loopback(address):
             raise ConfigError(
                 key,
-                "is only for local development: it needs http_server.address to be a "
+                "is only for local development: the address it is served on must be a "
                 f"loopback address (127.0.0.1, ::1, localhost), not {_show(address)}",
             )
     if config.log.level not in LOG_LEVELS:

@@ -116,6 +116,8 @@ class ClientConfig:
     expired_close_delay: float = 25.0
     # Limits
     channel_limit: int = 128
+    command_rate_limit: float = 100.0  # commands per second per connection; 0: no limit
+    command_rate_burst: int = 200  # commands allowed at once; as many refusals in a row -> 3013
     user_connection_limit: int = 0  # 0: unlimited
     queue_max_size: int = 1_048_576  # bytes pending for one connection before 3008
     history_max_publication_limit: int = 300
@@ -128,6 +130,15 @@ class HttpServerConfig:
 
     address: str = "127.0.0.1"
     port: int = 8000
+    # A second listener for the server API (and, later, admin and metrics), so
+    # that the public port serves only WebSocket, the demo page and /health.
+    internal_address: str = "127.0.0.1"
+    internal_port: int = 0  # 0: no internal listener; the API is on the main port
+    # Timeouts
+    handshake_timeout: float = 10.0  # an HTTP request (or upgrade) must arrive within this
+    # Limits
+    max_header_count: int = 64
+    max_header_size: int = 8190  # bytes of one header line
 
 
 @dataclass(frozen=True, slots=True)

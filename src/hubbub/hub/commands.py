@@ -158,10 +158,14 @@ class Commands:
         if session.expire_at and session.expire_at <= time.time():
             # The token was valid (else 109 above): the expiry the hook chose is past.
             raise ClientError(Error.EXPIRED)
+        channels = list(dict.fromkeys(channels))
+        if len(channels) > client_cfg.channel_limit:
+            # Server-side subscriptions are not the client's choice: refuse the connection.
+            raise DisconnectRequest(Disconnect.CHANNEL_LIMIT)
         hub.accept_session(session)
         session.protocol.accept_connect()
         subs: dict[str, SubscribeResult] = {}
-        for name in dict.fromkeys(channels):
+        for name in channels:
             wanted = (request.subs or {}).get(name) or SubscribeRequest(channel=name)
             try:
                 channel = hub.channel_rules.resolve(name)

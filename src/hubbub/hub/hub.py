@@ -36,7 +36,7 @@ from hubbub.engines.base import (
 )
 from hubbub.engines.memory import MemoryEngine
 from hubbub.errors import ClientError, DisconnectRequest
-from hubbub.hub.commands import Commands, to_raw
+from hubbub.hub.commands import Commands, to_raw, ttl_until
 from hubbub.hub.delivery import Delivery
 from hubbub.hub.hooks import Hooks, UnsubscribeEvent, disconnect_event
 from hubbub.hub.session import Session, Subscription
@@ -47,6 +47,7 @@ from hubbub.protocol.codec import (
     encode_join_push,
     encode_leave_push,
     encode_publication_push,
+    encode_refresh_push,
     encode_subscribe_push,
     encode_unsubscribe_push,
 )
@@ -357,7 +358,7 @@ class Hub:
             raise
         result.expires = bool(expire_at)
         if expire_at:
-            result.ttl = max(int(expire_at - time.time()), 0)
+            result.ttl = ttl_until(expire_at)
         subscription.live_from = result.offset
         if opts.presence:
             info = session.client_info(chan_info)
@@ -588,6 +589,22 @@ class Hub:
         for session in sessions:
             session.close(disconnect)
         return len(sessions)
+
+    def refresh_user(
+        self, user: str, *, client: str = "", expired: bool = False, expire_at: int = 0
+    ) -> None:
+        """Server-side refresh: expire the connections now, or move their expiry.
+
+        ``expire_at`` 0 makes them never expire; the client gets a ``refresh`` push.
+        """
+        for session in self.sessions_of(user, client):
+            if expired:
+                session.close(Disconnect.EXPIRED)
+                continue
+            session.expire_at = float(expire_at)
+            self.schedule_expiry(session)
+            ttl = ttl_until(expire_at) if expire_at else 0
+            session.send(encode_refresh_push(bool(expire_at), ttl))
 
     async def unsubscribe_user(self, user: str, channel: str, *, client: str = "") -> None:
         for session in self.sessions_of(user, client):

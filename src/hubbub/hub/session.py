@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from hubbub.auth.channels import Channel
-from hubbub.codes import DisconnectInfo, Error
+from hubbub.codes import Disconnect, DisconnectInfo, Error
 from hubbub.errors import ClientError, DisconnectRequest
+from hubbub.hub.limits import CommandRate
 from hubbub.hub.transport import Transport
 from hubbub.protocol import ClientProtocol, ProtocolViolation, Received, State
 from hubbub.protocol.codec import encode_error
@@ -54,6 +55,7 @@ class Session:
         "meta",
         "name",
         "protocol",
+        "rate",
         "subscriptions",
         "transport",
         "user",
@@ -73,6 +75,12 @@ class Session:
         self.expire_at = 0.0  # unix seconds; 0: the connection never expires
         self.subscriptions: dict[str, Subscription] = {}
         self.closed = False
+        limits = hub.config.client
+        self.rate = (
+            CommandRate(limits.command_rate_limit, limits.command_rate_burst)
+            if limits.command_rate_limit > 0
+            else None
+        )
 
     @property
     def connected(self) -> bool:
@@ -96,9 +104,20 @@ class Session:
             log.info("client %s: %s", self.client_id, exc.detail)
             self.close(exc.disconnect)
             return
+        rate = self.rate
         for received in commands:
             if self.closed:
                 return
+            if rate is not None and not rate.take():
+                if rate.exhausted:
+                    self.close(Disconnect.TOO_MANY_REQUESTS)
+                    return
+                if received.command.id:
+                    self.send(encode_error(received.command.id, Error.TOO_MANY_REQUESTS))
+                if received.method == "connect":
+                    self.protocol.reject_connect()
+                    return
+                continue
             await self._run(received)
             if received.method == "connect" and not self.connected:
                 # The connect failed: what followed it in the frame has no connection.

@@ -95,6 +95,14 @@ class UserSubscribeParams(msgspec.Struct):
     recover_since: StreamPosition | None = None
 
 
+class RefreshParams(msgspec.Struct):
+    user: str
+    client: str = ""
+    session: str = ""
+    expired: bool = False
+    expire_at: int = 0
+
+
 class BatchParams(msgspec.Struct):
     commands: list[dict[str, msgspec.Raw]]
     parallel: bool = False
@@ -131,6 +139,7 @@ class HttpApi:
             "disconnect": self.disconnect,
             "unsubscribe": self.unsubscribe,
             "subscribe": self.subscribe,
+            "refresh": self.refresh,
             "batch": self.batch,
         }
 
@@ -304,6 +313,13 @@ class HttpApi:
             info=params.info or None,
             data=params.data or None,
             recover_since=params.recover_since,
+        )
+        return {}
+
+    async def refresh(self, body: msgspec.Raw) -> dict[str, Any]:
+        params: RefreshParams = _decode(body, RefreshParams)
+        self.hub.refresh_user(
+            params.user, client=params.client, expired=params.expired, expire_at=params.expire_at
         )
         return {}
 

@@ -1,22 +1,25 @@
-"""Wiring only: the aiohttp application, its routes, and the hub's lifecycle.
+"""Wiring only: the aiohttp applications, their routes, and the hub's lifecycle.
 
-Routes (all on one port):
-    GET  /connection/websocket   the client protocol
-    POST /api/<method>           the server HTTP API (X-API-Key)
-    GET  /health                 200 {} while the node serves
-    GET  /                       the demo chat page
+Routes (on one port, unless ``http_server.internal_port`` splits them):
+    GET  /connection/websocket   the client protocol                  (public)
+    GET  /                       the demo chat page                   (public)
+    POST /api/<method>           the server HTTP API (X-API-Key)      (internal port if set)
+    GET  /health                 200 {} while the node serves         (both)
 
 ``attach`` adds them to an application the user already has; ``create_app``
-makes a new one. Either way the hub starts with the application and, on
+makes a new one. The application that owns the hub starts it and, on
 shutdown, disconnects every client with 3001 so they reconnect elsewhere.
+``runner_options`` turns ``http_server`` limits into aiohttp server options.
 """
 
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
 from aiohttp import web
 
+from hubbub.config.model import HttpServerConfig
 from hubbub.hub.hub import Hub
 from hubbub.server.api import HttpApi
 from hubbub.server.keys import HUB_KEY
@@ -25,30 +28,65 @@ from hubbub.server.websocket import websocket_handler
 DEMO_PAGE = "demo.html"
 
 
-def attach(app: web.Application, hub: Hub, *, prefix: str = "", demo: bool = True) -> None:
+def attach(
+    app: web.Application,
+    hub: Hub,
+    *,
+    prefix: str = "",
+    demo: bool = True,
+    api: bool = True,
+    websocket: bool = True,
+    owns_hub: bool = True,
+) -> None:
     """Serve ``hub`` from ``app`` (an existing aiohttp application) under ``prefix``."""
     app[HUB_KEY] = hub
-    api = HttpApi(hub)
-    app.router.add_get(f"{prefix}/connection/websocket", websocket_handler)
-    app.router.add_post(prefix + "/api/{method}", api.handle)
+    if websocket:
+        app.router.add_get(f"{prefix}/connection/websocket", websocket_handler)
+    if api:
+        app.router.add_post(prefix + "/api/{method}", HttpApi(hub).handle)
     app.router.add_get(f"{prefix}/health", _health)
     if demo:
         app.router.add_get(f"{prefix}/", _demo_page)
+    if owns_hub:
 
-    async def start_hub(_: web.Application) -> None:
-        await hub.start()
+        async def start_hub(_: web.Application) -> None:
+            await hub.start()
 
-    async def close_hub(_: web.Application) -> None:
-        await hub.close()
+        async def close_hub(_: web.Application) -> None:
+            await hub.close()
 
-    app.on_startup.append(start_hub)
-    app.on_shutdown.append(close_hub)
+        app.on_startup.append(start_hub)
+        app.on_shutdown.append(close_hub)
 
 
-def create_app(hub: Hub, *, demo: bool = True) -> web.Application:
+def create_app(hub: Hub, *, demo: bool = True, api: bool = True) -> web.Application:
+    """The public application (it owns the hub's lifecycle)."""
     app = web.Application()
-    attach(app, hub, demo=demo)
+    attach(app, hub, demo=demo, api=api)
     return app
+
+
+def create_internal_app(hub: Hub) -> web.Application:
+    """The application of the internal port: the API and /health, nothing public."""
+    app = web.Application()
+    attach(app, hub, demo=False, websocket=False, owns_hub=False)
+    return app
+
+
+def runner_options(server: HttpServerConfig) -> dict[str, Any]:
+    """aiohttp ``AppRunner`` options enforcing the handshake limits.
+
+    aiohttp's keep-alive timer is the only clock running before a request is
+    complete, so it bounds a handshake sent slowly (slowloris) as well as an
+    idle HTTP connection.
+    """
+    return {
+        "keepalive_timeout": server.handshake_timeout,
+        "max_headers": server.max_header_count,
+        "max_field_size": server.max_header_size,
+        "max_line_size": server.max_header_size,
+        "access_log": None,
+    }
 
 
 async def _health(_: web.Request) -> web.Response:

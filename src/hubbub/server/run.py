@@ -17,7 +17,7 @@ from aiohttp import web
 
 from hubbub.config.model import Config
 from hubbub.hub.hub import Hub
-from hubbub.server.app import create_app
+from hubbub.server.app import create_app, create_internal_app, runner_options
 
 log = logging.getLogger("hubbub.server")
 
@@ -30,12 +30,28 @@ async def serve(
     ready: Callable[[int], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve ``hub`` on ``host:port`` until ``stop`` is set or a signal arrives."""
-    app = create_app(hub)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    """Serve ``hub`` on ``host:port`` until ``stop`` is set or a signal arrives.
+
+    With ``http_server.internal_port`` the API gets its own listener on
+    ``http_server.internal_address``, and the public port does not serve it.
+    """
+    server = hub.config.http_server
+    options = runner_options(server)
+    internal = server.internal_port > 0
+    runner = web.AppRunner(
+        create_app(hub, api=not internal), handle_signals=False, shutdown_timeout=5.0, **options
+    )
     await runner.setup()
-    site = web.TCPSite(runner, host or None, port)
-    await site.start()
+    runners = [runner]
+    await web.TCPSite(runner, host or None, port).start()
+    if internal:
+        internal_runner = web.AppRunner(create_internal_app(hub), handle_signals=False, **options)
+        await internal_runner.setup()
+        runners.insert(0, internal_runner)  # cleaned up last, after the hub is closed
+        await web.TCPSite(
+            internal_runner, server.internal_address or None, server.internal_port
+        ).start()
+        log.info("server API on http://%s:%d", server.internal_address, server.internal_port)
     bound = _bound_port(runner) or port
     log.info("hubbub listening on http://%s:%d (node %s)", host or "0.0.0.0", bound, hub.node_id)
     if ready is not None:
@@ -49,7 +65,8 @@ async def serve(
         await stop.wait()
         log.info("shutting down: disconnecting clients with 3001")
     finally:
-        await runner.cleanup()
+        for each in reversed(runners):
+            await each.cleanup()
 
 
 def _bound_port(runner: web.AppRunner) -> int | None:
