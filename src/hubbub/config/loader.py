@@ -68,9 +68,7 @@ _IGNORED: dict[type, frozenset[str]] = {
         uni_grpc sse http_stream webtransport emulation shutdown node broker
         presence_manager map_broker dev init pid_file enable_unreleased_features"""
     ),
-    HttpServerConfig: _names(
-        "tls tls_autocert tls_external internal_tls http3"
-    ),
+    HttpServerConfig: _names("tls tls_autocert tls_external internal_tls http3"),
     HttpApiConfig: _names("handler_prefix external error_mode"),
     ClientConfig: _names(
         """proxy connect_proxy_name refresh_proxy_name connection_limit
