@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from typing import Any
 
+import aiohttp
 import pytest
 from cent import AsyncClient, DisconnectRequest, PublishRequest
 from cent.dto import Disconnect as CentDisconnect
@@ -219,3 +221,67 @@ async def test_recovery_after_api_disconnect_with_reconnect_code(server: Running
             await api.close()
 
     await _recover_after(server, "dave", disconnect_dave, 4000)
+
+
+async def test_sdk_refreshes_connection_and_subscription_tokens_and_stays(
+    start_server: ServerFactory,
+) -> None:
+    """Tokens live 2 s; the SDK's get_token flows must keep the connection and the
+    private subscription alive for several lifetimes (grace: 1 s)."""
+    server = await start_server(
+        {
+            "client": {"expired_close_delay": "1s", "allow_anonymous_connect_without_token": False},
+            "channel": {"without_namespace": {"allow_subscribe_for_client": False}},
+        }
+    )
+    issued = {"connection": 0, "subscription": 0}
+
+    async def connection_token() -> str:
+        issued["connection"] += 1
+        return server.token("una", ttl=2)
+
+    async def subscription_token(channel: str) -> str:
+        issued["subscription"] += 1
+        return server.token("una", ttl=2, channel=channel)
+
+    events = Disconnects()
+    client = sdk_client(server, events=events, get_token=connection_token)
+    recorder = Recorder()
+    await client.connect()
+    try:
+        sub = client.new_subscription("$private", recorder, get_token=subscription_token)
+        await sub.subscribe()
+        await sub.ready(timeout=TIMEOUT)
+        await asyncio.sleep(7)  # three token lifetimes and more
+        await server.hub.publish("$private", {"still": "here"})
+        assert await recorder.take(1) == [{"still": "here"}]
+        assert events.codes.empty(), "the SDK was disconnected although it refreshed"
+        assert recorder.subscribed.qsize() == 1, "the subscription was dropped and redone"
+        assert issued["connection"] >= 3 and issued["subscription"] >= 3
+    finally:
+        await client.disconnect()
+
+
+async def test_without_refresh_connection_closes_3005_and_subscription_2501(
+    start_server: ServerFactory,
+) -> None:
+    server = await start_server({"client": {"expired_close_delay": "0.5s"}})
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(server.ws_url)
+        sub_token = server.token("vic", ttl=1, channel="$room")
+        await ws.send_str(
+            json.dumps({"id": 1, "connect": {"token": server.token("vic", ttl=3)}})
+            + "\n"
+            + json.dumps({"id": 2, "subscribe": {"channel": "$room", "token": sub_token}})
+        )
+        seen: list[Any] = []
+        while True:
+            message = await asyncio.wait_for(ws.receive(), TIMEOUT)
+            if message.type is not aiohttp.WSMsgType.TEXT:
+                break
+            seen.extend(json.loads(line) for line in message.data.split("\n"))
+        unsubscribes = [m["push"] for m in seen if "unsubscribe" in m.get("push", {})]
+        assert unsubscribes == [
+            {"channel": "$room", "unsubscribe": {"code": 2501, "reason": "subscription expired"}}
+        ]
+        assert message.type is aiohttp.WSMsgType.CLOSE and message.data == 3005

@@ -261,6 +261,7 @@ class Commands:
             result.data = reply_data
         session.send(encode_reply(command.id, "subscribe", result))
         await hub.go_live(session, request.channel)
+        hub.schedule_subscription_expiry(session, request.channel)
 
     async def sub_refresh(self, session: Session, command: Command) -> None:
         request = command.sub_refresh
@@ -270,6 +271,7 @@ class Commands:
             raise ClientError(Error.PERMISSION_DENIED)
         claims = self._verify_subscription_token(session, request.channel, request.token)
         subscription.expire_at = float(claims.expire_at)
+        self.hub.schedule_subscription_expiry(session, request.channel)
         result = SubRefreshResult()
         if subscription.expire_at:
             result.expires = True

@@ -293,6 +293,27 @@ class Hub:
 
         self.timers.call_later(max(delay, 0.0), check)
 
+    def schedule_subscription_expiry(self, session: Session, channel: str) -> None:
+        """Unsubscribe with 2501 (the SDK resubscribes with a fresh token) if the
+        subscription token is still expired after the grace period."""
+        subscription = session.subscriptions.get(channel)
+        if subscription is None or not subscription.expire_at:
+            return
+        expire_at = subscription.expire_at
+        delay = expire_at - time.time() + self.config.client.expired_close_delay
+
+        def check() -> None:
+            current = session.subscriptions.get(channel)
+            if session.closed or current is not subscription or current.expire_at != expire_at:
+                return
+            self.spawn(
+                self.unsubscribe_session(
+                    session, channel, server_side=True, push=Unsubscribe.EXPIRED
+                )
+            )
+
+        self.timers.call_later(max(delay, 0.0), check)
+
     def _refresh_presence(self, session: Session) -> None:
         channels = [n for n, s in session.subscriptions.items() if s.channel.options.presence]
         if channels:
