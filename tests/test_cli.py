@@ -122,14 +122,14 @@ async def test_serve_refuses_a_bad_config_naming_the_key(tmp_path: Path) -> None
     assert b"Traceback" not in err + out
 
 
-def test_gentoken_prints_a_token_the_server_accepts(
+async def test_gentoken_prints_a_token_the_server_accepts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = write_config(tmp_path, {"client": {"token": {"hmac_secret_key": SECRET}}})
     assert main(["gentoken", "--user", "alice", "--ttl", "60", "--config", str(config)]) == 0
     captured = capsys.readouterr()
     token = captured.out.strip()
-    claims = TokenVerifier(TokenConfig(hmac_secret_key=SECRET)).verify_connection(token)
+    claims = await TokenVerifier(TokenConfig(hmac_secret_key=SECRET)).verify_connection(token)
     assert claims.user == "alice" and claims.expire_at > 0
     with pytest.raises(SystemExit):
         main(["gentoken"])  # --user is required: argparse exits with a usage line

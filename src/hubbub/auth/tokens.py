@@ -17,12 +17,14 @@ from typing import Any, Final
 import jwt
 import msgspec
 
+from hubbub.auth.jwks import JwksKeys
 from hubbub.config.model import TokenConfig
 from hubbub.errors import HubbubError
 
 _HMAC: Final = ("HS256", "HS384", "HS512")
 _RSA: Final = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
 _ECDSA: Final = ("ES256", "ES384", "ES512")
+_FAMILY: Final = {"RSA": _RSA, "EC": _ECDSA}
 
 
 class TokenError(HubbubError):
@@ -57,8 +59,11 @@ class SubscriptionClaims:
 class TokenVerifier:
     """Verifies JWTs against the keys of one ``client.token`` section."""
 
-    def __init__(self, config: TokenConfig) -> None:
+    def __init__(self, config: TokenConfig, *, jwks: JwksKeys | None = None) -> None:
         self._keys: dict[str, Any] = {}
+        self._jwks = jwks
+        if jwks is None and config.jwks_public_endpoint:
+            self._jwks = JwksKeys(config.jwks_public_endpoint)
         if config.hmac_secret_key:
             for alg in _HMAC:
                 self._keys[alg] = config.hmac_secret_key
@@ -73,10 +78,10 @@ class TokenVerifier:
 
     @property
     def configured(self) -> bool:
-        return bool(self._keys)
+        return bool(self._keys) or self._jwks is not None
 
-    def verify_connection(self, token: str) -> ConnectionClaims:
-        claims = self._decode(token)
+    async def verify_connection(self, token: str) -> ConnectionClaims:
+        claims = await self._decode(token)
         channels = claims.get("channels", [])
         if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
             raise InvalidToken("channels claim must be a list of strings")
@@ -88,8 +93,8 @@ class TokenVerifier:
             meta=_raw(claims["meta"]) if "meta" in claims else None,
         )
 
-    def verify_subscription(self, token: str) -> SubscriptionClaims:
-        claims = self._decode(token)
+    async def verify_subscription(self, token: str) -> SubscriptionClaims:
+        claims = await self._decode(token)
         channel = _string_claim(claims, "channel")
         if not channel:
             raise InvalidToken("subscription token without channel claim")
@@ -100,18 +105,32 @@ class TokenVerifier:
             info=_info(claims),
         )
 
-    def _decode(self, token: str) -> dict[str, Any]:
+    async def _decode(self, token: str) -> dict[str, Any]:
+        """Find the key (configured, or from JWKS by ``kid``), then verify."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"malformed token: {exc}") from exc
         alg = header.get("alg")
-        if not isinstance(alg, str) or alg not in self._keys:
-            raise InvalidToken(f"algorithm {alg!r} is not configured")
+        if not isinstance(alg, str):
+            raise InvalidToken("token without algorithm")
+        key = self._keys.get(alg)
+        if key is None and self._jwks is not None and alg in _RSA + _ECDSA:
+            kid = header.get("kid")
+            jwk = await self._jwks.key(kid) if isinstance(kid, str) else None
+            # The key's own type decides which family may use it: an RSA key never
+            # verifies an ES256 token and no JWKS key verifies an HMAC token.
+            if jwk is not None and alg in _FAMILY.get(jwk.key_type or "", ()):
+                key = jwk.key
+        if key is None:
+            raise InvalidToken(f"no configured key for algorithm {alg!r}")
+        return self._verify(token, key, alg)
+
+    def _verify(self, token: str, key: Any, alg: str) -> dict[str, Any]:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                self._keys[alg],
+                key,
                 algorithms=[alg],
                 audience=self._audience,
                 issuer=self._issuer,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from hubbub.auth.permissions import Action, Actor, Verdict, decide
-from hubbub.auth.tokens import InvalidToken, TokenExpired
+from hubbub.auth.tokens import InvalidToken, SubscriptionClaims, TokenExpired
 from hubbub.codes import Disconnect, Error
 from hubbub.engines.base import EpochMismatch, HistoryQuery
 from hubbub.errors import ClientError, DisconnectRequest
@@ -112,7 +112,7 @@ class Commands:
         channels: list[str] = []
         if request.token:
             try:
-                claims = hub.tokens.verify_connection(request.token)
+                claims = await hub.tokens.verify_connection(request.token)
             except TokenExpired as exc:
                 raise ClientError(Error.TOKEN_EXPIRED) from exc
             except InvalidToken as exc:
@@ -195,7 +195,7 @@ class Commands:
         if not request.token:
             raise ClientError(Error.BAD_REQUEST)
         try:
-            claims = self.hub.tokens.verify_connection(request.token)
+            claims = await self.hub.tokens.verify_connection(request.token)
         except TokenExpired as exc:
             raise ClientError(Error.TOKEN_EXPIRED) from exc
         except InvalidToken as exc:
@@ -227,7 +227,7 @@ class Commands:
         expire_at = 0.0
         has_token = False
         if request.token:
-            claims = self._verify_subscription_token(session, request.channel, request.token)
+            claims = await self._verify_subscription_token(session, request.channel, request.token)
             has_token = True
             chan_info = claims.info
             expire_at = float(claims.expire_at)
@@ -269,7 +269,7 @@ class Commands:
         subscription = session.subscriptions.get(request.channel)
         if subscription is None:
             raise ClientError(Error.PERMISSION_DENIED)
-        claims = self._verify_subscription_token(session, request.channel, request.token)
+        claims = await self._verify_subscription_token(session, request.channel, request.token)
         subscription.expire_at = float(claims.expire_at)
         self.hub.schedule_subscription_expiry(session, request.channel)
         result = SubRefreshResult()
@@ -406,9 +406,11 @@ class Commands:
             raise ClientError(Error.PERMISSION_DENIED)
         return channel
 
-    def _verify_subscription_token(self, session: Session, channel: str, token: str) -> Any:
+    async def _verify_subscription_token(
+        self, session: Session, channel: str, token: str
+    ) -> SubscriptionClaims:
         try:
-            claims = self.hub.subscription_tokens.verify_subscription(token)
+            claims = await self.hub.subscription_tokens.verify_subscription(token)
         except TokenExpired as exc:
             raise ClientError(Error.TOKEN_EXPIRED) from exc
         except InvalidToken as exc:

@@ -100,6 +100,7 @@ class Hub:
                     hmac_secret_key=sub_cfg.hmac_secret_key,
                     rsa_public_key=sub_cfg.rsa_public_key,
                     ecdsa_public_key=sub_cfg.ecdsa_public_key,
+                    jwks_public_endpoint=sub_cfg.jwks_public_endpoint,
                     audience=sub_cfg.audience,
                     issuer=sub_cfg.issuer,
                 )
