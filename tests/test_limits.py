@@ -176,3 +176,24 @@ async def test_api_refresh_pushes_new_expiry_and_expired_disconnects(
         await _api(server, "refresh", {"user": "ivy", "expired": True})
         message = await asyncio.wait_for(ws.receive(), TIMEOUT)
         assert message.type is aiohttp.WSMsgType.CLOSE and message.data == 3005
+
+
+async def test_compression_sends_text_frames_and_limits_decompressed_size(
+    start_server: ServerFactory,
+) -> None:
+    server = await start_server({"websocket": {"compression": True}})
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(server.ws_url, compress=15)
+        assert ws.compress == 15  # permessage-deflate negotiated
+        await ws.send_str('{"id":1,"connect":{}}\n{"id":2,"subscribe":{"channel":"chat:z"}}')
+        got = ""
+        while '"id":2' not in got:
+            message = await asyncio.wait_for(ws.receive(), TIMEOUT)
+            assert message.type is aiohttp.WSMsgType.TEXT
+            got += message.data
+        # 1 MB of one letter compresses to ~1 KB: the decompressed size is what counts.
+        await ws.send_str(
+            json.dumps({"id": 3, "publish": {"channel": "chat:z", "data": "a" * 2**20}})
+        )
+        closing = await asyncio.wait_for(ws.receive(), TIMEOUT)
+        assert closing.type is aiohttp.WSMsgType.CLOSE and closing.data == 1009

@@ -57,7 +57,7 @@ class WebSocketTransport:
             return
         if self._compressed:
             # Rare path: the deflate state lives in aiohttp's writer.
-            asyncio.ensure_future(self._ws.send_bytes(payload))  # noqa: RUF006
+            asyncio.ensure_future(self._ws.send_frame(payload, WSMsgType.TEXT))  # noqa: RUF006
             return
         size = len(payload)
         if size < 4096:
