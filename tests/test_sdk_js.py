@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from cent import AsyncClient, DisconnectRequest, PublishRequest
 from cent import Disconnect as CentDisconnect
 
@@ -87,9 +88,15 @@ async def js_client(
     token: str | None = None,
     reconnect_delay_ms: int | None = None,
     label: str = "js",
+    token_urls: tuple[str, str] | None = None,
 ) -> AsyncIterator[EventProcess]:
-    """A centrifuge-js client of ``server`` (subscribing to ``channel`` if given)."""
+    """A centrifuge-js client of ``server`` (subscribing to ``channel`` if given).
+
+    ``token_urls``: (connection, subscription) URLs its getToken functions fetch.
+    """
     scenario: dict[str, Any] = {"url": server.ws_url, "name": label}
+    if token_urls is not None:
+        scenario["tokenUrl"], scenario["subTokenUrl"] = token_urls
     if channel is not None:
         scenario["channel"] = channel
     if token is not None:
@@ -397,3 +404,47 @@ async def test_recovery_after_api_disconnect_via_cent(server: RunningServer) -> 
         server, channel=channel, token=token, reconnect_delay_ms=RECONNECT_DELAY_MS
     ) as js:
         await assert_recovers_after_disconnect(server, js, channel, api_disconnect, (code, reason))
+
+
+async def test_js_get_token_refresh_keeps_connection_and_private_subscription(
+    start_server: ServerFactory,
+) -> None:
+    """Tokens live 2 s (grace 1 s): centrifuge-js must refresh both through getToken
+    and stay connected and subscribed for several lifetimes."""
+    server = await start_server(
+        {
+            "client": {"expired_close_delay": "1s", "allow_anonymous_connect_without_token": False},
+            "channel": {"without_namespace": {"allow_subscribe_for_client": False}},
+        }
+    )
+
+    async def connection_token(_: web.Request) -> web.Response:
+        return web.Response(text=server.token("jo", ttl=2))
+
+    async def subscription_token(request: web.Request) -> web.Response:
+        return web.Response(text=server.token("jo", ttl=2, channel=request.query["channel"]))
+
+    app = web.Application()
+    app.router.add_get("/token", connection_token)
+    app.router.add_get("/sub-token", subscription_token)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with js_client(
+            server, channel="$private", token_urls=(f"{base}/token", f"{base}/sub-token")
+        ) as js:
+            await ready(js)
+            await asyncio.sleep(7)
+            await server.hub.publish("$private", {"still": "here"})
+            publication = await js.next("publication")
+            assert publication["data"] == {"still": "here"}
+            tokens = js.pending("token")
+            kinds = [t["kind"] for t in tokens]
+            assert kinds.count("connection") >= 3 and kinds.count("subscription") >= 3, kinds
+            assert not js.pending("disconnected") and not js.pending("unsubscribed")
+            assert len(js.pending("subscribed")) == 0  # no resubscription happened
+            assert [e for e in js.pending("connecting") if e.get("code", 0) >= 3000] == []
+    finally:
+        await runner.cleanup()

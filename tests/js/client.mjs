@@ -6,6 +6,8 @@
  *   {
  *     "url": "ws://127.0.0.1:PORT/connection/websocket",
  *     "token": "...",                 // optional: connection JWT; absent = anonymous
+ *     "tokenUrl": "http://...",       // optional: getToken fetches connection tokens here
+ *     "subTokenUrl": "http://...",    // optional: subscription getToken, ?channel=C appended
  *     "channel": "chat:room",         // optional: subscribe to it on start
  *     "minReconnectDelay": 1500,      // optional, ms (SDK defaults otherwise)
  *     "maxReconnectDelay": 1500,      // optional, ms; min == max gives an exact delay
@@ -88,6 +90,13 @@ async function readScenario(lines) {
 function createClient(scenario) {
   const options = { websocket: WebSocket, name: scenario.name ?? 'js' };
   if (scenario.token) options.token = scenario.token;
+  if (scenario.tokenUrl) {
+    options.getToken = async () => {
+      const token = await (await fetch(scenario.tokenUrl)).text();
+      emit('token', { kind: 'connection' });
+      return token;
+    };
+  }
   if (scenario.minReconnectDelay !== undefined) options.minReconnectDelay = scenario.minReconnectDelay;
   if (scenario.maxReconnectDelay !== undefined) options.maxReconnectDelay = scenario.maxReconnectDelay;
   const client = new Centrifuge(scenario.url, options);
@@ -101,8 +110,17 @@ function createClient(scenario) {
   return client;
 }
 
-function createSubscription(client, channel) {
-  const sub = client.newSubscription(channel);
+function createSubscription(client, channel, scenario = {}) {
+  const options = {};
+  if (scenario.subTokenUrl) {
+    options.getToken = async (ctx) => {
+      const url = `${scenario.subTokenUrl}?channel=${encodeURIComponent(ctx.channel)}`;
+      const token = await (await fetch(url)).text();
+      emit('token', { kind: 'subscription', channel: ctx.channel });
+      return token;
+    };
+  }
+  const sub = client.newSubscription(channel, options);
   sub.on('subscribing', (ctx) =>
     emit('subscribing', { channel: ctx.channel, code: ctx.code, reason: ctx.reason }),
   );
@@ -189,7 +207,7 @@ async function main() {
   const lines = createInterface({ input: process.stdin, crlfDelay: Infinity })[Symbol.asyncIterator]();
   const scenario = await readScenario(lines);
   const client = createClient(scenario);
-  if (scenario.channel) createSubscription(client, scenario.channel).subscribe();
+  if (scenario.channel) createSubscription(client, scenario.channel, scenario).subscribe();
   client.connect();
   for (const command of scenario.steps ?? []) await run(client, scenario, command);
   for (;;) {
