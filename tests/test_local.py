@@ -8,7 +8,7 @@ import json
 from hubbub.config.loader import load_config
 from hubbub.hub.hub import Hub
 from hubbub.hub.local import LocalClient
-from tests.conftest import DEFAULT_CONFIG
+from tests.conftest import DEFAULT_CONFIG, merge
 
 
 def hub() -> Hub:
@@ -173,3 +173,53 @@ async def test_token_channels_become_server_side_subscriptions() -> None:
         h.delivery.flush()
         pushes += [json.loads(m) for m in await client.receive()]
         assert {"channel": "news", "pub": {"data": {"n": 1}}} in [p["push"] for p in pushes]
+
+
+async def test_api_subscribe_with_recover_since_sends_the_missed_publications() -> None:
+    async with hub() as h:
+        first = await h.publish("chat:late", {"n": 1})
+        await h.publish("chat:late", {"n": 2})
+        await h.publish("chat:late", {"n": 3})
+        client = LocalClient(h)
+        await client.send(b'{"id":1,"connect":{}}')
+        await client.receive()
+        await h.subscribe_user("", "chat:late", recover_since=first)
+        h.delivery.flush()
+        pushes = [json.loads(m)["push"] for m in await client.receive()]
+        assert pushes[0]["subscribe"]["recoverable"] is True
+        pubs = [p["pub"] for p in pushes if "pub" in p]
+        assert [(p["offset"], p["data"]) for p in pubs] == [(2, {"n": 2}), (3, {"n": 3})]
+
+
+async def test_separate_subscription_token_key() -> None:
+    from hubbub.auth.tokens import make_token
+    from tests.conftest import SECRET
+
+    sub_secret = "a-different-secret-for-subscriptions-only"
+    base = merge(
+        DEFAULT_CONFIG,
+        {"client": {"subscription_token": {"enabled": True, "hmac_secret_key": sub_secret}}},
+    )
+    async with Hub(load_config(None, env={}, base=base).config) as h:
+        good = LocalClient(h)
+        await good.send(
+            b'{"id":1,"connect":{"token":"%s"}}\n{"id":2,"subscribe":{"channel":"$s",'
+            b'"token":"%s"}}'
+            % (
+                make_token(SECRET, "u").encode(),
+                make_token(sub_secret, "u", extra={"channel": "$s"}).encode(),
+            )
+        )
+        h.delivery.flush()
+        replies = [json.loads(m) for m in await good.receive()]
+        assert "subscribe" in replies[1]
+        bad = LocalClient(h)  # signed with the connection key: not valid for subscriptions
+        await bad.send(
+            b'{"id":1,"connect":{"token":"%s"}}\n{"id":2,"subscribe":{"channel":"$s",'
+            b'"token":"%s"}}'
+            % (
+                make_token(SECRET, "u").encode(),
+                make_token(SECRET, "u", extra={"channel": "$s"}).encode(),
+            )
+        )
+        assert bad.close_code == 3500
