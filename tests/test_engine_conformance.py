@@ -1,14 +1,21 @@
-"""The memory engine, through the Engine interface: a conformance suite.
+"""Every engine, through the Engine interface: the conformance suite.
 
-Every test class below uses only the ``engine`` (a started Engine), ``clock``
-(advances the engine's notion of time) and ``events`` (what the engine
-delivered to its EventHandler) fixtures, so the same classes can later be
-parametrized over other engines. Memory-only details (``sweep``) are at the end.
+Every test class below uses only the ``engine`` (a started Engine, subscribed to
+channels "a" and "b"), ``clock`` (advances the engine's notion of time) and
+``events`` (what the engine delivered to its EventHandler) fixtures, and runs
+once per engine: memory, and Redis (a real redis-server, one key prefix per
+test). Deliveries may be asynchronous: ``await delivered(engine, events)``
+before looking at ``events``. Tests that need the fake clock to move time on
+the engine's side (history and idempotency expiry, done by Redis itself) are
+marked ``memory_only``; tests/test_engine_redis.py covers them with real short
+TTLs. Memory-only details (``sweep``) are at the end.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -22,10 +29,15 @@ from hubbub.engines.base import (
     PresenceStats,
 )
 from hubbub.engines.memory import IDEMPOTENCY_WINDOW, MemoryEngine
+from hubbub.engines.redis import RedisEngine
 from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
+from tests.redis_fixtures import RedisProcess, redis_server  # noqa: F401 (fixture)
 
 HISTORY = HistoryOptions(size=100, ttl=60.0, meta_ttl=3600.0)
 NO_HISTORY = HistoryOptions()
+#: A channel used only to tell when earlier deliveries have arrived.
+SYNC = "__sync__"
+memory_only = pytest.mark.memory_only
 
 
 class FakeClock:
@@ -48,17 +60,23 @@ class Events:
     publications: list[tuple[str, Publication, StreamPosition]] = field(default_factory=list)
     joins: list[tuple[str, ClientInfo]] = field(default_factory=list)
     leaves: list[tuple[str, ClientInfo]] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     def handle_publication(
         self, channel: str, publication: Publication, position: StreamPosition
     ) -> None:
         self.publications.append((channel, publication, position))
+        self.arrived.set()
 
     def handle_join(self, channel: str, info: ClientInfo) -> None:
         self.joins.append((channel, info))
 
     def handle_leave(self, channel: str, info: ClientInfo) -> None:
         self.leaves.append((channel, info))
+
+    def handle_broker_lost(self, channels: Iterable[str]) -> None:
+        self.lost.extend(channels)
 
     def offsets(self, channel: str) -> list[int]:
         return [p.offset for c, p, _ in self.publications if c == channel]
@@ -74,13 +92,35 @@ def events() -> Events:
     return Events()
 
 
-@pytest.fixture
-async def engine(clock: FakeClock, events: Events) -> AsyncIterator[Engine]:
+@pytest.fixture(params=["memory", "redis"])
+async def engine(
+    request: pytest.FixtureRequest, clock: FakeClock, events: Events
+) -> AsyncIterator[Engine]:
     """A started engine delivering to ``events``, on ``clock``'s time."""
-    memory = MemoryEngine(clock=clock)
-    await memory.start(events)
-    yield memory
-    await memory.close()
+    engine: Engine
+    if request.param == "memory":
+        engine = MemoryEngine(clock=clock)
+    else:
+        marker = request.node.get_closest_marker("memory_only")
+        if marker is not None:
+            pytest.skip("Redis expires keys on its own clock: see test_engine_redis.py")
+        server: RedisProcess = request.getfixturevalue("redis_server")
+        engine = RedisEngine([server.address], prefix=f"t{uuid.uuid4().hex[:8]}", clock=clock)
+    await engine.start(events)
+    for channel in ("a", "b", SYNC):
+        await engine.subscribe(channel)
+    yield engine
+    await engine.close()
+
+
+async def delivered(engine: Engine, events: Events) -> None:
+    """Return (within 5 s) once everything published so far has reached ``events``."""
+    before = sum(1 for c, _, _ in events.publications if c == SYNC)
+    await engine.publish(SYNC, pub(0), NO_HISTORY)
+    async with asyncio.timeout(5.0):
+        while sum(1 for c, _, _ in events.publications if c == SYNC) == before:
+            events.arrived.clear()
+            await events.arrived.wait()
 
 
 def pub(n: int) -> Publication:
@@ -121,9 +161,10 @@ def info(user: str, client: str) -> ClientInfo:
 class TestStreams:
     async def test_offsets_are_gap_free_from_1(self, engine: Engine, events: Events) -> None:
         positions = await publish_many(engine, "a", 5)
+        await delivered(engine, events)
         assert [p.offset for p in positions] == [1, 2, 3, 4, 5]
         assert events.offsets("a") == [1, 2, 3, 4, 5]
-        assert [pos.offset for _, _, pos in events.publications] == [1, 2, 3, 4, 5]
+        assert [pos.offset for c, _, pos in events.publications if c == "a"] == [1, 2, 3, 4, 5]
 
     async def test_epoch_is_stable(self, engine: Engine) -> None:
         positions = await publish_many(engine, "a", 5)
@@ -154,6 +195,7 @@ class TestStreams:
         assert offsets == [3, 4, 5]
         assert position.offset == 5
 
+    @memory_only
     async def test_history_ttl_drops_publications_but_keeps_the_position(
         self, engine: Engine, clock: FakeClock
     ) -> None:
@@ -169,6 +211,7 @@ class TestStreams:
         (next_position,) = await publish_many(engine, "a", 1, options)
         assert next_position == StreamPosition(4, positions[0].epoch)
 
+    @memory_only
     async def test_history_ttl_counts_from_the_last_publish(
         self, engine: Engine, clock: FakeClock
     ) -> None:
@@ -179,6 +222,7 @@ class TestStreams:
         clock.advance(8)
         assert (await history(engine, "a", options=options))[0] == [1, 2]
 
+    @memory_only
     async def test_meta_ttl_expiry_starts_a_new_stream(
         self, engine: Engine, clock: FakeClock
     ) -> None:
@@ -218,7 +262,8 @@ class TestStreams:
         result = await engine.publish("a", pub(1), NO_HISTORY)
         assert result.position == StreamPosition()
         assert not result.duplicate
-        assert len(events.publications) == 1
+        await delivered(engine, events)
+        assert len(events.publications) == 2  # and the SYNC one
         channel, publication, position = events.publications[0]
         assert channel == "a" and numbers([publication]) == [1]
         assert publication.offset == 0 and position == StreamPosition()
@@ -232,6 +277,7 @@ class TestStreams:
         await engine.publish("a", pub(99), NO_HISTORY)
         (third,) = await publish_many(engine, "a", 1)
         assert third.offset == 3
+        await delivered(engine, events)
         assert events.offsets("a") == [1, 2, 0, 3]
         assert (await history(engine, "a"))[0] == [1, 2, 3]
 
@@ -242,10 +288,11 @@ class TestStreams:
             data=msgspec.Raw(b'{"text":"hi"}'), info=info("u", "c"), tags={"k": "v"}
         )
         await engine.publish("a", publication, HISTORY)
-        ((_, delivered, _),) = events.publications
-        assert bytes(delivered.data) == b'{"text":"hi"}'
-        assert delivered.info == info("u", "c")
-        assert delivered.tags == {"k": "v"}
+        await delivered(engine, events)
+        ((_, delivered_publication, _), _) = events.publications
+        assert bytes(delivered_publication.data) == b'{"text":"hi"}'
+        assert delivered_publication.info == info("u", "c")
+        assert delivered_publication.tags == {"k": "v"}
         page = await engine.history("a", HistoryQuery(limit=-1), HISTORY)
         assert bytes(page.publications[0].data) == b'{"text":"hi"}'
         assert page.publications[0].tags == {"k": "v"}
@@ -253,6 +300,7 @@ class TestStreams:
     async def test_join_and_leave_are_delivered(self, engine: Engine, events: Events) -> None:
         await engine.publish_join("a", info("u", "c1"))
         await engine.publish_leave("a", info("u", "c1"))
+        await delivered(engine, events)
         assert events.joins == [("a", info("u", "c1"))]
         assert events.leaves == [("a", info("u", "c1"))]
 
@@ -324,6 +372,7 @@ class TestHistoryQueries:
     async def test_since_without_epoch_is_not_checked(self, engine: Engine, epoch: str) -> None:
         assert (await history(engine, "a", since=StreamPosition(3, "")))[0] == [4, 5]
 
+    @memory_only
     async def test_epoch_mismatch_after_the_stream_is_lost(
         self, engine: Engine, clock: FakeClock, epoch: str
     ) -> None:
@@ -401,6 +450,7 @@ class TestIdempotency:
         assert not first.duplicate
         assert second.duplicate
         assert second.position == first.position
+        await delivered(engine, events)
         assert events.offsets("a") == [1]
         assert (await history(engine, "a"))[0] == [1]
 
@@ -412,6 +462,7 @@ class TestIdempotency:
         other_channel = await engine.publish("b", pub(3), HISTORY, idempotency_key="k")
         no_key = await engine.publish("a", pub(4), HISTORY)
         assert not (other_key.duplicate or other_channel.duplicate or no_key.duplicate)
+        await delivered(engine, events)
         assert events.offsets("a") == [1, 2, 3]
         assert events.offsets("b") == [1]
 
@@ -419,8 +470,10 @@ class TestIdempotency:
         await engine.publish("a", pub(1), NO_HISTORY, idempotency_key="k")
         again = await engine.publish("a", pub(1), NO_HISTORY, idempotency_key="k")
         assert again.duplicate
-        assert len(events.publications) == 1
+        await delivered(engine, events)
+        assert len(events.publications) == 2  # and the SYNC one
 
+    @memory_only
     async def test_key_is_forgotten_after_the_window(
         self, engine: Engine, clock: FakeClock, events: Events
     ) -> None:
@@ -458,11 +511,13 @@ async def test_sweep_drops_what_expired(clock: FakeClock, events: Events) -> Non
         await engine.close()
 
 
-async def test_history_nowait_matches_history(engine: Engine) -> None:
-    assert isinstance(engine, MemoryEngine)
+async def test_history_nowait_matches_history(clock: FakeClock, events: Events) -> None:
+    engine = MemoryEngine(clock=clock)
+    await engine.start(events)
     await publish_many(engine, "a", 3)
     query = HistoryQuery(limit=-1)
     assert engine.history_nowait("a", query, HISTORY) == await engine.history("a", query, HISTORY)
+    await engine.close()
 
 
 async def test_close_is_idempotent(clock: FakeClock, events: Events) -> None:

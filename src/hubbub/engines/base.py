@@ -11,6 +11,7 @@ Rule 3: every engine passes the shared conformance suite in tests/engines.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +28,10 @@ class EventHandler(Protocol):
     def handle_join(self, channel: str, info: ClientInfo) -> None: ...
 
     def handle_leave(self, channel: str, info: ClientInfo) -> None: ...
+
+    def handle_broker_lost(self, channels: Iterable[str]) -> None:
+        """Events of ``channels`` may have been lost (the broker connection broke):
+        their subscribers must recover. The memory engine never calls it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,10 @@ queued; then ``go_live`` sends what arrived meanwhile (minus what the reply
 already carried) and moves it to the live set. So a subscriber never sees a
 publication before its reply, and never misses or repeats one.
 Rule 3: hub state has one owner, the event loop: no locks, no threads.
+Rule 4: a positioned subscriber never misses a publication silently: when the
+engine loses events (``handle_broker_lost``) or a channel's offsets jump (a gap
+in one epoch, or a new epoch), its subscribers get unsubscribe 2500 and
+resubscribe with recovery. The check costs one comparison per publication.
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ log = logging.getLogger("hubbub.hub")
 FLAG_REJECT_UNRECOVERED = 2
 #: Presence entries expire unless refreshed (each ping refreshes them).
 PRESENCE_TTL = 60.0
+#: A pending offset in ``ChannelSubscribers.joining`` that marks lost events.
+GAP = -1
 
 _F = TypeVar("_F")
 
@@ -76,8 +82,14 @@ class ChannelSubscribers:
     """The local subscribers of one channel."""
 
     live: dict[Session, Subscription] = field(default_factory=dict)
-    # Subscriptions whose reply is not queued yet: (offset, encoded push) received meanwhile.
+    # Subscriptions whose reply is not queued yet: (offset, encoded push) received meanwhile;
+    # offset GAP marks a loss: the subscription is dropped with 2500 once live.
     joining: dict[Session, list[tuple[int, bytes]]] = field(default_factory=dict)
+    # The engine's subscribe for this channel (others joining meanwhile wait on it).
+    ready: asyncio.Future[None] | None = None
+    # The last stream position delivered (positioned channels), to detect gaps.
+    epoch: str = ""
+    offset: int = 0
 
     def __bool__(self) -> bool:
         return bool(self.live or self.joining)
@@ -370,9 +382,11 @@ class Hub:
         subscribers = self._subscribers.get(name)
         if subscribers is None:
             subscribers = self._subscribers[name] = ChannelSubscribers()
-            await self.engine.subscribe(name)
+            subscribers.ready = asyncio.ensure_future(self.engine.subscribe(name))
         subscribers.joining[session] = []
         try:
+            if subscribers.ready is not None:
+                await asyncio.shield(subscribers.ready)
             result = await self._position(name, channel, request, recoverable, positioned)
         except BaseException:
             session.subscriptions.pop(name, None)
@@ -452,6 +466,10 @@ class Hub:
             pending = subscribers.joining.pop(session, None)
             if pending is None:
                 continue
+            if any(offset == GAP for offset, _ in pending):
+                subscribers.joining[session] = pending
+                self._drop_insufficient(session, name)
+                continue
             for offset, frame in pending:
                 if offset == 0 or offset > subscription.live_from:
                     session.send(frame)
@@ -488,6 +506,8 @@ class Hub:
         subscribers.joining.pop(session, None)
         if not subscribers:
             del self._subscribers[name]
+            if subscribers.ready is not None and not subscribers.ready.done():
+                subscribers.ready.add_done_callback(_consume_exception)
             self.spawn(self._engine_unsubscribe(name))
 
     async def _engine_unsubscribe(self, name: str) -> None:
@@ -519,12 +539,63 @@ class Hub:
         subscribers = self._subscribers.get(channel)
         if subscribers is None:
             return
+        offset = position.offset
+        if offset:
+            if offset != subscribers.offset + 1 or position.epoch != subscribers.epoch:
+                if subscribers.epoch:  # not the first publication seen: a gap
+                    self._stream_gap(channel, subscribers)
+                    subscribers = self._subscribers.get(channel)
+                    if subscribers is None:
+                        return
+                subscribers.epoch = position.epoch
+            subscribers.offset = offset
         frame = encode_publication_push(channel, publication)
         if subscribers.live:
             self.delivery.fanout(subscribers.live, frame)
         if subscribers.joining:
             for pending in subscribers.joining.values():
                 pending.append((publication.offset, frame))
+
+    def handle_broker_lost(self, channels: Iterable[str]) -> None:
+        """Events of ``channels`` may be lost: every subscriber resubscribes (2500)."""
+        for name in channels:
+            subscribers = self._subscribers.get(name)
+            if subscribers is None:
+                continue
+            log.warning(
+                "broker connection lost: %s subscribers of %s resubscribe",
+                len(subscribers.live) + len(subscribers.joining),
+                name,
+            )
+            for pending in subscribers.joining.values():
+                pending.append((GAP, b""))
+            for session in list(subscribers.live):
+                self._drop_insufficient(session, name)
+            subscribers.epoch, subscribers.offset = "", 0
+
+    def _stream_gap(self, channel: str, subscribers: ChannelSubscribers) -> None:
+        """Offsets of ``channel`` jumped: its positioned subscribers resubscribe (2500)."""
+        log.warning(
+            "stream gap in %s after %s:%d: positioned subscribers resubscribe",
+            channel,
+            subscribers.epoch,
+            subscribers.offset,
+        )
+        for pending in subscribers.joining.values():
+            pending.append((GAP, b""))
+        for session, subscription in list(subscribers.live.items()):
+            if subscription.positioned:
+                self._drop_insufficient(session, channel)
+
+    def _drop_insufficient(self, session: Session, name: str) -> None:
+        """Unsubscribe ``session`` from ``name`` with 2500 (the SDK resubscribes)."""
+        subscription = session.subscriptions.pop(name, None)
+        if subscription is None:
+            return
+        self._detach(session, name)
+        info = Unsubscribe.INSUFFICIENT_STATE
+        session.send(encode_unsubscribe_push(name, info.code, info.reason))
+        self.spawn(self._leave(session, subscription, server_side=True))
 
     def handle_join(self, channel: str, info: ClientInfo) -> None:
         self._push_join_leave(channel, encode_join_push(channel, info))
@@ -665,6 +736,10 @@ class Hub:
                 data=to_raw(data) or SubscribePush().data,
             )
             session.send(encode_subscribe_push(channel, push))
+            # The subscribe push has no room for publications: what was recovered
+            # since ``recover_since`` follows as ordinary publication pushes.
+            for publication in result.publications or ():
+                session.send(encode_publication_push(channel, publication))
             await self.go_live(session, channel)
 
     def channel_counts(self) -> dict[str, int]:
@@ -701,3 +776,9 @@ def _complete(page: HistoryPage, offset: int, limit: int) -> bool:
         return True
     publications = page.publications
     return missed <= limit and len(publications) == missed and publications[0].offset == offset + 1
+
+
+def _consume_exception(future: asyncio.Future[None]) -> None:
+    """Retrieve the outcome of an engine subscribe nobody waits for any more."""
+    if not future.cancelled():
+        future.exception()
