@@ -361,7 +361,7 @@ def test_ignored_centrifugo_keys_warn_once_each(tmp_path: Path) -> None:
         "http_api": {"key": "k", "handler_prefix": "/api", "external": True},
         "admin": {"enabled": True, "password": "p"},
         "prometheus": {"enabled": True},
-        "engine": {"type": "memory", "redis": {"address": "redis://x"}},
+        "engine": {"type": "memory", "redis": {"address": "redis://x", "cluster_address": []}},
         "http_server": {"tls": {"enabled": False}, "http3": {"enabled": False}},
         "client": {"proxy": {"connect": {}}, "connection_limit": 10},
         "websocket": {"write_timeout": "1s", "read_buffer_size": 1024},
@@ -379,7 +379,7 @@ def test_ignored_centrifugo_keys_warn_once_each(tmp_path: Path) -> None:
         "http_api.external",
         "admin",
         "prometheus",
-        "engine.redis",
+        "engine.redis.cluster_address",
         "http_server.tls",
         "http_server.http3",
         "client.proxy",
@@ -420,8 +420,17 @@ def test_ignored_centrifugo_keys_warn_once_each(tmp_path: Path) -> None:
         ({"client": {"ping_interval": "5s"}}, "client.pong_timeout"),
         ({"client": {"token": {"hmac_secret_key": 1}}}, "client.token.hmac_secret_key"),
         ({"log": {"level": "loud"}}, "log.level"),
-        ({"engine": {"type": "redis"}}, "engine.type"),
         ({"engine": {"type": "nats"}}, "engine.type"),
+        ({"engine": {"redis": {"address": 6379}}}, "engine.redis.address"),
+        ({"engine": {"redis": {"address": "localhost"}}}, "engine.redis.address"),
+        ({"engine": {"redis": {"address": "http://h:1"}}}, "engine.redis.address"),
+        ({"engine": {"redis": {"address": ["h:1", "h:x"]}}}, "engine.redis.address[1]"),
+        ({"engine": {"redis": {"address": ["h:1", "h:1"]}}}, "engine.redis.address"),
+        ({"engine": {"redis": {"prefix": ""}}}, "engine.redis.prefix"),
+        ({"engine": {"redis": {"db": 16}}}, "engine.redis.db"),
+        ({"engine": {"redis": {"connect_timeout": "0s"}}}, "engine.redis.connect_timeout"),
+        ({"engine": {"redis": {"presence_ttl": 0}}}, "engine.redis.presence_ttl"),
+        ({"engine": {"redis": {"adress": "h:1"}}}, "engine.redis.adress"),
         ({"websocket": {"message_size_limit": -1}}, "websocket.message_size_limit"),
         ({"channel": {"namespace_boundary": ""}}, "channel.namespace_boundary"),
         ({"channel": {"namespaces": {"chat": {}}}}, "channel.namespaces"),
@@ -439,10 +448,47 @@ def test_type_error_message(tmp_path: Path) -> None:
     assert str(info.value) == 'client.insecure: expected true or false, got "yes"'
 
 
-def test_redis_engine_message(tmp_path: Path) -> None:
-    path = write(tmp_path, "c.json", '{"engine": {"type": "redis"}}')
-    with pytest.raises(ConfigError, match='"redis" is not supported yet'):
+def test_unknown_engine_message(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.json", '{"engine": {"type": "nats"}}')
+    with pytest.raises(ConfigError, match='"nats" is unknown: use "memory" or "redis"'):
         load_config(path, env={})
+
+
+def test_redis_engine_keys(tmp_path: Path) -> None:
+    data = {
+        "engine": {
+            "type": "redis",
+            "redis": {
+                "address": ["redis://10.0.0.1:6379/0", "10.0.0.2:6380"],
+                "prefix": "app",
+                "db": 2,
+                "password": "pw",
+                "connect_timeout": "500ms",
+                "presence_ttl": "30s",
+            },
+        }
+    }
+    redis = load_config(write(tmp_path, "c.json", json.dumps(data)), env={}).config.engine.redis
+    assert redis.address == ("redis://10.0.0.1:6379/0", "10.0.0.2:6380")
+    assert (redis.prefix, redis.db, redis.password) == ("app", 2, "pw")
+    assert (redis.connect_timeout, redis.presence_ttl) == (0.5, 30.0)
+    one = {"engine": {"type": "redis", "redis": {"address": "127.0.0.1:7000"}}}
+    config = load_config(write(tmp_path, "d.json", json.dumps(one)), env={}).config
+    assert config.engine.redis.address == ("127.0.0.1:7000",)
+    env = {"HUBBUB_ENGINE_TYPE": "redis", "HUBBUB_ENGINE_REDIS_ADDRESS": "a:1 b:2"}
+    config = load_config(None, env=env).config
+    assert config.engine.type == "redis"
+    assert config.engine.redis.address == ("a:1", "b:2")
+
+
+def test_redis_engine_defaults_to_localhost(tmp_path: Path) -> None:
+    from hubbub.engines.factory import engine_from_config
+    from hubbub.engines.redis import RedisEngine
+
+    path = write(tmp_path, "c.json", '{"engine": {"type": "redis"}}')
+    engine = engine_from_config(load_config(path, env={}).config)
+    assert isinstance(engine, RedisEngine)
+    assert engine.shard_url("any") == "redis://127.0.0.1:6379"
 
 
 def ns(**options: Any) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The ``hubbub`` command: argument parsing only; each subcommand calls the library.
 
-    hubbub serve [--config FILE] [--port N] [--address A]
+    hubbub serve [--config FILE] [--port N] [--address A] [--workers N]
     hubbub checkconfig FILE
     hubbub genconfig [--format json|toml|yaml] [--output FILE]
     hubbub gentoken --user U [--ttl S] [--config FILE] [--info JSON] [--channel C]
@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", "-c", help="JSON, TOML or YAML config file")
     serve.add_argument("--port", "-p", type=int, help="http_server.port")
     serve.add_argument("--address", "-a", help="http_server.address")
+    serve.add_argument(
+        "--workers",
+        "-w",
+        type=int,
+        default=1,
+        help="processes sharing the port (SO_REUSEPORT); more than 1 needs engine.type redis",
+    )
 
     check = sub.add_parser("checkconfig", help="validate a config file")
     check.add_argument("file")
@@ -95,12 +102,21 @@ def _serve(args: argparse.Namespace) -> int:
         logging.getLogger("hubbub").info(
             "no --config: running the demo preset (anonymous chat in namespace 'chat')"
         )
+    workers = getattr(args, "workers", 1)
+    from hubbub.server.workers import run_workers, workers_error
+
+    problem = workers_error(config, workers)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     from hubbub.server.run import run  # the server stack is only imported to serve
 
     def ready(port: int) -> None:
         host = config.http_server.address or "0.0.0.0"
         print(f"hubbub serving on http://{host}:{port}/ (demo page at /)", flush=True)
 
+    if workers > 1:
+        return run_workers(config, workers, ready=ready)
     try:
         run(config, ready=ready)
     except OSError as exc:

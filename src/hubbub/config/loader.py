@@ -38,6 +38,7 @@ from hubbub.config.model import (
     HttpServerConfig,
     LogConfig,
     Namespace,
+    RedisConfig,
     RpcConfig,
     SubscriptionTokenConfig,
     TokenConfig,
@@ -93,10 +94,20 @@ _IGNORED: dict[type, frozenset[str]] = {
         compression_level compression_min_size disabled handler_prefix"""
     ),
     LogConfig: _names("file"),
-    EngineConfig: _names("redis"),
+    EngineConfig: _names(""),
+    RedisConfig: _names(
+        """cluster_address sentinel_address sentinel_master_name sentinel_user
+        sentinel_password sentinel_client_name sentinel_tls tls client_name force_resp2
+        presence_hash_field_ttl presence_user_mapping replica_client"""
+    ),
 }
+ENGINE_TYPES = ("memory", "redis")
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
 
-_INT_RANGES: dict[str, tuple[int, int]] = {"http_server.port": (0, 65535)}
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "http_server.port": (0, 65535),
+    "engine.redis.db": (0, 15),
+}
 _STR_LIST = tuple[str, ...]
 _NAMESPACES = tuple[Namespace, ...]
 _T = typing.TypeVar("_T")
@@ -416,6 +427,8 @@ def _convert(tp: Any, value: object, key: str) -> object:
             raise ConfigError(key, f"expected a string, got {_show(value)}")
         return value
     if tp == _STR_LIST:
+        if key == "engine.redis.address" and isinstance(value, str):
+            value = [value]  # Centrifugo takes one address as a string
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, f"expected a list of strings, got {_show(value)}")
         return tuple(value)
@@ -494,14 +507,48 @@ def _validate(config: Config) -> list[str]:
         raise ConfigError(
             "log.level", f"expected one of {', '.join(LOG_LEVELS)}, got {_show(config.log.level)}"
         )
-    if config.engine.type != "memory":
-        why = "is not supported yet" if config.engine.type == "redis" else "is unknown"
-        raise ConfigError("engine.type", f'{_show(config.engine.type)} {why}: use "memory"')
+    if config.engine.type not in ENGINE_TYPES:
+        raise ConfigError(
+            "engine.type", f'{_show(config.engine.type)} is unknown: use "memory" or "redis"'
+        )
+    _check_redis(config.engine.redis)
 
     api = config.http_api
     if not api.key and not api.insecure and not api.disabled:
         return ["http_api.key is empty: the HTTP API rejects every request until you set it"]
     return []
+
+
+def _check_redis(redis: RedisConfig) -> None:
+    for i, address in enumerate(redis.address):
+        key = f"engine.redis.address[{i}]" if len(redis.address) > 1 else "engine.redis.address"
+        text = address.strip()
+        if "://" in text:
+            scheme, _, rest = text.partition("://")
+            if scheme not in _REDIS_SCHEMES:
+                raise ConfigError(
+                    key,
+                    f"expected redis://, rediss:// or unix:// (or host:port), got {_show(address)}",
+                )
+            if scheme == "unix":
+                continue
+            text = rest.rpartition("@")[2].partition("/")[0].partition("?")[0]
+            if text and ":" not in text:
+                continue  # a URL may leave the port out (6379)
+        host, colon, port = text.rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(key, f"expected host:port or a redis:// URL, got {_show(address)}")
+    if len(set(redis.address)) != len(redis.address):
+        raise ConfigError("engine.redis.address", "lists the same address twice")
+    if not redis.prefix:
+        raise ConfigError("engine.redis.prefix", "must not be empty")
+    for key, value in (
+        ("engine.redis.connect_timeout", redis.connect_timeout),
+        ("engine.redis.io_timeout", redis.io_timeout),
+        ("engine.redis.presence_ttl", redis.presence_ttl),
+    ):
+        if value <= 0:
+            raise ConfigError(key, f"must be more than 0, got {value:g}s")
 
 
 def _check_options(options: ChannelOptions, path: str, global_meta_ttl: float) -> None:

@@ -173,10 +173,28 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RedisConfig:
+    """``engine.redis.*`` (Centrifugo v6 names): the Redis servers shared by the nodes."""
+
+    # "host:port" or a redis:// (rediss://, unix://) URL; several: channels are
+    # spread over them (client-side sharding). Empty: 127.0.0.1:6379.
+    address: tuple[str, ...] = ()
+    prefix: str = "hubbub"  # of every key and Redis channel
+    db: int = 0
+    user: str = ""
+    password: str = ""
+    # Timeouts
+    connect_timeout: float = 1.0
+    io_timeout: float = 4.0
+    presence_ttl: float = 60.0  # presence entries not refreshed in time disappear
+
+
+@dataclass(frozen=True, slots=True)
 class EngineConfig:
-    """``engine.*``: only "memory" until the Redis engine lands."""
+    """``engine.*``: "memory" (one node) or "redis" (several nodes share channels)."""
 
     type: str = "memory"
+    redis: RedisConfig = field(default_factory=RedisConfig)
 
 
 @dataclass(frozen=True, slots=True)

@@ -211,6 +211,7 @@ class RedisEngine:
         *,
         prefix: str = "hubbub",
         db: int = 0,
+        user: str = "",
         password: str = "",
         connect_timeout: float = 1.0,
         io_timeout: float = 4.0,
@@ -226,6 +227,8 @@ class RedisEngine:
         }
         if db:
             options["db"] = db
+        if user:
+            options["username"] = user
         if password:
             options["password"] = password
         self.prefix = prefix

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from hubbub.config.model import Config
+from hubbub.engines.factory import engine_from_config
 from hubbub.hub.hub import Hub
 from hubbub.server.app import create_app, create_internal_app, runner_options
 
@@ -29,6 +30,7 @@ async def serve(
     port: int,
     ready: Callable[[int], None] | None = None,
     stop: asyncio.Event | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Serve ``hub`` on ``host:port`` until ``stop`` is set or a signal arrives.
 
@@ -43,13 +45,16 @@ async def serve(
     )
     await runner.setup()
     runners = [runner]
-    await web.TCPSite(runner, host or None, port).start()
+    await web.TCPSite(runner, host or None, port, reuse_port=reuse_port or None).start()
     if internal:
         internal_runner = web.AppRunner(create_internal_app(hub), handle_signals=False, **options)
         await internal_runner.setup()
         runners.insert(0, internal_runner)  # cleaned up last, after the hub is closed
         await web.TCPSite(
-            internal_runner, server.internal_address or None, server.internal_port
+            internal_runner,
+            server.internal_address or None,
+            server.internal_port,
+            reuse_port=reuse_port or None,
         ).start()
         log.info("server API on http://%s:%d", server.internal_address, server.internal_port)
     bound = _bound_port(runner) or port
@@ -76,16 +81,21 @@ def _bound_port(runner: web.AppRunner) -> int | None:
     return None
 
 
-def run(config: Config, *, ready: Callable[[int], None] | None = None) -> None:
-    """Blocking entry point of ``hubbub serve``."""
-    hub = Hub(config)
+def run(
+    config: Config, *, ready: Callable[[int], None] | None = None, reuse_port: bool = False
+) -> None:
+    """Blocking entry point of ``hubbub serve`` (one worker process)."""
+    hub = Hub(config, engine=engine_from_config(config))
+    main = serve(
+        hub,
+        host=config.http_server.address,
+        port=config.http_server.port,
+        ready=ready,
+        reuse_port=reuse_port,
+    )
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(
-            serve(hub, host=config.http_server.address, port=config.http_server.port, ready=ready)
-        )
+        asyncio.run(main)
         return
-    uvloop.run(
-        serve(hub, host=config.http_server.address, port=config.http_server.port, ready=ready)
-    )
+    uvloop.run(main)

@@ -1,0 +1,33 @@
+"""Build the engine a configuration asks for.
+
+Rule: the only place that maps ``engine.*`` keys to an Engine; the config was
+validated by the loader, so nothing here reads or checks raw values.
+"""
+
+from __future__ import annotations
+
+from hubbub.config.model import Config
+from hubbub.engines.base import Engine
+from hubbub.engines.memory import MemoryEngine
+
+#: Where ``engine.type = "redis"`` connects when ``engine.redis.address`` is empty.
+DEFAULT_REDIS_ADDRESS = "127.0.0.1:6379"
+
+
+def engine_from_config(config: Config) -> Engine:
+    """A new, not yet started engine for ``config.engine``."""
+    if config.engine.type == "redis":
+        from hubbub.engines.redis import RedisEngine  # redis-py only when asked for
+
+        redis = config.engine.redis
+        return RedisEngine(
+            redis.address or (DEFAULT_REDIS_ADDRESS,),
+            prefix=redis.prefix,
+            db=redis.db,
+            user=redis.user,
+            password=redis.password,
+            connect_timeout=redis.connect_timeout,
+            io_timeout=redis.io_timeout,
+            presence_ttl=redis.presence_ttl,
+        )
+    return MemoryEngine()
