@@ -8,8 +8,10 @@ re-encoded. Unknown fields sent by newer SDKs are ignored.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
-from msgspec import Raw
+from msgspec import Meta, Raw
 
 #: An absent payload: omitted on encode (it is the default), falsy when tested.
 NO_DATA = Raw(b"")
@@ -97,7 +99,7 @@ class PingRequest(msgspec.Struct):
 class Command(msgspec.Struct):
     """One command: an ``id`` and exactly one method field (none at all is a pong)."""
 
-    id: int = 0
+    id: Annotated[int, Meta(ge=0, le=2**32 - 1)] = 0  # uint32 in client.proto
     connect: ConnectRequest | None = None
     subscribe: SubscribeRequest | None = None
     unsubscribe: UnsubscribeRequest | None = None

@@ -23,6 +23,7 @@ from hubbub.config.model import HttpServerConfig
 from hubbub.hub.hub import Hub
 from hubbub.server.api import HttpApi
 from hubbub.server.keys import HUB_KEY
+from hubbub.server.logs import quiet_peer_errors
 from hubbub.server.websocket import websocket_handler
 
 DEMO_PAGE = "demo.html"
@@ -39,6 +40,7 @@ def attach(
     owns_hub: bool = True,
 ) -> None:
     """Serve ``hub`` from ``app`` (an existing aiohttp application) under ``prefix``."""
+    quiet_peer_errors()
     app[HUB_KEY] = hub
     if websocket:
         app.router.add_get(f"{prefix}/connection/websocket", websocket_handler)
