@@ -49,6 +49,8 @@ IDEMPOTENCY_WINDOW = 300
 #: Silence on a pub/sub connection after which it is pinged, and declared dead.
 PING_AFTER = 5.0
 DEAD_AFTER = 12.0
+#: Command connections per shard (per node); more concurrent commands queue.
+MAX_CONNECTIONS = 32
 #: Reconnect backoff bounds, seconds.
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 2.0
@@ -99,7 +101,11 @@ class _Shard:
     def __init__(self, engine: RedisEngine, url: str, options: dict[str, Any]) -> None:
         self.engine = engine
         self.url = url
-        self.client: aioredis.Redis = aioredis.Redis.from_url(url, **options)
+        # Commands wait for a free connection rather than open without bound.
+        self.pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=MAX_CONNECTIONS, **options
+        )
+        self.client: aioredis.Redis = aioredis.Redis(connection_pool=self.pool)
         self.publish_script = self.client.register_script(PUBLISH)
         self.history_script = self.client.register_script(HISTORY)
         self.presence_add = self.client.register_script(PRESENCE_ADD)
@@ -121,6 +127,7 @@ class _Shard:
                 await self._reader
             self._reader = None
         await self.client.aclose()
+        await self.pool.disconnect()
 
     # --- interest --------------------------------------------------------------------
 
@@ -150,7 +157,7 @@ class _Shard:
     async def _run(self) -> None:
         delay = BACKOFF_MIN
         while True:
-            conn = self.client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+            conn = self.pool.make_connection()  # type: ignore[no-untyped-call]
             was_live = False
             try:
                 await conn.connect()
@@ -221,6 +228,7 @@ class RedisEngine:
         if not addresses:
             raise ValueError("RedisEngine needs at least one address")
         options: dict[str, Any] = {
+            "timeout": io_timeout,  # waiting for a free pool connection
             "socket_connect_timeout": connect_timeout,
             "socket_timeout": io_timeout,
             "health_check_interval": 0,
