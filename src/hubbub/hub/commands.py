@@ -76,6 +76,7 @@ def from_raw(raw: msgspec.Raw | None) -> Any:
 
 
 def ttl_until(expire_at: float) -> int:
+    """Seconds until ``expire_at`` (unix time); 0 when past or when 0 (never expires)."""
     return max(int(expire_at - time.time()), 0)
 
 
@@ -181,9 +182,7 @@ class Commands:
             pong=True,
             node=hub.node_id,
         )
-        if session.expire_at:
-            result.expires = True
-            result.ttl = ttl_until(session.expire_at)
+        result.expires, result.ttl = bool(session.expire_at), ttl_until(session.expire_at)
         # Server-side subscription pushes are only valid after the connect reply:
         # queue the reply before anything the subscriptions may have buffered.
         session.send(encode_reply(command.id, "connect", result))
@@ -207,9 +206,7 @@ class Commands:
             session.conn_info = claims.info
         self.hub.schedule_expiry(session)
         result = RefreshResult(client=session.client_id, version=VERSION)
-        if session.expire_at:
-            result.expires = True
-            result.ttl = ttl_until(session.expire_at)
+        result.expires, result.ttl = bool(session.expire_at), ttl_until(session.expire_at)
         session.send(encode_reply(command.id, "refresh", result))
 
     # --- subscriptions ---------------------------------------------------------------
@@ -273,9 +270,7 @@ class Commands:
         subscription.expire_at = float(claims.expire_at)
         self.hub.schedule_subscription_expiry(session, request.channel)
         result = SubRefreshResult()
-        if subscription.expire_at:
-            result.expires = True
-            result.ttl = ttl_until(subscription.expire_at)
+        result.expires, result.ttl = bool(subscription.expire_at), ttl_until(subscription.expire_at)
         session.send(encode_reply(command.id, "sub_refresh", result))
 
     async def unsubscribe(self, session: Session, command: Command) -> None:
