@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the tests need, then run lint, types and the whole test suite.
 #   - redis-server (Debian package) for the engine tests, when missing
+#   - nginx (Debian package) in front of two nodes in the cluster fault test
 #   - a virtualenv in .venv with hubbub and its test extras
 #   - the Node packages of tests/js (centrifuge-js SDK and ws)
 # Safe to run again: each step is skipped or quick when already done.
@@ -12,6 +13,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
         apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
     else
         echo "warning: redis-server missing and not root: Redis tests will fail" >&2
+    fi
+fi
+
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq nginx >/dev/null
+    else
+        echo "warning: nginx missing and not root: the cluster fault test will fail" >&2
     fi
 fi
 
