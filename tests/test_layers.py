@@ -23,6 +23,7 @@ LAYER = {
     "hub": 4,
     "server": 5,
     "cli": 6,
+    "tools": 6,
 }
 
 

@@ -1,0 +1,265 @@
+# ruff: noqa: E501
+"""The side-by-side benchmark suite: one command, every workload, every server.
+
+    python benchmarks/suite.py            # full: 3 runs each (~12-15 min)
+    python benchmarks/suite.py --quick    # 1 run, smaller loads (~3 min)
+
+Each measurement is one ``hubbub bench`` subprocess that starts the server
+itself (pinned to CPU 0 with ``taskset``), pins itself to CPU 1, and writes a
+JSON summary. Servers: hubbub (memory engine, Centrifugo protocol), Node ``ws``
+broadcast, python-socketio room broadcast, ``websockets`` broadcast(), and the
+floor (benchmarks/servers/floor.py). Non-hubbub servers are driven in plain mode.
+Figures are medians over the runs with min and max; ratios compare medians of
+the same suite run. Needs: ``pip install -r benchmarks/requirements.txt`` and
+``npm install`` in benchmarks/servers/node_ws. Loopback only; every run bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SERVERS_DIR = HERE / "servers"
+
+# name -> (server command with {port}, url, plain dialect or None)
+SERVERS: dict[str, tuple[str | None, str | None, str | None]] = {
+    "hubbub": (None, None, None),
+    "node-ws": (f"node {SERVERS_DIR}/node_ws/server.js --port {{port}}", "ws://127.0.0.1:{port}/", "text"),
+    "websockets": (
+        f"{sys.executable} {SERVERS_DIR}/websockets_broadcast.py --port {{port}}",
+        "ws://127.0.0.1:{port}/",
+        "text",
+    ),
+    "socketio": (
+        f"{sys.executable} {SERVERS_DIR}/socketio_room.py --port {{port}}",
+        "ws://127.0.0.1:{port}/",
+        "socketio",
+    ),
+    "floor": (f"{sys.executable} {SERVERS_DIR}/floor.py --port {{port}}", "ws://127.0.0.1:{port}/", "text"),
+}  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def workloads(quick: bool) -> dict[str, dict[str, Any]]:
+    """Workload -> bench arguments, the figure to keep, and how to read it."""
+    n_idle, n_connect, seconds = (2000, 1000, 3) if quick else (10_000, 5_000, 5)
+    return {
+        "fanout": {
+            "args": ["fanout", "-n", "1000", "--seconds", str(seconds)],
+            "title": "fan-out saturation, 1 channel, 1000 subscribers, 100 B (deliveries/s)",
+        },
+        "fixed": {
+            "args": ["fanout", "-n", "1000", "--rate", "50", "--seconds", str(seconds)],
+            "title": "fixed 50 k deliveries/s, 1000 subscribers (latency)",
+        },
+        "idle": {
+            "args": ["idle", "-n", str(n_idle), "--hold", "2", "--seconds", "2"],
+            "title": f"{n_idle} idle connections on one channel (server RSS per connection)",
+        },
+        "connect": {
+            "args": ["connect", "-n", str(n_connect), "--storm", "restart"],
+            "title": f"{n_connect} clients: connect rate and reconnect storm after a restart",
+        },
+    }
+
+
+def run_bench(server: str, workload: list[str], json_path: str) -> dict[str, Any] | None:
+    command, url, dialect = SERVERS[server]
+    args = [sys.executable, "-m", "hubbub.cli.main", "bench", *workload]
+    args += ["--cpu", "1", "--server-cpu", "0", "--json", json_path, "--quiet"]
+    if (os.cpu_count() or 1) < 2:
+        args = [a for a in args if a not in ("--cpu", "1", "--server-cpu", "0")]
+    if command is not None:
+        port = free_port()
+        args += ["--url", str(url).format(port=port), "--server-cmd", command.format(port=port)]
+        args += ["--plain", str(dialect)]
+    if server == "socketio" and "--rate" in workload:
+        args[args.index("--rate") + 1] = "5"  # 50 k/s is beyond it: 5 k deliveries/s
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=240)
+    except subprocess.TimeoutExpired:
+        print(f"  {server}: timed out", file=sys.stderr)
+        return None
+    if done.returncode != 0:
+        print(f"  {server}: failed: {done.stderr.strip()[-300:]}", file=sys.stderr)
+        return None
+    result: dict[str, Any] = json.loads(Path(json_path).read_text())
+    return result
+
+
+METRICS: dict[str, list[tuple[str, Callable[[dict[str, Any]], float], str]]] = {
+    "fanout": [("deliveries/s", lambda s: s["deliveries_per_s"], "{:,.0f}")],
+    "fixed": [
+        ("p50 ms", lambda s: s["latency_us"]["p50_us"] / 1000, "{:.2f}"),
+        ("p99 ms", lambda s: s["latency_us"]["p99_us"] / 1000, "{:.2f}"),
+        ("p99.9 ms", lambda s: s["latency_us"]["p99_9_us"] / 1000, "{:.2f}"),
+        ("deliveries/s", lambda s: s["deliveries_per_s"], "{:,.0f}"),
+    ],
+    "idle": [("KB/conn", lambda s: s.get("rss_per_connection_bytes", float("nan")) / 1024, "{:.2f}")],
+    "connect": [
+        ("connects/s", lambda s: s["connects_per_s"], "{:,.0f}"),
+        ("storm s", lambda s: s["storm"]["seconds"], "{:.2f}"),
+    ],
+}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="hubbub side-by-side benchmark suite")
+    parser.add_argument("--quick", action="store_true", help="1 run, smaller loads")
+    parser.add_argument("--runs", type=int, help="runs per figure (default 3, quick 1)")
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--workloads", default="fanout,fixed,idle,connect")
+    parser.add_argument("--out", default=str(HERE.parent / "docs" / "benchmarks"))
+    args = parser.parse_args()
+    runs = args.runs or (1 if args.quick else 3)
+    servers = args.servers.split(",")
+    chosen = workloads(args.quick)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in range(runs):
+            for workload in args.workloads.split(","):
+                for server in servers:
+                    print(f"run {run + 1}/{runs}: {workload} on {server}", file=sys.stderr)
+                    path = f"{tmp}/{workload}-{server}-{run}.json"
+                    summary = run_bench(server, chosen[workload]["args"], path)
+                    if summary is not None:
+                        results.setdefault(workload, {}).setdefault(server, []).append(summary)
+    elapsed = time.monotonic() - started
+    report = render(results, chosen, servers, runs, args.quick)
+    print(report)
+    print(f"\nsuite wall time: {elapsed / 60:.1f} min", file=sys.stderr)
+    (out / "results.md").write_text(report + "\n")
+    (out / "results.json").write_text(json.dumps(slim(results), indent=1) + "\n")
+    plots(results, servers, out)
+
+
+def slim(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    return {
+        w: {s: [{k: v for k, v in r.items() if k != "latency_hist"} for r in rs] for s, rs in by.items()}
+        for w, by in results.items()
+    }  # fmt: skip
+
+
+def render(
+    results: dict[str, dict[str, list[dict[str, Any]]]],
+    chosen: dict[str, dict[str, Any]],
+    servers: list[str],
+    runs: int,
+    quick: bool,
+) -> str:
+    lines = [f"Runs per figure: {runs} (median [min-max]){' - QUICK' if quick else ''}", ""]
+    for workload, by_server in results.items():
+        lines += [f"### {chosen[workload]['title']}", ""]
+        for label, get, fmt in METRICS[workload]:
+            medians = {
+                s: statistics.median(get(r) for r in rs) for s, rs in by_server.items() if rs
+            }
+            lines.append(f"| {label} | " + " | ".join(s for s in servers if s in medians) + " |")
+            lines.append("| --- |" + " --- |" * len(medians))
+            cells = []
+            for s in servers:
+                if s not in medians:
+                    continue
+                values = [get(r) for r in by_server[s]]
+                cells.append(
+                    f"{fmt.format(medians[s])} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
+                )
+            lines.append("| median [min-max] | " + " | ".join(cells) + " |")
+            if "hubbub" in medians:
+                ratios = [
+                    f"{medians['hubbub'] / medians[s]:.2f}x" if medians[s] else "-"
+                    for s in servers
+                    if s in medians
+                ]
+                lines.append("| hubbub / this | " + " | ".join(ratios) + " |")
+            lines.append("")
+        notes = []
+        for s, rs in by_server.items():
+            for r in rs:
+                notes += [f"{s}: {w}" for w in r.get("warnings", [])]
+                if r.get("lost"):
+                    notes.append(f"{s}: {r['lost']} lost")
+                cpu = max(r.get("loadgen_cpu", [0]))
+                if workload in ("fanout",):
+                    notes.append(f"{s}: bench CPU {cpu:.0%}")
+        if notes:
+            lines += ["Notes: " + "; ".join(sorted(set(notes))), ""]
+    return "\n".join(lines)
+
+
+def plots(
+    results: dict[str, dict[str, list[dict[str, Any]]]], servers: list[str], out: Path
+) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no plots (pip install -r benchmarks/requirements.txt)")
+        return
+    from hubbub.tools.histogram import Histogram
+    from hubbub.tools.report import percentile_curve
+
+    if "fanout" in results:
+        names = [s for s in servers if s in results["fanout"]]
+        med = [
+            statistics.median(r["deliveries_per_s"] for r in results["fanout"][s]) / 1e6
+            for s in names
+        ]
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        ax.bar(names, med, color=["#d62728" if n == "hubbub" else "#1f77b4" for n in names])
+        ax.set_ylabel("M deliveries/s (median)")
+        ax.set_title("fan-out, 1 channel, 1000 subscribers, 100 B, saturation", fontsize=10)
+        for i, v in enumerate(med):
+            ax.text(i, v, f"{v:.2f}", ha="center", va="bottom")
+        fig.tight_layout()
+        fig.savefig(out / "fanout.png", dpi=100)
+        plt.close(fig)
+    if "fixed" in results:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for s in servers:
+            rs = results["fixed"].get(s)
+            if not rs:
+                continue
+            merged = Histogram()
+            for r in rs:
+                merged.merge(Histogram.from_dict(r["latency_hist"]))
+            points = percentile_curve(merged)
+            ax.plot([1 / (1 - q / 100) for q, _ in points], [v / 1000 for _, v in points], label=s)
+        ticks = [50, 90, 99, 99.9, 99.99]
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks([1 / (1 - q / 100) for q in ticks], [f"p{q:g}" for q in ticks])
+        ax.set_ylabel("latency, ms (log)")
+        ax.set_title(
+            "fixed rate, 1000 subscribers (50 k deliveries/s; socketio 5 k/s)", fontsize=10
+        )
+        ax.legend()
+        ax.grid(True, which="both", alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / "latency.png", dpi=100)
+        plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Present a bench summary: the table on stdout, the JSON file, the latency plot.
+
+Rule: presentation only; every figure shown was computed by the runner. The PNG
+plot needs matplotlib (``pip install 'hubbub[bench]'``); a ``.html`` plot is a
+self-contained page with an inline SVG and needs nothing.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from hubbub.tools.histogram import Histogram
+
+
+def _ms(us: int | float) -> str:
+    return f"{us / 1000:.2f} ms"
+
+
+def table(summary: dict[str, Any]) -> str:
+    """The end-of-run summary as aligned rows."""
+    rows: list[tuple[str, str]] = [
+        ("scenario", summary["scenario"]),
+        ("target", str(summary["target"])),
+    ]
+    s = summary
+    if s["scenario"] == "fanout":
+        rows += [
+            ("deliveries/s", f"{s['deliveries_per_s']:,.0f}"),
+            ("publications/s", f"{s['publications_per_s']:,.0f}"),
+            ("delivered (window)", f"{s['delivered']:,}"),
+            ("expected / after drain", f"{s['expected']:,} / {s['delivered_after_drain']:,}"),
+            ("lost", f"{s['lost']:,}"),
+            ("duplicated", f"{s['duplicated']:,}"),
+            (
+                "sequence-checked",
+                f"{s['seq_checked_subscribers']} subscribers, {s['seq_lost']:,} missing",
+            ),
+            ("publish errors", f"{s['publish_errors']:,}"),
+        ]
+    elif s["scenario"] == "rpc":
+        rows += [
+            ("requests/s", f"{s['requests_per_s']:,.0f}"),
+            ("requests", f"{s['requests']:,}"),
+            ("errors", f"{s['errors']:,}"),
+        ]
+    elif s["scenario"] == "connect":
+        rows += [
+            ("clients", f"{s['clients']:,}"),
+            ("connects+subscribes/s", f"{s['connects_per_s']:,.0f}"),
+            ("connect time", f"{s['connect_s']:.2f} s"),
+        ]
+        if "storm" in s:
+            storm = s["storm"]
+            rows.append(
+                (f"reconnect storm ({storm['mode']})", f"{storm['seconds']:.2f} s until all back")
+            )
+            if "restart_s" in storm:
+                rows.append(("  of which server restart", f"{storm['restart_s']:.2f} s"))
+            rows.append(("  recovered", f"{storm['recovered']:,}"))
+    elif s["scenario"] == "idle":
+        rows += [
+            ("connections", f"{s['clients']:,}"),
+            ("connect time", f"{s['connect_s']:.2f} s"),
+            ("closed by server", f"{s['closed_by_server']:,}"),
+        ]
+        if "rss_per_connection_bytes" in s:
+            rows += [
+                ("server RSS before", f"{s['server_rss_before_kb'] / 1024:.1f} MB"),
+                ("server RSS after", f"{s['server_rss_after_kb'] / 1024:.1f} MB"),
+                ("RSS per connection", f"{s['rss_per_connection_bytes'] / 1024:.2f} KB"),
+            ]
+    lat = s["latency_us"]
+    if lat["count"]:
+        label = "connect+subscribe latency" if s["scenario"] == "connect" else "latency"
+        rows.append(
+            (
+                label,
+                f"p50 {_ms(lat['p50_us'])}  p90 {_ms(lat['p90_us'])}  p99 {_ms(lat['p99_us'])}  "
+                f"p99.9 {_ms(lat['p99_9_us'])}  max {_ms(lat['max_us'])}  (n={lat['count']:,})",
+            )
+        )
+    if "server_rss_end_kb" in s:
+        rows.append(("server RSS at end", f"{s['server_rss_end_kb'] / 1024:.1f} MB"))
+    rows.append(("bench CPU", " ".join(f"{c:.0%}" for c in s["loadgen_cpu"])))
+    width = max(len(k) for k, _ in rows)
+    lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
+    lines += [f"WARNING: {w}" for w in s["warnings"]]
+    return "\n".join(lines)
+
+
+def write_json(summary: dict[str, Any], path: str) -> None:
+    Path(path).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+
+def write_plot(summary: dict[str, Any], path: str) -> None:
+    """The latency distribution: percentile curve (PNG with matplotlib, or HTML/SVG)."""
+    histogram = Histogram.from_dict(summary["latency_hist"])
+    points = percentile_curve(histogram)
+    title = f"hubbub bench {summary['scenario']}: {summary['target']}"
+    if path.endswith((".html", ".htm")):
+        Path(path).write_text(_html(points, title, summary))
+        return
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the optional extra
+        raise RuntimeError(
+            "--plot FILE.png needs matplotlib: pip install 'hubbub[bench]' (or use FILE.html)"
+        ) from exc
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([1 / (1 - q / 100) for q, _ in points], [v / 1000 for _, v in points])
+    ax.set_xscale("log")
+    ticks = [50, 90, 99, 99.9, 99.99]
+    ax.set_xticks([1 / (1 - q / 100) for q in ticks], [f"p{q:g}" for q in ticks])
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def percentile_curve(histogram: Histogram) -> list[tuple[float, int]]:
+    """(percentile, value us) from p0 to p99.99 on a log scale of 1/(1-q)."""
+    if histogram.total == 0:
+        return []
+    points = []
+    steps = 80
+    for i in range(steps + 1):
+        q = 100 * (1 - math.pow(10, -4 * i / steps))
+        points.append((q, histogram.percentile(q)))
+    return points
+
+
+def _html(points: list[tuple[float, int]], title: str, summary: dict[str, Any]) -> str:
+    width, height, pad = 640, 320, 40
+    top = max((v for _, v in points), default=1) or 1
+
+    def x(q: float) -> float:
+        return pad + (width - 2 * pad) * math.log10(1 / max(1e-4, 1 - q / 100)) / 4
+
+    def y(v: float) -> float:
+        return height - pad - (height - 2 * pad) * v / top
+
+    path = " ".join(f"{x(q):.1f},{y(v):.1f}" for q, v in points)
+    labels = "".join(
+        f'<text x="{x(q):.0f}" y="{height - 15}" font-size="11">p{q:g}</text>'
+        for q in (50, 90, 99, 99.9, 99.99)
+    )
+    lat = summary["latency_us"]
+    return (
+        f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
+        f"<h3>{html.escape(title)}</h3>"
+        f'<svg width="{width}" height="{height}" style="border:1px solid #ccc">'
+        f'<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{path}"/>{labels}'
+        f'<text x="5" y="{pad - 10}" font-size="11">max {top / 1000:.2f} ms</text></svg>'
+        f"<pre>{html.escape(json.dumps(lat, indent=2))}</pre>"
+    )
