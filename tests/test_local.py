@@ -146,12 +146,12 @@ async def test_server_ping_is_written_and_answered_pong_keeps_the_connection() -
         (connect,) = await client.receive()
         assert json.loads(connect)["connect"]["ping"] == 1
         for _ in range(3):  # three ping/pong rounds, the connection stays
-            async with asyncio.timeout(3):
+            async with asyncio.timeout(5):
                 assert await client.receive() == [b"{}"]
             await client.send(b"{}")
         assert client.close_code is None
         # Now stay silent: the next ping goes unanswered and the hub closes with 3012.
-        async with asyncio.timeout(3):
+        async with asyncio.timeout(5):
             assert await client.receive() == [b"{}"]
             while client.close_code is None:
                 await client.receive()

@@ -380,13 +380,19 @@ class Hub:
         name = channel.name
         session.subscriptions[name] = subscription
         subscribers = self._subscribers.get(name)
+        first = subscribers is None
         if subscribers is None:
             subscribers = self._subscribers[name] = ChannelSubscribers()
-            subscribers.ready = asyncio.ensure_future(self.engine.subscribe(name))
+            subscribers.ready = asyncio.get_running_loop().create_future()
         subscribers.joining[session] = []
         try:
-            if subscribers.ready is not None:
-                await asyncio.shield(subscribers.ready)
+            if first:
+                # The first subscriber awaits the engine itself: with an engine that
+                # answers at once (memory) this costs no extra loop turn, so a frame of
+                # connect + subscribes is answered in one frame.
+                await self._engine_subscribe(name, subscribers)
+            elif subscribers.ready is not None and not subscribers.ready.done():
+                await asyncio.shield(subscribers.ready)  # others wait for the same subscribe
             result = await self._position(name, channel, request, recoverable, positioned)
         except BaseException:
             session.subscriptions.pop(name, None)
@@ -509,6 +515,20 @@ class Hub:
             if subscribers.ready is not None and not subscribers.ready.done():
                 subscribers.ready.add_done_callback(_consume_exception)
             self.spawn(self._engine_unsubscribe(name))
+
+    async def _engine_subscribe(self, name: str, subscribers: ChannelSubscribers) -> None:
+        """Subscribe the node to ``name``; settle ``subscribers.ready`` for the others."""
+        ready = subscribers.ready
+        assert ready is not None
+        try:
+            await self.engine.subscribe(name)
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc if isinstance(exc, Exception) else ConnectionError(exc))
+                ready.add_done_callback(_consume_exception)
+            raise
+        if not ready.done():
+            ready.set_result(None)
 
     async def _engine_unsubscribe(self, name: str) -> None:
         if name not in self._subscribers:
