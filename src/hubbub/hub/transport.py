@@ -13,7 +13,10 @@ from typing import Protocol
 
 class Transport(Protocol):
     remote: str  # the peer's address, for hooks and logs
-    headers: dict[str, str]  # handshake headers, for hooks
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Handshake headers (lower-case names), for hooks."""
 
     def write(self, payload: bytes) -> None:
         """Send ``payload`` as one text frame."""

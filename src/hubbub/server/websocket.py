@@ -41,15 +41,20 @@ def frame_header(length: int) -> bytes:
 class WebSocketTransport:
     """Adapts an aiohttp WebSocketResponse to the hub's Transport protocol."""
 
-    __slots__ = ("_closing", "_compressed", "_socket", "_ws", "headers", "remote")
+    __slots__ = ("_closing", "_compressed", "_request", "_socket", "_ws", "remote")
 
     def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
         self._ws = ws
         self._socket = request.transport
         self._compressed = bool(ws.compress)
         self._closing: asyncio.Task[bool] | None = None
+        self._request = request  # alive for the whole handler anyway: no extra memory
         self.remote = request.remote or ""
-        self.headers = {k.lower(): v for k, v in request.headers.items()}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Handshake headers, lower-cased; built when a hook asks, not per connection."""
+        return {k.lower(): v for k, v in self._request.headers.items()}
 
     def write(self, payload: bytes) -> None:
         socket = self._socket
