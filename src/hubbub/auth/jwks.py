@@ -70,4 +70,3 @@ class JwksKeys:
 
     def __repr__(self) -> str:
         return f"JwksKeys({self.url!r}, {len(self._keys)} keys)"
-
