@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from hubbub.config.loader import load_config
 from hubbub.hub.hub import Hub
 from hubbub.hub.local import LocalClient
+from hubbub.protocol.codec import METHODS as COMMAND_METHODS
 from tests.conftest import DEFAULT_CONFIG, RunningServer, ServerFactory
 from tests.rawws import (
     OP_BINARY,
@@ -674,21 +675,7 @@ JSON_VALUES = st.recursive(
     ),
     max_leaves=8,
 )
-METHODS = [
-    "connect",
-    "subscribe",
-    "unsubscribe",
-    "publish",
-    "presence",
-    "presence_stats",
-    "history",
-    "ping",
-    "send",
-    "rpc",
-    "refresh",
-    "sub_refresh",
-    "bogus",
-]
+METHODS = [*COMMAND_METHODS, "bogus"]
 CHANNELS = st.sampled_from(["chat:a", "chat:b", "a", "$private", "chat:x#1", "", "locked:x"])
 PARAMS = st.fixed_dictionaries(
     {},

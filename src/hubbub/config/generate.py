@@ -21,6 +21,29 @@ __all__ = ["FORMATS", "demo_config", "generate_config", "starter_config"]
 FORMATS = ("json", "toml", "yaml")
 
 
+def chat_namespace(*, anonymous: bool) -> dict[str, Any]:
+    """The example ``chat`` namespace: presence, join/leave, history with recovery,
+    subscribers may publish and read; ``anonymous`` opens it to connections
+    without a user too (the demo)."""
+    namespace: dict[str, Any] = {
+        "name": "chat",
+        "presence": True,
+        "join_leave": True,
+        "force_push_join_leave": True,
+        "history_size": 100,
+        "history_ttl": "300s",
+        "force_recovery": True,
+        "allow_subscribe_for_client": True,
+        "allow_publish_for_subscriber": True,
+        "allow_history_for_subscriber": True,
+        "allow_presence_for_subscriber": True,
+    }
+    if anonymous:
+        for action in ("subscribe", "publish", "history", "presence"):
+            namespace[f"allow_{action}_for_anonymous"] = True
+    return namespace
+
+
 def starter_config(*, secrets: bool = True) -> dict[str, Any]:
     """The starter configuration as plain data (Centrifugo v6 key names)."""
     return {
@@ -36,21 +59,7 @@ def starter_config(*, secrets: bool = True) -> dict[str, Any]:
                 "allow_subscribe_for_client": True,
                 "allow_publish_for_client": True,
             },
-            "namespaces": [
-                {
-                    "name": "chat",
-                    "presence": True,
-                    "join_leave": True,
-                    "force_push_join_leave": True,
-                    "history_size": 100,
-                    "history_ttl": "300s",
-                    "force_recovery": True,
-                    "allow_subscribe_for_client": True,
-                    "allow_publish_for_subscriber": True,
-                    "allow_history_for_subscriber": True,
-                    "allow_presence_for_subscriber": True,
-                }
-            ],
+            "namespaces": [chat_namespace(anonymous=False)],
         },
     }
 
@@ -66,25 +75,7 @@ def demo_config() -> dict[str, Any]:
         "http_server": {"address": "127.0.0.1", "port": 8000},
         "client": {"allow_anonymous_connect_without_token": True},
         "channel": {
-            "namespaces": [
-                {
-                    "name": "chat",
-                    "presence": True,
-                    "join_leave": True,
-                    "force_push_join_leave": True,
-                    "history_size": 100,
-                    "history_ttl": "300s",
-                    "force_recovery": True,
-                    "allow_subscribe_for_client": True,
-                    "allow_subscribe_for_anonymous": True,
-                    "allow_publish_for_subscriber": True,
-                    "allow_publish_for_anonymous": True,
-                    "allow_history_for_subscriber": True,
-                    "allow_history_for_anonymous": True,
-                    "allow_presence_for_subscriber": True,
-                    "allow_presence_for_anonymous": True,
-                }
-            ]
+            "namespaces": [chat_namespace(anonymous=True)],
         },
     }
 
