@@ -117,7 +117,8 @@ def main() -> None:
                 print(
                     f"run {run + 1} {label}: {result['deliveries_per_s']:,.0f} deliveries/s "
                     f"({result['publications_per_s']:,.0f} publications/s, "
-                    f"lost {result['lost']})",
+                    f"lost {result['lost']} of acknowledged, "
+                    f"{result['unacknowledged']} publishes unanswered at the end)",
                     flush=True,
                 )
     print(f"\nfan-out, 1 channel, {args.subscribers} subscribers, ~{args.payload} B payload:")

@@ -33,7 +33,8 @@ def table(summary: dict[str, Any]) -> str:
             ("publications/s", f"{s['publications_per_s']:,.0f}"),
             ("delivered (window)", f"{s['delivered']:,}"),
             ("expected / after drain", f"{s['expected']:,} / {s['delivered_after_drain']:,}"),
-            ("lost", f"{s['lost']:,}"),
+            ("lost (of acknowledged)", f"{s['lost']:,}"),
+            ("unanswered publishes at the end", f"{s.get('unacknowledged', 0):,}"),
             ("duplicated", f"{s['duplicated']:,}"),
             (
                 "sequence-checked",

@@ -375,13 +375,15 @@ def summarise(
         summary["loadgen_cpu"] = measure_cpu
         elapsed = max(r["elapsed_s"] for r in results)
         sent: dict[int, int] = {}
+        acked: dict[int, int] = {}
         errors: dict[int, int] = {}
         channel_of: dict[int, int] = {}
         for r in results:
             sent.update({int(k): v for k, v in r["sent"].items()})
+            acked.update({int(k): v for k, v in r["acked"].items()})
             errors.update({int(k): v for k, v in r["publish_errors"].items()})
             channel_of.update({int(k): v for k, v in r["publisher_channels"].items()})
-        ok = {p: sent[p] - errors.get(p, 0) for p in sent}
+        ok = acked  # losses are counted against what the server acknowledged
         per_channel = [0] * opts.channels
         for p, count in ok.items():
             per_channel[channel_of[p]] += count
@@ -408,6 +410,7 @@ def summarise(
             delivered_after_drain=delivered_total,
             expected=expected,
             lost=max(0, expected - delivered_total),
+            unacknowledged=sum(sent.values()) - sum(acked.values()) - sum(errors.values()),
             duplicated=seq_dup + max(0, delivered_total - expected),
             seq_checked_subscribers=checked,
             seq_lost=seq_lost,

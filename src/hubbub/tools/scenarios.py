@@ -267,6 +267,9 @@ class Worker:
             delivered_window=window,
             delivered_total=sum(c.marks for c in subs),
             sent={p.ident: p.sent for p in publishers},
+            # Acknowledged without error: what the server promised to deliver. A
+            # publish still unanswered when the drain ends is not counted as lost.
+            acked={p.ident: _acked(p, self.opts.dialect) for p in publishers},
             publish_errors={p.ident: p.errors for p in publishers},
             publisher_channels={p.ident: p.channel for p in publishers},
             seq=[
@@ -581,3 +584,10 @@ class Worker:
         }
         for conn in conns:
             conn.close()
+
+
+def _acked(pub: Publisher, dialect: str) -> int:
+    """Publications the server answered without error (all sent ones where no replies exist)."""
+    if pub.conn is None or dialect != "centrifugo":
+        return pub.sent - pub.errors
+    return max(0, pub.conn.replies - pub.base_replies - pub.errors)
