@@ -398,10 +398,12 @@ class Hub:
             session.subscriptions.pop(name, None)
             self._detach(session, name)
             raise
-        result.expires = bool(expire_at)
-        if expire_at:
-            result.ttl = ttl_until(expire_at)
+        result.expires, result.ttl = bool(expire_at), ttl_until(expire_at)
         subscription.live_from = result.offset
+        if result.epoch and not subscribers.epoch:
+            # No publication delivered here yet: the position just read is the
+            # baseline, so a loss before the first delivered publication is seen.
+            subscribers.epoch, subscribers.offset = result.epoch, result.offset
         if opts.presence:
             info = session.client_info(chan_info)
             await self.engine.add_presence(name, session.client_id, info, PRESENCE_TTL)
@@ -561,6 +563,14 @@ class Hub:
             return
         offset = position.offset
         if offset:
+            if position.epoch == subscribers.epoch and offset <= subscribers.offset:
+                # Published before the baseline read, delivered after it: live
+                # subscribers already have it through their subscribe position.
+                if subscribers.joining:
+                    frame = encode_publication_push(channel, publication)
+                    for pending in subscribers.joining.values():
+                        pending.append((offset, frame))
+                return
             if offset != subscribers.offset + 1 or position.epoch != subscribers.epoch:
                 if subscribers.epoch:  # not the first publication seen: a gap
                     self._stream_gap(channel, subscribers)
