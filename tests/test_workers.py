@@ -1,0 +1,218 @@
+"""``hubbub serve --workers 2``: two processes on one port, sharing channels through Redis.
+
+Rule: the parent is started here (through ``cluster_fixtures.Node``) and its
+workers are found as its children in /proc; every one of them is killed by its
+own PID in ``finally`` if a test left it running. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.cluster_fixtures import Node
+from tests.conftest import DEFAULT_CONFIG, merge
+from tests.redis_fixtures import RedisProcess, free_port, redis_server  # noqa: F401 (fixture)
+
+CHANNEL = "workers"  # without namespace: no history, no join/leave pushes
+TIMEOUT = aiohttp.ClientWSTimeout(ws_close=5)
+
+
+class WorkersNode(Node):
+    """A ``Node`` (Redis engine, fixed port) launched with ``--workers 2``."""
+
+    workers: set[int] = set()  # the worker PIDs, once found
+
+    def launch(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "hubbub.cli.main",
+                    "serve",
+                    "--config",
+                    str(self.config_path),
+                    "--workers",
+                    "2",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+
+def children(pid: int) -> set[int]:
+    """The child PIDs of ``pid``, from /proc/<pid>/task/*/children."""
+    found: set[int] = set()
+    task_dir = Path(f"/proc/{pid}/task")
+    with contextlib.suppress(OSError):
+        for task in task_dir.iterdir():
+            with contextlib.suppress(OSError):
+                found.update(int(p) for p in (task / "children").read_text().split())
+    return found
+
+
+def running(pid: int) -> bool:
+    """``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def wait_workers(parent: int, count: int, within: float = 15.0) -> set[int]:
+    deadline = time.monotonic() + within
+    while True:
+        found = {pid for pid in children(parent) if running(pid)}
+        if len(found) >= count:
+            return found
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"parent {parent} has children {found}, wanted {count}")
+        await asyncio.sleep(0.05)
+
+
+async def connect(http: aiohttp.ClientSession, url: str) -> tuple[Any, str]:
+    """A connected WebSocket client and the ``node`` of its connect result."""
+    # autoclose off: aiohttp's automatic close reply, failing on a socket the exited
+    # worker already closed, would overwrite the received code with 1006.
+    ws = await http.ws_connect(url, timeout=TIMEOUT, autoclose=False)
+    await ws.send_str(json.dumps({"id": 1, "connect": {}}))
+    reply = await reply_to(ws, 1)
+    return ws, reply["connect"]["node"]
+
+
+async def reply_to(ws: Any, command_id: int) -> dict[str, Any]:
+    async with asyncio.timeout(5):
+        while True:
+            msg = await ws.receive()
+            assert msg.type == aiohttp.WSMsgType.TEXT, msg
+            for line in msg.data.split("\n"):
+                if line and (data := json.loads(line)).get("id") == command_id:
+                    assert "error" not in data, data
+                    result: dict[str, Any] = data
+                    return result
+
+
+async def next_pub(ws: Any) -> dict[str, Any]:
+    async with asyncio.timeout(5):
+        while True:
+            msg = await ws.receive()
+            assert msg.type == aiohttp.WSMsgType.TEXT, msg
+            for line in msg.data.split("\n"):
+                if line and "pub" in (push := json.loads(line).get("push", {})):
+                    result: dict[str, Any] = push
+                    return result
+
+
+@pytest.fixture
+async def workers_node(redis_server: RedisProcess) -> AsyncIterator[WorkersNode]:  # noqa: F811
+    with tempfile.TemporaryDirectory(prefix="hubbub-workers-") as directory:
+        node = WorkersNode(
+            Path(directory), "workers", [redis_server.address], f"w{uuid.uuid4().hex[:8]}:"
+        )
+        try:
+            await node.start()
+            assert node.process is not None
+            node.workers = await wait_workers(node.process.pid, 2)
+            yield node
+        finally:
+            node.stop()  # SIGTERM, then SIGKILL: the parent we started
+            for pid in node.workers:  # its workers, by their PIDs, if still there
+                if running(pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+
+
+async def test_two_workers_share_port_channels_and_stop_on_sigterm(
+    workers_node: WorkersNode,
+) -> None:
+    node = workers_node
+    assert node.process is not None
+    parent = node.process.pid
+    workers = node.workers
+    assert len(workers) == 2
+    clients: list[tuple[Any, str]] = []
+    async with aiohttp.ClientSession() as http:
+        try:
+            # The kernel spreads connections over both workers: two distinct nodes.
+            deadline = time.monotonic() + 15
+            while len({n for _, n in clients}) < 2 or len(clients) < 20:
+                assert time.monotonic() < deadline, f"nodes seen: {[n for _, n in clients]}"
+                clients.append(await connect(http, node.ws_url))
+            nodes = {n for _, n in clients}
+            assert len(nodes) == 2, nodes
+            for ws, _ in clients:
+                await ws.send_str(json.dumps({"id": 2, "subscribe": {"channel": CHANNEL}}))
+                await reply_to(ws, 2)
+            # One publication through the HTTP API (served by either worker) reaches all.
+            await node.api("publish", {"channel": CHANNEL, "data": {"hello": "workers"}})
+            for ws, _ in clients:
+                push = await next_pub(ws)
+                assert push["channel"] == CHANNEL
+                assert push["pub"]["data"] == {"hello": "workers"}
+            # SIGTERM to the parent: it forwards it; clients get 3001; workers exit.
+            node.process.send_signal(signal.SIGTERM)
+            codes = []
+            for ws, _ in clients:
+                async with asyncio.timeout(10):
+                    while True:
+                        msg = await ws.receive()
+                        if msg.type is aiohttp.WSMsgType.CLOSE:
+                            codes.append(msg.data)
+                            break
+                        if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                            codes.append(None)  # no close frame at all
+                            break
+            nodes_codes = list(zip(codes, [n for _, n in clients], strict=True))
+            assert set(codes) == {3001}, (nodes_codes, node.log()[-3000:])
+            assert node.process.wait(timeout=10) == 0
+            deadline = time.monotonic() + 10
+            while any(running(pid) for pid in workers):
+                assert time.monotonic() < deadline, [p for p in workers if running(p)]
+                await asyncio.sleep(0.05)
+            assert not running(parent)
+        finally:
+            for ws, _ in clients:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(2):
+                        await ws.close()
+
+
+def test_workers_with_memory_engine_exit_1_naming_the_options() -> None:
+    with tempfile.TemporaryDirectory(prefix="hubbub-workers-") as directory:
+        config_path = Path(directory) / "memory.json"
+        config = merge(DEFAULT_CONFIG, {"http_server": {"port": free_port()}})
+        config_path.write_text(json.dumps(config))
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hubbub.cli.main",
+                "serve",
+                "--config",
+                str(config_path),
+                "--workers",
+                "2",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "--workers" in done.stderr and "engine.type" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
