@@ -280,21 +280,7 @@ STATS_FRAME = json.dumps({"id": 2, "presence_stats": {"channel": BYSTANDER_CHANN
 @pytest.mark.parametrize(
     ("frame", "code"),
     [
-        pytest.param(
-            build_frame(STATS_FRAME, mask=False),
-            1002,
-            id="unmasked",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "RFC 6455 5.1: a server MUST close on an unmasked client frame. "
-                    "aiohttp 3.14.5's reader (aiohttp/_websocket/reader_py.py, READ_HEADER: "
-                    "has_mask is read but never required) accepts it: the unmasked "
-                    "presence_stats is answered ({'id': 2, 'presence_stats': ...}) and "
-                    "no close frame comes"
-                ),
-            ),
-        ),
+        pytest.param(build_frame(STATS_FRAME, mask=False), 1002, id="unmasked"),
         pytest.param(build_frame(STATS_FRAME, rsv=4), 1002, id="rsv1-without-deflate"),
         pytest.param(build_frame(STATS_FRAME, rsv=2), 1002, id="rsv2"),
         pytest.param(build_frame(STATS_FRAME, rsv=1), 1002, id="rsv3"),

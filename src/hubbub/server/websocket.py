@@ -20,6 +20,7 @@ from aiohttp import WSMsgType, web
 from hubbub.codes import Disconnect, DisconnectInfo
 from hubbub.hub.hub import Hub
 from hubbub.server.keys import HUB_KEY
+from hubbub.server.masking import check_client_masking
 
 log = logging.getLogger("hubbub.websocket")
 
@@ -114,6 +115,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         compress=config.websocket.compression,
         autoping=True,
     )
+    if ws.can_prepare(request).ok:
+        check_client_masking(request.transport)  # before the 101: later bytes are frames
     await ws.prepare(request)
     transport = WebSocketTransport(ws, request)
     session = hub.open_session(transport)
