@@ -70,6 +70,9 @@ class Node:
         self.log_path = directory / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
+    #: Extra ``hubbub serve`` arguments (a subclass may add ``--workers``).
+    serve_args: tuple[str, ...] = ()
+
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/connection/websocket"
@@ -88,6 +91,7 @@ class Node:
                     "serve",
                     "--config",
                     str(self.config_path),
+                    *self.serve_args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -35,24 +35,11 @@ TIMEOUT = aiohttp.ClientWSTimeout(ws_close=5)
 class WorkersNode(Node):
     """A ``Node`` (Redis engine, fixed port) launched with ``--workers 2``."""
 
-    workers: set[int] = set()  # the worker PIDs, once found
+    serve_args = ("--workers", "2")
 
-    def launch(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "hubbub.cli.main",
-                    "serve",
-                    "--config",
-                    str(self.config_path),
-                    "--workers",
-                    "2",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.workers: set[int] = set()  # the worker PIDs, once found
 
 
 def children(pid: int) -> set[int]:
