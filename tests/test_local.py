@@ -223,3 +223,26 @@ async def test_separate_subscription_token_key() -> None:
             )
         )
         assert bad.close_code == 3500
+
+
+async def test_token_subs_claim_subscribes_with_channel_info() -> None:
+    from hubbub.auth.tokens import make_token
+    from tests.conftest import SECRET
+
+    async with hub() as h:
+        client = LocalClient(h)
+        token = make_token(
+            SECRET, "kim", ttl=60, extra={"subs": {"chat:team": {"info": {"role": "lead"}}}}
+        )
+        await client.send(b'{"id":1,"connect":{"token":"%s"}}' % token.encode())
+        (reply, *_) = [json.loads(m) for m in await client.receive()]
+        assert set(reply["connect"]["subs"]) == {"chat:team"}
+        members = await h.engine.presence("chat:team")
+        (info,) = members.values()
+        assert info.user == "kim" and bytes(info.chan_info) == b'{"role":"lead"}'
+        bad = LocalClient(h)
+        await bad.send(
+            b'{"id":1,"connect":{"token":"%s"}}'
+            % make_token(SECRET, "kim", extra={"subs": ["not", "a", "map"]}).encode()
+        )
+        assert bad.close_code == 3500

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import jwt
@@ -45,6 +45,8 @@ class ConnectionClaims:
     expire_at: int = 0  # unix seconds; 0: the connection does not expire
     info: msgspec.Raw | None = None
     channels: tuple[str, ...] = ()
+    # ``subs`` claim: server-side subscriptions with options; here the chan_info of each.
+    subs: dict[str, msgspec.Raw | None] = field(default_factory=dict)
     meta: msgspec.Raw | None = None
 
 
@@ -90,6 +92,7 @@ class TokenVerifier:
             expire_at=_expire_at(claims),
             info=_info(claims),
             channels=tuple(channels),
+            subs=_subs(claims),
             meta=_raw(claims["meta"]) if "meta" in claims else None,
         )
 
@@ -148,6 +151,16 @@ def _string_claim(claims: dict[str, Any], name: str) -> str:
     if not isinstance(value, str):
         raise InvalidToken(f"{name} claim must be a string")
     return value
+
+
+def _subs(claims: dict[str, Any]) -> dict[str, msgspec.Raw | None]:
+    """``{"subs": {"channel": {"info": ..., "b64info": ...}}}`` -> channel: chan_info."""
+    subs = claims.get("subs", {})
+    if not isinstance(subs, dict) or not all(
+        isinstance(k, str) and isinstance(v, dict) for k, v in subs.items()
+    ):
+        raise InvalidToken("subs claim must map channel names to objects")
+    return {channel: _info(options) for channel, options in subs.items()}
 
 
 def _expire_at(claims: dict[str, Any]) -> int:

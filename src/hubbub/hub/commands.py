@@ -111,6 +111,7 @@ class Commands:
         hub = self.hub
         client_cfg = hub.config.client
         channels: list[str] = []
+        chan_infos: dict[str, msgspec.Raw | None] = {}  # from the token's ``subs`` claim
         if request.token:
             try:
                 claims = await hub.tokens.verify_connection(request.token)
@@ -124,6 +125,8 @@ class Commands:
             session.meta = claims.meta
             session.expire_at = float(claims.expire_at)
             channels.extend(claims.channels)
+            channels.extend(claims.subs)
+            chan_infos = claims.subs
         elif not (
             hub.hooks.connect
             or client_cfg.allow_anonymous_connect_without_token
@@ -170,7 +173,9 @@ class Commands:
             wanted = (request.subs or {}).get(name) or SubscribeRequest(channel=name)
             try:
                 channel = hub.channel_rules.resolve(name)
-                subs[name] = await hub.subscribe_session(session, channel, wanted, server_side=True)
+                subs[name] = await hub.subscribe_session(
+                    session, channel, wanted, chan_info=chan_infos.get(name), server_side=True
+                )
             except ClientError as exc:
                 log.warning("client %s: server-side subscribe %s: %s", session.client_id, name, exc)
         result = ConnectResult(
