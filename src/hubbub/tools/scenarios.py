@@ -230,7 +230,8 @@ class Worker:
             publishers.append(Publisher(opts, ident, conn))
         if opts.dialect != "centrifugo":
             await self._plain_ready(subs, publishers)
-        await self.phase("connected")
+        # Counters are reset before the start barrier: nothing is published before it,
+        # and after it another process's publisher may already be sending.
         probes: dict[int, BenchConnection] = {}
         for i, conn in zip(sub_ids, subs, strict=True):
             probes.setdefault(i % opts.channels, conn)
@@ -243,6 +244,7 @@ class Worker:
         for tracker in seqs:
             if tracker is not None:
                 tracker.reset()
+        await self.phase("connected")
         t0 = time.monotonic()
         cpu0 = time.process_time()
         end = t0 + opts.seconds
@@ -284,6 +286,8 @@ class Worker:
 
     async def _plain_ready(self, subs: list[BenchConnection], pubs: list[Publisher]) -> None:
         """Plain servers give no subscribe reply: send hellos until every subscriber hears one."""
+        if not any(pub.conn is not None for pub in pubs):
+            return  # no publisher in this process: nobody here to send hellos
         hello = b'42["m","hello"]' if self.opts.dialect == "socketio" else b"hello"
         deadline = time.monotonic() + 15
         for conn in subs:
