@@ -511,15 +511,6 @@ async def test_sweep_drops_what_expired(clock: FakeClock, events: Events) -> Non
         await engine.close()
 
 
-async def test_history_nowait_matches_history(clock: FakeClock, events: Events) -> None:
-    engine = MemoryEngine(clock=clock)
-    await engine.start(events)
-    await publish_many(engine, "a", 3)
-    query = HistoryQuery(limit=-1)
-    assert engine.history_nowait("a", query, HISTORY) == await engine.history("a", query, HISTORY)
-    await engine.close()
-
-
 async def test_close_is_idempotent(clock: FakeClock, events: Events) -> None:
     engine = MemoryEngine(clock=clock)
     await engine.start(events)

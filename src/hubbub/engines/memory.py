@@ -125,12 +125,6 @@ class MemoryEngine:
     async def history(
         self, channel: str, query: HistoryQuery, history: HistoryOptions
     ) -> HistoryPage:
-        return self.history_nowait(channel, query, history)
-
-    def history_nowait(
-        self, channel: str, query: HistoryQuery, history: HistoryOptions
-    ) -> HistoryPage:
-        """``history`` without a suspension point: the hub uses it to go live atomically."""
         now = self._clock()
         if not history.enabled and channel not in self._streams:
             return HistoryPage([], StreamPosition())

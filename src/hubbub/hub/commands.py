@@ -17,7 +17,6 @@ import msgspec
 from hubbub.auth.permissions import Action, Actor, Verdict, decide
 from hubbub.auth.tokens import InvalidToken, SubscriptionClaims, TokenExpired
 from hubbub.codes import Disconnect, Error
-from hubbub.engines.base import EpochMismatch, HistoryQuery
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.hooks import (
     ConnectEvent,
@@ -342,20 +341,13 @@ class Commands:
     async def history(self, session: Session, command: Command) -> None:
         request = command.history
         assert request is not None
-        channel = self._channel_for(session, request.channel, Action.HISTORY)
-        if not channel.options.history_enabled:
-            raise ClientError(Error.NOT_AVAILABLE)
-        cap = self.hub.config.client.history_max_publication_limit
-        limit = request.limit
-        if limit < 0 or limit > cap:
-            limit = cap
-        query = HistoryQuery(since=request.since, limit=limit, reverse=request.reverse)
-        try:
-            page = await self.hub.engine.history(
-                request.channel, query, self.hub.history_options(channel)
-            )
-        except EpochMismatch as exc:
-            raise ClientError(Error.UNRECOVERABLE_POSITION) from exc
+        self._channel_for(session, request.channel, Action.HISTORY)
+        page = await self.hub.history(
+            request.channel,
+            limit=self.hub.client_history_limit(request.limit),
+            since=request.since,
+            reverse=request.reverse,
+        )
         result = HistoryResult(
             publications=page.publications or None,
             epoch=page.position.epoch,

@@ -20,7 +20,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -297,14 +297,13 @@ class Hub:
         if not session.expire_at:
             return
         expire_at = session.expire_at
-        delay = expire_at - time.time() + self.config.client.expired_close_delay
 
         def check() -> None:
             if session.closed or session.expire_at != expire_at:
                 return  # refreshed: a newer check is scheduled
             session.close(Disconnect.EXPIRED)
 
-        self.timers.call_later(max(delay, 0.0), check)
+        self._after_grace(expire_at, check)
 
     def schedule_subscription_expiry(self, session: Session, channel: str) -> None:
         """Unsubscribe with 2501 (the SDK resubscribes with a fresh token) if the
@@ -313,7 +312,6 @@ class Hub:
         if subscription is None or not subscription.expire_at:
             return
         expire_at = subscription.expire_at
-        delay = expire_at - time.time() + self.config.client.expired_close_delay
 
         def check() -> None:
             current = session.subscriptions.get(channel)
@@ -325,6 +323,12 @@ class Hub:
                 )
             )
 
+        self._after_grace(expire_at, check)
+
+    def _after_grace(self, expire_at: float, check: Callable[[], None]) -> None:
+        """Run ``check`` once ``expire_at`` (unix time) plus ``client.expired_close_delay``
+        has passed: the grace a client has to refresh an expiring token."""
+        delay = expire_at - time.time() + self.config.client.expired_close_delay
         self.timers.call_later(max(delay, 0.0), check)
 
     def _refresh_presence(self, session: Session) -> None:
@@ -679,6 +683,11 @@ class Hub:
         since: StreamPosition | None = None,
         reverse: bool = False,
     ) -> HistoryPage:
+        """A page of ``channel``'s stream; 108 without history, 112 for a stale ``since``.
+
+        ``limit`` is not capped here (application code may read it all); clients
+        and the HTTP API pass it through ``client_history_limit``.
+        """
         resolved = self.channel_rules.resolve(channel)
         if not resolved.options.history_enabled:
             raise ClientError(Error.NOT_AVAILABLE)
@@ -688,6 +697,11 @@ class Hub:
             )
         except EpochMismatch as exc:
             raise ClientError(Error.UNRECOVERABLE_POSITION) from exc
+
+    def client_history_limit(self, requested: int) -> int:
+        """A client's or the API's ``limit``: -1 and anything above the cap give the cap."""
+        cap = self.config.client.history_max_publication_limit
+        return cap if requested < 0 or requested > cap else requested
 
     def sessions_of(self, user: str, client: str = "") -> list[Session]:
         """Connected sessions of ``user`` (or just ``client`` if given)."""

@@ -15,10 +15,8 @@ from hubbub.codes import ErrorInfo
 from hubbub.protocol.messages import (
     ClientInfo,
     Command,
-    DisconnectPush,
     Join,
     Leave,
-    MessagePush,
     Publication,
     Push,
     PushFrame,
@@ -74,10 +72,6 @@ def command_method(command: Command) -> str | None:
     return found
 
 
-def encode_value(value: msgspec.Struct | dict[str, object] | list[object]) -> bytes:
-    return _encode(value)
-
-
 def encode_reply(command_id: int, method: str, result: Result) -> bytes:
     """``{"id": N, "<method>": {...}}``."""
     return b'{"id":%d,"%s":%s}' % (command_id, method.encode(), _encode(result))
@@ -113,14 +107,6 @@ def encode_unsubscribe_push(channel: str, code: int, reason: str) -> bytes:
 
 def encode_subscribe_push(channel: str, push: SubscribePush) -> bytes:
     return _encode(PushFrame(Push(channel=channel, subscribe=push)))
-
-
-def encode_message_push(data: msgspec.Raw) -> bytes:
-    return _encode(PushFrame(Push(message=MessagePush(data))))
-
-
-def encode_disconnect_push(code: int, reason: str, reconnect: bool) -> bytes:
-    return _encode(PushFrame(Push(disconnect=DisconnectPush(code, reason, reconnect))))
 
 
 def encode_refresh_push(expires: bool, ttl: int) -> bytes:

@@ -249,12 +249,11 @@ class HttpApi:
 
     async def history(self, body: msgspec.Raw) -> dict[str, Any]:
         params: HistoryParams = _decode(body, HistoryParams)
-        limit = params.limit
-        cap = self.hub.config.client.history_max_publication_limit
-        if limit < 0 or limit > cap:
-            limit = cap
         page = await self.hub.history(
-            params.channel, limit=limit, since=params.since, reverse=params.reverse
+            params.channel,
+            limit=self.hub.client_history_limit(params.limit),
+            since=params.since,
+            reverse=params.reverse,
         )
         result: dict[str, Any] = {
             "publications": page.publications,
