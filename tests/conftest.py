@@ -1,26 +1,32 @@
 """Shared fixtures: a real hubbub server on 127.0.0.1, port 0, in the test's event loop.
 
-``start_server(config_data)`` runs the full aiohttp app (the same ``create_app``
-as ``hubbub serve``) with configuration data passed through ``load_config``,
-so tests exercise the real validation, routes and sockets. The defaults give
+``start_server(config_data)`` starts the server exactly as ``hubbub serve``
+does (``hubbub.server.run.start``: hubbub's own WebSocket listener in front of
+the aiohttp app) with configuration data passed through ``load_config``, so
+tests exercise the real validation, routes and sockets. ``embedded=True``
+serves the same hub the way an application embedding hubbub does: the aiohttp
+app alone (``create_app`` on an aiohttp site), WebSockets through aiohttp. The defaults give
 an API key, an HMAC secret and a permissive ``chat`` namespace with history,
 presence, join/leave and recovery.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import uvloop
 from aiohttp import web
 
 from hubbub.auth.tokens import make_token
 from hubbub.config.loader import load_config
 from hubbub.hub.hub import Hub
 from hubbub.server.app import create_app, runner_options
+from hubbub.server.run import start
 
 API_KEY = "test-api-key"
 SECRET = "test-hmac-secret-key-of-enough-length"
@@ -77,7 +83,7 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 @dataclass
 class RunningServer:
     hub: Hub
-    runner: web.AppRunner
+    stop: Callable[[], Awaitable[None]]
     port: int
 
     @property
@@ -98,11 +104,15 @@ class RunningServer:
     def token(self, user: str, *, ttl: float | None = 3600, **claims: Any) -> str:
         return make_token(self.secret, user, ttl=ttl, extra=claims or None)
 
-    async def stop(self) -> None:
-        await self.runner.cleanup()
-
 
 ServerFactory = Callable[..., Awaitable[RunningServer]]
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Tests run on uvloop, the loop ``hubbub serve`` runs on."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture
@@ -115,20 +125,23 @@ async def start_server() -> AsyncIterator[ServerFactory]:
         *,
         setup: Callable[[Hub], None] | None = None,
         replace: bool = False,
+        embedded: bool = False,
     ) -> RunningServer:
         data = extra if replace and extra is not None else merge(DEFAULT_CONFIG, extra or {})
         config = load_config(None, env={}, base=data).config
         hub = Hub(config)
         if setup is not None:
             setup(hub)
-        runner = web.AppRunner(
-            create_app(hub), handle_signals=False, **runner_options(config.http_server)
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        server = RunningServer(hub=hub, runner=runner, port=port)
+        if embedded:
+            runner = web.AppRunner(
+                create_app(hub), handle_signals=False, **runner_options(config.http_server)
+            )
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            server = RunningServer(hub=hub, stop=runner.cleanup, port=runner.addresses[0][1])
+        else:
+            serving = await start(hub, host="127.0.0.1", port=0)
+            server = RunningServer(hub=hub, stop=serving.stop, port=serving.port)
         running.append(server)
         return server
 

@@ -81,8 +81,10 @@ class Delivery:
         limit = self.limit
         frames = 0
         for session in dirty:
+            if session.closed:
+                continue
             data = session.protocol.data_to_send()
-            if not data or session.closed:
+            if not data:
                 continue
             transport = session.transport
             transport.write(data)

@@ -12,7 +12,9 @@ from typing import Protocol
 
 
 class Transport(Protocol):
-    remote: str  # the peer's address, for hooks and logs
+    @property
+    def remote(self) -> str:
+        """The peer's address, for hooks and logs."""
 
     @property
     def headers(self) -> dict[str, str]:

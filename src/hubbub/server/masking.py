@@ -11,7 +11,7 @@ first frame whose mask bit is 0. Everything else is passed on unchanged.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 #: Close frame 1002 (protocol error), as the server sends it: unmasked.
 CLOSE_PROTOCOL_ERROR = b"\x88\x02\x03\xea"
@@ -90,8 +90,10 @@ class MaskCheck(asyncio.Protocol):
 
 def check_client_masking(transport: asyncio.BaseTransport | None) -> None:
     """Install ``MaskCheck`` on a connection before its WebSocket upgrade."""
-    if not isinstance(transport, asyncio.Transport):
+    # uvloop's transports are not asyncio.Transport subclasses: test for the ability.
+    if transport is None or not hasattr(transport, "set_protocol"):
         return
-    inner = transport.get_protocol()
+    socket = cast(asyncio.Transport, transport)
+    inner = socket.get_protocol()
     if isinstance(inner, asyncio.Protocol) and not isinstance(inner, MaskCheck):
-        transport.set_protocol(MaskCheck(inner, transport))
+        socket.set_protocol(MaskCheck(inner, socket))

@@ -19,20 +19,30 @@ from hubbub.config.model import Config
 from hubbub.engines.factory import engine_from_config
 from hubbub.hub.hub import Hub
 from hubbub.server.app import create_app, create_internal_app, runner_options
+from hubbub.server.front import Listener
+from hubbub.server.wsconn import CLOSE_TIMEOUT
 
 log = logging.getLogger("hubbub.server")
 
 
-async def serve(
-    hub: Hub,
-    *,
-    host: str,
-    port: int,
-    ready: Callable[[int], None] | None = None,
-    stop: asyncio.Event | None = None,
-    reuse_port: bool = False,
-) -> None:
-    """Serve ``hub`` on ``host:port`` until ``stop`` is set or a signal arrives.
+class Serving:
+    """A hub's listeners while they run: the public port, and the internal one if set."""
+
+    def __init__(self, listener: Listener, runners: list[web.AppRunner], port: int) -> None:
+        self.listener = listener
+        self.runners = runners  # cleaned up in reverse: the public app (which owns the hub) first
+        self.port = port  # the bound public port
+
+    async def stop(self) -> None:
+        """Stop accepting, disconnect every client with 3001, wait for the closes."""
+        self.listener.stop_accepting()
+        for runner in reversed(self.runners):
+            await runner.cleanup()
+        await self.listener.wait_closed(CLOSE_TIMEOUT)
+
+
+async def start(hub: Hub, *, host: str, port: int, reuse_port: bool = False) -> Serving:
+    """Start serving ``hub`` on ``host:port`` (0: any free port); return at once.
 
     With ``http_server.internal_port`` the API gets its own listener on
     ``http_server.internal_address``, and the public port does not serve it.
@@ -44,8 +54,10 @@ async def serve(
         create_app(hub, api=not internal), handle_signals=False, shutdown_timeout=5.0, **options
     )
     await runner.setup()
+    assert runner.server is not None  # set by setup()
     runners = [runner]
-    await web.TCPSite(runner, host or None, port, reuse_port=reuse_port or None).start()
+    listener = Listener(hub, runner.server)
+    bound = await listener.start(host or None, port, reuse_port=reuse_port)
     if internal:
         internal_runner = web.AppRunner(create_internal_app(hub), handle_signals=False, **options)
         await internal_runner.setup()
@@ -57,10 +69,25 @@ async def serve(
             reuse_port=reuse_port or None,
         ).start()
         log.info("server API on http://%s:%d", server.internal_address, server.internal_port)
-    bound = _bound_port(runner) or port
-    log.info("hubbub listening on http://%s:%d (node %s)", host or "0.0.0.0", bound, hub.node_id)
+    return Serving(listener, runners, bound)
+
+
+async def serve(
+    hub: Hub,
+    *,
+    host: str,
+    port: int,
+    ready: Callable[[int], None] | None = None,
+    stop: asyncio.Event | None = None,
+    reuse_port: bool = False,
+) -> None:
+    """Serve ``hub`` on ``host:port`` until ``stop`` is set or a signal arrives."""
+    serving = await start(hub, host=host, port=port, reuse_port=reuse_port)
+    log.info(
+        "hubbub listening on http://%s:%d (node %s)", host or "0.0.0.0", serving.port, hub.node_id
+    )
     if ready is not None:
-        ready(bound)
+        ready(serving.port)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -70,15 +97,7 @@ async def serve(
         await stop.wait()
         log.info("shutting down: disconnecting clients with 3001")
     finally:
-        for each in reversed(runners):
-            await each.cleanup()
-
-
-def _bound_port(runner: web.AppRunner) -> int | None:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return None
+        await serving.stop()
 
 
 def run(

@@ -154,36 +154,28 @@ class BenchConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         buf = self.buffer
-        buf += data
-        if not self.handshaken:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
+        if buf or not self.handshaken:
+            buf += data
+            if not self.handshaken and not self._handshake(buf):
                 return
-            if not buf.startswith(b"HTTP/1.1 101"):
-                status = bytes(buf[: buf.find(b"\r\n")]).decode("latin-1")
-                self.ready.set_exception(ConnectionError(f"handshake refused: {status}"))
-                assert self.transport is not None
-                self.transport.close()
-                return
-            del buf[: end + 4]
-            self.handshaken = True
-            if self.dialect != "socketio":
-                self.ready.set_result(None)
+            data = bytes(buf)
+            buf.clear()
+        # ``data`` is scanned in place: only bytes left after its last whole frame are kept.
         pos = 0
-        size = len(buf)
+        size = len(data)
         while size - pos >= 2:
-            opcode = buf[pos] & 0x0F
-            length = buf[pos + 1] & 0x7F
+            opcode = data[pos] & 0x0F
+            length = data[pos + 1] & 0x7F
             head = 2
             if length == 126:
                 if size - pos < 4:
                     break
-                length = (buf[pos + 2] << 8) | buf[pos + 3]
+                length = (data[pos + 2] << 8) | data[pos + 3]
                 head = 4
             elif length == 127:
                 if size - pos < 10:
                     break
-                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
                 head = 10
             start = pos + head
             if size - start < length:
@@ -191,28 +183,45 @@ class BenchConnection(asyncio.Protocol):
             pos = start + length
             if opcode == 1:
                 self.frames += 1
-                payload = bytes(buf[start:pos])
-                marks = payload.count(MARK)
+                marks = data.count(MARK, start, pos)  # no copy of the payload to count
                 if marks:
                     self.marks += marks
                     if self.latency is not None:
-                        self._sample(payload)
+                        self._sample(data[start:pos])
                     if self.pending:
-                        self._replies(payload)
+                        self._replies(data[start:pos])
                     elif self.waiter is not None and not self.waiter.done():
-                        self.waiter.set_result(payload)
+                        self.waiter.set_result(data[start:pos])
                 else:
-                    self._control_text(payload)
+                    self._control_text(data[start:pos])
             elif opcode == 9:  # ping -> pong
-                self._write(client_frame(bytes(buf[start:pos]), 10))
+                self._write(client_frame(data[start:pos], 10))
             elif opcode == 8:
-                self.close_code = (buf[start] << 8 | buf[start + 1]) if length >= 2 else 1005
-                self._write(client_frame(bytes(buf[start : start + 2]), 8))
+                self.close_code = (data[start] << 8 | data[start + 1]) if length >= 2 else 1005
+                self._write(client_frame(data[start : start + 2], 8))
                 assert self.transport is not None
                 self.transport.close()
-        del buf[:pos]
+        if pos < size:
+            buf += data[pos:]
         for event in self.listeners:
             event.set()
+
+    def _handshake(self, buf: bytearray) -> bool:
+        """Consume the 101 response from ``buf``; False while incomplete or refused."""
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        if not buf.startswith(b"HTTP/1.1 101"):
+            status = bytes(buf[: buf.find(b"\r\n")]).decode("latin-1")
+            self.ready.set_exception(ConnectionError(f"handshake refused: {status}"))
+            assert self.transport is not None
+            self.transport.close()
+            return False
+        del buf[: end + 4]
+        self.handshaken = True
+        if self.dialect != "socketio":
+            self.ready.set_result(None)
+        return True
 
     # -- receive helpers --------------------------------------------------------------
     def _sample(self, payload: bytes) -> None:

@@ -1,0 +1,212 @@
+"""RFC 6455 frames as the server sees them, without I/O: read client frames, build ours.
+
+Rule: ``FrameReader.feed`` takes bytes however the kernel split them and
+returns complete messages in order; a violation raises ``FrameError`` with the
+close code the RFC asks for (1002 protocol, 1007 bad UTF-8, 1009 too big),
+decided from the header alone where it can be, before the payload arrives.
+Client frames must be masked and carry no reserved bits (hubbub negotiates no
+extension on this path). Text messages come out as ``str`` (validated UTF-8);
+the other kinds as bytes. Server frames are never masked or fragmented.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+OP_CONTINUATION = 0x0
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+
+PROTOCOL_ERROR = 1002
+INVALID_DATA = 1007
+TOO_BIG = 1009
+NO_STATUS = 1005  # "no code in the close frame": reported, never sent
+
+_DATA_OPCODES = frozenset((OP_CONTINUATION, OP_TEXT, OP_BINARY))
+_CONTROL_OPCODES = frozenset((OP_CLOSE, OP_PING, OP_PONG))
+#: Close codes a peer may send (RFC 6455 7.4 and the IANA registry; 3000-4999 private).
+_SENDABLE_CLOSE = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013))
+
+
+class FrameError(Exception):
+    """The peer broke the framing rules; close the connection with ``code``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class Message(NamedTuple):
+    """One complete message: a text (``str``), or binary/ping/pong/close bytes."""
+
+    opcode: int
+    data: str | bytes
+
+
+def unmask(data: bytes, key: bytes) -> bytes:
+    """XOR ``data`` with the repeating 4-byte ``key``: one big-integer XOR, no Python loop."""
+    size = len(data)
+    if not size:
+        return b""
+    repeated = (key * ((size >> 2) + 1))[:size]
+    value = int.from_bytes(data, "little") ^ int.from_bytes(repeated, "little")
+    return value.to_bytes(size, "little")
+
+
+class FrameReader:
+    """Incremental reader of one connection's client frames."""
+
+    __slots__ = ("_chunks", "_fragments", "_have", "_limit", "_need", "_opcode", "_size")
+
+    def __init__(self, max_message: int) -> None:
+        self._limit = max_message
+        self._chunks: list[bytes] = []  # bytes received and not yet parsed
+        self._have = 0  # their total length
+        self._need = 2  # parsing cannot progress before this many bytes are there
+        self._fragments: list[bytes] | None = None  # payloads of an unfinished message
+        self._opcode = 0  # opcode of that message
+        self._size = 0  # its size so far
+
+    def feed(self, data: bytes) -> list[Message]:
+        """Add received bytes; return the messages they complete."""
+        self._have += len(data)
+        self._chunks.append(data)
+        if self._have < self._need:
+            return []  # a large frame is collected in pieces, joined once
+        buffer = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        messages: list[Message] = []
+        position = self._parse(buffer, messages)
+        rest = buffer[position:] if position else buffer
+        self._chunks = [rest] if rest else []
+        self._have = len(rest)
+        return messages
+
+    def _parse(self, buffer: bytes, messages: list[Message]) -> int:
+        """Parse whole frames from ``buffer``; return where the first incomplete one starts."""
+        end_of_buffer = len(buffer)
+        position = 0
+        while True:
+            available = end_of_buffer - position
+            if available < 2:
+                self._need = 2
+                return position
+            first = buffer[position]
+            second = buffer[position + 1]
+            opcode = first & 0x0F
+            length = second & 0x7F
+            header = 6
+            if length == 126:
+                header = 8
+                if available < 4:
+                    self._need = header
+                    return position
+                length = int.from_bytes(buffer[position + 2 : position + 4], "big")
+            elif length == 127:
+                header = 14
+                if available < 10:
+                    self._need = header
+                    return position
+                length = int.from_bytes(buffer[position + 2 : position + 10], "big")
+            self._check_header(first, second, opcode, length)
+            end = position + header + length
+            if end > end_of_buffer:
+                self._need = header + length
+                return position
+            key = buffer[position + header - 4 : position + header]
+            payload = unmask(buffer[position + header : end], key)
+            position = end
+            message = self._message(first & 0x80, opcode, payload)
+            if message is not None:
+                messages.append(message)
+
+    def _check_header(self, first: int, second: int, opcode: int, length: int) -> None:
+        if not second & 0x80:
+            raise FrameError(PROTOCOL_ERROR, "unmasked client frame")
+        if first & 0x70:
+            raise FrameError(PROTOCOL_ERROR, "reserved bits set")
+        if opcode in _CONTROL_OPCODES:
+            if length > 125 or not first & 0x80:
+                raise FrameError(PROTOCOL_ERROR, "bad control frame")
+        elif opcode not in _DATA_OPCODES:
+            raise FrameError(PROTOCOL_ERROR, "reserved opcode")
+        elif opcode == OP_CONTINUATION:
+            if self._fragments is None:
+                raise FrameError(PROTOCOL_ERROR, "continuation without a message")
+            if self._size + length > self._limit:
+                raise FrameError(TOO_BIG, "message too big")
+        elif self._fragments is not None:
+            raise FrameError(PROTOCOL_ERROR, "new message inside a fragmented one")
+        elif length > self._limit:
+            raise FrameError(TOO_BIG, "message too big")
+
+    def _message(self, fin: int, opcode: int, payload: bytes) -> Message | None:
+        if opcode >= OP_CLOSE:
+            if opcode == OP_CLOSE:
+                parse_close(payload)  # validates before anyone answers it
+            return Message(opcode, payload)
+        if opcode == OP_CONTINUATION:
+            fragments = self._fragments
+            assert fragments is not None  # checked with the header
+            fragments.append(payload)
+            self._size += len(payload)
+            if not fin:
+                return None
+            opcode = self._opcode
+            payload = b"".join(fragments)
+            self._fragments = None
+            self._size = 0
+        elif not fin:
+            self._fragments = [payload]
+            self._opcode = opcode
+            self._size = len(payload)
+            return None
+        if opcode == OP_TEXT:
+            try:
+                return Message(OP_TEXT, payload.decode())
+            except UnicodeDecodeError:
+                raise FrameError(INVALID_DATA, "text is not UTF-8") from None
+        return Message(opcode, payload)
+
+
+def parse_close(payload: bytes) -> tuple[int, str]:
+    """The code and reason of a close frame's payload (1005 when it has no code)."""
+    if not payload:
+        return NO_STATUS, ""
+    if len(payload) == 1:
+        raise FrameError(PROTOCOL_ERROR, "close frame of one byte")
+    code = int.from_bytes(payload[:2], "big")
+    if code not in _SENDABLE_CLOSE and not 3000 <= code <= 4999:
+        raise FrameError(PROTOCOL_ERROR, f"close code {code} may not be sent")
+    try:
+        return code, payload[2:].decode()
+    except UnicodeDecodeError:
+        raise FrameError(INVALID_DATA, "close reason is not UTF-8") from None
+
+
+#: Headers of text frames under 126 bytes, by length: a lookup instead of a build.
+SMALL_TEXT_HEADERS = tuple(bytes((0x81, length)) for length in range(126))
+
+
+def text_header(length: int) -> bytes:
+    """Header of a final, unmasked text frame carrying ``length`` bytes."""
+    if length < 126:
+        return bytes((0x81, length))
+    if length < 65536:
+        return struct.pack("!BBH", 0x81, 126, length)
+    return struct.pack("!BBQ", 0x81, 127, length)
+
+
+def control_frame(opcode: int, payload: bytes = b"") -> bytes:
+    """An unmasked control frame (close, ping, pong); ``payload`` at most 125 bytes."""
+    return bytes((0x80 | opcode, len(payload))) + payload
+
+
+def close_frame(code: int, reason: str = "", *, max_reason: int = 123) -> bytes:
+    """A close frame; the reason is cut to ``max_reason`` bytes on a character boundary."""
+    cut = reason.encode()[:max_reason].decode("utf-8", "ignore").encode()
+    return control_frame(OP_CLOSE, code.to_bytes(2, "big") + cut)

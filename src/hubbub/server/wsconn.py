@@ -1,0 +1,235 @@
+"""One WebSocket connection served by hubbub itself: an asyncio protocol, no task while idle.
+
+Rule: an idle connection costs a transport, this object, a frame reader and
+its hub session: no task, no stream reader, no copy of the request. Bytes are
+framed synchronously in ``data_received``; text messages are handed to the
+session in arrival order by one short-lived task, started when a message
+arrives and ended when none is waiting (reading pauses while many wait).
+Outgoing frames are written straight to the transport by the hub's flush.
+
+Closing follows RFC 6455 7.1: whoever closes first sends a close frame; the
+server drops TCP when the peer's close frame arrives or ``CLOSE_TIMEOUT`` later.
+After a framing error the stream cannot be trusted: the close frame is sent,
+the write side shut, and input is discarded until the peer goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from hubbub.codes import Disconnect, DisconnectInfo
+from hubbub.server.frames import (
+    NO_STATUS,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    SMALL_TEXT_HEADERS,
+    FrameError,
+    FrameReader,
+    close_frame,
+    control_frame,
+    parse_close,
+    text_header,
+)
+from hubbub.server.handshake import parse_head
+
+if TYPE_CHECKING:
+    from hubbub.hub.hub import Hub
+    from hubbub.hub.session import Session
+
+log = logging.getLogger("hubbub.websocket")
+
+#: Seconds to wait for the peer's close frame after ours.
+CLOSE_TIMEOUT = 5.0
+#: Seconds to keep reading (and discarding) after a framing error before dropping TCP.
+LINGER_AFTER_ERROR = 2.0
+#: Close reasons are capped by the client protocol (Centrifugo: 32 bytes).
+MAX_REASON = 32
+#: Reading pauses while this many received messages wait for the session.
+MAX_WAITING = 64
+
+
+class WebSocketConnection(asyncio.Protocol):
+    """A client connection after the 101: frames in, the hub's frames out."""
+
+    __slots__ = (
+        "_closing",
+        "_head",
+        "_inbox",
+        "_on_closed",
+        "_paused",
+        "_reader",
+        "_runner",
+        "_socket",
+        "_timer",
+        "session",
+    )
+
+    def __init__(
+        self,
+        hub: Hub,
+        socket: asyncio.Transport,
+        head: bytes,
+        on_closed: Callable[[WebSocketConnection], None],
+    ) -> None:
+        self._socket = socket
+        self._head = head  # the raw request head: parsed only if a hook asks for headers
+        self._reader: FrameReader | None = FrameReader(hub.config.websocket.message_size_limit)
+        self._inbox: list[str] | None = None  # messages waiting for the session
+        self._runner: asyncio.Task[None] | None = None
+        self._paused = False
+        self._closing = False  # our close frame is sent (or the stream is broken)
+        self._timer: asyncio.TimerHandle | None = None
+        self._on_closed = on_closed
+        self.session: Session = hub.open_session(self)
+
+    # --- Transport (what the hub sees) -------------------------------------------------
+
+    @property
+    def remote(self) -> str:
+        peer = self._socket.get_extra_info("peername")
+        return str(peer[0]) if peer else ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Handshake headers, lower-cased; parsed when a hook asks, not per connection."""
+        head = parse_head(self._head)
+        return dict(head.headers) if head is not None else {}
+
+    def write(self, payload: bytes) -> None:
+        # The hot path (once per connection per loop turn with output): no Python call
+        # but the transport's own. _closing is set before any close, so no is_closing().
+        if self._closing:
+            return
+        size = len(payload)
+        if size < 126:
+            self._socket.write(SMALL_TEXT_HEADERS[size] + payload)
+        elif size < 4096:
+            self._socket.write(text_header(size) + payload)
+        else:
+            self._socket.writelines((text_header(size), payload))
+
+    def abort(self) -> None:
+        """Drop TCP now (shutdown: the peer did not answer our close in time)."""
+        self._closing = True
+        self._socket.abort()
+
+    def buffered(self) -> int:
+        return self._socket.get_write_buffer_size()
+
+    def close(self, code: int, reason: str) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if self._socket.is_closing():
+            return
+        self._socket.write(close_frame(code, reason, max_reason=MAX_REASON))
+        self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self._socket.close)
+
+    # --- asyncio.Protocol ----------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        if reader is None:
+            return  # after a framing error the peer's bytes mean nothing any more
+        try:
+            messages = reader.feed(data)
+        except FrameError as exc:
+            self._broken(exc)
+            return
+        for opcode, payload in messages:
+            if opcode == OP_TEXT:
+                if not self._closing:
+                    self._deliver(payload)  # type: ignore[arg-type]
+            elif opcode == OP_CLOSE:
+                self._peer_closed(payload)  # type: ignore[arg-type]
+                return
+            elif opcode == OP_PING:
+                if not self._closing:
+                    self._socket.write(control_frame(OP_PONG, payload))  # type: ignore[arg-type]
+            elif opcode == OP_BINARY and not self._closing:
+                self.session.close(Disconnect.INAPPROPRIATE_PROTOCOL)
+            # pongs need no answer: liveness is the client protocol's ping
+
+    def eof_received(self) -> bool | None:
+        return False  # the transport closes itself; connection_lost reports it
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._closing = True
+        self.session.transport_closed(Disconnect.CONNECTION_CLOSED)
+        self._on_closed(self)
+
+    def pause_writing(self) -> None:
+        pass  # the hub watches buffered() and drops slow clients; nothing waits to write
+
+    def resume_writing(self) -> None:
+        pass
+
+    # --- input ---------------------------------------------------------------------------
+
+    def _deliver(self, text: str) -> None:
+        inbox = self._inbox
+        if inbox is None:
+            self._inbox = [text]
+        else:
+            inbox.append(text)
+            if len(inbox) >= MAX_WAITING and not self._paused:
+                self._paused = True
+                self._socket.pause_reading()
+        if self._runner is None:
+            self._runner = asyncio.get_running_loop().create_task(self._run_inbox())
+
+    async def _run_inbox(self) -> None:
+        """Hand waiting messages to the session, one at a time, in order."""
+        session = self.session
+        try:
+            while self._inbox and not session.closed:
+                messages, self._inbox = self._inbox, []
+                if self._paused:
+                    self._paused = False
+                    self._socket.resume_reading()
+                for text in messages:
+                    await session.handle_frame(text)
+                    if session.closed:
+                        break
+        except Exception:
+            log.exception("client %s: frame handling failed", session.client_id)
+            session.close(Disconnect.SERVER_ERROR)
+        finally:
+            self._inbox = None
+            self._runner = None
+
+    # --- closing -------------------------------------------------------------------------
+
+    def _peer_closed(self, payload: bytes) -> None:
+        code, _ = parse_close(payload)  # validated by the reader
+        socket = self._socket
+        if not self._closing:
+            self._closing = True
+            socket.write(close_frame(code) if code != NO_STATUS else control_frame(OP_CLOSE))
+            closed = Disconnect.CONNECTION_CLOSED
+            info = DisconnectInfo(code, closed.reason) if code != NO_STATUS else closed
+            self.session.transport_closed(info)
+        socket.close()
+
+    def _broken(self, error: FrameError) -> None:
+        log.info("client %s: %s", self.session.client_id, error.reason)
+        self._reader = None
+        socket = self._socket
+        if not self._closing:
+            self._closing = True
+            socket.write(close_frame(error.code))
+            self.session.transport_closed(DisconnectInfo(error.code, error.reason))
+        if socket.can_write_eof():
+            socket.write_eof()
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(LINGER_AFTER_ERROR, socket.close)

@@ -1,0 +1,288 @@
+"""The public listener: hubbub's own upgrade path, the hand-off to aiohttp, and shutdown.
+
+What is proven here, over real sockets:
+- tests run on uvloop (the loop ``hubbub serve`` uses);
+- a plain upgrade is served by ``WebSocketConnection``: idle clients hold no
+  task (the aiohttp path holds one per client: the same check fails there);
+- bytes sent right behind the handshake head are not lost; a keep-alive HTTP
+  request followed by an upgrade on the same connection goes through aiohttp;
+- permessage-deflate, unusual and refused handshakes are answered by aiohttp;
+- hooks see the handshake headers and the peer address;
+- closes: the server answers a client's close frame and drops TCP; shutdown
+  sends 3001 and is bounded even when a client never answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+
+from hubbub.hub.hooks import ConnectEvent, DisconnectEvent
+from hubbub.hub.hub import Hub
+from hubbub.server import run as run_module
+from hubbub.server import wsconn
+from hubbub.server.run import start
+from tests.conftest import DEFAULT_CONFIG, RunningServer, ServerFactory, merge
+from tests.rawws import (
+    OP_CLOSE,
+    RawWS,
+    build_frame,
+    close_frame,
+    handshake_request,
+    http_exchange,
+    open_stream,
+    read_http_head,
+    text,
+)
+
+HOST = "127.0.0.1"
+CONNECT = {"id": 1, "connect": {}}
+
+
+async def connected(server: RunningServer, **kwargs: Any) -> RawWS:
+    ws = await RawWS.open(HOST, server.port, **kwargs)
+    await ws.send(text(CONNECT))
+    reply = await ws.reply(1)
+    assert "connect" in reply, reply
+    return ws
+
+
+async def test_the_running_loop_is_uvloop() -> None:
+    assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+
+
+@pytest.mark.parametrize("embedded", [False, True], ids=["hubbub-path", "aiohttp-path"])
+async def test_idle_connections_hold_no_task(start_server: ServerFactory, embedded: bool) -> None:
+    server = await start_server(embedded=embedded)
+    clients: list[RawWS] = []
+    try:
+        await asyncio.sleep(0.1)
+        before = len(asyncio.all_tasks())
+        for _ in range(30):
+            ws = await connected(server)
+            command_id = await ws.command("subscribe", {"channel": "chat:idle"})
+            assert "subscribe" in await ws.reply(command_id)
+            clients.append(ws)
+        await asyncio.sleep(0.2)  # let command tasks end
+        extra = len(asyncio.all_tasks()) - before
+        if embedded:
+            assert extra >= 30, extra  # aiohttp: one handler task per connection
+        else:
+            assert extra <= 2, extra  # hubbub's path: none while idle
+    finally:
+        for ws in clients:
+            ws.abort()
+
+
+async def test_frames_behind_the_head_are_read(server: RunningServer) -> None:
+    reader, writer = await open_stream(HOST, server.port)
+    try:
+        head = b"".join(handshake_request(HOST, server.port))
+        commands = text(CONNECT) + text({"id": 2, "subscribe": {"channel": "chat:x"}})
+        writer.write(head + commands)  # one write: head and two frames together
+        reply = await read_http_head(reader)
+        assert reply.status == 101
+        ws = RawWS(reader, writer, reply)
+        replies: dict[int, Any] = {}
+        while len(replies) < 2:  # both replies may come in one frame
+            replies.update((m["id"], m) for m in await ws.messages() if "id" in m)
+        assert "connect" in replies[1]
+        assert "subscribe" in replies[2], replies[2]
+    finally:
+        writer.transport.abort()
+
+
+async def test_http_then_upgrade_on_one_keep_alive_connection(server: RunningServer) -> None:
+    reader, writer = await open_stream(HOST, server.port)
+    try:
+        writer.write(f"GET /health HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+        reply = await read_http_head(reader)
+        assert reply.status == 200
+        body = await reader.readexactly(int(reply.headers["content-length"]))
+        assert json.loads(body) == {}
+        writer.write(b"".join(handshake_request(HOST, server.port)))
+        upgrade = await read_http_head(reader)
+        assert upgrade.status == 101  # aiohttp's own WebSocket handler took it
+        ws = RawWS(reader, writer, upgrade)
+        await ws.send(text(CONNECT))
+        assert "connect" in await ws.reply(1)
+    finally:
+        writer.transport.abort()
+
+
+async def test_deflate_is_negotiated_through_aiohttp(start_server: ServerFactory) -> None:
+    server = await start_server({"websocket": {"compression": True}})
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(server.ws_url, compress=15) as ws,
+    ):
+        assert ws.compress == 15  # permessage-deflate agreed
+        await ws.send_str(json.dumps(CONNECT))
+        assert "connect" in json.loads((await ws.receive(timeout=5)).data)
+        await ws.send_str(json.dumps({"id": 2, "subscribe": {"channel": "chat:z"}}))
+        lines = (await ws.receive(timeout=5)).data.split("\n")  # reply (+ own join push)
+        assert "subscribe" in json.loads(lines[0])
+        await server.hub.publish("chat:z", {"text": "squeezed"})
+        pushes: list[Any] = []
+        while not any("pub" in p for p in pushes):
+            frame = await ws.receive(timeout=5)
+            pushes += [json.loads(line)["push"] for line in frame.data.split("\n")]
+        (pub,) = [p["pub"] for p in pushes if "pub" in p]
+        assert pub["data"] == {"text": "squeezed"}
+
+
+async def test_without_compression_an_offer_is_ignored(server: RunningServer) -> None:
+    ws = await RawWS.open(
+        HOST, server.port, headers=["Sec-WebSocket-Extensions: permessage-deflate"]
+    )
+    try:
+        assert "sec-websocket-extensions" not in ws.handshake.headers
+        await ws.send(text(CONNECT))
+        assert "connect" in await ws.reply(1)
+    finally:
+        ws.abort()
+
+
+@pytest.mark.parametrize(
+    ("lines", "statuses"),
+    [
+        pytest.param({"Sec-WebSocket-Version": "99"}, (400, 426), id="version-99"),
+        pytest.param({"Sec-WebSocket-Key": "short"}, (400,), id="bad-key"),
+        pytest.param({"Sec-WebSocket-Key": None}, (400,), id="no-key"),
+        pytest.param({"Upgrade": None}, (400, 426), id="no-upgrade"),
+        pytest.param({"Origin": "https://evil.example"}, (403,), id="foreign-origin"),
+    ],
+)
+async def test_unusual_handshakes_are_answered_by_aiohttp(
+    server: RunningServer, lines: dict[str, str | None], statuses: tuple[int, ...]
+) -> None:
+    request = handshake_request(HOST, server.port)
+    for name, value in lines.items():
+        request = [line for line in request if not line.lower().startswith(name.lower().encode())]
+        if value is not None:
+            request.insert(1, f"{name}: {value}\r\n".encode())
+    reply, _ = await http_exchange(HOST, server.port, b"".join(request), eof_within=0.1)
+    assert reply is not None and reply.status in statuses, reply
+    ws = await connected(server)  # the server still serves everyone else
+    ws.abort()
+
+
+async def test_connect_hook_sees_headers_and_peer(start_server: ServerFactory) -> None:
+    seen: list[ConnectEvent] = []
+
+    def setup(hub: Hub) -> None:
+        @hub.on_connect
+        async def connect(event: ConnectEvent) -> None:
+            seen.append(event)
+
+    server = await start_server(setup=setup)
+    ws = await connected(server, headers=["X-Tenant: acme", "User-Agent: front-test/1"])
+    ws.abort()
+    (event,) = seen
+    assert event.headers["x-tenant"] == "acme"
+    assert event.headers["user-agent"] == "front-test/1"
+    assert event.headers["upgrade"] == "websocket"
+    assert event.remote == HOST
+
+
+async def test_client_close_is_answered_and_reported(start_server: ServerFactory) -> None:
+    gone: asyncio.Queue[DisconnectEvent] = asyncio.Queue()
+
+    def setup(hub: Hub) -> None:
+        @hub.on_disconnect
+        async def disconnected(event: DisconnectEvent) -> None:
+            await gone.put(event)
+
+    server = await start_server(setup=setup)
+    ws = await connected(server)
+    try:
+        await ws.send(close_frame(4000, b"bye"))
+        frame = await ws.read_close()
+        assert frame is not None and frame.close_code == 4000  # echoed
+        assert await ws.eof(), "server kept TCP open after the close exchange"
+        event = await asyncio.wait_for(gone.get(), 5)
+        assert event.code == 4000
+    finally:
+        ws.abort()
+
+
+async def test_many_commands_in_one_burst_are_answered_in_order(
+    start_server: ServerFactory,
+) -> None:
+    server = await start_server({"client": {"command_rate_limit": 0}})
+    ws = await connected(server)
+    try:
+        count = 400  # more than the inbox holds before reading pauses
+        frames = [
+            text({"id": 10 + i, "publish": {"channel": "chat:burst", "data": {"n": i}}})
+            for i in range(count)
+        ]
+        await ws.send(b"".join(frames))
+        ids: list[int] = []
+        while len(ids) < count:
+            ids += [m["id"] for m in await ws.messages() if "id" in m]
+        assert ids == list(range(10, 10 + count))
+        page = await server.hub.history("chat:burst", limit=-1)
+        assert [bytes(p.data) for p in page.publications][-3:] == [
+            b'{"n":397}',
+            b'{"n":398}',
+            b'{"n":399}',
+        ]
+    finally:
+        ws.abort()
+
+
+async def test_ping_frames_get_pongs(server: RunningServer) -> None:
+    ws = await connected(server)
+    try:
+        await ws.send(build_frame(b"are you there", opcode=0x9))
+        frame = await ws.read_frame()
+        assert (frame.opcode, frame.payload) == (0xA, b"are you there")
+    finally:
+        ws.abort()
+
+
+async def test_shutdown_is_bounded_when_a_client_never_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(wsconn, "CLOSE_TIMEOUT", 0.5)
+    monkeypatch.setattr(run_module, "CLOSE_TIMEOUT", 0.5)
+    from hubbub.config.loader import load_config
+
+    config = load_config(None, env={}, base=merge(DEFAULT_CONFIG, {})).config
+    serving = await start(Hub(config), host=HOST, port=0)
+    silent = await RawWS.open(HOST, serving.port)
+    await silent.send(text(CONNECT))
+    assert "connect" in await silent.reply(1)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await serving.stop()
+    assert loop.time() - began < 3.0
+    frame = await silent.read_close()
+    assert frame is not None and frame.opcode == OP_CLOSE and frame.close_code == 3001
+    assert await silent.eof()
+    silent.abort()
+
+
+@pytest.mark.parametrize("embedded", [False, True], ids=["hubbub-path", "aiohttp-path"])
+async def test_both_paths_refuse_unmasked_frames_and_deliver(
+    start_server: ServerFactory, embedded: bool
+) -> None:
+    server = await start_server(embedded=embedded)
+    listener = await connected(server)
+    offender = await connected(server)
+    try:
+        command_id = await listener.command("subscribe", {"channel": "chat:both"})
+        assert "subscribe" in await listener.reply(command_id)
+        await offender.send(build_frame(b'{"id":5,"rpc":{}}', mask=False))
+        assert await offender.read_close_code() == 1002
+        await server.hub.publish("chat:both", {"n": 1})
+        pushes = [m["push"] for m in await listener.messages() if "push" in m]
+        assert pushes and pushes[-1]["pub"]["data"] == {"n": 1}
+    finally:
+        listener.abort()
+        offender.abort()
