@@ -104,7 +104,11 @@ def run_bench(server: str, workload: list[str], json_path: str) -> dict[str, Any
 
 
 METRICS: dict[str, list[tuple[str, Callable[[dict[str, Any]], float], str]]] = {
-    "fanout": [("deliveries/s", lambda s: s["deliveries_per_s"], "{:,.0f}")],
+    "fanout": [
+        ("deliveries/s", lambda s: s["deliveries_per_s"], "{:,.0f}"),
+        ("server CPU ns/delivery", lambda s: s.get("server_ns_per_delivery", float("nan")), "{:,.0f}"),
+        ("server CPU %", lambda s: 100 * s.get("server_cpu", float("nan")), "{:.0f}"),
+    ],
     "fixed": [
         ("p50 ms", lambda s: s["latency_us"]["p50_us"] / 1000, "{:.2f}"),
         ("p99 ms", lambda s: s["latency_us"]["p99_us"] / 1000, "{:.2f}"),

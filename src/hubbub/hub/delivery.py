@@ -1,28 +1,60 @@
 """The hot path: queue encoded frames on connections and flush once per loop turn.
 
-Rule 1: a publication is encoded once (by the caller) and the same bytes object
-is appended to every subscriber's outbox; fan-out never awaits and wakes no task.
-Rule 2: each connection with pending output gets one write per event-loop turn:
-everything queued is joined with ``\\n`` into one WebSocket frame.
-Rule 3: a connection whose pending bytes (outbox plus the transport's buffer)
+Rule 1: a publication is encoded once (by the caller). Publications of a
+channel are queued once per channel (``broadcast``), not per subscriber: at
+the end of the loop turn they become one frame payload, and the same bytes go
+to every live subscriber (``Transport.write_shared``). Fan-out never awaits.
+Rule 2: everything else (replies, pushes to one connection) goes to the
+connection's own outbox; each connection with pending output gets one write
+per loop turn: everything queued is joined with ``\\n`` into one frame.
+Rule 3: order per connection is the order things were queued. A connection's
+own outbox is written before its channels' shared frames; so when something
+is queued for a connection after its channels already have publications this
+turn, those publications are first moved into its outbox ("taking its share"),
+and it gets the rest of them there too. Subscribers that arrive or leave
+mid-turn get exactly the publications queued while they were subscribed.
+Rule 4: a connection whose pending bytes (outbox plus the transport's buffer)
 pass ``queue_max_size`` is disconnected with 3008 (slow); publishers never wait
-for the slowest reader.
+for the slowest reader. A channel batch larger than that limit is written at
+once, so that a burst reaches the transports and only the slow ones are cut.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from hubbub.hub.transport import Shared
 
 if TYPE_CHECKING:
     from hubbub.hub.session import Session
 
 
+class ChannelBatch:
+    """A channel's publications queued in this loop turn."""
+
+    __slots__ = ("items", "members", "size", "taken")
+
+    def __init__(self, members: Mapping[Session, Any]) -> None:
+        self.items: list[bytes] = []
+        self.size = 0  # bytes in items
+        self.members = members  # the channel's live subscribers (read again at flush)
+        self.taken: dict[Session, int] = {}  # session -> items already in its own outbox
+
+
 class Delivery:
     """Outbox bookkeeping for every connection of a hub."""
 
-    __slots__ = ("_dirty", "_flush_handle", "_loop", "_on_slow", "limit", "stats_frames")
+    __slots__ = (
+        "_batches",
+        "_dirty",
+        "_flush_handle",
+        "_loop",
+        "_on_slow",
+        "limit",
+        "stats_frames",
+    )
 
     def __init__(
         self,
@@ -35,11 +67,30 @@ class Delivery:
         self.limit = limit
         self._on_slow = on_slow
         self._dirty: list[Session] = []
+        self._batches: dict[str, ChannelBatch] = {}
         self._flush_handle: asyncio.Handle | None = None
         self.stats_frames = 0  # WebSocket frames written (for metrics and benchmarks)
 
+    # --- queueing --------------------------------------------------------------------
+
+    def broadcast(self, channel: str, members: Mapping[Session, Any], data: bytes) -> None:
+        """Queue a publication for every live subscriber of ``channel`` (``members``)."""
+        batch = self._batches.get(channel)
+        if batch is None:
+            batch = self._batches[channel] = ChannelBatch(members)
+            if self._flush_handle is None:
+                self._flush_handle = self._loop.call_soon(self.flush)
+        batch.items.append(data)
+        batch.size += len(data)
+        if batch.size > self.limit:
+            # One turn published more than a subscriber may have pending: write it now,
+            # so that transports' buffers (not this batch) tell who is slow.
+            self.flush()
+
     def send(self, session: Session, data: bytes) -> None:
         """Queue one encoded reply or push for ``session``."""
+        if self._batches and session.subscriptions:
+            self.take_share(session)
         protocol = session.protocol
         if not protocol.outbox:
             self._dirty.append(session)
@@ -49,35 +100,83 @@ class Delivery:
             self._on_slow(session)
 
     def fanout(self, sessions: Iterable[Session], data: bytes) -> None:
-        """Queue the same frame for many sessions (the publication hot path)."""
-        size = len(data)
-        limit = self.limit
-        dirty = self._dirty
-        slow: list[Session] | None = None
+        """Queue the same frame for some sessions (join and leave pushes)."""
         for session in sessions:
-            protocol = session.protocol
-            outbox = protocol.outbox
-            if not outbox:
-                dirty.append(session)
-            outbox.append(data)
-            protocol.outbox_bytes += size
-            if protocol.outbox_bytes > limit:
-                if slow is None:
-                    slow = []
-                slow.append(session)
-        if dirty and self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self.flush)
-        if slow is not None:
-            for session in slow:
-                self._on_slow(session)
+            self.send(session, data)
+
+    def take_share(self, session: Session, channels: Iterable[str] | None = None) -> None:
+        """Move the publications queued so far for ``session``'s channels (or the
+        given ones) into its outbox.
+
+        Called before anything else is queued for it, before it stops being a
+        subscriber, and before its output is flushed ahead of a close.
+        """
+        batches = self._batches
+        if not batches or session.closed:
+            return
+        for name in session.subscriptions if channels is None else channels:
+            batch = batches.get(name)
+            if batch is None or session not in batch.members:
+                continue
+            start = batch.taken.get(session, 0)
+            items = batch.items
+            if start < len(items):
+                protocol = session.protocol
+                if not protocol.outbox:
+                    self._dirty.append(session)
+                for data in items[start:]:
+                    protocol.queue(data)
+            batch.taken[session] = len(items)
+
+    def joined(self, session: Session, channel: str) -> None:
+        """``session`` just became a live subscriber: it gets only what comes next."""
+        batch = self._batches.get(channel)
+        if batch is not None:
+            batch.taken[session] = len(batch.items)
+
+    def channel_gone(self, channel: str) -> None:
+        """The last subscriber left: a later batch must follow the next subscriber set."""
+        self._batches.pop(channel, None)
+
+    # --- writing ---------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Write each pending outbox as one frame; runs once per loop turn."""
-        self._flush_handle = None
+        """Write every pending outbox, then every channel's shared frame; once per turn."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()  # when called early, the scheduled one has nothing
+            self._flush_handle = None
+        batches = self._batches
+        if batches:
+            self._batches = {}
+            for batch in batches.values():
+                self._queue_rest(batch)
         dirty = self._dirty
-        if not dirty:
-            return
-        self._dirty = []
+        if dirty:
+            self._dirty = []
+            self._flush_outboxes(dirty)
+        for batch in batches.values():
+            self._write_shared(batch)
+
+    def flush_session(self, session: Session) -> None:
+        """Write what ``session`` has pending now (before a close frame)."""
+        self.take_share(session)
+        data = session.protocol.data_to_send()
+        if data:
+            session.transport.write(data)
+
+    def _queue_rest(self, batch: ChannelBatch) -> None:
+        """Sessions that took part of a batch get the rest in their own outbox."""
+        items = batch.items
+        members = batch.members
+        for session, start in batch.taken.items():
+            if start < len(items) and session in members and not session.closed:
+                protocol = session.protocol
+                if not protocol.outbox:
+                    self._dirty.append(session)
+                for data in items[start:]:
+                    protocol.queue(data)
+
+    def _flush_outboxes(self, dirty: list[Session]) -> None:
         limit = self.limit
         frames = 0
         for session in dirty:
@@ -93,8 +192,21 @@ class Delivery:
                 self._on_slow(session)
         self.stats_frames += frames
 
-    def flush_session(self, session: Session) -> None:
-        """Write what ``session`` has pending now (before a close frame)."""
-        data = session.protocol.data_to_send()
-        if data:
-            session.transport.write(data)
+    def _write_shared(self, batch: ChannelBatch) -> None:
+        items = batch.items
+        shared = Shared(items[0] if len(items) == 1 else b"\n".join(items))
+        limit = self.limit
+        taken = batch.taken
+        slow: list[Session] = []
+        frames = 0
+        # A copy: a write never calls back into the hub, but a slow close would
+        # change the live subscribers while they are iterated.
+        for session in tuple(batch.members):
+            if session.closed or (taken and session in taken):
+                continue
+            frames += 1
+            if session.transport.write_shared(shared) > limit:
+                slow.append(session)
+        self.stats_frames += frames
+        for session in slow:
+            self._on_slow(session)

@@ -486,6 +486,7 @@ class Hub:
                 if offset == 0 or offset > subscription.live_from:
                     session.send(frame)
             subscribers.live[session] = subscription
+            self.delivery.joined(session, name)
             joined.append(subscription)
         for subscription in joined:
             if subscription.channel.options.join_leave:
@@ -514,10 +515,13 @@ class Hub:
         subscribers = self._subscribers.get(name)
         if subscribers is None:
             return
-        subscribers.live.pop(session, None)
+        if session in subscribers.live:
+            self.delivery.take_share(session, (name,))  # publications queued before it left
+            del subscribers.live[session]
         subscribers.joining.pop(session, None)
         if not subscribers:
             del self._subscribers[name]
+            self.delivery.channel_gone(name)
             if subscribers.ready is not None and not subscribers.ready.done():
                 subscribers.ready.add_done_callback(_consume_exception)
             self.spawn(self._engine_unsubscribe(name))
@@ -585,7 +589,7 @@ class Hub:
             subscribers.offset = offset
         frame = encode_publication_push(channel, publication)
         if subscribers.live:
-            self.delivery.fanout(subscribers.live, frame)
+            self.delivery.broadcast(channel, subscribers.live, frame)
         if subscribers.joining:
             for pending in subscribers.joining.values():
                 pending.append((publication.offset, frame))

@@ -18,6 +18,7 @@ import asyncio
 from hubbub.codes import Disconnect
 from hubbub.hub.hub import Hub
 from hubbub.hub.session import Session
+from hubbub.hub.transport import Shared
 
 
 class LocalClient:
@@ -38,8 +39,14 @@ class LocalClient:
         self.frames.append(payload)
         self._arrived.set()
 
+    def write_shared(self, shared: Shared) -> int:
+        self.write(shared.payload)
+        return self.buffered()
+
     def buffered(self) -> int:
-        return 0
+        """Bytes written and not yet taken by ``receive``: a client that never
+        receives is a slow reader, as a socket that is never read."""
+        return sum(len(frame) for frame in self.frames)
 
     def close(self, code: int, reason: str) -> None:
         if self.close_code is None:

@@ -3,12 +3,24 @@
 Rule: every call is synchronous and never blocks; ``write`` queues one text
 frame in the transport's buffer, ``buffered`` tells how much is waiting there
 (the hub disconnects a client whose buffer passes its limit), ``close`` starts
-a close handshake in the background.
+a close handshake in the background. ``write_shared`` sends a payload that many
+connections get unchanged in this loop turn (a channel's publications): the
+first transport to encode it keeps its encoding in the ``Shared`` for the rest.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
+
+
+class Shared:
+    """One frame payload for many connections, with a slot for its encoded form."""
+
+    __slots__ = ("encoded", "payload")
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self.encoded: bytes | None = None  # set by the first transport that encodes it
 
 
 class Transport(Protocol):
@@ -22,6 +34,9 @@ class Transport(Protocol):
 
     def write(self, payload: bytes) -> None:
         """Send ``payload`` as one text frame."""
+
+    def write_shared(self, shared: Shared) -> int:
+        """Send ``shared.payload`` as one text frame; return ``buffered()`` after it."""
 
     def buffered(self) -> int:
         """Bytes accepted by ``write`` and not yet handed to the kernel."""

@@ -19,6 +19,7 @@ from aiohttp import WSMsgType, web
 
 from hubbub.codes import Disconnect, DisconnectInfo
 from hubbub.hub.hub import Hub
+from hubbub.hub.transport import Shared
 from hubbub.server.keys import HUB_KEY
 from hubbub.server.masking import check_client_masking
 
@@ -70,6 +71,10 @@ class WebSocketTransport:
             socket.write(frame_header(size) + payload)
         else:
             socket.writelines((frame_header(size), payload))
+
+    def write_shared(self, shared: Shared) -> int:
+        self.write(shared.payload)  # the embedded path keeps one frame build per connection
+        return self.buffered()
 
     def buffered(self) -> int:
         socket = self._socket

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hubbub.codes import Disconnect, DisconnectInfo
+from hubbub.hub.transport import Shared
 from hubbub.server.frames import (
     NO_STATUS,
     OP_BINARY,
@@ -114,6 +115,19 @@ class WebSocketConnection(asyncio.Protocol):
         else:
             self._socket.writelines((text_header(size), payload))
 
+    def write_shared(self, shared: Shared) -> int:
+        # The broadcast hot path: one frame built per publication batch, the same
+        # bytes object written to every subscriber.
+        if self._closing:
+            return 0
+        frame = shared.encoded
+        if frame is None:
+            payload = shared.payload
+            frame = shared.encoded = text_header(len(payload)) + payload
+        socket = self._socket
+        socket.write(frame)
+        return socket.get_write_buffer_size()
+
     def abort(self) -> None:
         """Drop TCP now (shutdown: the peer did not answer our close in time)."""
         self._closing = True
@@ -206,6 +220,9 @@ class WebSocketConnection(asyncio.Protocol):
         finally:
             self._inbox = None
             self._runner = None
+            if self._paused:  # a close frame from the peer must still be read
+                self._paused = False
+                self._socket.resume_reading()
 
     # --- closing -------------------------------------------------------------------------
 

@@ -31,6 +31,12 @@ def table(summary: dict[str, Any]) -> str:
         rows += [
             ("deliveries/s", f"{s['deliveries_per_s']:,.0f}"),
             ("publications/s", f"{s['publications_per_s']:,.0f}"),
+            *([("server CPU", f"{s['server_cpu']:.0%} of a core")] if "server_cpu" in s else []),
+            *(
+                [("server CPU per delivery", f"{s['server_ns_per_delivery']:,.0f} ns")]
+                if "server_ns_per_delivery" in s
+                else []
+            ),
             ("delivered (window)", f"{s['delivered']:,}"),
             ("expected / after drain", f"{s['expected']:,} / {s['delivered_after_drain']:,}"),
             ("lost (of acknowledged)", f"{s['lost']:,}"),

@@ -63,6 +63,16 @@ def rss_kb(pid: int) -> int | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process, from /proc (None if gone or unreadable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # After the command name: state is field 3, utime and stime fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -161,6 +171,8 @@ class Coordinator:
     async def before(self, name: str) -> None:
         if name == "held" and self.pid is not None:
             self.facts["rss_after_kb"] = rss_kb(self.pid)
+        if name in ("connected", "measured") and self.pid is not None:
+            self.facts[f"server_cpu_{name}"] = (cpu_seconds(self.pid), time.monotonic())
 
     async def after(self, name: str) -> None:
         if name == "storm" and self.opts.storm == "restart" and self.server is not None:
@@ -347,6 +359,21 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
         tmp.cleanup()
 
 
+def _server_cpu(facts: dict[str, Any], deliveries: int) -> dict[str, float]:
+    """The server's CPU share over the window, and its CPU time per delivery."""
+    start, end = facts.get("server_cpu_connected"), facts.get("server_cpu_measured")
+    if start is None or end is None:
+        return {}
+    (cpu0, t0), (cpu1, t1) = start, end
+    if cpu0 is None or cpu1 is None or t1 <= t0:
+        return {}
+    used = cpu1 - cpu0
+    figures = {"server_cpu": used / (t1 - t0)}
+    if deliveries:
+        figures["server_ns_per_delivery"] = used * 1e9 / deliveries
+    return figures
+
+
 def summarise(
     opts: BenchOptions, results: list[dict[str, Any]], facts: dict[str, Any]
 ) -> dict[str, Any]:
@@ -414,6 +441,7 @@ def summarise(
             closed_by_server=sum(r["closed"] for r in results),
             rate_target=opts.rate * max(1, counts[0]) if opts.rate else None,
         )
+        summary.update(_server_cpu(facts, window))
     elif opts.scenario == "rpc":
         elapsed = max(r["elapsed_s"] for r in results)
         requests = sum(r["rpc"]["requests"] for r in results)

@@ -35,8 +35,8 @@ from hubbub.tools.wsclient import (
 )
 
 SCENARIOS = ("fanout", "rpc", "connect", "idle")
-PHASES = {"fanout": ["connected"], "rpc": ["connected"], "connect": ["connected", "storm"],
-          "idle": ["connected", "held"]}  # fmt: skip
+PHASES = {"fanout": ["connected", "measured"], "rpc": ["connected"],
+          "connect": ["connected", "storm"], "idle": ["connected", "held"]}  # fmt: skip
 SETUP_TIMEOUT = 120.0
 DRAIN_MAX = 5.0
 
@@ -262,6 +262,7 @@ class Worker:
         elapsed = time.monotonic() - t0
         window = sum(c.marks for c in subs)
         cpu = time.process_time() - cpu0
+        await self.phase("measured")  # the coordinator reads the server's CPU time here
         await self._drain(subs, publishers)
         self.result.update(
             elapsed_s=elapsed,
