@@ -11,8 +11,10 @@ Rule 3: order per connection is the order things were queued. A connection's
 own outbox is written before its channels' shared frames; so when something
 is queued for a connection after its channels already have publications this
 turn, those publications are first moved into its outbox ("taking its share"),
-and it gets the rest of them there too. Subscribers that arrive or leave
-mid-turn get exactly the publications queued while they were subscribed.
+and it gets the rest of them there too; so does a connection subscribed to
+several channels that published in the same turn (their publications merged
+in publication order). Subscribers that arrive or leave mid-turn get exactly
+the publications queued while they were subscribed.
 Rule 4: a connection whose pending bytes (outbox plus the transport's buffer)
 pass ``queue_max_size`` is disconnected with 3008 (slow); publishers never wait
 for the slowest reader. A channel batch larger than that limit is written at
@@ -34,10 +36,11 @@ if TYPE_CHECKING:
 class ChannelBatch:
     """A channel's publications queued in this loop turn."""
 
-    __slots__ = ("items", "members", "size", "taken")
+    __slots__ = ("items", "members", "seqs", "size", "taken")
 
     def __init__(self, members: Mapping[Session, Any]) -> None:
         self.items: list[bytes] = []
+        self.seqs: list[int] = []  # each item's place among all channels' items this turn
         self.size = 0  # bytes in items
         self.members = members  # the channel's live subscribers (read again at flush)
         self.taken: dict[Session, int] = {}  # session -> items already in its own outbox
@@ -52,6 +55,7 @@ class Delivery:
         "_flush_handle",
         "_loop",
         "_on_slow",
+        "_seq",
         "limit",
         "stats_frames",
     )
@@ -68,6 +72,7 @@ class Delivery:
         self._on_slow = on_slow
         self._dirty: list[Session] = []
         self._batches: dict[str, ChannelBatch] = {}
+        self._seq = 0  # counts publications queued, to merge channels in their order
         self._flush_handle: asyncio.Handle | None = None
         self.stats_frames = 0  # WebSocket frames written (for metrics and benchmarks)
 
@@ -81,6 +86,8 @@ class Delivery:
             if self._flush_handle is None:
                 self._flush_handle = self._loop.call_soon(self.flush)
         batch.items.append(data)
+        batch.seqs.append(self._seq)
+        self._seq += 1
         batch.size += len(data)
         if batch.size > self.limit:
             # One turn published more than a subscriber may have pending: write it now,
@@ -104,29 +111,42 @@ class Delivery:
         for session in sessions:
             self.send(session, data)
 
-    def take_share(self, session: Session, channels: Iterable[str] | None = None) -> None:
-        """Move the publications queued so far for ``session``'s channels (or the
-        given ones) into its outbox.
+    def take_share(self, session: Session, leaving: str | None = None) -> None:
+        """Move the publications queued so far for ``session``'s channels into its
+        outbox, in the order they were published (across channels too).
 
         Called before anything else is queued for it, before it stops being a
-        subscriber, and before its output is flushed ahead of a close.
+        subscriber (``leaving``: the channel it leaves, already out of its
+        subscriptions), before its output is flushed ahead of a close, and at
+        flush for connections with a share taken or in several channel batches.
         """
         batches = self._batches
         if not batches or session.closed:
             return
-        for name in session.subscriptions if channels is None else channels:
+        names: Iterable[str] = session.subscriptions
+        if leaving is not None:
+            names = (*session.subscriptions, leaving)
+        share: list[tuple[int, bytes]] = []
+        channels = 0
+        for name in names:
             batch = batches.get(name)
             if batch is None or session not in batch.members:
                 continue
             start = batch.taken.get(session, 0)
-            items = batch.items
-            if start < len(items):
-                protocol = session.protocol
-                if not protocol.outbox:
-                    self._dirty.append(session)
-                for data in items[start:]:
-                    protocol.queue(data)
-            batch.taken[session] = len(items)
+            end = len(batch.items)
+            if start < end:
+                share += zip(batch.seqs[start:end], batch.items[start:end], strict=True)
+                channels += 1
+            batch.taken[session] = end
+        if not share:
+            return
+        if channels > 1:
+            share.sort(key=_first)
+        protocol = session.protocol
+        if not protocol.outbox:
+            self._dirty.append(session)
+        for _, data in share:
+            protocol.queue(data)
 
     def joined(self, session: Session, channel: str) -> None:
         """``session`` just became a live subscriber: it gets only what comes next."""
@@ -147,9 +167,9 @@ class Delivery:
             self._flush_handle = None
         batches = self._batches
         if batches:
+            for session in self._merged_sessions(batches):
+                self.take_share(session)
             self._batches = {}
-            for batch in batches.values():
-                self._queue_rest(batch)
         dirty = self._dirty
         if dirty:
             self._dirty = []
@@ -164,17 +184,22 @@ class Delivery:
         if data:
             session.transport.write(data)
 
-    def _queue_rest(self, batch: ChannelBatch) -> None:
-        """Sessions that took part of a batch get the rest in their own outbox."""
-        items = batch.items
-        members = batch.members
-        for session, start in batch.taken.items():
-            if start < len(items) and session in members and not session.closed:
-                protocol = session.protocol
-                if not protocol.outbox:
-                    self._dirty.append(session)
-                for data in items[start:]:
-                    protocol.queue(data)
+    @staticmethod
+    def _merged_sessions(batches: dict[str, ChannelBatch]) -> set[Session]:
+        """Sessions whose publications cannot be one shared frame: those that already
+        took a share this turn, and those in more than one channel batch."""
+        merged: set[Session] = set()
+        for batch in batches.values():
+            merged.update(batch.taken)
+        if len(batches) > 1:
+            seen: set[Session] = set()
+            for batch in batches.values():
+                for session in batch.members:
+                    if session in seen:
+                        merged.add(session)
+                    else:
+                        seen.add(session)
+        return merged
 
     def _flush_outboxes(self, dirty: list[Session]) -> None:
         limit = self.limit
@@ -210,3 +235,7 @@ class Delivery:
         self.stats_frames += frames
         for session in slow:
             self._on_slow(session)
+
+
+def _first(pair: tuple[int, bytes]) -> int:
+    return pair[0]

@@ -516,7 +516,7 @@ class Hub:
         if subscribers is None:
             return
         if session in subscribers.live:
-            self.delivery.take_share(session, (name,))  # publications queued before it left
+            self.delivery.take_share(session, name)  # publications queued before it left
             del subscribers.live[session]
         subscribers.joining.pop(session, None)
         if not subscribers:
