@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
-import struct
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
@@ -20,24 +19,15 @@ from aiohttp import WSMsgType, web
 from hubbub.codes import Disconnect, DisconnectInfo
 from hubbub.hub.hub import Hub
 from hubbub.hub.transport import Shared
+from hubbub.server.frames import text_header
 from hubbub.server.keys import HUB_KEY
 from hubbub.server.masking import check_client_masking
+from hubbub.server.wsconn import MAX_REASON
 
 log = logging.getLogger("hubbub.websocket")
 
 #: Subprotocols hubbub never selects: the protobuf flavour is not implemented.
 NO_SUBPROTOCOLS: tuple[str, ...] = ()
-#: WebSocket close reasons are capped by the protocol (Centrifugo: 32 bytes).
-MAX_REASON = 32
-
-
-def frame_header(length: int) -> bytes:
-    """Header of a final, unmasked text frame carrying ``length`` bytes."""
-    if length < 126:
-        return bytes((0x81, length))
-    if length < 65536:
-        return struct.pack("!BBH", 0x81, 126, length)
-    return struct.pack("!BBQ", 0x81, 127, length)
 
 
 class WebSocketTransport:
@@ -68,9 +58,9 @@ class WebSocketTransport:
             return
         size = len(payload)
         if size < 4096:
-            socket.write(frame_header(size) + payload)
+            socket.write(text_header(size) + payload)
         else:
-            socket.writelines((frame_header(size), payload))
+            socket.writelines((text_header(size), payload))
 
     def write_shared(self, shared: Shared) -> int:
         self.write(shared.payload)  # the embedded path keeps one frame build per connection
