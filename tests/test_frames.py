@@ -541,3 +541,18 @@ def test_large_frame_in_4k_chunks_is_returned_once_intact(opcode: int) -> None:
     assert all(result == [] for result in results[:-1])
     content = payload.decode() if opcode == OP_TEXT else payload
     assert results[-1] == [Message(opcode, content)]
+
+
+def test_empty_continuation_frames_are_not_kept() -> None:
+    reader = FrameReader(1000)
+    reader.feed(build_frame(b"a", fin=False))
+    for _ in range(1000):
+        assert reader.feed(build_frame(b"", opcode=0x0, fin=False)) == []
+    assert reader._fragments == [b"a"]
+    (message,) = reader.feed(build_frame(b"b", opcode=0x0))
+    assert message.data == "ab"
+
+
+def test_a_zero_limit_means_no_limit() -> None:
+    (message,) = FrameReader(0).feed(build_frame(b"x" * 100_000))
+    assert message.data == "x" * 100_000

@@ -286,3 +286,71 @@ async def test_both_paths_refuse_unmasked_frames_and_deliver(
     finally:
         listener.abort()
         offender.abort()
+
+
+async def started(**config: Any) -> Any:
+    from hubbub.config.loader import load_config
+
+    loaded = load_config(None, env={}, base=merge(DEFAULT_CONFIG, config)).config
+    return await start(Hub(loaded), host=HOST, port=0)
+
+
+async def test_a_peer_that_stops_reading_is_cut_after_the_close_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(wsconn, "CLOSE_TIMEOUT", 0.3)
+    serving = await started(client={"queue_max_size": 65536})
+    stuck = await RawWS.open(HOST, serving.port, rcvbuf=4096)
+    try:
+        await stuck.send(text(CONNECT), text({"id": 2, "subscribe": {"channel": "chat:flood"}}))
+        await asyncio.sleep(0.2)
+        hub = serving.listener.hub
+        for n in range(400):  # never read: kernel buffers, then ours fill; 3008, then the cut
+            await hub.publish("chat:flood", {"n": n, "pad": "x" * 20_000})
+            await asyncio.sleep(0)
+            if not hub.sessions:
+                break
+        assert not hub.sessions, "never closed as slow"
+        for _ in range(100):  # within 5 s
+            if not serving.listener.connections:
+                break
+            await asyncio.sleep(0.05)
+        assert not serving.listener.connections, "a closed, unread connection is still held"
+    finally:
+        stuck.abort()
+        await serving.stop()
+
+
+async def test_a_ping_flood_from_a_peer_that_never_reads_is_bounded() -> None:
+    serving = await started()
+    flooder = await RawWS.open(HOST, serving.port, rcvbuf=4096)
+    try:
+        ping = build_frame(b"p" * 125, opcode=0x9)
+        for _ in range(400):  # 400 x 50 KB of pings; a pong each would be ~50 MB
+            flooder.writer.write(ping * 400)
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.3)
+        (connection,) = serving.listener.connections
+        assert connection.buffered() < 1_000_000, connection.buffered()
+    finally:
+        flooder.abort()
+        await serving.stop()
+
+
+async def test_messages_just_before_the_close_frame_still_run(server: RunningServer) -> None:
+    reader, writer = await open_stream(HOST, server.port)
+    try:
+        head = b"".join(handshake_request(HOST, server.port))
+        publish = {"id": 2, "publish": {"channel": "chat:last", "data": {"last": "words"}}}
+        writer.write(head + text(CONNECT) + text(publish) + close_frame(1000))
+        assert (await read_http_head(reader)).status == 101
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while loop.time() < deadline:
+            page = await server.hub.history("chat:last", limit=-1)
+            if page.publications:
+                break
+            await asyncio.sleep(0.02)
+        assert [bytes(p.data) for p in page.publications] == [b'{"last":"words"}']
+    finally:
+        writer.transport.abort()

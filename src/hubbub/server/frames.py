@@ -12,6 +12,7 @@ the other kinds as bytes. Server frames are never masked or fragmented.
 from __future__ import annotations
 
 import struct
+import sys
 from typing import NamedTuple
 
 OP_CONTINUATION = 0x0
@@ -64,7 +65,8 @@ class FrameReader:
     __slots__ = ("_chunks", "_fragments", "_have", "_limit", "_need", "_opcode", "_size")
 
     def __init__(self, max_message: int) -> None:
-        self._limit = max_message
+        # 0 (or less) means no limit, as for aiohttp and Centrifugo.
+        self._limit = max_message if max_message > 0 else sys.maxsize
         self._chunks: list[bytes] = []  # bytes received and not yet parsed
         self._have = 0  # their total length
         self._need = 2  # parsing cannot progress before this many bytes are there
@@ -152,8 +154,9 @@ class FrameReader:
         if opcode == OP_CONTINUATION:
             fragments = self._fragments
             assert fragments is not None  # checked with the header
-            fragments.append(payload)
-            self._size += len(payload)
+            if payload:  # empty fragments would grow the list without counting as size
+                fragments.append(payload)
+                self._size += len(payload)
             if not fin:
                 return None
             opcode = self._opcode

@@ -34,6 +34,8 @@ from hubbub.server.wsconn import WebSocketConnection
 log = logging.getLogger("hubbub.server")
 
 WEBSOCKET_PATH = b"/connection/websocket"
+#: Bytes of request head the fast path reads before leaving the request to aiohttp.
+FAST_HEAD_LIMIT = 16384
 
 
 class Listener:
@@ -49,8 +51,10 @@ class Listener:
         self.handshake_timeout = config.handshake_timeout
         self.max_header_count = config.max_header_count
         self.max_header_size = config.max_header_size
-        # A head longer than every allowed line can hold is refused (by aiohttp) unread.
-        self.max_head = (config.max_header_count + 1) * (config.max_header_size + 2) + 2
+        # Real upgrade heads are a few hundred bytes; a longer one (or one longer than
+        # the header limits allow) is left to aiohttp, whose parser is linear.
+        allowed = (config.max_header_count + 1) * (config.max_header_size + 2) + 2
+        self.max_head = min(allowed, FAST_HEAD_LIMIT)
 
     async def start(self, host: str | None, port: int, *, reuse_port: bool = False) -> int:
         """Listen on ``host:port``; the bound port (useful with port 0)."""
@@ -107,9 +111,10 @@ class Front(asyncio.Protocol):
         self._cancel_timer()
 
     def data_received(self, data: bytes) -> None:
-        buffer = self._buffer + data if self._buffer else data
+        searched = max(0, len(self._buffer) - len(HEAD_END) + 1)  # already had no HEAD_END
+        buffer = self._buffer + data if self._buffer else data  # at most FAST_HEAD_LIMIT
         self._buffer = buffer
-        end = buffer.find(HEAD_END)
+        end = buffer.find(HEAD_END, searched)
         if end < 0:
             line_end = buffer.find(b"\r\n")
             if len(buffer) > self._listener.max_head or (

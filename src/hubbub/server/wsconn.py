@@ -64,10 +64,13 @@ class WebSocketConnection(asyncio.Protocol):
         "_inbox",
         "_on_closed",
         "_paused",
+        "_peer_gone",
         "_reader",
+        "_reading_paused",
         "_runner",
         "_socket",
         "_timer",
+        "_write_blocked",
         "session",
     )
 
@@ -83,7 +86,10 @@ class WebSocketConnection(asyncio.Protocol):
         self._reader: FrameReader | None = FrameReader(hub.config.websocket.message_size_limit)
         self._inbox: list[str] | None = None  # messages waiting for the session
         self._runner: asyncio.Task[None] | None = None
-        self._paused = False
+        self._paused = False  # reading paused: too many messages waiting
+        self._write_blocked = False  # reading paused: the peer does not read
+        self._reading_paused = False  # what the transport was told
+        self._peer_gone: DisconnectInfo | None = None  # reported once the inbox is done
         self._closing = False  # our close frame is sent (or the stream is broken)
         self._timer: asyncio.TimerHandle | None = None
         self._on_closed = on_closed
@@ -143,7 +149,9 @@ class WebSocketConnection(asyncio.Protocol):
         if self._socket.is_closing():
             return
         self._socket.write(close_frame(code, reason, max_reason=MAX_REASON))
-        self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self._socket.close)
+        # abort, not close: close() waits for the buffer to drain, which a peer
+        # that stopped reading never allows.
+        self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self._socket.abort)
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -174,18 +182,43 @@ class WebSocketConnection(asyncio.Protocol):
         return False  # the transport closes itself; connection_lost reports it
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._cancel_timer()
         self._closing = True
-        self.session.transport_closed(Disconnect.CONNECTION_CLOSED)
+        self._end_session(Disconnect.CONNECTION_CLOSED)
         self._on_closed(self)
 
     def pause_writing(self) -> None:
-        pass  # the hub watches buffered() and drops slow clients; nothing waits to write
+        # The peer does not read what we write: stop reading what it writes (a
+        # ping flood would otherwise grow our buffer with pongs). Publications
+        # still go out; the hub drops the connection as slow past its limit.
+        self._write_blocked = True
+        self._update_reading()
 
     def resume_writing(self) -> None:
-        pass
+        self._write_blocked = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Read while neither the inbox is full nor the peer's side is blocked."""
+        pause = self._paused or self._write_blocked
+        if pause != self._reading_paused and not self._socket.is_closing():
+            self._reading_paused = pause
+            if pause:
+                self._socket.pause_reading()
+            else:
+                self._socket.resume_reading()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _end_session(self, info: DisconnectInfo) -> None:
+        """The peer is gone; messages it sent before that still run first."""
+        if self._runner is not None:
+            self._peer_gone = info  # _run_inbox ends the session when done
+        else:
+            self.session.transport_closed(info)
 
     # --- input ---------------------------------------------------------------------------
 
@@ -197,7 +230,7 @@ class WebSocketConnection(asyncio.Protocol):
             inbox.append(text)
             if len(inbox) >= MAX_WAITING and not self._paused:
                 self._paused = True
-                self._socket.pause_reading()
+                self._update_reading()
         if self._runner is None:
             self._runner = asyncio.get_running_loop().create_task(self._run_inbox())
 
@@ -209,7 +242,7 @@ class WebSocketConnection(asyncio.Protocol):
                 messages, self._inbox = self._inbox, []
                 if self._paused:
                     self._paused = False
-                    self._socket.resume_reading()
+                    self._update_reading()
                 for text in messages:
                     await session.handle_frame(text)
                     if session.closed:
@@ -222,7 +255,10 @@ class WebSocketConnection(asyncio.Protocol):
             self._runner = None
             if self._paused:  # a close frame from the peer must still be read
                 self._paused = False
-                self._socket.resume_reading()
+                self._update_reading()
+            if self._peer_gone is not None:
+                self.session.transport_closed(self._peer_gone)
+                self._peer_gone = None
 
     # --- closing -------------------------------------------------------------------------
 
@@ -234,8 +270,11 @@ class WebSocketConnection(asyncio.Protocol):
             socket.write(close_frame(code) if code != NO_STATUS else control_frame(OP_CLOSE))
             closed = Disconnect.CONNECTION_CLOSED
             info = DisconnectInfo(code, closed.reason) if code != NO_STATUS else closed
-            self.session.transport_closed(info)
+            self._end_session(info)
         socket.close()
+        self._cancel_timer()
+        # close() lets the buffer drain first; a peer that stopped reading gets cut.
+        self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, socket.abort)
 
     def _broken(self, error: FrameError) -> None:
         log.info("client %s: %s", self.session.client_id, error.reason)
@@ -244,9 +283,8 @@ class WebSocketConnection(asyncio.Protocol):
         if not self._closing:
             self._closing = True
             socket.write(close_frame(error.code))
-            self.session.transport_closed(DisconnectInfo(error.code, error.reason))
+            self._end_session(DisconnectInfo(error.code, error.reason))
         if socket.can_write_eof():
             socket.write_eof()
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(LINGER_AFTER_ERROR, socket.close)
+        self._cancel_timer()
+        self._timer = asyncio.get_running_loop().call_later(LINGER_AFTER_ERROR, socket.abort)
