@@ -209,7 +209,12 @@ def control_frame(opcode: int, payload: bytes = b"") -> bytes:
     return bytes((0x80 | opcode, len(payload))) + payload
 
 
+def cut_reason(reason: str, max_bytes: int) -> bytes:
+    """``reason`` as UTF-8, cut to ``max_bytes`` on a character boundary (a split
+    sequence would make the peer fail the close with 1007)."""
+    return reason.encode()[:max_bytes].decode("utf-8", "ignore").encode()
+
+
 def close_frame(code: int, reason: str = "", *, max_reason: int = 123) -> bytes:
     """A close frame; the reason is cut to ``max_reason`` bytes on a character boundary."""
-    cut = reason.encode()[:max_reason].decode("utf-8", "ignore").encode()
-    return control_frame(OP_CLOSE, code.to_bytes(2, "big") + cut)
+    return control_frame(OP_CLOSE, code.to_bytes(2, "big") + cut_reason(reason, max_reason))

@@ -19,10 +19,10 @@ from aiohttp import WSMsgType, web
 from hubbub.codes import Disconnect, DisconnectInfo
 from hubbub.hub.hub import Hub
 from hubbub.hub.transport import Shared
-from hubbub.server.frames import text_header
+from hubbub.server.frames import cut_reason
 from hubbub.server.keys import HUB_KEY
 from hubbub.server.masking import check_client_masking
-from hubbub.server.wsconn import MAX_REASON
+from hubbub.server.wsconn import MAX_REASON, write_text_frame
 
 log = logging.getLogger("hubbub.websocket")
 
@@ -56,11 +56,7 @@ class WebSocketTransport:
             # Rare path: the deflate state lives in aiohttp's writer.
             asyncio.ensure_future(self._ws.send_frame(payload, WSMsgType.TEXT))  # noqa: RUF006
             return
-        size = len(payload)
-        if size < 4096:
-            socket.write(text_header(size) + payload)
-        else:
-            socket.writelines((text_header(size), payload))
+        write_text_frame(socket, payload)
 
     def write_shared(self, shared: Shared) -> int:
         self.write(shared.payload)  # the embedded path keeps one frame build per connection
@@ -72,8 +68,7 @@ class WebSocketTransport:
 
     def close(self, code: int, reason: str) -> None:
         if self._closing is None and not self._ws.closed:
-            # Cut on a character boundary: a split UTF-8 sequence makes the peer fail 1007.
-            message = reason.encode()[:MAX_REASON].decode("utf-8", "ignore").encode()
+            message = cut_reason(reason, MAX_REASON)
             self._closing = asyncio.ensure_future(self._ws.close(code=code, message=message))
 
     async def wait_closed(self) -> None:

@@ -55,6 +55,18 @@ MAX_REASON = 32
 MAX_WAITING = 64
 
 
+def write_text_frame(socket: asyncio.WriteTransport, payload: bytes) -> None:
+    """Write ``payload`` as one unmasked text frame: one buffer when small, two when
+    large (no copy of a big payload just to prepend its header)."""
+    size = len(payload)
+    if size < 126:
+        socket.write(SMALL_TEXT_HEADERS[size] + payload)
+    elif size < 4096:
+        socket.write(text_header(size) + payload)
+    else:
+        socket.writelines((text_header(size), payload))
+
+
 class WebSocketConnection(asyncio.Protocol):
     """A client connection after the 101: frames in, the hub's frames out."""
 
@@ -109,17 +121,9 @@ class WebSocketConnection(asyncio.Protocol):
         return dict(head.headers) if head is not None else {}
 
     def write(self, payload: bytes) -> None:
-        # The hot path (once per connection per loop turn with output): no Python call
-        # but the transport's own. _closing is set before any close, so no is_closing().
-        if self._closing:
-            return
-        size = len(payload)
-        if size < 126:
-            self._socket.write(SMALL_TEXT_HEADERS[size] + payload)
-        elif size < 4096:
-            self._socket.write(text_header(size) + payload)
-        else:
-            self._socket.writelines((text_header(size), payload))
+        # _closing is set before any close, so no is_closing() call.
+        if not self._closing:
+            write_text_frame(self._socket, payload)
 
     def write_shared(self, shared: Shared) -> int:
         # The broadcast hot path: one frame built per publication batch, the same
