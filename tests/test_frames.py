@@ -1,4 +1,4 @@
-"""``hubbub.server.frames`` reads RFC 6455 client frames correctly, however the bytes arrive.
+"""``hubbub.websocket.frames`` reads RFC 6455 client frames correctly, however the bytes arrive.
 
 What this file proves, without any socket:
 
@@ -31,7 +31,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from hubbub.server.frames import (
+from hubbub.websocket.frames import (
     INVALID_DATA,
     NO_STATUS,
     OP_BINARY,

@@ -1,6 +1,6 @@
 """The import rule of the architecture: a layer imports only from layers below it.
 
-codes, errors < config < protocol < engines, auth < hub < server < cli
+codes, errors < config < protocol, websocket < engines, auth < hub < server < cli
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ LAYER = {
     "version": 0,
     "config": 1,
     "protocol": 2,
+    "websocket": 2,
     "engines": 3,
     "auth": 3,
     "hub": 4,

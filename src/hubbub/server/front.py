@@ -21,15 +21,15 @@ from typing import cast
 from aiohttp import web
 
 from hubbub.hub.hub import Hub
-from hubbub.server.handshake import (
+from hubbub.server.websocket import origin_allowed
+from hubbub.server.wsconn import WebSocketConnection
+from hubbub.websocket.handshake import (
     HEAD_END,
     accept_response,
     parse_head,
     request_path,
     upgrade_key,
 )
-from hubbub.server.websocket import origin_allowed
-from hubbub.server.wsconn import WebSocketConnection
 
 log = logging.getLogger("hubbub.server")
 

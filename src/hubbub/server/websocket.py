@@ -19,10 +19,10 @@ from aiohttp import WSMsgType, web
 from hubbub.codes import Disconnect, DisconnectInfo
 from hubbub.hub.hub import Hub
 from hubbub.hub.transport import Shared
-from hubbub.server.frames import cut_reason
 from hubbub.server.keys import HUB_KEY
 from hubbub.server.masking import check_client_masking
 from hubbub.server.wsconn import MAX_REASON, write_text_frame
+from hubbub.websocket.frames import cut_reason
 
 log = logging.getLogger("hubbub.websocket")
 

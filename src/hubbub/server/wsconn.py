@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from hubbub.codes import Disconnect, DisconnectInfo
 from hubbub.hub.transport import Shared
-from hubbub.server.frames import (
+from hubbub.websocket.frames import (
     NO_STATUS,
     OP_BINARY,
     OP_CLOSE,
@@ -37,7 +37,7 @@ from hubbub.server.frames import (
     parse_close,
     text_header,
 )
-from hubbub.server.handshake import parse_head
+from hubbub.websocket.handshake import parse_head
 
 if TYPE_CHECKING:
     from hubbub.hub.hub import Hub
