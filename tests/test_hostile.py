@@ -303,7 +303,7 @@ STATS_FRAME = json.dumps({"id": 2, "presence_stats": {"channel": BYSTANDER_CHANN
             build_frame(b"\xed\xa0\x80"), 1007, id="utf8-surrogate"
         ),  # CESU surrogate: invalid UTF-8
         pytest.param(build_frame(b"abc", length=2**62), 1009, id="length-2^62"),
-        pytest.param(build_frame(b"abc", length=2**63 + 1), 1009, id="length-above-2^63"),
+        pytest.param(build_frame(b"abc", length=2**63 + 1), 1002, id="length-above-2^63"),
     ],
 )
 async def test_invalid_frames_are_refused(server: RunningServer, frame: bytes, code: int) -> None:

@@ -11,6 +11,7 @@ the other kinds as bytes. Server frames are never masked or fragmented.
 
 from __future__ import annotations
 
+import os
 import struct
 import sys
 from typing import NamedTuple
@@ -60,13 +61,28 @@ def unmask(data: bytes, key: bytes) -> bytes:
 
 
 class FrameReader:
-    """Incremental reader of one connection's client frames."""
+    """Incremental reader of one connection's frames.
 
-    __slots__ = ("_chunks", "_fragments", "_have", "_limit", "_need", "_opcode", "_size")
+    ``masked``: the peer is a client, whose frames must be masked (the server's
+    role); False reads a server's frames, which must not be (a client's role:
+    the load generator, the audit, the tests).
+    """
 
-    def __init__(self, max_message: int) -> None:
+    __slots__ = (
+        "_chunks",
+        "_fragments",
+        "_have",
+        "_limit",
+        "_mask_bit",
+        "_need",
+        "_opcode",
+        "_size",
+    )
+
+    def __init__(self, max_message: int, *, masked: bool = True) -> None:
         # 0 (or less) means no limit, as for aiohttp and Centrifugo.
         self._limit = max_message if max_message > 0 else sys.maxsize
+        self._mask_bit = 0x80 if masked else 0
         self._chunks: list[bytes] = []  # bytes received and not yet parsed
         self._have = 0  # their total length
         self._need = 2  # parsing cannot progress before this many bytes are there
@@ -101,34 +117,39 @@ class FrameReader:
             second = buffer[position + 1]
             opcode = first & 0x0F
             length = second & 0x7F
-            header = 6
+            header = 6 if self._mask_bit else 2
             if length == 126:
-                header = 8
+                header += 2
                 if available < 4:
                     self._need = header
                     return position
                 length = int.from_bytes(buffer[position + 2 : position + 4], "big")
             elif length == 127:
-                header = 14
+                header += 8
                 if available < 10:
                     self._need = header
                     return position
                 length = int.from_bytes(buffer[position + 2 : position + 10], "big")
+                if length >> 63:
+                    raise FrameError(PROTOCOL_ERROR, "64-bit length with the high bit set")
             self._check_header(first, second, opcode, length)
             end = position + header + length
             if end > end_of_buffer:
                 self._need = header + length
                 return position
-            key = buffer[position + header - 4 : position + header]
-            payload = unmask(buffer[position + header : end], key)
+            payload = buffer[position + header : end]
+            if self._mask_bit:
+                payload = unmask(payload, buffer[position + header - 4 : position + header])
             position = end
             message = self._message(first & 0x80, opcode, payload)
             if message is not None:
                 messages.append(message)
 
     def _check_header(self, first: int, second: int, opcode: int, length: int) -> None:
-        if not second & 0x80:
-            raise FrameError(PROTOCOL_ERROR, "unmasked client frame")
+        if second & 0x80 != self._mask_bit:
+            raise FrameError(
+                PROTOCOL_ERROR, "unmasked client frame" if self._mask_bit else "masked server frame"
+            )
         if first & 0x70:
             raise FrameError(PROTOCOL_ERROR, "reserved bits set")
         if opcode in _CONTROL_OPCODES:
@@ -218,3 +239,36 @@ def cut_reason(reason: str, max_bytes: int) -> bytes:
 def close_frame(code: int, reason: str = "", *, max_reason: int = 123) -> bytes:
     """A close frame; the reason is cut to ``max_reason`` bytes on a character boundary."""
     return control_frame(OP_CLOSE, code.to_bytes(2, "big") + cut_reason(reason, max_reason))
+
+
+def build_frame(
+    payload: bytes | str = b"",
+    *,
+    opcode: int = OP_TEXT,
+    fin: bool = True,
+    mask: bool = True,
+    rsv: int = 0,
+    length: int | None = None,
+    mask_key: bytes | None = None,
+) -> bytes:
+    """Any frame, valid or not, as a client (masked) or a server (``mask=False``) sends it.
+
+    ``rsv`` is the three reserved bits as a number 0-7 (4 = RSV1, 2 = RSV2,
+    1 = RSV3); ``length`` is the declared payload length, independent of the
+    payload actually appended (default: the payload's length); ``mask_key``
+    defaults to four random bytes.
+    """
+    data = payload.encode() if isinstance(payload, str) else payload
+    declared = len(data) if length is None else length
+    first = (0x80 if fin else 0) | ((rsv & 7) << 4) | (opcode & 0xF)
+    mask_bit = 0x80 if mask else 0
+    if declared < 126:
+        header = struct.pack("!BB", first, mask_bit | declared)
+    elif declared < 65536:
+        header = struct.pack("!BBH", first, mask_bit | 126, declared)
+    else:
+        header = struct.pack("!BBQ", first, mask_bit | 127, declared)
+    if not mask:
+        return header + data
+    key = mask_key if mask_key is not None else os.urandom(4)
+    return header + key + unmask(data, key)
