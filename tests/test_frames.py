@@ -558,3 +558,19 @@ def test_empty_continuation_frames_are_not_kept() -> None:
 def test_a_zero_limit_means_no_limit() -> None:
     (message,) = FrameReader(0).feed(build_frame(b"x" * 100_000))
     assert message.data == "x" * 100_000
+
+
+def test_the_client_role_reads_unmasked_frames_and_refuses_masked_ones() -> None:
+    reader = FrameReader(LIMIT, masked=False)
+    big = b"x" * 70000
+    stream = build_frame("hi", mask=False) + build_frame(big, opcode=OP_BINARY, mask=False)
+    assert reader.feed(stream[:3]) == []
+    assert reader.feed(stream[3:]) == [Message(OP_TEXT, "hi"), Message(OP_BINARY, big)]
+    assert error_of_client(build_frame("hi")).reason == "masked server frame"
+
+
+def error_of_client(data: bytes) -> FrameError:
+    with pytest.raises(FrameError) as caught:
+        FrameReader(LIMIT, masked=False).feed(data)
+    assert caught.value.code == PROTOCOL_ERROR
+    return caught.value
