@@ -11,6 +11,11 @@ Rule 3: when a pub/sub connection breaks, events may be lost: the node is told
 (``handle_broker_lost``) at once, and the connection is re-made with backoff.
 Rule 4: a channel lives on one shard, chosen by jump hash of its CRC32, so
 every node agrees without talking to each other.
+Rule 5: redis-py's connection and timeout errors stop here: each becomes
+``EngineUnavailable`` and is counted by the shard's ``Reachability`` (one log
+line when Redis is lost, one when it is back); nothing above sees redis-py.
+Control messages travel on the first shard: ``P.control`` to every node and
+``P.node.<id>`` to one node, both subscribed on the pub/sub connection.
 """
 
 from __future__ import annotations
@@ -22,15 +27,18 @@ import math
 import secrets
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hubbub.engines.base import (
+    EngineUnavailable,
     EpochMismatch,
     EventHandler,
     HistoryOptions,
@@ -39,6 +47,7 @@ from hubbub.engines.base import (
     PresenceStats,
     PublishResult,
 )
+from hubbub.engines.health import Reachability
 from hubbub.engines.redis_scripts import HISTORY, PRESENCE_ADD, PRESENCE_GET, PUBLISH
 from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
 
@@ -59,6 +68,8 @@ _publication_decoder = msgspec.json.Decoder(Publication)
 _info_decoder = msgspec.json.Decoder(ClientInfo)
 _encode = msgspec.json.encode
 _Arg = bytes | str | int | float
+#: What redis-py (and the socket below it) raises when Redis cannot be reached in time.
+OUTAGE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 
 
 def normalize_address(address: str) -> str:
@@ -111,6 +122,8 @@ class _Shard:
         self.presence_add = self.client.register_script(PRESENCE_ADD)
         self.presence_get = self.client.register_script(PRESENCE_GET)
         self.channels: set[bytes] = set()  # Redis channels this node wants
+        self.control: set[bytes] = set()  # control channels (first shard only)
+        self.health = Reachability(f"redis {url}", log)
         self._acks: dict[bytes, list[asyncio.Future[None]]] = {}
         self._conn: AbstractConnection | None = None
         self._connected = asyncio.Event()
@@ -143,7 +156,19 @@ class _Shard:
                 await conn.send_command("SUBSCRIBE", name)
                 await ack
         except TimeoutError as exc:
-            raise ConnectionError(f"redis {self.url}: no pub/sub connection") from exc
+            raise EngineUnavailable(f"redis {self.url}: no pub/sub connection") from exc
+        except OUTAGE_ERRORS as exc:
+            raise EngineUnavailable(f"redis {self.url}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def outage(self) -> Iterator[None]:
+        """Map redis-py's connection errors in the block to EngineUnavailable."""
+        try:
+            yield
+        except OUTAGE_ERRORS as exc:
+            self.health.failed(exc)
+            raise EngineUnavailable(f"redis {self.url}: {exc}") from exc
+        self.health.succeeded()
 
     async def unsubscribe(self, name: bytes) -> None:
         self.channels.discard(name)
@@ -161,17 +186,16 @@ class _Shard:
             was_live = False
             try:
                 await conn.connect()
-                if self.channels:
-                    await conn.send_command("SUBSCRIBE", *self.channels)
+                if self.channels or self.control:
+                    await conn.send_command("SUBSCRIBE", *self.channels, *self.control)
                 self._conn = conn
                 self._connected.set()
                 was_live = True
                 delay = BACKOFF_MIN
-                log.info("redis %s: pub/sub connected", self.url)
+                self.health.succeeded()
                 await self._read(conn)
-            except (RedisError, OSError) as exc:
-                if was_live:
-                    log.warning("redis %s: pub/sub connection lost: %s", self.url, exc)
+            except (RedisError, OSError, TimeoutError) as exc:
+                self.health.failed(exc)
             finally:
                 self._conn = None
                 self._connected.clear()
@@ -246,13 +270,29 @@ class RedisEngine:
         self._shards = [_Shard(self, normalize_address(a), options) for a in addresses]
         self._handler: EventHandler | None = None
         self._channel_prefix = f"{prefix}.channel.".encode()
+        self._control_all = f"{prefix}.control".encode()
+        self._control_prefix = f"{prefix}.node.".encode()
 
     # --- lifecycle -------------------------------------------------------------------
 
     async def start(self, handler: EventHandler) -> None:
         self._handler = handler
+        self._shards[0].control = {self._control_all, self._control_node(handler.node_id)}
         for shard in self._shards:
             shard.start()
+
+    @property
+    def available(self) -> bool:
+        return all(shard.health.up for shard in self._shards)
+
+    def _control_node(self, node: str) -> bytes:
+        return self._control_prefix + node.encode()
+
+    async def publish_control(self, data: bytes, node: str = "") -> None:
+        shard = self._shards[0]
+        target = self._control_node(node) if node else self._control_all
+        with shard.outage():
+            await shard.client.publish(target, data)
 
     async def close(self) -> None:
         for shard in self._shards:
@@ -284,7 +324,14 @@ class RedisEngine:
     def dispatch(self, redis_channel: bytes, data: bytes) -> None:
         """Decode one pub/sub message and hand it to the handler."""
         handler = self._handler
-        if handler is None or not redis_channel.startswith(self._channel_prefix):
+        if handler is None:
+            return
+        if not redis_channel.startswith(self._channel_prefix):
+            if redis_channel in self._shards[0].control:
+                try:
+                    handler.handle_control(data)
+                except Exception:
+                    log.exception("redis engine: a control message failed")
             return
         channel = redis_channel[len(self._channel_prefix) :].decode()
         try:
@@ -345,20 +392,21 @@ class RedisEngine:
             IDEMPOTENCY_WINDOW if idempotency_key else 0,
             1 if enabled else 0,
         ]
-        duplicate, position = await shard.publish_script(keys=keys, args=args)
+        with shard.outage():
+            duplicate, position = await shard.publish_script(keys=keys, args=args)
         result = PublishResult(_position(position), duplicate=bool(duplicate))
         publication.offset = result.position.offset
         return result
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
-        await self._shard(channel).client.publish(
-            self._redis_channel(channel), b"j" + _encode(info)
-        )
+        shard = self._shard(channel)
+        with shard.outage():
+            await shard.client.publish(self._redis_channel(channel), b"j" + _encode(info))
 
     async def publish_leave(self, channel: str, info: ClientInfo) -> None:
-        await self._shard(channel).client.publish(
-            self._redis_channel(channel), b"l" + _encode(info)
-        )
+        shard = self._shard(channel)
+        with shard.outage():
+            await shard.client.publish(self._redis_channel(channel), b"l" + _encode(info))
 
     # --- history ---------------------------------------------------------------------
 
@@ -385,9 +433,9 @@ class RedisEngine:
             query.limit if query.limit > 0 else -1,
         ]
         keys = [self._key("stream", channel), self._key("meta", channel)]
-        top, epoch, mismatch, entries = await self._shard(channel).history_script(
-            keys=keys, args=args
-        )
+        shard = self._shard(channel)
+        with shard.outage():
+            top, epoch, mismatch, entries = await shard.history_script(keys=keys, args=args)
         if mismatch:
             raise EpochMismatch(channel)
         publications = []
@@ -398,7 +446,9 @@ class RedisEngine:
         return HistoryPage(publications, StreamPosition(int(top), epoch.decode()))
 
     async def remove_history(self, channel: str) -> None:
-        await self._shard(channel).client.delete(self._key("stream", channel))
+        shard = self._shard(channel)
+        with shard.outage():
+            await shard.client.delete(self._key("stream", channel))
 
     # --- presence --------------------------------------------------------------------
 
@@ -415,19 +465,25 @@ class RedisEngine:
             repr(self._clock() + ttl),
             max(math.ceil(ttl), 1),
         ]
-        await self._shard(channel).presence_add(keys=self._presence_keys(channel), args=args)
+        shard = self._shard(channel)
+        with shard.outage():
+            await shard.presence_add(keys=self._presence_keys(channel), args=args)
 
     async def remove_presence(self, channel: str, client_id: str) -> None:
         hash_key, expiry_key = self._presence_keys(channel)
-        async with self._shard(channel).client.pipeline(transaction=True) as pipe:
-            pipe.hdel(hash_key, client_id)
-            pipe.zrem(expiry_key, client_id)
-            await pipe.execute()
+        shard = self._shard(channel)
+        with shard.outage():
+            async with shard.client.pipeline(transaction=True) as pipe:
+                pipe.hdel(hash_key, client_id)
+                pipe.zrem(expiry_key, client_id)
+                await pipe.execute()
 
     async def presence(self, channel: str) -> dict[str, ClientInfo]:
-        flat = await self._shard(channel).presence_get(
-            keys=self._presence_keys(channel), args=[repr(self._clock())]
-        )
+        shard = self._shard(channel)
+        with shard.outage():
+            flat = await shard.presence_get(
+                keys=self._presence_keys(channel), args=[repr(self._clock())]
+            )
         return {flat[i].decode(): _info_decoder.decode(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     async def presence_stats(self, channel: str) -> PresenceStats:

@@ -32,6 +32,7 @@ from hubbub.codes import Disconnect, DisconnectInfo, Error, Unsubscribe, Unsubsc
 from hubbub.config.model import Config, TokenConfig
 from hubbub.engines.base import (
     Engine,
+    EngineUnavailable,
     EpochMismatch,
     HistoryOptions,
     HistoryPage,
@@ -41,6 +42,7 @@ from hubbub.engines.base import (
 from hubbub.engines.memory import MemoryEngine
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.commands import Commands, to_raw, ttl_until
+from hubbub.hub.control import Control
 from hubbub.hub.delivery import Delivery
 from hubbub.hub.hooks import Hooks, UnsubscribeEvent, disconnect_event
 from hubbub.hub.session import Session, Subscription
@@ -121,6 +123,7 @@ class Hub:
             else self.tokens
         )
         self.commands = Commands(self)
+        self.control = Control(self)  # server API actions and node info across nodes
         self.timers = TimerWheel()
         self._delivery: Delivery | None = None
         self._sessions: dict[str, Session] = {}  # every open session, connected or not
@@ -140,6 +143,7 @@ class Hub:
         self._delivery = Delivery(loop, limit=self.config.client.queue_max_size, on_slow=self._slow)
         self._started_at = time.time()
         await self.engine.start(self)
+        self.control.start()
         self.timers.start()
 
     async def close(self, disconnect: DisconnectInfo = Disconnect.SHUTDOWN) -> None:
@@ -149,6 +153,7 @@ class Hub:
             session.close(disconnect)
         await self.wait_idle()
         await self.timers.stop()
+        await self.control.close()
         await self.engine.close()
 
     async def wait_idle(self) -> None:
@@ -259,8 +264,11 @@ class Hub:
 
     def _background_done(self, task: asyncio.Task[Any]) -> None:
         self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
+        if task.cancelled() or task.exception() is None:
+            return
+        if isinstance(task.exception(), EngineUnavailable):
+            return  # an outage: the engine logs it (once), not every task it failed
+        log.error("background task failed", exc_info=task.exception())
 
     def _slow(self, session: Session) -> None:
         log.info("client %s: slow, outbox over %d bytes", session.client_id, self.delivery.limit)
@@ -634,6 +642,9 @@ class Hub:
         info = Unsubscribe.INSUFFICIENT_STATE
         session.send(encode_unsubscribe_push(name, info.code, info.reason))
         self.spawn(self._leave(session, subscription, server_side=True))
+
+    def handle_control(self, data: bytes) -> None:
+        self.control.handle(data)
 
     def handle_join(self, channel: str, info: ClientInfo) -> None:
         self._push_join_leave(channel, encode_join_push(channel, info))

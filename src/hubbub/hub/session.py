@@ -16,6 +16,7 @@ import msgspec
 
 from hubbub.auth.channels import Channel
 from hubbub.codes import Disconnect, DisconnectInfo, Error
+from hubbub.engines.base import EngineUnavailable
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.limits import CommandRate
 from hubbub.hub.transport import Transport
@@ -134,6 +135,12 @@ class Session:
                 self.send(encode_error(command_id, exc.error))
         except DisconnectRequest as exc:
             self.close(exc.disconnect)
+        except EngineUnavailable:
+            # An outage (the engine logs it once): error 100, no traceback per command.
+            if received.method == "connect":
+                self.protocol.reject_connect()
+            if command_id:
+                self.send(encode_error(command_id, Error.INTERNAL))
         except Exception:
             log.exception("client %s: %s failed", self.client_id, received.method)
             if received.method == "connect":

@@ -19,6 +19,7 @@ import msgspec
 from aiohttp import web
 
 from hubbub.codes import Disconnect, DisconnectInfo, Error, disconnect_info
+from hubbub.engines.base import EngineUnavailable
 from hubbub.errors import ClientError
 from hubbub.hub.hub import Hub
 from hubbub.protocol.messages import NO_DATA, Publication, StreamPosition
@@ -186,6 +187,9 @@ class HttpApi:
             return {"error": {"code": exc.error.code, "message": exc.error.message}}
         except BadParams:
             raise
+        except EngineUnavailable:
+            # An outage: the engine logs it (once); no traceback per API call.
+            return {"error": {"code": Error.INTERNAL.code, "message": Error.INTERNAL.message}}
         except Exception:
             log.exception("api call failed")
             return {"error": {"code": Error.INTERNAL.code, "message": Error.INTERNAL.message}}
@@ -271,7 +275,7 @@ class HttpApi:
     async def channels(self, body: msgspec.Raw) -> dict[str, Any]:
         params: ChannelsParams = _decode(body, ChannelsParams)
         pattern = params.pattern
-        counts = self.hub.channel_counts()
+        counts = await self.hub.control.channel_counts()  # every node's
         return {
             "channels": {
                 name: {"num_clients": count}
@@ -282,7 +286,7 @@ class HttpApi:
 
     async def info(self, body: msgspec.Raw) -> dict[str, Any]:
         _decode(body, EmptyParams)
-        return {"nodes": [self.hub.stats()]}
+        return {"nodes": [msgspec.to_builtins(node) for node in self.hub.control.nodes()]}
 
     async def disconnect(self, body: msgspec.Raw) -> dict[str, Any]:
         params: UserDisconnectParams = _decode(body, UserDisconnectParams)
@@ -292,7 +296,7 @@ class HttpApi:
             if not (3000 <= code <= 4999):
                 raise ClientError(Error.BAD_REQUEST, "disconnect code must be 3000..4999")
             reason = disconnect_info(code, params.disconnect.reason)
-        self.hub.disconnect_user(
+        await self.hub.control.disconnect_user(
             params.user, reason, client=params.client, whitelist=params.whitelist or ()
         )
         return {}
@@ -300,12 +304,12 @@ class HttpApi:
     async def unsubscribe(self, body: msgspec.Raw) -> dict[str, Any]:
         params: UserChannelParams = _decode(body, UserChannelParams)
         self.hub.channel_rules.resolve(params.channel)
-        await self.hub.unsubscribe_user(params.user, params.channel, client=params.client)
+        await self.hub.control.unsubscribe_user(params.user, params.channel, client=params.client)
         return {}
 
     async def subscribe(self, body: msgspec.Raw) -> dict[str, Any]:
         params: UserSubscribeParams = _decode(body, UserSubscribeParams)
-        await self.hub.subscribe_user(
+        await self.hub.control.subscribe_user(
             params.user,
             params.channel,
             client=params.client,
@@ -317,7 +321,7 @@ class HttpApi:
 
     async def refresh(self, body: msgspec.Raw) -> dict[str, Any]:
         params: RefreshParams = _decode(body, RefreshParams)
-        self.hub.refresh_user(
+        await self.hub.control.refresh_user(
             params.user, client=params.client, expired=params.expired, expire_at=params.expire_at
         )
         return {}
