@@ -99,6 +99,10 @@ class PresenceStats:
 class Engine(Protocol):
     """Broker (publish/subscribe), history and presence for a node."""
 
+    #: True when calls made in one loop turn travel together (one round trip), so a
+    #: connection's publishes gain from being in flight at once (hub/inflight.py).
+    pipelined: bool
+
     async def start(self, handler: EventHandler) -> None:
         """Begin delivering events to ``handler``."""
 

@@ -79,6 +79,9 @@ _HeapKey = str | tuple[str, str]
 class MemoryEngine:
     """Engine for a single node; state lives in this process and dies with it."""
 
+    #: Publishing completes synchronously: nothing to gain from overlapping publishes.
+    pipelined = False
+
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._handler: EventHandler | None = None

@@ -48,6 +48,7 @@ from hubbub.engines.base import (
     PublishResult,
 )
 from hubbub.engines.health import Reachability
+from hubbub.engines.redis_batch import ScriptBatcher
 from hubbub.engines.redis_scripts import HISTORY, PRESENCE_ADD, PRESENCE_GET, PUBLISH
 from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
 
@@ -117,13 +118,16 @@ class _Shard:
             url, max_connections=MAX_CONNECTIONS, **options
         )
         self.client: aioredis.Redis = aioredis.Redis(connection_pool=self.pool)
-        self.publish_script = self.client.register_script(PUBLISH)
-        self.history_script = self.client.register_script(HISTORY)
-        self.presence_add = self.client.register_script(PRESENCE_ADD)
         self.presence_get = self.client.register_script(PRESENCE_GET)
         self.channels: set[bytes] = set()  # Redis channels this node wants
         self.control: set[bytes] = set()  # control channels (first shard only)
         self.health = Reachability(f"redis {url}", log)
+        # Publishes, history reads and presence updates of one loop turn: one round trip.
+        name, io_timeout = f"redis {url}", options["socket_timeout"]
+        self.publish, self.history, self.presence_add = (
+            ScriptBatcher(self.client, script, self.health, OUTAGE_ERRORS, name, io_timeout)
+            for script in (PUBLISH, HISTORY, PRESENCE_ADD)
+        )
         self._acks: dict[bytes, list[asyncio.Future[None]]] = {}
         self._conn: AbstractConnection | None = None
         self._connected = asyncio.Event()
@@ -235,6 +239,9 @@ class _Shard:
 
 class RedisEngine:
     """Engine over one or more Redis servers (client-side sharding by channel)."""
+
+    #: Publishes of one loop turn travel together: a connection's publishes may overlap.
+    pipelined = True
 
     def __init__(
         self,
@@ -392,8 +399,7 @@ class RedisEngine:
             IDEMPOTENCY_WINDOW if idempotency_key else 0,
             1 if enabled else 0,
         ]
-        with shard.outage():
-            duplicate, position = await shard.publish_script(keys=keys, args=args)
+        duplicate, position = await shard.publish.call(keys, args)
         result = PublishResult(_position(position), duplicate=bool(duplicate))
         publication.offset = result.position.offset
         return result
@@ -433,9 +439,7 @@ class RedisEngine:
             query.limit if query.limit > 0 else -1,
         ]
         keys = [self._key("stream", channel), self._key("meta", channel)]
-        shard = self._shard(channel)
-        with shard.outage():
-            top, epoch, mismatch, entries = await shard.history_script(keys=keys, args=args)
+        top, epoch, mismatch, entries = await self._shard(channel).history.call(keys, args)
         if mismatch:
             raise EpochMismatch(channel)
         publications = []
@@ -465,9 +469,7 @@ class RedisEngine:
             repr(self._clock() + ttl),
             max(math.ceil(ttl), 1),
         ]
-        shard = self._shard(channel)
-        with shard.outage():
-            await shard.presence_add(keys=self._presence_keys(channel), args=args)
+        await self._shard(channel).presence_add.call(self._presence_keys(channel), args)
 
     async def remove_presence(self, channel: str, client_id: str) -> None:
         hash_key, expiry_key = self._presence_keys(channel)

@@ -1,13 +1,16 @@
 """One client connection inside the hub: its identity, subscriptions and lifecycle.
 
-Rule: a session runs its commands one at a time, in the order they arrived;
-each command's outcome is a reply (result or error) or a close, decided in
-``_run`` alone: ClientError -> error reply, DisconnectRequest -> close with its
-code, any other exception -> error 100 and a log line.
+Rule: a session runs its commands one at a time, in the order they arrived
+(the one exception, publishes overlapping on a pipelined engine with replies
+still in order, is hub/inflight.py); each command's outcome is a reply (result
+or error) or a close, decided in ``_run`` alone: ClientError -> error reply,
+DisconnectRequest -> close with its code, any other exception -> error 100 and
+a log line.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -18,6 +21,7 @@ from hubbub.auth.channels import Channel
 from hubbub.codes import Disconnect, DisconnectInfo, Error
 from hubbub.engines.base import EngineUnavailable
 from hubbub.errors import ClientError, DisconnectRequest
+from hubbub.hub.inflight import InFlight, held_output
 from hubbub.hub.limits import CommandRate
 from hubbub.hub.transport import Transport
 from hubbub.protocol import ClientProtocol, ProtocolViolation, Received, State
@@ -53,6 +57,7 @@ class Session:
         "conn_info",
         "expire_at",
         "hub",
+        "inflight",
         "meta",
         "name",
         "protocol",
@@ -76,6 +81,7 @@ class Session:
         self.expire_at = 0.0  # unix seconds; 0: the connection never expires
         self.subscriptions: dict[str, Subscription] = {}
         self.closed = False
+        self.inflight: InFlight | None = None  # publishes in flight together (made on use)
         limits = hub.config.client
         self.rate = (
             CommandRate(limits.command_rate_limit, limits.command_rate_burst)
@@ -119,10 +125,23 @@ class Session:
                     self.protocol.reject_connect()
                     return
                 continue
+            # --- overlapping publishes (hub/inflight.py): the one exception to "one at a time"
+            if received.method == "publish" and self._may_overlap():
+                if self.inflight is None:
+                    self.inflight = InFlight(self)
+                await self.inflight.start(functools.partial(self._run, received))
+                continue
+            if self.inflight:
+                await self.inflight.drain()
+            # ---
             await self._run(received)
             if received.method == "connect" and not self.connected:
                 # The connect failed: what followed it in the frame has no connection.
                 return
+
+    def _may_overlap(self) -> bool:
+        hub = self.hub
+        return hub.engine.pipelined and hub.hooks.publish is None
 
     async def _run(self, received: Received) -> None:
         command_id = received.command.id
@@ -153,6 +172,10 @@ class Session:
     def send(self, data: bytes) -> None:
         """Queue an encoded reply or push; it goes out with this loop turn's flush."""
         if not self.closed:
+            held = held_output(self)  # a publish in flight: its reply waits its turn
+            if held is not None:
+                held.append(data)
+                return
             self.hub.delivery.send(self, data)
 
     def close(self, disconnect: DisconnectInfo, *, flush: bool = True) -> None:
