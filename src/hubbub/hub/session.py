@@ -120,6 +120,8 @@ class Session:
                     self.close(Disconnect.TOO_MANY_REQUESTS)
                     return
                 if received.command.id:
+                    if self.inflight:
+                        await self.inflight.drain()  # replies in arrival order
                     self.send(encode_error(received.command.id, Error.TOO_MANY_REQUESTS))
                 if received.method == "connect":
                     self.protocol.reject_connect()
