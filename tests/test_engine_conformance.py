@@ -31,6 +31,7 @@ from hubbub.engines.base import (
 from hubbub.engines.memory import IDEMPOTENCY_WINDOW, MemoryEngine
 from hubbub.engines.redis import RedisEngine
 from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
+from tests.redis_cluster_fixtures import RedisClusterProcesses, redis_cluster  # noqa: F401
 from tests.redis_fixtures import RedisProcess, redis_server  # noqa: F401 (fixture)
 
 HISTORY = HistoryOptions(size=100, ttl=60.0, meta_ttl=3600.0)
@@ -98,7 +99,7 @@ def events() -> Events:
     return Events()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis_cluster"])
 async def engine(
     request: pytest.FixtureRequest, clock: FakeClock, events: Events
 ) -> AsyncIterator[Engine]:
@@ -110,8 +111,13 @@ async def engine(
         marker = request.node.get_closest_marker("memory_only")
         if marker is not None:
             pytest.skip("Redis expires keys on its own clock: see test_engine_redis.py")
-        server: RedisProcess = request.getfixturevalue("redis_server")
-        engine = RedisEngine([server.address], prefix=f"t{uuid.uuid4().hex[:8]}", clock=clock)
+        prefix = f"t{uuid.uuid4().hex[:8]}"
+        if request.param == "redis_cluster":
+            cluster: RedisClusterProcesses = request.getfixturevalue("redis_cluster")
+            engine = RedisEngine(clusters=[cluster.seeds], prefix=prefix, clock=clock)
+        else:
+            server: RedisProcess = request.getfixturevalue("redis_server")
+            engine = RedisEngine([server.address], prefix=prefix, clock=clock)
     await engine.start(events)
     for channel in ("a", "b", SYNC):
         await engine.subscribe(channel)

@@ -96,7 +96,7 @@ _IGNORED: dict[type, frozenset[str]] = {
     LogConfig: _names("file"),
     EngineConfig: _names(""),
     RedisConfig: _names(
-        """cluster_address sentinel_address sentinel_master_name sentinel_user
+        """sentinel_address sentinel_master_name sentinel_user
         sentinel_password sentinel_client_name sentinel_tls tls client_name force_resp2
         presence_hash_field_ttl presence_user_mapping replica_client"""
     ),
@@ -427,7 +427,9 @@ def _convert(tp: Any, value: object, key: str) -> object:
             raise ConfigError(key, f"expected a string, got {_show(value)}")
         return value
     if tp == _STR_LIST:
-        if key == "engine.redis.address" and isinstance(value, str):
+        if key in ("engine.redis.address", "engine.redis.cluster_address") and isinstance(
+            value, str
+        ):
             value = [value]  # Centrifugo takes one address as a string
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, f"expected a list of strings, got {_show(value)}")
@@ -538,6 +540,15 @@ def _check_redis(redis: RedisConfig) -> None:
         host, colon, port = text.rpartition(":")
         if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(key, f"expected host:port or a redis:// URL, got {_show(address)}")
+    for i, cluster in enumerate(redis.cluster_address):
+        key = f"engine.redis.cluster_address[{i}]"
+        seeds = [seed.strip() for seed in cluster.split(",")]
+        for seed in seeds:
+            host, colon, port = seed.removeprefix("redis://").rpartition(":")
+            if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(
+                    key, f"expected comma-separated host:port seeds, got {_show(cluster)}"
+                )
     if len(set(redis.address)) != len(redis.address):
         raise ConfigError("engine.redis.address", "lists the same address twice")
     if not redis.prefix:

@@ -179,6 +179,9 @@ class RedisConfig:
     # "host:port" or a redis:// (rediss://, unix://) URL; several: channels are
     # spread over them (client-side sharding). Empty: 127.0.0.1:6379.
     address: tuple[str, ...] = ()
+    # Redis Cluster: each entry one cluster, as comma-separated seed "host:port"s;
+    # several: channels are spread over the clusters. Takes precedence over address.
+    cluster_address: tuple[str, ...] = ()
     prefix: str = "hubbub"  # of every key and Redis channel
     db: int = 0
     user: str = ""

@@ -22,6 +22,7 @@ def engine_from_config(config: Config) -> Engine:
         redis = config.engine.redis
         return RedisEngine(
             redis.address or (DEFAULT_REDIS_ADDRESS,),
+            clusters=redis.cluster_address,
             prefix=redis.prefix,
             db=redis.db,
             user=redis.user,

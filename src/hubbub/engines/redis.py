@@ -4,41 +4,36 @@ Rule 1: every write that must be ordered runs in one Lua script on the channel's
 shard (see redis_scripts.py); the script also PUBLISHes the event, so every
 node sees a channel's publications in offset order.
 Rule 2: a node SUBSCRIBEs a channel's Redis channel only while it has a local
-subscriber, on one pub/sub connection per shard, and ``subscribe`` returns only
-once Redis confirmed the subscription (so a history read after it cannot miss
-a publication).
+subscriber, on one pub/sub connection per server, and ``subscribe`` returns
+only once Redis confirmed the subscription (so a history read after it cannot
+miss a publication).
 Rule 3: when a pub/sub connection breaks, events may be lost: the node is told
 (``handle_broker_lost``) at once, and the connection is re-made with backoff.
 Rule 4: a channel lives on one shard, chosen by jump hash of its CRC32, so
-every node agrees without talking to each other.
-Rule 5: redis-py's connection and timeout errors stop here: each becomes
-``EngineUnavailable`` and is counted by the shard's ``Reachability`` (one log
-line when Redis is lost, one when it is back); nothing above sees redis-py.
-Control messages travel on the first shard: ``P.control`` to every node and
-``P.node.<id>`` to one node, both subscribed on the pub/sub connection.
+every node agrees without talking to each other. A shard is one Redis server
+(``address``) or one Redis Cluster (``cluster_address``: keys carry the channel
+as a hash tag, events use sharded pub/sub; see redis_cluster.py).
+Rule 5: redis-py's connection and timeout errors stop at the shard: each
+becomes ``EngineUnavailable`` and is counted by the shard's ``Reachability``
+(one log line when Redis is lost, one when it is back); nothing above sees
+redis-py. Control messages travel on the first shard: ``P.control`` to every
+node and ``P.node.<id>`` to one node, both subscribed on its pub/sub.
+Rule 6: calls of one loop turn go to Redis together (redis_batch.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 import secrets
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
-from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hubbub.engines.base import (
-    EngineUnavailable,
     EpochMismatch,
     EventHandler,
     HistoryOptions,
@@ -47,38 +42,20 @@ from hubbub.engines.base import (
     PresenceStats,
     PublishResult,
 )
-from hubbub.engines.health import Reachability
-from hubbub.engines.redis_batch import ScriptBatcher
-from hubbub.engines.redis_scripts import HISTORY, PRESENCE_ADD, PRESENCE_GET, PUBLISH
+from hubbub.engines.redis_shard import OUTAGE_ERRORS, ServerShard, Shard, normalize_address
 from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
+
+__all__ = ["OUTAGE_ERRORS", "RedisEngine", "jump_hash", "normalize_address", "shard_index"]
 
 log = logging.getLogger("hubbub.engines.redis")
 
 #: How long a publish idempotency key is remembered (as the memory engine).
 IDEMPOTENCY_WINDOW = 300
-#: Silence on a pub/sub connection after which it is pinged, and declared dead.
-PING_AFTER = 5.0
-DEAD_AFTER = 12.0
-#: Command connections per shard (per node); more concurrent commands queue.
-MAX_CONNECTIONS = 32
-#: Reconnect backoff bounds, seconds.
-BACKOFF_MIN = 0.05
-BACKOFF_MAX = 2.0
 
 _publication_decoder = msgspec.json.Decoder(Publication)
 _info_decoder = msgspec.json.Decoder(ClientInfo)
 _encode = msgspec.json.encode
 _Arg = bytes | str | int | float
-#: What redis-py (and the socket below it) raises when Redis cannot be reached in time.
-OUTAGE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
-
-
-def normalize_address(address: str) -> str:
-    """``host:port`` or a ``redis://`` / ``rediss://`` / ``unix://`` URL, as a URL."""
-    address = address.strip()
-    if "://" in address:
-        return address
-    return f"redis://{address}"
 
 
 def jump_hash(key: int, buckets: int) -> int:
@@ -107,136 +84,6 @@ def _position(text: bytes) -> StreamPosition:
     return StreamPosition(int(offset), epoch.decode())
 
 
-class _Shard:
-    """One Redis server: a command pool, one pub/sub connection and its reader task."""
-
-    def __init__(self, engine: RedisEngine, url: str, options: dict[str, Any]) -> None:
-        self.engine = engine
-        self.url = url
-        # Commands wait for a free connection rather than open without bound.
-        self.pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=MAX_CONNECTIONS, **options
-        )
-        self.client: aioredis.Redis = aioredis.Redis(connection_pool=self.pool)
-        self.presence_get = self.client.register_script(PRESENCE_GET)
-        self.channels: set[bytes] = set()  # Redis channels this node wants
-        self.control: set[bytes] = set()  # control channels (first shard only)
-        self.health = Reachability(f"redis {url}", log)
-        # Publishes, history reads and presence updates of one loop turn: one round trip.
-        name, io_timeout = f"redis {url}", options["socket_timeout"]
-        self.publish, self.history, self.presence_add = (
-            ScriptBatcher(self.client, script, self.health, OUTAGE_ERRORS, name, io_timeout)
-            for script in (PUBLISH, HISTORY, PRESENCE_ADD)
-        )
-        self._acks: dict[bytes, list[asyncio.Future[None]]] = {}
-        self._conn: AbstractConnection | None = None
-        self._connected = asyncio.Event()
-        self._reader: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._reader is None:
-            self._reader = asyncio.create_task(self._run(), name=f"redis-pubsub {self.url}")
-
-    async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
-        await self.client.aclose()
-        await self.pool.disconnect()
-
-    # --- interest --------------------------------------------------------------------
-
-    async def subscribe(self, name: bytes, wait: float) -> None:
-        self.channels.add(name)
-        try:
-            async with asyncio.timeout(wait):
-                await self._connected.wait()
-                conn = self._conn
-                assert conn is not None
-                ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                self._acks.setdefault(name, []).append(ack)
-                await conn.send_command("SUBSCRIBE", name)
-                await ack
-        except TimeoutError as exc:
-            raise EngineUnavailable(f"redis {self.url}: no pub/sub connection") from exc
-        except OUTAGE_ERRORS as exc:
-            raise EngineUnavailable(f"redis {self.url}: {exc}") from exc
-
-    @contextlib.contextmanager
-    def outage(self) -> Iterator[None]:
-        """Map redis-py's connection errors in the block to EngineUnavailable."""
-        try:
-            yield
-        except OUTAGE_ERRORS as exc:
-            self.health.failed(exc)
-            raise EngineUnavailable(f"redis {self.url}: {exc}") from exc
-        self.health.succeeded()
-
-    async def unsubscribe(self, name: bytes) -> None:
-        self.channels.discard(name)
-        conn = self._conn
-        if conn is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await conn.send_command("UNSUBSCRIBE", name)
-
-    # --- the reader ------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        delay = BACKOFF_MIN
-        while True:
-            conn = self.pool.make_connection()  # type: ignore[no-untyped-call]
-            was_live = False
-            try:
-                await conn.connect()
-                if self.channels or self.control:
-                    await conn.send_command("SUBSCRIBE", *self.channels, *self.control)
-                self._conn = conn
-                self._connected.set()
-                was_live = True
-                delay = BACKOFF_MIN
-                self.health.succeeded()
-                await self._read(conn)
-            except (RedisError, OSError, TimeoutError) as exc:
-                self.health.failed(exc)
-            finally:
-                self._conn = None
-                self._connected.clear()
-                for waiters in self._acks.values():
-                    for ack in waiters:
-                        if not ack.done():
-                            ack.set_exception(ConnectionError(f"redis {self.url}: connection lost"))
-                self._acks.clear()
-                with contextlib.suppress(Exception):
-                    await conn.disconnect(nowait=True)
-            if was_live and self.channels:
-                self.engine.broker_lost(self.channels)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_MAX)
-
-    async def _read(self, conn: AbstractConnection) -> None:
-        silent = 0.0
-        dispatch = self.engine.dispatch
-        while True:
-            message = await conn.read_response(timeout=PING_AFTER, push_request=True)
-            if message is None:
-                silent += PING_AFTER
-                if silent >= DEAD_AFTER:
-                    raise ConnectionError("no answer to PING")
-                await conn.send_command("PING")
-                continue
-            silent = 0.0
-            kind = message[0]
-            if kind == b"message":
-                dispatch(message[1], message[2])
-            elif kind == b"subscribe":
-                waiters = self._acks.pop(message[1], None)
-                for ack in waiters or ():
-                    if not ack.done():
-                        ack.set_result(None)
-
-
 class RedisEngine:
     """Engine over one or more Redis servers (client-side sharding by channel)."""
 
@@ -247,6 +94,7 @@ class RedisEngine:
         self,
         addresses: Sequence[str] = ("127.0.0.1:6379",),
         *,
+        clusters: Sequence[str] = (),
         prefix: str = "hubbub",
         db: int = 0,
         user: str = "",
@@ -256,7 +104,7 @@ class RedisEngine:
         presence_ttl: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not addresses:
+        if not addresses and not clusters:
             raise ValueError("RedisEngine needs at least one address")
         options: dict[str, Any] = {
             "timeout": io_timeout,  # waiting for a free pool connection
@@ -274,7 +122,19 @@ class RedisEngine:
         self.presence_ttl = presence_ttl
         self._connect_timeout = connect_timeout
         self._clock = clock
-        self._shards = [_Shard(self, normalize_address(a), options) for a in addresses]
+        self.cluster = bool(clusters)
+        self._shards: list[Shard]
+        if clusters:  # cluster_address takes precedence over address (as in Centrifugo)
+            from hubbub.engines.redis_cluster import ClusterShard
+
+            self._shards = [
+                ClusterShard(seeds, options, self.dispatch, self.broker_lost) for seeds in clusters
+            ]
+        else:
+            self._shards = [
+                ServerShard(normalize_address(a), options, self.dispatch, self.broker_lost)
+                for a in addresses
+            ]
         self._handler: EventHandler | None = None
         self._channel_prefix = f"{prefix}.channel.".encode()
         self._control_all = f"{prefix}.control".encode()
@@ -284,9 +144,9 @@ class RedisEngine:
 
     async def start(self, handler: EventHandler) -> None:
         self._handler = handler
-        self._shards[0].control = {self._control_all, self._control_node(handler.node_id)}
-        for shard in self._shards:
-            shard.start()
+        control = {self._control_all, self._control_node(handler.node_id)}
+        for index, shard in enumerate(self._shards):
+            shard.start(control if index == 0 else set())
 
     @property
     def available(self) -> bool:
@@ -296,10 +156,8 @@ class RedisEngine:
         return self._control_prefix + node.encode()
 
     async def publish_control(self, data: bytes, node: str = "") -> None:
-        shard = self._shards[0]
         target = self._control_node(node) if node else self._control_all
-        with shard.outage():
-            await shard.client.publish(target, data)
+        await self._shards[0].post(target, data)
 
     async def close(self) -> None:
         for shard in self._shards:
@@ -313,7 +171,7 @@ class RedisEngine:
 
     # --- keys ------------------------------------------------------------------------
 
-    def _shard(self, channel: str) -> _Shard:
+    def _shard(self, channel: str) -> Shard:
         return self._shards[shard_index(channel, len(self._shards))]
 
     def shard_url(self, channel: str) -> str:
@@ -321,10 +179,17 @@ class RedisEngine:
         return self._shard(channel).url
 
     def _redis_channel(self, channel: str) -> bytes:
-        return self._channel_prefix + channel.encode()
+        return self._channel_prefix + self._tag(channel).encode()
 
-    def _key(self, kind: str, channel: str) -> str:
-        return f"{self.prefix}.{kind}.{channel}"
+    def _key(self, kind: str, channel: str, suffix: str = "") -> str:
+        return f"{self.prefix}.{kind}.{self._tag(channel)}{suffix}"
+
+    def _tag(self, channel: str) -> str:
+        """On a cluster, ``{channel}``: a hash tag, so a channel's keys share one slot."""
+        return f"{{{channel}}}" if self.cluster else channel
+
+    def _untag(self, name: str) -> str:
+        return name[1:-1] if self.cluster else name
 
     # --- events from the pub/sub reader ----------------------------------------------
 
@@ -334,13 +199,13 @@ class RedisEngine:
         if handler is None:
             return
         if not redis_channel.startswith(self._channel_prefix):
-            if redis_channel in self._shards[0].control:
+            if redis_channel == self._control_all or redis_channel.startswith(self._control_prefix):
                 try:
                     handler.handle_control(data)
                 except Exception:
                     log.exception("redis engine: a control message failed")
             return
-        channel = redis_channel[len(self._channel_prefix) :].decode()
+        channel = self._untag(redis_channel[len(self._channel_prefix) :].decode())
         try:
             kind = data[:1]
             if kind == b"p":
@@ -363,7 +228,13 @@ class RedisEngine:
         if handler is None:
             return
         cut = len(self._channel_prefix)
-        channels = [c[cut:].decode() for c in redis_channels]
+        channels = [
+            self._untag(c[cut:].decode())
+            for c in redis_channels
+            if c.startswith(self._channel_prefix)
+        ]
+        if not channels:
+            return
         try:
             handler.handle_broker_lost(channels)
         except Exception:
@@ -385,7 +256,7 @@ class RedisEngine:
         keys = [
             self._key("stream", channel),
             self._key("meta", channel),
-            self._key("idem", f"{channel}.{idempotency_key}")
+            self._key("idem", channel, f".{idempotency_key}")
             if idempotency_key
             else self._key("meta", channel),
         ]
@@ -398,6 +269,7 @@ class RedisEngine:
             self._redis_channel(channel),
             IDEMPOTENCY_WINDOW if idempotency_key else 0,
             1 if enabled else 0,
+            shard.publish_command,
         ]
         duplicate, position = await shard.publish.call(keys, args)
         result = PublishResult(_position(position), duplicate=bool(duplicate))
@@ -405,14 +277,10 @@ class RedisEngine:
         return result
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
-        shard = self._shard(channel)
-        with shard.outage():
-            await shard.client.publish(self._redis_channel(channel), b"j" + _encode(info))
+        await self._shard(channel).post(self._redis_channel(channel), b"j" + _encode(info))
 
     async def publish_leave(self, channel: str, info: ClientInfo) -> None:
-        shard = self._shard(channel)
-        with shard.outage():
-            await shard.client.publish(self._redis_channel(channel), b"l" + _encode(info))
+        await self._shard(channel).post(self._redis_channel(channel), b"l" + _encode(info))
 
     # --- history ---------------------------------------------------------------------
 
@@ -450,9 +318,7 @@ class RedisEngine:
         return HistoryPage(publications, StreamPosition(int(top), epoch.decode()))
 
     async def remove_history(self, channel: str) -> None:
-        shard = self._shard(channel)
-        with shard.outage():
-            await shard.client.delete(self._key("stream", channel))
+        await self._shard(channel).delete(self._key("stream", channel))
 
     # --- presence --------------------------------------------------------------------
 
@@ -472,20 +338,12 @@ class RedisEngine:
         await self._shard(channel).presence_add.call(self._presence_keys(channel), args)
 
     async def remove_presence(self, channel: str, client_id: str) -> None:
-        hash_key, expiry_key = self._presence_keys(channel)
-        shard = self._shard(channel)
-        with shard.outage():
-            async with shard.client.pipeline(transaction=True) as pipe:
-                pipe.hdel(hash_key, client_id)
-                pipe.zrem(expiry_key, client_id)
-                await pipe.execute()
+        await self._shard(channel).presence_remove.call(self._presence_keys(channel), [client_id])
 
     async def presence(self, channel: str) -> dict[str, ClientInfo]:
-        shard = self._shard(channel)
-        with shard.outage():
-            flat = await shard.presence_get(
-                keys=self._presence_keys(channel), args=[repr(self._clock())]
-            )
+        flat = await self._shard(channel).presence_get.call(
+            self._presence_keys(channel), [repr(self._clock())]
+        )
         return {flat[i].decode(): _info_decoder.decode(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     async def presence_stats(self, channel: str) -> PresenceStats:

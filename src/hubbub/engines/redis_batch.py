@@ -22,7 +22,6 @@ import hashlib
 import math
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
 from hubbub.engines.base import EngineUnavailable
@@ -37,7 +36,7 @@ class ScriptBatcher:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: Any,  # aioredis.Redis (a cluster batcher: RedisCluster)
         script: str,
         health: Reachability,
         outage_errors: tuple[type[BaseException], ...],
@@ -76,12 +75,8 @@ class ScriptBatcher:
             self._sender = None
 
     async def _send(self, batch: list[_Call], *, reload: bool) -> None:
-        sha = self._sha.encode()
-        packed = b"".join(
-            [pack(b"EVALSHA", sha, len(keys), *keys, *args) for keys, args, _ in batch]
-        )
         try:
-            replies = await self._round_trip(packed, len(batch))
+            replies = await self._execute([(keys, args) for keys, args, _ in batch])
         except self._outage_errors as exc:
             self._health.failed(exc)
             for _, _, future in batch:
@@ -118,10 +113,13 @@ class ScriptBatcher:
                 return
             await self._send(refused, reload=False)
 
-    async def _round_trip(self, packed: bytes, count: int) -> list[Any]:
-        """Write ``packed`` (``count`` commands) on a pooled connection; their replies."""
+    async def _execute(self, calls: list[tuple[list[str], list[_Arg]]]) -> list[Any]:
+        """Send one EVALSHA per call on a pooled connection, in one write; the replies."""
+        sha = self._sha.encode()
+        packed = b"".join([pack(b"EVALSHA", sha, len(keys), *keys, *args) for keys, args in calls])
+        count = len(calls)
         pool = self._client.connection_pool
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        conn = await pool.get_connection()
         try:
             await conn.send_packed_command(packed, check_health=False)
             replies: list[Any] = []
