@@ -153,6 +153,14 @@ class RedisClusterProcesses:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"cluster not ok on {node.port}")
                 time.sleep(0.1)
+        # Replicas must be in sync, or none could take its master's slots over.
+        for node in self.nodes:
+            if node.process is None or node.role() != "slave":
+                continue
+            while "master_link_status:up" not in node.cli("INFO", "replication"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"replica {node.port} not in sync")
+                time.sleep(0.1)
         # Every live node must also agree on the slots (replicas learn late).
         while True:
             views = {n.cli("CLUSTER", "SLOTS") for n in self.nodes if n.process is not None}
