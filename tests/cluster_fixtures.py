@@ -50,19 +50,25 @@ class Node:
     """``python -m hubbub.cli.main serve`` on its own port, with the Redis engine."""
 
     def __init__(
-        self, directory: Path, name: str, redis_addresses: Sequence[str], prefix: str
+        self,
+        directory: Path,
+        name: str,
+        redis_addresses: Sequence[str],
+        prefix: str,
+        *,
+        cluster_seeds: str = "",
     ) -> None:
         self.name = name
         self.port = free_port()
+        redis: dict[str, Any] = {"address": list(redis_addresses), "prefix": prefix}
+        if cluster_seeds:  # a Redis Cluster: engine.redis.cluster_address
+            redis = {"cluster_address": [cluster_seeds], "prefix": prefix}
         config = merge(
             DEFAULT_CONFIG,
             {
                 "http_server": {"port": self.port},
                 "log": {"level": "warn"},
-                "engine": {
-                    "type": "redis",
-                    "redis": {"address": list(redis_addresses), "prefix": prefix},
-                },
+                "engine": {"type": "redis", "redis": redis},
             },
         )
         self.config_path = directory / f"{name}.json"
