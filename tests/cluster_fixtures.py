@@ -57,6 +57,7 @@ class Node:
         prefix: str,
         *,
         cluster_seeds: str = "",
+        nats_url: str = "",
     ) -> None:
         self.name = name
         self.port = free_port()
@@ -71,6 +72,12 @@ class Node:
                 "engine": {"type": "redis", "redis": redis},
             },
         )
+        if nats_url:  # the NATS broker in front of the Redis engine
+            config["broker"] = {
+                "enabled": True,
+                "type": "nats",
+                "nats": {"url": nats_url, "prefix": prefix},
+            }
         self.config_path = directory / f"{name}.json"
         self.config_path.write_text(json.dumps(config))
         self.log_path = directory / f"{name}.log"

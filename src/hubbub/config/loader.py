@@ -29,6 +29,7 @@ from typing import Any
 import yaml  # type: ignore[import-untyped, unused-ignore]
 
 from hubbub.config.model import (
+    BrokerConfig,
     ChannelConfig,
     ChannelOptions,
     ClientConfig,
@@ -38,6 +39,7 @@ from hubbub.config.model import (
     HttpServerConfig,
     LogConfig,
     Namespace,
+    NatsBrokerConfig,
     RedisConfig,
     RpcConfig,
     SubscriptionTokenConfig,
@@ -66,7 +68,7 @@ _IGNORED: dict[type, frozenset[str]] = {
     Config: _names(
         """admin prometheus health swagger debug opentelemetry graphite usage_stats
         grpc_api consumers unified_proxy proxies uni_websocket uni_sse uni_http_stream
-        uni_grpc sse http_stream webtransport emulation shutdown node broker
+        uni_grpc sse http_stream webtransport emulation shutdown node
         presence_manager map_broker dev init pid_file enable_unreleased_features"""
     ),
     HttpServerConfig: _names("tls tls_autocert tls_external internal_tls http3"),
@@ -95,6 +97,8 @@ _IGNORED: dict[type, frozenset[str]] = {
     ),
     LogConfig: _names("file"),
     EngineConfig: _names(""),
+    BrokerConfig: _names("name redis"),
+    NatsBrokerConfig: _names("write_timeout tls allow_wildcards"),
     RedisConfig: _names(
         """sentinel_address sentinel_master_name sentinel_user
         sentinel_password sentinel_client_name sentinel_tls tls client_name force_resp2
@@ -514,6 +518,7 @@ def _validate(config: Config) -> list[str]:
             "engine.type", f'{_show(config.engine.type)} is unknown: use "memory" or "redis"'
         )
     _check_redis(config.engine.redis)
+    _check_broker(config)
 
     api = config.http_api
     if not api.key and not api.insecure and not api.disabled:
@@ -560,6 +565,39 @@ def _check_redis(redis: RedisConfig) -> None:
     ):
         if value <= 0:
             raise ConfigError(key, f"must be more than 0, got {value:g}s")
+
+
+def _check_broker(config: Config) -> None:
+    broker = config.broker
+    if not broker.enabled:
+        return
+    if broker.type != "nats":
+        raise ConfigError(
+            "broker.type", f'{_show(broker.type)} is not supported: use "nats" (or disable broker)'
+        )
+    url = broker.nats.url.strip()
+    if not url.startswith(("nats://", "tls://")) or not url.partition("://")[2]:
+        raise ConfigError("broker.nats.url", f"expected nats://host:port, got {_show(url)}")
+    if not broker.nats.prefix:
+        raise ConfigError("broker.nats.prefix", "must not be empty")
+    if config.engine.type == "memory":
+        # NATS carries events only: history and presence would stay inside each node.
+        channel = config.channel
+        scopes = [("channel.without_namespace", channel.without_namespace)]
+        scopes += [
+            (f"channel.namespaces[{i}]", ns.options) for i, ns in enumerate(channel.namespaces)
+        ]
+        for path, options in scopes:
+            for name, on in (
+                ("history_size", options.history_enabled),
+                ("presence", options.presence),
+            ):
+                if on:
+                    raise ConfigError(
+                        f"{path}.{name}",
+                        "with broker nats and engine.type memory every node would keep its own "
+                        'history and presence: use engine.type "redis" (Redis keeps them)',
+                    )
 
 
 def _check_options(options: ChannelOptions, path: str, global_meta_ttl: float) -> None:

@@ -201,6 +201,28 @@ class EngineConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NatsBrokerConfig:
+    """``broker.nats.*``: the NATS server the nodes publish through."""
+
+    url: str = "nats://127.0.0.1:4222"
+    prefix: str = "centrifugo"  # of every subject
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    """``broker.*`` (Centrifugo v6): a separate PUB/SUB broker, used only when enabled.
+
+    With ``type = "nats"``, channels without history (and join/leave, control)
+    travel through NATS; history, channels with history and presence stay with
+    the engine.
+    """
+
+    enabled: bool = False
+    type: str = ""
+    nats: NatsBrokerConfig = field(default_factory=NatsBrokerConfig)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; every part has a working default."""
 
@@ -212,3 +234,4 @@ class Config:
     rpc: RpcConfig = field(default_factory=RpcConfig)
     log: LogConfig = field(default_factory=LogConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    broker: BrokerConfig = field(default_factory=BrokerConfig)

@@ -37,10 +37,14 @@ def workers_error(config: Config, workers: int) -> str | None:
         return f"--workers must be at least 1, got {workers}"
     if workers == 1:
         return None
-    if config.engine.type != "redis":
+    shared = config.engine.type == "redis" or (
+        config.broker.enabled and config.broker.type == "nats"
+    )
+    if not shared:
         return (
-            f'--workers {workers} needs engine.type "redis" (got {config.engine.type!r}): '
-            "each worker is a node, and only Redis shares channels between nodes"
+            f'--workers {workers} needs engine.type "redis" (got {config.engine.type!r}) '
+            'or broker.type "nats": each worker is a node, and only Redis or NATS share '
+            "channels between nodes"
         )
     if config.http_server.port == 0:
         return f"--workers {workers} needs a fixed http_server.port, not 0"
