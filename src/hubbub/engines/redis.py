@@ -111,6 +111,9 @@ class RedisEngine:
             "socket_connect_timeout": connect_timeout,
             "socket_timeout": io_timeout,
             "health_check_interval": 0,
+            # RESP2: pub/sub messages are plain arrays (RESP3 pushes cost redis-py a
+            # str() of every message for a debug line nobody reads).
+            "protocol": 2,
         }
         if db:
             options["db"] = db

@@ -182,6 +182,7 @@ class ClusterShard:
                     socket_timeout=options["socket_timeout"],
                     username=options.get("username"),
                     password=options.get("password"),
+                    protocol=options.get("protocol", 2),
                 )
 
             reader = PubSubConnection(
