@@ -32,7 +32,6 @@ import msgspec
 from hubbub.auth.permissions import Action, Actor, Verdict, decide
 from hubbub.codes import Disconnect, Error, Unsubscribe
 from hubbub.errors import ClientError, DisconnectRequest
-from hubbub.hub.commands import from_raw, to_raw
 from hubbub.hub.hooks import (
     PROTOCOL,
     TRANSPORT,
@@ -52,6 +51,7 @@ from hubbub.hub.hooks import (
     SubscribeEvent,
     is_set,
 )
+from hubbub.hub.payloads import from_raw, to_raw
 from hubbub.proxy import ProxyRouter, ProxyUnavailable
 from hubbub.proxy import messages as pm
 

@@ -40,9 +40,11 @@ from hubbub.engines.base import (
 )
 from hubbub.engines.memory import MemoryEngine
 from hubbub.errors import ClientError, DisconnectRequest
-from hubbub.hub.commands import Commands, to_raw, ttl_until
+from hubbub.hub.commands import Commands, ttl_until
+from hubbub.hub.decisions import Decisions
 from hubbub.hub.delivery import Delivery
 from hubbub.hub.hooks import Hooks, UnsubscribeEvent, disconnect_event
+from hubbub.hub.payloads import to_raw
 from hubbub.hub.session import Session, Subscription
 from hubbub.hub.timers import TimerWheel
 from hubbub.hub.transport import Transport
@@ -121,6 +123,7 @@ class Hub:
             else self.tokens
         )
         self.commands = Commands(self)
+        self.decisions = Decisions(self)  # issue 12: hooks and proxies decide client events
         self.timers = TimerWheel()
         self._delivery: Delivery | None = None
         self._sessions: dict[str, Session] = {}  # every open session, connected or not
@@ -148,6 +151,7 @@ class Hub:
         for session in list(self._sessions.values()):
             session.close(disconnect)
         await self.wait_idle()
+        await self.decisions.close()
         await self.timers.stop()
         await self.engine.close()
 
@@ -177,6 +181,16 @@ class Hub:
 
     def on_subscribe(self, fn: _F) -> _F:
         self.hooks.subscribe = fn  # type: ignore[assignment]
+        return fn
+
+    def on_refresh(self, fn: _F) -> _F:
+        """Server-side refresh: asked when a connection expires (see hub.decisions)."""
+        self.hooks.refresh = fn  # type: ignore[assignment]
+        return fn
+
+    def on_sub_refresh(self, fn: _F) -> _F:
+        """Server-side refresh of subscriptions: asked when one expires."""
+        self.hooks.sub_refresh = fn  # type: ignore[assignment]
         return fn
 
     def on_publish(self, fn: _F) -> _F:
@@ -296,6 +310,9 @@ class Hub:
         """Close the session with 3005 if it is still expired after the grace period."""
         if not session.expire_at:
             return
+        if self.decisions.server_refresh:  # issue 12: the backend decides at expiry
+            self.decisions.schedule_refresh(session)
+            return
         expire_at = session.expire_at
 
         def check() -> None:
@@ -310,6 +327,9 @@ class Hub:
         subscription token is still expired after the grace period."""
         subscription = session.subscriptions.get(channel)
         if subscription is None or not subscription.expire_at:
+            return
+        if self.decisions.server_sub_refresh(subscription.channel):  # issue 12
+            self.decisions.schedule_sub_refresh(session, channel)
             return
         expire_at = subscription.expire_at
 
