@@ -11,7 +11,7 @@ connect: client ``data`` {"deny": true} -> disconnect 4501; {"fail": true} ->
     data.subs -> server-side subscriptions.
 refresh: users starting with "expire" -> expired; else extended by EXTEND s.
 subscribe: "proxied:deny..." -> error 4403; "proxied:kick" -> disconnect 4505;
-    "...:short" -> expires in SHORT s; "...:nopresence" -> override presence off.
+    "...:short..." -> expires in SHORT s; "...:nopresence" -> override presence off.
 publish: "proxied:readonly" -> error 4030; else data rewritten (text upper-cased,
     "by": user) with tags and an idempotency key.
 rpc: "sum", "whoami", "kick" (disconnect 4000), "sleep" (waits data.seconds), else 404.
@@ -75,7 +75,7 @@ def subscribe(request: Message, headers: dict[str, str]) -> Message:
     if channel == "proxied:kick":
         return {"disconnect": {"code": 4505, "reason": "kicked"}}
     result: Message = {"info": {"sub_by": request.get("user", "")}, "data": {"welcome": channel}}
-    if channel.endswith(":short"):
+    if ":short" in channel:
         result["expire_at"] = int(time.time()) + SHORT
     if channel.endswith(":nopresence"):
         result["override"] = {"presence": {"value": False}}

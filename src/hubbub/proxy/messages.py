@@ -17,8 +17,10 @@ import binascii
 import msgspec
 from msgspec import Raw
 
-#: An absent payload (omitted on encode, falsy).
-NO_DATA = Raw(b"")
+# The one absent payload: msgspec omits a default Raw by identity, so every
+# empty payload must be this object (the client protocol's).
+from hubbub.protocol.messages import NO_DATA
+
 _NULL = b"null"
 
 
