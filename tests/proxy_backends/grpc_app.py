@@ -81,7 +81,7 @@ def main() -> None:
                 data[field] = json.loads(base64.b64decode(data[field]))
         headers = {k: v for k, v in context.invocation_metadata() or ()}
         requests.add(event, data, headers)
-        if event == "rpc" and data.get("method") == "crash":
+        if event == "rpc" and data.get("method", "").endswith("crash"):
             await context.abort(grpc.StatusCode.INTERNAL, "the backend crashed")
         response = await logic.handle(event, data, headers)
         if "result" in response:

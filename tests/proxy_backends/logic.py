@@ -97,7 +97,8 @@ def publish(request: Message, headers: dict[str, str]) -> Message:
 
 
 async def rpc(request: Message, headers: dict[str, str]) -> Message:
-    method, data = request.get("method", ""), request.get("data") or {}
+    method = request.get("method", "").rsplit(":", 1)[-1]  # without the RPC namespace
+    data = request.get("data") or {}
     if method == "sum":
         return {"result": {"data": {"sum": data["a"] + data["b"]}}}
     if method == "whoami":
