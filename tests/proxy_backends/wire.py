@@ -23,6 +23,7 @@ def decode_request(body: bytes) -> tuple[Message, bool]:
     binary = request.get("encoding") == "binary"
     if "b64data" in request:
         request["data"] = json.loads(base64.b64decode(request.pop("b64data")))
+        request["_came_as_b64data"] = True  # for the tests' assertions
     return request, binary
 
 
