@@ -52,13 +52,14 @@ from hubbub.hub.hooks import (
     is_set,
 )
 from hubbub.hub.payloads import from_raw, to_raw
+from hubbub.hub.session import SubState
 from hubbub.proxy import ProxyRouter, ProxyUnavailable
 from hubbub.proxy import messages as pm
 
 if TYPE_CHECKING:
     from hubbub.auth.channels import Channel
     from hubbub.hub.hub import Hub
-    from hubbub.hub.session import Session
+    from hubbub.hub.session import Session, Subscription
     from hubbub.protocol.messages import ConnectRequest, SubscribeRequest
 
 log = logging.getLogger("hubbub.decisions")
@@ -121,7 +122,7 @@ class Decisions:
                 data=from_raw(request.data),
                 name=request.name,
                 version=request.version,
-                remote=session.transport.remote,
+                remote=session.remote,
                 headers=session.transport.headers,
                 channels=tuple(request.subs or ()),
             )
@@ -156,17 +157,14 @@ class Decisions:
         assert hook is not None  # only called when server_refresh
         return await hook(RefreshEvent(session.client_id, session.user, from_raw(session.meta)))
 
-    def schedule_refresh(self, session: Session) -> None:
-        """Ask the decider when ``session`` expires (server-side refresh)."""
-        self._at(session.expire_at, lambda: self._refresh_due(session, session.expire_at))
-
-    def _refresh_due(self, session: Session, expire_at: float) -> None:
+    def refresh_due(self, session: Session, expire_at: float) -> None:
+        """The expiry timer fired (``heartbeat.watch_expiry``): ask the decider."""
         if not session.closed and session.expire_at == expire_at:
             self.hub.spawn(self._refresh_session(session, expire_at))
 
     async def _refresh_session(self, session: Session, expire_at: float) -> None:
         try:
-            decision = await self.refresh(session)
+            decision: RefreshDecision | None = await self.refresh(session)
         except ProxyUnavailable:
             decision = None  # logged by the proxy client
         except (ClientError, DisconnectRequest) as exc:
@@ -178,10 +176,9 @@ class Decisions:
             decision = None
         if session.closed or session.expire_at != expire_at:
             return  # closed, or refreshed some other way, meanwhile
+        heartbeat = self.hub.heartbeat
         if decision is None:
-            self._at(
-                time.time() + REFRESH_RETRY_DELAY, lambda: self._refresh_due(session, expire_at)
-            )
+            heartbeat.watch_expiry(session, due=time.time() + REFRESH_RETRY_DELAY)
             return
         if decision.expired or (decision.expire_at and decision.expire_at <= time.time()):
             session.close(Disconnect.EXPIRED)
@@ -191,8 +188,7 @@ class Decisions:
         if is_set(decision.meta):
             session.meta = to_raw(decision.meta)
         session.expire_at = float(decision.expire_at)
-        if session.expire_at:
-            self.schedule_refresh(session)
+        heartbeat.watch_expiry(session)
 
     # --- channels --------------------------------------------------------------------
 
@@ -317,22 +313,14 @@ class Decisions:
             )
         )
 
-    def schedule_sub_refresh(self, session: Session, name: str) -> None:
-        """Ask the decider when the subscription to ``name`` expires."""
-        subscription = session.subscriptions.get(name)
-        if subscription is not None and subscription.expire_at:
-            expire_at = subscription.expire_at
-            self._at(expire_at, lambda: self._sub_refresh_due(session, name, expire_at))
+    def sub_refresh_due(self, subscription: Subscription, expire_at: float) -> None:
+        """The subscription's expiry timer fired (``heartbeat.watch_subscription``)."""
+        subscription.expiry = None
+        if subscription.state is SubState.LIVE and subscription.expire_at == expire_at:
+            self.hub.spawn(self._refresh_subscription(subscription, expire_at))
 
-    def _sub_refresh_due(self, session: Session, name: str, expire_at: float) -> None:
-        subscription = session.subscriptions.get(name)
-        if not session.closed and subscription is not None and subscription.expire_at == expire_at:
-            self.hub.spawn(self._refresh_subscription(session, name, expire_at))
-
-    async def _refresh_subscription(self, session: Session, name: str, expire_at: float) -> None:
-        subscription = session.subscriptions.get(name)
-        if subscription is None:
-            return
+    async def _refresh_subscription(self, subscription: Subscription, expire_at: float) -> None:
+        session = subscription.session
         try:
             decision: SubRefreshDecision | None = await self.sub_refresh(
                 session, subscription.channel
@@ -341,31 +329,28 @@ class Decisions:
             decision = None
         except (ClientError, DisconnectRequest) as exc:
             log.info(
-                "client %s: sub_refresh of %s answered %s: expired", session.client_id, name, exc
+                "client %s: sub_refresh of %s answered %s: expired",
+                session.client_id,
+                subscription.name,
+                exc,
             )
             decision = SubRefreshDecision(expired=True)
         except Exception:
             log.exception("client %s: on_sub_refresh hook failed", session.client_id)
             decision = None
-        if session.closed or session.subscriptions.get(name) is not subscription:
-            return
-        if subscription.expire_at != expire_at:
-            return
+        if subscription.state is not SubState.LIVE or subscription.expire_at != expire_at:
+            return  # gone, or refreshed some other way, meanwhile
+        heartbeat = self.hub.heartbeat
         if decision is None:
-            self._at(
-                time.time() + REFRESH_RETRY_DELAY,
-                lambda: self._sub_refresh_due(session, name, expire_at),
-            )
+            heartbeat.watch_subscription(subscription, due=time.time() + REFRESH_RETRY_DELAY)
             return
         if decision.expired or (decision.expire_at and decision.expire_at <= time.time()):
-            await self.hub.unsubscribe_session(
-                session, name, server_side=True, push=Unsubscribe.EXPIRED
-            )
+            self.hub.lifecycle.end(subscription, push=Unsubscribe.EXPIRED)
             return
         if is_set(decision.info):
             subscription.chan_info = to_raw(decision.info)
         subscription.expire_at = float(decision.expire_at)
-        self.schedule_sub_refresh(session, name)
+        heartbeat.watch_subscription(subscription)
 
     # --- application calls -----------------------------------------------------------
 
@@ -395,11 +380,6 @@ class Decisions:
             )
         )
         return to_raw(response.data if isinstance(response, RPCResponse) else response)
-
-    # --- helpers ---------------------------------------------------------------------
-
-    def _at(self, when: float, callback: Callable[[], None]) -> None:
-        self.hub.timers.call_later(max(when - time.time(), 0.0), callback)
 
 
 def apply_override(channel: Channel, override: ChannelOverride | None) -> Channel:

@@ -19,7 +19,7 @@ from msgspec import Raw
 
 # The one absent payload: msgspec omits a default Raw by identity, so every
 # empty payload must be this object (the client protocol's).
-from hubbub.protocol.messages import NO_DATA
+from hubbub.protocol.messages import NO_DATA as NO_DATA
 
 _NULL = b"null"
 
