@@ -167,6 +167,7 @@ class Commands:
 
         # Server-side subscription pushes are only valid after the connect reply.
         live = [subscription for subscription, _ in joined]
+        hub.webhooks.connected(session.client_id, session.user, session.conn_info)  # issue 12
         return Answer("connect", result, lambda: hub.lifecycle.go_live_all(live))
 
     async def _server_side(
@@ -322,12 +323,14 @@ class Commands:
         # --- end issue 12 ---
         subscription = session.subscriptions.get(request.channel)
         info = session.client_info(subscription.chan_info if subscription else None)
-        await hub.publish_publication(
+        published = await hub.publish_publication(
             channel,
             WirePublication(data=data, info=info, tags=tags or None),
             skip_history=skip_history,
             idempotency_key=idempotency_key,
         )
+        offset = published.position.offset
+        hub.webhooks.published(channel.name, session.client_id, session.user, data, offset)
         return Answer("publish", EmptyResult())
 
     async def presence(self, session: Session, command: Command) -> Answer:

@@ -64,6 +64,7 @@ from hubbub.protocol.messages import (
     SubscribeRequest,
 )
 from hubbub.version import __version__
+from hubbub.webhooks import Webhooks
 
 log = logging.getLogger("hubbub.hub")
 
@@ -101,6 +102,7 @@ class Hub:
         self.lifecycle = Lifecycle(self)
         self.heartbeat = Heartbeat(self)
         self.decisions = Decisions(self)  # issue 12: hooks and proxies decide client events
+        self.webhooks = Webhooks(self.config)  # issue 12: signed webhooks (when enabled)
         self.commands = Commands(self)
         self._delivery: Delivery | None = None
         self._sessions: dict[str, Session] = {}  # every open session, connected or not
@@ -120,6 +122,7 @@ class Hub:
         self._started_at = time.time()
         await self.engine.start(self)
         self.timers.start()
+        await self.webhooks.start(self.node_id)
 
     async def close(self, disconnect: DisconnectInfo = Disconnect.SHUTDOWN) -> None:
         """Disconnect every client (3001 by default: they reconnect elsewhere) and stop."""
@@ -127,6 +130,7 @@ class Hub:
         for session in list(self._sessions.values()):
             session.close(disconnect)
         await self.wait_idle()
+        await self.webhooks.close()
         await self.decisions.close()
         await self.timers.stop()
         await self.engine.close()
@@ -224,6 +228,10 @@ class Hub:
         """Remove a closed session now; leave, presence and hooks follow in the background."""
         if self._sessions.pop(session.client_id, None) is None:
             return
+        if session in self._users.get(session.user, ()):  # it was connected (issue 12)
+            self.webhooks.disconnected(
+                session.client_id, session.user, disconnect.code, disconnect.reason
+            )
         self._forget_user(session)
         self.heartbeat.stop(session)
         self.lifecycle.end_session(session, disconnect)
