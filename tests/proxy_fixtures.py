@@ -136,7 +136,14 @@ def proxy_config(backend: Backend, **client_extra: Any) -> dict[str, Any]:
         "client": {
             "allow_anonymous_connect_without_token": False,
             "proxy": {
-                "connect": {"enabled": True, **proxy(backend, "connect"), **headers, **static},
+                "connect": {
+                    "enabled": True,
+                    **proxy(backend, "connect"),
+                    **headers,
+                    **static,
+                    # per-call gRPC metadata (ignored by HTTP proxies)
+                    "grpc": {"credentials_key": "x-proxy-key", "credentials_value": "k1"},
+                },
                 "refresh": {
                     "enabled": True,
                     **proxy(backend, "refresh"),

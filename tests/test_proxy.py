@@ -110,6 +110,8 @@ async def test_connect_without_token_gets_the_backends_user(
     if backend.kind != "grpc":  # static headers are HTTP only
         assert headers["x-static"] == "from-config"
         assert headers["content-type"] == "application/json"
+    else:  # per-call credentials are gRPC metadata
+        assert headers["x-proxy-key"] == "k1"
 
 
 async def test_connect_result_shapes_the_connection(server: RunningServer) -> None:

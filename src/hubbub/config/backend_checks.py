@@ -203,6 +203,12 @@ def _check_proxy(proxy: ProxyOptions, key: str, warnings: list[str], *, required
         raise ConfigError(f"{key}.grpc.credentials_key", "gRPC metadata keys must be lower case")
     tls_key = f"{key}.grpc.tls" if parts.scheme == "grpc" else f"{key}.http.tls"
     _check_tls(grpc.tls if parts.scheme == "grpc" else proxy.http.tls, tls_key, warnings)
+    if parts.scheme == "grpc" and grpc.tls.enabled and grpc.tls.insecure_skip_verify:
+        # grpcio can not skip verification: refusing beats a setting silently not applied.
+        raise ConfigError(
+            f"{tls_key}.insecure_skip_verify",
+            "is not supported for gRPC proxies: give the backend's CA in server_ca_pem",
+        )
 
 
 def _check_transform(status: int, transform: StatusTransform, key: str) -> None:
