@@ -102,6 +102,17 @@ def error_key(data: dict[str, Any]) -> str:
             {"rpc": {"without_namespace": {"proxy_enabled": True}}},
             "rpc.without_namespace.proxy_name",
         ),
+        (
+            {
+                "rpc": {
+                    "proxy": {
+                        "endpoint": "grpc://127.0.0.1:9",
+                        "grpc": {"tls": {"enabled": True, "insecure_skip_verify": True}},
+                    }
+                }
+            },
+            "rpc.proxy.grpc.tls.insecure_skip_verify",
+        ),
         ({"rpc": {"namespaces": [{"name": "x"}]}}, "rpc.namespaces[0].name"),
         ({"webhooks": {"enabled": True, "endpoint": HTTP, "secret": "short"}}, "webhooks.secret"),
         (
