@@ -15,14 +15,12 @@ import difflib
 import functools
 import ipaddress
 import json
-import math
 import os
 import re
 import tomllib
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,8 @@ import yaml  # type: ignore[import-untyped, unused-ignore]
 
 from hubbub.config.backend import ChannelProxyConfig, ProxyGrpcOptions, ProxyOptions, StrPairs
 from hubbub.config.backend_checks import check_backend
+from hubbub.config.durations import parse_duration
+from hubbub.config.durations import show as _show
 from hubbub.config.model import (
     ChannelOptions,
     ClientConfig,
@@ -166,44 +166,6 @@ def load_config(
 def env_var_name(key: str) -> str:
     """``http_server.port`` -> ``HUBBUB_HTTP_SERVER_PORT``."""
     return ENV_PREFIX + key.upper().replace(".", "_")
-
-
-# ---------------------------------------------------------------- durations
-
-_DURATION_UNITS = {
-    "ns": Decimal("1e-9"),
-    "us": Decimal("1e-6"),
-    "µs": Decimal("1e-6"),  # Go accepts both micro signs
-    "μs": Decimal("1e-6"),
-    "ms": Decimal("1e-3"),
-    "s": Decimal(1),
-    "m": Decimal(60),
-    "h": Decimal(3600),
-}
-_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_DURATION_RE = re.compile(rf"[-+]?(?:{_DURATION_PART.pattern})+")
-
-
-def parse_duration(value: str | int | float, *, key: str = "duration") -> float:
-    """Seconds from a number of seconds or a Go duration ("1m30s", "500ms", "0")."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ConfigError(key, f'expected a duration like "30s" or seconds, got {_show(value)}')
-    if not isinstance(value, str):
-        if not math.isfinite(value):
-            raise ConfigError(key, f"expected a finite duration, got {_show(value)}")
-        return float(value)
-    text = value.strip()
-    if re.fullmatch(r"[-+]?0", text):
-        return 0.0
-    if not _DURATION_RE.fullmatch(text):
-        raise ConfigError(
-            key, f'invalid duration {_show(value)}: use seconds or units like "1m30s", "500ms"'
-        )
-    total = sum(
-        (Decimal(num) * _DURATION_UNITS[unit] for num, unit in _DURATION_PART.findall(text)),
-        Decimal(0),
-    )
-    return float(-total if text.startswith("-") else total)
 
 
 # ---------------------------------------------------------------- file
@@ -403,10 +365,6 @@ def _unknown_message(unknown: list[str]) -> str:
 
 
 # ---------------------------------------------------------------- conversion
-
-
-def _show(value: object) -> str:
-    return json.dumps(value, default=str, ensure_ascii=False)
 
 
 def _build(cls: type[_T], raw: object, path: str) -> _T:
