@@ -23,7 +23,7 @@ from typing import Generic, TypeVar
 import msgspec
 
 from hubbub.codes import DisconnectInfo, Error, ErrorInfo
-from hubbub.config.backend import ProxyOptions
+from hubbub.config.backend import ProxyOptions, TransformDisconnect
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.proxy import messages as m
 from hubbub.proxy.grpc_transport import GrpcTransport
@@ -141,9 +141,8 @@ class ProxyClient(Generic[_Result]):
             raise TransportFailure(f"malformed JSON answer: {exc}") from None
         return decoded
 
-    def _disconnect(self, body: m.DisconnectBody | object) -> DisconnectInfo:
-        code: int = getattr(body, "code", 0)
-        reason: str = getattr(body, "reason", "")
+    def _disconnect(self, body: m.DisconnectBody | TransformDisconnect) -> DisconnectInfo:
+        code, reason = body.code, body.reason
         if not 3000 <= code <= 4999:
             raise m.MalformedAnswer(f"disconnect code {code} is outside 3000..4999")
         encoded = reason.encode()
