@@ -29,7 +29,12 @@ import redis.asyncio as aioredis
 
 from tests.cluster_fixtures import Node, wait_port
 from tests.conftest import ServerFactory, merge
-from tests.redis_fixtures import RedisProcess, free_port, redis_server  # noqa: F401 (fixture)
+from tests.redis_fixtures import (  # noqa: F401 (fixtures)
+    RedisProcess,
+    free_port,
+    own_redis,
+    redis_server,
+)
 from tests.wsclient import connected_client
 
 ROOT = Path(__file__).parents[1]
@@ -220,6 +225,33 @@ async def test_occupied_and_vacated_once_for_the_cluster(
     assert len(of(events, "vacated", channel=channel)) == 1
     nodes = {e["node"] for e in of(events, "join")}
     assert nodes == {first.hub.node_id, second.hub.node_id}
+
+
+async def test_redis_outage_delays_events_without_losing_or_crashing(
+    start_server: ServerFactory,
+    receiver: Receiver,
+    own_redis: RedisProcess,  # noqa: F811 (the fixture)
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    config = merge(redis_config(own_redis, "outage"), webhooks(receiver, events=["connect"]))
+    server = await start_server(config)
+    async with connected_client(server.ws_url, server.token("before")):
+        pass
+    await receiver.wait_for(lambda e: of(e, "connect", user="before"), "the first connect")
+    own_redis.kill()  # its data (the stream, the consumer group) is gone with it
+    for i in range(3):
+        async with connected_client(server.ws_url, server.token(f"during{i}")):
+            pass
+    await asyncio.sleep(0.5)  # the node tries and fails meanwhile
+    own_redis.start()  # empty: the group is created again
+    events = await receiver.wait_for(
+        lambda e: len(of(e, "connect")) == 4, "the connects made during the outage", within=20
+    )
+    assert sorted(e["user"] for e in events) == ["before", "during0", "during1", "during2"]
+    assert all(r.exc_info is None for r in caplog.records)
+    lines = [r.getMessage() for r in caplog.records if r.name == "hubbub.webhooks"]
+    assert lines and len(lines) <= 6, lines  # one line per outage start and end, per task
 
 
 class WebhookNode(Node):

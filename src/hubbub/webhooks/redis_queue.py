@@ -106,9 +106,18 @@ class RedisQueue:
         self._release = self.client.register_script(RELEASE)
         self._node = ""
         self._next_claim = 0.0
+        self._group_ready = False
 
     async def open(self, node: str) -> None:
         self._node = node
+        await self._ensure_group()
+        await self.heartbeat()
+
+    async def _ensure_group(self) -> None:
+        """Create the consumer group (with the stream) unless it exists; again after
+        Redis lost it (a restart without persistence)."""
+        if self._group_ready:
+            return
         try:
             await self.client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
         except ResponseError as exc:
@@ -116,7 +125,7 @@ class RedisQueue:
                 raise QueueUnavailable(f"creating the consumer group: {exc}") from None
         except (RedisError, OSError) as exc:
             raise QueueUnavailable(str(exc) or type(exc).__name__) from None
-        await self.heartbeat()
+        self._group_ready = True
 
     async def close(self) -> None:
         """This node leaves: its holdings go now (vacated where it was the last)."""
@@ -145,6 +154,7 @@ class RedisQueue:
         return self.prefix + "node." + self._node
 
     async def next_batch(self, size: int, wait: float) -> list[tuple[str, bytes]]:
+        await self._ensure_group()
         try:
             loop_time = asyncio.get_running_loop().time()
             if loop_time >= self._next_claim:
@@ -163,6 +173,8 @@ class RedisQueue:
                 block=int(min(wait, self.max_wait) * 1000),
             )
         except (RedisError, OSError) as exc:
+            if "NOGROUP" in str(exc):
+                self._group_ready = False  # created again by the next call
             raise QueueUnavailable(str(exc) or type(exc).__name__) from None
         return _entries(reply[0][1]) if reply else []
 

@@ -191,7 +191,7 @@ class Webhooks:
         try:
             await self.queue.open(node)
         except QueueUnavailable as exc:
-            self._accept_outage.failed(str(exc))  # the tasks retry
+            self._accept_outage.failed(str(exc))  # the tasks retry (the group is made then)
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._accept_loop(), name="webhooks-accept"),
