@@ -312,7 +312,7 @@ class RedisEngine:
         keys = [self._key("stream", channel), self._key("meta", channel)]
         top, epoch, mismatch, entries = await self._shard(channel).history.call(keys, args)
         if mismatch:
-            raise EpochMismatch(channel)
+            raise EpochMismatch(channel, StreamPosition(int(top), epoch.decode()))
         publications = []
         for entry_id, fields in entries:
             publication = _publication_decoder.decode(fields[1])

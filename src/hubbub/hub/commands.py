@@ -1,16 +1,19 @@
 """What each client command does: connect, subscribe, publish, history, rpc, ...
 
-Rule: a handler checks, then acts, then queues exactly one reply (or none for
-``send``); it refuses by raising ClientError or DisconnectRequest and never
-writes an error itself (``Session._run`` does). Subscription mechanics shared
-with the HTTP API (join, leave, recovery) live in ``Hub``.
+Rule 1: a handler checks, then acts, then RETURNS its ``Answer`` (or None for
+``send``); it refuses by raising ClientError or DisconnectRequest. It never
+writes a reply itself: ``Session._run`` queues the one reply of each command.
+Rule 2: a handler that awaits re-checks afterwards what the await may have
+changed (the session closed, the channel got subscribed meanwhile); the
+subscription mechanics (joining, going live, teardown) are the lifecycle's
+(hub/lifecycle.py), shared with the HTTP API.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -18,16 +21,10 @@ from hubbub.auth.permissions import Action, Actor, Verdict, decide
 from hubbub.auth.tokens import InvalidToken, SubscriptionClaims, TokenExpired
 from hubbub.codes import Disconnect, Error
 from hubbub.errors import ClientError, DisconnectRequest
-from hubbub.hub.hooks import (
-    ConnectEvent,
-    MessageEvent,
-    PublishEvent,
-    RPCEvent,
-    RPCResponse,
-    SubscribeEvent,
-    is_set,
-)
-from hubbub.protocol.codec import encode_reply
+from hubbub.hub.decisions import apply_override
+from hubbub.hub.hooks import MessageEvent, SubscribeDecision, is_set
+from hubbub.hub.payloads import from_raw, to_raw
+from hubbub.hub.session import Answer, Session, SubscriptionGone, SubState
 from hubbub.protocol.messages import (
     NO_DATA,
     Command,
@@ -50,28 +47,12 @@ if TYPE_CHECKING:
 
     from hubbub.auth.channels import Channel
     from hubbub.hub.hub import Hub
-    from hubbub.hub.session import Session
+    from hubbub.hub.session import Subscription
     from hubbub.protocol import Received
 
 log = logging.getLogger("hubbub.commands")
 
 VERSION = __version__
-
-
-def to_raw(value: Any) -> msgspec.Raw | None:
-    """Application data (any JSON value) as an embedded JSON payload."""
-    if value is None:
-        return None
-    if isinstance(value, msgspec.Raw):
-        return value
-    return msgspec.Raw(msgspec.json.encode(value))
-
-
-def from_raw(raw: msgspec.Raw | None) -> Any:
-    """An embedded JSON payload as a Python value for hooks (None when absent)."""
-    if not raw:
-        return None
-    return msgspec.json.decode(raw)
 
 
 def ttl_until(expire_at: float) -> int:
@@ -84,7 +65,7 @@ class Commands:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self._table: dict[str, Callable[[Session, Command], Awaitable[None]]] = {
+        self._table: dict[str, Callable[[Session, Command], Awaitable[Answer | None]]] = {
             "connect": self.connect,
             "subscribe": self.subscribe,
             "unsubscribe": self.unsubscribe,
@@ -99,18 +80,18 @@ class Commands:
             "sub_refresh": self.sub_refresh,
         }
 
-    async def run(self, session: Session, received: Received) -> None:
-        await self._table[received.method](session, received.command)
+    async def run(self, session: Session, received: Received) -> Answer | None:
+        return await self._table[received.method](session, received.command)
 
     # --- connection ------------------------------------------------------------------
 
-    async def connect(self, session: Session, command: Command) -> None:
+    async def connect(self, session: Session, command: Command) -> Answer:
         request = command.connect
         assert request is not None
         hub = self.hub
         client_cfg = hub.config.client
         channels: list[str] = []
-        chan_infos: dict[str, msgspec.Raw | None] = {}  # from the token's ``subs`` claim
+        sub_options: dict[str, SubscribeDecision] = {}  # token ``subs`` claim, decision ``subs``
         if request.token:
             try:
                 claims = await hub.tokens.verify_connection(request.token)
@@ -125,9 +106,9 @@ class Commands:
             session.expire_at = float(claims.expire_at)
             channels.extend(claims.channels)
             channels.extend(claims.subs)
-            chan_infos = claims.subs
+            sub_options = {name: SubscribeDecision(info=info) for name, info in claims.subs.items()}
         elif not (
-            hub.hooks.connect
+            hub.decisions.accepts_without_token
             or client_cfg.allow_anonymous_connect_without_token
             or client_cfg.insecure
         ):
@@ -135,29 +116,23 @@ class Commands:
         session.name = request.name
         session.version = request.version
         reply_data: msgspec.Raw | None = None
-        if hub.hooks.connect is not None:
-            decision = await hub.hooks.connect(
-                ConnectEvent(
-                    client=session.client_id,
-                    user=session.user,
-                    token_present=bool(request.token),
-                    data=from_raw(request.data),
-                    name=request.name,
-                    version=request.version,
-                    remote=session.transport.remote,
-                    headers=session.transport.headers,
-                )
-            )
-            if decision is not None:
-                if decision.user is not None:
-                    session.user = decision.user
-                if is_set(decision.info):
-                    session.conn_info = to_raw(decision.info)
-                if is_set(decision.data):
-                    reply_data = to_raw(decision.data)
-                if decision.expire_at is not None:
-                    session.expire_at = float(decision.expire_at)
-                channels.extend(decision.channels)
+        # --- issue 12: the decision point (connect proxy without a token, or on_connect) ---
+        decision = await hub.decisions.connect(session, request, token_present=bool(request.token))
+        if decision is not None:
+            if decision.user is not None:
+                session.user = decision.user
+            if is_set(decision.info):
+                session.conn_info = to_raw(decision.info)
+            if is_set(decision.data):
+                reply_data = to_raw(decision.data)
+            if is_set(decision.meta):
+                session.meta = to_raw(decision.meta)
+            if decision.expire_at is not None:
+                session.expire_at = float(decision.expire_at)
+            channels.extend(decision.channels)
+            channels.extend(decision.subs)
+            sub_options.update(decision.subs)
+        # --- end issue 12 ---
         if session.expire_at and session.expire_at <= time.time():
             # The token was valid (else 109 above): the expiry the hook chose is past.
             raise ClientError(Error.EXPIRED)
@@ -166,33 +141,69 @@ class Commands:
             # Server-side subscriptions are not the client's choice: refuse the connection.
             raise DisconnectRequest(Disconnect.CHANNEL_LIMIT)
         hub.accept_session(session)
+        try:
+            joined = await self._server_side(session, request.subs or {}, channels, sub_options)
+            if session.closed:
+                raise SubscriptionGone("closed during connect")
+        except BaseException:
+            # One way back: nothing of this connect stays (the client may connect again).
+            for subscription in list(session.subscriptions.values()):
+                hub.lifecycle.end(subscription)
+            hub.withdraw_session(session)
+            raise
         session.protocol.accept_connect()
-        subs: dict[str, SubscribeResult] = {}
-        for name in channels:
-            wanted = (request.subs or {}).get(name) or SubscribeRequest(channel=name)
-            try:
-                channel = hub.channel_rules.resolve(name)
-                subs[name] = await hub.subscribe_session(
-                    session, channel, wanted, chan_info=chan_infos.get(name), server_side=True
-                )
-            except ClientError as exc:
-                log.warning("client %s: server-side subscribe %s: %s", session.client_id, name, exc)
         result = ConnectResult(
             client=session.client_id,
             version=VERSION,
             data=reply_data or NO_DATA,
-            subs=subs or None,
+            subs={s.name: r for s, r in joined} or None,
             ping=int(client_cfg.ping_interval),
             pong=True,
             node=hub.node_id,
         )
         result.expires, result.ttl = bool(session.expire_at), ttl_until(session.expire_at)
-        # Server-side subscription pushes are only valid after the connect reply:
-        # queue the reply before anything the subscriptions may have buffered.
-        session.send(encode_reply(command.id, "connect", result))
-        await hub.go_live(session)
+        if hub.decisions.server_refresh:  # issue 12: the server refreshes, not the client
+            result.expires, result.ttl = False, 0
 
-    async def refresh(self, session: Session, command: Command) -> None:
+        # Server-side subscription pushes are only valid after the connect reply.
+        live = [subscription for subscription, _ in joined]
+        hub.webhooks.connected(session.client_id, session.user, session.conn_info)  # issue 12
+        return Answer("connect", result, lambda: hub.lifecycle.go_live_all(live))
+
+    async def _server_side(
+        self,
+        session: Session,
+        wanted: dict[str, SubscribeRequest],
+        channels: list[str],
+        sub_options: dict[str, SubscribeDecision],
+    ) -> list[tuple[Subscription, SubscribeResult]]:
+        """Subscribe the connection to its server-side channels (joining, not live yet).
+
+        A channel the rules refuse is skipped with a log line; anything else that
+        fails fails the connect."""
+        hub = self.hub
+        joined: list[tuple[Subscription, SubscribeResult]] = []
+        for name in channels:
+            request = wanted.get(name) or SubscribeRequest(channel=name)
+            options = sub_options.get(name) or SubscribeDecision()  # issue 12: with options
+            try:
+                channel = apply_override(hub.channel_rules.resolve(name), options.override)
+                subscription, result = await hub.lifecycle.subscribe(
+                    session,
+                    channel,
+                    request,
+                    chan_info=to_raw(options.info) if is_set(options.info) else None,
+                    expire_at=float(options.expire_at or 0),
+                    server_side=True,
+                    push_join_leave=self.push_join_leave(session, channel, request),
+                )
+                self._apply_subscribe_decision(result, channel, options)
+                joined.append((subscription, result))
+            except ClientError as exc:
+                log.warning("client %s: server-side subscribe %s: %s", session.client_id, name, exc)
+        return joined
+
+    async def refresh(self, session: Session, command: Command) -> Answer:
         request = command.refresh
         assert request is not None
         if not request.token:
@@ -208,14 +219,14 @@ class Commands:
         session.expire_at = float(claims.expire_at)
         if claims.info is not None:
             session.conn_info = claims.info
-        self.hub.schedule_expiry(session)
+        self.hub.heartbeat.watch_expiry(session)
         result = RefreshResult(client=session.client_id, version=VERSION)
         result.expires, result.ttl = bool(session.expire_at), ttl_until(session.expire_at)
-        session.send(encode_reply(command.id, "refresh", result))
+        return Answer("refresh", result)
 
     # --- subscriptions ---------------------------------------------------------------
 
-    async def subscribe(self, session: Session, command: Command) -> None:
+    async def subscribe(self, session: Session, command: Command) -> Answer:
         request = command.subscribe
         assert request is not None
         hub = self.hub
@@ -232,61 +243,68 @@ class Commands:
             has_token = True
             chan_info = claims.info
             expire_at = float(claims.expire_at)
-        reply_data: msgspec.Raw | None = None
-        verdict = decide(
-            Action.SUBSCRIBE,
+        # --- issue 12: the decision point (permissions, then subscribe proxy or on_subscribe) ---
+        decision = await hub.decisions.subscribe(session, channel, request, has_token=has_token)
+        if decision is not None:
+            if is_set(decision.info):
+                chan_info = to_raw(decision.info)
+            if decision.expire_at is not None:
+                expire_at = float(decision.expire_at)
+            channel = apply_override(channel, decision.override)
+        # --- end issue 12 ---
+        # Re-checked after the awaits above: the lifecycle refuses a closed session
+        # and a channel subscribed meanwhile (105).
+        subscription, result = await hub.lifecycle.subscribe(
+            session,
             channel,
-            self._actor(session, channel, has_token=has_token),
-            hook=hub.hooks.subscribe is not None,
+            request,
+            chan_info=chan_info,
+            expire_at=expire_at,
+            push_join_leave=self.push_join_leave(session, channel, request),
         )
-        if verdict is Verdict.ASK_HOOK:
-            assert hub.hooks.subscribe is not None
-            decision = await hub.hooks.subscribe(
-                SubscribeEvent(
-                    session.client_id, session.user, request.channel, from_raw(request.data)
-                )
-            )
-            if decision is not None:
-                if is_set(decision.info):
-                    chan_info = to_raw(decision.info)
-                if is_set(decision.data):
-                    reply_data = to_raw(decision.data)
-        elif verdict is Verdict.DENY:
-            raise ClientError(Error.PERMISSION_DENIED)
-        if session.closed or request.channel in session.subscriptions:
-            raise ClientError(Error.ALREADY_SUBSCRIBED)
-        result = await hub.subscribe_session(
-            session, channel, request, chan_info=chan_info, expire_at=expire_at
-        )
-        if reply_data is not None:
-            result.data = reply_data
-        session.send(encode_reply(command.id, "subscribe", result))
-        await hub.go_live(session, request.channel)
-        hub.schedule_subscription_expiry(session, request.channel)
+        result.expires, result.ttl = bool(expire_at), ttl_until(expire_at)
+        self._apply_subscribe_decision(result, channel, decision)
+        return Answer("subscribe", result, lambda: hub.lifecycle.go_live(subscription))
 
-    async def sub_refresh(self, session: Session, command: Command) -> None:
+    def push_join_leave(
+        self, session: Session, channel: Channel, request: SubscribeRequest
+    ) -> bool:
+        """Whether this subscription gets join/leave pushes: the namespace pushes them
+        (or the client asks), and the client may see presence (the pushes carry user
+        ids and conn_info, as presence does)."""
+        opts = channel.options
+        if not (opts.force_push_join_leave or (opts.join_leave and request.join_leave)):
+            return False
+        actor = Actor(session.user, subscribed=True, insecure=self.hub.config.client.insecure)
+        return decide(Action.PRESENCE, channel, actor, hook=False) is Verdict.ALLOW
+
+    async def sub_refresh(self, session: Session, command: Command) -> Answer:
         request = command.sub_refresh
         assert request is not None
         subscription = session.subscriptions.get(request.channel)
         if subscription is None:
             raise ClientError(Error.PERMISSION_DENIED)
         claims = await self._verify_subscription_token(session, request.channel, request.token)
+        if session.subscriptions.get(request.channel) is not subscription:
+            raise ClientError(Error.PERMISSION_DENIED)  # unsubscribed while verifying
         subscription.expire_at = float(claims.expire_at)
-        self.hub.schedule_subscription_expiry(session, request.channel)
+        if subscription.state is SubState.LIVE:  # a joining one is watched once live
+            self.hub.heartbeat.watch_subscription(subscription)
         result = SubRefreshResult()
         result.expires, result.ttl = bool(subscription.expire_at), ttl_until(subscription.expire_at)
-        session.send(encode_reply(command.id, "sub_refresh", result))
+        return Answer("sub_refresh", result)
 
-    async def unsubscribe(self, session: Session, command: Command) -> None:
+    async def unsubscribe(self, session: Session, command: Command) -> Answer:
         request = command.unsubscribe
         assert request is not None
-        if request.channel in session.subscriptions:
-            await self.hub.unsubscribe_session(session, request.channel, server_side=False)
-        session.send(encode_reply(command.id, "unsubscribe", EmptyResult()))
+        subscription = session.subscriptions.get(request.channel)
+        if subscription is not None:
+            self.hub.lifecycle.end(subscription, by_client=True)
+        return Answer("unsubscribe", EmptyResult())
 
     # --- channel actions -------------------------------------------------------------
 
-    async def publish(self, session: Session, command: Command) -> None:
+    async def publish(self, session: Session, command: Command) -> Answer:
         request = command.publish
         assert request is not None
         hub = self.hub
@@ -294,41 +312,37 @@ class Commands:
         if not request.data:
             raise ClientError(Error.BAD_REQUEST)
         data: msgspec.Raw = request.data
-        skip_history = False
-        verdict = decide(
-            Action.PUBLISH,
-            channel,
-            self._actor(session, channel),
-            hook=hub.hooks.publish is not None,
-        )
-        if verdict is Verdict.ASK_HOOK:
-            assert hub.hooks.publish is not None
-            decision = await hub.hooks.publish(
-                PublishEvent(session.client_id, session.user, request.channel, from_raw(data))
-            )
-            if decision is not None:
-                if is_set(decision.data):
-                    data = to_raw(decision.data) or msgspec.Raw(b"null")
-                skip_history = decision.skip_history
-        elif verdict is Verdict.DENY:
-            raise ClientError(Error.PERMISSION_DENIED)
+        skip_history, tags, idempotency_key = False, None, ""
+        # --- issue 12: the decision point (permissions, then publish proxy or on_publish) ---
+        decision = await hub.decisions.publish(session, channel, data)
+        if decision is not None:
+            if is_set(decision.data):
+                data = to_raw(decision.data) or msgspec.Raw(b"null")
+            skip_history = decision.skip_history
+            tags, idempotency_key = decision.tags, decision.idempotency_key
+        # --- end issue 12 ---
         subscription = session.subscriptions.get(request.channel)
         info = session.client_info(subscription.chan_info if subscription else None)
-        await hub.publish_publication(
-            channel, WirePublication(data=data, info=info), skip_history=skip_history
+        published = await hub.publish_publication(
+            channel,
+            WirePublication(data=data, info=info, tags=tags or None),
+            skip_history=skip_history,
+            idempotency_key=idempotency_key,
         )
-        session.send(encode_reply(command.id, "publish", EmptyResult()))
+        offset = published.position.offset
+        hub.webhooks.published(channel.name, session.client_id, session.user, data, offset)
+        return Answer("publish", EmptyResult())
 
-    async def presence(self, session: Session, command: Command) -> None:
+    async def presence(self, session: Session, command: Command) -> Answer:
         request = command.presence
         assert request is not None
         channel = self._channel_for(session, request.channel, Action.PRESENCE)
         if not channel.options.presence:
             raise ClientError(Error.NOT_AVAILABLE)
         members = await self.hub.engine.presence(request.channel)
-        session.send(encode_reply(command.id, "presence", PresenceResult(members)))
+        return Answer("presence", PresenceResult(members))
 
-    async def presence_stats(self, session: Session, command: Command) -> None:
+    async def presence_stats(self, session: Session, command: Command) -> Answer:
         request = command.presence_stats
         assert request is not None
         channel = self._channel_for(session, request.channel, Action.PRESENCE)
@@ -336,9 +350,9 @@ class Commands:
             raise ClientError(Error.NOT_AVAILABLE)
         stats = await self.hub.engine.presence_stats(request.channel)
         result = PresenceStatsResult(stats.num_clients, stats.num_users)
-        session.send(encode_reply(command.id, "presence_stats", result))
+        return Answer("presence_stats", result)
 
-    async def history(self, session: Session, command: Command) -> None:
+    async def history(self, session: Session, command: Command) -> Answer:
         request = command.history
         assert request is not None
         self._channel_for(session, request.channel, Action.HISTORY)
@@ -353,22 +367,17 @@ class Commands:
             epoch=page.position.epoch,
             offset=page.position.offset,
         )
-        session.send(encode_reply(command.id, "history", result))
+        return Answer("history", result)
 
     # --- application calls -----------------------------------------------------------
 
-    async def rpc(self, session: Session, command: Command) -> None:
+    async def rpc(self, session: Session, command: Command) -> Answer:
         request = command.rpc
         assert request is not None
-        hook = self.hub.hooks.rpc
-        if hook is None:
-            raise ClientError(Error.NOT_AVAILABLE)
-        response = await hook(
-            RPCEvent(session.client_id, session.user, request.method, from_raw(request.data))
-        )
-        value = response.data if isinstance(response, RPCResponse) else response
-        result = RPCResult(data=to_raw(value) or NO_DATA)
-        session.send(encode_reply(command.id, "rpc", result))
+        # issue 12: the decision point (the method's RPC proxy, or on_rpc; else 108)
+        data = await self.hub.decisions.rpc(session, request.method, request.data)
+        result = RPCResult(data=data or NO_DATA)
+        return Answer("rpc", result)
 
     async def send(self, session: Session, command: Command) -> None:
         request = command.send
@@ -377,23 +386,24 @@ class Commands:
         if hook is not None:
             await hook(MessageEvent(session.client_id, session.user, from_raw(request.data)))
 
-    async def ping(self, session: Session, command: Command) -> None:
-        session.send(encode_reply(command.id, "ping", EmptyResult()))
+    async def ping(self, session: Session, command: Command) -> Answer:
+        return Answer("ping", EmptyResult())
 
     # --- helpers ---------------------------------------------------------------------
 
-    def _actor(self, session: Session, channel: Channel, *, has_token: bool = False) -> Actor:
-        return Actor(
-            user=session.user,
-            subscribed=channel.name in session.subscriptions,
-            has_token=has_token,
-            insecure=self.hub.config.client.insecure,
-        )
+    def _apply_subscribe_decision(
+        self, result: SubscribeResult, channel: Channel, decision: SubscribeDecision | None
+    ) -> None:
+        """The subscribe result as a decision shapes it (issue 12)."""
+        if decision is not None and is_set(decision.data):
+            result.data = to_raw(decision.data) or NO_DATA
+        if self.hub.decisions.server_sub_refresh(channel):  # the server refreshes it
+            result.expires, result.ttl = False, 0
 
     def _channel_for(self, session: Session, name: str, action: Action) -> Channel:
         """Resolve ``name`` and check ``action`` by the allow_* options (no hook for these)."""
         channel = self.hub.channel_rules.resolve(name)
-        verdict = decide(action, channel, self._actor(session, channel), hook=False)
+        verdict = decide(action, channel, self.hub.decisions.actor(session, channel), hook=False)
         if verdict is not Verdict.ALLOW:
             raise ClientError(Error.PERMISSION_DENIED)
         return channel
@@ -406,8 +416,17 @@ class Commands:
         except TokenExpired as exc:
             raise ClientError(Error.TOKEN_EXPIRED) from exc
         except InvalidToken as exc:
+            # A forged or broken token is refused, the connection stays (Centrifugo
+            # answers 103); a valid token for someone or something else is final (3500).
             log.info("client %s: invalid subscription token: %s", session.client_id, exc)
-            raise DisconnectRequest(Disconnect.INVALID_TOKEN) from exc
-        if claims.channel != channel or claims.user != session.user:
+            raise ClientError(Error.PERMISSION_DENIED) from exc
+        if (
+            claims.channel != channel
+            or claims.user != session.user
+            or (claims.client and claims.client != session.client_id)
+        ):
+            log.info(
+                "client %s: subscription token for another channel or client", session.client_id
+            )
             raise DisconnectRequest(Disconnect.INVALID_TOKEN)
         return claims

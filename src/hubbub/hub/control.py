@@ -193,7 +193,7 @@ class Control:
         await self._publish(message)
 
     async def unsubscribe_user(self, user: str, channel: str, *, client: str = "") -> None:
-        await self.hub.unsubscribe_user(user, channel, client=client)
+        self.hub.unsubscribe_user(user, channel, client=client)
         message = UnsubscribeUser(
             sender=self.hub.node_id, user=user, channel=channel, client=client
         )
@@ -303,9 +303,7 @@ class Control:
                     whitelist=message.whitelist,
                 )
             case UnsubscribeUser():
-                hub.spawn(
-                    hub.unsubscribe_user(message.user, message.channel, client=message.client)
-                )
+                hub.unsubscribe_user(message.user, message.channel, client=message.client)
             case SubscribeUser():
                 hub.spawn(self._subscribe_here(message))
             case RefreshUser():
@@ -334,6 +332,8 @@ class Control:
             )
         except ClientError as exc:
             log.info("control: subscribe %s to %s refused: %s", message.user, message.channel, exc)
+        except EngineUnavailable as exc:
+            self.hub.outages.failed(f"subscribe {message.user} to {message.channel}", exc)
 
     async def _reply(self, request: SurveyRequest) -> None:
         try:
@@ -342,7 +342,10 @@ class Control:
             log.warning("control: %s", exc)
             return
         response = SurveyResponse(sender=self.hub.node_id, id=request.id, data=data)
-        await self.hub.engine.publish_control(_encode(response), request.sender)
+        try:
+            await self.hub.engine.publish_control(_encode(response), request.sender)
+        except EngineUnavailable as exc:
+            self.hub.outages.failed(f"answering survey {request.op}", exc)
 
     async def _publish(self, message: _Message, *, quiet: bool = False) -> None:
         """Publish to every node; ``quiet``: an outage is only counted (by the engine)."""

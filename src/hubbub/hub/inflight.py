@@ -52,17 +52,17 @@ def held_output(session: Session) -> list[bytes] | None:
 class InFlight:
     """The overlapping publishes of one session."""
 
-    __slots__ = ("_done", "_session")
+    # No reference to the session (it holds this): no cycle, freed with it.
+    __slots__ = ("_done",)
 
-    def __init__(self, session: Session) -> None:
-        self._session = session
+    def __init__(self) -> None:
         # Per publish in flight, oldest first: set once its output went out.
         self._done: deque[asyncio.Future[None]] = deque()
 
     def __bool__(self) -> bool:
         return bool(self._done)
 
-    async def start(self, run: Callable[[], Awaitable[None]]) -> None:
+    async def start(self, session: Session, run: Callable[[], Awaitable[None]]) -> None:
         """Run ``run`` (one publish) overlapping the others; return once it started."""
         done = self._done
         while done and done[0].done():
@@ -73,16 +73,17 @@ class InFlight:
         previous = done[-1] if done else None
         finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.append(finished)
-        self._session.hub.spawn(self._one(run, previous, finished))
+        session.hub.spawn(self._one(session, run, previous, finished))
 
     async def _one(
         self,
+        session: Session,
         run: Callable[[], Awaitable[None]],
         previous: asyncio.Future[None] | None,
         finished: asyncio.Future[None],
     ) -> None:
         held: list[bytes] = []
-        _slot.set((self._session, held))  # this task's context only
+        _slot.set((session, held))  # this task's context only
         try:
             await run()
         finally:
@@ -90,7 +91,6 @@ class InFlight:
             try:
                 if previous is not None and not previous.done():
                     await asyncio.shield(previous)
-                session = self._session
                 for data in held:
                     session.send(data)
             finally:
