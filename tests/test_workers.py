@@ -78,7 +78,8 @@ async def connect(http: aiohttp.ClientSession, url: str) -> tuple[Any, str]:
     """A connected WebSocket client and the ``node`` of its connect result."""
     # autoclose off: aiohttp's automatic close reply, failing on a socket the exited
     # worker already closed, would overwrite the received code with 1006.
-    ws = await http.ws_connect(url, timeout=TIMEOUT, autoclose=False)
+    async with asyncio.timeout(10):  # a handshake never waits unbounded
+        ws = await http.ws_connect(url, timeout=TIMEOUT, autoclose=False)
     await ws.send_str(json.dumps({"id": 1, "connect": {}}))
     reply = await reply_to(ws, 1)
     return ws, reply["connect"]["node"]
@@ -208,7 +209,8 @@ def test_workers_with_memory_engine_exit_1_naming_the_options() -> None:
 
 async def connect_as(http: aiohttp.ClientSession, url: str, user: str) -> tuple[Any, str, str]:
     """A client connected with a token for ``user``: (ws, node, client id)."""
-    ws = await http.ws_connect(url, timeout=TIMEOUT, autoclose=False)
+    async with asyncio.timeout(10):  # a handshake never waits unbounded
+        ws = await http.ws_connect(url, timeout=TIMEOUT, autoclose=False)
     token = make_token(SECRET, user, ttl=3600)
     await ws.send_str(json.dumps({"id": 1, "connect": {"token": token}}))
     reply = await reply_to(ws, 1)
@@ -241,7 +243,12 @@ async def test_api_actions_info_and_channels_reach_both_workers(
     workers_node: WorkersNode,
 ) -> None:
     """Whichever worker answers the API call, the action reaches the other one too."""
-    node = workers_node
+    # pytest-timeout cannot interrupt an idle uvloop: the bound is the test's own.
+    async with asyncio.timeout(90):
+        await api_actions_reach_both_workers(workers_node)
+
+
+async def api_actions_reach_both_workers(node: WorkersNode) -> None:
     clients: dict[str, tuple[Any, str]] = {}  # node -> (ws, client id), one per worker
     async with aiohttp.ClientSession() as http:
         spare: list[Any] = []
