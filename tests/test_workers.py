@@ -136,7 +136,9 @@ async def test_two_workers_share_port_channels_and_stop_on_sigterm(
     workers = node.workers
     assert len(workers) == 2
     clients: list[tuple[Any, str]] = []
-    async with aiohttp.ClientSession() as http:
+    # No connection cap: aiohttp's default (100) made a connect wait forever when
+    # the kernel gave one worker every connection for a while (the other starting).
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         try:
             # The kernel spreads connections over both workers: two distinct nodes.
             deadline = time.monotonic() + 15
@@ -250,7 +252,9 @@ async def test_api_actions_info_and_channels_reach_both_workers(
 
 async def api_actions_reach_both_workers(node: WorkersNode) -> None:
     clients: dict[str, tuple[Any, str]] = {}  # node -> (ws, client id), one per worker
-    async with aiohttp.ClientSession() as http:
+    # No connection cap: aiohttp's default (100) made a connect wait forever when
+    # the kernel gave one worker every connection for a while (the other starting).
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         spare: list[Any] = []
         try:
             deadline = time.monotonic() + 15
