@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import struct
 import sys
+from collections.abc import Callable
 from typing import NamedTuple
 
 OP_CONTINUATION = 0x0
@@ -65,7 +66,10 @@ class FrameReader:
 
     ``masked``: the peer is a client, whose frames must be masked (the server's
     role); False reads a server's frames, which must not be (a client's role:
-    the load generator, the audit, the tests).
+    the load generator, the audit, the tests). ``observer``, when given, is
+    called with each complete frame's first header byte (FIN, RSV, opcode) and
+    its (unmasked) payload before the frame is interpreted: a wire log for the
+    audit, at no cost to readers without one.
     """
 
     __slots__ = (
@@ -75,11 +79,18 @@ class FrameReader:
         "_limit",
         "_mask_bit",
         "_need",
+        "_observer",
         "_opcode",
         "_size",
     )
 
-    def __init__(self, max_message: int, *, masked: bool = True) -> None:
+    def __init__(
+        self,
+        max_message: int,
+        *,
+        masked: bool = True,
+        observer: Callable[[int, bytes], None] | None = None,
+    ) -> None:
         # 0 (or less) means no limit, as for aiohttp and Centrifugo.
         self._limit = max_message if max_message > 0 else sys.maxsize
         self._mask_bit = 0x80 if masked else 0
@@ -89,6 +100,7 @@ class FrameReader:
         self._fragments: list[bytes] | None = None  # payloads of an unfinished message
         self._opcode = 0  # opcode of that message
         self._size = 0  # its size so far
+        self._observer = observer
 
     def feed(self, data: bytes) -> list[Message]:
         """Add received bytes; return the messages they complete."""
@@ -141,6 +153,8 @@ class FrameReader:
             if self._mask_bit:
                 payload = unmask(payload, buffer[position + header - 4 : position + header])
             position = end
+            if self._observer is not None:
+                self._observer(first, payload)
             message = self._message(first & 0x80, opcode, payload)
             if message is not None:
                 messages.append(message)

@@ -1,10 +1,15 @@
-"""The HTTP request head of a new connection, and the one upgrade hubbub answers itself.
+"""The opening handshake for both roles: request heads, the 101 answer, and its check.
 
-Rule: hubbub's own fast path takes only a plain, valid WebSocket upgrade to the
-client endpoint (GET, HTTP/1.1, ``Upgrade: websocket``, version 13, a 16-byte
-key, no body, an allowed origin, no permessage-deflate wanted by both sides).
-Anything else, malformed heads included, is left to aiohttp, which answers it
-with the right status; so this parser may be strict and small, never lenient.
+Rule (server role): hubbub's own fast path takes only a plain, valid WebSocket
+upgrade to the client endpoint (GET, HTTP/1.1, ``Upgrade: websocket``, version
+13, a 16-byte key, no body, an allowed origin, no permessage-deflate wanted by
+both sides). Anything else, malformed heads included, is left to aiohttp,
+which answers it with the right status; so this parser may be strict and
+small, never lenient.
+
+Client role (the load generator, the audit): ``client_request`` builds an
+upgrade request, ``parse_response`` reads the server's answer head and
+``accept_value`` is what its ``Sec-WebSocket-Accept`` must be (RFC 6455 4.1).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
 from dataclasses import dataclass
 
 #: Appended to the client's key before hashing (RFC 6455 1.3).
@@ -98,13 +104,110 @@ def upgrade_key(head: RequestHead, *, compression: bool) -> str | None:
     return key
 
 
+def accept_value(key: str) -> str:
+    """The ``Sec-WebSocket-Accept`` answering the client's ``key``."""
+    digest = hashlib.sha1(key.encode() + WEBSOCKET_GUID).digest()  # the RFC fixes SHA-1 here
+    return base64.b64encode(digest).decode()
+
+
 def accept_response(key: str) -> bytes:
     """The 101 response completing the handshake for ``key``."""
-    digest = hashlib.sha1(key.encode() + WEBSOCKET_GUID).digest()  # the RFC fixes SHA-1 here
-    accept = base64.b64encode(digest)
     return (
         b"HTTP/1.1 101 Switching Protocols\r\n"
         b"Upgrade: websocket\r\n"
         b"Connection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        b"Sec-WebSocket-Accept: " + accept_value(key).encode() + b"\r\n\r\n"
     )
+
+
+# -- client role ---------------------------------------------------------------------
+
+
+def new_key() -> str:
+    """A fresh ``Sec-WebSocket-Key``: 16 random bytes, base64."""
+    return base64.b64encode(os.urandom(16)).decode()
+
+
+def client_request(
+    host: str,
+    path: str,
+    key: str,
+    *,
+    origin: str | None = None,
+    extensions: str | None = None,
+    protocols: str | None = None,
+    extra: list[tuple[str, str]] | None = None,
+) -> bytes:
+    """An upgrade request head; ``host`` is the Host header's value (``name:port``)."""
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: {host}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+    ]
+    if origin is not None:
+        lines.append(f"Origin: {origin}")
+    if extensions is not None:
+        lines.append(f"Sec-WebSocket-Extensions: {extensions}")
+    if protocols is not None:
+        lines.append(f"Sec-WebSocket-Protocol: {protocols}")
+    lines += [f"{name}: {value}" for name, value in extra or []]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHead:
+    """Status line and headers of a server's answer (names lower-cased, in order)."""
+
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+
+    def get(self, name: str) -> str | None:
+        """The first value of header ``name`` (lower-case), or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def tokens(self, name: str) -> set[str]:
+        """The comma-separated tokens of every ``name`` header, lower-cased."""
+        found: set[str] = set()
+        for key, value in self.headers:
+            if key == name:
+                found.update(token.strip().lower() for token in value.split(","))
+        return found
+
+
+def parse_response(raw: bytes) -> ResponseHead | None:
+    """Parse a response head ending with CRLF CRLF; None when it is not HTTP/1.x."""
+    text = raw.decode("latin-1")
+    lines = text[: -len(HEAD_END)].split("\r\n") if text.endswith("\r\n\r\n") else []
+    if not lines:
+        return None
+    version, _, rest = lines[0].partition(" ")
+    status, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/1.") or not status.isdigit():
+        return None
+    headers: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not name:
+            return None
+        headers.append((name.strip().lower(), value.strip(" \t")))
+    return ResponseHead(int(status), reason, headers)
+
+
+def upgrade_problem(head: ResponseHead, key: str) -> str | None:
+    """Why ``head`` does not complete the handshake for ``key`` (RFC 6455 4.1), or None."""
+    if head.status != 101:
+        return f"status {head.status} {head.reason}".rstrip()
+    if "websocket" not in head.tokens("upgrade"):
+        return "no 'Upgrade: websocket' header"
+    if "upgrade" not in head.tokens("connection"):
+        return "no 'Connection: Upgrade' header"
+    if head.get("sec-websocket-accept") != accept_value(key):
+        return "wrong Sec-WebSocket-Accept"
+    return None
