@@ -439,7 +439,7 @@ def test_parse_close_one_byte_is_a_protocol_error() -> None:
     assert caught.value.code == PROTOCOL_ERROR
 
 
-@pytest.mark.parametrize("code", [1000, 1001, 3000, 4999])
+@pytest.mark.parametrize("code", [1000, 1001, 1012, 1013, 1014, 3000, 4999])
 def test_parse_close_accepts_sendable_codes(code: int) -> None:
     assert parse_close(struct.pack("!H", code)) == (code, "")
     assert parse_close(struct.pack("!H", code) + "bye ✓".encode()) == (code, "bye ✓")

@@ -32,7 +32,9 @@ NO_STATUS = 1005  # "no code in the close frame": reported, never sent
 _DATA_OPCODES = frozenset((OP_CONTINUATION, OP_TEXT, OP_BINARY))
 _CONTROL_OPCODES = frozenset((OP_CLOSE, OP_PING, OP_PONG))
 #: Close codes a peer may send (RFC 6455 7.4 and the IANA registry; 3000-4999 private).
-_SENDABLE_CLOSE = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013))
+_SENDABLE_CLOSE = frozenset(
+    (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014)
+)
 
 
 class FrameError(Exception):

@@ -6,7 +6,7 @@ at build time, so that a duplicate never reaches a report).
 
 from __future__ import annotations
 
-from hubbub.tools.audit import framing
+from hubbub.tools.audit import closing, fragments, framing, utf8
 from hubbub.tools.audit.case import Case, CaseContext
 
 
@@ -23,6 +23,9 @@ def all_cases() -> list[Case]:
         *framing.group2(),
         *framing.group3(),
         *framing.group4(),
+        *fragments.group5(),
+        *utf8.group6(),
+        *closing.group7(),
     ]
     ids = [c.id for c in cases]
     duplicates = {i for i in ids if ids.count(i) > 1}
