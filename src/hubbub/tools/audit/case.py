@@ -290,7 +290,12 @@ class CaseContext:
         return True
 
     async def expect_answer(
-        self, answer: Answer, *, within: float = ANSWER_TIMEOUT, early_failure: str = FAILED
+        self,
+        answer: Answer,
+        *,
+        within: float = ANSWER_TIMEOUT,
+        early_failure: str = FAILED,
+        log: bool = True,
     ) -> bool:
         """The server must answer ``answer`` (echo it, or reply to the command).
 
@@ -308,7 +313,8 @@ class CaseContext:
                 continue
             if event.kind == "message":
                 if answer.matches(event):
-                    self.note(f"got {answer.describe()}")
+                    if log:
+                        self.note(f"got {answer.describe()}")
                     return True
                 self.judge(
                     FAILED,

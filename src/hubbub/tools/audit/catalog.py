@@ -6,7 +6,7 @@ at build time, so that a duplicate never reaches a report).
 
 from __future__ import annotations
 
-from hubbub.tools.audit import closing, fragments, framing, utf8
+from hubbub.tools.audit import closing, fragments, framing, limits, utf8
 from hubbub.tools.audit.case import Case, CaseContext
 
 
@@ -26,7 +26,10 @@ def all_cases() -> list[Case]:
         *fragments.group5(),
         *utf8.group6(),
         *closing.group7(),
+        *limits.group9(),
+        *limits.group10(),
     ]
+    cases.sort(key=lambda c: tuple(int(part) for part in c.id.split(".")))
     ids = [c.id for c in cases]
     duplicates = {i for i in ids if ids.count(i) > 1}
     if duplicates:

@@ -321,11 +321,13 @@ class AuditConnection:
         fin: bool = True,
         rsv: int = 0,
         mask: bool = True,
+        log: bool = True,
     ) -> bytes:
         """A frame built and logged, not sent (for chopped or split writes)."""
         data = payload.encode() if isinstance(payload, str) else payload
         frame = build_frame(data, opcode=opcode, fin=fin, rsv=rsv, mask=mask)
-        self.wire.add(">", describe_frame(frame[0], data, masked=mask) + " (built)")
+        if log:
+            self.wire.add(">", describe_frame(frame[0], data, masked=mask) + " (built)")
         if opcode == OP_CLOSE:
             self.close_sent = True
         return frame
