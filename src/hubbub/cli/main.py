@@ -5,6 +5,7 @@
     hubbub genconfig [--format json|toml|yaml] [--output FILE]
     hubbub gentoken --user U [--ttl S] [--config FILE] [--info JSON] [--channel C]
     hubbub bench fanout|rpc|connect|idle [--url URL] [...]
+    hubbub audit URL [--mode echo|centrifugo] [--cases PATTERN] [--json F] [--html F]
 
 Rule: expected failures (bad config, bad arguments) print one line and exit 1;
 never a traceback.
@@ -19,7 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from hubbub.auth.tokens import make_token
-from hubbub.cli import bench_cmd
+from hubbub.cli import audit_cmd, bench_cmd
 from hubbub.cli.config_cmd import checkconfig, genconfig
 from hubbub.config.generate import FORMATS, demo_config
 from hubbub.config.loader import LoadedConfig, load_config
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--info", help="info claim, as JSON")
     token.add_argument("--channel", help="make a subscription token for this channel")
     bench_cmd.add_parser(sub)
+    audit_cmd.add_parser(sub)
     return parser
 
 
@@ -79,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _gentoken(args)
     if args.command == "bench":
         return bench_cmd.run(args)
+    if args.command == "audit":
+        return audit_cmd.run(args)
     return _serve(args)
 
 
