@@ -30,7 +30,8 @@ class AuditError(Exception):
 
 def select(cases: list[Case], mode: str, pattern: str) -> list[Case]:
     """The cases of ``mode`` whose id matches ``pattern``: comma-separated ids, id
-    prefixes (``6`` or ``6.4`` take a whole group) or shell patterns (``7.*.1``)."""
+    prefixes (``6`` or ``6.4`` take a whole group; ``C`` or ``S`` every Centrifugo or
+    security group) or shell patterns (``7.*.1``)."""
     parts = [p.strip() for p in pattern.split(",") if p.strip()] or ["*"]
 
     def wanted(case_id: str) -> bool:
@@ -39,6 +40,8 @@ def select(cases: list[Case], mode: str, pattern: str) -> list[Case]:
                 if fnmatch.fnmatchcase(case_id, part):
                     return True
             elif case_id == part or case_id.startswith(part + "."):
+                return True
+            if part.isalpha() and case_id.startswith(part):  # "C": every C1, C2... group
                 return True
         return False
 
@@ -139,7 +142,8 @@ async def run_audit(options: AuditOptions, progress: Progress | None = None) -> 
 def print_progress(result: CaseResult, done: int, total: int) -> None:
     """One line per case that is not OK, and a counter, on stderr."""
     if result.verdict != "OK":
-        last = result.observations[-1] if result.observations else ""
-        print(f"  {result.id:<10} {result.verdict:<13} {last}", file=sys.stderr, flush=True)
+        why = next((o for o in result.observations if o.startswith(result.verdict)), "")
+        why = why or (result.observations[-1] if result.observations else "")
+        print(f"  {result.id:<10} {why}", file=sys.stderr, flush=True)
     if done % 50 == 0 or done == total:
         print(f"[audit] {done}/{total} cases", file=sys.stderr, flush=True)
