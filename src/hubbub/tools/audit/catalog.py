@@ -6,7 +6,7 @@ at build time, so that a duplicate never reaches a report).
 
 from __future__ import annotations
 
-from hubbub.tools.audit import centrifugo, closing, fragments, framing, limits, utf8
+from hubbub.tools.audit import centrifugo, closing, fragments, framing, limits, security, utf8
 from hubbub.tools.audit.case import Case, CaseContext
 
 
@@ -65,6 +65,7 @@ def all_cases() -> list[Case]:
         *limits.group9(),
         *limits.group10(),
         *centrifugo.cases(),
+        *security.cases(),
     ]
     cases.sort(key=order)
     ids = [c.id for c in cases]
