@@ -296,12 +296,14 @@ class CaseContext:
         within: float = ANSWER_TIMEOUT,
         early_failure: str = FAILED,
         log: bool = True,
+        limit_codes: tuple[int, ...] = (TOO_BIG,),
     ) -> bool:
         """The server must answer ``answer`` (echo it, or reply to the command).
 
         ``early_failure``: the verdict when the server fails the connection instead
         (NON-STRICT where a later frame was invalid and the server failed early).
-        A close 1009 is the server's size limit: INFORMATIONAL, never a failure.
+        A close 1009 (``limit_codes``) is the server's size limit: INFORMATIONAL,
+        never a failure.
         """
         while True:
             event = await self._event(within)
@@ -321,11 +323,11 @@ class CaseContext:
                     f"expected {answer.describe()}, got {_kind(event)} {preview(event.data)}",
                 )
                 return False
-            if event.kind == "close" and event.code == TOO_BIG:
+            if event.kind == "close" and event.code in limit_codes:
                 self.judge(
                     INFORMATIONAL,
                     f"the server refused a message of {len(answer.payload)} bytes with close "
-                    "1009 (its size limit: the RFC leaves it to the server)",
+                    f"{event.code} (a limit of its own: the RFC leaves it to the server)",
                 )
                 return False
             if event.kind != "violation":
