@@ -2,7 +2,9 @@
 
 * The echo servers of ``websockets``, aiohttp and Node ``ws`` (their published
   Autobahn results are clean) get the whole echo-mode audit, the three at once,
-  and no case may be FAILED; each run must stay under 2 minutes.
+  and no case of Autobahn's groups may be FAILED; each run must stay under 2
+  minutes. The security checks find one real fault: aiohttp answers unmasked
+  client frames (RFC 6455 5.1 says it MUST close the connection).
 * ``hubbub serve`` with no config (the demo preset) passes its own audit in
   Centrifugo mode with the security checks, through the CLI (exit status 0).
 * Each deliberately broken server (tests/broken_ws.py) breaks one rule of one
@@ -92,8 +94,11 @@ async def test_real_echo_servers_pass_the_whole_echo_audit(echo_servers: dict[st
     runs = await asyncio.gather(*(audit(url) for url in echo_servers.values()))
     for name, (results, seconds) in zip(echo_servers, runs, strict=True):
         summary = summarise(results)
-        failed = [(r.id, r.observations) for r in results if r.verdict == FAILED]
-        assert not failed, f"{name}: {failed}"
+        failed = {r.id: r.observations for r in results if r.verdict == FAILED}
+        # Beyond Autobahn's groups, one real finding: aiohttp's reader does not check the
+        # mask bit, so it answers an unmasked client frame (RFC 6455 5.1: MUST close).
+        known = {"S5.1"} if name == "aiohttp" else set()
+        assert set(failed) == known, f"{name}: {failed}"
         assert summary["cases"] >= 300, summary
         assert summary["verdicts"]["OK"] > 250, (name, summary["verdicts"])
         print(f"{name}: {summary['cases']} cases in {seconds:.1f} s: {summary['verdicts']}")
