@@ -61,6 +61,9 @@ class BenchOptions:
     api_key: str = ""
     concurrency: int = 200  # parallel handshakes
     rpc_method: str = "echo"
+    channel: str = "bench"  # channel name (with several channels: a prefix, then 0, 1...)
+    namespace: str = ""  # "chat": channels chat:bench...
+    max_errors: float = 0.01  # error replies above this fraction of requests: exit 1
     token: str = ""
     storm: str = "auto"  # connect: auto | restart | drop | none
     hold: float = 1.0  # idle: settle time before RSS is read
@@ -77,8 +80,10 @@ Phase = Callable[[str], Awaitable[None]]
 Progress = Callable[[int, dict[str, float]], None]
 
 
-def channel_name(index: int) -> str:
-    return f"bench{index}"
+def channel_name(opts: BenchOptions, index: int) -> str:
+    """The channel of index ``index``: ``[namespace:]channel``, numbered when several."""
+    name = opts.channel if opts.channels == 1 else f"{opts.channel}{index}"
+    return f"{opts.namespace}:{name}" if opts.namespace else name
 
 
 def subscribers_per_channel(opts: BenchOptions) -> list[int]:
@@ -86,6 +91,10 @@ def subscribers_per_channel(opts: BenchOptions) -> list[int]:
     for i in range(opts.subscribers):
         counts[i % opts.channels] += 1
     return counts
+
+
+class RefusedError(ConnectionError):
+    """The server refused the bench's connect or subscribe: no point in retrying."""
 
 
 class Publisher:
@@ -101,8 +110,8 @@ class Publisher:
         self.base_replies = 0
         self.base_errors = 0
         pad = b"x" * max(1, opts.payload - 30)
-        name = channel_name(self.channel).encode()
-        self.api_channel = channel_name(self.channel)
+        name = channel_name(opts, self.channel).encode()
+        self.api_channel = channel_name(opts, self.channel)
         self.pad = pad
         if self.dialect == "centrifugo":
             self.template = (
@@ -179,7 +188,7 @@ class Worker:
             connect: dict[str, Any] = {"token": self.opts.token} if self.opts.token else {}
             commands: list[dict[str, Any]] = [{"connect": connect}]
             if channel is not None:
-                subscribe: dict[str, Any] = {"channel": channel_name(channel)}
+                subscribe: dict[str, Any] = {"channel": channel_name(self.opts, channel)}
                 if recover:
                     subscribe.update(recover=True, **recover)
                 commands.append({"subscribe": subscribe})
@@ -190,7 +199,10 @@ class Worker:
                 raise
             if "error" in reply:
                 conn.abort()
-                raise ConnectionError(f"refused: {reply['error']}")
+                what = "subscribe to " + channel_name(self.opts, channel) if channel is not None \
+                    else "connect"  # fmt: skip
+                raise RefusedError(f"the server refused {what}: {reply['error']} (see --channel, "
+                                   "--namespace, --token)")  # fmt: skip
         return conn, reply
 
     async def _open_many(
@@ -274,6 +286,15 @@ class Worker:
             # publish still unanswered when the drain ends is not counted as lost.
             acked={p.ident: _acked(p, self.opts.dialect) for p in publishers},
             publish_errors={p.ident: p.errors for p in publishers},
+            rate_limited=sum(p.conn.rate_limited for p in publishers if p.conn is not None),
+            first_error=next(
+                (
+                    p.conn.first_error.decode(errors="replace")
+                    for p in publishers
+                    if p.conn is not None and p.conn.first_error
+                ),
+                None,
+            ),
             publisher_channels={p.ident: p.channel for p in publishers},
             seq=[
                 {"channel": i % opts.channels, "unique": s.unique, "duplicates": s.duplicates}
@@ -348,6 +369,12 @@ class Worker:
             try:
                 await asyncio.wait_for(wake.wait(), 5)
             except TimeoutError:
+                if conn.first_error is not None:
+                    raise RefusedError(
+                        "publisher stalled: its publishes are refused: "
+                        f"{conn.first_error.decode(errors='replace')[:200]} (a channel where "
+                        "clients may publish: see --channel, --namespace, --api)"
+                    ) from None
                 raise TimeoutError("publisher stalled: nothing delivered for 5 s") from None
         if centrifugo:
             pub.errors = conn.reply_errors - pub.base_errors
@@ -439,9 +466,18 @@ class Worker:
         opts = self.opts
         ids = self.mine(opts.subscribers)
         conns, _ = await self._open_many([None] * len(ids), [False] * len(ids))
+        if opts.dialect == "centrifugo" and conns:
+            probe = await conns[0].request({"rpc": {"method": opts.rpc_method, "data": "probe"}})
+            if "error" in probe:
+                hint = ""
+                if probe["error"].get("code") in (104, 108):
+                    hint = (" - the server has no handler for this method; hubbub answers "
+                            "'echo' with 'hubbub serve --echo-rpc' (on in the demo preset), "
+                            "or choose another with --rpc-method")  # fmt: skip
+                raise RefusedError(f"rpc {opts.rpc_method!r} answered {probe['error']}{hint}")
         await self.phase("connected")
         pad = "x" * max(1, opts.payload - 30)
-        counts = {"requests": 0, "errors": 0}
+        counts = {"requests": 0, "errors": 0, "rate_limited": 0}
         t0 = time.monotonic()
         end = t0 + opts.seconds
 
@@ -455,6 +491,7 @@ class Worker:
                     reply = await conn.request({"rpc": {"method": opts.rpc_method, "data": data}})
                     if "error" in reply:
                         counts["errors"] += 1
+                        counts["rate_limited"] += reply["error"].get("code") == 111
                 else:
                     waiter = asyncio.get_running_loop().create_future()
                     conn.waiter = waiter
@@ -510,6 +547,8 @@ class Worker:
                         conn, reply = await self._client(
                             ids[k] % opts.channels, recover=positions[k]
                         )
+                except RefusedError:
+                    raise  # a refusal is not an outage: retrying will not help
                 except (OSError, ConnectionError, TimeoutError):
                     attempts["failed"] += 1
                     if time.monotonic() > deadline:

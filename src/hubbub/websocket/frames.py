@@ -287,4 +287,6 @@ def build_frame(
     if not mask:
         return header + data
     key = mask_key if mask_key is not None else os.urandom(4)
+    if key == b"\x00\x00\x00\x00":  # XOR with zeros: the load generator's free mask
+        return header + key + data
     return header + key + unmask(data, key)
