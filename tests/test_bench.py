@@ -14,13 +14,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from hubbub.config.model import ClientConfig
 from hubbub.hub.hooks import RPCEvent, RPCResponse
 from hubbub.hub.hub import Hub
 from hubbub.tools.histogram import Histogram
 from hubbub.tools.report import table, write_json, write_plot
 from hubbub.tools.runner import run_bench
-from hubbub.tools.scenarios import BenchOptions
+from hubbub.tools.scenarios import BenchOptions, RefusedError
 from tests.conftest import ServerFactory
 
 PID = os.getpid()
@@ -164,3 +166,40 @@ def test_cli_rejects_bad_flags() -> None:
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert done.returncode == 1 and "needs --url" in done.stderr
+
+
+async def test_rate_limited_publishes_are_named_and_fail_the_run(
+    start_server: ServerFactory,
+) -> None:
+    def setup(hub: Hub) -> None:
+        @hub.on_rpc
+        async def echo(event: RPCEvent) -> RPCResponse:
+            return RPCResponse(data=event.data)
+
+    server = await start_server(
+        {"client": {"command_rate_limit": 20, "command_rate_burst": 20}}, setup=setup
+    )
+    summary = await run_bench(
+        BenchOptions(scenario="rpc", url=server.ws_url, subscribers=2, seconds=1, quiet=True)
+    )
+    assert summary["errors"] > 0 and summary["too_many_errors"]
+    assert "error 111" in summary["warnings"][0] and "WARNING" in table(summary)
+
+
+async def test_rpc_without_a_handler_is_refused_with_a_hint(start_server: ServerFactory) -> None:
+    server = await start_server(UNLIMITED)
+    with pytest.raises(RefusedError, match="--echo-rpc"):
+        await run_bench(BenchOptions(scenario="rpc", url=server.ws_url, subscribers=2,
+                                     seconds=1, quiet=True))  # fmt: skip
+
+
+async def test_channel_and_namespace_options(start_server: ServerFactory) -> None:
+    server = await start_server(UNLIMITED)
+    summary = await run_bench(
+        BenchOptions(scenario="fanout", url=server.ws_url, subscribers=4, rate=50, seconds=1,
+                     namespace="chat", channel="room", quiet=True)
+    )  # fmt: skip
+    assert summary["delivered"] > 0 and summary["publish_errors"] == 0
+    with pytest.raises(RefusedError, match="no-such-ns:bench"):
+        await run_bench(BenchOptions(scenario="fanout", url=server.ws_url, subscribers=2,
+                                     seconds=1, namespace="no-such-ns", quiet=True))  # fmt: skip
