@@ -84,6 +84,11 @@ class Lifecycle:
         """
         hub = self.hub
         name = channel.name
+        previous = session.leaving.get(name) if session.leaving else None
+        if previous:
+            # The last subscription of this channel is still being torn down: its
+            # presence removal and leave must land before this one's presence and join.
+            await asyncio.wait(list(previous))
         if session.closed:
             raise SubscriptionGone(name)
         if name in session.subscriptions:
@@ -114,7 +119,8 @@ class Lifecycle:
                 await hub.engine.add_presence(name, session.client_id, info, PRESENCE_TTL)
                 subscription.presence_added = True
                 if _is_gone(subscription):  # Rule 3
-                    hub.spawn(self._remove_presence(subscription))
+                    task = hub.spawn(self._remove_presence(subscription))
+                    _leaving(session, name, task)
                 _still_joining(subscription)
         except BaseException:
             self._detach(subscription, push=None, by_server=True)
@@ -224,7 +230,8 @@ class Lifecycle:
         ``by_client``: the client's own unsubscribe command."""
         cleanup = self._detach(subscription, push=push, by_server=not by_client)
         if cleanup is not None:
-            self.hub.spawn(self._cleanup(cleanup))
+            task = self.hub.spawn(self._cleanup(cleanup))
+            _leaving(subscription.session, subscription.name, task)
 
     def unsubscribe(self, subscription: Subscription, push: UnsubscribeInfo) -> None:
         """A server-side unsubscribe: at once when live; a joining one finishes joining
@@ -324,7 +331,8 @@ class Lifecycle:
             added = engine.add_presence(subscription.name, session.client_id, info, PRESENCE_TTL)
             await self._quietly("presence refresh", added)
             if _is_gone(subscription):  # Rule 3: ended while the add ran
-                await self._remove_presence(subscription)
+                task = self.hub.spawn(self._remove_presence(subscription))
+                _leaving(session, subscription.name, task)
 
     # --- failures of background work -----------------------------------------------------
 
@@ -346,6 +354,28 @@ def _still_joining(subscription: Subscription) -> None:
     """After an await: the subscription may have been torn down meanwhile (Rule 1)."""
     if subscription.state is not SubState.JOINING:
         raise SubscriptionGone(subscription.name)
+
+
+def _leaving(session: Session, name: str, task: asyncio.Task[None]) -> None:
+    """Record ``task`` as teardown work of ``session``'s subscription to ``name``
+    until it is done (Session.leaving)."""
+    leaving = session.leaving
+    if leaving is None:
+        leaving = session.leaving = {}
+    leaving.setdefault(name, []).append(task)
+
+    def done(_: asyncio.Task[None]) -> None:
+        current = session.leaving
+        tasks = current.get(name) if current is not None else None
+        if current is None or tasks is None or task not in tasks:
+            return
+        tasks.remove(task)
+        if not tasks:
+            del current[name]
+            if not current:
+                session.leaving = None
+
+    task.add_done_callback(done)
 
 
 async def _in_order(works: list[Awaitable[None]]) -> None:

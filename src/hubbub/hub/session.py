@@ -16,6 +16,7 @@ timer, so it is freed when its last task ends, not by the cycle collector.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from collections.abc import Awaitable, Callable
@@ -124,6 +125,7 @@ class Session:
         "expiry_timer",
         "heartbeat_timer",
         "hub",
+        "leaving",
         "meta",
         "name",
         "protocol",
@@ -148,6 +150,9 @@ class Session:
         self.version = ""
         self.expire_at = 0.0  # unix seconds; 0: the connection never expires
         self.subscriptions: dict[str, Subscription] = {}  # joining and live, by channel name
+        # Teardowns still running (presence removal, leave), by channel: a new subscription
+        # of the same channel waits for its predecessor's (the entries share a key).
+        self.leaving: dict[str, list[asyncio.Task[None]]] | None = None
         self.closed = False
         self.heartbeat_timer: Timer | None = None  # stale check, then ping/pong
         self.expiry_timer: Timer | None = None  # the connection token's expiry check
