@@ -9,7 +9,7 @@ small, never lenient.
 
 Client role (the load generator, the audit): ``client_request`` builds an
 upgrade request, ``parse_response`` reads the server's answer head and
-``accept_value`` is what its ``Sec-WebSocket-Accept`` must be (RFC 6455 4.1).
+``accept_key`` is what its ``Sec-WebSocket-Accept`` must be (RFC 6455 4.1).
 """
 
 from __future__ import annotations
@@ -104,8 +104,8 @@ def upgrade_key(head: RequestHead, *, compression: bool) -> str | None:
     return key
 
 
-def accept_value(key: str) -> str:
-    """The ``Sec-WebSocket-Accept`` answering the client's ``key``."""
+def accept_key(key: str) -> str:
+    """``Sec-WebSocket-Accept`` for ``key``: a server sends it, a client checks it."""
     digest = hashlib.sha1(key.encode() + WEBSOCKET_GUID).digest()  # the RFC fixes SHA-1 here
     return base64.b64encode(digest).decode()
 
@@ -116,7 +116,7 @@ def accept_response(key: str) -> bytes:
         b"HTTP/1.1 101 Switching Protocols\r\n"
         b"Upgrade: websocket\r\n"
         b"Connection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept_value(key).encode() + b"\r\n\r\n"
+        b"Sec-WebSocket-Accept: " + accept_key(key).encode() + b"\r\n\r\n"
     )
 
 
@@ -208,6 +208,6 @@ def upgrade_problem(head: ResponseHead, key: str) -> str | None:
         return "no 'Upgrade: websocket' header"
     if "upgrade" not in head.tokens("connection"):
         return "no 'Connection: Upgrade' header"
-    if head.get("sec-websocket-accept") != accept_value(key):
+    if head.get("sec-websocket-accept") != accept_key(key):
         return "wrong Sec-WebSocket-Accept"
     return None
