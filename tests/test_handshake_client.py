@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from hubbub.websocket.handshake import (
-    accept_response,
     accept_key,
+    accept_response,
     client_request,
     new_key,
     parse_head,
