@@ -206,3 +206,20 @@ async def test_channel_and_namespace_options(start_server: ServerFactory) -> Non
     with pytest.raises(RefusedError, match="no-such-ns:bench"):
         await run_bench(BenchOptions(scenario="fanout", url=server.ws_url, subscribers=2,
                                      seconds=1, namespace="no-such-ns", quiet=True))  # fmt: skip
+
+
+async def test_publishers_that_must_subscribe_first(start_server: ServerFactory) -> None:
+    """A namespace where only subscribers publish (as in the demo preset's chat)."""
+    room = {"name": "room", "allow_subscribe_for_client": True,
+            "allow_subscribe_for_anonymous": True,
+            "allow_publish_for_subscriber": True, "allow_publish_for_anonymous": True}  # fmt: skip
+    server = await start_server({**UNLIMITED, "channel": {"namespaces": [room]}})
+    with pytest.raises(RefusedError, match="--subscribe-publishers"):
+        await run_bench(BenchOptions(scenario="fanout", url=server.ws_url, subscribers=3,
+                                     seconds=1, namespace="room", quiet=True))  # fmt: skip
+    summary = await run_bench(
+        BenchOptions(scenario="fanout", url=server.ws_url, subscribers=3, rate=50, seconds=1,
+                     namespace="room", subscribe_publishers=True, sample_every=1, quiet=True)
+    )  # fmt: skip
+    assert summary["delivered"] > 0 and summary["lost"] == 0 and summary["duplicated"] == 0
+    assert summary["unacknowledged"] == 0 and summary["publish_errors"] == 0

@@ -52,6 +52,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     bench.add_argument("--publishers", type=int, default=1, help="publishing clients (1)")
     bench.add_argument(
+        "--subscribe-publishers",
+        action="store_true",
+        help="publishers subscribe to their channel before publishing (servers "
+        "such as the demo preset let only subscribers publish); their own copies "
+        "are not counted",
+    )
+    bench.add_argument(
         "--rate",
         type=float,
         default=0.0,
@@ -146,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         rpc_method=args.rpc_method,
         channel=args.channel,
         namespace=args.namespace,
+        subscribe_publishers=args.subscribe_publishers,
         max_errors=args.max_errors,
         token=args.token,
         storm=args.storm,

@@ -40,6 +40,7 @@ class BenchOptions:
     rpc_method: str = "echo"
     channel: str = "bench"  # channel name (with several channels: a prefix, then 0, 1...)
     namespace: str = ""  # "chat": channels chat:bench...
+    subscribe_publishers: bool = False  # publishers subscribe to their channel first
     max_errors: float = 0.01  # error replies above this fraction of requests: exit 1
     token: str = ""
     storm: str = "auto"  # connect: auto | restart | drop | none

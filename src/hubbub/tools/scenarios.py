@@ -142,7 +142,10 @@ class Worker:
         for ident in pub_ids:
             conn = None
             if opts.api is None:
-                conn, _ = await self._client(None)
+                # Some servers (the demo preset) let only a channel's subscribers publish.
+                own = ident % opts.channels if opts.subscribe_publishers else None
+                conn, _ = await self._client(own)
+                conn.replies_with_pushes = own is not None
             publishers.append(Publisher(opts, ident, conn))
         if opts.dialect != "centrifugo":
             await self._plain_ready(subs, publishers)
@@ -277,7 +280,8 @@ class Worker:
                     raise RefusedError(
                         "publisher stalled: its publishes are refused: "
                         f"{conn.first_error.decode(errors='replace')[:200]} (a channel where "
-                        "clients may publish: see --channel, --namespace, --api)"
+                        "clients may publish: see --channel, --namespace, --api, and "
+                        "--subscribe-publishers where only subscribers may publish)"
                     ) from None
                 raise TimeoutError("publisher stalled: nothing delivered for 5 s") from None
         if centrifugo:

@@ -118,6 +118,9 @@ class BenchConnection(asyncio.Protocol):
         self.reply_errors = 0
         self.rate_limited = 0  # of which error 111 (too many requests)
         self.first_error: bytes | None = None  # the first error reply, for the report
+        # A publisher that also subscribes gets its replies in frames with publications:
+        # only such a connection looks for replies there (subscribers never do).
+        self.replies_with_pushes = False
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.waiter: asyncio.Future[bytes] | None = None  # next text frame (plain echo)
         self.listeners: list[asyncio.Event] = []  # woken on every received chunk
@@ -187,7 +190,7 @@ class BenchConnection(asyncio.Protocol):
                     self.marks += marks
                     if self.latency is not None:
                         self._sample(data[start:pos])
-                    if self.pending:
+                    if self.pending or self.replies_with_pushes:
                         self._replies(data[start:pos])
                     elif self.waiter is not None and not self.waiter.done():
                         self.waiter.set_result(data[start:pos])
