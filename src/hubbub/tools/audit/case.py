@@ -152,30 +152,29 @@ class Probe:
         self.mode = mode
         self.next_id = 100
 
-    def parts(self, content: bytes) -> tuple[bytes, bytes, bytes, int | None]:
-        """(prefix, body, suffix, command id): the message is prefix + body + suffix."""
+    def _wrapper(self, command_id: int) -> tuple[bytes, bytes]:
+        """The bytes before and after a body in Centrifugo mode: an ``rpc`` command."""
+        return b'{"id":%d,"rpc":{"method":"audit","data":"' % command_id, b'"}}'
+
+    def text(self, content: bytes) -> Answer:
+        """A text message carrying ``content`` that the server answers."""
         if self.mode == ECHO:
-            return b"", content, b"", None
+            return Answer(content, OP_TEXT, None)
         self.next_id += 1
         try:
             body = json.dumps(content.decode(), ensure_ascii=False)[1:-1].encode()
         except UnicodeDecodeError:  # invalid UTF-8 goes in raw: the server must refuse it
             body = content
-        prefix = b'{"id":%d,"rpc":{"method":"audit","data":"' % self.next_id
-        return prefix, body, b'"}}', self.next_id
-
-    def text(self, content: bytes) -> Answer:
-        prefix, body, suffix, command_id = self.parts(content)
+        prefix, suffix = self._wrapper(self.next_id)
         return Answer(
-            prefix + body + suffix, OP_TEXT, command_id, prefix=len(prefix), suffix=len(suffix)
+            prefix + body + suffix, OP_TEXT, self.next_id, prefix=len(prefix), suffix=len(suffix)
         )
 
     def sized(self, size: int, fill: bytes = b"*") -> Answer:
         """A text message of exactly ``size`` bytes (or the smallest command possible)."""
         if self.mode == ECHO:
             return self.text(fill * size)
-        prefix, _, suffix, _ = self.parts(b"")
-        self.next_id -= 1
+        prefix, suffix = self._wrapper(self.next_id + 1)  # the id text() will take
         return self.text(fill * max(0, size - len(prefix) - len(suffix)))
 
     def binary(self, content: bytes) -> Answer:
@@ -245,7 +244,7 @@ class CaseContext:
             self.result.behavior = worse(self.result.behavior, verdict)
 
     # -- expectations ---------------------------------------------------------------------
-    async def _event(self, within: float) -> Event | None:
+    async def await_event(self, within: float) -> Event | None:
         """The next event that matters (Centrifugo pings and pushes answered or skipped)."""
         deadline = time.monotonic() + within
         while True:
@@ -282,7 +281,7 @@ class CaseContext:
         anything else that arrives is kept for the next expectation."""
         if self.failed_connection:
             return True
-        event = await self._event(seconds)
+        event = await self.await_event(seconds)
         if event is None:
             return False
         if event.kind == "message":
@@ -307,7 +306,7 @@ class CaseContext:
         never a failure.
         """
         while True:
-            event = await self._event(within)
+            event = await self.await_event(within)
             if event is None:
                 self.judge(FAILED, f"no answer within {within:g} s: expected {answer.describe()}")
                 return False
@@ -338,7 +337,7 @@ class CaseContext:
     async def expect_pong(self, payload: bytes, *, within: float = ANSWER_TIMEOUT) -> bool:
         """The server MUST answer a ping with a pong carrying the same payload (5.5.2)."""
         while True:
-            event = await self._event(within)
+            event = await self.await_event(within)
             if event is None:
                 self.judge(FAILED, f"no pong within {within:g} s")
                 return False
@@ -368,7 +367,7 @@ class CaseContext:
         ``late``: failing only now is allowed but not ideal (NON-STRICT)."""
         if not self.failed_connection:
             while True:
-                event = await self._event(within)
+                event = await self.await_event(within)
                 if event is None:
                     self.judge(FAILED, f"the connection is still open {within:g} s after {why}")
                     return
@@ -416,7 +415,7 @@ class CaseContext:
         something sent after our close), then the server's close, then EOF."""
         deadline = time.monotonic() + within
         while not self.failed_connection:
-            event = await self._event(deadline - time.monotonic())
+            event = await self.await_event(deadline - time.monotonic())
             if event is None:
                 self.judge(FAILED, f"no close frame within {within:g} s of ours", close=True)
                 return
@@ -450,7 +449,7 @@ class CaseContext:
 
     async def expect_nothing(self, seconds: float, what: str) -> None:
         """Nothing but pongs may arrive for ``seconds`` (no echo of an ignored frame)."""
-        event = await self._event(seconds)
+        event = await self.await_event(seconds)
         if event is not None and event.kind == "message" and event.opcode != OP_PONG:
             self.judge(FAILED, f"unexpected {_kind(event)} {preview(event.data)} after {what}")
 

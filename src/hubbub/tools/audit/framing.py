@@ -112,7 +112,7 @@ def _ping_burst(chop: int | None) -> CaseRun:
             await ctx.ws.send_chopped(frames, chop)
         seen: list[bytes] = []
         while payloads[-1] not in seen:
-            event = await ctx._event(5.0)
+            event = await ctx.await_event(5.0)
             if event is None or event.kind != "message" or event.opcode != OP_PONG:
                 ctx.judge("FAILED", f"pongs seen: {len(seen)} of 10, the last ping not answered")
                 break
