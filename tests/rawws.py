@@ -204,6 +204,21 @@ class RawWS:
     ) -> RawWS:
         """Open TCP and do the upgrade handshake; AssertionError unless 101 and a valid accept."""
         reader, writer = await open_stream(host, port, rcvbuf=rcvbuf)
+        return await cls.handshake(reader, writer, host, port, path, headers=headers, within=within)
+
+    @classmethod
+    async def handshake(
+        cls,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        host: str,
+        port: int,
+        path: str = PATH,
+        *,
+        headers: list[str] | None = None,
+        within: float = TIMEOUT,
+    ) -> RawWS:
+        """The upgrade handshake on an open stream (plain or TLS)."""
         try:
             key = base64.b64encode(os.urandom(16)).decode()
             writer.write(b"".join(handshake_request(host, port, path, key=key, extra=headers)))
