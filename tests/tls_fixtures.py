@@ -26,10 +26,16 @@ class TlsFiles:
     cert: Path  # the server's certificate (signed by the CA)
     key: Path  # the server's private key
     other_key: Path  # a valid key of another pair: must be refused with ``cert``
+    client_cert: Path  # a client certificate signed by the CA (mutual TLS)
+    client_key: Path
 
-    def client_context(self) -> ssl.SSLContext:
-        """A client context that trusts only the test CA (and checks host names)."""
-        return ssl.create_default_context(cafile=str(self.ca))
+    def client_context(self, *, with_certificate: bool = False) -> ssl.SSLContext:
+        """A client context that trusts only the test CA (and checks host names);
+        ``with_certificate``: it also presents the client certificate."""
+        context = ssl.create_default_context(cafile=str(self.ca))
+        if with_certificate:
+            context.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return context
 
 
 def _name(common_name: str) -> x509.Name:
@@ -76,6 +82,19 @@ def make_tls_files(directory: Path) -> TlsFiles:
         .sign(ca_key, hashes.SHA256())
     )
     server_key = ec.generate_private_key(ec.SECP256R1())
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client_cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("hubbub test client"))
+        .issuer_name(ca_cert.subject)
+        .public_key(client_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     server_cert = (
         x509.CertificateBuilder()
         .subject_name(_name("127.0.0.1"))
@@ -103,7 +122,11 @@ def make_tls_files(directory: Path) -> TlsFiles:
         cert=directory / "cert.pem",
         key=directory / "key.pem",
         other_key=directory / "other-key.pem",
+        client_cert=directory / "client.pem",
+        client_key=directory / "client-key.pem",
     )
+    files.client_cert.write_bytes(client_cert.public_bytes(serialization.Encoding.PEM))
+    files.client_key.write_bytes(_pem_key(client_key))
     files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     files.cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
     files.key.write_bytes(_pem_key(server_key))

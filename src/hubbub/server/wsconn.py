@@ -134,6 +134,11 @@ class WebSocketConnection(asyncio.Protocol):
         return str(peer[0]) if peer else ""
 
     @property
+    def compressed(self) -> bool:
+        """permessage-deflate was agreed with this client."""
+        return self._deflate is not None
+
+    @property
     def headers(self) -> dict[str, str]:
         """Handshake headers, lower-cased; parsed when a hook asks, not per connection."""
         head = parse_head(self._head)
