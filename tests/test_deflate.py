@@ -548,3 +548,37 @@ async def test_a_broadcast_is_compressed_once_for_all_deflate_subscribers(
     finally:
         for client in [*clients, plain]:
             client.ws.abort()
+
+
+async def test_the_decompressed_limit_key_is_enforced(door: Door) -> None:
+    server = await door.start(merge_compression({"decompressed_message_size_limit": 1000}))
+    client = await DeflateClient.open(door, server, "permessage-deflate")
+    try:
+        await client.send({"id": 1, "connect": {}, "pad": " " * 900})  # inflates under 1000
+        assert "connect" in await client.reply(1)
+        await client.send({"id": 2, "rpc": {}, "pad": " " * 1000})  # over 1000 inflated
+        assert await client.ws.read_close_code() == TOO_BIG
+    finally:
+        client.ws.abort()
+
+
+@pytest.mark.parametrize("level", [-2, -1, 0, 9])
+async def test_every_compression_level_serves(door: Door, level: int) -> None:
+    server = await door.start(merge_compression({"compression_level": level}))
+    client = await DeflateClient.open(door, server, "permessage-deflate")
+    try:
+        await client.send({"id": 1, "connect": {}})
+        assert "connect" in await client.reply(1)
+        assert client.compressed_frames == 1
+    finally:
+        client.ws.abort()
+
+
+@pytest.mark.parametrize("level", [-3, 10])
+def test_a_compression_level_out_of_range_is_refused(level: int) -> None:
+    from hubbub.config.loader import load_config
+    from hubbub.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, env={}, base=merge_compression({"compression_level": level}))
+    assert caught.value.key == "websocket.compression_level"

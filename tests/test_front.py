@@ -354,3 +354,39 @@ async def test_messages_just_before_the_close_frame_still_run(server: RunningSer
         assert [bytes(p.data) for p in page.publications] == [b'{"last":"words"}']
     finally:
         writer.transport.abort()
+
+
+@pytest.mark.parametrize("embedded", [False, True], ids=["serve", "attach"])
+async def test_handler_prefix_moves_the_endpoint(
+    start_server: ServerFactory, embedded: bool
+) -> None:
+    server = await start_server({"websocket": {"handler_prefix": "/ws"}}, embedded=embedded)
+    ws = await RawWS.open(HOST, server.port, "/ws")
+    ws.abort()
+    request = b"".join(handshake_request(HOST, server.port))  # the default path
+    reply, _ = await http_exchange(HOST, server.port, request, eof_within=0.1)
+    assert reply is not None and reply.status == 404, reply
+
+
+@pytest.mark.parametrize("embedded", [False, True], ids=["serve", "attach"])
+async def test_websocket_disabled_serves_no_endpoint(
+    start_server: ServerFactory, embedded: bool
+) -> None:
+    server = await start_server({"websocket": {"disabled": True}}, embedded=embedded)
+    request = b"".join(handshake_request(HOST, server.port))
+    reply, _ = await http_exchange(HOST, server.port, request, eof_within=0.1)
+    assert reply is not None and reply.status == 404, reply
+    async with aiohttp.ClientSession() as http, http.get(f"{server.http_url}/health") as resp:
+        assert resp.status == 200  # the rest still works
+
+
+@pytest.mark.parametrize("prefix", ["ws", "/a b", "/x?y", ""])
+def test_a_handler_prefix_that_is_not_a_path_is_refused(prefix: str) -> None:
+    from hubbub.config.loader import load_config
+    from hubbub.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(
+            None, env={}, base=merge(DEFAULT_CONFIG, {"websocket": {"handler_prefix": prefix}})
+        )
+    assert caught.value.key == "websocket.handler_prefix"
