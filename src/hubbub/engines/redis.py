@@ -389,7 +389,7 @@ class RedisEngine:
             keys=keys, args=args
         )
         if mismatch:
-            raise EpochMismatch(channel)
+            raise EpochMismatch(channel, StreamPosition(int(top), epoch.decode()))
         publications = []
         for entry_id, fields in entries:
             publication = _publication_decoder.decode(fields[1])

@@ -22,13 +22,32 @@ import msgspec
 from aiohttp import web
 
 from hubbub.codes import Disconnect, DisconnectInfo, Error, disconnect_info
+from hubbub.engines.base import EngineUnavailable
 from hubbub.errors import ClientError
 from hubbub.hub.hub import Hub
+from hubbub.protocol.codec import compact_json
 from hubbub.protocol.messages import NO_DATA, Publication, StreamPosition
 
 log = logging.getLogger("hubbub.api")
 
+#: The largest API request body, in bytes: larger ones get 413 (whatever the
+#: aiohttp application's own ``client_max_size``, which the API does not use).
 MAX_BODY = 10 * 1024 * 1024
+#: Bytes read from the request body at a time.
+_CHUNK = 65536
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The request body, at most MAX_BODY bytes (413 beyond, before reading it all)."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
+    body = bytearray()
+    while chunk := await request.content.read(_CHUNK):
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(body))
+    return bytes(body)
+
 
 # --- request shapes ------------------------------------------------------------------
 
@@ -123,6 +142,8 @@ def _decode(raw: msgspec.Raw | bytes, shape: type[Any]) -> Any:
         return msgspec.json.decode(raw, type=shape)
     except msgspec.DecodeError as exc:
         raise BadParams(str(exc)) from exc
+    except RecursionError:
+        raise BadParams("JSON nested too deep") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +190,7 @@ class HttpApi:
         if isinstance(admitted, ApiAnswer):
             answer = admitted
         else:
-            answer = await self.answer(admitted, await request.read())
+            answer = await self.answer(admitted, await _read_body(request))
         return web.Response(
             status=answer.status, body=answer.body, headers={"Content-Type": answer.content_type}
         )
@@ -220,6 +241,9 @@ class HttpApi:
             return {"error": {"code": exc.error.code, "message": exc.error.message}}
         except BadParams:
             raise
+        except EngineUnavailable as exc:
+            self.hub.outages.failed("api call", exc)
+            return {"error": {"code": Error.INTERNAL.code, "message": Error.INTERNAL.message}}
         except Exception:
             log.exception("api call failed")
             return {"error": {"code": Error.INTERNAL.code, "message": Error.INTERNAL.message}}
@@ -245,7 +269,7 @@ class HttpApi:
         resolved = self.hub.channel_rules.resolve(channel)
         result = await self.hub.publish_publication(
             resolved,
-            Publication(data=data, tags=tags or None),
+            Publication(data=compact_json(data), tags=tags or None),
             skip_history=skip_history,
             idempotency_key=idempotency_key,
         )
@@ -334,7 +358,7 @@ class HttpApi:
     async def unsubscribe(self, body: msgspec.Raw) -> dict[str, Any]:
         params: UserChannelParams = _decode(body, UserChannelParams)
         self.hub.channel_rules.resolve(params.channel)
-        await self.hub.unsubscribe_user(params.user, params.channel, client=params.client)
+        self.hub.unsubscribe_user(params.user, params.channel, client=params.client)
         return {}
 
     async def subscribe(self, body: msgspec.Raw) -> dict[str, Any]:
@@ -343,8 +367,8 @@ class HttpApi:
             params.user,
             params.channel,
             client=params.client,
-            info=params.info or None,
-            data=params.data or None,
+            info=compact_json(params.info) if params.info else None,
+            data=compact_json(params.data) if params.data else None,
             recover_since=params.recover_since,
         )
         return {}
