@@ -380,8 +380,6 @@ def test_ignored_centrifugo_keys_warn_once_each(tmp_path: Path) -> None:
         "admin",
         "prometheus",
         "engine.redis.cluster_address",
-        "http_server.tls",
-        "http_server.http3",
         "client.proxy",
         "client.connection_limit",
         "websocket.write_timeout",

@@ -1,6 +1,6 @@
 """The import rule of the architecture: a layer imports only from layers below it.
 
-codes, errors < config < protocol, websocket < engines, auth < hub < server < cli
+codes, errors < config < protocol, websocket < engines, auth < hub < server, asgi < cli, tools
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ LAYER = {
     "server": 5,
     "cli": 6,
     "tools": 6,
+    "asgi": 5,
 }
 
 
