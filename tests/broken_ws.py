@@ -52,6 +52,7 @@ class BrokenServer:
         self.server: asyncio.Server | None = None
         self.port = 0
         self.writers: list[asyncio.StreamWriter] = []
+        self.handlers: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
@@ -67,10 +68,17 @@ class BrokenServer:
         self.server.close()
         for writer in self.writers:
             writer.transport.abort()
+        # The handlers end on the aborted connections (one may sleep: no_close_reply).
+        for task in self.handlers:
+            task.cancel()
+        await asyncio.gather(*self.handlers, return_exceptions=True)
         await self.server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.writers.append(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self.handlers.add(task)
         try:
             raw = await reader.readuntil(HEAD_END)
             head = parse_head(raw)
@@ -88,6 +96,8 @@ class BrokenServer:
             await self.serve(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
+        except asyncio.CancelledError:
+            pass  # the server is shutting down: end quietly
         finally:
             writer.transport.abort()
 

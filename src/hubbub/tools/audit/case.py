@@ -193,10 +193,8 @@ class CaseContext:
     result: CaseResult
     probe: Probe
     conn: AuditConnection | None = None
-    started: float = field(default_factory=time.monotonic)
     failed_connection: bool = False  # the server has closed or dropped the connection
     ending: str = ""  # how: "close", "eof" or "violation"
-    extra: dict[str, Any] = field(default_factory=dict)
     others: list[AuditConnection] = field(default_factory=list)  # more connections of the case
     pushed: list[Event] = field(default_factory=list)  # events looked at and put back
 
@@ -224,8 +222,11 @@ class CaseContext:
             if event is None or event.kind != "message":
                 raise ConnectionError(f"no reply to connect ({event.kind if event else 'timeout'})")
             for line in str(event.data).split("\n"):
-                reply = json.loads(line) if line.startswith("{") else {}
-                if reply.get("id") == 1:
+                try:
+                    reply = json.loads(line) if line.startswith("{") else {}
+                except ValueError:
+                    raise ConnectionError(f"a reply that is not JSON: {preview(line)}") from None
+                if isinstance(reply, dict) and reply.get("id") == 1:
                     if "error" in reply:
                         raise ConnectionError(f"connect refused: {reply['error']}")
                     result: dict[str, Any] = reply.get("connect", {})

@@ -394,8 +394,10 @@ class AuditConnection:
             self.close_sent = True
         return frame
 
-    def write_raw(self, data: bytes, note: str) -> None:
-        self.wire.add(">", note)
+    def write_raw(self, data: bytes, note: str | None = None) -> None:
+        """Write bytes already built (and logged when built); ``note`` adds a log line."""
+        if note is not None:
+            self.wire.add(">", note)
         self._write(data)
 
     async def drain(self) -> None:

@@ -21,7 +21,7 @@ async def _write(ctx: CaseContext, frames: list[bytes], style: str) -> None:
         ws.write_raw(b"".join(frames), f"(the {len(frames)} frames above, in one write)")
     elif style == "frames":
         for frame in frames:
-            ws.write_raw(frame, "(one frame)")
+            ws.write_raw(frame)
             await ws.drain()
             await ctx.poll_failure(0.1)
     else:

@@ -181,7 +181,7 @@ def _refuse_after_valid(
             if style == "octets":
                 await ws.send_chopped(frame, 1)
             else:
-                ws.write_raw(frame, "(written)")
+                ws.write_raw(frame)
                 if style == "frames":
                     await ws.drain()
                     await ctx.poll_failure(0.1)

@@ -96,6 +96,8 @@ async def run_case(case: Case, options: AuditOptions, target: AuditTarget) -> Ca
         ctx.judge(FAILED, f"the case did not finish within {case.limit:g} s")
     except (OSError, ConnectionError) as exc:
         ctx.judge(FAILED, f"connection error: {type(exc).__name__}: {exc}")
+    except Exception as exc:  # what a server sent broke an assumption of the case
+        ctx.judge(FAILED, f"the case could not go on: {type(exc).__name__}: {exc}")
     finally:
         for conn in [ctx.conn, *ctx.others]:
             if conn is not None:
