@@ -2,8 +2,9 @@
 
 ``Door(name, start_server)``: "serve" is the listener of ``hubbub serve``,
 "attach" an aiohttp application embedding hubbub, "tls" the listener over TLS
-(clients trust the test CA), "attach-tls" the aiohttp application on a TLS site. A test takes the ``door`` fixture (conftest.py)
-and runs once per door; ``Door`` opens raw connections the right way for it.
+(clients trust the test CA), "attach-tls" the aiohttp application on a TLS
+site. A test takes the ``door`` fixture (conftest.py) and runs once per door;
+``Door`` opens raw connections the right way for it.
 """
 
 from __future__ import annotations
