@@ -9,7 +9,7 @@ app alone (``create_app`` on an aiohttp site; hubbub takes each WebSocket over
 from aiohttp). ``tls=True`` serves it over TLS with a certificate of a CA made
 for the test run (``tls_files``). The defaults give an API key, an HMAC secret
 and a permissive ``chat`` namespace with history, presence, join/leave and
-recovery. ``door`` runs a test once per way in: serve, attach, tls.
+recovery. ``door`` runs a test once per way in: serve, attach, tls, attach-tls.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from aiohttp import web
 
 from hubbub.auth.tokens import make_token
 from hubbub.config.loader import load_config
+from hubbub.config.tls import server_context
 from hubbub.hub.hub import Hub
 from hubbub.server.app import create_app, runner_options
 from hubbub.server.run import start
@@ -166,8 +167,14 @@ async def start_server(tls_files: TlsFiles) -> AsyncIterator[ServerFactory]:
                 create_app(hub), handle_signals=False, **runner_options(config.http_server)
             )
             await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", 0).start()
-            server = RunningServer(hub=hub, stop=runner.cleanup, port=runner.addresses[0][1])
+            context = server_context(config.http_server.tls, "http_server.tls") if tls else None
+            await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context).start()
+            server = RunningServer(
+                hub=hub,
+                stop=runner.cleanup,
+                port=runner.addresses[0][1],
+                tls=tls_files.client_context() if tls else None,
+            )
         else:
             serving = await start(hub, host="127.0.0.1", port=0)
             server = RunningServer(
@@ -190,7 +197,7 @@ async def server(start_server: ServerFactory) -> RunningServer:
     return await start_server()
 
 
-@pytest.fixture(params=["serve", "attach", "tls"])
+@pytest.fixture(params=["serve", "attach", "tls", "attach-tls"])
 def door(request: pytest.FixtureRequest, start_server: ServerFactory) -> Door:
     """Each way into hubbub's one WebSocket implementation, in turn."""
     return Door(request.param, start_server)

@@ -2,8 +2,9 @@
 
 ``Door(name, start_server)``: "serve" is the listener of ``hubbub serve``,
 "attach" an aiohttp application embedding hubbub, "tls" the listener over TLS
-(clients trust the test CA). A test takes the ``door`` fixture (conftest.py)
-and runs once per door; ``Door`` opens raw connections the right way for it.
+(clients trust the test CA), "attach-tls" the aiohttp application on a TLS
+site. A test takes the ``door`` fixture (conftest.py) and runs once per door;
+``Door`` opens raw connections the right way for it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class Door:
 
     async def start(self, extra: dict[str, Any] | None = None, **kwargs: Any) -> RunningServer:
         return await self._start_server(
-            extra, embedded=self.name == "attach", tls=self.name == "tls", **kwargs
+            extra, embedded="attach" in self.name, tls="tls" in self.name, **kwargs
         )
 
     async def open_stream(

@@ -1,15 +1,16 @@
 """RFC 6455 conformance of the opening handshake and of frame rules, on every door.
 
 Every case runs against ``hubbub serve``'s listener ("serve"), an aiohttp
-application embedding hubbub with ``attach`` ("attach") and the listener over
-TLS ("tls"): one WebSocket implementation serves them all, so each must give
-the same answer. The judge itself (``check_upgrade``) is also tested without
-sockets. These cases failed before issue 10 on one door or both: version 12
-got 400 without ``Sec-WebSocket-Version``, HTTP/1.0, a missing Host and a
-non-base64 key were accepted, close code 1014 was refused, 1006 in a close
-frame was echoed, a message of exactly ``websocket.message_size_limit`` bytes
-got 1009, a ping with RSV1 was answered and an unmasked frame in the upgrade's
-packet was processed.
+application embedding hubbub with ``attach`` ("attach"), the listener over TLS
+("tls") and the aiohttp application on a TLS site ("attach-tls"): one WebSocket
+implementation serves them all, so each must give the same answer. The judge
+itself (``check_upgrade``) is also tested without sockets. These cases failed
+before issue 10 on one door or more: version 12 got 400 without
+``Sec-WebSocket-Version``, HTTP/1.0, a missing Host and a non-base64 key were
+accepted, close code 1014 was refused, 1006 in a close frame was echoed, a
+message of exactly ``websocket.message_size_limit`` bytes got 1009, a ping with
+RSV1 was answered, an unmasked frame in the upgrade's packet was processed, and
+TLS was not served at all.
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ class HubAsgiApp:
 
     async def _http(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
-        if path == "/health" and method in ("GET", "HEAD"):
+        if path == "/health" and method == "GET":
             answer = ApiAnswer(200, b"{}")
         elif path.startswith(API_PREFIX) and method == "POST":
             answer = await self._api(path[len(API_PREFIX) :], scope, receive)

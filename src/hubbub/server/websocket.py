@@ -142,7 +142,8 @@ class WebSocketEndpoint:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """aiohttp route handler: the same judgement, then hubbub owns the socket."""
-        head = parse_head(_raw_head(request))
+        raw = _raw_head(request)
+        head = parse_head(raw)
         decision = self.decide(head) if head is not None else Refusal(400, "malformed request")
         if isinstance(decision, Refusal):
             return web.Response(
@@ -152,7 +153,7 @@ class WebSocketEndpoint:
         if transport is None or transport.is_closing():
             return _TakenOver()  # the peer left before the answer
         rest = _take_over(request)
-        self.open(transport, _raw_head(request), decision, rest)
+        self.open(transport, raw, decision, rest)
         return _TakenOver()
 
     # --- the open connections --------------------------------------------------------
