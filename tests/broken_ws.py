@@ -12,7 +12,11 @@ answers with ``build_frame``; each fault breaks one thing:
 * ``truncate_big``: messages over 60000 bytes come back cut to 60000;
 * ``lenient``: no check at all (reserved bits, opcodes, UTF-8, mask bit, control
   frame sizes): frames are split by hand, unknown opcodes ignored;
-* ``no_reassembly``: (lenient) each data frame is echoed as a message of its own.
+* ``no_reassembly``: (lenient) each data frame is echoed as a message of its own;
+* ``bad_deflate_answer``: a permessage-deflate offer is answered with a parameter
+  nobody offered (RFC 7692 7.1: the client must fail the connection);
+* ``deflate_not_inflated``: (lenient) permessage-deflate is agreed, but messages are
+  echoed as they came, still compressed, without RSV1.
 
 ``FakeCentrifugo`` answers every Centrifugo command with an empty result and
 nothing more: no pushes, no errors, no pings, no disconnects.
@@ -39,7 +43,7 @@ from hubbub.websocket.frames import (
 )
 from hubbub.websocket.handshake import HEAD_END, accept_response, parse_head
 
-LENIENT = {"lenient", "no_reassembly"}
+LENIENT = {"lenient", "no_reassembly", "deflate_not_inflated"}
 
 
 class BrokenServer:
@@ -82,7 +86,13 @@ class BrokenServer:
             if key is None:
                 writer.close()
                 return
-            writer.write(accept_response(key))
+            extensions = None
+            if head is not None and head.get("sec-websocket-extensions"):
+                if "bad_deflate_answer" in self.faults:
+                    extensions = "permessage-deflate; x_not_offered"
+                elif "deflate_not_inflated" in self.faults:
+                    extensions = "permessage-deflate"
+            writer.write(accept_response(key, extensions=extensions))
             await self.serve(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass

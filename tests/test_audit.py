@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from hubbub.tools.audit.verdicts import FAILED, summarise
 from tests.broken_ws import BrokenServer, FakeCentrifugo
 
 TESTS = Path(__file__).parent
-ECHO_GROUPS = "1,2,3,4,5,6,7,9,10"
+ECHO_GROUPS = "1,2,3,4,5,6,7,9,10,12,13"
 
 
 def free_port() -> int:
@@ -98,6 +99,8 @@ async def test_real_echo_servers_pass_the_whole_echo_audit(echo_servers: dict[st
         # Beyond Autobahn's groups, one real finding: aiohttp's reader does not check the
         # mask bit, so it answers an unmasked client frame (RFC 6455 5.1: MUST close).
         known = {"S5.1"} if name == "aiohttp" else set()
+        # Clean Autobahn results include permessage-deflate: all three negotiate it.
+        assert all(r.verdict != "UNIMPLEMENTED" for r in results), name
         assert set(failed) == known, f"{name}: {failed}"
         assert summary["cases"] >= 300, summary
         assert summary["verdicts"]["OK"] > 250, (name, summary["verdicts"])
@@ -133,6 +136,25 @@ def test_hubbub_serve_passes_its_own_audit(tmp_path: Path) -> None:
     assert "no case FAILED" in done.stdout
 
 
+@pytest.mark.timeout(120)
+def test_hubbub_with_compression_passes_the_deflate_groups() -> None:
+    port = free_port()
+    env = {**os.environ, "HUBBUB_WEBSOCKET_COMPRESSION": "true"}
+    command = [sys.executable, "-m", "hubbub.cli.main", "serve", "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=env)  # fmt: skip
+    try:
+        wait_port(port, process)
+        url = f"ws://127.0.0.1:{port}/connection/websocket"
+        results = asyncio.run(run_audit(AuditOptions(url=url, mode="centrifugo", cases="12,13,S3")))
+    finally:
+        process.terminate()
+        process.wait(15)
+    verdicts = {r.id: r.verdict for r in results}
+    assert FAILED not in verdicts.values() and "UNIMPLEMENTED" not in verdicts.values()
+    assert verdicts["S3.1"] == "OK" and verdicts["13.8.3"] == "OK", verdicts
+
+
 BROKEN = [
     ("corrupt_big", "1.1", {"1.1.6", "1.1.7"}),
     ("no_pong", "2.1,2.4", {"2.1", "2.4"}),
@@ -143,6 +165,8 @@ BROKEN = [
     ("masked_replies", "1.1.2,2.2", {"1.1.2", "2.2"}),
     ("drop_big", "9.1.2", {"9.1.2"}),
     ("truncate_big", "10", {"10.1.1"}),
+    ("bad_deflate_answer", "12.1.1,13.1.1", {"12.1.1", "13.1.1"}),
+    ("deflate_not_inflated", "12.1.1,12.2.1,S3", {"12.1.1", "12.2.1"}),
 ]  # fmt: skip
 
 

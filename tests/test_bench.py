@@ -223,3 +223,23 @@ async def test_publishers_that_must_subscribe_first(start_server: ServerFactory)
     )  # fmt: skip
     assert summary["delivered"] > 0 and summary["lost"] == 0 and summary["duplicated"] == 0
     assert summary["unacknowledged"] == 0 and summary["publish_errors"] == 0
+
+
+async def test_fanout_with_compression_counts_fewer_bytes_on_the_wire(
+    start_server: ServerFactory,
+) -> None:
+    server = await start_server({**UNLIMITED, "websocket": {"compression": True}})
+    figures = {}
+    for compress in (False, True):
+        opts = BenchOptions(
+            scenario="fanout", url=server.ws_url, subscribers=20, publishers=1, rate=200,
+            seconds=1.0, payload=300, text_payload=True, compress=compress, quiet=True,
+        )  # fmt: skip
+        summary = await run_bench(opts)
+        assert summary["lost"] == 0 and summary["delivered"] > 0, summary
+        assert summary["compressed_subscribers"] == (20 if compress else 0)
+        figures[compress] = summary["wire_bytes_per_delivery"]
+    assert figures[False] > 300  # the payload and its push envelope, uncompressed
+    # One 300-byte publication a frame, each compressed alone: about a third less.
+    assert figures[True] < figures[False] * 0.9, figures
+    assert "bytes on the wire" in table(summary)

@@ -237,6 +237,25 @@ def test_one_byte_pieces_yield_the_same_messages(stream: Stream) -> None:
     check_stream(stream, [1])
 
 
+@settings(max_examples=100, deadline=None)
+@given(stream=streams(), bad=st.binary(max_size=200), pieces=piece_sizes)
+def test_an_unmasked_frame_after_valid_ones_is_refused_whatever_the_splits(
+    stream: Stream, bad: bytes, pieces: list[int]
+) -> None:
+    """(What the removed aiohttp mask-check wrapper was tested for, now the reader's.)"""
+    reader = FrameReader(LIMIT)
+    data = stream.data + build_frame(bad, mask=False)
+    got: list[Message] = []
+    position = 0
+    with pytest.raises(FrameError) as caught:
+        for size in itertools.cycle(pieces):
+            got += reader.feed(data[position : position + size])
+            position += size
+            assert position < len(data), "the unmasked frame was not refused"
+    assert caught.value.code == PROTOCOL_ERROR
+    assert tuple(got) == stream.expected[: len(got)]  # valid messages only, in order
+
+
 @settings(max_examples=200, deadline=None)
 @given(data=st.binary(max_size=600), key=masks)
 def test_unmask_is_an_involution_and_agrees_with_apply_mask(data: bytes, key: bytes) -> None:

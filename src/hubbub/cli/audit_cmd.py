@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--mode",
         choices=[ECHO, CENTRIFUGO],
         default=ECHO,
-        help="echo: the server sends every message back (Autobahn-style groups 1-10); "
+        help="echo: the server sends every message back (Autobahn-style groups 1-13); "
         "centrifugo: the server speaks Centrifugo's JSON client protocol (default: echo)",
     )
     audit.add_argument(

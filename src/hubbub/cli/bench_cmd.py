@@ -128,6 +128,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "'hubbub[bench]') or FILE.html (no dependency)",
     )
     bench.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    bench.add_argument(
+        "--compress",
+        action="store_true",
+        help="offer permessage-deflate (the hubbub it starts has websocket.compression on)",
+    )
+    bench.add_argument(
+        "--text-payload",
+        action="store_true",
+        help="payloads of varied words and ids (as chat traffic) instead of one repeated letter",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -164,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
         server_cpu=args.server_cpu,
         cpu=args.cpu,
         quiet=args.quiet,
+        compress=args.compress,
+        text_payload=args.text_payload,
     )
     problem = _check(opts) or _plot_problem(args.plot)
     if problem:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from hubbub.tools.payloads import text_pads
 from hubbub.tools.wsclient import BenchConnection, client_frame
 
 SCENARIOS = ("fanout", "rpc", "connect", "idle")
@@ -51,6 +52,8 @@ class BenchOptions:
     server_cpu: int | None = None
     cpu: int | None = None
     quiet: bool = False
+    compress: bool = False  # offer permessage-deflate (and start hubbub with it on)
+    text_payload: bool = False  # varied words and ids instead of one repeated letter
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -95,27 +98,30 @@ class Publisher:
             self.template = b'42["m","@%d,%d,%d,' + pad + b'"]'
         else:
             self.template = b"@%d,%d,%d," + pad
+        self.pads = text_pads(len(pad), ident) if opts.text_payload else [pad]  # --text-payload
+        head, _, tail = self.template.rpartition(pad)  # the pad is the template's last x-run
+        self.templates = [head + p.replace(b"%", b"%%") + tail for p in self.pads]
 
     def frames(self, stamps: list[int]) -> bytes:
         """Wire bytes for the next ``len(stamps)`` publications (one write)."""
         assert self.conn is not None
-        seq = self.sent
-        ident = self.ident
-        template = self.template
-        if self.dialect == "centrifugo":
-            lines = [
-                template % (self.conn.next_id(), t, ident, seq + k) for k, t in enumerate(stamps)
-            ]
-            self.sent += len(stamps)
-            return _frame(b"\n".join(lines))
-        frames = [_frame(template % (t, ident, seq + k)) for k, t in enumerate(stamps)]
+        seq, ident, templates = self.sent, self.ident, self.templates
+        count = len(templates)
         self.sent += len(stamps)
-        return b"".join(frames)
+        if self.dialect == "centrifugo":
+            conn = self.conn
+            lines = [
+                templates[(seq + k) % count] % (conn.next_id(), t, ident, seq + k)
+                for k, t in enumerate(stamps)
+            ]
+            return _frame(b"\n".join(lines))
+        return b"".join(
+            _frame(templates[(seq + k) % count] % (t, ident, seq + k)) for k, t in enumerate(stamps)
+        )
 
     def data(self, stamp: int) -> str:
-        seq = self.sent
-        self.sent += 1
-        return f"@{stamp},{self.ident},{seq},{self.pad.decode()}"
+        seq, self.sent = self.sent, self.sent + 1
+        return f"@{stamp},{self.ident},{seq},{self.pads[seq % len(self.pads)].decode()}"
 
 
 def _frame(payload: bytes) -> bytes:

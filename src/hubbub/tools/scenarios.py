@@ -60,7 +60,7 @@ class Worker:
         self.index = index
         self.phase = phase
         self.progress = progress
-        self.target = Target(opts.url or "", opts.dialect)
+        self.target = Target(opts.url or "", opts.dialect, compress=opts.compress)
         self.latency = Histogram()
         self.result: dict[str, Any] = {"worker": index}
         self.cpu0 = time.process_time()
@@ -155,6 +155,7 @@ class Worker:
         for i, conn in zip(sub_ids, subs, strict=True):
             probes.setdefault(i % opts.channels, conn)
             conn.marks = 0
+            conn.wire_bytes = 0
         for pub in publishers:
             if pub.conn is not None:
                 pub.base_replies = pub.conn.replies
@@ -180,6 +181,7 @@ class Worker:
             await ticker
         elapsed = time.monotonic() - t0
         window = sum(c.marks for c in subs)
+        wire = sum(c.wire_bytes for c in subs)
         cpu = time.process_time() - cpu0
         await self.phase("measured")  # the coordinator reads the server's CPU time here
         await self._drain(subs, publishers)
@@ -187,6 +189,8 @@ class Worker:
             elapsed_s=elapsed,
             measure_cpu_s=cpu,
             delivered_window=window,
+            wire_bytes_window=wire,
+            compressed_subscribers=sum(1 for c in subs if c.deflate is not None),
             delivered_total=sum(c.marks for c in subs),
             sent={p.ident: p.sent for p in publishers},
             # Acknowledged without error: what the server promised to deliver. A

@@ -6,7 +6,16 @@ at build time, so that a duplicate never reaches a report).
 
 from __future__ import annotations
 
-from hubbub.tools.audit import centrifugo, closing, fragments, framing, limits, security, utf8
+from hubbub.tools.audit import (
+    centrifugo,
+    closing,
+    compression,
+    fragments,
+    framing,
+    limits,
+    security,
+    utf8,
+)
 from hubbub.tools.audit.case import Case, CaseContext
 
 
@@ -64,6 +73,8 @@ def all_cases() -> list[Case]:
         *closing.group7(),
         *limits.group9(),
         *limits.group10(),
+        *compression.group12(),
+        *compression.group13(),
         *centrifugo.cases(),
         *security.cases(),
     ]

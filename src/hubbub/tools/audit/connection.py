@@ -21,6 +21,13 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from hubbub.tools.audit.verdicts import WireEntry
+from hubbub.websocket.deflate import (
+    ClientOffer,
+    DeflateParams,
+    NegotiationError,
+    PerMessageDeflate,
+    accept_response,
+)
 from hubbub.websocket.frames import (
     OP_BINARY,
     OP_CLOSE,
@@ -90,6 +97,11 @@ class HandshakeError(ConnectionError):
         super().__init__(problem)
         self.problem = problem
         self.head = head
+
+
+class NegotiationFailed(HandshakeError):
+    """The server's ``Sec-WebSocket-Extensions`` answer breaks RFC 7692 (7.1): a client
+    MUST fail the connection."""
 
 
 @dataclass(frozen=True)
@@ -162,13 +174,22 @@ class AuditConnection:
         writer: asyncio.StreamWriter,
         wire: WireLog,
         head: ResponseHead,
+        agreed: DeflateParams | None = None,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.wire = wire
         self.head = head
         self.events: asyncio.Queue[Event] = asyncio.Queue()
-        self.frames = FrameReader(READ_LIMIT, masked=False, observer=self._observe)
+        #: permessage-deflate, when the server agreed to the case's offer.
+        self.agreed = agreed
+        self.deflate = (
+            PerMessageDeflate(agreed, server=False, max_size=READ_LIMIT) if agreed else None
+        )
+        inflater = self.deflate.decompressor if self.deflate is not None else None
+        self.frames = FrameReader(
+            READ_LIMIT, masked=False, inflater=inflater, observer=self._observe
+        )
         self.parsing = True
         self.close_sent = False
         self.close_received: tuple[int, str] | None = None
@@ -185,9 +206,15 @@ class AuditConnection:
         origin: str | None = None,
         extensions: str | None = None,
         protocols: str | None = None,
+        offer: ClientOffer | None = None,
         within: float = 10.0,
     ) -> AuditConnection:
-        """Connect and complete the opening handshake, or raise ``HandshakeError``/``OSError``."""
+        """Connect and complete the opening handshake, or raise ``HandshakeError``/``OSError``.
+
+        ``offer``: offer permessage-deflate; the answer is checked (``NegotiationFailed``
+        when it breaks RFC 7692) and, when agreed, frames with RSV1 are inflated."""
+        if offer is not None:
+            extensions = offer.header()
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(target.host, target.port, limit=1 << 20), within
         )
@@ -219,7 +246,18 @@ class AuditConnection:
         if problem is not None:
             writer.close()
             raise HandshakeError(problem, head)
-        conn = cls(reader, writer, wire, head)
+        agreed: DeflateParams | None = None
+        if offer is not None:
+            answer = head.get("sec-websocket-extensions")
+            try:
+                agreed = accept_response([answer] if answer else [], offer)
+            except NegotiationError as exc:
+                writer.close()
+                raise NegotiationFailed(
+                    f"permessage-deflate answer {answer!r}: {exc}", head
+                ) from None
+            wire.add("<", f"extensions: {answer or 'none (compression declined)'}")
+        conn = cls(reader, writer, wire, head, agreed)
         conn._task = asyncio.create_task(conn._read())
         return conn
 
@@ -297,6 +335,30 @@ class AuditConnection:
             self.close_sent = True
         self._write(frame)
         return frame
+
+    def compressed_frames(
+        self, payload: bytes, opcode: int, *, pieces: int = 1, log: bool = True
+    ) -> bytes:
+        """``payload`` deflated with the agreed parameters, as one message of ``pieces``
+        frames (RSV1 on the first only, RFC 7692 6.1); built, logged, not sent."""
+        assert self.deflate is not None, "permessage-deflate was not agreed"
+        data = self.deflate.compress(payload)
+        if data is None:  # a window the codec cannot compress with: sent as it is
+            return self.build(payload, opcode=opcode, log=log)
+        size = max(1, -(-len(data) // pieces))
+        chunks = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
+        frames = []
+        for index, chunk in enumerate(chunks):
+            frames.append(
+                self.build(
+                    chunk,
+                    opcode=opcode if index == 0 else OP_CONTINUATION,
+                    fin=index == len(chunks) - 1,
+                    rsv=4 if index == 0 else 0,
+                    log=log,
+                )
+            )
+        return b"".join(frames)
 
     def send_close(self, code: int | None = 1000, reason: bytes = b"") -> None:
         payload = b"" if code is None else code.to_bytes(2, "big") + reason

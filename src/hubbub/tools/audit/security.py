@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import time
 
+from hubbub.tools.audit import compression
 from hubbub.tools.audit.case import CENTRIFUGO, Case, CaseContext, CaseRun
 from hubbub.tools.audit.connection import AuditConnection, HandshakeError, WireLog
 from hubbub.websocket.frames import OP_CONTINUATION, OP_TEXT, build_frame
@@ -90,20 +91,6 @@ async def _big_message(ctx: CaseContext) -> None:
         return
     ctx.judge("INFORMATIONAL", f"a message of {sent} bytes in fragments was accepted unfinished: "
               "no message size limit up to that size")  # fmt: skip
-
-
-async def _bomb(ctx: CaseContext) -> None:
-    try:
-        ws = await ctx.open(origin=ctx.target.origin, extensions="permessage-deflate")
-    except HandshakeError as exc:
-        ctx.note(f"handshake with a permessage-deflate offer refused ({exc.problem})")
-        return
-    agreed = ws.head.get("sec-websocket-extensions")
-    if not agreed:
-        ctx.note("the server does not negotiate permessage-deflate: no decompression to abuse")
-        return
-    ctx.judge("INFORMATIONAL", f"permessage-deflate negotiated ({agreed}); the decompression "
-              "bomb check needs hubbub.websocket.deflate, not in this build")  # fmt: skip
 
 
 async def _slowloris(ctx: CaseContext) -> None:
@@ -190,7 +177,8 @@ def cases() -> list[Case]:
              "The server stops it at its message limit; no limit: INFORMATIONAL.",
              _big_message, limit=60.0),
         Case("S3.1", "Compression bomb (permessage-deflate)",
-             "No deflate, or a decompressed-size limit.", _bomb, connect=False),
+             "No deflate, or a decompressed-size limit (close 1009); none: INFORMATIONAL.",
+             compression.bomb, connect=False, limit=60.0),
         Case("S4.1", "Slow handshakes (slowloris): 5 requests dribbled byte by byte",
              "The server cuts them off; none: INFORMATIONAL.", _slowloris, connect=False,
              limit=120.0),
