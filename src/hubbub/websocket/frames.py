@@ -118,7 +118,7 @@ class FrameReader:
         self._compressed = 0  # RSV1 of its first frame
         # A fragmented uncompressed text is decoded as it comes (fail fast on bad UTF-8):
         self._decoder: codecs.IncrementalDecoder | None = None
-        self._texts: list[str] = []  # what it decoded so far
+        self._texts: list[str] | None = None  # what it decoded so far (no list per idle reader)
         self._inflater = inflater
 
     def feed(self, data: bytes) -> list[Message]:
@@ -215,13 +215,15 @@ class FrameReader:
             if decoder is not None:
                 self._size += len(payload)
                 text = _decoded(decoder, payload, bool(fin))
+                texts = self._texts
+                assert texts is not None  # set with the decoder
                 if text:  # empty fragments must not grow the list
-                    self._texts.append(text)
+                    texts.append(text)
                 if not fin:
                     return None
-                text = "".join(self._texts)
+                text = "".join(texts)
                 self._fragments = self._decoder = None
-                self._texts = []
+                self._texts = None
                 self._size = 0
                 return Message(OP_TEXT, text)
             if payload:  # empty fragments would grow the list without counting as size
