@@ -27,6 +27,7 @@ from fastapi import FastAPI
 
 from hubbub.asgi import HubAsgiApp, create_asgi_app
 from hubbub.config.loader import load_config
+from hubbub.hub.hooks import DisconnectEvent
 from hubbub.hub.hub import Hub
 from tests.conftest import API_KEY, DEFAULT_CONFIG, merge
 from tests.rawws import RawWS, build_frame, handshake_request, http_exchange, text
@@ -190,6 +191,12 @@ async def connected(server: FastApiServer, **kwargs: Any) -> RawWS:
 
 async def test_a_client_that_never_reads_is_closed_as_slow() -> None:
     async with fastapi_server({"client": {"queue_max_size": 65536}}) as server:
+        codes: list[int] = []
+
+        @server.hub.on_disconnect
+        async def gone(event: DisconnectEvent) -> None:
+            codes.append(event.code)
+
         stuck = await connected(server, rcvbuf=4096)
         try:
             await stuck.send(text({"id": 2, "subscribe": {"channel": "chat:flood"}}))
@@ -200,6 +207,8 @@ async def test_a_client_that_never_reads_is_closed_as_slow() -> None:
                 if not server.hub.sessions:
                     break
             assert not server.hub.sessions, "never closed as slow"
+            await server.hub.wait_idle()  # the disconnect hook runs in the background
+            assert codes == [3008]
         finally:
             stuck.abort()
 
