@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from fastapi import FastAPI
 
 from hubbub.asgi import HubAsgiApp, create_asgi_app
 from hubbub.config.loader import load_config
+from hubbub.hub.hooks import DisconnectEvent
 from hubbub.hub.hub import Hub
 from tests.conftest import API_KEY, DEFAULT_CONFIG, merge
 from tests.rawws import RawWS, build_frame, handshake_request, http_exchange, text
@@ -190,6 +192,12 @@ async def connected(server: FastApiServer, **kwargs: Any) -> RawWS:
 
 async def test_a_client_that_never_reads_is_closed_as_slow() -> None:
     async with fastapi_server({"client": {"queue_max_size": 65536}}) as server:
+        codes: list[int] = []
+
+        @server.hub.on_disconnect
+        async def gone(event: DisconnectEvent) -> None:
+            codes.append(event.code)
+
         stuck = await connected(server, rcvbuf=4096)
         try:
             await stuck.send(text({"id": 2, "subscribe": {"channel": "chat:flood"}}))
@@ -200,6 +208,8 @@ async def test_a_client_that_never_reads_is_closed_as_slow() -> None:
                 if not server.hub.sessions:
                     break
             assert not server.hub.sessions, "never closed as slow"
+            await server.hub.wait_idle()  # the disconnect hook runs in the background
+            assert codes == [3008]
         finally:
             stuck.abort()
 
@@ -230,3 +240,39 @@ async def test_a_foreign_origin_is_refused() -> None:
         reply, _ = await http_exchange(HOST, server.port, request, eof_within=0.5)
         assert reply is not None and reply.status == 403, reply
         assert not server.hub.sessions
+
+
+async def test_a_hub_that_cannot_start_refuses_with_503_and_one_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from hubbub.engines.memory import MemoryEngine
+
+    class DownEngine(MemoryEngine):
+        """An application's engine whose backend is down."""
+
+        async def start(self, hub: Any) -> None:
+            raise ConnectionRefusedError("backend down")
+
+    config = load_config(None, env={}, base=DEFAULT_CONFIG).config
+    hub = Hub(config, engine=DownEngine())
+    app = FastAPI()
+    app.mount(MOUNT, create_asgi_app(hub))
+    server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=0, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    try:
+        await started(server, task)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        async with aiohttp.ClientSession() as http:
+            for _ in range(3):
+                async with http.get(f"http://{HOST}:{port}{MOUNT}/health") as response:
+                    assert response.status == 503
+                    assert "not running" in await response.text()
+        request = b"".join(handshake_request(HOST, port, WS_PATH))
+        reply, _ = await http_exchange(HOST, port, request, eof_within=0.5)
+        assert reply is not None and reply.status != 101, reply
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, TIMEOUT)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "did not start" in errors[0].getMessage(), errors
+    assert not any(r.exc_info for r in errors)

@@ -224,3 +224,76 @@ async def test_commands_behind_the_head_in_one_packet_are_answered(door: Door) -
         assert "connect" in await RawWS(reader, writer, reply).reply(1)
     finally:
         writer.transport.abort()
+
+
+# --- frame rules, Autobahn-style, on every door ------------------------------------------
+
+PUBLISH = json.dumps({"id": 2, "publish": {"channel": "chat:frames", "data": {}}}).encode()
+
+
+@pytest.mark.parametrize(
+    ("frames", "code"),
+    [
+        (build_frame(b"x", opcode=0x3), 1002),
+        (build_frame(b"x", opcode=0xB), 1002),
+        (build_frame(b"x", opcode=OP_PING, fin=False), 1002),
+        (build_frame(b"x" * 126, opcode=OP_PING), 1002),
+        (build_frame(b"x", opcode=0x0), 1002),  # continuation without a message
+        (build_frame(b"{", fin=False) + build_frame(b"}"), 1002),  # new text inside a text
+        (build_frame(b'"\xff"'), 1007),
+        (build_frame(struct.pack("!H", 1000) + b"\xff", opcode=OP_CLOSE), 1007),
+        (build_frame(b"x", opcode=OP_CLOSE), 1002),  # a one-byte close payload
+        (build_frame(b"abc", length=2**62), 1009),
+    ],
+    ids=[
+        "opcode-3",
+        "opcode-B",
+        "fragmented-ping",
+        "ping-126-bytes",
+        "orphan-continuation",
+        "text-inside-text",
+        "invalid-utf8",
+        "close-reason-not-utf8",
+        "close-one-byte",
+        "length-2^62",
+    ],
+)
+async def test_frames_the_rfc_forbids_are_refused(door: Door, frames: bytes, code: int) -> None:
+    server = await door.start()
+    ws = await door.connected(server)
+    try:
+        await ws.send(frames)
+        assert await ws.read_close_code() == code
+    finally:
+        ws.abort()
+
+
+async def test_fragments_with_a_ping_between_are_answered_in_order(door: Door) -> None:
+    server = await door.start()
+    ws = await door.connected(server)
+    try:
+        third = len(PUBLISH) // 3
+        await ws.send(
+            build_frame(PUBLISH[:third], fin=False),
+            build_frame(b"between", opcode=OP_PING),
+            build_frame(PUBLISH[third : 2 * third], opcode=0x0, fin=False),
+            build_frame(PUBLISH[2 * third :], opcode=0x0),
+        )
+        pong = await ws.read_frame()
+        assert (pong.opcode, pong.payload) == (OP_PONG, b"between")  # before the message ends
+        assert "publish" in await ws.reply(2)
+    finally:
+        ws.abort()
+
+
+async def test_invalid_utf8_fails_before_the_message_ends(door: Door) -> None:
+    server = await door.start()
+    ws = await door.connected(server)
+    try:
+        await ws.send(
+            build_frame("κόσμε".encode(), fin=False),
+            build_frame(b"\xf4\x90\x80\x80", opcode=0x0, fin=False),  # no final fragment
+        )
+        assert await ws.read_close_code() == 1007
+    finally:
+        ws.abort()

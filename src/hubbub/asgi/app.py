@@ -43,7 +43,14 @@ class HubAsgiApp:
         if kind == "lifespan":
             await self._lifespan(receive, send)
             return
-        await self.start()
+        try:
+            await self.start()
+        except Exception:  # the hub could not start (logged once): refuse, never a traceback
+            if kind == "http":
+                await _respond(send, ApiAnswer.refusal(503, "the hub is not running"))
+            else:
+                await send({"type": "websocket.close", "code": 1013})  # try again later
+            return
         path = _relative_path(scope)
         if kind == "websocket":
             if path != self.websocket_path:
@@ -62,9 +69,14 @@ class HubAsgiApp:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the hub once, whoever asks first (concurrent callers wait for it)."""
+        """Start the hub once, whoever asks first (concurrent callers wait for it).
+
+        If it fails, every later call raises the same error: ``Hub.start`` cannot
+        be tried twice, so the application must be restarted.
+        """
         if self._started is None:
             self._started = asyncio.ensure_future(self.hub.start())
+            self._started.add_done_callback(_log_failure)
         await asyncio.shield(self._started)
 
     async def close(self) -> None:
@@ -109,17 +121,7 @@ class HubAsgiApp:
             answer = ApiAnswer.refusal(426, "this endpoint speaks WebSocket only")
         else:
             answer = ApiAnswer.refusal(404, "not found")
-        await send(
-            {
-                "type": "http.response.start",
-                "status": answer.status,
-                "headers": [
-                    (b"content-type", answer.content_type.encode()),
-                    (b"content-length", str(len(answer.body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": answer.body})
+        await _respond(send, answer)
 
     async def _api(self, method: str, scope: Scope, receive: Receive) -> ApiAnswer:
         headers = scope_headers(scope)
@@ -135,6 +137,27 @@ class HubAsgiApp:
         if body is None:
             return ApiAnswer.refusal(413, f"the body is over {MAX_BODY} bytes")
         return await self.api.answer(admitted, body)
+
+
+def _log_failure(started: asyncio.Future[None]) -> None:
+    if not started.cancelled() and started.exception() is not None:
+        exc = started.exception()
+        log.error("the hub did not start (%s: %s): every request is refused with 503 "
+                  "until the application restarts", type(exc).__name__, exc)  # fmt: skip
+
+
+async def _respond(send: Send, answer: ApiAnswer) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": answer.status,
+            "headers": [
+                (b"content-type", answer.content_type.encode()),
+                (b"content-length", str(len(answer.body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": answer.body})
 
 
 async def _read_body(receive: Receive) -> bytes | None:

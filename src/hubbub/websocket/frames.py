@@ -8,12 +8,15 @@ payload arrives. A client's frames must be masked, a server's must not. The
 reserved bits must be clear, except RSV1 on the first frame of a text or
 binary message when permessage-deflate was agreed (the reader is then given
 an ``Inflater``, see ``hubbub.websocket.deflate``). Text messages come out as
-``str`` (validated UTF-8, after inflating); the other kinds as bytes. hubbub's
+``str`` (validated UTF-8, after inflating); the other kinds as bytes. A
+fragmented uncompressed text is validated fragment by fragment, so invalid
+UTF-8 fails the connection when it arrives, not when the message ends. hubbub's
 own frames are never masked or fragmented.
 """
 
 from __future__ import annotations
 
+import codecs
 import os
 import struct
 import sys
@@ -92,6 +95,7 @@ class FrameReader:
     __slots__ = (
         "_chunks",
         "_compressed",
+        "_decoder",
         "_fragments",
         "_have",
         "_inflater",
@@ -101,6 +105,7 @@ class FrameReader:
         "_observer",
         "_opcode",
         "_size",
+        "_texts",
     )
 
     def __init__(
@@ -121,6 +126,9 @@ class FrameReader:
         self._opcode = 0  # opcode of that message
         self._size = 0  # its size so far
         self._compressed = 0  # RSV1 of its first frame
+        # A fragmented uncompressed text is decoded as it comes (fail fast on bad UTF-8):
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self._texts: list[str] | None = None  # what it decoded so far (no list per idle reader)
         self._inflater = inflater
         self._observer = observer
 
@@ -216,6 +224,21 @@ class FrameReader:
         if opcode == OP_CONTINUATION:
             fragments = self._fragments
             assert fragments is not None  # checked with the header
+            decoder = self._decoder
+            if decoder is not None:
+                self._size += len(payload)
+                text = _decoded(decoder, payload, bool(fin))
+                texts = self._texts
+                assert texts is not None  # set with the decoder
+                if text:  # empty fragments must not grow the list
+                    texts.append(text)
+                if not fin:
+                    return None
+                text = "".join(texts)
+                self._fragments = self._decoder = None
+                self._texts = None
+                self._size = 0
+                return Message(OP_TEXT, text)
             if payload:  # empty fragments would grow the list without counting as size
                 fragments.append(payload)
                 self._size += len(payload)
@@ -227,10 +250,15 @@ class FrameReader:
             self._fragments = None
             self._size = 0
         elif not fin:
-            self._fragments = [payload]
             self._opcode = opcode
             self._compressed = compressed
             self._size = len(payload)
+            if opcode == OP_TEXT and not compressed:
+                self._decoder = codecs.getincrementaldecoder("utf-8")()
+                self._texts = [_decoded(self._decoder, payload, False)]
+                self._fragments = []  # marks the message as open
+            else:
+                self._fragments = [payload]
             return None
         if compressed:
             assert self._inflater is not None  # checked with the header
@@ -241,6 +269,13 @@ class FrameReader:
             except UnicodeDecodeError:
                 raise FrameError(INVALID_DATA, "text is not UTF-8") from None
         return Message(opcode, payload)
+
+
+def _decoded(decoder: codecs.IncrementalDecoder, data: bytes, final: bool) -> str:
+    try:
+        return decoder.decode(data, final)
+    except UnicodeDecodeError:
+        raise FrameError(INVALID_DATA, "text is not UTF-8") from None
 
 
 def parse_close(payload: bytes) -> tuple[int, str]:
