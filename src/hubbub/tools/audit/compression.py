@@ -159,7 +159,7 @@ async def bomb(ctx: CaseContext) -> None:
     frame = ws.compressed_frames(b" " * BOMB, OP_TEXT)
     ws.write_raw(frame, f"({len(frame)} bytes on the wire, {BOMB} once inflated)")
     answer = Answer(b" " * BOMB, OP_TEXT, None)
-    event = await ctx._event(10.0)
+    event = await ctx.await_event(10.0)
     if event is None or event.kind == "message":
         what = "echoed it" if event is not None and answer.matches(event) else "kept the connection"
         ctx.judge("INFORMATIONAL", f"the server inflated a {BOMB >> 20} MiB message from "
