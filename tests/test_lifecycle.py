@@ -524,5 +524,8 @@ async def test_a_start_that_failed_can_be_tried_again() -> None:
         client = await connected(hub)
         found = await command(client, hub, 2, "subscribe", channel="chat:retry")
         assert "subscribe" in reply(found, 2)
+        await hub.publish("chat:retry", {"n": 1})  # delivered: the engine was started
+        await settle(hub)
+        assert [p["pub"]["data"] for p in pushes(taken(client), "pub")] == [{"n": 1}]
     finally:
         await hub.close()
