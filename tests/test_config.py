@@ -368,7 +368,7 @@ def test_ignored_centrifugo_keys_warn_once_each(tmp_path: Path) -> None:
         "rpc": {"without_namespace": {}, "namespaces": []},
         "channel": {
             "proxy": {},
-            "without_namespace": {"subscribe_proxy_enabled": True, "delta_publish": True},
+            "without_namespace": {"subscribe_proxy_enabled": True, "batch_max_size": 10},
             "namespaces": [{"name": "chat", "publish_proxy_name": "p", "allow_tags_filter": True}],
         },
     }
@@ -390,7 +390,7 @@ def test_ignored_centrifugo_keys_warn_once_each(tmp_path: Path) -> None:
         "rpc.namespaces",
         "channel.proxy",
         "channel.without_namespace.subscribe_proxy_enabled",
-        "channel.without_namespace.delta_publish",
+        "channel.without_namespace.batch_max_size",
         "channel.namespaces[0].publish_proxy_name",
         "channel.namespaces[0].allow_tags_filter",
     }

@@ -42,8 +42,10 @@ from hubbub.config.model import (
     RpcConfig,
     SubscriptionTokenConfig,
     TokenConfig,
+    UniWebSocketConfig,
     WebSocketConfig,
 )
+from hubbub.config.streams import check_streams
 from hubbub.errors import ConfigError
 
 __all__ = ["ENV_PREFIX", "LoadedConfig", "env_var_name", "load_config", "parse_duration"]
@@ -65,8 +67,7 @@ _PROXY_OPTIONS = ("subscribe", "publish", "sub_refresh", "subscribe_stream")
 _IGNORED: dict[type, frozenset[str]] = {
     Config: _names(
         """admin prometheus health swagger debug opentelemetry graphite usage_stats
-        grpc_api consumers unified_proxy proxies uni_websocket uni_sse uni_http_stream
-        uni_grpc sse http_stream webtransport emulation shutdown node broker
+        grpc_api consumers unified_proxy proxies uni_grpc webtransport shutdown node broker
         presence_manager map_broker dev init pid_file enable_unreleased_features"""
     ),
     HttpServerConfig: _names("tls tls_autocert tls_external internal_tls http3"),
@@ -84,8 +85,8 @@ _IGNORED: dict[type, frozenset[str]] = {
     SubscriptionTokenConfig: _TOKEN_IGNORED,
     ChannelConfig: _names("proxy"),
     ChannelOptions: _names(
-        """subscribe_stream_bidirectional delta_publish allowed_delta_types
-        allow_tags_filter batch_max_size batch_max_delay batch_flush_latest"""
+        """subscribe_stream_bidirectional allow_tags_filter batch_max_size batch_max_delay
+        batch_flush_latest"""
     )
     | {f"{op}_proxy_{what}" for op in _PROXY_OPTIONS for what in ("enabled", "name")},
     RpcConfig: _names("proxy without_namespace namespaces ping ping_method"),
@@ -94,6 +95,10 @@ _IGNORED: dict[type, frozenset[str]] = {
         compression_level compression_min_size disabled handler_prefix"""
     ),
     LogConfig: _names("file"),
+    UniWebSocketConfig: _names(
+        """compression compression_min_size compression_level read_buffer_size
+        use_write_buffer_pool write_buffer_size write_timeout join_push_messages"""
+    ),
     EngineConfig: _names(""),
     RedisConfig: _names(
         """cluster_address sentinel_address sentinel_master_name sentinel_user
@@ -513,10 +518,13 @@ def _validate(config: Config) -> list[str]:
         )
     _check_redis(config.engine.redis)
 
+    warnings = check_streams(config)
     api = config.http_api
     if not api.key and not api.insecure and not api.disabled:
-        return ["http_api.key is empty: the HTTP API rejects every request until you set it"]
-    return []
+        warnings.append(
+            "http_api.key is empty: the HTTP API rejects every request until you set it"
+        )
+    return warnings
 
 
 def _check_redis(redis: RedisConfig) -> None:

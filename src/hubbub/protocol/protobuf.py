@@ -404,8 +404,7 @@ class ProtobufCodec:
     def publication_push(self, channel: str, publication: Publication) -> bytes:
         """The hot path: ``Reply{push: Push{channel, pub}}``, length-prefixed."""
         pub = _publication(publication)
-        name = channel.encode()
-        push = _L[2] + varint(len(name)) + name + _L[4] + varint(len(pub)) + pub
+        push = _str(2, channel) + _L[4] + varint(len(pub)) + pub
         reply = _L[4] + varint(len(push)) + push
         return varint(len(reply)) + reply
 

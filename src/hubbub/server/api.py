@@ -55,6 +55,7 @@ class PublishParams(msgspec.Struct):
     skip_history: bool = False
     tags: dict[str, str] | None = None
     idempotency_key: str = ""
+    delta: bool = False  # delta subscribers may get it as a patch (hub/deltas.py)
 
 
 class BroadcastParams(msgspec.Struct):
@@ -63,6 +64,7 @@ class BroadcastParams(msgspec.Struct):
     skip_history: bool = False
     tags: dict[str, str] | None = None
     idempotency_key: str = ""
+    delta: bool = False
 
 
 class ChannelParams(msgspec.Struct):
@@ -215,7 +217,12 @@ class HttpApi:
     async def publish(self, body: msgspec.Raw) -> dict[str, Any]:
         params: PublishParams = _decode(body, PublishParams)
         return await self._publish_one(
-            params.channel, params.data, params.skip_history, params.tags, params.idempotency_key
+            params.channel,
+            params.data,
+            params.skip_history,
+            params.tags,
+            params.idempotency_key,
+            params.delta,
         )
 
     async def _publish_one(
@@ -225,13 +232,14 @@ class HttpApi:
         skip_history: bool,
         tags: dict[str, str] | None,
         idempotency_key: str,
+        delta: bool = False,
     ) -> dict[str, Any]:
         if not data:
             raise ClientError(Error.BAD_REQUEST, "data required")
         resolved = self.hub.channel_rules.resolve(channel)
         result = await self.hub.publish_publication(
             resolved,
-            Publication(data=compact_json(data), tags=tags or None),
+            Publication(data=compact_json(data), tags=tags or None, delta=delta),
             skip_history=skip_history,
             idempotency_key=idempotency_key,
         )
@@ -244,7 +252,12 @@ class HttpApi:
         for channel in params.channels:
             try:
                 result = await self._publish_one(
-                    channel, params.data, params.skip_history, params.tags, params.idempotency_key
+                    channel,
+                    params.data,
+                    params.skip_history,
+                    params.tags,
+                    params.idempotency_key,
+                    params.delta,
                 )
                 responses.append({"result": result})
             except ClientError as exc:
