@@ -28,8 +28,8 @@ class Shared:
     def __init__(self, payload: bytes, source: Callable[[Codec], bytes] | None = None) -> None:
         self.payload = payload  # the JSON protocol's
         self.encoded: bytes | None = None  # set by the first transport that encodes it
-        # Framings of a payload, by the name of the framing (first transport to frame it).
-        self.framed: dict[str, bytes] | None = None
+        # Framings of a payload, by framing and codec (first transport to frame it).
+        self.framed: dict[tuple[str, Codec], bytes] | None = None
         self._source = source  # makes the payload in another codec
         self._others: dict[Codec, bytes] | None = None
 
@@ -49,13 +49,14 @@ class Shared:
 
     def framing(self, name: str, build: Callable[[bytes], bytes], codec: Codec) -> bytes:
         """The payload in ``codec`` framed by ``build``, made once for every transport
-        that frames it the same way (``name``)."""
+        that frames it the same way (``name``) in the same codec."""
         framed = self.framed
         if framed is None:
             framed = self.framed = {}
-        frame = framed.get(name)
+        key = (name, codec)
+        frame = framed.get(key)
         if frame is None:
-            frame = framed[name] = build(self.payload_for(codec))
+            frame = framed[key] = build(self.payload_for(codec))
         return frame
 
 

@@ -34,15 +34,15 @@ MAX_BODY = 10 * 1024 * 1024
 _CHUNK = 65536
 
 
-async def _read_body(request: web.Request) -> bytes:
-    """The request body, at most MAX_BODY bytes (413 beyond, before reading it all)."""
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
+async def read_body(request: web.Request, limit: int = MAX_BODY) -> bytes:
+    """The request body, at most ``limit`` bytes (413 beyond, before reading it all)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     body = bytearray()
     while chunk := await request.content.read(_CHUNK):
         body += chunk
-        if len(body) > MAX_BODY:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(body))
+        if len(body) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
     return bytes(body)
 
 
@@ -177,7 +177,7 @@ class HttpApi:
         handler = self._methods.get(request.match_info["method"])
         if handler is None:
             raise web.HTTPNotFound(text="unknown api method\n")
-        body = await _read_body(request)
+        body = await read_body(request)
         try:
             reply = await self._call(handler, msgspec.Raw(body or b"{}"))
         except BadParams as exc:

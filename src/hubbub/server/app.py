@@ -2,6 +2,8 @@
 
 Routes (on one port, unless ``http_server.internal_port`` splits them):
     GET  /connection/websocket   the client protocol                  (public)
+    /connection/http_stream, /connection/sse, /emulation, /connection/uni_sse,
+    /connection/uni_http_stream  when enabled (server/streams.py)     (public)
     GET  /                       the demo chat page                   (public)
     POST /api/<method>           the server HTTP API (X-API-Key)      (internal port if set)
     GET  /health                 200 {} while the node serves         (both)
@@ -24,6 +26,7 @@ from hubbub.hub.hub import Hub
 from hubbub.server.api import HttpApi
 from hubbub.server.keys import HUB_KEY
 from hubbub.server.logs import quiet_peer_errors
+from hubbub.server.streams import Streams
 from hubbub.server.websocket import websocket_handler
 
 DEMO_PAGE = "demo.html"
@@ -44,6 +47,8 @@ def attach(
     app[HUB_KEY] = hub
     if websocket:
         app.router.add_get(f"{prefix}/connection/websocket", websocket_handler)
+        # SSE, HTTP streaming, /emulation and the uni_* streams, each when enabled.
+        Streams(hub).add_routes(app, prefix)
     if api:
         app.router.add_post(prefix + "/api/{method}", HttpApi(hub).handle)
     app.router.add_get(f"{prefix}/health", _health)
