@@ -57,9 +57,9 @@ def js_transports(server: RunningServer, mode: str) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def js_client(
-    server: RunningServer, mode: str, channel: str, token: str
+    server: RunningServer, mode: str, channel: str, token: str, *, delta: str | None = None
 ) -> AsyncIterator[EventProcess]:
-    scenario = {
+    scenario: dict[str, Any] = {
         **js_transports(server, mode),
         "name": f"js-{mode}",
         "channel": channel,
@@ -67,6 +67,8 @@ async def js_client(
         "minReconnectDelay": RECONNECT_DELAY_MS,
         "maxReconnectDelay": RECONNECT_DELAY_MS,
     }
+    if delta is not None:
+        scenario["delta"] = delta
     process = await EventProcess.start(
         "node", str(CLIENT_SCRIPT), json.dumps(scenario), cwd=JS_DIR, label=f"js-{mode}"
     )
