@@ -15,6 +15,7 @@ table once the WebSocket door negotiates Protobuf.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -23,6 +24,14 @@ from typing import Any
 import pytest
 from cent import AsyncClient, DisconnectRequest, PublishRequest
 from cent import Disconnect as CentDisconnect
+from centrifuge import (
+    Client,
+    ClientEventHandler,
+    ConnectingContext,
+    PublicationContext,
+    SubscribedContext,
+    SubscriptionEventHandler,
+)
 
 from tests.conftest import RunningServer, ServerFactory
 from tests.sdk_helpers import DeliveryReport, EventProcess, PythonSubscriber
@@ -148,11 +157,123 @@ async def run_scenario(server: RunningServer, js: EventProcess, channel: str, mo
     assert (report.lost, report.duplicated, report.out_of_order, report.unexpected) == (0, 0, 0, 0)
 
 
-@pytest.mark.parametrize("mode", ["http_stream", "sse", "http_stream+protobuf"])
+@pytest.mark.parametrize(
+    "mode", ["websocket", "websocket+protobuf", "http_stream", "sse", "http_stream+protobuf"]
+)
 async def test_js_sdk_scenario(start_server: ServerFactory, mode: str) -> None:
     server = await start_server(STREAMS)
     channel = f"chat:mode-{mode.replace('+', '-')}"
     async with js_client(server, mode, channel, server.token("alice")) as js:
         await run_scenario(server, js, channel, mode)
-        # The session the SDK used was an emulation session, and it is gone after exit.
-        assert all(s.emulation for s in server.hub.sessions.values() if s.user == "alice")
+        sessions = [s for s in server.hub.sessions.values() if s.user == "alice"]
+        assert [s.emulation for s in sessions] == [not mode.startswith("websocket")]
+        assert [s.codec.name for s in sessions] == ["protobuf" if "protobuf" in mode else "json"]
+
+
+# --- centrifuge-python: JSON and use_protobuf=True ---------------------------------------
+
+
+class _Events(ClientEventHandler, SubscriptionEventHandler):
+    """Client and subscription events of one centrifuge-python client, queued."""
+
+    def __init__(self) -> None:
+        self.connecting: asyncio.Queue[ConnectingContext] = asyncio.Queue()
+        self.subscribed: asyncio.Queue[SubscribedContext] = asyncio.Queue()
+        self.publications: asyncio.Queue[PublicationContext] = asyncio.Queue()
+
+    async def on_connecting(self, ctx: ConnectingContext) -> None:
+        await self.connecting.put(ctx)
+
+    async def on_subscribed(self, ctx: SubscribedContext) -> None:  # type: ignore[override]
+        await self.subscribed.put(ctx)
+
+    async def on_publication(self, ctx: PublicationContext) -> None:  # type: ignore[override]
+        await self.publications.put(ctx)
+
+
+async def _next(queue: asyncio.Queue[Any], within: float = 5.0) -> Any:
+    return await asyncio.wait_for(queue.get(), within)
+
+
+@pytest.mark.parametrize("protobuf", [False, True], ids=["json", "protobuf"])
+async def test_python_sdk_scenario(start_server: ServerFactory, protobuf: bool) -> None:
+    server = await start_server()
+    channel = f"chat:py-{'protobuf' if protobuf else 'json'}"
+
+    def encode(value: Any) -> Any:  # the Protobuf protocol carries bytes (our JSON's)
+        return json.dumps(value).encode() if protobuf else value
+
+    def decode(data: Any) -> Any:
+        return json.loads(data) if protobuf else data
+
+    events = _Events()
+    client = Client(
+        server.ws_url,
+        events,
+        token=server.token("alice"),
+        use_protobuf=protobuf,
+        min_reconnect_delay=RECONNECT_DELAY_MS / 1000,
+        max_reconnect_delay=RECONNECT_DELAY_MS / 1000,
+    )
+    sub = client.new_subscription(channel, events)
+    api = AsyncClient(server.api_url, server.api_key)
+    sent: list[int] = []
+    received: list[int] = []
+
+    async def publication() -> Any:
+        ctx: PublicationContext = await _next(events.publications)
+        data = decode(ctx.pub.data)
+        received.append(data["seq"])
+        return ctx.pub.offset, data, ctx.pub.info
+
+    try:
+        await client.connect()
+        await sub.subscribe()
+        first: SubscribedContext = await _next(events.subscribed)
+        assert first.recoverable and not first.was_recovering
+        [session] = server.hub.sessions_of("alice")
+        assert session.codec.name == ("protobuf" if protobuf else "json")
+        async with PythonSubscriber(server.ws_url, channel, token=server.token("bob")) as py:
+            await api.publish(PublishRequest(channel=channel, data={"seq": 1}))
+            await py.publish({"seq": 2})
+            await sub.publish(encode({"seq": 3}))
+            sent += [1, 2, 3]
+            got = [await publication() for _ in range(3)]
+            assert [(offset, data) for offset, data, _ in got] == [
+                (1, {"seq": 1}),
+                (2, {"seq": 2}),
+                (3, {"seq": 3}),
+            ]
+            assert got[1][2].user == "bob" and got[2][2].user == "alice"
+            # The JSON subscriber got the same data.
+            assert [(await py.next_publication()).pub.data for _ in range(3)] == [
+                data for _, data, _ in got
+            ]
+            presence = await sub.presence()
+            assert {info.user for info in presence.clients.values()} == {"alice", "bob"}
+            stats = await sub.presence_stats()
+            assert (stats.num_clients, stats.num_users) == (2, 2)
+            history = await sub.history(limit=-1)
+            assert [decode(p.data)["seq"] for p in history.publications] == [1, 2, 3]
+
+        await api.disconnect(
+            DisconnectRequest(user="alice", disconnect=CentDisconnect(code=4000, reason="moved"))
+        )
+        connecting: ConnectingContext = await _next(events.connecting)
+        if connecting.code == 0:  # "connect called", at the start
+            connecting = await _next(events.connecting)
+        assert (connecting.code, connecting.reason) == (4000, "moved")
+        for n in (4, 5, 6):
+            await server.hub.publish(channel, {"seq": n})
+            sent.append(n)
+        again: SubscribedContext = await _next(events.subscribed, RECONNECT_DELAY_MS / 1000 + 10)
+        assert again.was_recovering and again.recovered
+        assert [(await publication())[0] for _ in range(3)] == [4, 5, 6]
+        await server.hub.publish(channel, {"seq": 7})
+        sent.append(7)
+        assert (await publication())[:2] == (7, {"seq": 7})
+    finally:
+        await client.disconnect()
+        await api.close()
+    report = DeliveryReport.compare(sent, received)
+    assert (report.lost, report.duplicated, report.out_of_order, report.unexpected) == (0, 0, 0, 0)

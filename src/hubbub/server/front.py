@@ -21,14 +21,17 @@ from typing import cast
 from aiohttp import web
 
 from hubbub.hub.hub import Hub
+from hubbub.protocol.protobuf import PROTOBUF
 from hubbub.server.websocket import origin_allowed
-from hubbub.server.wsconn import WebSocketConnection
+from hubbub.server.wsconn import ProtobufWebSocket, WebSocketConnection
 from hubbub.websocket.handshake import (
     HEAD_END,
+    PROTOBUF_SUBPROTOCOL,
     accept_response,
     parse_head,
     request_path,
     upgrade_key,
+    wants_protobuf,
 )
 
 log = logging.getLogger("hubbub.server")
@@ -123,11 +126,12 @@ class Front(asyncio.Protocol):
                 self._hand_off()  # not ours (or too long): aiohttp reads the rest
             return
         head_size = end + len(HEAD_END)
-        key = self._fast_upgrade_key(buffer[:head_size])
+        head = buffer[:head_size]
+        key = self._fast_upgrade_key(head)
         if key is None:
             self._hand_off()
         else:
-            self._upgrade(key, buffer[:head_size], buffer[head_size:])
+            self._upgrade(key, head, buffer[head_size:])
 
     def _fast_upgrade_key(self, raw: bytes) -> str | None:
         listener = self._listener
@@ -147,9 +151,20 @@ class Front(asyncio.Protocol):
         self._cancel_timer()
         transport = self._transport
         assert transport is not None
-        transport.write(accept_response(key))
+        parsed = parse_head(head)
+        target = head[: head.find(b"\r\n")].decode("latin-1").split(" ")[1]
+        protobuf = parsed is not None and wants_protobuf(parsed, target)
+        offered = parsed is not None and PROTOBUF_SUBPROTOCOL in parsed.tokens(
+            "sec-websocket-protocol"
+        )
+        transport.write(accept_response(key, subprotocol=PROTOBUF_SUBPROTOCOL if offered else None))
         listener = self._listener
-        connection = WebSocketConnection(listener.hub, transport, head, listener.closed)
+        if protobuf:
+            connection: WebSocketConnection = ProtobufWebSocket(
+                listener.hub, transport, head, listener.closed, codec=PROTOBUF
+            )
+        else:
+            connection = WebSocketConnection(listener.hub, transport, head, listener.closed)
         listener.upgraded(connection)
         transport.set_protocol(connection)
         self._transport = None

@@ -225,6 +225,15 @@ def text_header(length: int) -> bytes:
     return struct.pack("!BBQ", 0x81, 127, length)
 
 
+def binary_header(length: int) -> bytes:
+    """Header of a final, unmasked binary frame carrying ``length`` bytes (Protobuf)."""
+    if length < 126:
+        return bytes((0x82, length))
+    if length < 65536:
+        return struct.pack("!BBH", 0x82, 126, length)
+    return struct.pack("!BBQ", 0x82, 127, length)
+
+
 def control_frame(opcode: int, payload: bytes = b"") -> bytes:
     """An unmasked control frame (close, ping, pong); ``payload`` at most 125 bytes."""
     return bytes((0x80 | opcode, len(payload))) + payload

@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 from dataclasses import dataclass
+from urllib.parse import parse_qs
 
 #: Appended to the client's key before hashing (RFC 6455 1.3).
 WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -98,13 +99,27 @@ def upgrade_key(head: RequestHead, *, compression: bool) -> str | None:
     return key
 
 
-def accept_response(key: str) -> bytes:
-    """The 101 response completing the handshake for ``key``."""
+def accept_response(key: str, *, subprotocol: str | None = None) -> bytes:
+    """The 101 response completing the handshake for ``key`` (and the agreed subprotocol)."""
     digest = hashlib.sha1(key.encode() + WEBSOCKET_GUID).digest()  # the RFC fixes SHA-1 here
     accept = base64.b64encode(digest)
+    protocol = b"Sec-WebSocket-Protocol: " + subprotocol.encode() + b"\r\n" if subprotocol else b""
     return (
         b"HTTP/1.1 101 Switching Protocols\r\n"
         b"Upgrade: websocket\r\n"
-        b"Connection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        b"Connection: Upgrade\r\n" + protocol + b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
     )
+
+
+#: The subprotocol of Centrifugo's Protobuf client protocol.
+PROTOBUF_SUBPROTOCOL = "centrifuge-protobuf"
+
+
+def wants_protobuf(head: RequestHead, target: str) -> bool:
+    """The client asks for the Protobuf protocol: the ``centrifuge-protobuf``
+    subprotocol, or (as Centrifugo accepts) ``format=protobuf`` or
+    ``cf_protocol=protobuf`` in the query of ``target`` (the request target)."""
+    if PROTOBUF_SUBPROTOCOL in head.tokens("sec-websocket-protocol"):
+        return True
+    query = parse_qs(target.partition("?")[2])
+    return "protobuf" in (*query.get("format", ()), *query.get("cf_protocol", ()))
