@@ -21,7 +21,9 @@ from typing import cast
 from aiohttp import web
 
 from hubbub.hub.hub import Hub
+from hubbub.protocol.codec import UNI_JSON
 from hubbub.protocol.protobuf import PROTOBUF
+from hubbub.server.uniws import UniWebSocket
 from hubbub.server.websocket import origin_allowed
 from hubbub.server.wsconn import ProtobufWebSocket, WebSocketConnection
 from hubbub.websocket.handshake import (
@@ -48,6 +50,10 @@ class Listener:
         self.hub = hub
         self.http = http  # aiohttp's protocol factory for everything but fast upgrades
         self.connections: set[WebSocketConnection] = set()
+        # Request paths upgraded here: the client protocol, and uni_websocket when enabled.
+        self.paths = {WEBSOCKET_PATH}
+        if hub.config.uni_websocket.enabled:
+            self.paths.add(hub.config.uni_websocket.handler_prefix.encode())
         self._server: asyncio.Server | None = None
         self._all_closed: asyncio.Event | None = None  # set when the last one closes
         config = hub.config.http_server
@@ -121,7 +127,7 @@ class Front(asyncio.Protocol):
         if end < 0:
             line_end = buffer.find(b"\r\n")
             if len(buffer) > self._listener.max_head or (
-                line_end >= 0 and request_path(buffer[:line_end]) != WEBSOCKET_PATH
+                line_end >= 0 and request_path(buffer[:line_end]) not in self._listener.paths
             ):
                 self._hand_off()  # not ours (or too long): aiohttp reads the rest
             return
@@ -136,7 +142,7 @@ class Front(asyncio.Protocol):
     def _fast_upgrade_key(self, raw: bytes) -> str | None:
         listener = self._listener
         head = parse_head(raw)
-        if head is None or head.path != WEBSOCKET_PATH.decode():
+        if head is None or head.path.encode() not in listener.paths:
             return None
         if len(head.headers) > listener.max_header_count or any(
             len(line) > listener.max_header_size for line in raw.split(b"\r\n")
@@ -159,8 +165,12 @@ class Front(asyncio.Protocol):
         )
         transport.write(accept_response(key, subprotocol=PROTOBUF_SUBPROTOCOL if offered else None))
         listener = self._listener
-        if protobuf:
-            connection: WebSocketConnection = ProtobufWebSocket(
+        if request_path(head[: head.find(b"\r\n")]) != WEBSOCKET_PATH:
+            connection: WebSocketConnection = UniWebSocket(
+                listener.hub, transport, head, listener.closed, codec=UNI_JSON
+            )
+        elif protobuf:
+            connection = ProtobufWebSocket(
                 listener.hub, transport, head, listener.closed, codec=PROTOBUF
             )
         else:

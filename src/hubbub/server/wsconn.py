@@ -77,6 +77,7 @@ class WebSocketConnection(asyncio.Protocol):
     """
 
     _data_opcode = OP_TEXT  # the frames commands arrive in
+    _unidirectional = False  # the client sends its connect only (uni_websocket)
 
     __slots__ = (
         "_closing",
@@ -115,7 +116,9 @@ class WebSocketConnection(asyncio.Protocol):
         self._closing = False  # our close frame is sent (or the stream is broken)
         self._timer: asyncio.TimerHandle | None = None
         self._on_closed = on_closed
-        self.session: Session = hub.open_session(self, codec=codec)
+        self.session: Session = hub.open_session(
+            self, codec=codec, unidirectional=self._unidirectional
+        )
 
     # --- Transport (what the hub sees) -------------------------------------------------
 
