@@ -52,6 +52,7 @@ from hubbub.protocol.protowire import (
     read_message,
     split_delimited,
     varint,
+    write_message,
 )
 
 # --- encoding ---------------------------------------------------------------------
@@ -523,6 +524,12 @@ REPLY: Final[Schema] = {
     ),
     15: _f("sub_refresh", _M, {1: _f("expires", _B), 2: _f("ttl", _U32)}),
 }
+
+
+def encode_command(command: dict[str, Any]) -> bytes:
+    """A command given as a dict (``{"id": 1, "subscribe": {"channel": "c"}}``, payloads
+    as bytes), length-prefixed: what a client sends."""
+    return delimited(write_message(command, COMMAND))
 
 
 def decode_replies(frame: bytes) -> list[dict[str, Any]]:

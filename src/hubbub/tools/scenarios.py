@@ -48,6 +48,7 @@ class BenchOptions:
     scenario: str = "fanout"
     url: str | None = None  # None: start hubbub
     dialect: str = "centrifugo"
+    protobuf: bool = False  # subscribers speak the Protobuf protocol (publishers JSON)
     subscribers: int = 100  # fanout/idle/connect: clients; rpc: concurrent requesters
     channels: int = 1
     publishers: int = 1
@@ -148,6 +149,8 @@ class Worker:
         self.phase = phase
         self.progress = progress
         self.target = Target(opts.url or "", opts.dialect)
+        # Subscribers' target: the same server, in Protobuf when asked.
+        self.sub_target = Target(opts.url or "", "protobuf") if opts.protobuf else self.target
         self.latency = Histogram()
         self.result: dict[str, Any] = {"worker": index}
         self.cpu0 = time.process_time()
@@ -173,7 +176,8 @@ class Worker:
         seqs: SeqTracker | None = None,
         recover: dict[str, Any] | None = None,
     ) -> tuple[BenchConnection, dict[str, Any]]:
-        conn = await open_connection(self.target, latency=latency, seqs=seqs)
+        target = self.sub_target if channel is not None else self.target
+        conn = await open_connection(target, latency=latency, seqs=seqs)
         reply: dict[str, Any] = {}
         if self.opts.dialect == "centrifugo":
             connect: dict[str, Any] = {"token": self.opts.token} if self.opts.token else {}
