@@ -60,7 +60,9 @@ def versions(count: int, seed: int = 1) -> list[dict[str, Any]]:
     return out
 
 
-async def subscriber(url: str, delta: bool, expected: int, counted: list[int]) -> None:
+async def subscriber(
+    url: str, delta: bool, expected: int, counted: list[int], ready: asyncio.Event
+) -> None:
     async with websockets.connect(url, max_size=None) as ws:
         subscribe: dict[str, Any] = {"channel": "docs:inventory"}
         if delta:
@@ -71,6 +73,8 @@ async def subscriber(url: str, delta: bool, expected: int, counted: list[int]) -
             message = await asyncio.wait_for(ws.recv(), 10)
             raw = message.encode() if isinstance(message, str) else message
             for line in raw.split(b"\n"):
+                if line.startswith(b'{"id":2,"subscribe"'):
+                    ready.set()
                 if b'"pub":' in line:
                     counted.append(len(line))
                     received += 1
@@ -94,13 +98,12 @@ async def run(count: int) -> None:
     plain: list[int] = []
     delta: list[int] = []
     try:
+        ready = [asyncio.Event(), asyncio.Event()]
         tasks = [
-            asyncio.create_task(subscriber(url, False, count, plain)),
-            asyncio.create_task(subscriber(url, True, count, delta)),
+            asyncio.create_task(subscriber(url, False, count, plain, ready[0])),
+            asyncio.create_task(subscriber(url, True, count, delta, ready[1])),
         ]
-        async with asyncio.timeout(10):
-            while sum(len(s.subscriptions) for s in hub.sessions.values()) < 2:
-                await asyncio.sleep(0.01)
+        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in ready)), 10)
         for doc in docs:
             await hub.publish("docs:inventory", doc, delta=True)
             await asyncio.sleep(0)  # one publication per frame: each is counted alone
