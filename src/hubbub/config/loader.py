@@ -47,6 +47,7 @@ from hubbub.config.model import (
     WebSocketConfig,
 )
 from hubbub.config.streams import check_streams
+from hubbub.config.transport import check_transport  # TLS and websocket.* (issue 10)
 from hubbub.errors import ConfigError
 
 __all__ = ["ENV_PREFIX", "LoadedConfig", "env_var_name", "load_config", "parse_duration"]
@@ -70,7 +71,7 @@ _IGNORED: dict[type, frozenset[str]] = {
         grpc_api consumers unified_proxy uni_grpc webtransport shutdown node broker
         presence_manager map_broker dev init pid_file enable_unreleased_features"""
     ),
-    HttpServerConfig: _names("tls tls_autocert tls_external internal_tls http3"),
+    HttpServerConfig: _names(""),
     HttpApiConfig: _names("handler_prefix external error_mode"),
     ClientConfig: _names(
         """connection_limit
@@ -92,9 +93,10 @@ _IGNORED: dict[type, frozenset[str]] = {
     ProxyOptions: _names("emulated_headers"),
     ProxyGrpcOptions: _names("static_metadata"),
     RpcConfig: _names("ping ping_method"),
+    # Buffer sizes tune gorilla/websocket; hubbub's writes are not per-message
+    # (slow clients are cut by client.queue_max_size, not a write timeout).
     WebSocketConfig: _names(
-        """read_buffer_size write_buffer_size use_write_buffer_pool write_timeout
-        compression_level compression_min_size disabled handler_prefix"""
+        "read_buffer_size write_buffer_size use_write_buffer_pool write_timeout"
     ),
     LogConfig: _names("file"),
     UniWebSocketConfig: _names(
@@ -121,6 +123,7 @@ _REDIS_SCHEMES = ("redis", "rediss", "unix")
 _INT_RANGES: dict[str, tuple[int, int]] = {
     "http_server.port": (0, 65535),
     "engine.redis.db": (0, 15),
+    "websocket.compression_level": (-2, 9),  # zlib's levels, -2: Huffman only
 }
 _STR_LIST = tuple[str, ...]
 _NAMESPACES = tuple[Namespace, ...]
@@ -507,8 +510,8 @@ def _validate(config: Config) -> list[str]:
         )
     _check_redis(config.engine.redis)
     warnings = check_backend(config)
-
-    warnings = check_streams(config)
+    warnings += check_transport(config)  # TLS and websocket.* (issue 10)
+    warnings += check_streams(config)  # SSE, HTTP streaming, uni_*, deltas (issue 11)
     api = config.http_api
     if not api.key and not api.insecure and not api.disabled:
         warnings.append(

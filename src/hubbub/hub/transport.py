@@ -10,6 +10,8 @@ first transport to encode it keeps its encoding in the ``Shared`` for the rest.
 unidirectional JSON) takes ``payload_for(codec)``, made once per codec from the
 same publications, and a transport that frames payloads its own way (SSE,
 HTTP streaming, binary WebSocket frames) keeps its framing in ``framed``.
+(``encoded``: the plain frame; ``deflated``: the frame compressed with
+permessage-deflate, no context takeover, for transports sharing one compressor).
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from hubbub.protocol.codec import JSON, Codec
 class Shared:
     """One frame payload for many connections, with slots for its encoded forms."""
 
-    __slots__ = ("_others", "_source", "encoded", "framed", "payload")
+    __slots__ = ("_others", "_source", "deflated", "encoded", "framed", "payload")
 
     def __init__(self, payload: bytes, source: Callable[[Codec], bytes] | None = None) -> None:
         self.payload = payload  # the JSON protocol's
         self.encoded: bytes | None = None  # set by the first transport that encodes it
+        self.deflated: bytes | None = None  # the same, compressed, by the first that compresses
         # Framings of a payload, by framing and codec (first transport to frame it).
         self.framed: dict[tuple[str, Codec], bytes] | None = None
         self._source = source  # makes the payload in another codec

@@ -1,7 +1,8 @@
 """Wiring only: the aiohttp applications, their routes, and the hub's lifecycle.
 
 Routes (on one port, unless ``http_server.internal_port`` splits them):
-    GET  /connection/websocket   the client protocol                  (public)
+    GET  /connection/websocket   the client protocol (``websocket.handler_prefix``;
+                                 none with ``websocket.disabled``)   (public)
     /connection/http_stream, /connection/sse, /emulation, /connection/uni_sse,
     /connection/uni_http_stream  when enabled (server/streams.py)     (public)
     GET  /                       the demo chat page                   (public)
@@ -9,8 +10,11 @@ Routes (on one port, unless ``http_server.internal_port`` splits them):
     GET  /health                 200 {} while the node serves         (both)
 
 ``attach`` adds them to an application the user already has; ``create_app``
-makes a new one. The application that owns the hub starts it and, on
-shutdown, disconnects every client with 3001 so they reconnect elsewhere.
+makes a new one. The WebSocket route is the endpoint's aiohttp door
+(websocket.py): hubbub takes each upgraded connection over from aiohttp. The
+application that owns the hub starts it and, on shutdown, disconnects every
+client with 3001 so they reconnect elsewhere, then waits (bounded) for their
+close handshakes.
 ``runner_options`` turns ``http_server`` limits into aiohttp server options.
 """
 
@@ -24,10 +28,11 @@ from aiohttp import web
 from hubbub.config.model import HttpServerConfig
 from hubbub.hub.hub import Hub
 from hubbub.server.api import HttpApi
-from hubbub.server.keys import HUB_KEY
+from hubbub.server.keys import ENDPOINT_KEY, HUB_KEY
 from hubbub.server.logs import quiet_peer_errors
 from hubbub.server.streams import Streams
-from hubbub.server.websocket import websocket_handler
+from hubbub.server.websocket import WebSocketEndpoint
+from hubbub.server.wsconn import SHUTDOWN_GRACE
 
 DEMO_PAGE = "demo.html"
 
@@ -45,8 +50,10 @@ def attach(
     """Serve ``hub`` from ``app`` (an existing aiohttp application) under ``prefix``."""
     quiet_peer_errors()
     app[HUB_KEY] = hub
+    endpoint = app[ENDPOINT_KEY] = WebSocketEndpoint(hub)
+    if websocket and not hub.config.websocket.disabled:
+        app.router.add_get(prefix + endpoint.path, endpoint.handle)
     if websocket:
-        app.router.add_get(f"{prefix}/connection/websocket", websocket_handler)
         # SSE, HTTP streaming, /emulation and the uni_* streams, each when enabled.
         Streams(hub).add_routes(app, prefix)
     if api:
@@ -61,6 +68,7 @@ def attach(
 
         async def close_hub(_: web.Application) -> None:
             await hub.close()
+            await endpoint.wait_closed(SHUTDOWN_GRACE)
 
         app.on_startup.append(start_hub)
         app.on_shutdown.append(close_hub)

@@ -35,7 +35,8 @@ from hubbub.protocol.messages import Command, ConnectRequest
 from hubbub.protocol.protobuf import PROTOBUF, decode_emulation_request
 from hubbub.server.api import read_body
 from hubbub.server.streamconn import Framing, StreamConnection
-from hubbub.server.websocket import origin_allowed
+from hubbub.server.websocket import TakenOver, take_over
+from hubbub.websocket.handshake import origin_allowed
 
 log = logging.getLogger("hubbub.streams")
 
@@ -189,9 +190,9 @@ class Streams:
             raise _refused(web.HTTPBadRequest, "a connect request is required")
         socket = request.transport
         if socket is None or socket.is_closing():
-            return _TakenOver()  # the peer left meanwhile
+            return TakenOver(200)  # the peer left meanwhile
         headers = {name.lower(): value for name, value in request.headers.items()}
-        _take_over(request)
+        take_over(request)  # a client sends nothing after its request: nothing is left
         head = [
             b"HTTP/1.1 200 OK",
             b"Content-Type: " + _CONTENT_TYPES[framing].encode(),
@@ -213,7 +214,7 @@ class Streams:
         )
         socket.set_protocol(connection)
         connection.deliver(first)  # the connect (a fresh inbox has room)
-        return _TakenOver()
+        return TakenOver(200)
 
 
 def _connect_command(data: bytes) -> bytes:
@@ -241,35 +242,3 @@ def _cors(request: web.Request) -> list[tuple[str, str]]:
 
 def _refused(kind: type[web.HTTPException], message: str) -> web.HTTPException:
     return kind(text=message + "\n")
-
-
-class _Discard:
-    """Takes the bytes aiohttp read past the request (a client sends nothing more)."""
-
-    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
-        return False, b""
-
-    def feed_eof(self) -> None:
-        pass
-
-
-def _take_over(request: web.BaseRequest) -> None:
-    """Detach aiohttp from the connection of ``request`` (the calls its own
-    WebSocketResponse uses): it neither writes to nor reads from it again."""
-    protocol = request.protocol
-    protocol.set_parser(cast(Any, _Discard()))
-    protocol.transport = None
-    protocol.connection_lost(None)
-
-
-class _TakenOver(web.StreamResponse):
-    """What a handler returns once hubbub owns the socket: aiohttp sends nothing."""
-
-    def __init__(self) -> None:
-        super().__init__(status=200)
-
-    async def prepare(self, request: web.BaseRequest) -> None:
-        return None
-
-    async def write_eof(self, data: bytes = b"") -> None:
-        return None
