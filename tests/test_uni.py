@@ -112,8 +112,9 @@ async def test_uni_http_stream_and_uni_sse_with_aiohttp(start_server: ServerFact
             assert [p["offset"] for p in sub["publications"]] == [m.offset for m in missed]
 
 
-async def test_uni_websocket(start_server: ServerFactory) -> None:
-    server = await start_server(CONFIG)
+@pytest.mark.parametrize("embedded", [False, True], ids=["listener", "aiohttp-door"])
+async def test_uni_websocket(start_server: ServerFactory, embedded: bool) -> None:
+    server = await start_server(CONFIG, embedded=embedded)
     url = server.ws_url.replace("/connection/websocket", "/connection/uni_websocket")
     async with websockets.connect(url) as ws:
         await ws.send(json.dumps({"token": server.token("uni", channels=[CHANNEL])}))

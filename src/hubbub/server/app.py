@@ -53,6 +53,9 @@ def attach(
     endpoint = app[ENDPOINT_KEY] = WebSocketEndpoint(hub)
     if websocket and not hub.config.websocket.disabled:
         app.router.add_get(prefix + endpoint.path, endpoint.handle)
+    if websocket and hub.config.uni_websocket.enabled:
+        uni = hub.config.uni_websocket.handler_prefix
+        app.router.add_get(prefix + uni, endpoint.handle_unidirectional)
     if websocket:
         # SSE, HTTP streaming, /emulation and the uni_* streams, each when enabled.
         Streams(hub).add_routes(app, prefix)

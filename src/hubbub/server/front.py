@@ -45,8 +45,10 @@ class Listener:
         server = config.http_server
         # Paths hubbub upgrades itself: the client protocol, and uni_websocket (issue 11).
         self.paths: set[bytes] = set() if config.websocket.disabled else {endpoint.path.encode()}
+        self.uni_path: bytes | None = None
         if config.uni_websocket.enabled:
-            self.paths.add(config.uni_websocket.handler_prefix.encode())
+            self.uni_path = config.uni_websocket.handler_prefix.encode()
+            self.paths.add(self.uni_path)
         self.handshake_timeout = server.handshake_timeout
         self.max_header_count = server.max_header_count
         self.max_header_size = server.max_header_size
@@ -149,7 +151,9 @@ class Front(asyncio.Protocol):
         ):
             self._refuse(Refusal(400, "too many or too long header lines"))
         else:
-            decision = listener.endpoint.decide(head)
+            decision = listener.endpoint.decide(
+                head, unidirectional=head.path.encode() == listener.uni_path
+            )
             if isinstance(decision, Refusal):
                 self._refuse(decision)
             else:

@@ -90,8 +90,9 @@ class WebSocketEndpoint:
 
     # --- judging and opening ---------------------------------------------------------
 
-    def decide(self, head: RequestHead) -> Accept | Refusal:
-        """Accept (with the agreed compression) or refuse an upgrade request."""
+    def decide(self, head: RequestHead, *, unidirectional: bool = False) -> Accept | Refusal:
+        """Accept (with the agreed compression) or refuse an upgrade request;
+        ``unidirectional``: it came to the ``uni_websocket`` path."""
         key = check_upgrade(head)
         if isinstance(key, Refusal):
             return key
@@ -103,7 +104,7 @@ class WebSocketEndpoint:
         if config.websocket.compression:
             offers = head.values("sec-websocket-extensions")
             deflate = negotiate(offers) if offers else None
-        if head.path != self.path:  # the listener routes only our paths here
+        if unidirectional:
             return Accept(key, deflate, unidirectional=True)
         offered = PROTOBUF_SUBPROTOCOL in head.tokens("sec-websocket-protocol")
         return Accept(
@@ -166,11 +167,17 @@ class WebSocketEndpoint:
 
     # --- the aiohttp door ------------------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(
+        self, request: web.Request, *, unidirectional: bool = False
+    ) -> web.StreamResponse:
         """aiohttp route handler: the same judgement, then hubbub owns the socket."""
         raw = _raw_head(request)
         head = parse_head(raw)
-        decision = self.decide(head) if head is not None else Refusal(400, "malformed request")
+        decision = (
+            self.decide(head, unidirectional=unidirectional)
+            if head is not None
+            else Refusal(400, "malformed request")
+        )
         if isinstance(decision, Refusal):
             return web.Response(
                 status=decision.status, text=decision.message + "\n", headers=decision.headers
@@ -181,6 +188,10 @@ class WebSocketEndpoint:
         rest = take_over(request)
         self.open(transport, raw, decision, rest)
         return TakenOver()
+
+    async def handle_unidirectional(self, request: web.Request) -> web.StreamResponse:
+        """aiohttp route handler of ``uni_websocket.handler_prefix``."""
+        return await self.handle(request, unidirectional=True)
 
     # --- the open connections --------------------------------------------------------
 
