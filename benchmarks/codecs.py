@@ -11,8 +11,9 @@ subscribers, the publisher speaking JSON):
 
     python benchmarks/codecs.py --before-src /tmp/before --subscribers 1000 --seconds 5 --runs 3
 
-Prints deliveries/s per variant (median, min-max) and the ratio to
-``json-before``. Server pinned to CPU 0, load generator to CPU 1 (two CPUs).
+Prints deliveries/s per variant (median, min-max), the ratio to
+``json-before``, and the server's CPU time per delivery (the figure that
+compares servers when the load generator or a neighbour limits the rate). Server pinned to CPU 0, load generator to CPU 1 (two CPUs).
 Loopback only; every run is bounded in time.
 """
 
@@ -53,6 +54,7 @@ def main() -> None:
         variants.insert(0, ("json-before", args.before_src.resolve(), False))
     rates: dict[str, list[float]] = {name: [] for name, _, _ in variants}
     cpu: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+    ns: dict[str, list[float]] = {name: [] for name, _, _ in variants}
     with tempfile.TemporaryDirectory(prefix="hubbub-codecs-") as tmp:
         config = hubbub_config(tmp, "bench-api-key")
         for run in range(args.runs):
@@ -73,8 +75,10 @@ def main() -> None:
                 result: dict[str, Any] = run_async(run_bench(opts))
                 rates[name].append(result["deliveries_per_s"])
                 cpu[name].append(max(result["loadgen_cpu"]))
+                ns[name].append(result.get("server_ns_per_delivery") or 0.0)
                 print(
                     f"run {run + 1} {name:12s} {result['deliveries_per_s']:>12,.0f} deliveries/s"
+                    f"  server {ns[name][-1]:.0f} ns CPU/delivery"
                     f"  (lost {result['lost']}, loadgen CPU {max(result['loadgen_cpu']):.0%})"
                 )
     base = statistics.median(rates[variants[0][0]])
@@ -85,7 +89,8 @@ def main() -> None:
         print(
             f"  {name:12s} median {median:>12,.0f} deliveries/s "
             f"(min {min(values):,.0f}, max {max(values):,.0f}; x{median / base:.2f}; "
-            f"loadgen CPU max {max(cpu[name]):.0%})"
+            f"server CPU {statistics.median(ns[name]):.0f} ns/delivery "
+            f"({min(ns[name]):.0f}-{max(ns[name]):.0f}); loadgen CPU max {max(cpu[name]):.0%})"
         )
 
 
