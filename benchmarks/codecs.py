@@ -13,8 +13,9 @@ subscribers, the publisher speaking JSON):
 
 Prints deliveries/s per variant (median, min-max), the ratio to
 ``json-before``, and the server's CPU time per delivery (the figure that
-compares servers when the load generator or a neighbour limits the rate). Server pinned to CPU 0, load generator to CPU 1 (two CPUs).
-Loopback only; every run is bounded in time.
+compares servers when the load generator or a neighbour limits the rate).
+Server pinned to CPU 0, load generator to CPU 1 (two CPUs). Loopback only;
+every run is bounded in time.
 """
 
 from __future__ import annotations
