@@ -47,12 +47,18 @@ RSV1 = 0x40
 
 
 class FrameError(Exception):
-    """The peer broke the framing rules; close the connection with ``code``."""
+    """The peer broke the framing rules; close the connection with ``code``.
+
+    Raised by ``FrameReader.feed``, ``messages`` holds the messages the same
+    bytes completed before the bad frame: they arrived first, and a server
+    answers them before it fails the connection.
+    """
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.messages: list[Message] = []
 
 
 class InflatePieces(Protocol):
@@ -168,7 +174,11 @@ class FrameReader:
             return []  # a large frame is collected in pieces, joined once
         buffer = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
         messages: list[Message] = []
-        position = self._parse(buffer, messages)
+        try:
+            position = self._parse(buffer, messages)
+        except FrameError as exc:
+            exc.messages = messages
+            raise
         rest = buffer[position:] if position else buffer
         self._chunks = [rest] if rest else []
         self._have = len(rest)
