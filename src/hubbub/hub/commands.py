@@ -117,8 +117,8 @@ class Commands:
             except TokenExpired as exc:
                 raise ClientError(Error.TOKEN_EXPIRED) from exc
             except InvalidToken as exc:
-                log.info("client %s: invalid connection token: %s", session.client_id, exc)
-                raise DisconnectRequest(Disconnect.INVALID_TOKEN) from exc
+                detail = f"invalid connection token: {exc}"
+                raise DisconnectRequest(Disconnect.INVALID_TOKEN, detail=detail) from exc
             session.user = claims.user
             session.conn_info = claims.info
             session.meta = claims.meta
@@ -202,9 +202,11 @@ class Commands:
         except TokenExpired as exc:
             raise ClientError(Error.TOKEN_EXPIRED) from exc
         except InvalidToken as exc:
-            raise DisconnectRequest(Disconnect.INVALID_TOKEN) from exc
+            detail = f"invalid refresh token: {exc}"
+            raise DisconnectRequest(Disconnect.INVALID_TOKEN, detail=detail) from exc
         if claims.user != session.user:
-            raise DisconnectRequest(Disconnect.INVALID_TOKEN)
+            detail = "refresh token for another user"
+            raise DisconnectRequest(Disconnect.INVALID_TOKEN, detail=detail)
         session.expire_at = float(claims.expire_at)
         if claims.info is not None:
             session.conn_info = claims.info
@@ -406,8 +408,9 @@ class Commands:
         except TokenExpired as exc:
             raise ClientError(Error.TOKEN_EXPIRED) from exc
         except InvalidToken as exc:
-            log.info("client %s: invalid subscription token: %s", session.client_id, exc)
-            raise DisconnectRequest(Disconnect.INVALID_TOKEN) from exc
+            detail = f"invalid subscription token: {exc}"
+            raise DisconnectRequest(Disconnect.INVALID_TOKEN, detail=detail) from exc
         if claims.channel != channel or claims.user != session.user:
-            raise DisconnectRequest(Disconnect.INVALID_TOKEN)
+            detail = "subscription token for another channel or user"
+            raise DisconnectRequest(Disconnect.INVALID_TOKEN, detail=detail)
         return claims

@@ -42,7 +42,9 @@ from hubbub.engines.memory import MemoryEngine
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.commands import Commands, to_raw, ttl_until
 from hubbub.hub.delivery import Delivery
+from hubbub.hub.eventlog import EventLog
 from hubbub.hub.hooks import Hooks, UnsubscribeEvent, disconnect_event
+from hubbub.hub.observer import Observers
 from hubbub.hub.session import Session, Subscription
 from hubbub.hub.timers import TimerWheel
 from hubbub.hub.transport import Transport
@@ -122,6 +124,9 @@ class Hub:
         )
         self.commands = Commands(self)
         self.timers = TimerWheel()
+        # Logs, metrics and live traces see connections through these (observer.py).
+        self.observers = Observers()
+        self.observers.add(EventLog())
         self._delivery: Delivery | None = None
         self._sessions: dict[str, Session] = {}  # every open session, connected or not
         self._users: dict[str, set[Session]] = {}  # connected sessions by user
@@ -224,9 +229,20 @@ class Hub:
         self._users.setdefault(session.user, set()).add(session)
         self._schedule_ping(session, first=True)
         self.schedule_expiry(session)
+        self.observers.connected(session)
 
-    def forget_session(self, session: Session, disconnect: DisconnectInfo) -> None:
-        """Remove a closed session now; leave, presence and hooks follow in the background."""
+    def forget_session(
+        self,
+        session: Session,
+        disconnect: DisconnectInfo,
+        *,
+        by_server: bool = False,
+        detail: str = "",
+    ) -> None:
+        """Remove a closed session now; leave, presence and hooks follow in the background.
+
+        ``by_server``: the server closed it (``detail`` says why, for the log).
+        """
         if self._sessions.pop(session.client_id, None) is None:
             return
         users = self._users.get(session.user)
@@ -234,6 +250,7 @@ class Hub:
             users.discard(session)
             if not users:
                 del self._users[session.user]
+        self.observers.disconnected(session, disconnect, by_server=by_server, detail=detail)
         channels = list(session.subscriptions)
         for name in channels:
             self._detach(session, name)
@@ -263,8 +280,8 @@ class Hub:
             log.error("background task failed", exc_info=task.exception())
 
     def _slow(self, session: Session) -> None:
-        log.info("client %s: slow, outbox over %d bytes", session.client_id, self.delivery.limit)
-        session.close(Disconnect.SLOW, flush=False)
+        detail = f"pending output over client.queue_max_size ({self.delivery.limit} bytes)"
+        session.close(Disconnect.SLOW, flush=False, detail=detail)
 
     # --- heartbeat and expiry --------------------------------------------------------
 

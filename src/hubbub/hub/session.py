@@ -9,6 +9,7 @@ code, any other exception -> error 100 and a log line.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -101,8 +102,7 @@ class Session:
         try:
             commands = self.protocol.receive_frame(frame)
         except ProtocolViolation as exc:
-            log.info("client %s: %s", self.client_id, exc.detail)
-            self.close(exc.disconnect)
+            self.close(exc.disconnect, detail=exc.detail)
             return
         rate = self.rate
         for received in commands:
@@ -110,10 +110,12 @@ class Session:
                 return
             if rate is not None and not rate.take():
                 if rate.exhausted:
-                    self.close(Disconnect.TOO_MANY_REQUESTS)
+                    detail = "commands refused in a row past client.command_rate_burst"
+                    self.close(Disconnect.TOO_MANY_REQUESTS, detail=detail)
                     return
                 if received.command.id:
                     self.send(encode_error(received.command.id, Error.TOO_MANY_REQUESTS))
+                self.hub.observers.command_done(self, received, 0.0, Error.TOO_MANY_REQUESTS.code)
                 if received.method == "connect":
                     self.protocol.reject_connect()
                     return
@@ -125,21 +127,27 @@ class Session:
 
     async def _run(self, received: Received) -> None:
         command_id = received.command.id
+        started = time.perf_counter()
+        error = 0
         try:
             await self.hub.commands.run(self, received)
         except ClientError as exc:
+            error = exc.error.code
             if received.method == "connect":
                 self.protocol.reject_connect()
             if command_id:
                 self.send(encode_error(command_id, exc.error))
         except DisconnectRequest as exc:
-            self.close(exc.disconnect)
+            error = exc.disconnect.code
+            self.close(exc.disconnect, detail=exc.detail)
         except Exception:
+            error = Error.INTERNAL.code
             log.exception("client %s: %s failed", self.client_id, received.method)
             if received.method == "connect":
                 self.protocol.reject_connect()
             if command_id:
                 self.send(encode_error(command_id, Error.INTERNAL))
+        self.hub.observers.command_done(self, received, time.perf_counter() - started, error)
 
     # --- output ----------------------------------------------------------------------
 
@@ -148,8 +156,11 @@ class Session:
         if not self.closed:
             self.hub.delivery.send(self, data)
 
-    def close(self, disconnect: DisconnectInfo, *, flush: bool = True) -> None:
-        """Close with ``disconnect``: pending output first (unless slow), then the close frame."""
+    def close(self, disconnect: DisconnectInfo, *, flush: bool = True, detail: str = "") -> None:
+        """Close with ``disconnect``: pending output first (unless slow), then the close frame.
+
+        ``detail`` says why, for the log line (a misbehaving client's offence).
+        """
         if self.closed:
             return
         self.protocol.close(disconnect)
@@ -159,12 +170,18 @@ class Session:
             self.protocol.drop_output()
         self.closed = True
         self.transport.close(disconnect.code, disconnect.reason)
-        self.hub.forget_session(self, disconnect)
+        self.hub.forget_session(self, disconnect, by_server=True, detail=detail)
 
-    def transport_closed(self, disconnect: DisconnectInfo) -> None:
-        """The peer went away (or the transport failed) without us closing."""
+    def transport_closed(
+        self, disconnect: DisconnectInfo, *, by_server: bool = False, detail: str = ""
+    ) -> None:
+        """The peer went away (or the transport failed) without us closing.
+
+        ``by_server``: the transport closed it for the peer's fault (a framing
+        error, described by ``detail``).
+        """
         if not self.closed:
             self.closed = True
             self.protocol.close(disconnect)
             self.protocol.drop_output()
-            self.hub.forget_session(self, disconnect)
+            self.hub.forget_session(self, disconnect, by_server=by_server, detail=detail)

@@ -2,9 +2,9 @@
 
 Routes (on one port, unless ``http_server.internal_port`` splits them):
     GET  /connection/websocket   the client protocol                  (public)
-    GET  /                       the demo chat page                   (public)
+    GET  /                       the demo chat page (demo.enabled)    (public)
     POST /api/<method>           the server HTTP API (X-API-Key)      (internal port if set)
-    GET  /health                 200 {} while the node serves         (both)
+    GET  /health                 200 {} while the node serves         (both; health.enabled)
 
 ``attach`` adds them to an application the user already has; ``create_app``
 makes a new one. The application that owns the hub starts it and, on
@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hubbub.config.model import HttpServerConfig
+from hubbub.config.model import Config, HttpServerConfig
 from hubbub.hub.hub import Hub
 from hubbub.server.api import HttpApi
 from hubbub.server.keys import HUB_KEY
@@ -34,20 +34,26 @@ def attach(
     hub: Hub,
     *,
     prefix: str = "",
-    demo: bool = True,
+    demo: bool | None = None,
     api: bool = True,
     websocket: bool = True,
+    health: bool | None = None,
     owns_hub: bool = True,
 ) -> None:
-    """Serve ``hub`` from ``app`` (an existing aiohttp application) under ``prefix``."""
+    """Serve ``hub`` from ``app`` (an existing aiohttp application) under ``prefix``.
+
+    ``demo`` and ``health`` default to the hub's ``demo.enabled`` and ``health.enabled``.
+    """
     quiet_peer_errors()
+    config = hub.config
     app[HUB_KEY] = hub
     if websocket:
         app.router.add_get(f"{prefix}/connection/websocket", websocket_handler)
     if api:
         app.router.add_post(prefix + "/api/{method}", HttpApi(hub).handle)
-    app.router.add_get(f"{prefix}/health", _health)
-    if demo:
+    if config.health.enabled if health is None else health:
+        app.router.add_get(prefix + config.health.handler_prefix, _health)
+    if config.demo.enabled if demo is None else demo:
         app.router.add_get(f"{prefix}/", _demo_page)
     if owns_hub:
 
@@ -61,10 +67,10 @@ def attach(
         app.on_shutdown.append(close_hub)
 
 
-def create_app(hub: Hub, *, demo: bool = True, api: bool = True) -> web.Application:
+def create_app(hub: Hub, *, api: bool = True) -> web.Application:
     """The public application (it owns the hub's lifecycle)."""
     app = web.Application()
-    attach(app, hub, demo=demo, api=api)
+    attach(app, hub, api=api)
     return app
 
 
@@ -73,6 +79,23 @@ def create_internal_app(hub: Hub) -> web.Application:
     app = web.Application()
     attach(app, hub, demo=False, websocket=False, owns_hub=False)
     return app
+
+
+def served_urls(config: Config, port: int) -> list[tuple[str, str]]:
+    """(what, URL) of each endpoint ``hubbub serve`` offers, for its start-up lines;
+    ``port`` is the bound public port."""
+    server = config.http_server
+    public = f"{server.address or '0.0.0.0'}:{port}"
+    internal = f"{server.internal_address or '0.0.0.0'}:{server.internal_port}"
+    private = internal if server.internal_port else public
+    urls = [("websocket", f"ws://{public}/connection/websocket")]
+    if config.demo.enabled:
+        urls.append(("demo page", f"http://{public}/"))
+    if not config.http_api.disabled:
+        urls.append(("server API", f"http://{private}/api"))
+    if config.health.enabled:
+        urls.append(("health", f"http://{public}{config.health.handler_prefix}"))
+    return urls
 
 
 def runner_options(server: HttpServerConfig) -> dict[str, Any]:

@@ -105,7 +105,7 @@ class Front(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._listener.handshake_timeout, transport.close)
+        self._timer = loop.call_later(self._listener.handshake_timeout, self._timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
@@ -166,6 +166,22 @@ class Front(asyncio.Protocol):
         handler.connection_made(transport)
         buffer, self._buffer, self._transport = self._buffer, b"", None
         handler.data_received(buffer)
+
+    def _timed_out(self) -> None:
+        """No complete request head within ``http_server.handshake_timeout`` (slowloris)."""
+        self._timer = None
+        transport = self._transport
+        if transport is None:
+            return
+        if log.isEnabledFor(logging.DEBUG):
+            peer = transport.get_extra_info("peername")
+            log.debug(
+                "refused handshake: incomplete after http_server.handshake_timeout",
+                extra={
+                    "fields": {"addr": str(peer[0]) if peer else "", "bytes": len(self._buffer)}
+                },
+            )
+        transport.close()
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
@@ -19,6 +20,7 @@ from aiohttp import WSMsgType, web
 from hubbub.codes import Disconnect, DisconnectInfo
 from hubbub.hub.hub import Hub
 from hubbub.hub.transport import Shared
+from hubbub.server.address import client_address
 from hubbub.server.keys import HUB_KEY
 from hubbub.server.masking import check_client_masking
 from hubbub.server.wsconn import MAX_REASON, write_text_frame
@@ -41,7 +43,8 @@ class WebSocketTransport:
         self._compressed = bool(ws.compress)
         self._closing: asyncio.Task[bool] | None = None
         self._request = request  # alive for the whole handler anyway: no extra memory
-        self.remote = request.remote or ""
+        proxies = hub_of(request).config.http_server.trusted_proxies
+        self.remote = client_address(request.remote or "", _header(request), proxies)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -77,6 +80,15 @@ class WebSocketTransport:
             await asyncio.shield(self._closing)
 
 
+def hub_of(request: web.Request) -> Hub:
+    hub: Hub = request.app[HUB_KEY]
+    return hub
+
+
+def _header(request: web.Request) -> Callable[[str], str | None]:
+    return lambda name: request.headers.get(name)
+
+
 def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
     """Browsers send Origin; a page from another site may not open a connection.
 
@@ -91,13 +103,34 @@ def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...
     return bool(host) and urlsplit(origin).netloc.lower() == (host or "").lower()
 
 
+def origin_refusal(origin: str, host: str | None, allowed: tuple[str, ...]) -> str:
+    """What a refused origin was compared with, for the one log line of the refusal."""
+    netloc = urlsplit(origin).netloc or origin
+    return (
+        f"Origin {netloc!r} is not the request's Host {host or ''!r} and matches no "
+        f"client.allowed_origins entry ({', '.join(allowed) if allowed else 'none set'}); "
+        "behind a proxy, pass the browser's Host on (nginx: proxy_set_header Host $http_host)"
+    )
+
+
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
-    hub: Hub = request.app[HUB_KEY]
+    hub = hub_of(request)
     config = hub.config
-    if not origin_allowed(
-        request.headers.get("Origin"), request.host, config.client.allowed_origins
-    ):
-        log.info("refused origin %s", request.headers.get("Origin"))
+    origin = request.headers.get("Origin")
+    allowed = config.client.allowed_origins
+    if not origin_allowed(origin, request.host, allowed):
+        peer = client_address(
+            request.remote or "", _header(request), config.http_server.trusted_proxies
+        )
+        log.info(
+            "refused handshake: 403 origin not allowed",
+            extra={
+                "fields": {
+                    "addr": peer,
+                    "detail": origin_refusal(origin or "", request.host, allowed),
+                }
+            },
+        )
         raise web.HTTPForbidden(text="origin not allowed\n")
     ws = web.WebSocketResponse(
         protocols=NO_SUBPROTOCOLS,

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from hubbub.codes import Disconnect, DisconnectInfo
 from hubbub.hub.transport import Shared
+from hubbub.server.address import client_address
 from hubbub.websocket.frames import (
     NO_STATUS,
     OP_BINARY,
@@ -101,7 +102,8 @@ class WebSocketConnection(asyncio.Protocol):
         self._paused = False  # reading paused: too many messages waiting
         self._write_blocked = False  # reading paused: the peer does not read
         self._reading_paused = False  # what the transport was told
-        self._peer_gone: DisconnectInfo | None = None  # reported once the inbox is done
+        # (why, detail) reported once the inbox is done; a detail: our close for its fault
+        self._peer_gone: tuple[DisconnectInfo, str] | None = None
         self._closing = False  # our close frame is sent (or the stream is broken)
         self._timer: asyncio.TimerHandle | None = None
         self._on_closed = on_closed
@@ -111,8 +113,14 @@ class WebSocketConnection(asyncio.Protocol):
 
     @property
     def remote(self) -> str:
+        """The client's address (through trusted proxies), worked out when asked."""
         peer = self._socket.get_extra_info("peername")
-        return str(peer[0]) if peer else ""
+        address = str(peer[0]) if peer else ""
+        proxies = self.session.hub.config.http_server.trusted_proxies
+        if not proxies:
+            return address
+        head = parse_head(self._head)
+        return client_address(address, head.get if head else lambda _: None, proxies)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -217,12 +225,13 @@ class WebSocketConnection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
 
-    def _end_session(self, info: DisconnectInfo) -> None:
-        """The peer is gone; messages it sent before that still run first."""
+    def _end_session(self, info: DisconnectInfo, detail: str = "") -> None:
+        """The peer is gone (``detail``: sent away for it); messages it sent before
+        that still run first."""
         if self._runner is not None:
-            self._peer_gone = info  # _run_inbox ends the session when done
+            self._peer_gone = (info, detail)  # _run_inbox ends the session when done
         else:
-            self.session.transport_closed(info)
+            self.session.transport_closed(info, by_server=bool(detail), detail=detail)
 
     # --- input ---------------------------------------------------------------------------
 
@@ -261,7 +270,8 @@ class WebSocketConnection(asyncio.Protocol):
                 self._paused = False
                 self._update_reading()
             if self._peer_gone is not None:
-                self.session.transport_closed(self._peer_gone)
+                info, detail = self._peer_gone
+                self.session.transport_closed(info, by_server=bool(detail), detail=detail)
                 self._peer_gone = None
 
     # --- closing -------------------------------------------------------------------------
@@ -281,13 +291,15 @@ class WebSocketConnection(asyncio.Protocol):
         self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, socket.abort)
 
     def _broken(self, error: FrameError) -> None:
-        log.info("client %s: %s", self.session.client_id, error.reason)
         self._reader = None
         socket = self._socket
         if not self._closing:
             self._closing = True
             socket.write(close_frame(error.code))
-            self._end_session(DisconnectInfo(error.code, error.reason))
+            # The disconnect's log line says what was wrong (once per connection).
+            self._end_session(
+                DisconnectInfo(error.code, error.reason), f"bad frame: {error.reason}"
+            )
         if socket.can_write_eof():
             socket.write_eof()
         self._cancel_timer()
