@@ -75,6 +75,12 @@ class EpochMismatch(Exception):
     """``since.epoch`` is not the stream's current epoch: the position is gone."""
 
 
+class EngineUnavailable(ConnectionError):
+    """The engine's store cannot be reached now (a Redis outage): the operation did
+    not happen and may be retried. Callers answer error 100 (temporary) and log one
+    line, without a traceback: an outage is expected, not a bug."""
+
+
 @dataclass(frozen=True, slots=True)
 class PresenceStats:
     num_clients: int

@@ -22,7 +22,7 @@ import math
 import secrets
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -31,6 +31,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 
 from hubbub.engines.base import (
+    EngineUnavailable,
     EpochMismatch,
     EventHandler,
     HistoryOptions,
@@ -210,7 +211,10 @@ class _Shard:
 
 
 class RedisEngine:
-    """Engine over one or more Redis servers (client-side sharding by channel)."""
+    """Engine over one or more Redis servers (client-side sharding by channel).
+
+    Every channel operation raises ``EngineUnavailable`` when Redis cannot be reached.
+    """
 
     def __init__(
         self,
@@ -259,12 +263,26 @@ class RedisEngine:
             await shard.close()
 
     async def subscribe(self, channel: str) -> None:
-        await self._shard(channel).subscribe(self._redis_channel(channel), self._connect_timeout)
+        with self._unavailable(channel):
+            shard = self._shard(channel)
+            await shard.subscribe(self._redis_channel(channel), self._connect_timeout)
 
     async def unsubscribe(self, channel: str) -> None:
         await self._shard(channel).unsubscribe(self._redis_channel(channel))
 
     # --- keys ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _unavailable(self, channel: str) -> Iterator[None]:
+        """Redis and socket errors of an operation on ``channel`` become
+        ``EngineUnavailable`` (naming the server): what callers expect of an outage."""
+        try:
+            yield
+        except EngineUnavailable:
+            raise
+        except (RedisError, OSError) as exc:
+            detail = str(exc) or type(exc).__name__
+            raise EngineUnavailable(f"redis {self.shard_url(channel)}: {detail}") from exc
 
     def _shard(self, channel: str) -> _Shard:
         return self._shards[shard_index(channel, len(self._shards))]
@@ -345,20 +363,21 @@ class RedisEngine:
             IDEMPOTENCY_WINDOW if idempotency_key else 0,
             1 if enabled else 0,
         ]
-        duplicate, position = await shard.publish_script(keys=keys, args=args)
+        with self._unavailable(channel):
+            duplicate, position = await shard.publish_script(keys=keys, args=args)
         result = PublishResult(_position(position), duplicate=bool(duplicate))
         publication.offset = result.position.offset
         return result
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
-        await self._shard(channel).client.publish(
-            self._redis_channel(channel), b"j" + _encode(info)
-        )
+        with self._unavailable(channel):
+            shard = self._shard(channel)
+            await shard.client.publish(self._redis_channel(channel), b"j" + _encode(info))
 
     async def publish_leave(self, channel: str, info: ClientInfo) -> None:
-        await self._shard(channel).client.publish(
-            self._redis_channel(channel), b"l" + _encode(info)
-        )
+        with self._unavailable(channel):
+            shard = self._shard(channel)
+            await shard.client.publish(self._redis_channel(channel), b"l" + _encode(info))
 
     # --- history ---------------------------------------------------------------------
 
@@ -385,9 +404,9 @@ class RedisEngine:
             query.limit if query.limit > 0 else -1,
         ]
         keys = [self._key("stream", channel), self._key("meta", channel)]
-        top, epoch, mismatch, entries = await self._shard(channel).history_script(
-            keys=keys, args=args
-        )
+        with self._unavailable(channel):
+            shard = self._shard(channel)
+            top, epoch, mismatch, entries = await shard.history_script(keys=keys, args=args)
         if mismatch:
             raise EpochMismatch(channel)
         publications = []
@@ -398,7 +417,8 @@ class RedisEngine:
         return HistoryPage(publications, StreamPosition(int(top), epoch.decode()))
 
     async def remove_history(self, channel: str) -> None:
-        await self._shard(channel).client.delete(self._key("stream", channel))
+        with self._unavailable(channel):
+            await self._shard(channel).client.delete(self._key("stream", channel))
 
     # --- presence --------------------------------------------------------------------
 
@@ -415,19 +435,23 @@ class RedisEngine:
             repr(self._clock() + ttl),
             max(math.ceil(ttl), 1),
         ]
-        await self._shard(channel).presence_add(keys=self._presence_keys(channel), args=args)
+        with self._unavailable(channel):
+            shard = self._shard(channel)
+            await shard.presence_add(keys=self._presence_keys(channel), args=args)
 
     async def remove_presence(self, channel: str, client_id: str) -> None:
         hash_key, expiry_key = self._presence_keys(channel)
-        async with self._shard(channel).client.pipeline(transaction=True) as pipe:
-            pipe.hdel(hash_key, client_id)
-            pipe.zrem(expiry_key, client_id)
-            await pipe.execute()
+        with self._unavailable(channel):
+            async with self._shard(channel).client.pipeline(transaction=True) as pipe:
+                pipe.hdel(hash_key, client_id)
+                pipe.zrem(expiry_key, client_id)
+                await pipe.execute()
 
     async def presence(self, channel: str) -> dict[str, ClientInfo]:
-        flat = await self._shard(channel).presence_get(
-            keys=self._presence_keys(channel), args=[repr(self._clock())]
-        )
+        with self._unavailable(channel):
+            flat = await self._shard(channel).presence_get(
+                keys=self._presence_keys(channel), args=[repr(self._clock())]
+            )
         return {flat[i].decode(): _info_decoder.decode(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     async def presence_stats(self, channel: str) -> PresenceStats:

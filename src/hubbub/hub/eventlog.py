@@ -7,15 +7,19 @@ members. Levels: a connection accepted or gone on the client's initiative is
 DEBUG; one the server closed (a misbehaving or slow client, an API
 disconnect) is INFO, with the reason, once per connection; each command is
 TRACE (below DEBUG, as in Centrifugo). Nothing is formatted unless the level
-is enabled.
+is enabled. Engine failures during an outage are counted and summarised
+(``OutageLog``), never one traceback each.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from hubbub.codes import Disconnect
+from hubbub.codes import Disconnect, Error
 from hubbub.hub.observer import Observer
 
 if TYPE_CHECKING:
@@ -28,6 +32,9 @@ TRACE = 5
 
 log = logging.getLogger("hubbub.client")
 
+#: Error codes below this are reply errors; from it on, disconnect codes.
+DISCONNECT_CODES = 3000
+TOO_MANY_REQUESTS = Error.TOO_MANY_REQUESTS.code
 #: Server closes that are routine, not news: shutdown sends every client away.
 _ROUTINE_CLOSES = frozenset({Disconnect.SHUTDOWN.code})
 
@@ -67,11 +74,41 @@ class EventLog(Observer):
     def command_done(
         self, session: Session, received: Received, seconds: float, error: int
     ) -> None:
-        if error and log.isEnabledFor(logging.DEBUG):
-            fields = who(session)
-            fields.update(method=received.method, error=error)
-            log.debug("command refused", extra={"fields": fields})
-        elif log.isEnabledFor(TRACE):
+        if error and error < DISCONNECT_CODES and error != TOO_MANY_REQUESTS:
+            if log.isEnabledFor(logging.DEBUG):
+                fields = who(session)
+                fields.update(method=received.method, error=error)
+                log.debug("command refused", extra={"fields": fields})
+            return
+        # A disconnect (code >= 3000) has its own line; 111 floods are counted in metrics.
+        if log.isEnabledFor(TRACE):
             fields = who(session)
             fields.update(method=received.method, ms=round(seconds * 1000, 3))
+            if error:
+                fields["error"] = error
             log.log(TRACE, "command", extra={"fields": fields})
+
+
+class OutageLog:
+    """Operations the engine could not do (``EngineUnavailable``: a Redis outage):
+    one WARNING line, then at most one per ``interval`` seconds counting the others,
+    so an outage under load is a few lines, not one per client and ping."""
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._last = -math.inf
+        self._since_last = 0
+        self.failures = 0  # every failed operation (for metrics)
+
+    def failed(self, what: str, error: BaseException) -> None:
+        self.failures += 1
+        now = self._clock()
+        if now - self._last < self.interval:
+            self._since_last += 1
+            return
+        fields: dict[str, Any] = {"op": what, "error": str(error)}
+        if self._since_last:
+            fields["more_failures"] = self._since_last
+        self._last, self._since_last = now, 0
+        logging.getLogger("hubbub.engine").warning("engine unavailable", extra={"fields": fields})

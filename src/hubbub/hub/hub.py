@@ -32,6 +32,7 @@ from hubbub.codes import Disconnect, DisconnectInfo, Error, Unsubscribe, Unsubsc
 from hubbub.config.model import Config, TokenConfig
 from hubbub.engines.base import (
     Engine,
+    EngineUnavailable,
     EpochMismatch,
     HistoryOptions,
     HistoryPage,
@@ -42,7 +43,7 @@ from hubbub.engines.memory import MemoryEngine
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.commands import Commands, to_raw, ttl_until
 from hubbub.hub.delivery import Delivery
-from hubbub.hub.eventlog import EventLog
+from hubbub.hub.eventlog import EventLog, OutageLog
 from hubbub.hub.hooks import Hooks, UnsubscribeEvent, disconnect_event
 from hubbub.hub.observer import Observers
 from hubbub.hub.session import Session, Subscription
@@ -127,6 +128,7 @@ class Hub:
         # Logs, metrics and live traces see connections through these (observer.py).
         self.observers = Observers()
         self.observers.add(EventLog())
+        self.outages = OutageLog()  # engine failures: a few lines per outage
         self._delivery: Delivery | None = None
         self._sessions: dict[str, Session] = {}  # every open session, connected or not
         self._users: dict[str, set[Session]] = {}  # connected sessions by user
@@ -276,8 +278,13 @@ class Hub:
 
     def _background_done(self, task: asyncio.Task[Any]) -> None:
         self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
+        if task.cancelled():
+            return
+        error = task.exception()
+        if isinstance(error, EngineUnavailable):
+            self.outages.failed(getattr(task.get_coro(), "__name__", "background"), error)
+        elif error is not None:
+            log.error("background task failed", exc_info=error)
 
     def _slow(self, session: Session) -> None:
         detail = f"pending output over client.queue_max_size ({self.delivery.limit} bytes)"
@@ -613,15 +620,20 @@ class Hub:
 
     def handle_broker_lost(self, channels: Iterable[str]) -> None:
         """Events of ``channels`` may be lost: every subscriber resubscribes (2500)."""
-        for name in channels:
+        affected = [name for name in channels if name in self._subscribers]
+        if affected:  # one line for the whole loss, however many channels it hit
+            count = sum(
+                len(s.live) + len(s.joining) for s in map(self._subscribers.__getitem__, affected)
+            )
+            log.warning(
+                "broker connection lost: %d subscribers of %d channels resubscribe (2500)",
+                count,
+                len(affected),
+            )
+        for name in affected:
             subscribers = self._subscribers.get(name)
             if subscribers is None:
                 continue
-            log.warning(
-                "broker connection lost: %s subscribers of %s resubscribe",
-                len(subscribers.live) + len(subscribers.joining),
-                name,
-            )
             for pending in subscribers.joining.values():
                 pending.append((GAP, b""))
             for session in list(subscribers.live):

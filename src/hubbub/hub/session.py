@@ -17,6 +17,7 @@ import msgspec
 
 from hubbub.auth.channels import Channel
 from hubbub.codes import Disconnect, DisconnectInfo, Error
+from hubbub.engines.base import EngineUnavailable
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.limits import CommandRate
 from hubbub.hub.transport import Transport
@@ -140,6 +141,13 @@ class Session:
         except DisconnectRequest as exc:
             error = exc.disconnect.code
             self.close(exc.disconnect, detail=exc.detail)
+        except EngineUnavailable as exc:  # an outage: error 100 (temporary), no traceback
+            error = Error.INTERNAL.code
+            self.hub.outages.failed(received.method, exc)
+            if received.method == "connect":
+                self.protocol.reject_connect()
+            if command_id:
+                self.send(encode_error(command_id, Error.INTERNAL))
         except Exception:
             error = Error.INTERNAL.code
             log.exception("client %s: %s failed", self.client_id, received.method)

@@ -19,6 +19,7 @@ import msgspec
 from aiohttp import web
 
 from hubbub.codes import Disconnect, DisconnectInfo, Error, disconnect_info
+from hubbub.engines.base import EngineUnavailable
 from hubbub.errors import ClientError
 from hubbub.hub.hub import Hub
 from hubbub.protocol.messages import NO_DATA, Publication, StreamPosition
@@ -186,6 +187,9 @@ class HttpApi:
             return {"error": {"code": exc.error.code, "message": exc.error.message}}
         except BadParams:
             raise
+        except EngineUnavailable as exc:  # an outage: error 100, one line, no traceback
+            self.hub.outages.failed(f"api {getattr(handler, '__name__', 'call')}", exc)
+            return {"error": {"code": Error.INTERNAL.code, "message": Error.INTERNAL.message}}
         except Exception:
             log.exception("api call failed")
             return {"error": {"code": Error.INTERNAL.code, "message": Error.INTERNAL.message}}
