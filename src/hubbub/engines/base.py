@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from hubbub.errors import HubbubError
 from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
 
 
@@ -72,7 +73,26 @@ class HistoryPage:
 
 
 class EpochMismatch(Exception):
-    """``since.epoch`` is not the stream's current epoch: the position is gone."""
+    """``since.epoch`` is not the stream's current epoch: the position is gone.
+
+    ``position`` is the stream's current top, so that a caller who must tell
+    the client where the stream stands needs no second read.
+    """
+
+    def __init__(self, channel: str, position: StreamPosition) -> None:
+        super().__init__(channel)
+        self.channel = channel
+        self.position = position
+
+
+class EngineUnavailable(HubbubError):
+    """The engine's backend (Redis, NATS, ...) cannot be reached or failed a command.
+
+    Engines map their library's connection and command errors to this, at the one
+    place those enter (``raise EngineUnavailable(...) from exc``). It is an expected
+    condition during an outage: callers answer error 100 (temporary) and log one
+    line, never a traceback.
+    """
 
 
 class EngineUnavailable(ConnectionError):

@@ -132,7 +132,7 @@ class MemoryEngine:
         position = StreamPosition(stream.top, stream.epoch)
         since = query.since
         if since is not None and since.epoch and since.epoch != stream.epoch:
-            raise EpochMismatch(channel)
+            raise EpochMismatch(channel, position)
         if query.limit == 0:
             return HistoryPage([], position)
         kept = stream.publications

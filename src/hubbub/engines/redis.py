@@ -408,7 +408,7 @@ class RedisEngine:
             shard = self._shard(channel)
             top, epoch, mismatch, entries = await shard.history_script(keys=keys, args=args)
         if mismatch:
-            raise EpochMismatch(channel)
+            raise EpochMismatch(channel, StreamPosition(int(top), epoch.decode()))
         publications = []
         for entry_id, fields in entries:
             publication = _publication_decoder.decode(fields[1])
