@@ -95,12 +95,6 @@ class EngineUnavailable(HubbubError):
     """
 
 
-class EngineUnavailable(ConnectionError):
-    """The engine's store cannot be reached now (a Redis outage): the operation did
-    not happen and may be retried. Callers answer error 100 (temporary) and log one
-    line, without a traceback: an outage is expected, not a bug."""
-
-
 @dataclass(frozen=True, slots=True)
 class PresenceStats:
     num_clients: int
