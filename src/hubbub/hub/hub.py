@@ -565,7 +565,8 @@ class Hub:
             ready.set_result(None)
 
     async def _engine_unsubscribe(self, name: str) -> None:
-        if name not in self._subscribers:
+        # A channel someone traces stays subscribed (the tracer lets go of it).
+        if name not in self._subscribers and name not in self.observers.traced_channels:
             await self.engine.unsubscribe(name)
 
     async def _leave(
@@ -590,6 +591,10 @@ class Hub:
     def handle_publication(
         self, channel: str, publication: Publication, position: StreamPosition
     ) -> None:
+        traced = self.observers.traced_channels
+        if traced and channel in traced:  # an admin traces it (empty while nobody does)
+            frame = encode_publication_push(channel, publication)
+            self.observers.channel_event(channel, "publication", frame)
         subscribers = self._subscribers.get(channel)
         if subscribers is None:
             return
@@ -665,10 +670,16 @@ class Hub:
         self.spawn(self._leave(session, subscription, server_side=True))
 
     def handle_join(self, channel: str, info: ClientInfo) -> None:
-        self._push_join_leave(channel, encode_join_push(channel, info))
+        frame = encode_join_push(channel, info)
+        if channel in self.observers.traced_channels:
+            self.observers.channel_event(channel, "join", frame)
+        self._push_join_leave(channel, frame)
 
     def handle_leave(self, channel: str, info: ClientInfo) -> None:
-        self._push_join_leave(channel, encode_leave_push(channel, info))
+        frame = encode_leave_push(channel, info)
+        if channel in self.observers.traced_channels:
+            self.observers.channel_event(channel, "leave", frame)
+        self._push_join_leave(channel, frame)
 
     def _push_join_leave(self, channel: str, frame: bytes) -> None:
         subscribers = self._subscribers.get(channel)

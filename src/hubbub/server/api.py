@@ -104,6 +104,11 @@ class RefreshParams(msgspec.Struct):
     expire_at: int = 0
 
 
+class ConnectionsParams(msgspec.Struct):
+    user: str = ""  # "": every connection (up to ``limit``)
+    limit: int = 100
+
+
 class BatchParams(msgspec.Struct):
     commands: list[dict[str, msgspec.Raw]]
     parallel: bool = False
@@ -141,6 +146,7 @@ class HttpApi:
             "unsubscribe": self.unsubscribe,
             "subscribe": self.subscribe,
             "refresh": self.refresh,
+            "connections": self.connections,
             "batch": self.batch,
         }
 
@@ -167,6 +173,18 @@ class HttpApi:
         if handler == self.batch and "result" in reply:
             reply = reply["result"]  # Centrifugo answers a batch with {"replies": [...]} itself
         return web.Response(body=msgspec.json.encode(reply), content_type="application/json")
+
+    async def execute(self, method: str, params: msgspec.Raw) -> dict[str, Any] | None:
+        """Run API ``method`` with ``params`` (JSON) for another door (the admin API):
+        ``{"result": ...}`` or ``{"error": ...}``; None for an unknown method.
+        Raises BadParams when ``params`` do not have the method's shape."""
+        handler = self._methods.get(method)
+        if handler is None:
+            return None
+        reply = await self._call(handler, params)
+        if handler == self.batch and "result" in reply:
+            reply = reply["result"]
+        return reply
 
     def _authorized(self, request: web.Request) -> bool:
         expected = self.hub.config.http_api.key
@@ -325,6 +343,29 @@ class HttpApi:
             params.user, client=params.client, expired=params.expired, expire_at=params.expire_at
         )
         return {}
+
+    async def connections(self, body: msgspec.Raw) -> dict[str, Any]:
+        """This node's connections (of ``user``, or all up to ``limit``), as
+        Centrifugo PRO's ``connections`` method shapes them."""
+        params: ConnectionsParams = _decode(body, ConnectionsParams)
+        hub = self.hub
+        if params.user:
+            sessions = hub.sessions_of(params.user)
+        else:
+            sessions = [s for s in hub.sessions.values() if s.connected]
+        found: dict[str, Any] = {}
+        for session in sessions[: max(params.limit, 0)]:
+            found[session.client_id] = {
+                "user": session.user,
+                "app_name": session.name,
+                "app_version": session.version,
+                "transport": "websocket",
+                "protocol": "json",
+                "addr": session.transport.remote,
+                "node": hub.node_id,
+                "channels": sorted(session.subscriptions),
+            }
+        return {"connections": found}
 
     async def batch(self, body: msgspec.Raw) -> dict[str, Any]:
         params: BatchParams = _decode(body, BatchParams)

@@ -5,6 +5,8 @@ Routes (on one port, unless ``http_server.internal_port`` splits them):
     GET  /                       the demo chat page (demo.enabled)    (public)
     POST /api/<method>           the server HTTP API (X-API-Key)      (internal port if set)
     GET  /health                 200 {} while the node serves         (both; health.enabled)
+    *    /admin/...              the admin UI and its API (admin.py)  (internal port if set,
+                                 and / too where no demo page is       unless admin.external)
 
 ``attach`` adds them to an application the user already has; ``create_app``
 makes a new one. The application that owns the hub starts it and, on
@@ -21,6 +23,7 @@ from aiohttp import web
 
 from hubbub.config.model import Config, HttpServerConfig
 from hubbub.hub.hub import Hub
+from hubbub.server.admin import Admin
 from hubbub.server.api import HttpApi
 from hubbub.server.keys import HUB_KEY
 from hubbub.server.logs import quiet_peer_errors
@@ -38,11 +41,13 @@ def attach(
     api: bool = True,
     websocket: bool = True,
     health: bool | None = None,
+    admin: bool | None = None,
     owns_hub: bool = True,
 ) -> None:
     """Serve ``hub`` from ``app`` (an existing aiohttp application) under ``prefix``.
 
-    ``demo`` and ``health`` default to the hub's ``demo.enabled`` and ``health.enabled``.
+    ``demo``, ``health`` and ``admin`` default to the hub's ``demo.enabled``,
+    ``health.enabled`` and ``admin.enabled``.
     """
     quiet_peer_errors()
     config = hub.config
@@ -53,8 +58,12 @@ def attach(
         app.router.add_post(prefix + "/api/{method}", HttpApi(hub).handle)
     if config.health.enabled if health is None else health:
         app.router.add_get(prefix + config.health.handler_prefix, _health)
-    if config.demo.enabled if demo is None else demo:
+    with_demo = config.demo.enabled if demo is None else demo
+    if with_demo:
         app.router.add_get(f"{prefix}/", _demo_page)
+    if config.admin.enabled if admin is None else admin:
+        # The admin UI takes / where there is no demo page (as Centrifugo's does).
+        Admin(hub, HttpApi(hub)).add_routes(app, prefix=prefix, root=not with_demo)
     if owns_hub:
 
         async def start_hub(_: web.Application) -> None:
@@ -68,16 +77,26 @@ def attach(
 
 
 def create_app(hub: Hub, *, api: bool = True) -> web.Application:
-    """The public application (it owns the hub's lifecycle)."""
+    """The public application (it owns the hub's lifecycle); ``api=False`` when an
+    internal port serves the API (and the admin UI, unless ``admin.external``)."""
     app = web.Application()
-    attach(app, hub, api=api)
+    admin = hub.config.admin
+    attach(app, hub, api=api, admin=admin.enabled and (api or admin.external))
     return app
 
 
 def create_internal_app(hub: Hub) -> web.Application:
-    """The application of the internal port: the API and /health, nothing public."""
+    """The application of the internal port: the API, /health and the admin UI."""
     app = web.Application()
-    attach(app, hub, demo=False, websocket=False, owns_hub=False)
+    admin = hub.config.admin
+    attach(
+        app,
+        hub,
+        demo=False,
+        websocket=False,
+        admin=admin.enabled and not admin.external,
+        owns_hub=False,
+    )
     return app
 
 
@@ -93,6 +112,9 @@ def served_urls(config: Config, port: int) -> list[tuple[str, str]]:
         urls.append(("demo page", f"http://{public}/"))
     if not config.http_api.disabled:
         urls.append(("server API", f"http://{private}/api"))
+    if config.admin.enabled:
+        where = public if config.admin.external else private
+        urls.append(("admin UI", f"http://{where}{config.admin.handler_prefix}/admin/"))
     if config.health.enabled:
         urls.append(("health", f"http://{public}{config.health.handler_prefix}"))
     return urls
