@@ -85,6 +85,9 @@ class Browser:
     async def eval(self, expression: str, *, page: str = "main") -> Any:
         return (await self.do("eval", expression=expression, page=page)).get("value")
 
+    async def viewport(self, width: int, height: int, *, page: str = "main") -> None:
+        await self.do("viewport", width=width, height=height, page=page)
+
     async def screenshot(self, path: Path, *, page: str = "main", selector: str = "") -> Path:
         fields: dict[str, Any] = {"path": str(path), "page": page}
         if selector:

@@ -18,6 +18,7 @@
  *   {"cmd": "texts", "selector": S}           {"texts": [each match's text]}
  *   {"cmd": "eval", "expression": JS}         {"value": the JSON-able result}
  *   {"cmd": "screenshot", "path": P, "fullPage": false, "selector": S}
+ *   {"cmd": "viewport", "width": W, "height": H}   resize the page
  *   {"cmd": "close"}                          close the page
  *   {"cmd": "exit"}
  *
@@ -145,6 +146,9 @@ async function run(command) {
       }
       return { path: command.path };
     }
+    case 'viewport':
+      await (await page(name)).setViewport({ width: command.width, height: command.height });
+      return {};
     case 'close': {
       const target = await page(name);
       pages.delete(name);

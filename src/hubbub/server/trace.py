@@ -63,6 +63,12 @@ class Watch:
         queue.put_nowait(_encode(event))
 
 
+def _command_json(received: Received) -> bytes:
+    """The command as the client sent it: its id and its method's parameters."""
+    params = getattr(received.command, received.method, None)
+    return msgspec.json.encode({"id": received.command.id, received.method: params})
+
+
 def _encode(event: dict[str, Any]) -> bytes:
     event.setdefault("time", round(time.time(), 3))
     return msgspec.json.encode(event)
@@ -178,7 +184,7 @@ class Tracer(Observer):
             "client": session.client_id,
             "user": session.user,
             "method": received.method,
-            "command": msgspec.Raw(msgspec.json.encode(received.command)),
+            "command": msgspec.Raw(_command_json(received)),
             "error": error,
             "ms": round(seconds * 1000, 3),
         }
