@@ -48,6 +48,8 @@ CHAT_NAMESPACE: dict[str, Any] = {
     "allow_history_for_client": True,
     "allow_presence_for_subscriber": True,
     "allow_presence_for_client": True,
+    # Join/leave pushes need presence permission; most tests connect anonymously.
+    "allow_presence_for_anonymous": True,
 }
 
 DEFAULT_CONFIG: dict[str, Any] = {

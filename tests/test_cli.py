@@ -69,12 +69,12 @@ async def test_serve_without_config_runs_demo_preset_and_sigterm_sends_3001() ->
             ws = await http.ws_connect(f"ws://127.0.0.1:{port}/connection/websocket")
             await ws.send_str('{"id":1,"connect":{}}\n{"id":2,"subscribe":{"channel":"chat:x"}}')
             seen = ""
-            while '"id":2' not in seen:
+            while '"join"' not in seen:  # the reply, then the client's own join push
                 seen += (await asyncio.wait_for(ws.receive(), TIMEOUT)).data
-            assert "error" not in seen
+            assert '"id":2' in seen and "error" not in seen
             process.send_signal(signal.SIGTERM)
             closing = await asyncio.wait_for(ws.receive(), TIMEOUT)
-            assert closing.type is aiohttp.WSMsgType.CLOSE
+            assert closing.type is aiohttp.WSMsgType.CLOSE, closing
             assert ws.close_code == 3001
         assert await asyncio.wait_for(process.wait(), TIMEOUT) == 0
     finally:

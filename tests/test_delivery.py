@@ -490,14 +490,17 @@ async def test_slow_transport_is_cut_and_only_it() -> None:
     assert harness.errors == []
 
 
-async def test_slow_transport_after_an_outbox_write() -> None:
+async def test_slow_transport_is_cut_when_something_is_queued_for_it() -> None:
+    # The limit is on the outbox and the transport's buffer together: a reply queued
+    # for a connection whose transport already holds more than the limit cuts it at
+    # once, before anything more is written (issue 9, item 16).
     harness = Harness(limit=10)
     a, b = FakeSession("a"), FakeSession("b", backlog=11)
     harness.send(a, b"r1")
     harness.send(b, b"r2")
-    assert harness.slow == []
-    harness.flush()
     assert harness.slow == [b]
+    harness.flush()
+    assert set(harness.slow) == {b}  # still slow after its write (the hub would have cut it)
     assert a.transport.messages() == [b"r1"]
     assert b.transport.messages() == [b"r2"]
     assert harness.errors == []

@@ -169,7 +169,7 @@ async def test_broker_lost_unsubscribes_live_and_joining_subscribers(
         try:
             async with asyncio.timeout(2):
                 await entered.wait()
-            assert joining.session in hub._subscribers[CHANNEL].joining
+            assert joining.session in hub.channels.entries[CHANNEL].joining
             hub.handle_broker_lost([CHANNEL])
             release.set()
             async with asyncio.timeout(2):

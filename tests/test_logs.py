@@ -344,10 +344,8 @@ async def test_redis_outage_is_a_few_lines_and_error_100(
     assert not [r for r in hubbub if r.exc_info], [r.getMessage() for r in hubbub if r.exc_info]
     warnings = [r for r in hubbub if r.levelno >= logging.WARNING]
     messages = [r.getMessage() for r in warnings]
-    assert (
-        messages.count("broker connection lost: 2 subscribers of 1 channels resubscribe (2500)")
-        == 1
-    )
+    lost = "broker connection lost: 2 subscribers of 1 channels must recover"
+    assert messages.count(lost) == 1, messages
     # Five failed operations (and the leaves of two disconnects): one summary line.
-    assert messages.count("engine unavailable") == 1, messages
+    assert sum(m.startswith("engine unavailable: ") for m in messages) == 1, messages
     assert len(warnings) <= 4, messages

@@ -56,6 +56,7 @@ class SubscriptionClaims:
     channel: str
     expire_at: int = 0
     info: msgspec.Raw | None = None
+    client: str = ""  # when set, only the connection with this client id may use the token
 
 
 class TokenVerifier:
@@ -106,6 +107,7 @@ class TokenVerifier:
             channel=channel,
             expire_at=_expire_at(claims),
             info=_info(claims),
+            client=_string_claim(claims, "client"),
         )
 
     async def _decode(self, token: str) -> dict[str, Any]:

@@ -1,9 +1,12 @@
 """What each client command does: connect, subscribe, publish, history, rpc, ...
 
-Rule: a handler checks, then acts, then queues exactly one reply (or none for
-``send``); it refuses by raising ClientError or DisconnectRequest and never
-writes an error itself (``Session._run`` does). Subscription mechanics shared
-with the HTTP API (join, leave, recovery) live in ``Hub``.
+Rule 1: a handler checks, then acts, then RETURNS its ``Answer`` (or None for
+``send``); it refuses by raising ClientError or DisconnectRequest. It never
+writes a reply itself: ``Session._run`` queues the one reply of each command.
+Rule 2: a handler that awaits re-checks afterwards what the await may have
+changed (the session closed, the channel got subscribed meanwhile); the
+subscription mechanics (joining, going live, teardown) are the lifecycle's
+(hub/lifecycle.py), shared with the HTTP API.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from hubbub.hub.hooks import (
     SubscribeEvent,
     is_set,
 )
-from hubbub.protocol.codec import encode_reply
+from hubbub.hub.session import Answer, Session, SubscriptionGone, SubState
 from hubbub.protocol.messages import (
     NO_DATA,
     Command,
@@ -50,7 +53,7 @@ if TYPE_CHECKING:
 
     from hubbub.auth.channels import Channel
     from hubbub.hub.hub import Hub
-    from hubbub.hub.session import Session
+    from hubbub.hub.session import Subscription
     from hubbub.protocol import Received
 
 log = logging.getLogger("hubbub.commands")
@@ -84,7 +87,7 @@ class Commands:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self._table: dict[str, Callable[[Session, Command], Awaitable[None]]] = {
+        self._table: dict[str, Callable[[Session, Command], Awaitable[Answer | None]]] = {
             "connect": self.connect,
             "subscribe": self.subscribe,
             "unsubscribe": self.unsubscribe,
@@ -99,12 +102,12 @@ class Commands:
             "sub_refresh": self.sub_refresh,
         }
 
-    async def run(self, session: Session, received: Received) -> None:
-        await self._table[received.method](session, received.command)
+    async def run(self, session: Session, received: Received) -> Answer | None:
+        return await self._table[received.method](session, received.command)
 
     # --- connection ------------------------------------------------------------------
 
-    async def connect(self, session: Session, command: Command) -> None:
+    async def connect(self, session: Session, command: Command) -> Answer:
         request = command.connect
         assert request is not None
         hub = self.hub
@@ -144,7 +147,7 @@ class Commands:
                     data=from_raw(request.data),
                     name=request.name,
                     version=request.version,
-                    remote=session.transport.remote,
+                    remote=session.remote,
                     headers=session.transport.headers,
                 )
             )
@@ -166,33 +169,64 @@ class Commands:
             # Server-side subscriptions are not the client's choice: refuse the connection.
             raise DisconnectRequest(Disconnect.CHANNEL_LIMIT)
         hub.accept_session(session)
+        try:
+            joined = await self._server_side(session, request.subs or {}, channels, chan_infos)
+            if session.closed:
+                raise SubscriptionGone("closed during connect")
+        except BaseException:
+            # One way back: nothing of this connect stays (the client may connect again).
+            for subscription in list(session.subscriptions.values()):
+                hub.lifecycle.end(subscription)
+            hub.withdraw_session(session)
+            raise
         session.protocol.accept_connect()
-        subs: dict[str, SubscribeResult] = {}
-        for name in channels:
-            wanted = (request.subs or {}).get(name) or SubscribeRequest(channel=name)
-            try:
-                channel = hub.channel_rules.resolve(name)
-                subs[name] = await hub.subscribe_session(
-                    session, channel, wanted, chan_info=chan_infos.get(name), server_side=True
-                )
-            except ClientError as exc:
-                log.warning("client %s: server-side subscribe %s: %s", session.client_id, name, exc)
         result = ConnectResult(
             client=session.client_id,
             version=VERSION,
             data=reply_data or NO_DATA,
-            subs=subs or None,
+            subs={s.name: r for s, r in joined} or None,
             ping=int(client_cfg.ping_interval),
             pong=True,
             node=hub.node_id,
         )
         result.expires, result.ttl = bool(session.expire_at), ttl_until(session.expire_at)
-        # Server-side subscription pushes are only valid after the connect reply:
-        # queue the reply before anything the subscriptions may have buffered.
-        session.send(encode_reply(command.id, "connect", result))
-        await hub.go_live(session)
 
-    async def refresh(self, session: Session, command: Command) -> None:
+        # Server-side subscription pushes are only valid after the connect reply.
+        live = [subscription for subscription, _ in joined]
+        return Answer("connect", result, lambda: hub.lifecycle.go_live_all(live))
+
+    async def _server_side(
+        self,
+        session: Session,
+        wanted: dict[str, SubscribeRequest],
+        channels: list[str],
+        chan_infos: dict[str, msgspec.Raw | None],
+    ) -> list[tuple[Subscription, SubscribeResult]]:
+        """Subscribe the connection to its server-side channels (joining, not live yet).
+
+        A channel the rules refuse is skipped with a log line; anything else that
+        fails fails the connect."""
+        hub = self.hub
+        joined: list[tuple[Subscription, SubscribeResult]] = []
+        for name in channels:
+            request = wanted.get(name) or SubscribeRequest(channel=name)
+            try:
+                channel = hub.channel_rules.resolve(name)
+                joined.append(
+                    await hub.lifecycle.subscribe(
+                        session,
+                        channel,
+                        request,
+                        chan_info=chan_infos.get(name),
+                        server_side=True,
+                        push_join_leave=self.push_join_leave(session, channel, request),
+                    )
+                )
+            except ClientError as exc:
+                log.warning("client %s: server-side subscribe %s: %s", session.client_id, name, exc)
+        return joined
+
+    async def refresh(self, session: Session, command: Command) -> Answer:
         request = command.refresh
         assert request is not None
         if not request.token:
@@ -210,14 +244,14 @@ class Commands:
         session.expire_at = float(claims.expire_at)
         if claims.info is not None:
             session.conn_info = claims.info
-        self.hub.schedule_expiry(session)
+        self.hub.heartbeat.watch_expiry(session)
         result = RefreshResult(client=session.client_id, version=VERSION)
         result.expires, result.ttl = bool(session.expire_at), ttl_until(session.expire_at)
-        session.send(encode_reply(command.id, "refresh", result))
+        return Answer("refresh", result)
 
     # --- subscriptions ---------------------------------------------------------------
 
-    async def subscribe(self, session: Session, command: Command) -> None:
+    async def subscribe(self, session: Session, command: Command) -> Answer:
         request = command.subscribe
         assert request is not None
         hub = self.hub
@@ -255,40 +289,60 @@ class Commands:
                     reply_data = to_raw(decision.data)
         elif verdict is Verdict.DENY:
             raise ClientError(Error.PERMISSION_DENIED)
-        if session.closed or request.channel in session.subscriptions:
-            raise ClientError(Error.ALREADY_SUBSCRIBED)
-        result = await hub.subscribe_session(
-            session, channel, request, chan_info=chan_info, expire_at=expire_at
+        # Re-checked after the awaits above: the lifecycle refuses a closed session
+        # and a channel subscribed meanwhile (105).
+        subscription, result = await hub.lifecycle.subscribe(
+            session,
+            channel,
+            request,
+            chan_info=chan_info,
+            expire_at=expire_at,
+            push_join_leave=self.push_join_leave(session, channel, request),
         )
         if reply_data is not None:
             result.data = reply_data
-        session.send(encode_reply(command.id, "subscribe", result))
-        await hub.go_live(session, request.channel)
-        hub.schedule_subscription_expiry(session, request.channel)
+        result.expires, result.ttl = bool(expire_at), ttl_until(expire_at)
+        return Answer("subscribe", result, lambda: hub.lifecycle.go_live(subscription))
 
-    async def sub_refresh(self, session: Session, command: Command) -> None:
+    def push_join_leave(
+        self, session: Session, channel: Channel, request: SubscribeRequest
+    ) -> bool:
+        """Whether this subscription gets join/leave pushes: the namespace pushes them
+        (or the client asks), and the client may see presence (the pushes carry user
+        ids and conn_info, as presence does)."""
+        opts = channel.options
+        if not (opts.force_push_join_leave or (opts.join_leave and request.join_leave)):
+            return False
+        actor = Actor(session.user, subscribed=True, insecure=self.hub.config.client.insecure)
+        return decide(Action.PRESENCE, channel, actor, hook=False) is Verdict.ALLOW
+
+    async def sub_refresh(self, session: Session, command: Command) -> Answer:
         request = command.sub_refresh
         assert request is not None
         subscription = session.subscriptions.get(request.channel)
         if subscription is None:
             raise ClientError(Error.PERMISSION_DENIED)
         claims = await self._verify_subscription_token(session, request.channel, request.token)
+        if session.subscriptions.get(request.channel) is not subscription:
+            raise ClientError(Error.PERMISSION_DENIED)  # unsubscribed while verifying
         subscription.expire_at = float(claims.expire_at)
-        self.hub.schedule_subscription_expiry(session, request.channel)
+        if subscription.state is SubState.LIVE:  # a joining one is watched once live
+            self.hub.heartbeat.watch_subscription(subscription)
         result = SubRefreshResult()
         result.expires, result.ttl = bool(subscription.expire_at), ttl_until(subscription.expire_at)
-        session.send(encode_reply(command.id, "sub_refresh", result))
+        return Answer("sub_refresh", result)
 
-    async def unsubscribe(self, session: Session, command: Command) -> None:
+    async def unsubscribe(self, session: Session, command: Command) -> Answer:
         request = command.unsubscribe
         assert request is not None
-        if request.channel in session.subscriptions:
-            await self.hub.unsubscribe_session(session, request.channel, server_side=False)
-        session.send(encode_reply(command.id, "unsubscribe", EmptyResult()))
+        subscription = session.subscriptions.get(request.channel)
+        if subscription is not None:
+            self.hub.lifecycle.end(subscription, by_client=True)
+        return Answer("unsubscribe", EmptyResult())
 
     # --- channel actions -------------------------------------------------------------
 
-    async def publish(self, session: Session, command: Command) -> None:
+    async def publish(self, session: Session, command: Command) -> Answer:
         request = command.publish
         assert request is not None
         hub = self.hub
@@ -319,18 +373,18 @@ class Commands:
         await hub.publish_publication(
             channel, WirePublication(data=data, info=info), skip_history=skip_history
         )
-        session.send(encode_reply(command.id, "publish", EmptyResult()))
+        return Answer("publish", EmptyResult())
 
-    async def presence(self, session: Session, command: Command) -> None:
+    async def presence(self, session: Session, command: Command) -> Answer:
         request = command.presence
         assert request is not None
         channel = self._channel_for(session, request.channel, Action.PRESENCE)
         if not channel.options.presence:
             raise ClientError(Error.NOT_AVAILABLE)
         members = await self.hub.engine.presence(request.channel)
-        session.send(encode_reply(command.id, "presence", PresenceResult(members)))
+        return Answer("presence", PresenceResult(members))
 
-    async def presence_stats(self, session: Session, command: Command) -> None:
+    async def presence_stats(self, session: Session, command: Command) -> Answer:
         request = command.presence_stats
         assert request is not None
         channel = self._channel_for(session, request.channel, Action.PRESENCE)
@@ -338,9 +392,9 @@ class Commands:
             raise ClientError(Error.NOT_AVAILABLE)
         stats = await self.hub.engine.presence_stats(request.channel)
         result = PresenceStatsResult(stats.num_clients, stats.num_users)
-        session.send(encode_reply(command.id, "presence_stats", result))
+        return Answer("presence_stats", result)
 
-    async def history(self, session: Session, command: Command) -> None:
+    async def history(self, session: Session, command: Command) -> Answer:
         request = command.history
         assert request is not None
         self._channel_for(session, request.channel, Action.HISTORY)
@@ -355,11 +409,11 @@ class Commands:
             epoch=page.position.epoch,
             offset=page.position.offset,
         )
-        session.send(encode_reply(command.id, "history", result))
+        return Answer("history", result)
 
     # --- application calls -----------------------------------------------------------
 
-    async def rpc(self, session: Session, command: Command) -> None:
+    async def rpc(self, session: Session, command: Command) -> Answer:
         request = command.rpc
         assert request is not None
         hook = self.hub.hooks.rpc
@@ -370,7 +424,7 @@ class Commands:
         )
         value = response.data if isinstance(response, RPCResponse) else response
         result = RPCResult(data=to_raw(value) or NO_DATA)
-        session.send(encode_reply(command.id, "rpc", result))
+        return Answer("rpc", result)
 
     async def send(self, session: Session, command: Command) -> None:
         request = command.send
@@ -379,8 +433,8 @@ class Commands:
         if hook is not None:
             await hook(MessageEvent(session.client_id, session.user, from_raw(request.data)))
 
-    async def ping(self, session: Session, command: Command) -> None:
-        session.send(encode_reply(command.id, "ping", EmptyResult()))
+    async def ping(self, session: Session, command: Command) -> Answer:
+        return Answer("ping", EmptyResult())
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -408,9 +462,15 @@ class Commands:
         except TokenExpired as exc:
             raise ClientError(Error.TOKEN_EXPIRED) from exc
         except InvalidToken as exc:
-            detail = f"invalid subscription token: {exc}"
-            raise DisconnectRequest(Disconnect.INVALID_TOKEN, detail=detail) from exc
-        if claims.channel != channel or claims.user != session.user:
-            detail = "subscription token for another channel or user"
+            # A forged or broken token is refused, the connection stays (Centrifugo
+            # answers 103); a valid token for someone or something else is final (3500).
+            log.info("client %s: invalid subscription token: %s", session.client_id, exc)
+            raise ClientError(Error.PERMISSION_DENIED) from exc
+        if (
+            claims.channel != channel
+            or claims.user != session.user
+            or (claims.client and claims.client != session.client_id)
+        ):
+            detail = "subscription token for another channel, user or client"
             raise DisconnectRequest(Disconnect.INVALID_TOKEN, detail=detail)
         return claims

@@ -103,7 +103,9 @@ class Delivery:
             self._dirty.append(session)
             if self._flush_handle is None:
                 self._flush_handle = self._loop.call_soon(self.flush)
-        if protocol.queue(data) > self.limit:
+        # The limit is on everything pending for the peer: this outbox plus what
+        # the transport holds unsent (each alone could reach it, twice in all).
+        if protocol.queue(data) + session.transport.buffered() > self.limit:
             self._on_slow(session)
 
     def fanout(self, sessions: Iterable[Session], data: bytes) -> None:

@@ -7,16 +7,12 @@ members. Levels: a connection accepted or gone on the client's initiative is
 DEBUG; one the server closed (a misbehaving or slow client, an API
 disconnect) is INFO, with the reason, once per connection; each command is
 TRACE (below DEBUG, as in Centrifugo). Nothing is formatted unless the level
-is enabled. Engine failures during an outage are counted and summarised
-(``OutageLog``), never one traceback each.
+is enabled. (Engine failures during an outage: ``hub/outages.py``.)
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hubbub.codes import Disconnect, Error
@@ -41,7 +37,7 @@ _ROUTINE_CLOSES = frozenset({Disconnect.SHUTDOWN.code})
 
 def who(session: Session) -> dict[str, Any]:
     """The fields naming a connection: client id, user and address."""
-    return {"client": session.client_id, "user": session.user, "addr": session.transport.remote}
+    return {"client": session.client_id, "user": session.user, "addr": session.remote}
 
 
 class EventLog(Observer):
@@ -87,28 +83,3 @@ class EventLog(Observer):
             if error:
                 fields["error"] = error
             log.log(TRACE, "command", extra={"fields": fields})
-
-
-class OutageLog:
-    """Operations the engine could not do (``EngineUnavailable``: a Redis outage):
-    one WARNING line, then at most one per ``interval`` seconds counting the others,
-    so an outage under load is a few lines, not one per client and ping."""
-
-    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval = interval
-        self._clock = clock
-        self._last = -math.inf
-        self._since_last = 0
-        self.failures = 0  # every failed operation (for metrics)
-
-    def failed(self, what: str, error: BaseException) -> None:
-        self.failures += 1
-        now = self._clock()
-        if now - self._last < self.interval:
-            self._since_last += 1
-            return
-        fields: dict[str, Any] = {"op": what, "error": str(error)}
-        if self._since_last:
-            fields["more_failures"] = self._since_last
-        self._last, self._since_last = now, 0
-        logging.getLogger("hubbub.engine").warning("engine unavailable", extra={"fields": fields})

@@ -1,29 +1,40 @@
 """One client connection inside the hub: its identity, subscriptions and lifecycle.
 
-Rule: a session runs its commands one at a time, in the order they arrived;
-each command's outcome is a reply (result or error) or a close, decided in
-``_run`` alone: ClientError -> error reply, DisconnectRequest -> close with its
-code, any other exception -> error 100 and a log line.
+Rule 1: a session runs its commands one at a time, in the order they arrived;
+each command's outcome is decided in ``_run`` alone and is exactly one of: a
+reply (the handler's ``Answer``, queued here), an error reply (ClientError, or
+error 100 for anything unexpected), a close (DisconnectRequest), or nothing
+(``send``, or a session that closed meanwhile). Handlers never write replies,
+so a command cannot be answered twice.
+Rule 2: what must follow a reply in the same loop turn (a subscription going
+live) is the Answer's ``then``, run right after the reply is queued; what it
+returns to await (announcing the join) is awaited before the next command,
+and its failure is logged, never answered (the command was answered).
+Rule 3: a closed session holds no reference back to its transport and no
+timer, so it is freed when its last task ends, not by the cycle collector.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from hubbub.auth.channels import Channel
-from hubbub.codes import Disconnect, DisconnectInfo, Error
+from hubbub.codes import Disconnect, DisconnectInfo, Error, ErrorInfo, UnsubscribeInfo
 from hubbub.engines.base import EngineUnavailable
-from hubbub.errors import ClientError, DisconnectRequest
+from hubbub.errors import ClientError, DisconnectRequest, HubbubError
 from hubbub.hub.limits import CommandRate
-from hubbub.hub.transport import Transport
+from hubbub.hub.timers import Timer
+from hubbub.hub.transport import Shared, Transport
 from hubbub.protocol import ClientProtocol, ProtocolViolation, Received, State
-from hubbub.protocol.codec import encode_error
-from hubbub.protocol.messages import NO_DATA, ClientInfo
+from hubbub.protocol.codec import encode_error, encode_reply
+from hubbub.protocol.messages import NO_DATA, ClientInfo, Result
 
 if TYPE_CHECKING:
     from hubbub.hub.hub import Hub
@@ -31,10 +42,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("hubbub.session")
 
 
-@dataclass(slots=True)
+class SubState(enum.Enum):
+    """Where a (session, channel) pair is in its life; it only moves down this list."""
+
+    JOINING = "joining"  # subscribe in progress: publications are buffered, no reply yet
+    LIVE = "live"  # the reply is queued; publications are delivered
+    GONE = "gone"  # torn down (failure, unsubscribe, close): nothing is delivered
+
+
+@dataclass(slots=True, eq=False)
 class Subscription:
     """A session's subscription to one channel."""
 
+    session: Session
     channel: Channel
     chan_info: msgspec.Raw | None = None
     recoverable: bool = False
@@ -42,7 +62,56 @@ class Subscription:
     push_join_leave: bool = False
     server_side: bool = False
     expire_at: float = 0.0  # unix seconds; 0: no expiry (subscription token exp)
+    state: SubState = SubState.JOINING
+    epoch: str = ""  # the stream epoch the subscribe reply gave
     live_from: int = 0  # publications up to this offset went out with the subscribe reply
+    presence_added: bool = False  # a presence entry was written: the teardown removes it
+    announced: bool = False  # a join was published: the teardown publishes the leave
+    expiry: Timer | None = None  # the subscription token's expiry check
+    # An API unsubscribe that came while joining: applied right after the reply.
+    unsubscribe_when_live: UnsubscribeInfo | None = None
+
+    @property
+    def name(self) -> str:
+        return self.channel.name
+
+
+class SubscriptionGone(HubbubError):
+    """The subscription (or its session) ended while a command waited for it."""
+
+
+@dataclass(slots=True)
+class Answer:
+    """A handler's successful outcome: the reply, and what follows it in the same turn."""
+
+    method: str
+    result: Result
+    then: Callable[[], Awaitable[None] | None] | None = field(default=None)
+
+
+class _ClosedTransport:
+    """What a closed session's transport becomes: nothing to write to, nothing held."""
+
+    remote = ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def write(self, payload: bytes) -> None:
+        return None
+
+    def write_shared(self, shared: Shared) -> int:
+        return 0
+
+    def buffered(self) -> int:
+        return 0
+
+    def close(self, code: int, reason: str) -> None:
+        return None
+
+
+CLOSED_TRANSPORT: Transport = _ClosedTransport()
 
 
 class Session:
@@ -53,11 +122,14 @@ class Session:
         "closed",
         "conn_info",
         "expire_at",
+        "expiry_timer",
+        "heartbeat_timer",
         "hub",
         "meta",
         "name",
         "protocol",
         "rate",
+        "remote",
         "subscriptions",
         "transport",
         "user",
@@ -68,6 +140,7 @@ class Session:
         self.hub = hub
         self.client_id = client_id
         self.transport = transport
+        self.remote = transport.remote  # kept after close, for logs and hooks
         self.protocol = ClientProtocol()
         self.user = ""
         self.conn_info: msgspec.Raw | None = None
@@ -75,8 +148,10 @@ class Session:
         self.name = ""
         self.version = ""
         self.expire_at = 0.0  # unix seconds; 0: the connection never expires
-        self.subscriptions: dict[str, Subscription] = {}
+        self.subscriptions: dict[str, Subscription] = {}  # joining and live, by channel name
         self.closed = False
+        self.heartbeat_timer: Timer | None = None  # stale check, then ping/pong
+        self.expiry_timer: Timer | None = None  # the connection token's expiry check
         limits = hub.config.client
         self.rate = (
             CommandRate(limits.command_rate_limit, limits.command_rate_burst)
@@ -103,7 +178,7 @@ class Session:
         try:
             commands = self.protocol.receive_frame(frame)
         except ProtocolViolation as exc:
-            self.close(exc.disconnect, detail=exc.detail)
+            self.close(exc.disconnect, detail=exc.detail)  # the disconnect's one log line
             return
         rate = self.rate
         for received in commands:
@@ -127,35 +202,64 @@ class Session:
                 return
 
     async def _run(self, received: Received) -> None:
+        """Run one command and give it its one outcome (Rule 1)."""
         command_id = received.command.id
+        method = received.method
         started = time.perf_counter()
-        error = 0
         try:
-            await self.hub.commands.run(self, received)
+            answer = await self.hub.commands.run(self, received)
         except ClientError as exc:
-            error = exc.error.code
-            if received.method == "connect":
-                self.protocol.reject_connect()
-            if command_id:
-                self.send(encode_error(command_id, exc.error))
+            self._refused(method, command_id, exc.error)
+            self._done(received, started, exc.error.code)
+            return
         except DisconnectRequest as exc:
-            error = exc.disconnect.code
             self.close(exc.disconnect, detail=exc.detail)
-        except EngineUnavailable as exc:  # an outage: error 100 (temporary), no traceback
-            error = Error.INTERNAL.code
-            self.hub.outages.failed(received.method, exc)
-            if received.method == "connect":
-                self.protocol.reject_connect()
-            if command_id:
-                self.send(encode_error(command_id, Error.INTERNAL))
+            self._done(received, started, exc.disconnect.code)
+            return
+        except SubscriptionGone:
+            self._refused(method, command_id, Error.INTERNAL)  # nothing is sent once closed
+            self._done(received, started, Error.INTERNAL.code)
+            return
+        except EngineUnavailable as exc:
+            self.hub.outages.failed(f"{method} of client {self.client_id}", exc)
+            self._refused(method, command_id, Error.INTERNAL)
+            self._done(received, started, Error.INTERNAL.code)
+            return
         except Exception:
-            error = Error.INTERNAL.code
-            log.exception("client %s: %s failed", self.client_id, received.method)
-            if received.method == "connect":
-                self.protocol.reject_connect()
-            if command_id:
-                self.send(encode_error(command_id, Error.INTERNAL))
+            log.exception("client %s: %s failed", self.client_id, method)
+            self._refused(method, command_id, Error.INTERNAL)
+            self._done(received, started, Error.INTERNAL.code)
+            return
+        if answer is None:
+            self._done(received, started, 0)
+            return
+        if command_id:
+            self.send(encode_reply(command_id, answer.method, answer.result))
+        self._done(received, started, 0)
+        if answer.then is not None:
+            follow_up = answer.then()
+            if follow_up is not None:
+                await self._follow_up(method, follow_up)
+
+    async def _follow_up(self, method: str, work: Awaitable[None]) -> None:
+        """Work after the reply (Rule 2): a failure is logged; the reply stands."""
+        try:
+            await work
+        except EngineUnavailable as exc:
+            self.hub.outages.failed(f"{method} of client {self.client_id}", exc)
+        except Exception:
+            log.exception("client %s: after %s", self.client_id, method)
+
+    def _done(self, received: Received, started: float, error: int) -> None:
+        """Tell the observers (logs, metrics, traces): answered, in that long, with ``error``
+        (a reply error code, a disconnect code, or 0)."""
         self.hub.observers.command_done(self, received, time.perf_counter() - started, error)
+
+    def _refused(self, method: str, command_id: int, error: ErrorInfo) -> None:
+        if method == "connect":
+            self.protocol.reject_connect()
+        if command_id:
+            self.send(encode_error(command_id, error))
 
     # --- output ----------------------------------------------------------------------
 
@@ -177,7 +281,8 @@ class Session:
         else:
             self.protocol.drop_output()
         self.closed = True
-        self.transport.close(disconnect.code, disconnect.reason)
+        transport, self.transport = self.transport, CLOSED_TRANSPORT
+        transport.close(disconnect.code, disconnect.reason)
         self.hub.forget_session(self, disconnect, by_server=True, detail=detail)
 
     def transport_closed(
@@ -190,6 +295,7 @@ class Session:
         """
         if not self.closed:
             self.closed = True
+            self.transport = CLOSED_TRANSPORT
             self.protocol.close(disconnect)
             self.protocol.drop_output()
             self.hub.forget_session(self, disconnect, by_server=by_server, detail=detail)

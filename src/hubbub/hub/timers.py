@@ -1,10 +1,11 @@
 """One timer wheel for every per-connection deadline (ping, pong, stale, expiry).
 
 Rule: connections own no task and no loop timer handle; a deadline is a
-callback in a bucket of the wheel, and one task advances the wheel every
-``resolution`` seconds, calling what fell due. A callback that is no longer
-relevant (the connection closed, the pong came) checks that itself and
-returns: cancelling is never needed.
+``Timer`` in a bucket of the wheel, and one task advances the wheel every
+``resolution`` seconds, calling what fell due. ``Timer.cancel`` takes the
+timer out of its bucket and drops its callback at once, so a closed
+connection is not kept alive by deadlines it will never meet (a 24-hour token
+must not hold a closed session for 24 hours).
 """
 
 from __future__ import annotations
@@ -19,30 +20,49 @@ from collections.abc import Callable
 log = logging.getLogger("hubbub.timers")
 
 
+class Timer:
+    """A callback due at one tick; ``cancel()`` forgets it (idempotent)."""
+
+    __slots__ = ("_bucket", "callback")
+
+    def __init__(self, callback: Callable[[], None], bucket: dict[Timer, None]) -> None:
+        self.callback: Callable[[], None] | None = callback
+        self._bucket: dict[Timer, None] | None = bucket
+
+    def cancel(self) -> None:
+        bucket = self._bucket
+        if bucket is not None:
+            bucket.pop(self, None)
+            self._bucket = None
+        self.callback = None
+
+    @property
+    def pending(self) -> bool:
+        return self.callback is not None
+
+
 class TimerWheel:
     def __init__(self, *, resolution: float = 0.25, clock: Callable[[], float] = time.monotonic):
         self.resolution = resolution
         self._clock = clock
         self._origin = clock()
-        self._buckets: dict[int, list[Callable[[], None]]] = {}
+        # A dict per tick: insertion-ordered like a list, removal in O(1) like a set.
+        self._buckets: dict[int, dict[Timer, None]] = {}
         self._next_tick = 0
         self._task: asyncio.Task[None] | None = None
 
     def _tick_of(self, when: float) -> int:
         return max(math.ceil((when - self._origin) / self.resolution), self._next_tick)
 
-    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         """Call ``callback`` once, ``delay`` seconds from now (rounded up to the resolution)."""
         tick = self._tick_of(self._clock() + delay)
         bucket = self._buckets.get(tick)
         if bucket is None:
-            self._buckets[tick] = [callback]
-        else:
-            bucket.append(callback)
-
-    def call_at(self, when: float, callback: Callable[[], None]) -> None:
-        """Call ``callback`` at monotonic time ``when``."""
-        self.call_later(when - self._clock(), callback)
+            bucket = self._buckets[tick] = {}
+        timer = Timer(callback, bucket)
+        bucket[timer] = None
+        return timer
 
     def advance(self) -> None:
         """Run every callback that is due now."""
@@ -50,12 +70,18 @@ class TimerWheel:
         while self._next_tick <= now_tick:
             bucket = self._buckets.pop(self._next_tick, None)
             self._next_tick += 1
-            if bucket:
-                for callback in bucket:
-                    try:
-                        callback()
-                    except Exception:
-                        log.exception("timer callback failed")
+            if not bucket:
+                continue
+            # A copy: a callback may cancel another timer of this tick (it is then skipped).
+            for timer in list(bucket):
+                callback = timer.callback
+                timer.callback = None
+                if callback is None:
+                    continue
+                try:
+                    callback()
+                except Exception:
+                    log.exception("timer callback failed")
 
     def start(self) -> None:
         if self._task is None:

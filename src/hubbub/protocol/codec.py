@@ -61,6 +61,20 @@ def decode_commands(frame: bytes | str) -> list[Command]:
         raise FrameError(str(exc)) from exc
 
 
+def compact_json(raw: msgspec.Raw) -> msgspec.Raw:
+    """Valid JSON from outside the client protocol (the HTTP API, a backend) made one line.
+
+    The protocol frames messages by ``\n``, so a payload embedded raw must hold
+    no line break. Inside a JSON string a raw CR or LF is invalid, so every one
+    in valid JSON is whitespace between tokens and can be dropped; JSON without
+    line breaks (the usual case) is returned as it came.
+    """
+    data = bytes(raw)
+    if b"\n" not in data and b"\r" not in data:
+        return raw
+    return msgspec.Raw(data.replace(b"\n", b"").replace(b"\r", b""))
+
+
 def command_method(command: Command) -> str | None:
     """The one method field set on ``command``; "" for a pong; None when several are set."""
     found = ""

@@ -22,11 +22,29 @@ from hubbub.codes import Disconnect, DisconnectInfo, Error, disconnect_info
 from hubbub.engines.base import EngineUnavailable
 from hubbub.errors import ClientError
 from hubbub.hub.hub import Hub
+from hubbub.protocol.codec import compact_json
 from hubbub.protocol.messages import NO_DATA, Publication, StreamPosition
 
 log = logging.getLogger("hubbub.api")
 
+#: The largest API request body, in bytes: larger ones get 413 (whatever the
+#: aiohttp application's own ``client_max_size``, which the API does not use).
 MAX_BODY = 10 * 1024 * 1024
+#: Bytes read from the request body at a time.
+_CHUNK = 65536
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The request body, at most MAX_BODY bytes (413 beyond, before reading it all)."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
+    body = bytearray()
+    while chunk := await request.content.read(_CHUNK):
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(body))
+    return bytes(body)
+
 
 # --- request shapes ------------------------------------------------------------------
 
@@ -126,6 +144,8 @@ def _decode(raw: msgspec.Raw | bytes, shape: type[Any]) -> Any:
         return msgspec.json.decode(raw, type=shape)
     except msgspec.DecodeError as exc:
         raise BadParams(str(exc)) from exc
+    except RecursionError:
+        raise BadParams("JSON nested too deep") from None
 
 
 class HttpApi:
@@ -161,11 +181,7 @@ class HttpApi:
         handler = self._methods.get(request.match_info["method"])
         if handler is None:
             raise web.HTTPNotFound(text="unknown api method\n")
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            raise web.HTTPRequestEntityTooLarge(
-                max_size=MAX_BODY, actual_size=request.content_length
-            )
-        body = await request.read()
+        body = await _read_body(request)
         try:
             reply = await self._call(handler, msgspec.Raw(body or b"{}"))
         except BadParams as exc:
@@ -205,7 +221,7 @@ class HttpApi:
             return {"error": {"code": exc.error.code, "message": exc.error.message}}
         except BadParams:
             raise
-        except EngineUnavailable as exc:  # an outage: error 100, one line, no traceback
+        except EngineUnavailable as exc:
             self.hub.outages.failed(f"api {getattr(handler, '__name__', 'call')}", exc)
             return {"error": {"code": Error.INTERNAL.code, "message": Error.INTERNAL.message}}
         except Exception:
@@ -233,7 +249,7 @@ class HttpApi:
         resolved = self.hub.channel_rules.resolve(channel)
         result = await self.hub.publish_publication(
             resolved,
-            Publication(data=data, tags=tags or None),
+            Publication(data=compact_json(data), tags=tags or None),
             skip_history=skip_history,
             idempotency_key=idempotency_key,
         )
@@ -322,7 +338,7 @@ class HttpApi:
     async def unsubscribe(self, body: msgspec.Raw) -> dict[str, Any]:
         params: UserChannelParams = _decode(body, UserChannelParams)
         self.hub.channel_rules.resolve(params.channel)
-        await self.hub.unsubscribe_user(params.user, params.channel, client=params.client)
+        self.hub.unsubscribe_user(params.user, params.channel, client=params.client)
         return {}
 
     async def subscribe(self, body: msgspec.Raw) -> dict[str, Any]:
@@ -331,8 +347,8 @@ class HttpApi:
             params.user,
             params.channel,
             client=params.client,
-            info=params.info or None,
-            data=params.data or None,
+            info=compact_json(params.info) if params.info else None,
+            data=compact_json(params.data) if params.data else None,
             recover_since=params.recover_since,
         )
         return {}
@@ -361,7 +377,7 @@ class HttpApi:
                 "app_version": session.version,
                 "transport": "websocket",
                 "protocol": "json",
-                "addr": session.transport.remote,
+                "addr": session.remote,
                 "node": hub.node_id,
                 "channels": sorted(session.subscriptions),
             }

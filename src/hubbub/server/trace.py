@@ -145,7 +145,7 @@ class Tracer(Observer):
                 "kind": "connect",
                 "client": session.client_id,
                 "user": session.user,
-                "addr": session.transport.remote,
+                "addr": session.remote,
                 "name": session.name,
                 "version": session.version,
             }

@@ -56,6 +56,10 @@ MAX_REASON = 32
 MAX_WAITING = 64
 
 
+def _no_header(name: str) -> str | None:
+    return None
+
+
 def write_text_frame(socket: asyncio.WriteTransport, payload: bytes) -> None:
     """Write ``payload`` as one unmasked text frame: one buffer when small, two when
     large (no copy of a big payload just to prepend its header)."""
@@ -80,6 +84,7 @@ class WebSocketConnection(asyncio.Protocol):
         "_peer_gone",
         "_reader",
         "_reading_paused",
+        "_remote",
         "_runner",
         "_socket",
         "_timer",
@@ -107,20 +112,21 @@ class WebSocketConnection(asyncio.Protocol):
         self._closing = False  # our close frame is sent (or the stream is broken)
         self._timer: asyncio.TimerHandle | None = None
         self._on_closed = on_closed
+        peer = socket.get_extra_info("peername")
+        proxies = hub.config.http_server.trusted_proxies
+        self._remote = str(peer[0]) if peer else ""
+        if proxies:  # the handshake's X-Forwarded-For, if a trusted proxy sent it
+            parsed = parse_head(head)
+            header = parsed.get if parsed is not None else _no_header
+            self._remote = client_address(self._remote, header, proxies)
         self.session: Session = hub.open_session(self)
 
     # --- Transport (what the hub sees) -------------------------------------------------
 
     @property
     def remote(self) -> str:
-        """The client's address (through trusted proxies), worked out when asked."""
-        peer = self._socket.get_extra_info("peername")
-        address = str(peer[0]) if peer else ""
-        proxies = self.session.hub.config.http_server.trusted_proxies
-        if not proxies:
-            return address
-        head = parse_head(self._head)
-        return client_address(address, head.get if head else lambda _: None, proxies)
+        """The client's address (through ``http_server.trusted_proxies``)."""
+        return self._remote
 
     @property
     def headers(self) -> dict[str, str]:

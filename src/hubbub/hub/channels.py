@@ -1,0 +1,233 @@
+"""The channel table: which local subscriptions of each channel receive what the engine delivers.
+
+Rule 1: a subscription is in exactly one place of its channel's entry: joining
+(its publications buffered with their offsets until its reply is queued),
+live (delivered through the shared-frame broadcast), or catching up (its
+reply positioned it past what this node has delivered so far: with pub/sub
+lag, publications at or below its own position are still arriving, and it
+must not get them twice; it joins the live ones when the channel passes it).
+Rule 2: the channel tracks the last stream position it delivered. A jump in
+offsets or a new epoch is a gap: positioned subscriptions lose state (the
+``insufficient`` callback decides what they are told), joining ones are
+marked and dropped when they would go live. The check costs one comparison
+per publication; a publication is encoded once, whatever the subscribers.
+Rule 3: nothing here awaits; the lifecycle module owns every state change
+that spans an await and calls in here before and after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from hubbub.protocol.codec import encode_publication_push
+from hubbub.protocol.messages import Publication, StreamPosition
+
+if TYPE_CHECKING:
+    from hubbub.hub.delivery import Delivery
+    from hubbub.hub.session import Session, Subscription
+
+log = logging.getLogger("hubbub.hub")
+
+#: A pending offset in ``ChannelEntry.joining`` that marks lost events.
+GAP = -1
+
+
+class ChannelEntry:
+    """The local subscriptions of one channel, and the engine's subscription for it."""
+
+    __slots__ = ("catching_up", "epoch", "joining", "live", "offset", "ready")
+
+    def __init__(self, ready: asyncio.Future[None]) -> None:
+        self.live: dict[Session, Subscription] = {}
+        self.joining: dict[Session, list[tuple[int, bytes]]] = {}
+        self.catching_up: dict[Session, Subscription] = {}
+        # The engine's subscribe for this channel: settled once; others joining wait on it.
+        self.ready = ready
+        # The last stream position delivered here (positioned channels), to detect gaps.
+        self.epoch = ""
+        self.offset = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.live or self.joining or self.catching_up)
+
+    def __len__(self) -> int:
+        return len(self.live) + len(self.joining) + len(self.catching_up)
+
+
+class ChannelTable:
+    """Every channel with a local subscription on this node."""
+
+    def __init__(
+        self,
+        delivery: Callable[[], Delivery],
+        insufficient: Callable[[Subscription], None],
+    ) -> None:
+        self._delivery = delivery
+        self._insufficient = insufficient  # a subscription lost state (gap, broker lost)
+        self.entries: dict[str, ChannelEntry] = {}
+
+    # --- membership ------------------------------------------------------------------
+
+    def add(self, subscription: Subscription) -> tuple[ChannelEntry, bool]:
+        """Put a new subscription in the joining state; True when it is the channel's first."""
+        name = subscription.name
+        entry = self.entries.get(name)
+        first = entry is None
+        if entry is None:
+            entry = self.entries[name] = ChannelEntry(asyncio.get_running_loop().create_future())
+        entry.joining[subscription.session] = []
+        return entry, first
+
+    def baseline(self, subscription: Subscription) -> None:
+        """The subscribe read the stream position: with nothing delivered here yet, that
+        position is the channel's, so a loss before its first publication is seen."""
+        entry = self.entries.get(subscription.name)
+        if entry is not None and subscription.epoch and not entry.epoch:
+            entry.epoch, entry.offset = subscription.epoch, subscription.live_from
+
+    def go_live(self, subscription: Subscription) -> bool:
+        """Deliver what was buffered after the reply's position, then deliver live.
+
+        False when the stream broke while it joined: the caller must tell the client.
+        """
+        session = subscription.session
+        name = subscription.name
+        entry = self.entries.get(name)
+        pending = entry.joining.pop(session, None) if entry is not None else None
+        if entry is None or pending is None:
+            return False
+        if any(offset == GAP for offset, _ in pending):
+            return False  # the caller's teardown takes it out of the table
+        live_from = subscription.live_from
+        for offset, frame in pending:
+            if offset == 0 or offset > live_from:
+                session.send(frame)
+        if (
+            subscription.positioned
+            and entry.epoch
+            and entry.epoch == subscription.epoch
+            and live_from > entry.offset
+        ):
+            entry.catching_up[session] = subscription  # Rule 1: the channel is behind it
+        else:
+            entry.live[session] = subscription
+            self._delivery().joined(session, name)
+        return True
+
+    def remove(self, subscription: Subscription) -> bool:
+        """Stop delivering to ``subscription``; True when its channel has no one left."""
+        name = subscription.name
+        entry = self.entries.get(name)
+        if entry is None:
+            return False
+        session = subscription.session
+        if entry.live.get(session) is subscription:
+            self._delivery().take_share(session, name)  # publications queued before it left
+            del entry.live[session]
+        elif entry.catching_up.get(session) is subscription:
+            del entry.catching_up[session]
+        else:
+            entry.joining.pop(session, None)
+        return self._drop_if_empty(name, entry)
+
+    def _drop_if_empty(self, name: str, entry: ChannelEntry) -> bool:
+        if entry or self.entries.get(name) is not entry:
+            return False
+        del self.entries[name]
+        self._delivery().channel_gone(name)
+        return True
+
+    def counts(self) -> dict[str, int]:
+        """Channels with local subscriptions and how many."""
+        return {name: len(entry) for name, entry in self.entries.items()}
+
+    # --- engine events ---------------------------------------------------------------
+
+    def publication(self, channel: str, publication: Publication, position: StreamPosition) -> None:
+        entry = self.entries.get(channel)
+        if entry is None:
+            return
+        offset = position.offset
+        if offset:
+            if position.epoch == entry.epoch and offset <= entry.offset:
+                # Published before this node's position, delivered after it (pub/sub lag):
+                # live subscribers have it through their subscribe position; a joining
+                # one may not (its position may be older), and filters it by its own.
+                if entry.joining:
+                    frame = encode_publication_push(channel, publication)
+                    for pending in entry.joining.values():
+                        pending.append((offset, frame))
+                return
+            if offset != entry.offset + 1 or position.epoch != entry.epoch:
+                if entry.epoch:  # not the first publication seen here: a gap
+                    self._gap(channel, entry)
+                    if self.entries.get(channel) is not entry:
+                        return
+                entry.epoch = position.epoch
+            entry.offset = offset
+            if entry.catching_up:
+                self._catch_up(channel, entry, offset)
+        frame = encode_publication_push(channel, publication)
+        if entry.live:
+            self._delivery().broadcast(channel, entry.live, frame)
+        if entry.joining:
+            for pending in entry.joining.values():
+                pending.append((offset, frame))
+
+    def _catch_up(self, channel: str, entry: ChannelEntry, offset: int) -> None:
+        """Subscriptions positioned before ``offset`` are live from this publication on."""
+        delivery = self._delivery()
+        for session, subscription in list(entry.catching_up.items()):
+            if subscription.live_from < offset:
+                del entry.catching_up[session]
+                entry.live[session] = subscription
+                delivery.joined(session, channel)
+
+    def join_leave(self, channel: str, frame: bytes) -> None:
+        """A join or leave push for the subscriptions that asked for them."""
+        entry = self.entries.get(channel)
+        if entry is None:
+            return
+        wanting = [
+            session
+            for members in (entry.live, entry.catching_up)
+            for session, subscription in members.items()
+            if subscription.push_join_leave
+        ]
+        self._delivery().fanout(wanting, frame)
+
+    def broker_lost(self, channels: Iterable[str]) -> None:
+        """Events of ``channels`` may be lost: every subscription of them loses state."""
+        affected = [name for name in channels if name in self.entries]
+        if affected:  # one line for the whole loss, however many channels it hit
+            log.warning(
+                "broker connection lost: %d subscribers of %d channels must recover",
+                sum(len(self.entries[name]) for name in affected),
+                len(affected),
+            )
+        for name in affected:
+            entry = self.entries.get(name)
+            if entry is None:
+                continue
+            for pending in entry.joining.values():
+                pending.append((GAP, b""))
+            entry.epoch, entry.offset = "", 0
+            for subscription in [*entry.live.values(), *entry.catching_up.values()]:
+                self._insufficient(subscription)
+
+    def _gap(self, channel: str, entry: ChannelEntry) -> None:
+        """Offsets of ``channel`` jumped: its positioned subscriptions lose state."""
+        log.warning(
+            "stream gap in %s after %s:%d: positioned subscribers must recover",
+            channel,
+            entry.epoch,
+            entry.offset,
+        )
+        for pending in entry.joining.values():
+            pending.append((GAP, b""))
+        for subscription in [*entry.live.values(), *entry.catching_up.values()]:
+            if subscription.positioned:
+                self._insufficient(subscription)

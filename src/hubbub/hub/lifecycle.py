@@ -1,0 +1,366 @@
+"""The subscription lifecycle: joining -> live -> gone, with one way back from anywhere.
+
+Rule 1: ``subscribe`` is the one guarded way in. It puts the subscription in
+the joining state (publications buffered), then awaits the engine subscribe,
+the history read and the presence add; after EVERY await it checks that the
+subscription is still joining (its session may have closed meanwhile); on any
+failure it tears the subscription down and re-raises. The caller queues the
+reply, then calls ``go_live`` in the same loop turn.
+Rule 2: ``end`` is the ONE teardown: failure, unsubscribe (client or API),
+gap, expiry and close all come through it. Its synchronous part takes the
+subscription out of the session and the channel table at once; what needs the
+engine (presence removal, the leave, the on_unsubscribe hook) runs in the
+background, each step on its own so that one failure never skips the rest.
+Rule 3: a presence entry or a join written by an await that completed after
+the teardown is undone by whoever sees it last (the subscribe, or the
+presence refresh), so no presence outlives its subscription.
+Rule 4: a subscription that lost state is told so: a client-side one gets
+unsubscribe 2500 (the SDK resubscribes and recovers), a server-side one
+disconnects the client with 3010 (the SDKs never resubscribe server-side
+subscriptions on their own; a reconnect recovers them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, NamedTuple
+
+import msgspec
+
+from hubbub.auth.channels import Channel
+from hubbub.codes import Disconnect, DisconnectInfo, Error, Unsubscribe, UnsubscribeInfo
+from hubbub.engines.base import EngineUnavailable, EpochMismatch, HistoryPage
+from hubbub.errors import ClientError
+from hubbub.hub import recovery
+from hubbub.hub.channels import ChannelEntry
+from hubbub.hub.hooks import UnsubscribeEvent, disconnect_event
+from hubbub.hub.session import Session, Subscription, SubscriptionGone, SubState
+from hubbub.protocol.codec import encode_unsubscribe_push
+from hubbub.protocol.messages import StreamPosition, SubscribeRequest, SubscribeResult
+
+if TYPE_CHECKING:
+    from hubbub.hub.hub import Hub
+
+log = logging.getLogger("hubbub.hub")
+
+#: Presence entries expire unless refreshed (each ping refreshes them).
+PRESENCE_TTL = 60.0
+
+
+class _Cleanup(NamedTuple):
+    """What a teardown leaves to do in the background."""
+
+    subscription: Subscription
+    notify: bool  # it was live: the on_unsubscribe hook is called
+    by_server: bool  # the server ended it (API, expiry, gap, disconnect), not the client
+
+
+class Lifecycle:
+    """Subscribe, go live and tear down subscriptions of a hub's sessions."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    # --- joining ---------------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        session: Session,
+        channel: Channel,
+        request: SubscribeRequest,
+        *,
+        chan_info: msgspec.Raw | None = None,
+        expire_at: float = 0.0,
+        server_side: bool = False,
+        push_join_leave: bool = False,
+    ) -> tuple[Subscription, SubscribeResult]:
+        """Subscribe ``session`` (permissions already checked) in the joining state.
+
+        Raises ClientError 105 when already subscribed, SubscriptionGone when the
+        session closes meanwhile, and whatever the engine raises; nothing is left
+        behind in any of these cases.
+        """
+        hub = self.hub
+        name = channel.name
+        if session.closed:
+            raise SubscriptionGone(name)
+        if name in session.subscriptions:
+            raise ClientError(Error.ALREADY_SUBSCRIBED)
+        plan = self._recovery(channel, request)
+        subscription = Subscription(
+            session=session,
+            channel=channel,
+            chan_info=chan_info,
+            recoverable=plan.recoverable,
+            positioned=plan.positioned,
+            push_join_leave=push_join_leave,
+            server_side=server_side,
+            expire_at=expire_at,
+        )
+        session.subscriptions[name] = subscription
+        entry, first = hub.channels.add(subscription)
+        try:
+            await self._engine_subscribed(name, entry, first)
+            _still_joining(subscription)
+            positioned = await self._position(channel, request, plan)
+            _still_joining(subscription)
+            subscription.epoch = positioned.result.epoch
+            subscription.live_from = positioned.live_from
+            hub.channels.baseline(subscription)
+            if channel.options.presence:
+                info = session.client_info(chan_info)
+                await hub.engine.add_presence(name, session.client_id, info, PRESENCE_TTL)
+                subscription.presence_added = True
+                if _is_gone(subscription):  # Rule 3
+                    hub.spawn(self._remove_presence(subscription))
+                _still_joining(subscription)
+        except BaseException:
+            self._detach(subscription, push=None, by_server=True)
+            raise
+        return subscription, positioned.result
+
+    def _recovery(self, channel: Channel, request: SubscribeRequest) -> recovery.Recovery:
+        opts = channel.options
+        recoverable = opts.history_enabled and (
+            opts.force_recovery or (opts.allow_recovery and request.recoverable)
+        )
+        positioned = opts.history_enabled and (
+            recoverable or opts.force_positioning or (opts.allow_positioning and request.positioned)
+        )
+        return recovery.Recovery(
+            recoverable=recoverable,
+            positioned=positioned,
+            cache_mode=opts.force_recovery_mode == "cache",
+            max_publications=self.hub.config.client.recovery_max_publication_limit,
+        )
+
+    async def _engine_subscribed(self, name: str, entry: ChannelEntry, first: bool) -> None:
+        """The node is subscribed to ``name`` at the engine: the first joiner subscribes,
+        the others wait for its outcome and share it, failure included."""
+        ready = entry.ready
+        if first:
+            try:
+                await self.hub.engine.subscribe(name)
+            except BaseException as exc:
+                if not ready.done():
+                    # A fresh error: the original's traceback would keep this frame alive.
+                    ready.set_exception(EngineUnavailable(f"subscribe {name}: {exc!r}"))
+                    ready.add_done_callback(_consume_exception)
+                raise
+            if not ready.done():
+                ready.set_result(None)
+        elif not ready.done():
+            await asyncio.shield(ready)
+        else:
+            ready.result()  # raises when the shared subscribe failed: never live without it
+
+    async def _position(
+        self, channel: Channel, request: SubscribeRequest, plan: recovery.Recovery
+    ) -> recovery.Positioned:
+        query = recovery.plan(plan, request)
+        if query is None:
+            return recovery.conclude(plan, request, None, StreamPosition())
+        page: HistoryPage | None
+        try:
+            page = await self.hub.engine.history(
+                channel.name, query, self.hub.history_options(channel)
+            )
+            top = page.position
+        except EpochMismatch as exc:
+            page, top = None, exc.position
+        return recovery.conclude(plan, request, page, top)
+
+    # --- live ------------------------------------------------------------------------
+
+    def go_live(self, subscription: Subscription) -> Awaitable[None] | None:
+        """The reply is queued: deliver what arrived meanwhile, then everything new.
+
+        Returns the join announcement to await (after the reply, before the client's
+        next command), or None.
+        """
+        if subscription.state is not SubState.JOINING:
+            return None
+        subscription.state = SubState.LIVE
+        hub = self.hub
+        if not hub.channels.go_live(subscription):
+            self.insufficient(subscription)
+            return None
+        if subscription.expire_at:
+            hub.heartbeat.watch_subscription(subscription)
+        later = subscription.unsubscribe_when_live
+        if later is not None:
+            self.end(subscription, push=later)
+            return None
+        if not subscription.channel.options.join_leave:
+            return None
+        subscription.announced = True
+        info = subscription.session.client_info(subscription.chan_info)
+        return self._quietly("join", hub.engine.publish_join(subscription.name, info))
+
+    def go_live_all(self, subscriptions: list[Subscription]) -> Awaitable[None] | None:
+        """``go_live`` for several subscriptions (a connect's server-side ones)."""
+        joins = [join for s in subscriptions if (join := self.go_live(s)) is not None]
+        return _in_order(joins) if joins else None
+
+    def insufficient(self, subscription: Subscription) -> None:
+        """``subscription`` lost publications; tell its client how to recover (Rule 4)."""
+        if subscription.server_side:
+            subscription.session.close(Disconnect.INSUFFICIENT_STATE)
+        else:
+            self.end(subscription, push=Unsubscribe.INSUFFICIENT_STATE)
+
+    # --- gone ------------------------------------------------------------------------
+
+    def end(
+        self,
+        subscription: Subscription,
+        *,
+        push: UnsubscribeInfo | None = None,
+        by_client: bool = False,
+    ) -> None:
+        """THE teardown of one subscription (Rule 2); ``push`` tells the client why;
+        ``by_client``: the client's own unsubscribe command."""
+        cleanup = self._detach(subscription, push=push, by_server=not by_client)
+        if cleanup is not None:
+            self.hub.spawn(self._cleanup(cleanup))
+
+    def unsubscribe(self, subscription: Subscription, push: UnsubscribeInfo) -> None:
+        """A server-side unsubscribe: at once when live; a joining one finishes joining
+        first, so the client sees its subscribe reply before the unsubscribe push."""
+        if subscription.state is SubState.JOINING:
+            subscription.unsubscribe_when_live = push
+        else:
+            self.end(subscription, push=push)
+
+    def end_session(self, session: Session, disconnect: DisconnectInfo) -> None:
+        """The session closed: every subscription goes, then on_disconnect is called."""
+        subscriptions = list(session.subscriptions.values())
+        detached = [self._detach(s, push=None, by_server=True) for s in subscriptions]
+        ended = [cleanup for cleanup in detached if cleanup is not None]
+        if ended or self.hub.hooks.disconnect is not None:
+            self.hub.spawn(self._after_disconnect(session, ended, disconnect))
+
+    def _detach(
+        self, subscription: Subscription, *, push: UnsubscribeInfo | None, by_server: bool
+    ) -> _Cleanup | None:
+        """The synchronous part of the teardown; what remains to do in the background."""
+        if subscription.state is SubState.GONE:
+            return None
+        was_live = subscription.state is SubState.LIVE
+        subscription.state = SubState.GONE
+        session = subscription.session
+        name = subscription.name
+        if session.subscriptions.get(name) is subscription:
+            del session.subscriptions[name]
+        if subscription.expiry is not None:
+            subscription.expiry.cancel()
+            subscription.expiry = None
+        if self.hub.channels.remove(subscription):
+            self.hub.spawn(self._engine_unsubscribe(name))
+        if push is not None and was_live:
+            session.send(encode_unsubscribe_push(name, push.code, push.reason))
+        notify = was_live and self.hub.hooks.unsubscribe is not None
+        if subscription.presence_added or subscription.announced or notify:
+            return _Cleanup(subscription, notify, by_server)
+        return None
+
+    async def _cleanup(self, cleanup: _Cleanup) -> None:
+        """Presence, leave and hook of a torn-down subscription; each step on its own."""
+        subscription = cleanup.subscription
+        if subscription.presence_added:
+            await self._remove_presence(subscription)
+        if subscription.announced:
+            info = subscription.session.client_info(subscription.chan_info)
+            await self._quietly("leave", self.hub.engine.publish_leave(subscription.name, info))
+        hook = self.hub.hooks.unsubscribe
+        if cleanup.notify and hook is not None:
+            session = subscription.session
+            event = UnsubscribeEvent(
+                session.client_id, session.user, subscription.name, cleanup.by_server
+            )
+            await self._hook("on_unsubscribe", hook(event))
+
+    async def _after_disconnect(
+        self, session: Session, ended: list[_Cleanup], disconnect: DisconnectInfo
+    ) -> None:
+        for cleanup in ended:
+            await self._cleanup(cleanup)
+        hook = self.hub.hooks.disconnect
+        if hook is not None:
+            await self._hook(
+                "on_disconnect", hook(disconnect_event(session.client_id, session.user, disconnect))
+            )
+
+    async def _remove_presence(self, subscription: Subscription) -> None:
+        session = subscription.session
+        removal = self.hub.engine.remove_presence(subscription.name, session.client_id)
+        await self._quietly("presence removal", removal)
+
+    async def _engine_unsubscribe(self, name: str) -> None:
+        # Nobody came back meanwhile, and no admin traces it (the tracer lets go of it).
+        if name not in self.hub.channels.entries and name not in self.hub.observers.traced_channels:
+            await self._quietly("unsubscribe", self.hub.engine.unsubscribe(name))
+
+    # --- presence refresh --------------------------------------------------------------
+
+    def refresh_presence(self, session: Session) -> None:
+        """Re-add the presence entries of ``session``'s live subscriptions (each ping)."""
+        due = [
+            s
+            for s in session.subscriptions.values()
+            if s.presence_added and s.state is SubState.LIVE
+        ]
+        if due:
+            self.hub.spawn(self._refresh(due))
+
+    async def _refresh(self, subscriptions: list[Subscription]) -> None:
+        engine = self.hub.engine
+        for subscription in subscriptions:
+            if subscription.state is not SubState.LIVE:
+                continue
+            session = subscription.session
+            info = session.client_info(subscription.chan_info)
+            added = engine.add_presence(subscription.name, session.client_id, info, PRESENCE_TTL)
+            await self._quietly("presence refresh", added)
+            if _is_gone(subscription):  # Rule 3: ended while the add ran
+                await self._remove_presence(subscription)
+
+    # --- failures of background work -----------------------------------------------------
+
+    async def _quietly(self, what: str, work: Awaitable[None]) -> None:
+        """Await engine work whose failure must not stop what follows (one log line)."""
+        try:
+            await work
+        except EngineUnavailable as exc:
+            self.hub.outages.failed(what, exc)
+
+    async def _hook(self, name: str, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception:
+            log.exception("%s hook failed", name)
+
+
+def _still_joining(subscription: Subscription) -> None:
+    """After an await: the subscription may have been torn down meanwhile (Rule 1)."""
+    if subscription.state is not SubState.JOINING:
+        raise SubscriptionGone(subscription.name)
+
+
+async def _in_order(works: list[Awaitable[None]]) -> None:
+    for work in works:
+        await work
+
+
+def _is_gone(subscription: Subscription) -> bool:
+    """Read again after an await (a separate call, so that no narrowing from before
+    the await survives it: the state may have changed while it ran)."""
+    return subscription.state is SubState.GONE
+
+
+def _consume_exception(future: asyncio.Future[None]) -> None:
+    """Retrieve the outcome of an engine subscribe nobody waits for any more."""
+    if not future.cancelled():
+        future.exception()
