@@ -6,6 +6,7 @@
     hubbub genconfig [--format json|toml|yaml] [--output FILE]
     hubbub gentoken --user U [--ttl S] [--config FILE] [--info JSON] [--channel C]
     hubbub checktoken TOKEN [--config FILE]
+    hubbub top [--url URL] [--api-key KEY] [--config FILE] [--interval S] [--once]
     hubbub bench fanout|rpc|connect|idle [--url URL] [...]
 
 Rule: expected failures (bad config, bad arguments, a bad token) print one
@@ -19,7 +20,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from hubbub.cli import bench_cmd
+from hubbub.cli import bench_cmd, top_cmd
 from hubbub.cli.config_cmd import checkconfig, genconfig
 from hubbub.cli.token_cmd import checktoken, gentoken
 from hubbub.config.generate import FORMATS, demo_config
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check_token.add_argument("token")
     check_token.add_argument("--config", "-c", help="config file with the token keys")
+    top_cmd.add_parser(sub)
     bench_cmd.add_parser(sub)
     return parser
 
@@ -85,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return gentoken(
             loaded.config, args.user, ttl=args.ttl, info=args.info, channel=args.channel
         )
+    if args.command == "top":
+        loaded = _load(args.config)
+        return 1 if loaded is None else top_cmd.run(args, loaded.config)
     if args.command == "bench":
         return bench_cmd.run(args)
     return _serve(args)

@@ -39,6 +39,7 @@ from hubbub.engines.memory import MemoryEngine
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.channels import ChannelTable
 from hubbub.hub.commands import Commands, to_raw, ttl_until
+from hubbub.hub.counters import Counters, node_metrics, process_usage
 from hubbub.hub.delivery import Delivery
 from hubbub.hub.eventlog import EventLog
 from hubbub.hub.heartbeat import Heartbeat
@@ -99,6 +100,8 @@ class Hub:
         self.outages = Outages()
         # Logs, metrics and live traces see connections through these (observer.py).
         self.observers = Observers()
+        self.counters = Counters()  # what info, hubbub top and /metrics report
+        self.observers.add(self.counters)
         self.observers.add(EventLog())
         self.channels = ChannelTable(lambda: self.delivery, self._insufficient)
         self.lifecycle = Lifecycle(self)
@@ -258,6 +261,7 @@ class Hub:
     def handle_publication(
         self, channel: str, publication: Publication, position: StreamPosition
     ) -> None:
+        self.counters.received_publications += 1
         traced = self.observers.traced_channels
         if traced and channel in traced:  # an admin traces it (empty while nobody does)
             frame = encode_publication_push(channel, publication)
@@ -265,12 +269,14 @@ class Hub:
         self.channels.publication(channel, publication, position)
 
     def handle_join(self, channel: str, info: ClientInfo) -> None:
+        self.counters.received_joins += 1
         frame = encode_join_push(channel, info)
         if channel in self.observers.traced_channels:
             self.observers.channel_event(channel, "join", frame)
         self.channels.join_leave(channel, frame)
 
     def handle_leave(self, channel: str, info: ClientInfo) -> None:
+        self.counters.received_leaves += 1
         frame = encode_leave_push(channel, info)
         if channel in self.observers.traced_channels:
             self.observers.channel_event(channel, "leave", frame)
@@ -302,9 +308,18 @@ class Hub:
         idempotency_key: str = "",
     ) -> PublishResult:
         history = HistoryOptions() if skip_history else self.history_options(channel)
-        return await self.engine.publish(
+        counters = self.counters
+        counters.published[channel.namespace] += 1
+        if not counters.timing:
+            return await self.engine.publish(
+                channel.name, publication, history, idempotency_key=idempotency_key
+            )
+        started = time.perf_counter()
+        result = await self.engine.publish(
             channel.name, publication, history, idempotency_key=idempotency_key
         )
+        counters.publish_seconds.observe(time.perf_counter() - started)
+        return result
 
     async def publish(
         self,
@@ -461,6 +476,12 @@ class Hub:
             "num_channels": len(self.channels.entries),
             "num_subs": sum(len(s.subscriptions) for s in self._sessions.values()),
             "uptime": int(time.time() - self._started_at) if self._started_at else 0,
+            # As Centrifugo's node info; the items are cumulative (interval 0: read now).
+            "metrics": {
+                "interval": 0,
+                "items": node_metrics(self.counters, self._delivery, self.outages.failures),
+            },
+            "process": process_usage(),
         }
 
     @property

@@ -261,6 +261,7 @@ class Lifecycle:
             self.hub.spawn(self._engine_unsubscribe(name))
         if push is not None and was_live:
             session.send(encode_unsubscribe_push(name, push.code, push.reason))
+            self.hub.counters.unsubscribes[push.code] += 1
         notify = was_live and self.hub.hooks.unsubscribe is not None
         if subscription.presence_added or subscription.announced or notify:
             return _Cleanup(subscription, notify, by_server)

@@ -175,6 +175,9 @@ class Session:
 
     async def handle_frame(self, frame: bytes | str) -> None:
         """Run every command of a received text frame, in order."""
+        counters = self.hub.counters
+        counters.frames_in += 1
+        counters.bytes_in += len(frame)
         try:
             commands = self.protocol.receive_frame(frame)
         except ProtocolViolation as exc:

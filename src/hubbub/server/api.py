@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -215,18 +216,28 @@ class HttpApi:
         return hmac.compare_digest(given.encode(), expected.encode())
 
     async def _call(self, handler: Handler, body: msgspec.Raw) -> dict[str, Any]:
+        """Run ``handler``: its result or its error reply; counted (hub.counters)."""
+        method = getattr(handler, "__name__", "call")
+        started = time.perf_counter()
+        error = Error.INTERNAL.code
         try:
-            return {"result": await handler(body)}
+            reply = {"result": await handler(body)}
+            error = 0
+            return reply
         except ClientError as exc:
+            error = exc.error.code
             return {"error": {"code": exc.error.code, "message": exc.error.message}}
         except BadParams:
+            error = Error.BAD_REQUEST.code
             raise
         except EngineUnavailable as exc:
-            self.hub.outages.failed(f"api {getattr(handler, '__name__', 'call')}", exc)
+            self.hub.outages.failed(f"api {method}", exc)
             return {"error": {"code": Error.INTERNAL.code, "message": Error.INTERNAL.message}}
         except Exception:
             log.exception("api call failed")
             return {"error": {"code": Error.INTERNAL.code, "message": Error.INTERNAL.message}}
+        finally:
+            self.hub.counters.api_call(method, time.perf_counter() - started, error)
 
     # --- methods ---------------------------------------------------------------------
 
