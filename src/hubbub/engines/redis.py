@@ -115,6 +115,7 @@ class _Shard:
         self._acks: dict[bytes, list[asyncio.Future[None]]] = {}
         self._conn: AbstractConnection | None = None
         self._connected = asyncio.Event()
+        self.losses = 0  # live pub/sub connections lost (for metrics)
         self._reader: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -172,6 +173,7 @@ class _Shard:
                 await self._read(conn)
             except (RedisError, OSError) as exc:
                 if was_live:
+                    self.losses += 1
                     log.warning("redis %s: pub/sub connection lost: %s", self.url, exc)
             finally:
                 self._conn = None
@@ -286,6 +288,11 @@ class RedisEngine:
 
     def _shard(self, channel: str) -> _Shard:
         return self._shards[shard_index(channel, len(self._shards))]
+
+    @property
+    def pubsub_losses(self) -> int:
+        """Pub/sub connections lost so far, over every Redis server (each is retried)."""
+        return sum(shard.losses for shard in self._shards)
 
     def shard_url(self, channel: str) -> str:
         """The Redis server that holds ``channel``."""

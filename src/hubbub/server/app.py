@@ -5,6 +5,8 @@ Routes (on one port, unless ``http_server.internal_port`` splits them):
     GET  /                       the demo chat page (demo.enabled)    (public)
     POST /api/<method>           the server HTTP API (X-API-Key)      (internal port if set)
     GET  /health                 200 {} while the node serves         (both; health.enabled)
+    GET  /metrics                Prometheus text format               (internal port if set;
+                                                                        prometheus.enabled)
     *    /admin/...              the admin UI and its API (admin.py)  (internal port if set,
                                  and / too where no demo page is       unless admin.external)
 
@@ -27,6 +29,7 @@ from hubbub.server.admin import Admin
 from hubbub.server.api import HttpApi
 from hubbub.server.keys import HUB_KEY
 from hubbub.server.logs import quiet_peer_errors
+from hubbub.server.metrics import metrics_handler
 from hubbub.server.websocket import websocket_handler
 
 DEMO_PAGE = "demo.html"
@@ -42,12 +45,13 @@ def attach(
     websocket: bool = True,
     health: bool | None = None,
     admin: bool | None = None,
+    metrics: bool | None = None,
     owns_hub: bool = True,
 ) -> None:
     """Serve ``hub`` from ``app`` (an existing aiohttp application) under ``prefix``.
 
-    ``demo``, ``health`` and ``admin`` default to the hub's ``demo.enabled``,
-    ``health.enabled`` and ``admin.enabled``.
+    ``demo``, ``health``, ``admin`` and ``metrics`` default to the hub's
+    ``demo.enabled``, ``health.enabled``, ``admin.enabled`` and ``prometheus.enabled``.
     """
     quiet_peer_errors()
     config = hub.config
@@ -58,6 +62,9 @@ def attach(
         app.router.add_post(prefix + "/api/{method}", HttpApi(hub).handle)
     if config.health.enabled if health is None else health:
         app.router.add_get(prefix + config.health.handler_prefix, _health)
+    if config.prometheus.enabled if metrics is None else metrics:
+        hub.counters.timing = True  # durations are measured only when someone reads them
+        app.router.add_get(prefix + config.prometheus.handler_prefix, metrics_handler)
     with_demo = config.demo.enabled if demo is None else demo
     if with_demo:
         app.router.add_get(f"{prefix}/", _demo_page)
@@ -81,7 +88,13 @@ def create_app(hub: Hub, *, api: bool = True) -> web.Application:
     internal port serves the API (and the admin UI, unless ``admin.external``)."""
     app = web.Application()
     admin = hub.config.admin
-    attach(app, hub, api=api, admin=admin.enabled and (api or admin.external))
+    attach(
+        app,
+        hub,
+        api=api,
+        admin=admin.enabled and (api or admin.external),
+        metrics=hub.config.prometheus.enabled and api,
+    )
     return app
 
 
@@ -95,6 +108,7 @@ def create_internal_app(hub: Hub) -> web.Application:
         demo=False,
         websocket=False,
         admin=admin.enabled and not admin.external,
+        metrics=hub.config.prometheus.enabled,
         owns_hub=False,
     )
     return app
@@ -115,6 +129,8 @@ def served_urls(config: Config, port: int) -> list[tuple[str, str]]:
     if config.admin.enabled:
         where = public if config.admin.external else private
         urls.append(("admin UI", f"http://{where}{config.admin.handler_prefix}/admin/"))
+    if config.prometheus.enabled:
+        urls.append(("metrics", f"http://{private}{config.prometheus.handler_prefix}"))
     if config.health.enabled:
         urls.append(("health", f"http://{public}{config.health.handler_prefix}"))
     return urls
