@@ -19,6 +19,7 @@ import contextlib
 import itertools
 import json
 import shutil
+import ssl
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -94,10 +95,13 @@ class EventProcess:
         ]
 
     @classmethod
-    async def start(cls, *argv: str, cwd: Path, label: str) -> EventProcess:
+    async def start(
+        cls, *argv: str, cwd: Path, label: str, env: dict[str, str] | None = None
+    ) -> EventProcess:
         process = await asyncio.create_subprocess_exec(
             *argv,
             cwd=cwd,
+            env=env,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -197,11 +201,13 @@ class EventProcess:
 class PythonSubscriber:
     """A centrifuge-python client subscribed to ``channel``; use with ``async with``."""
 
-    def __init__(self, url: str, channel: str, *, token: str = "") -> None:
+    def __init__(
+        self, url: str, channel: str, *, token: str = "", ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.channel = channel
         self.publications: asyncio.Queue[PublicationContext] = asyncio.Queue()
         self.subscribed: asyncio.Queue[SubscribedContext] = asyncio.Queue()
-        self.client = Client(url, token=token, name="python-sdk-test")
+        self.client = Client(url, token=token, name="python-sdk-test", ssl_context=ssl_context)
         self.subscription = self.client.new_subscription(channel, self._Handler(self))
 
     class _Handler(SubscriptionEventHandler):

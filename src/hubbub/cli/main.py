@@ -8,6 +8,7 @@
     hubbub checktoken TOKEN [--config FILE]
     hubbub top [--url URL] [--api-key KEY] [--config FILE] [--interval S] [--once]
     hubbub bench fanout|rpc|connect|idle [--url URL] [...]
+    hubbub audit URL [--mode echo|centrifugo] [--cases PATTERN] [--json F] [--html F]
 
 Rule: expected failures (bad config, bad arguments, a bad token) print one
 line per problem and exit 1; never a traceback.
@@ -19,14 +20,18 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from hubbub.cli import bench_cmd, top_cmd
+from hubbub.cli import audit_cmd, bench_cmd, top_cmd
 from hubbub.cli.config_cmd import checkconfig, genconfig
 from hubbub.cli.token_cmd import checktoken, gentoken
 from hubbub.config.generate import FORMATS, demo_config
 from hubbub.config.loader import LoadedConfig, connect_warnings, load_config
 from hubbub.errors import ConfigError
 from hubbub.version import __version__
+
+if TYPE_CHECKING:
+    from hubbub.hub.hub import Hub
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="processes sharing the port (SO_REUSEPORT); more than 1 needs engine.type redis",
+    )
+    serve.add_argument(
+        "--echo-rpc",
+        action="store_true",
+        help="answer RPC method 'echo' with the request's data (for 'hubbub bench rpc' and "
+        "SDK examples); on in the demo preset (no --config)",
     )
 
     check = sub.add_parser("checkconfig", help="validate a config file")
@@ -69,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     check_token.add_argument("--config", "-c", help="config file with the token keys")
     top_cmd.add_parser(sub)
     bench_cmd.add_parser(sub)
+    audit_cmd.add_parser(sub)
     return parser
 
 
@@ -92,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1 if loaded is None else top_cmd.run(args, loaded.config)
     if args.command == "bench":
         return bench_cmd.run(args)
+    if args.command == "audit":
+        return audit_cmd.run(args)
     return _serve(args)
 
 
@@ -136,18 +150,39 @@ def _serve(args: argparse.Namespace) -> int:
 
     def ready(port: int) -> None:
         host = config.http_server.address or "0.0.0.0"
-        lines = [f"hubbub {__version__} serving on http://{host}:{port}/"]
+        scheme = "https" if config.http_server.tls.enabled else "http"
+        lines = [f"hubbub {__version__} serving on {scheme}://{host}:{port}/"]
         lines += [f"  {what:<11} {url}" for what, url in served_urls(config, port)]
         print("\n".join(lines), flush=True)
 
+    echo_rpc = getattr(args, "echo_rpc", False) or args.config is None
     if workers > 1:
+        if echo_rpc and args.config is not None:
+            print("error: --echo-rpc runs in one process: not with --workers", file=sys.stderr)
+            return 1
         return run_workers(config, workers, ready=ready)
     try:
-        run(config, ready=ready)
+        run(config, ready=ready, setup=_echo_rpc if echo_rpc else None)
     except OSError as exc:
         print(f"error: http_server: cannot listen: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:  # TLS files changed between the check and the start
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _echo_rpc(hub: Hub) -> None:
+    """RPC method ``echo`` answers with the request's data; other methods: error 104."""
+    from hubbub.codes import Error
+    from hubbub.errors import ClientError
+    from hubbub.hub.hooks import RPCEvent, RPCResponse
+
+    @hub.on_rpc
+    async def echo(event: RPCEvent) -> RPCResponse:
+        if event.method != "echo":
+            raise ClientError(Error.METHOD_NOT_FOUND)
+        return RPCResponse(data=event.data)
 
 
 if __name__ == "__main__":  # pragma: no cover

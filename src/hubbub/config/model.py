@@ -11,6 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hubbub.config.backend import (
+    DEFAULT_PROXY_NAME,
+    ChannelProxyConfig,
+    ClientProxyConfig,
+    NamedProxy,
+    ProxyOptions,
+    RpcNamespace,
+    RpcOptions,
+    WebhooksConfig,
+)
+
 
 @dataclass(frozen=True, slots=True)
 class ChannelOptions:
@@ -40,6 +51,18 @@ class ChannelOptions:
     allow_presence_for_anonymous: bool = False
     allow_user_limited_channels: bool = False
     channel_regex: str = ""
+    # Event proxies: ``*_proxy_enabled`` switches the proxy on for the namespace;
+    # ``*_proxy_name`` picks an entry of ``proxies[]`` ("default": ``channel.proxy.*``).
+    subscribe_proxy_enabled: bool = False
+    subscribe_proxy_name: str = DEFAULT_PROXY_NAME
+    publish_proxy_enabled: bool = False
+    publish_proxy_name: str = DEFAULT_PROXY_NAME
+    sub_refresh_proxy_enabled: bool = False
+    sub_refresh_proxy_name: str = DEFAULT_PROXY_NAME
+    # Delta compression: the types subscribers may ask for ("fossil"), and whether
+    # every publication is published as a delta (else only API ``delta: true``).
+    allowed_delta_types: tuple[str, ...] = ()
+    delta_publish: bool = False
 
     @property
     def history_enabled(self) -> bool:
@@ -64,6 +87,7 @@ class ChannelConfig:
     history_meta_ttl: float = 30 * 24 * 3600.0
     without_namespace: ChannelOptions = field(default_factory=ChannelOptions)
     namespaces: tuple[Namespace, ...] = ()
+    proxy: ChannelProxyConfig = field(default_factory=ChannelProxyConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +133,11 @@ class ClientConfig:
     allowed_origins: tuple[str, ...] = ()
     allow_anonymous_connect_without_token: bool = False
     insecure: bool = False  # development only: every connection and action is allowed
+    # Event proxies: connect (only for connections without a token) and refresh
+    # (the server refreshes expiring connections); or entries of ``proxies[]`` by name.
+    proxy: ClientProxyConfig = field(default_factory=ClientProxyConfig)
+    connect_proxy_name: str = ""
+    refresh_proxy_name: str = ""
     # Timeouts
     ping_interval: float = 25.0
     pong_timeout: float = 8.0
@@ -122,6 +151,51 @@ class ClientConfig:
     queue_max_size: int = 1_048_576  # bytes pending for one connection before 3008
     history_max_publication_limit: int = 300
     recovery_max_publication_limit: int = 300
+
+
+# --- TLS and WebSocket transport (issue 10) -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """``http_server.tls.*`` / ``http_server.internal_tls.*`` (Centrifugo v6 names).
+
+    Each ``*_pem`` value is raw PEM, base64 of PEM, or a file path
+    (``hubbub.config.tls`` resolves them). ``client_ca_pem`` makes the listener
+    require client certificates signed by it (mutual TLS); ``server_ca_pem``,
+    ``insecure_skip_verify`` and ``server_name`` only concern TLS clients.
+    """
+
+    enabled: bool = False
+    cert_pem: str = ""
+    key_pem: str = ""
+    server_ca_pem: str = ""
+    client_ca_pem: str = ""
+    insecure_skip_verify: bool = False
+    server_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsAutocertConfig:
+    """``http_server.tls_autocert.*``: ACME certificates, which hubbub refuses to fake."""
+
+    enabled: bool = False
+    host_whitelist: tuple[str, ...] = ()
+    cache_dir: str = ""
+    email: str = ""
+    server_name: str = ""
+    http: bool = False
+    http_addr: str = ":80"
+
+
+@dataclass(frozen=True, slots=True)
+class Http3Config:
+    """``http_server.http3.*``: HTTP/3, which hubbub does not serve (refused if enabled)."""
+
+    enabled: bool = False
+
+
+# --- end of the TLS and WebSocket transport block ----------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +217,12 @@ class HttpServerConfig:
     # Limits
     max_header_count: int = 64
     max_header_size: int = 8190  # bytes of one header line
+    # TLS (issue 10): the public port, and the internal one unless tls_external
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    tls_external: bool = False  # TLS on the public port only
+    internal_tls: TlsConfig = field(default_factory=TlsConfig)  # its own, when enabled
+    tls_autocert: TlsAutocertConfig = field(default_factory=TlsAutocertConfig)
+    http3: Http3Config = field(default_factory=Http3Config)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,17 +236,81 @@ class HttpApiConfig:
 
 @dataclass(frozen=True, slots=True)
 class WebSocketConfig:
-    """``websocket.*``."""
+    """``websocket.*`` (Centrifugo v6 names)."""
 
-    message_size_limit: int = 65536
+    disabled: bool = False  # no WebSocket endpoint at all
+    handler_prefix: str = "/connection/websocket"
+    # Limits
+    message_size_limit: int = 65536  # bytes of one received message, on the wire
+    # bytes of a compressed message once inflated; 0: 10 x message_size_limit
+    decompressed_message_size_limit: int = 0
+    # permessage-deflate (RFC 7692)
     compression: bool = False
+    compression_min_size: int = 0  # shorter messages go out uncompressed
+    compression_level: int = 1  # zlib: 1 fastest .. 9 best, 0 stored, -1 default, -2 Huffman only
+
+
+@dataclass(frozen=True, slots=True)
+class HttpStreamConfig:
+    """``http_stream.*``: bidirectional emulation, server-to-client as a streamed POST."""
+
+    enabled: bool = False
+    handler_prefix: str = "/connection/http_stream"
+    max_request_body_size: int = 65536  # the connect request
+
+
+@dataclass(frozen=True, slots=True)
+class SseConfig:
+    """``sse.*``: bidirectional emulation, server-to-client as Server-Sent Events."""
+
+    enabled: bool = False
+    handler_prefix: str = "/connection/sse"
+    max_request_body_size: int = 65536  # the connect request (``cf_connect`` or a POST body)
+
+
+@dataclass(frozen=True, slots=True)
+class EmulationConfig:
+    """``emulation.*``: where emulated clients send their commands."""
+
+    handler_prefix: str = "/emulation"
+    max_request_body_size: int = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class UniWebSocketConfig:
+    """``uni_websocket.*``: a WebSocket the client only reads (bare pushes)."""
+
+    enabled: bool = False
+    handler_prefix: str = "/connection/uni_websocket"
+    message_size_limit: int = 65536  # the connect request, the only message read
+
+
+@dataclass(frozen=True, slots=True)
+class UniSseConfig:
+    """``uni_sse.*``: Server-Sent Events for clients without an SDK (EventSource)."""
+
+    enabled: bool = False
+    handler_prefix: str = "/connection/uni_sse"
+    max_request_body_size: int = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class UniHttpStreamConfig:
+    """``uni_http_stream.*``: newline-delimited JSON pushes answering a POST."""
+
+    enabled: bool = False
+    handler_prefix: str = "/connection/uni_http_stream"
+    max_request_body_size: int = 65536
 
 
 @dataclass(frozen=True, slots=True)
 class RpcConfig:
-    """``rpc.*`` (only the boundary matters until RPC namespaces land)."""
+    """``rpc.*``: RPC namespaces (``ns:method``) and the proxies that answer RPC."""
 
     namespace_boundary: str = ":"
+    proxy: ProxyOptions = field(default_factory=ProxyOptions)  # the "default" RPC proxy
+    without_namespace: RpcOptions = field(default_factory=RpcOptions)
+    namespaces: tuple[RpcNamespace, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,9 +391,17 @@ class Config:
     client: ClientConfig = field(default_factory=ClientConfig)
     channel: ChannelConfig = field(default_factory=ChannelConfig)
     websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
+    http_stream: HttpStreamConfig = field(default_factory=HttpStreamConfig)
+    sse: SseConfig = field(default_factory=SseConfig)
+    emulation: EmulationConfig = field(default_factory=EmulationConfig)
+    uni_websocket: UniWebSocketConfig = field(default_factory=UniWebSocketConfig)
+    uni_sse: UniSseConfig = field(default_factory=UniSseConfig)
+    uni_http_stream: UniHttpStreamConfig = field(default_factory=UniHttpStreamConfig)
     rpc: RpcConfig = field(default_factory=RpcConfig)
     log: LogConfig = field(default_factory=LogConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    proxies: tuple[NamedProxy, ...] = ()  # named proxies for namespaces and client events
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     # Operating the node: what it serves besides clients and the API.
     demo: DemoConfig = field(default_factory=DemoConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)

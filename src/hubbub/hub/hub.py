@@ -15,6 +15,7 @@ Rule 3: hub state has one owner, the event loop: no locks, no threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -38,33 +39,35 @@ from hubbub.engines.base import (
 from hubbub.engines.memory import MemoryEngine
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.channels import ChannelTable
-from hubbub.hub.commands import Commands, to_raw, ttl_until
+from hubbub.hub.commands import Commands, ttl_until
 from hubbub.hub.counters import Counters, node_metrics, process_usage
+from hubbub.hub.decisions import Decisions
 from hubbub.hub.delivery import Delivery
+from hubbub.hub.deltas import without_flags
 from hubbub.hub.eventlog import EventLog
 from hubbub.hub.heartbeat import Heartbeat
 from hubbub.hub.hooks import Hooks
 from hubbub.hub.lifecycle import Lifecycle
 from hubbub.hub.observer import Observers
 from hubbub.hub.outages import Outages
+from hubbub.hub.payloads import to_raw
 from hubbub.hub.session import Session, SubscriptionGone
 from hubbub.hub.timers import TimerWheel
 from hubbub.hub.transport import Transport
-from hubbub.protocol.codec import (
-    encode_join_push,
-    encode_leave_push,
-    encode_publication_push,
-    encode_refresh_push,
-    encode_subscribe_push,
-)
+from hubbub.protocol.codec import JSON, Codec
 from hubbub.protocol.messages import (
     ClientInfo,
+    Join,
+    Leave,
     Publication,
+    Push,
+    RefreshPush,
     StreamPosition,
     SubscribePush,
     SubscribeRequest,
 )
 from hubbub.version import __version__
+from hubbub.webhooks import Webhooks
 
 log = logging.getLogger("hubbub.hub")
 
@@ -106,9 +109,13 @@ class Hub:
         self.channels = ChannelTable(lambda: self.delivery, self._insufficient)
         self.lifecycle = Lifecycle(self)
         self.heartbeat = Heartbeat(self)
+        self.decisions = Decisions(self)  # issue 12: hooks and proxies decide client events
+        self.webhooks = Webhooks(self.config)  # issue 12: signed webhooks (when enabled)
         self.commands = Commands(self)
         self._delivery: Delivery | None = None
         self._sessions: dict[str, Session] = {}  # every open session, connected or not
+        # Sessions whose commands come over /emulation requests, by session id.
+        self.emulated: dict[str, Session] = {}
         self._users: dict[str, set[Session]] = {}  # connected sessions by user
         self._background: set[asyncio.Task[Any]] = set()
         self._started_at = 0.0
@@ -117,14 +124,24 @@ class Hub:
     # --- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the engine and the timers; call once, inside the running loop."""
+        """Start the engine and the timers, inside the running loop; a start that
+        failed (the engine's backend unreachable) is undone and may be tried again."""
         if self._delivery is not None:
             return
         loop = asyncio.get_running_loop()
         self._delivery = Delivery(loop, limit=self.config.client.queue_max_size, on_slow=self._slow)
         self._started_at = time.time()
-        await self.engine.start(self)
-        self.timers.start()
+        try:
+            await self.engine.start(self)
+            self.timers.start()
+            await self.webhooks.start(self.node_id)
+        except BaseException:
+            await self.timers.stop()
+            with contextlib.suppress(Exception):
+                await self.engine.close()
+            self._delivery = None
+            self._started_at = 0.0
+            raise
 
     async def close(self, disconnect: DisconnectInfo = Disconnect.SHUTDOWN) -> None:
         """Disconnect every client (3001 by default: they reconnect elsewhere) and stop."""
@@ -132,6 +149,8 @@ class Hub:
         for session in list(self._sessions.values()):
             session.close(disconnect)
         await self.wait_idle()
+        await self.webhooks.close()
+        await self.decisions.close()
         await self.timers.stop()
         await self.engine.close()
 
@@ -163,6 +182,16 @@ class Hub:
         self.hooks.subscribe = fn  # type: ignore[assignment]
         return fn
 
+    def on_refresh(self, fn: _F) -> _F:
+        """Server-side refresh: asked when a connection expires (see hub.decisions)."""
+        self.hooks.refresh = fn  # type: ignore[assignment]
+        return fn
+
+    def on_sub_refresh(self, fn: _F) -> _F:
+        """Server-side refresh of subscriptions: asked when one expires."""
+        self.hooks.sub_refresh = fn  # type: ignore[assignment]
+        return fn
+
     def on_publish(self, fn: _F) -> _F:
         self.hooks.publish = fn  # type: ignore[assignment]
         return fn
@@ -185,13 +214,33 @@ class Hub:
 
     # --- sessions --------------------------------------------------------------------
 
-    def open_session(self, transport: Transport) -> Session:
-        """A new connection: it must send connect within ``client.stale_close_delay``."""
-        session = Session(self, uuid.uuid4().hex, transport)
+    def open_session(
+        self,
+        transport: Transport,
+        *,
+        codec: Codec = JSON,
+        emulation: bool = False,
+        unidirectional: bool = False,
+    ) -> Session:
+        """A new connection: it must send connect within ``client.stale_close_delay``.
+
+        ``codec``: the protocol it speaks; ``emulation``: its commands come over
+        ``/emulation`` requests; ``unidirectional``: it sends no commands at all.
+        """
+        session = Session(
+            self,
+            uuid.uuid4().hex,
+            transport,
+            codec=codec,
+            emulation=emulation,
+            unidirectional=unidirectional,
+        )
         if self._closing:
             session.close(Disconnect.SHUTDOWN)
             return session
         self._sessions[session.client_id] = session
+        if emulation:
+            self.emulated[session.session_id] = session
         self.heartbeat.watch_stale(session)
         return session
 
@@ -230,6 +279,12 @@ class Hub:
         if self._sessions.pop(session.client_id, None) is None:
             return
         self.observers.disconnected(session, disconnect, by_server=by_server, detail=detail)
+        if session.emulation:
+            self.emulated.pop(session.session_id, None)
+        if session in self._users.get(session.user, ()):  # it was connected (issue 12)
+            self.webhooks.disconnected(
+                session.client_id, session.user, disconnect.code, disconnect.reason
+            )
         self._forget_user(session)
         self.heartbeat.stop(session)
         self.lifecycle.end_session(session, disconnect)
@@ -241,11 +296,12 @@ class Hub:
             if not users:
                 del self._users[session.user]
 
-    def spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """Run background work tied to the hub; failures are logged, never lost."""
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background_done)
+        return task
 
     def _background_done(self, task: asyncio.Task[Any]) -> None:
         self._background.discard(task)
@@ -264,23 +320,23 @@ class Hub:
         self.counters.received_publications += 1
         traced = self.observers.traced_channels
         if traced and channel in traced:  # an admin traces it (empty while nobody does)
-            frame = encode_publication_push(channel, publication)
+            frame = JSON.publication_push(channel, publication)
             self.observers.channel_event(channel, "publication", frame)
         self.channels.publication(channel, publication, position)
 
     def handle_join(self, channel: str, info: ClientInfo) -> None:
         self.counters.received_joins += 1
-        frame = encode_join_push(channel, info)
+        push = Push(channel=channel, join=Join(info))
         if channel in self.observers.traced_channels:
-            self.observers.channel_event(channel, "join", frame)
-        self.channels.join_leave(channel, frame)
+            self.observers.channel_event(channel, "join", JSON.push(push))
+        self.channels.join_leave(channel, push)
 
     def handle_leave(self, channel: str, info: ClientInfo) -> None:
         self.counters.received_leaves += 1
-        frame = encode_leave_push(channel, info)
+        push = Push(channel=channel, leave=Leave(info))
         if channel in self.observers.traced_channels:
-            self.observers.channel_event(channel, "leave", frame)
-        self.channels.join_leave(channel, frame)
+            self.observers.channel_event(channel, "leave", JSON.push(push))
+        self.channels.join_leave(channel, push)
 
     def handle_broker_lost(self, channels: Iterable[str]) -> None:
         """Events of ``channels`` may be lost: every subscriber must recover."""
@@ -308,6 +364,9 @@ class Hub:
         idempotency_key: str = "",
     ) -> PublishResult:
         history = HistoryOptions() if skip_history else self.history_options(channel)
+        if channel.options.delta_publish and not publication.delta:
+            # Published as a delta: stored with the flag, so that every node patches it.
+            publication = msgspec.structs.replace(publication, delta=True)
         counters = self.counters
         counters.published[channel.namespace] += 1
         if not counters.timing:
@@ -329,10 +388,14 @@ class Hub:
         tags: dict[str, str] | None = None,
         skip_history: bool = False,
         idempotency_key: str = "",
+        delta: bool = False,
     ) -> StreamPosition:
-        """Publish ``data`` (any JSON value, or msgspec.Raw) to ``channel`` from app code."""
+        """Publish ``data`` (any JSON value, or msgspec.Raw) to ``channel`` from app code;
+        ``delta``: subscribers that agreed to delta compression may get it as a patch."""
         resolved = self.channel_rules.resolve(channel)
-        publication = Publication(data=to_raw(data) or msgspec.Raw(b"null"), tags=tags or None)
+        publication = Publication(
+            data=to_raw(data) or msgspec.Raw(b"null"), tags=tags or None, delta=delta
+        )
         result = await self.publish_publication(
             resolved, publication, skip_history=skip_history, idempotency_key=idempotency_key
         )
@@ -355,11 +418,14 @@ class Hub:
         if not resolved.options.history_enabled:
             raise ClientError(Error.NOT_AVAILABLE)
         try:
-            return await self.engine.history(
+            page = await self.engine.history(
                 channel, HistoryQuery(since, limit, reverse), self.history_options(resolved)
             )
         except EpochMismatch as exc:
             raise ClientError(Error.UNRECOVERABLE_POSITION) from exc
+        if page.publications:  # how a publication was published is not shown (deltas.py)
+            page = HistoryPage(without_flags(page.publications), page.position)
+        return page
 
     def client_history_limit(self, requested: int) -> int:
         """A client's or the API's ``limit``: -1 and anything above the cap give the cap."""
@@ -404,7 +470,7 @@ class Hub:
             session.expire_at = float(expire_at)
             self.heartbeat.watch_expiry(session)
             ttl = ttl_until(expire_at) if expire_at else 0
-            session.send(encode_refresh_push(bool(expire_at), ttl))
+            session.push(Push(refresh=RefreshPush(bool(expire_at), ttl)))
 
     def unsubscribe_user(self, user: str, channel: str, *, client: str = "") -> None:
         """Server-side unsubscribe: the client gets an ``unsubscribe`` push (2000)."""
@@ -452,11 +518,11 @@ class Hub:
                 positioned=result.positioned,
                 data=to_raw(data) or SubscribePush().data,
             )
-            session.send(encode_subscribe_push(channel, push))
+            session.push(Push(channel=channel, subscribe=push))
             # The subscribe push has no room for publications: what was recovered
             # since ``recover_since`` follows as ordinary publication pushes.
             for publication in result.publications or ():
-                session.send(encode_publication_push(channel, publication))
+                session.send(session.codec.publication_push(channel, publication))
             joined = self.lifecycle.go_live(subscription)
             if joined is not None:
                 await joined

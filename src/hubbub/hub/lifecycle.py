@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
+from dataclasses import replace
 from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
@@ -35,10 +36,16 @@ from hubbub.engines.base import EngineUnavailable, EpochMismatch, HistoryPage
 from hubbub.errors import ClientError
 from hubbub.hub import recovery
 from hubbub.hub.channels import ChannelEntry
+from hubbub.hub.deltas import whole, without_flags
 from hubbub.hub.hooks import UnsubscribeEvent, disconnect_event
 from hubbub.hub.session import Session, Subscription, SubscriptionGone, SubState
-from hubbub.protocol.codec import encode_unsubscribe_push
-from hubbub.protocol.messages import StreamPosition, SubscribeRequest, SubscribeResult
+from hubbub.protocol.messages import (
+    Push,
+    StreamPosition,
+    SubscribeRequest,
+    SubscribeResult,
+    UnsubscribePush,
+)
 
 if TYPE_CHECKING:
     from hubbub.hub.hub import Hub
@@ -84,23 +91,37 @@ class Lifecycle:
         """
         hub = self.hub
         name = channel.name
+        previous = session.leaving.get(name) if session.leaving else None
+        if previous:
+            # The last subscription of this channel is still being torn down: its
+            # presence removal and leave must land before this one's presence and join.
+            await asyncio.wait(list(previous))
         if session.closed:
             raise SubscriptionGone(name)
         if name in session.subscriptions:
             raise ClientError(Error.ALREADY_SUBSCRIBED)
         plan = self._recovery(channel, request)
+        # Delta compression needs a subscriber that gets every publication in order.
+        delta = (
+            plan.positioned
+            and bool(request.delta)
+            and request.delta in channel.options.allowed_delta_types
+        )
         subscription = Subscription(
             session=session,
             channel=channel,
             chan_info=chan_info,
             recoverable=plan.recoverable,
             positioned=plan.positioned,
+            delta=delta,
             push_join_leave=push_join_leave,
             server_side=server_side,
             expire_at=expire_at,
         )
         session.subscriptions[name] = subscription
         entry, first = hub.channels.add(subscription)
+        if first:
+            hub.webhooks.channel_active(name)  # issue 12: occupied, if the cluster's first
         try:
             await self._engine_subscribed(name, entry, first)
             _still_joining(subscription)
@@ -114,12 +135,19 @@ class Lifecycle:
                 await hub.engine.add_presence(name, session.client_id, info, PRESENCE_TTL)
                 subscription.presence_added = True
                 if _is_gone(subscription):  # Rule 3
-                    hub.spawn(self._remove_presence(subscription))
+                    task = hub.spawn(self._remove_presence(subscription))
+                    _leaving(session, name, task)
                 _still_joining(subscription)
         except BaseException:
             self._detach(subscription, push=None, by_server=True)
             raise
-        return subscription, positioned.result
+        result = positioned.result
+        if delta:
+            result.delta = True
+            if result.publications:
+                codec = session.codec
+                result.publications = [whole(p, codec) for p in result.publications]
+        return subscription, result
 
     def _recovery(self, channel: Channel, request: SubscribeRequest) -> recovery.Recovery:
         opts = channel.options
@@ -170,6 +198,8 @@ class Lifecycle:
             top = page.position
         except EpochMismatch as exc:
             page, top = None, exc.position
+        if page is not None and page.publications:
+            page = replace(page, publications=without_flags(page.publications))
         return recovery.conclude(plan, request, page, top)
 
     # --- live ------------------------------------------------------------------------
@@ -187,6 +217,15 @@ class Lifecycle:
         if not hub.channels.go_live(subscription):
             self.insufficient(subscription)
             return None
+        if subscription.channel.options.presence:  # issue 12: the presence join webhook
+            session = subscription.session
+            hub.webhooks.joined(
+                subscription.name,
+                session.client_id,
+                session.user,
+                session.conn_info,
+                subscription.chan_info,
+            )
         if subscription.expire_at:
             hub.heartbeat.watch_subscription(subscription)
         later = subscription.unsubscribe_when_live
@@ -224,7 +263,8 @@ class Lifecycle:
         ``by_client``: the client's own unsubscribe command."""
         cleanup = self._detach(subscription, push=push, by_server=not by_client)
         if cleanup is not None:
-            self.hub.spawn(self._cleanup(cleanup))
+            task = self.hub.spawn(self._cleanup(cleanup))
+            _leaving(subscription.session, subscription.name, task)
 
     def unsubscribe(self, subscription: Subscription, push: UnsubscribeInfo) -> None:
         """A server-side unsubscribe: at once when live; a joining one finishes joining
@@ -257,10 +297,15 @@ class Lifecycle:
         if subscription.expiry is not None:
             subscription.expiry.cancel()
             subscription.expiry = None
+        if was_live and subscription.channel.options.presence:  # issue 12: leave webhook
+            self.hub.webhooks.left(
+                name, session.client_id, session.user, session.conn_info, subscription.chan_info
+            )
         if self.hub.channels.remove(subscription):
+            self.hub.webhooks.channel_idle(name)  # issue 12: vacated, if the cluster's last
             self.hub.spawn(self._engine_unsubscribe(name))
         if push is not None and was_live:
-            session.send(encode_unsubscribe_push(name, push.code, push.reason))
+            session.push(Push(channel=name, unsubscribe=UnsubscribePush(push.code, push.reason)))
             self.hub.counters.unsubscribes[push.code] += 1
         notify = was_live and self.hub.hooks.unsubscribe is not None
         if subscription.presence_added or subscription.announced or notify:
@@ -326,7 +371,8 @@ class Lifecycle:
             added = engine.add_presence(subscription.name, session.client_id, info, PRESENCE_TTL)
             await self._quietly("presence refresh", added)
             if _is_gone(subscription):  # Rule 3: ended while the add ran
-                await self._remove_presence(subscription)
+                task = self.hub.spawn(self._remove_presence(subscription))
+                _leaving(session, subscription.name, task)
 
     # --- failures of background work -----------------------------------------------------
 
@@ -348,6 +394,28 @@ def _still_joining(subscription: Subscription) -> None:
     """After an await: the subscription may have been torn down meanwhile (Rule 1)."""
     if subscription.state is not SubState.JOINING:
         raise SubscriptionGone(subscription.name)
+
+
+def _leaving(session: Session, name: str, task: asyncio.Task[None]) -> None:
+    """Record ``task`` as teardown work of ``session``'s subscription to ``name``
+    until it is done (Session.leaving)."""
+    leaving = session.leaving
+    if leaving is None:
+        leaving = session.leaving = {}
+    leaving.setdefault(name, []).append(task)
+
+    def done(_: asyncio.Task[None]) -> None:
+        current = session.leaving
+        tasks = current.get(name) if current is not None else None
+        if current is None or tasks is None or task not in tasks:
+            return
+        tasks.remove(task)
+        if not tasks:
+            del current[name]
+            if not current:
+                session.leaving = None
+
+    task.add_done_callback(done)
 
 
 async def _in_order(works: list[Awaitable[None]]) -> None:

@@ -1,7 +1,10 @@
 """Wiring only: the aiohttp applications, their routes, and the hub's lifecycle.
 
 Routes (on one port, unless ``http_server.internal_port`` splits them):
-    GET  /connection/websocket   the client protocol                  (public)
+    GET  /connection/websocket   the client protocol (``websocket.handler_prefix``;
+                                 none with ``websocket.disabled``)   (public)
+    /connection/http_stream, /connection/sse, /emulation, /connection/uni_sse,
+    /connection/uni_http_stream  when enabled (server/streams.py)     (public)
     GET  /                       the demo chat page (demo.enabled)    (public)
     POST /api/<method>           the server HTTP API (X-API-Key)      (internal port if set)
     GET  /health                 200 {} while the node serves         (both; health.enabled)
@@ -11,8 +14,11 @@ Routes (on one port, unless ``http_server.internal_port`` splits them):
                                  and / too where no demo page is       unless admin.external)
 
 ``attach`` adds them to an application the user already has; ``create_app``
-makes a new one. The application that owns the hub starts it and, on
-shutdown, disconnects every client with 3001 so they reconnect elsewhere.
+makes a new one. The WebSocket route is the endpoint's aiohttp door
+(websocket.py): hubbub takes each upgraded connection over from aiohttp. The
+application that owns the hub starts it and, on shutdown, disconnects every
+client with 3001 so they reconnect elsewhere, then waits (bounded) for their
+close handshakes.
 ``runner_options`` turns ``http_server`` limits into aiohttp server options.
 """
 
@@ -27,10 +33,12 @@ from hubbub.config.model import Config, HttpServerConfig
 from hubbub.hub.hub import Hub
 from hubbub.server.admin import Admin
 from hubbub.server.api import HttpApi
-from hubbub.server.keys import HUB_KEY
+from hubbub.server.keys import ENDPOINT_KEY, HUB_KEY
 from hubbub.server.logs import quiet_peer_errors
 from hubbub.server.metrics import metrics_handler
-from hubbub.server.websocket import websocket_handler
+from hubbub.server.streams import Streams
+from hubbub.server.websocket import WebSocketEndpoint
+from hubbub.server.wsconn import SHUTDOWN_GRACE
 
 DEMO_PAGE = "demo.html"
 
@@ -56,8 +64,15 @@ def attach(
     quiet_peer_errors()
     config = hub.config
     app[HUB_KEY] = hub
+    endpoint = app[ENDPOINT_KEY] = WebSocketEndpoint(hub)
+    if websocket and not hub.config.websocket.disabled:
+        app.router.add_get(prefix + endpoint.path, endpoint.handle)
+    if websocket and hub.config.uni_websocket.enabled:
+        uni = hub.config.uni_websocket.handler_prefix
+        app.router.add_get(prefix + uni, endpoint.handle_unidirectional)
     if websocket:
-        app.router.add_get(f"{prefix}/connection/websocket", websocket_handler)
+        # SSE, HTTP streaming, /emulation and the uni_* streams, each when enabled.
+        Streams(hub).add_routes(app, prefix)
     if api:
         app.router.add_post(prefix + "/api/{method}", HttpApi(hub).handle)
     if config.health.enabled if health is None else health:
@@ -78,6 +93,7 @@ def attach(
 
         async def close_hub(_: web.Application) -> None:
             await hub.close()
+            await endpoint.wait_closed(SHUTDOWN_GRACE)
 
         app.on_startup.append(start_hub)
         app.on_shutdown.append(close_hub)
@@ -118,21 +134,30 @@ def served_urls(config: Config, port: int) -> list[tuple[str, str]]:
     """(what, URL) of each endpoint ``hubbub serve`` offers, for its start-up lines;
     ``port`` is the bound public port."""
     server = config.http_server
-    public = f"{server.address or '0.0.0.0'}:{port}"
-    internal = f"{server.internal_address or '0.0.0.0'}:{server.internal_port}"
-    private = internal if server.internal_port else public
-    urls = [("websocket", f"ws://{public}/connection/websocket")]
+    tls = server.tls.enabled
+    # The internal port: its own TLS, else the public one's unless tls_external.
+    internal_tls = server.internal_tls.enabled or (tls and not server.tls_external)
+    web_scheme, ws_scheme = ("https", "wss") if tls else ("http", "ws")
+    public = f"{web_scheme}://{server.address or '0.0.0.0'}:{port}"
+    private = public
+    if server.internal_port:
+        scheme = "https" if internal_tls else "http"
+        private = f"{scheme}://{server.internal_address or '0.0.0.0'}:{server.internal_port}"
+    urls = []
+    if not config.websocket.disabled:
+        address = public.removeprefix(f"{web_scheme}://")
+        urls.append(("websocket", f"{ws_scheme}://{address}{config.websocket.handler_prefix}"))
     if config.demo.enabled:
-        urls.append(("demo page", f"http://{public}/"))
+        urls.append(("demo page", f"{public}/"))
     if not config.http_api.disabled:
-        urls.append(("server API", f"http://{private}/api"))
+        urls.append(("server API", f"{private}/api"))
     if config.admin.enabled:
         where = public if config.admin.external else private
-        urls.append(("admin UI", f"http://{where}{config.admin.handler_prefix}/admin/"))
+        urls.append(("admin UI", f"{where}{config.admin.handler_prefix}/admin/"))
     if config.prometheus.enabled:
-        urls.append(("metrics", f"http://{private}{config.prometheus.handler_prefix}"))
+        urls.append(("metrics", f"{private}{config.prometheus.handler_prefix}"))
     if config.health.enabled:
-        urls.append(("health", f"http://{public}{config.health.handler_prefix}"))
+        urls.append(("health", f"{public}{config.health.handler_prefix}"))
     return urls
 
 
