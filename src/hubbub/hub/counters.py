@@ -94,7 +94,7 @@ class Counters(Observer):
 
     def __init__(self) -> None:
         self.timing = False  # measure durations (Rule 2)
-        self.connects = 0
+        self.connects: Counter[str] = Counter()  # by transport (Centrifugo's names)
         self.disconnects: Counter[tuple[int, bool]] = Counter()  # (code, by server)
         self.commands: Counter[str] = Counter()  # by method
         self.reply_errors: Counter[tuple[str, int]] = Counter()  # (method, code)
@@ -115,7 +115,7 @@ class Counters(Observer):
     # --- Observer --------------------------------------------------------------------
 
     def connected(self, session: Session) -> None:
-        self.connects += 1
+        self.connects[getattr(session.transport, "transport_name", "websocket")] += 1
 
     def disconnected(
         self, session: Session, disconnect: DisconnectInfo, *, by_server: bool, detail: str
@@ -170,7 +170,7 @@ def node_metrics(
         "client.messages_out": float(written[0] + written[1]),
         "client.publications_out": float(written[1]),
         "client.bytes_out": float(written[2] + written[3]),
-        "client.connects": float(counters.connects),
+        "client.connects": float(sum(counters.connects.values())),
         "client.server_disconnects": float(
             sum(n for (_, by_server), n in counters.disconnects.items() if by_server)
         ),

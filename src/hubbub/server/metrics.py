@@ -155,7 +155,7 @@ def collect(hub: Hub) -> Iterator[Metric]:
     yield _counter(
         "centrifugo_transport_connect_count",
         "Number of connect attempts to specific transport.",
-        [({"transport": TRANSPORT}, counters.connects)],
+        (({"transport": name}, n) for name, n in sorted(counters.connects.items())),
     )
     delivery = hub.delivery
     sent = (

@@ -111,6 +111,9 @@ class WebSocketConnection(asyncio.Protocol):
         "session",
     )
 
+    #: Centrifugo's name of the transport (metrics labels).
+    transport_name = "websocket"
+
     def __init__(
         self,
         hub: Hub,
