@@ -384,7 +384,6 @@ def test_ignored_centrifugo_keys_warn_once_each(tmp_path: Path) -> None:
         "admin.web_proxy_address",
         "swagger",
         "prometheus.instrument_http_handlers",
-        "engine.redis.cluster_address",
         "client.proxy.connect.emulated_headers",
         "client.connection_limit",
         "websocket.write_timeout",

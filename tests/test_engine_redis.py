@@ -178,7 +178,7 @@ async def test_restart_reports_broker_lost_then_resubscribes(
             while True:
                 try:
                     result = await publisher.publish("a", pub(2), HISTORY)
-                except EngineUnavailable:  # what an engine raises while Redis is away
+                except EngineUnavailable:  # redis-py errors stop at the engine
                     await asyncio.sleep(0.1)
                     continue
                 break

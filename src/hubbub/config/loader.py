@@ -21,7 +21,7 @@ import os
 import re
 import tomllib
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,10 @@ from hubbub.config.backend import ChannelProxyConfig, ProxyGrpcOptions, ProxyOpt
 from hubbub.config.backend_checks import check_backend
 from hubbub.config.durations import parse_duration
 from hubbub.config.durations import show as _show
+from hubbub.config.engine_checks import check_broker, check_redis
 from hubbub.config.model import (
     AdminConfig,
+    BrokerConfig,
     ChannelOptions,
     ClientConfig,
     Config,
@@ -42,6 +44,7 @@ from hubbub.config.model import (
     HttpServerConfig,
     LogConfig,
     Namespace,
+    NatsBrokerConfig,
     PrometheusConfig,
     RedisConfig,
     RpcConfig,
@@ -81,7 +84,7 @@ _TOKEN_IGNORED = _names("audience_regex issuer_regex user_id_claim")
 _IGNORED: dict[type, frozenset[str]] = {
     Config: _names(
         """swagger debug opentelemetry graphite usage_stats
-        grpc_api consumers unified_proxy uni_grpc webtransport shutdown node broker
+        grpc_api consumers unified_proxy uni_grpc webtransport shutdown node
         presence_manager map_broker dev init pid_file enable_unreleased_features"""
     ),
     HttpServerConfig: _names(""),
@@ -121,8 +124,10 @@ _IGNORED: dict[type, frozenset[str]] = {
         use_write_buffer_pool write_buffer_size write_timeout join_push_messages"""
     ),
     EngineConfig: _names(""),
+    BrokerConfig: _names("name redis"),
+    NatsBrokerConfig: _names("write_timeout tls allow_wildcards"),
     RedisConfig: _names(
-        """cluster_address sentinel_address sentinel_master_name sentinel_user
+        """sentinel_address sentinel_master_name sentinel_user
         sentinel_password sentinel_client_name sentinel_tls tls client_name force_resp2
         presence_hash_field_ttl presence_user_mapping replica_client"""
     ),
@@ -135,7 +140,6 @@ def _ignored(cls: type) -> frozenset[str]:
 
 
 ENGINE_TYPES = ("memory", "redis")
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 _INT_RANGES: dict[str, tuple[int, int]] = {
     "http_server.port": (0, 65535),
@@ -493,7 +497,9 @@ def _convert(tp: Any, value: object, key: str, problems: _Problems) -> object:
             return value.lower()  # Centrifugo accepts any case
         return value
     if tp == _STR_LIST:
-        if key == "engine.redis.address" and isinstance(value, str):
+        if key in ("engine.redis.address", "engine.redis.cluster_address") and isinstance(
+            value, str
+        ):
             value = [value]  # Centrifugo takes one address as a string
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, f"expected a list of strings, got {_show(value)}")
@@ -613,12 +619,18 @@ def _validate(config: Config, problems: _Problems) -> list[str]:
         problems.fail(
             "engine.type", f'{_show(config.engine.type)} is unknown: use "memory" or "redis"'
         )
-    _check_redis(config.engine.redis, problems)
     warnings += _check_admin(config.admin, problems)
     # The other rooms' checks stop at their first problem; it joins the others.
-    for check in (check_backend, check_transport, check_streams):  # proxies, TLS, streams
+    checks: tuple[Callable[[Config], list[str] | None], ...] = (
+        _redis,
+        check_broker,
+        check_backend,
+        check_transport,
+        check_streams,
+    )
+    for check in checks:
         try:
-            warnings += check(config)
+            warnings += check(config) or []  # engines, proxies, TLS, streams
         except ConfigError as exc:
             problems.add(exc)
     for key, prefix in (
@@ -677,37 +689,8 @@ def _check_admin(admin: AdminConfig, problems: _Problems) -> list[str]:
     return []
 
 
-def _check_redis(redis: RedisConfig, problems: _Problems) -> None:
-    for i, address in enumerate(redis.address):
-        key = f"engine.redis.address[{i}]" if len(redis.address) > 1 else "engine.redis.address"
-        text = address.strip()
-        if "://" in text:
-            scheme, _, rest = text.partition("://")
-            if scheme not in _REDIS_SCHEMES:
-                problems.fail(
-                    key,
-                    f"expected redis://, rediss:// or unix:// (or host:port), got {_show(address)}",
-                )
-                continue
-            if scheme == "unix":
-                continue
-            text = rest.rpartition("@")[2].partition("/")[0].partition("?")[0]
-            if text and ":" not in text:
-                continue  # a URL may leave the port out (6379)
-        host, colon, port = text.rpartition(":")
-        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            problems.fail(key, f"expected host:port or a redis:// URL, got {_show(address)}")
-    if len(set(redis.address)) != len(redis.address):
-        problems.fail("engine.redis.address", "lists the same address twice")
-    if not redis.prefix and not problems.about("engine.redis.prefix"):
-        problems.fail("engine.redis.prefix", "must not be empty")
-    for key, value in (
-        ("engine.redis.connect_timeout", redis.connect_timeout),
-        ("engine.redis.io_timeout", redis.io_timeout),
-        ("engine.redis.presence_ttl", redis.presence_ttl),
-    ):
-        if value <= 0 and not problems.about(key):
-            problems.fail(key, f"must be more than 0, got {value:g}s")
+def _redis(config: Config) -> None:
+    check_redis(config.engine.redis)
 
 
 def _check_options(

@@ -329,6 +329,9 @@ class RedisConfig:
     # "host:port" or a redis:// (rediss://, unix://) URL; several: channels are
     # spread over them (client-side sharding). Empty: 127.0.0.1:6379.
     address: tuple[str, ...] = ()
+    # Redis Cluster: each entry one cluster, as comma-separated seed "host:port"s;
+    # several: channels are spread over the clusters. Takes precedence over address.
+    cluster_address: tuple[str, ...] = ()
     prefix: str = "hubbub"  # of every key and Redis channel
     db: int = 0
     user: str = ""
@@ -345,6 +348,28 @@ class EngineConfig:
 
     type: str = "memory"
     redis: RedisConfig = field(default_factory=RedisConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class NatsBrokerConfig:
+    """``broker.nats.*``: the NATS server the nodes publish through."""
+
+    url: str = "nats://127.0.0.1:4222"
+    prefix: str = "centrifugo"  # of every subject
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    """``broker.*`` (Centrifugo v6): a separate PUB/SUB broker, used only when enabled.
+
+    With ``type = "nats"``, channels without history (and join/leave, control)
+    travel through NATS; history, channels with history and presence stay with
+    the engine.
+    """
+
+    enabled: bool = False
+    type: str = ""
+    nats: NatsBrokerConfig = field(default_factory=NatsBrokerConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,6 +425,7 @@ class Config:
     rpc: RpcConfig = field(default_factory=RpcConfig)
     log: LogConfig = field(default_factory=LogConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
     proxies: tuple[NamedProxy, ...] = ()  # named proxies for namespaces and client events
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     # Operating the node: what it serves besides clients and the API.

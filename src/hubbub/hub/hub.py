@@ -40,6 +40,7 @@ from hubbub.engines.memory import MemoryEngine
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.channels import ChannelTable
 from hubbub.hub.commands import Commands, ttl_until
+from hubbub.hub.control import Control
 from hubbub.hub.counters import Counters, node_metrics, process_usage
 from hubbub.hub.decisions import Decisions
 from hubbub.hub.delivery import Delivery
@@ -112,6 +113,7 @@ class Hub:
         self.decisions = Decisions(self)  # issue 12: hooks and proxies decide client events
         self.webhooks = Webhooks(self.config)  # issue 12: signed webhooks (when enabled)
         self.commands = Commands(self)
+        self.control = Control(self)  # server API actions and node info across nodes
         self._delivery: Delivery | None = None
         self._sessions: dict[str, Session] = {}  # every open session, connected or not
         # Sessions whose commands come over /emulation requests, by session id.
@@ -133,10 +135,13 @@ class Hub:
         self._started_at = time.time()
         try:
             await self.engine.start(self)
+            self.control.start()
             self.timers.start()
             await self.webhooks.start(self.node_id)
         except BaseException:
             await self.timers.stop()
+            with contextlib.suppress(Exception):
+                await self.control.close()
             with contextlib.suppress(Exception):
                 await self.engine.close()
             self._delivery = None
@@ -152,6 +157,7 @@ class Hub:
         await self.webhooks.close()
         await self.decisions.close()
         await self.timers.stop()
+        await self.control.close()
         await self.engine.close()
 
     async def wait_idle(self) -> None:
@@ -337,6 +343,9 @@ class Hub:
         if channel in self.observers.traced_channels:
             self.observers.channel_event(channel, "leave", JSON.push(push))
         self.channels.join_leave(channel, push)
+
+    def handle_control(self, data: bytes) -> None:
+        self.control.handle(data)
 
     def handle_broker_lost(self, channels: Iterable[str]) -> None:
         """Events of ``channels`` may be lost: every subscriber must recover."""

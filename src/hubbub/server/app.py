@@ -8,6 +8,7 @@ Routes (on one port, unless ``http_server.internal_port`` splits them):
     GET  /                       the demo chat page (demo.enabled)    (public)
     POST /api/<method>           the server HTTP API (X-API-Key)      (internal port if set)
     GET  /health                 200 {} while the node serves         (both; health.enabled)
+    GET  /ready                  200 {} when the engine is reachable, else 503 (both)
     GET  /metrics                Prometheus text format               (internal port if set;
                                                                         prometheus.enabled)
     *    /admin/...              the admin UI and its API (admin.py)  (internal port if set,
@@ -77,6 +78,7 @@ def attach(
         app.router.add_post(prefix + "/api/{method}", HttpApi(hub).handle)
     if config.health.enabled if health is None else health:
         app.router.add_get(prefix + config.health.handler_prefix, _health)
+    app.router.add_get(f"{prefix}/ready", _ready)
     if config.prometheus.enabled if metrics is None else metrics:
         hub.counters.timing = True  # durations are measured only when someone reads them
         app.router.add_get(prefix + config.prometheus.handler_prefix, metrics_handler)
@@ -179,6 +181,13 @@ def runner_options(server: HttpServerConfig) -> dict[str, Any]:
 
 async def _health(_: web.Request) -> web.Response:
     return web.json_response({})
+
+
+async def _ready(request: web.Request) -> web.Response:
+    """Readiness: a node whose engine (Redis) cannot be reached should get no traffic."""
+    if request.app[HUB_KEY].engine.available:
+        return web.json_response({})
+    return web.json_response({"error": "engine unavailable"}, status=503)
 
 
 async def _demo_page(_: web.Request) -> web.Response:

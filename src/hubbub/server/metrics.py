@@ -252,11 +252,17 @@ def collect(hub: Hub) -> Iterator[Metric]:
         "Time the engine took to publish (store and broadcast) one publication.",
         [({}, counters.publish_seconds)],
     )
+    yield _gauge(
+        "hubbub_engine_available",
+        "1 while the engine's backend (Redis, NATS) is reachable, 0 while it is not.",
+        1 if hub.engine.available else 0,
+    )
     losses = getattr(hub.engine, "pubsub_losses", None)
     if isinstance(losses, int):
         yield _counter(
             "hubbub_redis_pubsub_connection_losses_total",
-            "Redis pub/sub connections lost (each is reconnected; its channels resubscribe).",
+            "Redis pub/sub connections lost while carrying channels (each is reconnected, "
+            "and its channels' subscribers recover).",
             [({}, losses)],
         )
 
