@@ -58,6 +58,7 @@ class Node:
         *,
         cluster_seeds: str = "",
         nats_url: str = "",
+        extra: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.port = free_port()
@@ -72,6 +73,8 @@ class Node:
                 "engine": {"type": "redis", "redis": redis},
             },
         )
+        if extra:  # more configuration (merged last)
+            config = merge(config, extra)
         if nats_url:  # the NATS broker in front of the Redis engine
             config["broker"] = {
                 "enabled": True,
@@ -89,6 +92,10 @@ class Node:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/connection/websocket"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
         self.launch()
@@ -210,6 +217,10 @@ class Nginx:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/connection/websocket"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
         self.launch()
