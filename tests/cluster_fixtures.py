@@ -50,11 +50,17 @@ class Node:
     """``python -m hubbub.cli.main serve`` on its own port, with the Redis engine."""
 
     def __init__(
-        self, directory: Path, name: str, redis_addresses: Sequence[str], prefix: str
+        self,
+        directory: Path,
+        name: str,
+        redis_addresses: Sequence[str],
+        prefix: str,
+        *,
+        config: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.port = free_port()
-        config = merge(
+        settings = merge(
             DEFAULT_CONFIG,
             {
                 "http_server": {"port": self.port},
@@ -65,8 +71,10 @@ class Node:
                 },
             },
         )
+        if config:
+            settings = merge(settings, config)  # the caller's keys win
         self.config_path = directory / f"{name}.json"
-        self.config_path.write_text(json.dumps(config))
+        self.config_path.write_text(json.dumps(settings))
         self.log_path = directory / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
