@@ -18,14 +18,19 @@ from hubbub.codes import Disconnect, Error, Unsubscribe
 from hubbub.config import Config, load_config
 from hubbub.errors import ClientError, ConfigError, DisconnectRequest, HubbubError
 from hubbub.hub.hooks import (
+    ChannelOverride,
     ConnectDecision,
     ConnectEvent,
     DisconnectEvent,
     MessageEvent,
     PublishDecision,
     PublishEvent,
+    RefreshDecision,
+    RefreshEvent,
     RPCEvent,
     RPCResponse,
+    SubRefreshDecision,
+    SubRefreshEvent,
     SubscribeDecision,
     SubscribeEvent,
     UnsubscribeEvent,
@@ -36,6 +41,7 @@ from hubbub.server.run import serve
 from hubbub.version import __version__
 
 __all__ = [
+    "ChannelOverride",
     "ClientError",
     "Config",
     "ConfigError",
@@ -52,6 +58,10 @@ __all__ = [
     "PublishEvent",
     "RPCEvent",
     "RPCResponse",
+    "RefreshDecision",
+    "RefreshEvent",
+    "SubRefreshDecision",
+    "SubRefreshEvent",
     "SubscribeDecision",
     "SubscribeEvent",
     "Unsubscribe",

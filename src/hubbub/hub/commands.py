@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -21,15 +21,9 @@ from hubbub.auth.permissions import Action, Actor, Verdict, decide
 from hubbub.auth.tokens import InvalidToken, SubscriptionClaims, TokenExpired
 from hubbub.codes import Disconnect, Error
 from hubbub.errors import ClientError, DisconnectRequest
-from hubbub.hub.hooks import (
-    ConnectEvent,
-    MessageEvent,
-    PublishEvent,
-    RPCEvent,
-    RPCResponse,
-    SubscribeEvent,
-    is_set,
-)
+from hubbub.hub.decisions import apply_override
+from hubbub.hub.hooks import MessageEvent, SubscribeDecision, is_set
+from hubbub.hub.payloads import from_raw, to_raw
 from hubbub.hub.session import Answer, Session, SubscriptionGone, SubState
 from hubbub.protocol.messages import (
     NO_DATA,
@@ -59,22 +53,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("hubbub.commands")
 
 VERSION = __version__
-
-
-def to_raw(value: Any) -> msgspec.Raw | None:
-    """Application data (any JSON value) as an embedded JSON payload."""
-    if value is None:
-        return None
-    if isinstance(value, msgspec.Raw):
-        return value
-    return msgspec.Raw(msgspec.json.encode(value))
-
-
-def from_raw(raw: msgspec.Raw | None) -> Any:
-    """An embedded JSON payload as a Python value for hooks (None when absent)."""
-    if not raw:
-        return None
-    return msgspec.json.decode(raw)
 
 
 def ttl_until(expire_at: float) -> int:
@@ -113,7 +91,7 @@ class Commands:
         hub = self.hub
         client_cfg = hub.config.client
         channels: list[str] = []
-        chan_infos: dict[str, msgspec.Raw | None] = {}  # from the token's ``subs`` claim
+        sub_options: dict[str, SubscribeDecision] = {}  # token ``subs`` claim, decision ``subs``
         if request.token:
             try:
                 claims = await hub.tokens.verify_connection(request.token)
@@ -128,9 +106,9 @@ class Commands:
             session.expire_at = float(claims.expire_at)
             channels.extend(claims.channels)
             channels.extend(claims.subs)
-            chan_infos = claims.subs
+            sub_options = {name: SubscribeDecision(info=info) for name, info in claims.subs.items()}
         elif not (
-            hub.hooks.connect
+            hub.decisions.accepts_without_token
             or client_cfg.allow_anonymous_connect_without_token
             or client_cfg.insecure
         ):
@@ -138,29 +116,23 @@ class Commands:
         session.name = request.name
         session.version = request.version
         reply_data: msgspec.Raw | None = None
-        if hub.hooks.connect is not None:
-            decision = await hub.hooks.connect(
-                ConnectEvent(
-                    client=session.client_id,
-                    user=session.user,
-                    token_present=bool(request.token),
-                    data=from_raw(request.data),
-                    name=request.name,
-                    version=request.version,
-                    remote=session.remote,
-                    headers=session.transport.headers,
-                )
-            )
-            if decision is not None:
-                if decision.user is not None:
-                    session.user = decision.user
-                if is_set(decision.info):
-                    session.conn_info = to_raw(decision.info)
-                if is_set(decision.data):
-                    reply_data = to_raw(decision.data)
-                if decision.expire_at is not None:
-                    session.expire_at = float(decision.expire_at)
-                channels.extend(decision.channels)
+        # --- issue 12: the decision point (connect proxy without a token, or on_connect) ---
+        decision = await hub.decisions.connect(session, request, token_present=bool(request.token))
+        if decision is not None:
+            if decision.user is not None:
+                session.user = decision.user
+            if is_set(decision.info):
+                session.conn_info = to_raw(decision.info)
+            if is_set(decision.data):
+                reply_data = to_raw(decision.data)
+            if is_set(decision.meta):
+                session.meta = to_raw(decision.meta)
+            if decision.expire_at is not None:
+                session.expire_at = float(decision.expire_at)
+            channels.extend(decision.channels)
+            channels.extend(decision.subs)
+            sub_options.update(decision.subs)
+        # --- end issue 12 ---
         if session.expire_at and session.expire_at <= time.time():
             # The token was valid (else 109 above): the expiry the hook chose is past.
             raise ClientError(Error.EXPIRED)
@@ -170,7 +142,7 @@ class Commands:
             raise DisconnectRequest(Disconnect.CHANNEL_LIMIT)
         hub.accept_session(session)
         try:
-            joined = await self._server_side(session, request.subs or {}, channels, chan_infos)
+            joined = await self._server_side(session, request.subs or {}, channels, sub_options)
             if session.closed:
                 raise SubscriptionGone("closed during connect")
         except BaseException:
@@ -190,9 +162,12 @@ class Commands:
             node=hub.node_id,
         )
         result.expires, result.ttl = bool(session.expire_at), ttl_until(session.expire_at)
+        if hub.decisions.server_refresh:  # issue 12: the server refreshes, not the client
+            result.expires, result.ttl = False, 0
 
         # Server-side subscription pushes are only valid after the connect reply.
         live = [subscription for subscription, _ in joined]
+        hub.webhooks.connected(session.client_id, session.user, session.conn_info)  # issue 12
         return Answer("connect", result, lambda: hub.lifecycle.go_live_all(live))
 
     async def _server_side(
@@ -200,7 +175,7 @@ class Commands:
         session: Session,
         wanted: dict[str, SubscribeRequest],
         channels: list[str],
-        chan_infos: dict[str, msgspec.Raw | None],
+        sub_options: dict[str, SubscribeDecision],
     ) -> list[tuple[Subscription, SubscribeResult]]:
         """Subscribe the connection to its server-side channels (joining, not live yet).
 
@@ -210,18 +185,20 @@ class Commands:
         joined: list[tuple[Subscription, SubscribeResult]] = []
         for name in channels:
             request = wanted.get(name) or SubscribeRequest(channel=name)
+            options = sub_options.get(name) or SubscribeDecision()  # issue 12: with options
             try:
-                channel = hub.channel_rules.resolve(name)
-                joined.append(
-                    await hub.lifecycle.subscribe(
-                        session,
-                        channel,
-                        request,
-                        chan_info=chan_infos.get(name),
-                        server_side=True,
-                        push_join_leave=self.push_join_leave(session, channel, request),
-                    )
+                channel = apply_override(hub.channel_rules.resolve(name), options.override)
+                subscription, result = await hub.lifecycle.subscribe(
+                    session,
+                    channel,
+                    request,
+                    chan_info=to_raw(options.info) if is_set(options.info) else None,
+                    expire_at=float(options.expire_at or 0),
+                    server_side=True,
+                    push_join_leave=self.push_join_leave(session, channel, request),
                 )
+                self._apply_subscribe_decision(result, channel, options)
+                joined.append((subscription, result))
             except ClientError as exc:
                 log.warning("client %s: server-side subscribe %s: %s", session.client_id, name, exc)
         return joined
@@ -266,27 +243,15 @@ class Commands:
             has_token = True
             chan_info = claims.info
             expire_at = float(claims.expire_at)
-        reply_data: msgspec.Raw | None = None
-        verdict = decide(
-            Action.SUBSCRIBE,
-            channel,
-            self._actor(session, channel, has_token=has_token),
-            hook=hub.hooks.subscribe is not None,
-        )
-        if verdict is Verdict.ASK_HOOK:
-            assert hub.hooks.subscribe is not None
-            decision = await hub.hooks.subscribe(
-                SubscribeEvent(
-                    session.client_id, session.user, request.channel, from_raw(request.data)
-                )
-            )
-            if decision is not None:
-                if is_set(decision.info):
-                    chan_info = to_raw(decision.info)
-                if is_set(decision.data):
-                    reply_data = to_raw(decision.data)
-        elif verdict is Verdict.DENY:
-            raise ClientError(Error.PERMISSION_DENIED)
+        # --- issue 12: the decision point (permissions, then subscribe proxy or on_subscribe) ---
+        decision = await hub.decisions.subscribe(session, channel, request, has_token=has_token)
+        if decision is not None:
+            if is_set(decision.info):
+                chan_info = to_raw(decision.info)
+            if decision.expire_at is not None:
+                expire_at = float(decision.expire_at)
+            channel = apply_override(channel, decision.override)
+        # --- end issue 12 ---
         # Re-checked after the awaits above: the lifecycle refuses a closed session
         # and a channel subscribed meanwhile (105).
         subscription, result = await hub.lifecycle.subscribe(
@@ -297,9 +262,8 @@ class Commands:
             expire_at=expire_at,
             push_join_leave=self.push_join_leave(session, channel, request),
         )
-        if reply_data is not None:
-            result.data = reply_data
         result.expires, result.ttl = bool(expire_at), ttl_until(expire_at)
+        self._apply_subscribe_decision(result, channel, decision)
         return Answer("subscribe", result, lambda: hub.lifecycle.go_live(subscription))
 
     def push_join_leave(
@@ -348,29 +312,25 @@ class Commands:
         if not request.data:
             raise ClientError(Error.BAD_REQUEST)
         data: msgspec.Raw = request.data
-        skip_history = False
-        verdict = decide(
-            Action.PUBLISH,
-            channel,
-            self._actor(session, channel),
-            hook=hub.hooks.publish is not None,
-        )
-        if verdict is Verdict.ASK_HOOK:
-            assert hub.hooks.publish is not None
-            decision = await hub.hooks.publish(
-                PublishEvent(session.client_id, session.user, request.channel, from_raw(data))
-            )
-            if decision is not None:
-                if is_set(decision.data):
-                    data = to_raw(decision.data) or msgspec.Raw(b"null")
-                skip_history = decision.skip_history
-        elif verdict is Verdict.DENY:
-            raise ClientError(Error.PERMISSION_DENIED)
+        skip_history, tags, idempotency_key = False, None, ""
+        # --- issue 12: the decision point (permissions, then publish proxy or on_publish) ---
+        decision = await hub.decisions.publish(session, channel, data)
+        if decision is not None:
+            if is_set(decision.data):
+                data = to_raw(decision.data) or msgspec.Raw(b"null")
+            skip_history = decision.skip_history
+            tags, idempotency_key = decision.tags, decision.idempotency_key
+        # --- end issue 12 ---
         subscription = session.subscriptions.get(request.channel)
         info = session.client_info(subscription.chan_info if subscription else None)
-        await hub.publish_publication(
-            channel, WirePublication(data=data, info=info), skip_history=skip_history
+        published = await hub.publish_publication(
+            channel,
+            WirePublication(data=data, info=info, tags=tags or None),
+            skip_history=skip_history,
+            idempotency_key=idempotency_key,
         )
+        offset = published.position.offset
+        hub.webhooks.published(channel.name, session.client_id, session.user, data, offset)
         return Answer("publish", EmptyResult())
 
     async def presence(self, session: Session, command: Command) -> Answer:
@@ -414,14 +374,9 @@ class Commands:
     async def rpc(self, session: Session, command: Command) -> Answer:
         request = command.rpc
         assert request is not None
-        hook = self.hub.hooks.rpc
-        if hook is None:
-            raise ClientError(Error.NOT_AVAILABLE)
-        response = await hook(
-            RPCEvent(session.client_id, session.user, request.method, from_raw(request.data))
-        )
-        value = response.data if isinstance(response, RPCResponse) else response
-        result = RPCResult(data=to_raw(value) or NO_DATA)
+        # issue 12: the decision point (the method's RPC proxy, or on_rpc; else 108)
+        data = await self.hub.decisions.rpc(session, request.method, request.data)
+        result = RPCResult(data=data or NO_DATA)
         return Answer("rpc", result)
 
     async def send(self, session: Session, command: Command) -> None:
@@ -436,18 +391,19 @@ class Commands:
 
     # --- helpers ---------------------------------------------------------------------
 
-    def _actor(self, session: Session, channel: Channel, *, has_token: bool = False) -> Actor:
-        return Actor(
-            user=session.user,
-            subscribed=channel.name in session.subscriptions,
-            has_token=has_token,
-            insecure=self.hub.config.client.insecure,
-        )
+    def _apply_subscribe_decision(
+        self, result: SubscribeResult, channel: Channel, decision: SubscribeDecision | None
+    ) -> None:
+        """The subscribe result as a decision shapes it (issue 12)."""
+        if decision is not None and is_set(decision.data):
+            result.data = to_raw(decision.data) or NO_DATA
+        if self.hub.decisions.server_sub_refresh(channel):  # the server refreshes it
+            result.expires, result.ttl = False, 0
 
     def _channel_for(self, session: Session, name: str, action: Action) -> Channel:
         """Resolve ``name`` and check ``action`` by the allow_* options (no hook for these)."""
         channel = self.hub.channel_rules.resolve(name)
-        verdict = decide(action, channel, self._actor(session, channel), hook=False)
+        verdict = decide(action, channel, self.hub.decisions.actor(session, channel), hook=False)
         if verdict is not Verdict.ALLOW:
             raise ClientError(Error.PERMISSION_DENIED)
         return channel
