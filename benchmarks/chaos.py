@@ -2,22 +2,24 @@
 
 Starts redis-server, three ``hubbub serve`` nodes (Redis engine) each behind
 TCP link proxies (node -> Redis, clients -> node), and nginx in front;
-connects centrifuge-python clients (direct and through nginx; client-side and
-server-side subscriptions, all recovering); publishes numbered publications
-through the HTTP API of random live nodes; and meanwhile, from a seeded plan,
-kills (-9), terminates, stops (SIGSTOP) and restarts nodes, restarts Redis
-(losing its data), and cuts, stalls and partitions links. At the end it prints,
-per client and in total, what was lost, duplicated or reordered, what the
-clients were told they could not recover, the faults injected, and a scan of
-the node logs; it exits 1 if anything was lost, duplicated or reordered
-without the client being told, or a node logged a traceback.
+connects centrifuge-python and centrifuge-js clients (direct and through
+nginx; client-side and server-side subscriptions, all recovering); publishes
+numbered publications through the HTTP API of random live nodes; and
+meanwhile, from a seeded plan, kills (-9), terminates, stops (SIGSTOP) and
+restarts nodes, restarts Redis (losing its data) or stops it, and cuts, stalls
+and partitions links (``--streams 2``: two plans at once, so faults overlap).
+At the end it prints, per client and in total, what was lost, duplicated or
+reordered, what the clients were told they could not recover, the faults
+injected, and a scan of the node logs; it exits 1 if anything was lost,
+duplicated or reordered without the client being told, or a node logged a
+traceback.
 
     python benchmarks/chaos.py --minutes 3 --seed 1
 
-Needs the test extras (centrifuge-python), redis-server and nginx (scripts/test.sh
-installs them). The machinery lives in tests/chaos_*.py; the suite runs a short
-version (tests/test_chaos.py). Loopback only; bounded by --minutes and the
-settle timeout.
+Needs the test extras (centrifuge-python), redis-server, nginx and Node with
+tests/js installed (scripts/test.sh installs them). The machinery lives in
+tests/chaos_*.py; the suite runs a short version (tests/test_chaos.py).
+Loopback only; bounded by --minutes and the settle timeout.
 """
 
 from __future__ import annotations
@@ -42,7 +44,11 @@ def main() -> int:
     parser.add_argument("--channels", type=int, default=2)
     parser.add_argument("--direct-clients", type=int, default=3, help="per node")
     parser.add_argument("--nginx-clients", type=int, default=6)
+    parser.add_argument("--js-clients", type=int, default=2, help="centrifuge-js clients")
     parser.add_argument("--no-nginx", action="store_true")
+    parser.add_argument(
+        "--streams", type=int, default=1, help="concurrent fault streams (overlapping faults)"
+    )
     parser.add_argument("--rate", type=float, default=20.0, help="publications/s per channel")
     parser.add_argument(
         "--faults",
@@ -63,7 +69,9 @@ def main() -> int:
         channels=args.channels,
         direct_clients=args.direct_clients,
         nginx_clients=0 if args.no_nginx else args.nginx_clients,
+        js_clients=args.js_clients,
         nginx=not args.no_nginx,
+        streams=args.streams,
         rate=args.rate,
         gap=(args.gap[0], args.gap[1]),
         kinds=kinds,

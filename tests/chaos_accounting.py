@@ -77,6 +77,7 @@ class Account:
     out_of_order: int = 0  # delivered at or behind the client's position
     told: int = 0  # missed, in a window the client was told about
     told_windows: int = 0  # resubscribes that said it could not recover
+    told_same_epoch: int = 0  # of which the stream's epoch had not changed (history limits)
     recovered: int = 0  # resubscribes that recovered
     anomalies: list[str] = field(default_factory=list)  # what breaks the protocol's rules
     lost_numbers: list[int] = field(default_factory=list)  # the first few, for the report
@@ -93,6 +94,7 @@ class Account:
         self.out_of_order += other.out_of_order
         self.told += other.told
         self.told_windows += other.told_windows
+        self.told_same_epoch += other.told_same_epoch
         self.recovered += other.recovered
         self.anomalies.extend(other.anomalies)
         self.lost_numbers.extend(other.lost_numbers[: max(0, 10 - len(self.lost_numbers))])
@@ -156,6 +158,8 @@ def account(acks: Sequence[Ack], log: Sequence[Event], ranks: dict[str, int]) ->
             elif event.was_recovering:  # told: recovered false, or another epoch
                 if event.recovered:
                     result.anomalies.append(f"recovered into another epoch: {event}")
+                elif event.epoch == epoch:
+                    result.told_same_epoch += 1
                 spans.append((start, position))
                 told.append((position, here))
                 start = position = here

@@ -36,6 +36,7 @@ FAULT_DURATIONS: dict[str, tuple[float, float]] = {
     "term": (0.5, 3.0),  # SIGTERM a node (graceful 3001), restart after the duration
     "stop": (1.0, 5.0),  # SIGSTOP a node, SIGCONT after the duration
     "redis-restart": (0.2, 2.0),  # SIGKILL redis-server (its data is gone), start it again
+    "redis-stop": (1.0, 5.0),  # SIGSTOP redis-server, SIGCONT after the duration
     "redis-link-cut": (0.0, 0.0),  # reset a node's connections to Redis
     "redis-link-stall": (1.0, 5.0),  # a node's Redis traffic stops moving
     "redis-link-partition": (1.0, 4.0),  # a node cannot reach Redis at all
@@ -58,12 +59,25 @@ TERM_WAIT = 10.0  # a node that has not exited this long after SIGTERM is killed
 class Fault:
     at: float  # planned start, seconds after the run started
     kind: str
-    target: int  # node index (unused by redis-restart)
+    target: int  # node index (unused by the redis-server faults)
     seconds: float
+    stream: int = 0  # which of the concurrent fault streams planned it
+
+    @property
+    def on_redis(self) -> bool:
+        return self.kind in ("redis-restart", "redis-stop")
+
+    def resource(self) -> str:
+        """What the fault acts on: two faults on one resource never overlap."""
+        if self.on_redis:
+            return "redis"
+        if self.kind.startswith(("redis-link", "client-link")):
+            return f"{self.kind.rsplit('-', 1)[0]} {self.target}"
+        return f"node {self.target}"
 
     def describe(self, names: Sequence[str]) -> str:
-        target = "redis" if self.kind == "redis-restart" else names[self.target]
-        return f"{self.at:6.1f}s {self.kind} {target} {self.seconds:.1f}s"
+        target = "redis" if self.on_redis else names[self.target]
+        return f"{self.at:6.1f}s #{self.stream} {self.kind} {target} {self.seconds:.1f}s"
 
 
 def plan_faults(
@@ -75,10 +89,12 @@ def plan_faults(
     gap: tuple[float, float] = (2.0, 6.0),
     warmup: float = 3.0,
     cooldown: float = 3.0,
+    stream: int = 0,
 ) -> list[Fault]:
     """Faults from ``warmup`` to ``seconds - cooldown``: each kind once per round, in a
-    seeded order; targets, durations and gaps seeded too (Rule 1)."""
-    rng = random.Random(seed)
+    seeded order; targets, durations and gaps seeded too (Rule 1). Each ``stream``
+    of one seed is a different plan."""
+    rng = random.Random(seed * 1000 + stream)
     faults: list[Fault] = []
     bag: list[str] = []
     at = warmup
@@ -92,7 +108,7 @@ def plan_faults(
         target = rng.randrange(nodes)
         if at + duration > seconds - cooldown:
             return faults
-        faults.append(Fault(round(at, 1), kind, target, duration))
+        faults.append(Fault(round(at, 1), kind, target, duration, stream))
         at += duration + rng.uniform(*gap)
 
 
@@ -114,6 +130,7 @@ class LogScan:
     per_node: dict[str, Counter[str]] = field(default_factory=dict)
     # Distinct problems (the log line and, for a traceback, its exception): how often.
     kinds: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)  # kind: its first traceback
 
 
 _LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ([A-Z]+) (.*)$")
@@ -133,6 +150,7 @@ def scan_log(name: str, text: str, scan: LogScan) -> None:
         index += 1
         if line.startswith("Traceback"):
             # The traceback and every exception chained to it, up to the next log line.
+            first = index - 1
             exception = "?"
             while index < len(lines) and not _LOG_LINE.match(lines[index]):
                 text_line = lines[index]
@@ -144,7 +162,11 @@ def scan_log(name: str, text: str, scan: LogScan) -> None:
                 ):
                     exception = text_line
             counts["traceback"] += 1
-            scan.kinds[_VARYING.sub("*", f"traceback after {message!r}: {exception}")] += 1
+            kind = _VARYING.sub("*", f"traceback after {message!r}: {exception}")
+            scan.kinds[kind] += 1
+            scan.examples.setdefault(
+                kind, f"{name}: " + "\n".join(lines[max(0, first - 1) : index])
+            )
             continue
         match = _LOG_LINE.match(line)
         if match is None:
@@ -175,6 +197,7 @@ class ChaosCluster:
         self.nginx: Nginx | None = None
         # Nodes the publisher may use now (not killed, stopping or stopped).
         self.up: set[int] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
         self.started = time.monotonic()
 
     @property
@@ -210,6 +233,8 @@ class ChaosCluster:
         return f"ws://127.0.0.1:{self.client_links[index].port}/connection/websocket"
 
     async def close(self) -> None:
+        if self.redis.process is not None:
+            self.redis.process.send_signal(signal.SIGCONT)  # in case a fault was interrupted
         for index, node in enumerate(self.nodes):
             if node.process is not None and node.process.poll() is None:
                 node.process.send_signal(signal.SIGCONT)
@@ -224,14 +249,16 @@ class ChaosCluster:
 
     async def run_faults(self, plan: Sequence[Fault]) -> list[Done]:
         """Run every fault of ``plan`` in order, each at its planned time or, when the
-        previous one ran late (a slow restart), right after it."""
+        previous one ran late (a slow restart) or its resource is busy with another
+        stream's fault, as soon as it can."""
         done: list[Done] = []
         for fault in plan:
             delay = fault.at - self.elapsed()
             if delay > 0:
                 await asyncio.sleep(delay)
-            started = self.elapsed()
-            note = await self.inject(fault)
+            async with self._locks.setdefault(fault.resource(), asyncio.Lock()):
+                started = self.elapsed()
+                note = await self.inject(fault)
             done.append(Done(fault, started, self.elapsed() - started, note))
         return done
 
@@ -265,6 +292,13 @@ class ChaosCluster:
             await asyncio.to_thread(self.redis.kill)
             await asyncio.sleep(seconds)
             await asyncio.to_thread(self.redis.start)
+            return ""
+        if kind == "redis-stop":
+            redis = self.redis.process
+            assert redis is not None
+            redis.send_signal(signal.SIGSTOP)
+            await asyncio.sleep(seconds)
+            redis.send_signal(signal.SIGCONT)
             return ""
         link = (self.redis_links if kind.startswith("redis-link") else self.client_links)[index]
         action = kind.rsplit("-", 1)[1]

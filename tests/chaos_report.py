@@ -17,11 +17,13 @@ def render(report: ChaosReport) -> str:
     lines: list[str] = []
     out = lines.append
     server_side = sum(1 for r in report.clients if r.client.server_side)
+    js = sum(1 for r in report.clients if r.client.sdk == "js")
     out(
-        f"chaos run: seed {options.seed}, faults for {options.seconds:g} s "
-        f"(whole run {report.seconds:.0f} s), {options.nodes} nodes (redis engine) on one "
-        f"redis-server, {'nginx + ' if options.nginx else ''}{len(report.clients)} "
-        f"centrifuge-python clients ({server_side} with server-side subscriptions), "
+        f"chaos run: seed {options.seed}, {options.streams} fault stream(s) for "
+        f"{options.seconds:g} s (whole run {report.seconds:.0f} s), {options.nodes} nodes "
+        f"(redis engine) on one redis-server, {'nginx, ' if options.nginx else ''}"
+        f"{len(report.clients) - js} centrifuge-python clients ({server_side} with "
+        f"server-side subscriptions) and {js} centrifuge-js clients, "
         f"{options.channels} channels at {options.rate:g} publications/s each"
     )
     kinds = Counter(done.fault.kind for done in report.faults)
@@ -74,7 +76,8 @@ def render(report: ChaosReport) -> str:
     out(
         f"total: lost {total.lost}, duplicated {total.duplicated}, out of order "
         f"{total.out_of_order} (of {total.owed} owed deliveries, {total.received} received); "
-        f"told: {total.told} publications in {total.told_windows} windows; "
+        f"told: {total.told} publications in {total.told_windows} windows "
+        f"({total.told_same_epoch} of them in an unchanged epoch); "
         f"recovered {total.recovered} times"
     )
     scan = report.logs
@@ -87,6 +90,8 @@ def render(report: ChaosReport) -> str:
     )
     for kind, count in scan.kinds.most_common(12):
         out(f"  {count} x {kind}")
+    for example in list(scan.examples.values())[:3]:
+        out("first of its kind, in full:\n" + example)
     if not report.caught_up:
         out("not every client received the last acknowledged publication before the deadline")
     for problem in report.ack_problems:

@@ -1,13 +1,15 @@
 """The chaos run: real SDK clients and a publisher on a cluster while faults hit it.
 
 ``run_chaos(options)`` starts the cluster (tests/chaos_cluster.py), connects
-centrifuge-python clients (some through nginx, some straight to a node through
-its client link; some subscribing themselves, some with server-side
-subscriptions from their connection token), publishes numbered publications
-through the HTTP API of random live nodes at a bounded rate, runs the seeded
-fault plan, heals, waits for every client to catch up, and accounts each
-subscription (tests/chaos_accounting.py). ``render`` (tests/chaos_report.py)
-makes the summary ``benchmarks/chaos.py`` prints and the test shows.
+SDK clients (tests/chaos_clients.py: centrifuge-python and centrifuge-js; some
+through nginx, some straight to a node through its client link; some
+subscribing themselves, some with server-side subscriptions from their
+connection token), publishes numbered publications through the HTTP API of
+random live nodes at a bounded rate, runs the seeded fault plan (or several
+concurrent ones), heals, waits for every client to catch up, and accounts
+each subscription (tests/chaos_accounting.py). ``render``
+(tests/chaos_report.py) makes the summary ``benchmarks/chaos.py`` prints and
+the test shows.
 
 Rule: a publication counts as published only when the API answered it with a
 stream position; everything is bounded in time (publish timeouts, the settle
@@ -27,35 +29,19 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-from centrifuge import (
-    Client,
-    ClientEventHandler,
-    ConnectingContext,
-    DisconnectedContext,
-    PublicationContext,
-    ServerPublicationContext,
-    ServerSubscribedContext,
-    SubscribedContext,
-    SubscribingContext,
-    SubscriptionEventHandler,
-)
 
-from hubbub.auth.tokens import make_token
 from tests.chaos_accounting import (
     Account,
     Ack,
-    Event,
-    Received,
-    Subscribed,
     account,
     check_acks,
     epoch_ranks,
 )
+from tests.chaos_clients import ClientRecord, JsClient, PythonClient
 from tests.chaos_cluster import FAULT_KINDS, ChaosCluster, Done, LogScan, plan_faults
-from tests.conftest import API_KEY, SECRET
+from tests.conftest import API_KEY
 
 PUBLISH_TIMEOUT = 3.0
 
@@ -68,119 +54,15 @@ class ChaosOptions:
     channels: int = 2
     direct_clients: int = 2  # per node, through the node's client link
     nginx_clients: int = 3  # through nginx (0 and nginx=False: none)
+    js_clients: int = 2  # centrifuge-js clients under Node (through nginx, else direct)
     server_side_every: int = 3  # every Nth client gets server-side subscriptions
     rate: float = 20.0  # publications per second per channel
     gap: tuple[float, float] = (2.0, 6.0)  # quiet seconds between two faults
     kinds: tuple[str, ...] = FAULT_KINDS
     nginx: bool = True
+    streams: int = 1  # concurrent fault streams (faults on one resource never overlap)
     tail: float = 3.0  # healthy publishing after the last fault
     settle: float = 30.0  # at most this long for clients to catch up at the end
-
-
-class ChaosClient(ClientEventHandler):
-    """One centrifuge-python client and what it reported, per channel."""
-
-    def __init__(self, name: str, url: str, channels: Sequence[str], server_side: bool) -> None:
-        self.name = name
-        self.route = url
-        self.server_side = server_side
-        self.logs: dict[str, list[Event]] = {channel: [] for channel in channels}
-        self.last: dict[str, int] = {channel: 0 for channel in channels}  # highest n received
-        self.connecting: Counter[int] = Counter()  # codes that made it reconnect
-        self.unsubscribed: Counter[int] = Counter()  # unsubscribe codes (client-side subs)
-        self.final: list[int] = []  # disconnected codes (it stopped reconnecting)
-        self.connects = 0
-        extra: dict[str, Any] = {"channels": list(channels)} if server_side else {}
-        self.client = Client(
-            url,
-            events=self,
-            token=make_token(SECRET, name, ttl=24 * 3600, extra=extra),
-            proxy=None,
-            timeout=3.0,
-            max_server_ping_delay=3.0,
-            min_reconnect_delay=0.1,
-            max_reconnect_delay=1.0,
-        )
-        if not server_side:
-            for channel in channels:
-                self.client.new_subscription(
-                    channel,
-                    _Subscription(self, channel),
-                    min_resubscribe_delay=0.1,
-                    max_resubscribe_delay=1.0,
-                )
-        self.closing = False
-
-    # --- what the SDK reports ----------------------------------------------------------
-
-    def subscribed(self, channel: str, ctx: SubscribedContext | ServerSubscribedContext) -> None:
-        position = ctx.stream_position
-        self.logs[channel].append(
-            Subscribed(
-                was_recovering=ctx.was_recovering,
-                recovered=ctx.recovered,
-                epoch=position.epoch if position is not None else "",
-                offset=position.offset if position is not None else 0,
-                at=time.monotonic(),
-            )
-        )
-
-    def received(self, channel: str, offset: int, data: Any) -> None:
-        n = int(data["n"])
-        self.logs[channel].append(Received(n=n, offset=offset))
-        self.last[channel] = max(self.last[channel], n)
-
-    async def on_connecting(self, ctx: ConnectingContext) -> None:
-        self.connecting[ctx.code] += 1
-
-    async def on_connected(self, ctx: Any) -> None:
-        self.connects += 1
-
-    async def on_disconnected(self, ctx: DisconnectedContext) -> None:
-        if not self.closing:
-            self.final.append(ctx.code)
-
-    async def on_subscribed(self, ctx: ServerSubscribedContext) -> None:
-        self.subscribed(ctx.channel, ctx)
-
-    async def on_publication(self, ctx: ServerPublicationContext) -> None:
-        self.received(ctx.channel, ctx.pub.offset, ctx.pub.data)
-
-    # --- start, stop -------------------------------------------------------------------
-
-    async def start(self) -> None:
-        await asyncio.wait_for(self.client.connect(), 10)
-        for channel in self.logs:
-            sub = self.client.get_subscription(channel)
-            if sub is not None:
-                await sub.subscribe()
-
-    async def ready(self, within: float) -> None:
-        """Every channel has a first subscribe result."""
-        async with asyncio.timeout(within):
-            while not all(self.logs.values()):  # noqa: ASYNC110 - polled, bounded
-                await asyncio.sleep(0.05)
-
-    async def stop(self) -> None:
-        self.closing = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.client.disconnect(), 5)
-
-
-class _Subscription(SubscriptionEventHandler):
-    def __init__(self, owner: ChaosClient, channel: str) -> None:
-        self.owner = owner
-        self.channel = channel
-
-    async def on_subscribed(self, ctx: SubscribedContext) -> None:
-        self.owner.subscribed(self.channel, ctx)
-
-    async def on_publication(self, ctx: PublicationContext) -> None:
-        self.owner.received(self.channel, ctx.pub.offset, ctx.pub.data)
-
-    async def on_subscribing(self, ctx: SubscribingContext) -> None:
-        if ctx.code >= 2000:  # not the first subscribe() call
-            self.owner.unsubscribed[ctx.code] += 1
 
 
 class Publisher:
@@ -237,7 +119,7 @@ class Publisher:
 
 @dataclass(slots=True)
 class ClientResult:
-    client: ChaosClient
+    client: ClientRecord
     route: str
     accounts: dict[str, Account]
 
@@ -298,14 +180,22 @@ async def _run(options: ChaosOptions, workdir: Path) -> ChaosReport:
         workdir, options.nodes, nginx=options.nginx, prefix=f"chaos{uuid.uuid4().hex[:6]}"
     )
     channels = [f"chat:chaos-{i}" for i in range(options.channels)]
-    clients: list[ChaosClient] = []
+    clients: list[ClientRecord] = []
     publishers: list[Publisher] = []
     stop_publishing = asyncio.Event()
     try:
         await cluster.start()
-        plan = plan_faults(
-            options.seed, options.seconds, options.nodes, kinds=options.kinds, gap=options.gap
-        )
+        plans = [
+            plan_faults(
+                options.seed,
+                options.seconds,
+                options.nodes,
+                kinds=options.kinds,
+                gap=options.gap,
+                stream=stream,
+            )
+            for stream in range(options.streams)
+        ]
         clients = _make_clients(cluster, options, channels)
         await asyncio.gather(*(client.start() for client in clients))
         await asyncio.gather(*(client.ready(15) for client in clients))
@@ -315,7 +205,8 @@ async def _run(options: ChaosOptions, workdir: Path) -> ChaosReport:
         ]
         publishing = [asyncio.create_task(p.run(stop_publishing)) for p in publishers]
         cluster.started = time.monotonic()  # fault times count from here
-        done = await cluster.run_faults(plan)
+        streams = await asyncio.gather(*(cluster.run_faults(plan) for plan in plans))
+        done = sorted((one for stream in streams for one in stream), key=lambda d: d.started)
         remaining = options.seconds - cluster.elapsed()
         if remaining > 0:
             await asyncio.sleep(remaining)
@@ -330,7 +221,8 @@ async def _run(options: ChaosOptions, workdir: Path) -> ChaosReport:
             await client.stop()
         await cluster.close()
     ranks_by_channel = {
-        p.channel: epoch_ranks(p.acks, [c.logs[p.channel] for c in clients]) for p in publishers
+        p.channel: epoch_ranks(p.acks, [c.logs[p.channel] for c in clients if p.channel in c.logs])
+        for p in publishers
     }
     results = [
         ClientResult(
@@ -339,6 +231,7 @@ async def _run(options: ChaosOptions, workdir: Path) -> ChaosReport:
             {
                 p.channel: account(p.acks, client.logs[p.channel], ranks_by_channel[p.channel])
                 for p in publishers
+                if p.channel in client.logs
             },
         )
         for client in clients
@@ -351,7 +244,7 @@ async def _run(options: ChaosOptions, workdir: Path) -> ChaosReport:
     return ChaosReport(
         options=options,
         names=cluster.names,
-        plan=[fault.describe(cluster.names) for fault in plan],
+        plan=[fault.describe(cluster.names) for plan in plans for fault in plan],
         faults=done,
         publishers=publishers,
         clients=results,
@@ -364,31 +257,42 @@ async def _run(options: ChaosOptions, workdir: Path) -> ChaosReport:
 
 def _make_clients(
     cluster: ChaosCluster, options: ChaosOptions, channels: list[str]
-) -> list[ChaosClient]:
+) -> list[ClientRecord]:
     routes: list[tuple[str, str]] = []
     for index, node in enumerate(cluster.nodes):
         routes += [(f"direct {node.name}", cluster.direct_url(index))] * options.direct_clients
     if cluster.nginx is not None:
         routes += [("nginx", cluster.nginx.ws_url)] * options.nginx_clients
-    clients = []
+    clients: list[ClientRecord] = []
+    every = options.server_side_every
     for number, (route, url) in enumerate(routes):
-        server_side = options.server_side_every > 0 and number % options.server_side_every == (
-            options.server_side_every - 1
-        )
-        client = ChaosClient(f"c{number:02d}", url, channels, server_side)
-        client.route = route + (" server-side" if server_side else "")
-        clients.append(client)
+        server_side = every > 0 and number % every == every - 1
+        route += " server-side" if server_side else ""
+        clients.append(PythonClient(f"c{number:02d}", url, route, channels, server_side))
+    for number in range(options.js_clients):
+        if cluster.nginx is not None:
+            route, url = "nginx", cluster.nginx.ws_url
+        else:
+            index = number % len(cluster.nodes)
+            route, url = f"direct {cluster.nodes[index].name}", cluster.direct_url(index)
+        channel = channels[number % len(channels)]
+        clients.append(JsClient(f"j{number:02d}", url, f"{route} js", channel))
     return clients
 
 
 async def _catch_up(
-    clients: Sequence[ChaosClient], publishers: Sequence[Publisher], within: float
+    clients: Sequence[ClientRecord], publishers: Sequence[Publisher], within: float
 ) -> bool:
     """Wait until every client received each channel's last acknowledged publication."""
     last = {p.channel: p.acks[-1].n for p in publishers if p.acks}
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        if all(c.last.get(channel, 0) >= n for c in clients for channel, n in last.items()):
+        if all(
+            c.last[channel] >= n
+            for c in clients
+            for channel, n in last.items()
+            if channel in c.last
+        ):
             return True
         await asyncio.sleep(0.1)
     return False
