@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from pathlib import Path
 
@@ -57,6 +58,9 @@ def main() -> int:
     )
     parser.add_argument("--gap", type=float, nargs=2, default=(2.0, 6.0), metavar=("MIN", "MAX"))
     parser.add_argument("--logs", type=Path, help="keep node logs in this directory")
+    parser.add_argument(
+        "--dump", type=Path, help="write the faults, acknowledgements and client events (JSON)"
+    )
     args = parser.parse_args()
     kinds = tuple(kind for kind in args.faults.split(",") if kind)
     unknown = set(kinds) - set(FAULT_KINDS)
@@ -87,6 +91,8 @@ def main() -> int:
         runner = asyncio.run
     report = runner(run_chaos(options, args.logs.resolve() if args.logs else None))
     print(render(report))
+    if args.dump is not None:
+        args.dump.write_text(json.dumps(report.dump()))
     return 0 if report.ok else 1
 
 

@@ -135,7 +135,7 @@ class LogScan:
 
 _LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ([A-Z]+) (.*)$")
 _CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
-_VARYING = re.compile(r"\b[0-9a-f]{32}\b|127\.0\.0\.1:\d+")  # client ids, ports
+_VARYING = re.compile(r"\b[0-9a-f]{32}\b|127\.0\.0\.1:\d+|0x[0-9a-f]+")  # ids, ports
 
 
 def scan_log(name: str, text: str, scan: LogScan) -> None:

@@ -5,10 +5,12 @@ each node. Users never run it: it stands in for the network between them.
 
 Rule 1: bytes pass unchanged and in order; a side's EOF is passed on as a
 close after what it sent was written (so a WebSocket close frame arrives).
-Rule 2: ``cut()`` aborts every open link at once (both sides see a reset, as
-when a router drops the state); ``stall(seconds)`` stops moving bytes on every
+Rule 2: ``cut()`` resets every open link at once (both sides get a TCP RST,
+as when a router drops the state); ``stall(seconds)`` stops moving bytes on every
 link, open or new, for that long (the peers see silence, not an error);
-``partition(seconds)`` cuts, then refuses new links for that long.
+``partition(seconds)`` cuts, then for that long accepts new links only to reset
+them (what an L4 proxy or a load balancer with no live backend does); a link
+whose upstream cannot be reached is reset the same way.
 Rule 3: nothing here blocks the event loop; every pump stops with its link.
 """
 
@@ -17,8 +19,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import struct
 
 CHUNK = 65536
+
+
+def reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP reset (RST), not a FIN: SO_LINGER 0, then abort."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 class _Link:
@@ -32,7 +44,7 @@ class _Link:
 
     def abort(self) -> None:
         for writer in self.writers:
-            writer.transport.abort()
+            reset(writer)
 
 
 class LinkProxy:
@@ -102,16 +114,16 @@ class LinkProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.refusing:
-            writer.transport.abort()
+            reset(writer)
             return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         except OSError:
-            writer.transport.abort()  # upstream down: the client sees its connection fail
+            reset(writer)  # upstream down: the client sees its connection reset
             return
         if self.refusing:  # partitioned while connecting
-            up_writer.transport.abort()
-            writer.transport.abort()
+            reset(up_writer)
+            reset(writer)
             return
         self.accepted += 1
         link = _Link()

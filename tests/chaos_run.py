@@ -29,12 +29,15 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from tests.chaos_accounting import (
     Account,
     Ack,
+    Event,
+    Subscribed,
     account,
     check_acks,
     epoch_ranks,
@@ -143,6 +146,40 @@ class ChaosReport:
     caught_up: bool
     ack_problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    started: float = 0.0  # time.monotonic() when the faults' clock started
+
+    def dump(self) -> dict[str, Any]:
+        """Everything the accounting read, as JSON data (times relative to ``started``)."""
+
+        def event(e: Event) -> list[Any]:
+            if isinstance(e, Subscribed):
+                return [
+                    "sub",
+                    e.was_recovering,
+                    e.recovered,
+                    e.epoch,
+                    e.offset,
+                    e.at - self.started,
+                ]
+            return ["pub", e.n, e.offset]
+
+        return {
+            "faults": [
+                [d.started, d.fault.kind, d.fault.target, d.fault.seconds, d.note]
+                for d in self.faults
+            ],
+            "acks": {
+                p.channel: [[a.n, a.epoch, a.offset, a.at - self.started] for a in p.acks]
+                for p in self.publishers
+            },
+            "clients": {
+                r.client.name: {
+                    "route": r.route,
+                    "logs": {ch: [event(e) for e in log] for ch, log in r.client.logs.items()},
+                }
+                for r in self.clients
+            },
+        }
 
     @property
     def total(self) -> Account:
@@ -252,6 +289,7 @@ async def _run(options: ChaosOptions, workdir: Path) -> ChaosReport:
         caught_up=caught_up,
         ack_problems=problems,
         seconds=time.monotonic() - begun,
+        started=cluster.started,
     )
 
 

@@ -169,7 +169,10 @@ class _Shard:
                 delay = BACKOFF_MIN
                 log.info("redis %s: pub/sub connected", self.url)
                 await self._read(conn)
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, RuntimeError) as exc:
+                # RuntimeError: on uvloop, redis-py writing to a connection the peer reset
+                # right after accepting it (an L4 proxy with no backend) raises "the handler
+                # is closed". Uncaught, it ended this task: no pub/sub until a restart.
                 if was_live:
                     log.warning("redis %s: pub/sub connection lost: %s", self.url, exc)
             finally:
