@@ -26,11 +26,12 @@ CHUNK = 65536
 
 def reset(writer: asyncio.StreamWriter) -> None:
     """Close with a TCP reset (RST), not a FIN: SO_LINGER 0, then abort."""
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
+    transport = writer.transport
+    sock = transport.get_extra_info("socket")
+    if sock is not None and not transport.is_closing():
+        with contextlib.suppress(OSError, ValueError):  # ValueError: already closed (fd -1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.transport.abort()
+    transport.abort()
 
 
 class _Link:
@@ -146,11 +147,11 @@ class LinkProxy:
                     await flowing.wait()
                 writer.write(data)
                 await writer.drain()
-        except (OSError, asyncio.IncompleteReadError):
+        except Exception:
             link.abort()  # one side failed: the other sees a reset too
             return
         # EOF from this side: deliver what it sent, then close the other side.
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(Exception):
             writer.close()
             await writer.wait_closed()
         link.abort()
