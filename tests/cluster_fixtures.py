@@ -56,21 +56,29 @@ class Node:
         redis_addresses: Sequence[str],
         prefix: str,
         *,
+        cluster_seeds: str = "",
+        nats_url: str = "",
         config: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.port = free_port()
+        redis: dict[str, Any] = {"address": list(redis_addresses), "prefix": prefix}
+        if cluster_seeds:  # a Redis Cluster: engine.redis.cluster_address
+            redis = {"cluster_address": [cluster_seeds], "prefix": prefix}
         settings = merge(
             DEFAULT_CONFIG,
             {
                 "http_server": {"port": self.port},
                 "log": {"level": "warn"},
-                "engine": {
-                    "type": "redis",
-                    "redis": {"address": list(redis_addresses), "prefix": prefix},
-                },
+                "engine": {"type": "redis", "redis": redis},
             },
         )
+        if nats_url:  # the NATS broker in front of the Redis engine
+            settings["broker"] = {
+                "enabled": True,
+                "type": "nats",
+                "nats": {"url": nats_url, "prefix": prefix},
+            }
         if config:
             settings = merge(settings, config)  # the caller's keys win
         self.config_path = directory / f"{name}.json"

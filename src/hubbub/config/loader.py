@@ -30,7 +30,9 @@ from hubbub.config.backend import ChannelProxyConfig, ProxyGrpcOptions, ProxyOpt
 from hubbub.config.backend_checks import check_backend
 from hubbub.config.durations import parse_duration
 from hubbub.config.durations import show as _show
+from hubbub.config.engine_checks import check_broker, check_redis
 from hubbub.config.model import (
+    BrokerConfig,
     ChannelOptions,
     ClientConfig,
     Config,
@@ -39,12 +41,16 @@ from hubbub.config.model import (
     HttpServerConfig,
     LogConfig,
     Namespace,
+    NatsBrokerConfig,
     RedisConfig,
     RpcConfig,
     SubscriptionTokenConfig,
     TokenConfig,
+    UniWebSocketConfig,
     WebSocketConfig,
 )
+from hubbub.config.streams import check_streams
+from hubbub.config.transport import check_transport  # TLS and websocket.* (issue 10)
 from hubbub.errors import ConfigError
 
 __all__ = ["ENV_PREFIX", "LoadedConfig", "env_var_name", "load_config", "parse_duration"]
@@ -65,11 +71,10 @@ _TOKEN_IGNORED = _names("audience_regex issuer_regex user_id_claim")
 _IGNORED: dict[type, frozenset[str]] = {
     Config: _names(
         """admin prometheus health swagger debug opentelemetry graphite usage_stats
-        grpc_api consumers unified_proxy uni_websocket uni_sse uni_http_stream
-        uni_grpc sse http_stream webtransport emulation shutdown node broker
+        grpc_api consumers unified_proxy uni_grpc webtransport shutdown node
         presence_manager map_broker dev init pid_file enable_unreleased_features"""
     ),
-    HttpServerConfig: _names("tls tls_autocert tls_external internal_tls http3"),
+    HttpServerConfig: _names(""),
     HttpApiConfig: _names("handler_prefix external error_mode"),
     ClientConfig: _names(
         """connection_limit
@@ -85,21 +90,27 @@ _IGNORED: dict[type, frozenset[str]] = {
     ChannelProxyConfig: _names("subscribe_stream cache_empty state"),
     ChannelOptions: _names(
         """subscribe_stream_proxy_enabled subscribe_stream_proxy_name
-        subscribe_stream_proxy_bidirectional subscribe_stream_bidirectional delta_publish
-        allowed_delta_types allow_tags_filter batch_max_size batch_max_delay
-        batch_flush_latest"""
+        subscribe_stream_proxy_bidirectional subscribe_stream_bidirectional
+        allow_tags_filter batch_max_size batch_max_delay batch_flush_latest"""
     ),
     ProxyOptions: _names("emulated_headers"),
     ProxyGrpcOptions: _names("static_metadata"),
     RpcConfig: _names("ping ping_method"),
+    # Buffer sizes tune gorilla/websocket; hubbub's writes are not per-message
+    # (slow clients are cut by client.queue_max_size, not a write timeout).
     WebSocketConfig: _names(
-        """read_buffer_size write_buffer_size use_write_buffer_pool write_timeout
-        compression_level compression_min_size disabled handler_prefix"""
+        "read_buffer_size write_buffer_size use_write_buffer_pool write_timeout"
     ),
     LogConfig: _names("file"),
+    UniWebSocketConfig: _names(
+        """compression compression_min_size compression_level read_buffer_size
+        use_write_buffer_pool write_buffer_size write_timeout join_push_messages"""
+    ),
     EngineConfig: _names(""),
+    BrokerConfig: _names("name redis"),
+    NatsBrokerConfig: _names("write_timeout tls allow_wildcards"),
     RedisConfig: _names(
-        """cluster_address sentinel_address sentinel_master_name sentinel_user
+        """sentinel_address sentinel_master_name sentinel_user
         sentinel_password sentinel_client_name sentinel_tls tls client_name force_resp2
         presence_hash_field_ttl presence_user_mapping replica_client"""
     ),
@@ -112,11 +123,11 @@ def _ignored(cls: type) -> frozenset[str]:
 
 
 ENGINE_TYPES = ("memory", "redis")
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 _INT_RANGES: dict[str, tuple[int, int]] = {
     "http_server.port": (0, 65535),
     "engine.redis.db": (0, 15),
+    "websocket.compression_level": (-2, 9),  # zlib's levels, -2: Huffman only
 }
 _STR_LIST = tuple[str, ...]
 _NAMESPACES = tuple[Namespace, ...]
@@ -408,7 +419,9 @@ def _convert(tp: Any, value: object, key: str) -> object:
             raise ConfigError(key, f"expected a string, got {_show(value)}")
         return value
     if tp == _STR_LIST:
-        if key == "engine.redis.address" and isinstance(value, str):
+        if key in ("engine.redis.address", "engine.redis.cluster_address") and isinstance(
+            value, str
+        ):
             value = [value]  # Centrifugo takes one address as a string
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, f"expected a list of strings, got {_show(value)}")
@@ -501,47 +514,17 @@ def _validate(config: Config) -> list[str]:
         raise ConfigError(
             "engine.type", f'{_show(config.engine.type)} is unknown: use "memory" or "redis"'
         )
-    _check_redis(config.engine.redis)
+    check_redis(config.engine.redis)
+    check_broker(config)
     warnings = check_backend(config)
-
+    warnings += check_transport(config)  # TLS and websocket.* (issue 10)
+    warnings += check_streams(config)  # SSE, HTTP streaming, uni_*, deltas (issue 11)
     api = config.http_api
     if not api.key and not api.insecure and not api.disabled:
         warnings.append(
             "http_api.key is empty: the HTTP API rejects every request until you set it"
         )
     return warnings
-
-
-def _check_redis(redis: RedisConfig) -> None:
-    for i, address in enumerate(redis.address):
-        key = f"engine.redis.address[{i}]" if len(redis.address) > 1 else "engine.redis.address"
-        text = address.strip()
-        if "://" in text:
-            scheme, _, rest = text.partition("://")
-            if scheme not in _REDIS_SCHEMES:
-                raise ConfigError(
-                    key,
-                    f"expected redis://, rediss:// or unix:// (or host:port), got {_show(address)}",
-                )
-            if scheme == "unix":
-                continue
-            text = rest.rpartition("@")[2].partition("/")[0].partition("?")[0]
-            if text and ":" not in text:
-                continue  # a URL may leave the port out (6379)
-        host, colon, port = text.rpartition(":")
-        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(key, f"expected host:port or a redis:// URL, got {_show(address)}")
-    if len(set(redis.address)) != len(redis.address):
-        raise ConfigError("engine.redis.address", "lists the same address twice")
-    if not redis.prefix:
-        raise ConfigError("engine.redis.prefix", "must not be empty")
-    for key, value in (
-        ("engine.redis.connect_timeout", redis.connect_timeout),
-        ("engine.redis.io_timeout", redis.io_timeout),
-        ("engine.redis.presence_ttl", redis.presence_ttl),
-    ):
-        if value <= 0:
-            raise ConfigError(key, f"must be more than 0, got {value:g}s")
 
 
 def _check_options(options: ChannelOptions, path: str, global_meta_ttl: float) -> None:

@@ -59,6 +59,10 @@ class ChannelOptions:
     publish_proxy_name: str = DEFAULT_PROXY_NAME
     sub_refresh_proxy_enabled: bool = False
     sub_refresh_proxy_name: str = DEFAULT_PROXY_NAME
+    # Delta compression: the types subscribers may ask for ("fossil"), and whether
+    # every publication is published as a delta (else only API ``delta: true``).
+    allowed_delta_types: tuple[str, ...] = ()
+    delta_publish: bool = False
 
     @property
     def history_enabled(self) -> bool:
@@ -149,6 +153,51 @@ class ClientConfig:
     recovery_max_publication_limit: int = 300
 
 
+# --- TLS and WebSocket transport (issue 10) -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """``http_server.tls.*`` / ``http_server.internal_tls.*`` (Centrifugo v6 names).
+
+    Each ``*_pem`` value is raw PEM, base64 of PEM, or a file path
+    (``hubbub.config.tls`` resolves them). ``client_ca_pem`` makes the listener
+    require client certificates signed by it (mutual TLS); ``server_ca_pem``,
+    ``insecure_skip_verify`` and ``server_name`` only concern TLS clients.
+    """
+
+    enabled: bool = False
+    cert_pem: str = ""
+    key_pem: str = ""
+    server_ca_pem: str = ""
+    client_ca_pem: str = ""
+    insecure_skip_verify: bool = False
+    server_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsAutocertConfig:
+    """``http_server.tls_autocert.*``: ACME certificates, which hubbub refuses to fake."""
+
+    enabled: bool = False
+    host_whitelist: tuple[str, ...] = ()
+    cache_dir: str = ""
+    email: str = ""
+    server_name: str = ""
+    http: bool = False
+    http_addr: str = ":80"
+
+
+@dataclass(frozen=True, slots=True)
+class Http3Config:
+    """``http_server.http3.*``: HTTP/3, which hubbub does not serve (refused if enabled)."""
+
+    enabled: bool = False
+
+
+# --- end of the TLS and WebSocket transport block ----------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class HttpServerConfig:
     """``http_server.*``."""
@@ -164,6 +213,12 @@ class HttpServerConfig:
     # Limits
     max_header_count: int = 64
     max_header_size: int = 8190  # bytes of one header line
+    # TLS (issue 10): the public port, and the internal one unless tls_external
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    tls_external: bool = False  # TLS on the public port only
+    internal_tls: TlsConfig = field(default_factory=TlsConfig)  # its own, when enabled
+    tls_autocert: TlsAutocertConfig = field(default_factory=TlsAutocertConfig)
+    http3: Http3Config = field(default_factory=Http3Config)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,10 +232,71 @@ class HttpApiConfig:
 
 @dataclass(frozen=True, slots=True)
 class WebSocketConfig:
-    """``websocket.*``."""
+    """``websocket.*`` (Centrifugo v6 names)."""
 
-    message_size_limit: int = 65536
+    disabled: bool = False  # no WebSocket endpoint at all
+    handler_prefix: str = "/connection/websocket"
+    # Limits
+    message_size_limit: int = 65536  # bytes of one received message, on the wire
+    # bytes of a compressed message once inflated; 0: 10 x message_size_limit
+    decompressed_message_size_limit: int = 0
+    # permessage-deflate (RFC 7692)
     compression: bool = False
+    compression_min_size: int = 0  # shorter messages go out uncompressed
+    compression_level: int = 1  # zlib: 1 fastest .. 9 best, 0 stored, -1 default, -2 Huffman only
+
+
+@dataclass(frozen=True, slots=True)
+class HttpStreamConfig:
+    """``http_stream.*``: bidirectional emulation, server-to-client as a streamed POST."""
+
+    enabled: bool = False
+    handler_prefix: str = "/connection/http_stream"
+    max_request_body_size: int = 65536  # the connect request
+
+
+@dataclass(frozen=True, slots=True)
+class SseConfig:
+    """``sse.*``: bidirectional emulation, server-to-client as Server-Sent Events."""
+
+    enabled: bool = False
+    handler_prefix: str = "/connection/sse"
+    max_request_body_size: int = 65536  # the connect request (``cf_connect`` or a POST body)
+
+
+@dataclass(frozen=True, slots=True)
+class EmulationConfig:
+    """``emulation.*``: where emulated clients send their commands."""
+
+    handler_prefix: str = "/emulation"
+    max_request_body_size: int = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class UniWebSocketConfig:
+    """``uni_websocket.*``: a WebSocket the client only reads (bare pushes)."""
+
+    enabled: bool = False
+    handler_prefix: str = "/connection/uni_websocket"
+    message_size_limit: int = 65536  # the connect request, the only message read
+
+
+@dataclass(frozen=True, slots=True)
+class UniSseConfig:
+    """``uni_sse.*``: Server-Sent Events for clients without an SDK (EventSource)."""
+
+    enabled: bool = False
+    handler_prefix: str = "/connection/uni_sse"
+    max_request_body_size: int = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class UniHttpStreamConfig:
+    """``uni_http_stream.*``: newline-delimited JSON pushes answering a POST."""
+
+    enabled: bool = False
+    handler_prefix: str = "/connection/uni_http_stream"
+    max_request_body_size: int = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +323,9 @@ class RedisConfig:
     # "host:port" or a redis:// (rediss://, unix://) URL; several: channels are
     # spread over them (client-side sharding). Empty: 127.0.0.1:6379.
     address: tuple[str, ...] = ()
+    # Redis Cluster: each entry one cluster, as comma-separated seed "host:port"s;
+    # several: channels are spread over the clusters. Takes precedence over address.
+    cluster_address: tuple[str, ...] = ()
     prefix: str = "hubbub"  # of every key and Redis channel
     db: int = 0
     user: str = ""
@@ -226,6 +345,28 @@ class EngineConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NatsBrokerConfig:
+    """``broker.nats.*``: the NATS server the nodes publish through."""
+
+    url: str = "nats://127.0.0.1:4222"
+    prefix: str = "centrifugo"  # of every subject
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    """``broker.*`` (Centrifugo v6): a separate PUB/SUB broker, used only when enabled.
+
+    With ``type = "nats"``, channels without history (and join/leave, control)
+    travel through NATS; history, channels with history and presence stay with
+    the engine.
+    """
+
+    enabled: bool = False
+    type: str = ""
+    nats: NatsBrokerConfig = field(default_factory=NatsBrokerConfig)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; every part has a working default."""
 
@@ -234,8 +375,15 @@ class Config:
     client: ClientConfig = field(default_factory=ClientConfig)
     channel: ChannelConfig = field(default_factory=ChannelConfig)
     websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
+    http_stream: HttpStreamConfig = field(default_factory=HttpStreamConfig)
+    sse: SseConfig = field(default_factory=SseConfig)
+    emulation: EmulationConfig = field(default_factory=EmulationConfig)
+    uni_websocket: UniWebSocketConfig = field(default_factory=UniWebSocketConfig)
+    uni_sse: UniSseConfig = field(default_factory=UniSseConfig)
+    uni_http_stream: UniHttpStreamConfig = field(default_factory=UniHttpStreamConfig)
     rpc: RpcConfig = field(default_factory=RpcConfig)
     log: LogConfig = field(default_factory=LogConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
     proxies: tuple[NamedProxy, ...] = ()  # named proxies for namespaces and client events
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)

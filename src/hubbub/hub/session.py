@@ -1,9 +1,11 @@
 """One client connection inside the hub: its identity, subscriptions and lifecycle.
 
-Rule 1: a session runs its commands one at a time, in the order they arrived;
-each command's outcome is decided in ``_run`` alone and is exactly one of: a
-reply (the handler's ``Answer``, queued here), an error reply (ClientError, or
-error 100 for anything unexpected), a close (DisconnectRequest), or nothing
+Rule 1: a session runs its commands one at a time, in the order they arrived
+(the one exception, publishes overlapping on a pipelined engine with replies
+still in arrival order, is hub/inflight.py); each command's outcome is decided
+in ``_run`` alone and is exactly one of: a reply (the handler's ``Answer``,
+queued here), an error reply (ClientError, or error 100 for anything
+unexpected), a close (DisconnectRequest), or nothing
 (``send``, or a session that closed meanwhile). Handlers never write replies,
 so a command cannot be answered twice.
 Rule 2: what must follow a reply in the same loop turn (a subscription going
@@ -18,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -29,12 +33,13 @@ from hubbub.auth.channels import Channel
 from hubbub.codes import Disconnect, DisconnectInfo, Error, ErrorInfo, UnsubscribeInfo
 from hubbub.engines.base import EngineUnavailable
 from hubbub.errors import ClientError, DisconnectRequest, HubbubError
+from hubbub.hub.inflight import InFlight, held_output
 from hubbub.hub.limits import CommandRate
 from hubbub.hub.timers import Timer
 from hubbub.hub.transport import Shared, Transport
 from hubbub.protocol import ClientProtocol, ProtocolViolation, Received, State
-from hubbub.protocol.codec import encode_error, encode_reply
-from hubbub.protocol.messages import NO_DATA, ClientInfo, Result
+from hubbub.protocol.codec import JSON, Codec
+from hubbub.protocol.messages import NO_DATA, ClientInfo, Push, Result
 
 if TYPE_CHECKING:
     from hubbub.hub.hub import Hub
@@ -61,6 +66,8 @@ class Subscription:
     positioned: bool = False
     push_join_leave: bool = False
     server_side: bool = False
+    delta: bool = False  # delta compression agreed (hub/deltas.py)
+    delta_ready: bool = False  # it holds a payload sent live: the next may be a patch
     expire_at: float = 0.0  # unix seconds; 0: no expiry (subscription token exp)
     state: SubState = SubState.JOINING
     epoch: str = ""  # the stream epoch the subscribe reply gave
@@ -120,29 +127,52 @@ class Session:
     __slots__ = (
         "client_id",
         "closed",
+        "codec",
         "conn_info",
+        "emulation",
         "expire_at",
         "expiry_timer",
         "heartbeat_timer",
         "hub",
+        "inflight",
         "leaving",
         "meta",
         "name",
         "protocol",
         "rate",
         "remote",
+        "session_id",
         "subscriptions",
         "transport",
+        "unidirectional",
         "user",
         "version",
     )
 
-    def __init__(self, hub: Hub, client_id: str, transport: Transport) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        client_id: str,
+        transport: Transport,
+        *,
+        codec: Codec = JSON,
+        emulation: bool = False,
+        unidirectional: bool = False,
+    ) -> None:
         self.hub = hub
         self.client_id = client_id
         self.transport = transport
         self.remote = transport.remote  # kept after close, for logs and hooks
-        self.protocol = ClientProtocol()
+        self.codec = codec  # how everything sent to this client is encoded
+        # Commands come over separate HTTP requests (/emulation): the connect result
+        # carries ``session`` and ``node`` so that they find this session.
+        self.emulation = emulation
+        # The client sends no commands (uni_* transports): pushes only, no pongs.
+        self.unidirectional = unidirectional
+        # Emulation requests name their session by this (a secret: the client id is
+        # shown to others in presence and publication info); "" for WebSockets.
+        self.session_id = uuid.uuid4().hex if emulation or unidirectional else ""
+        self.protocol = ClientProtocol(codec)
         self.user = ""
         self.conn_info: msgspec.Raw | None = None
         self.meta: msgspec.Raw | None = None
@@ -154,6 +184,7 @@ class Session:
         # of the same channel waits for its predecessor's (the entries share a key).
         self.leaving: dict[str, list[asyncio.Task[None]]] | None = None
         self.closed = False
+        self.inflight: InFlight | None = None  # publishes in flight together (made on use)
         self.heartbeat_timer: Timer | None = None  # stale check, then ping/pong
         self.expiry_timer: Timer | None = None  # the connection token's expiry check
         limits = hub.config.client
@@ -194,15 +225,32 @@ class Session:
                     self.close(Disconnect.TOO_MANY_REQUESTS)
                     return
                 if received.command.id:
-                    self.send(encode_error(received.command.id, Error.TOO_MANY_REQUESTS))
+                    if self.inflight:
+                        await self.inflight.drain()  # replies in arrival order
+                    self.send(self.codec.error(received.command.id, Error.TOO_MANY_REQUESTS))
                 if received.method == "connect":
                     self.protocol.reject_connect()
                     return
                 continue
+            # --- overlapping publishes (hub/inflight.py): the one exception to Rule 1's
+            # "one at a time"; anything else first waits for them.
+            if received.method == "publish" and self._may_overlap():
+                if self.inflight is None:
+                    self.inflight = InFlight()
+                await self.inflight.start(self, functools.partial(self._run, received))
+                continue
+            if self.inflight:
+                await self.inflight.drain()
+            # ---
             await self._run(received)
             if received.method == "connect" and not self.connected:
                 # The connect failed: what followed it in the frame has no connection.
                 return
+
+    def _may_overlap(self) -> bool:
+        hub = self.hub
+        # No publish hook or proxy: their awaits could reorder a connection's publishes.
+        return hub.engine.pipelined and hub.hooks.publish is None and not hub.decisions.proxies.any
 
     async def _run(self, received: Received) -> None:
         """Run one command and give it its one outcome (Rule 1)."""
@@ -230,7 +278,7 @@ class Session:
         if answer is None:
             return
         if command_id:
-            self.send(encode_reply(command_id, answer.method, answer.result))
+            self.send(self.codec.reply(command_id, answer.method, answer.result))
         if answer.then is not None:
             follow_up = answer.then()
             if follow_up is not None:
@@ -248,15 +296,30 @@ class Session:
     def _refused(self, method: str, command_id: int, error: ErrorInfo) -> None:
         if method == "connect":
             self.protocol.reject_connect()
+            if self.unidirectional:
+                # Such a client reads pushes only, never an error reply: as in
+                # Centrifugo, a refused connect closes it with 3004.
+                log.info("client %s: connect refused: %s", self.client_id, error.message)
+                self.close(Disconnect.SERVER_ERROR)
+                return
         if command_id:
-            self.send(encode_error(command_id, error))
+            self.send(self.codec.error(command_id, error))
 
     # --- output ----------------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
         """Queue an encoded reply or push; it goes out with this loop turn's flush."""
         if not self.closed:
+            held = held_output(self)  # a publish in flight: its reply waits its turn
+            if held is not None:
+                held.append(data)
+                return
             self.hub.delivery.send(self, data)
+
+    def push(self, push: Push) -> None:
+        """Encode ``push`` with this session's codec and queue it."""
+        if not self.closed:
+            self.hub.delivery.send(self, self.codec.push(push))
 
     def close(self, disconnect: DisconnectInfo, *, flush: bool = True) -> None:
         """Close with ``disconnect``: pending output first (unless slow), then the close frame."""

@@ -4,7 +4,9 @@ Rule: transport problems get HTTP statuses (401 no or wrong key, 404 unknown
 method, 400 a body that is not valid JSON of the method's shape, 413 too big);
 a well-formed request the hub refuses gets HTTP 200 with
 ``{"error": {"code", "message"}}``, like Centrifugo, so ``cent`` raises its
-API error. Success is ``{"result": {...}}``.
+API error. Success is ``{"result": {...}}``. ``HttpApi.admit`` and
+``HttpApi.answer`` are the API without a web framework: the aiohttp route
+(``handle``) and the ASGI application (hubbub.asgi) both go through them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import fnmatch
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -34,15 +37,15 @@ MAX_BODY = 10 * 1024 * 1024
 _CHUNK = 65536
 
 
-async def _read_body(request: web.Request) -> bytes:
-    """The request body, at most MAX_BODY bytes (413 beyond, before reading it all)."""
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
+async def read_body(request: web.Request, limit: int = MAX_BODY) -> bytes:
+    """The request body, at most ``limit`` bytes (413 beyond, before reading it all)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     body = bytearray()
     while chunk := await request.content.read(_CHUNK):
         body += chunk
-        if len(body) > MAX_BODY:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(body))
+        if len(body) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
     return bytes(body)
 
 
@@ -55,6 +58,7 @@ class PublishParams(msgspec.Struct):
     skip_history: bool = False
     tags: dict[str, str] | None = None
     idempotency_key: str = ""
+    delta: bool = False  # delta subscribers may get it as a patch (hub/deltas.py)
 
 
 class BroadcastParams(msgspec.Struct):
@@ -63,6 +67,7 @@ class BroadcastParams(msgspec.Struct):
     skip_history: bool = False
     tags: dict[str, str] | None = None
     idempotency_key: str = ""
+    delta: bool = False
 
 
 class ChannelParams(msgspec.Struct):
@@ -143,6 +148,19 @@ def _decode(raw: msgspec.Raw | bytes, shape: type[Any]) -> Any:
         raise BadParams("JSON nested too deep") from None
 
 
+@dataclass(frozen=True, slots=True)
+class ApiAnswer:
+    """An HTTP response of the API, whatever serves it."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+    @classmethod
+    def refusal(cls, status: int, text: str) -> ApiAnswer:
+        return cls(status, (text + "\n").encode(), "text/plain; charset=utf-8")
+
+
 class HttpApi:
     """The API methods of one hub, dispatched by name."""
 
@@ -167,30 +185,52 @@ class HttpApi:
     # --- HTTP boundary ---------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.Response:
+        """The aiohttp route: ``POST /api/{method}``."""
+        admitted = self.admit(
+            request.match_info["method"], request.headers.get, request.content_length
+        )
+        if isinstance(admitted, ApiAnswer):
+            answer = admitted
+        else:
+            answer = await self.answer(admitted, await read_body(request))
+        return web.Response(
+            status=answer.status, body=answer.body, headers={"Content-Type": answer.content_type}
+        )
+
+    def admit(
+        self, method: str, header: Callable[[str], str | None], content_length: int | None
+    ) -> Handler | ApiAnswer:
+        """The handler of ``method`` if the request may run, else the refusal;
+        decided before the body is read. ``header(name)``: a request header."""
         config = self.hub.config.http_api
         if config.disabled:
-            raise web.HTTPNotFound(text="http api is disabled\n")
-        if not config.insecure and not self._authorized(request):
-            raise web.HTTPUnauthorized(text="missing or wrong X-API-Key\n")
-        handler = self._methods.get(request.match_info["method"])
+            return ApiAnswer.refusal(404, "http api is disabled")
+        if not config.insecure and not self._authorized(header):
+            return ApiAnswer.refusal(401, "missing or wrong X-API-Key")
+        handler = self._methods.get(method)
         if handler is None:
-            raise web.HTTPNotFound(text="unknown api method\n")
-        body = await _read_body(request)
+            return ApiAnswer.refusal(404, "unknown api method")
+        if content_length is not None and content_length > MAX_BODY:
+            return ApiAnswer.refusal(413, f"the body is over {MAX_BODY} bytes")
+        return handler
+
+    async def answer(self, handler: Handler, body: bytes) -> ApiAnswer:
+        """Run an admitted call with its body."""
         try:
             reply = await self._call(handler, msgspec.Raw(body or b"{}"))
         except BadParams as exc:
-            raise web.HTTPBadRequest(text=f"bad request: {exc}\n") from exc
+            return ApiAnswer.refusal(400, f"bad request: {exc}")
         if handler == self.batch and "result" in reply:
             reply = reply["result"]  # Centrifugo answers a batch with {"replies": [...]} itself
-        return web.Response(body=msgspec.json.encode(reply), content_type="application/json")
+        return ApiAnswer(200, msgspec.json.encode(reply))
 
-    def _authorized(self, request: web.Request) -> bool:
+    def _authorized(self, header: Callable[[str], str | None]) -> bool:
         expected = self.hub.config.http_api.key
         if not expected:
             return False
-        given = request.headers.get("X-API-Key", "")
+        given = header("X-API-Key") or ""
         if not given:
-            auth = request.headers.get("Authorization", "")
+            auth = header("Authorization") or ""
             if auth.lower().startswith("apikey "):
                 given = auth[7:].strip()
         # Constant time: the comparison must not tell how much of the key matched.
@@ -215,7 +255,12 @@ class HttpApi:
     async def publish(self, body: msgspec.Raw) -> dict[str, Any]:
         params: PublishParams = _decode(body, PublishParams)
         return await self._publish_one(
-            params.channel, params.data, params.skip_history, params.tags, params.idempotency_key
+            params.channel,
+            params.data,
+            params.skip_history,
+            params.tags,
+            params.idempotency_key,
+            params.delta,
         )
 
     async def _publish_one(
@@ -225,13 +270,14 @@ class HttpApi:
         skip_history: bool,
         tags: dict[str, str] | None,
         idempotency_key: str,
+        delta: bool = False,
     ) -> dict[str, Any]:
         if not data:
             raise ClientError(Error.BAD_REQUEST, "data required")
         resolved = self.hub.channel_rules.resolve(channel)
         result = await self.hub.publish_publication(
             resolved,
-            Publication(data=compact_json(data), tags=tags or None),
+            Publication(data=compact_json(data), tags=tags or None, delta=delta),
             skip_history=skip_history,
             idempotency_key=idempotency_key,
         )
@@ -244,7 +290,12 @@ class HttpApi:
         for channel in params.channels:
             try:
                 result = await self._publish_one(
-                    channel, params.data, params.skip_history, params.tags, params.idempotency_key
+                    channel,
+                    params.data,
+                    params.skip_history,
+                    params.tags,
+                    params.idempotency_key,
+                    params.delta,
                 )
                 responses.append({"result": result})
             except ClientError as exc:
@@ -291,7 +342,7 @@ class HttpApi:
     async def channels(self, body: msgspec.Raw) -> dict[str, Any]:
         params: ChannelsParams = _decode(body, ChannelsParams)
         pattern = params.pattern
-        counts = self.hub.channel_counts()
+        counts = await self.hub.control.channel_counts()  # every node's
         return {
             "channels": {
                 name: {"num_clients": count}
@@ -302,7 +353,7 @@ class HttpApi:
 
     async def info(self, body: msgspec.Raw) -> dict[str, Any]:
         _decode(body, EmptyParams)
-        return {"nodes": [self.hub.stats()]}
+        return {"nodes": [msgspec.to_builtins(node) for node in self.hub.control.nodes()]}
 
     async def disconnect(self, body: msgspec.Raw) -> dict[str, Any]:
         params: UserDisconnectParams = _decode(body, UserDisconnectParams)
@@ -312,7 +363,7 @@ class HttpApi:
             if not (3000 <= code <= 4999):
                 raise ClientError(Error.BAD_REQUEST, "disconnect code must be 3000..4999")
             reason = disconnect_info(code, params.disconnect.reason)
-        self.hub.disconnect_user(
+        await self.hub.control.disconnect_user(
             params.user, reason, client=params.client, whitelist=params.whitelist or ()
         )
         return {}
@@ -320,12 +371,12 @@ class HttpApi:
     async def unsubscribe(self, body: msgspec.Raw) -> dict[str, Any]:
         params: UserChannelParams = _decode(body, UserChannelParams)
         self.hub.channel_rules.resolve(params.channel)
-        self.hub.unsubscribe_user(params.user, params.channel, client=params.client)
+        await self.hub.control.unsubscribe_user(params.user, params.channel, client=params.client)
         return {}
 
     async def subscribe(self, body: msgspec.Raw) -> dict[str, Any]:
         params: UserSubscribeParams = _decode(body, UserSubscribeParams)
-        await self.hub.subscribe_user(
+        await self.hub.control.subscribe_user(
             params.user,
             params.channel,
             client=params.client,
@@ -337,7 +388,7 @@ class HttpApi:
 
     async def refresh(self, body: msgspec.Raw) -> dict[str, Any]:
         params: RefreshParams = _decode(body, RefreshParams)
-        self.hub.refresh_user(
+        await self.hub.control.refresh_user(
             params.user, client=params.client, expired=params.expired, expire_at=params.expire_at
         )
         return {}

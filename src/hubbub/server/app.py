@@ -1,14 +1,21 @@
 """Wiring only: the aiohttp applications, their routes, and the hub's lifecycle.
 
 Routes (on one port, unless ``http_server.internal_port`` splits them):
-    GET  /connection/websocket   the client protocol                  (public)
+    GET  /connection/websocket   the client protocol (``websocket.handler_prefix``;
+                                 none with ``websocket.disabled``)   (public)
+    /connection/http_stream, /connection/sse, /emulation, /connection/uni_sse,
+    /connection/uni_http_stream  when enabled (server/streams.py)     (public)
     GET  /                       the demo chat page                   (public)
     POST /api/<method>           the server HTTP API (X-API-Key)      (internal port if set)
     GET  /health                 200 {} while the node serves         (both)
+    GET  /ready                  200 {} when the engine is reachable, else 503 (both)
 
 ``attach`` adds them to an application the user already has; ``create_app``
-makes a new one. The application that owns the hub starts it and, on
-shutdown, disconnects every client with 3001 so they reconnect elsewhere.
+makes a new one. The WebSocket route is the endpoint's aiohttp door
+(websocket.py): hubbub takes each upgraded connection over from aiohttp. The
+application that owns the hub starts it and, on shutdown, disconnects every
+client with 3001 so they reconnect elsewhere, then waits (bounded) for their
+close handshakes.
 ``runner_options`` turns ``http_server`` limits into aiohttp server options.
 """
 
@@ -22,9 +29,11 @@ from aiohttp import web
 from hubbub.config.model import HttpServerConfig
 from hubbub.hub.hub import Hub
 from hubbub.server.api import HttpApi
-from hubbub.server.keys import HUB_KEY
+from hubbub.server.keys import ENDPOINT_KEY, HUB_KEY
 from hubbub.server.logs import quiet_peer_errors
-from hubbub.server.websocket import websocket_handler
+from hubbub.server.streams import Streams
+from hubbub.server.websocket import WebSocketEndpoint
+from hubbub.server.wsconn import SHUTDOWN_GRACE
 
 DEMO_PAGE = "demo.html"
 
@@ -42,11 +51,19 @@ def attach(
     """Serve ``hub`` from ``app`` (an existing aiohttp application) under ``prefix``."""
     quiet_peer_errors()
     app[HUB_KEY] = hub
+    endpoint = app[ENDPOINT_KEY] = WebSocketEndpoint(hub)
+    if websocket and not hub.config.websocket.disabled:
+        app.router.add_get(prefix + endpoint.path, endpoint.handle)
+    if websocket and hub.config.uni_websocket.enabled:
+        uni = hub.config.uni_websocket.handler_prefix
+        app.router.add_get(prefix + uni, endpoint.handle_unidirectional)
     if websocket:
-        app.router.add_get(f"{prefix}/connection/websocket", websocket_handler)
+        # SSE, HTTP streaming, /emulation and the uni_* streams, each when enabled.
+        Streams(hub).add_routes(app, prefix)
     if api:
         app.router.add_post(prefix + "/api/{method}", HttpApi(hub).handle)
     app.router.add_get(f"{prefix}/health", _health)
+    app.router.add_get(f"{prefix}/ready", _ready)
     if demo:
         app.router.add_get(f"{prefix}/", _demo_page)
     if owns_hub:
@@ -56,6 +73,7 @@ def attach(
 
         async def close_hub(_: web.Application) -> None:
             await hub.close()
+            await endpoint.wait_closed(SHUTDOWN_GRACE)
 
         app.on_startup.append(start_hub)
         app.on_shutdown.append(close_hub)
@@ -93,6 +111,13 @@ def runner_options(server: HttpServerConfig) -> dict[str, Any]:
 
 async def _health(_: web.Request) -> web.Response:
     return web.json_response({})
+
+
+async def _ready(request: web.Request) -> web.Response:
+    """Readiness: a node whose engine (Redis) cannot be reached should get no traffic."""
+    if request.app[HUB_KEY].engine.available:
+        return web.json_response({})
+    return web.json_response({"error": "engine unavailable"}, status=503)
 
 
 async def _demo_page(_: web.Request) -> web.Response:

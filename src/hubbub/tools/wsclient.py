@@ -9,7 +9,15 @@ decoded as JSON. Dialects:
 * ``centrifugo``: JSON client protocol v2 (``{}`` pings answered, replies by id);
 * ``text``: a bare WebSocket, every text frame is a message;
 * ``socketio``: Engine.IO v4 / Socket.IO v5 over WebSocket (``2`` ping -> ``3``,
-  ``42["m","..."]`` events).
+  ``42["m","..."]`` events);
+* ``protobuf``: the Protobuf client protocol (binary frames; ``format=protobuf``
+  in the query), for subscribers: publications are counted by the ``"@`` that
+  starts their JSON data (a lone ``@`` byte may be a length in binary framing).
+
+``Target(..., compress=True)`` offers permessage-deflate (the codec of
+``hubbub.websocket.deflate``, client role); compressed frames are inflated
+before they are counted. Every connection counts the bytes it received on the
+wire (``wire_bytes``), so runs with and without compression compare.
 """
 
 from __future__ import annotations
@@ -24,11 +32,21 @@ import time
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from hubbub.protocol.protobuf import PROTOBUF, decode_replies, encode_command
 from hubbub.tools.histogram import Histogram
+from hubbub.websocket.deflate import (
+    ClientOffer,
+    NegotiationError,
+    PerMessageDeflate,
+    accept_response,
+)
+from hubbub.websocket.frames import FrameError, build_frame
 
 MARK = b"@"
 SAMPLE_RE = re.compile(rb"@(\d+),(\d+),(\d+),")
-DIALECTS = ("centrifugo", "text", "socketio")
+DIALECTS = ("centrifugo", "text", "socketio", "protobuf")
+#: What starts a publication's data in a binary (Protobuf) frame.
+BINARY_MARK = b'"@'
 
 
 def now_us() -> int:
@@ -36,17 +54,13 @@ def now_us() -> int:
     return time.monotonic_ns() // 1000
 
 
-def client_frame(payload: bytes, opcode: int = 1) -> bytes:
-    """A masked frame (clients must mask); the all-zero key keeps masking free."""
-    n = len(payload)
-    first = 0x80 | opcode
-    if n < 126:
-        header = struct.pack("!BB", first, 0x80 | n)
-    elif n < 65536:
-        header = struct.pack("!BBH", first, 0x80 | 126, n)
-    else:
-        header = struct.pack("!BBQ", first, 0x80 | 127, n)
-    return header + b"\x00\x00\x00\x00" + payload
+ZERO_KEY = b"\x00\x00\x00\x00"
+
+
+def client_frame(payload: bytes, opcode: int = 1, *, mask_key: bytes = ZERO_KEY) -> bytes:
+    """A masked frame from the codec (clients must mask); the default all-zero key
+    keeps masking free for the load generator (``mask_key=None``: a random one)."""
+    return build_frame(payload, opcode=opcode, mask_key=mask_key)
 
 
 class SeqTracker:
@@ -76,7 +90,8 @@ class SeqTracker:
 class Target:
     """Where to connect: host, port, path (with query) and the dialect."""
 
-    def __init__(self, url: str, dialect: str) -> None:
+    def __init__(self, url: str, dialect: str, *, compress: bool = False) -> None:
+        self.compress = compress  # offer permessage-deflate
         parts = urlsplit(url)
         if parts.scheme not in ("ws", "http"):
             raise ValueError(f"only ws:// URLs are supported, got {url!r}")
@@ -87,6 +102,8 @@ class Target:
             path = "/socket.io/"
         if dialect == "socketio" and "EIO=" not in parts.query:
             query = "EIO=4&transport=websocket" + (f"&{parts.query}" if parts.query else "")
+        elif dialect == "protobuf":
+            query = "format=protobuf" + (f"&{parts.query}" if parts.query else "")
         else:
             query = parts.query
         self.path = path + (f"?{query}" if query else "")
@@ -119,22 +136,30 @@ class BenchConnection(asyncio.Protocol):
         self.frames = 0  # text frames received
         self.replies = 0  # protocol replies seen (centrifugo dialect)
         self.reply_errors = 0
+        self.rate_limited = 0  # of which error 111 (too many requests)
+        self.first_error: bytes | None = None  # the first error reply, for the report
+        # A publisher that also subscribes gets its replies in frames with publications:
+        # only such a connection looks for replies there (subscribers never do).
+        self.replies_with_pushes = False
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.waiter: asyncio.Future[bytes] | None = None  # next text frame (plain echo)
         self.listeners: list[asyncio.Event] = []  # woken on every received chunk
         self.close_code: int | None = None
         self._next_id = 1
+        self.wire_bytes = 0  # bytes received on the wire, headers and compression included
+        self.deflate: PerMessageDeflate | None = None  # agreed in the handshake
 
     # -- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         key = base64.b64encode(os.urandom(16)).decode()
         target = self.target
+        offer = f"Sec-WebSocket-Extensions: {ClientOffer().header()}\r\n" if target.compress else ""
         self.transport.write(
             (
                 f"GET {target.path} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
                 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
             ).encode()
         )
 
@@ -153,6 +178,7 @@ class BenchConnection(asyncio.Protocol):
             event.set()
 
     def data_received(self, data: bytes) -> None:
+        self.wire_bytes += len(data)
         buf = self.buffer
         if buf or not self.handshaken:
             buf += data
@@ -164,6 +190,7 @@ class BenchConnection(asyncio.Protocol):
         pos = 0
         size = len(data)
         while size - pos >= 2:
+            compressed = data[pos] & 0x40
             opcode = data[pos] & 0x0F
             length = data[pos + 1] & 0x7F
             head = 2
@@ -181,19 +208,30 @@ class BenchConnection(asyncio.Protocol):
             if size - start < length:
                 break
             pos = start + length
-            if opcode == 1:
+            if compressed and self.deflate is not None:
+                self._inflated(opcode, data[start:pos])
+            elif opcode == 1:
                 self.frames += 1
                 marks = data.count(MARK, start, pos)  # no copy of the payload to count
                 if marks:
                     self.marks += marks
                     if self.latency is not None:
                         self._sample(data[start:pos])
-                    if self.pending:
+                    if self.pending or self.replies_with_pushes:
                         self._replies(data[start:pos])
                     elif self.waiter is not None and not self.waiter.done():
                         self.waiter.set_result(data[start:pos])
                 else:
                     self._control_text(data[start:pos])
+            elif opcode == 2:  # the Protobuf protocol
+                self.frames += 1
+                marks = data.count(BINARY_MARK, start, pos)
+                if marks:
+                    self.marks += marks
+                    if self.latency is not None:
+                        self._sample(data[start:pos])
+                if self.pending or not marks:
+                    self._control_binary(data[start:pos])
             elif opcode == 9:  # ping -> pong
                 self._write(client_frame(data[start:pos], 10))
             elif opcode == 8:
@@ -206,6 +244,45 @@ class BenchConnection(asyncio.Protocol):
         for event in self.listeners:
             event.set()
 
+    def _inflated(self, opcode: int, payload: bytes) -> None:
+        """A compressed frame (hubbub's frames are never fragmented): inflate, then count."""
+        assert self.deflate is not None
+        try:
+            text = self.deflate.decompress(payload)
+        except FrameError as exc:
+            self.close_code = exc.code
+            self.abort()
+            return
+        if opcode != 1:
+            return
+        self.frames += 1
+        marks = text.count(MARK)
+        if marks:
+            self.marks += marks
+            if self.latency is not None:
+                self._sample(text)
+            if self.pending:
+                self._replies(text)
+            elif self.waiter is not None and not self.waiter.done():
+                self.waiter.set_result(text)
+        else:
+            self._control_text(text)
+
+    def _agree(self, head: bytes) -> bool:
+        """permessage-deflate from the 101's headers; False if the answer is illegal."""
+        values = [
+            line.split(":", 1)[1].strip()
+            for line in head.decode("latin-1").split("\r\n")[1:]
+            if line.lower().startswith("sec-websocket-extensions:")
+        ]
+        try:
+            params = accept_response(values, ClientOffer()) if self.target.compress else None
+        except NegotiationError as exc:
+            self.ready.set_exception(ConnectionError(f"bad permessage-deflate answer: {exc}"))
+            return False
+        self.deflate = PerMessageDeflate(params, server=False) if params is not None else None
+        return True
+
     def _handshake(self, buf: bytearray) -> bool:
         """Consume the 101 response from ``buf``; False while incomplete or refused."""
         end = buf.find(b"\r\n\r\n")
@@ -214,6 +291,10 @@ class BenchConnection(asyncio.Protocol):
         if not buf.startswith(b"HTTP/1.1 101"):
             status = bytes(buf[: buf.find(b"\r\n")]).decode("latin-1")
             self.ready.set_exception(ConnectionError(f"handshake refused: {status}"))
+            assert self.transport is not None
+            self.transport.close()
+            return False
+        if not self._agree(bytes(buf[:end])):
             assert self.transport is not None
             self.transport.close()
             return False
@@ -254,10 +335,28 @@ class BenchConnection(asyncio.Protocol):
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(payload)
 
+    def _control_binary(self, payload: bytes) -> None:
+        if payload == PROTOBUF.ping:
+            self._write(client_frame(PROTOBUF.ping, 2))  # the pong: an empty command
+            return
+        for reply in decode_replies(payload):
+            if "id" not in reply:
+                continue
+            self.replies += 1
+            self.reply_errors += "error" in reply
+            future = self.pending.pop(int(reply["id"]), None)
+            if future is not None and not future.done():
+                future.set_result(reply)
+
     def _replies(self, payload: bytes) -> None:
         lines = [line for line in payload.split(b"\n") if line.startswith(b'{"id"')]
         self.replies += len(lines)
-        self.reply_errors += payload.count(b'"error":{')
+        errors = payload.count(b'"error":{')
+        if errors:
+            self.reply_errors += errors
+            self.rate_limited += payload.count(b'"code":111')
+            if self.first_error is None:
+                self.first_error = next((line for line in lines if b'"error":{' in line), None)
         if not self.pending:
             return
         for line in lines:
@@ -287,6 +386,14 @@ class BenchConnection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         lines = []
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        if self.dialect == "protobuf":
+            frame = b""
+            for command in commands:
+                command_id = self.next_id()
+                frame += encode_command({"id": command_id, **command})
+            self.pending[command_id] = future
+            self._write(client_frame(frame, 2))
+            return future
         for command in commands:
             command_id = self.next_id()
             lines.append(json.dumps({"id": command_id, **command}, separators=(",", ":")))
