@@ -1,15 +1,19 @@
-"""The Redis engine's pub/sub connection comes back after a peer that resets right after accept.
+"""The Redis engine after a peer that resets connections right after accepting them.
 
-Found by the chaos run (tests/test_chaos.py, seed 11, two fault streams): while
-a node's link to Redis was partitioned, its pub/sub reconnect attempts reached
-a listener that accepts and then resets the connection at once (what an L4
-proxy, docker-proxy or a load balancer with no live backend does). On uvloop,
-redis-py's connect then fails with ``RuntimeError: unable to perform operation
-on <TCPTransport closed=True ...>; the handler is closed`` (not a RedisError
-or OSError): the pub/sub reader task died of it, so the node never
-reconnected pub/sub: its subscribers got nothing more, every later subscribe
-failed with "no pub/sub connection" until the node was restarted, and the
-error surfaced only at shutdown, as a traceback.
+Found by the chaos run (tests/test_chaos.py; benchmarks/chaos.py --seed 11
+--streams 2, fault "redis-link-partition b"): while a node's link to Redis was
+partitioned, its reconnect attempts reached a listener that accepts and then
+resets the connection at once (what an L4 proxy, docker-proxy or a load
+balancer with no live backend does). On uvloop, redis-py then fails with
+``RuntimeError: unable to perform operation on <TCPTransport closed=True ...>;
+the handler is closed``, not a RedisError or OSError:
+
+* the pub/sub reader task died of it, so the node never reconnected pub/sub:
+  its subscribers got nothing more, every later subscribe failed with "no
+  pub/sub connection" until the node was restarted, and the error surfaced
+  only at shutdown, as a traceback;
+* a batch of publishes failed with it: "Task exception was never retrieved"
+  and a traceback, where an outage must be one log line and EngineUnavailable.
 
 The partitioning proxy runs on its own thread and loop (as it would in its
 own process), and this loop is kept busy meanwhile (as a loaded node's): the
@@ -28,7 +32,7 @@ from collections.abc import Iterable, Iterator
 import msgspec
 import pytest
 
-from hubbub.engines.base import HistoryOptions
+from hubbub.engines.base import EngineUnavailable, HistoryOptions
 from hubbub.engines.redis import RedisEngine
 from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
 from tests.chaos_proxy import LinkProxy
@@ -125,5 +129,28 @@ async def test_pubsub_reconnects_after_resets_right_after_accept(proxy: Threaded
         async with asyncio.timeout(5):
             while ("chat:after", b'{"n":1}') not in events.publications:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
+    finally:
+        await engine.close()
+
+
+async def test_commands_through_a_reset_link_fail_as_an_outage(proxy: ThreadedProxy) -> None:
+    """During the same partition, a publish fails with EngineUnavailable (the API's
+    error, one log line), never with the transport's RuntimeError (a traceback)."""
+    engine = RedisEngine([f"127.0.0.1:{proxy.proxy.port}"], prefix=f"reset{uuid.uuid4().hex[:6]}")
+    await engine.start(Events())
+    history = HistoryOptions(size=10, ttl=60)
+    try:
+        await engine.publish("chat:x", Publication(data=msgspec.Raw(b"1")), history)
+        proxy.partition(2.0)
+        await busy(0.2)
+        failures: list[BaseException] = []
+        for _ in range(10):
+            try:
+                await engine.publish("chat:x", Publication(data=msgspec.Raw(b"2")), history)
+            except Exception as exc:
+                failures.append(exc)
+            await busy(0.05)
+        assert failures, "every publish succeeded through a partitioned link"
+        assert all(isinstance(exc, EngineUnavailable) for exc in failures), failures
     finally:
         await engine.close()
