@@ -85,9 +85,23 @@ class ClientRecord:
 
     async def ready(self, within: float) -> None:
         """Every channel has a first subscribe result."""
-        async with asyncio.timeout(within):
-            while not all(self.logs.values()):  # noqa: ASYNC110 - polled, bounded
-                await asyncio.sleep(0.05)
+        try:
+            async with asyncio.timeout(within):
+                while not all(self.logs.values()):  # noqa: ASYNC110 - polled, bounded
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            missing = [channel for channel, log in self.logs.items() if not log]
+            raise TimeoutError(
+                f"client {self.name} ({self.route}) not subscribed to {missing} within "
+                f"{within:g}s; {self.describe()}"
+            ) from None
+
+    def describe(self) -> str:
+        """What the client went through so far (for a failure message)."""
+        return (
+            f"connects {self.connects}, reconnect codes {dict(self.connecting)}, "
+            f"resubscribe codes {dict(self.unsubscribed)}, final {self.final}"
+        )
 
 
 class PythonClient(ClientRecord, ClientEventHandler):
@@ -188,6 +202,13 @@ class JsClient(ClientRecord):
             "maxResubscribeDelay": int(MAX_DELAY * 1000),
         }
         self.process: EventProcess | None = None
+        self.errors: list[dict[str, Any]] = []
+
+    def describe(self) -> str:
+        described = super().describe()
+        if self.process is not None:
+            described += "\n" + self.process.describe()[-3000:]
+        return described
 
     def _event(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
@@ -206,6 +227,8 @@ class JsClient(ClientRecord):
             self.unsubscribed[int(event["code"])] += 1
         elif kind == "fatal":
             self.final.append(-1)
+        elif kind in ("error", "sub_error"):
+            self.errors.append(event)
 
     async def start(self) -> None:
         self.process = await EventProcess.start(
@@ -220,4 +243,6 @@ class JsClient(ClientRecord):
     async def stop(self) -> None:
         self.closing = True
         if self.process is not None:
+            if self.process.process.returncode is not None:
+                self.final.append(-1)  # Node exited by itself: the client was gone
             await self.process.close({"cmd": "exit"})
