@@ -148,12 +148,15 @@ def scan_log(name: str, text: str, scan: LogScan) -> None:
     while index < len(lines):
         line = lines[index]
         index += 1
-        if line.startswith("Traceback"):
-            # The traceback and every exception chained to it, up to the next log line.
+        if line.lstrip().startswith("Traceback (most recent call last)"):
+            # The traceback and every exception chained to it, up to the next log line;
+            # indented as a whole when the log formatter keeps a record on one block.
+            indent = len(line) - len(line.lstrip())
             first = index - 1
             exception = "?"
             while index < len(lines) and not _LOG_LINE.match(lines[index]):
                 text_line = lines[index]
+                text_line = text_line[indent:] if text_line[:indent].isspace() else text_line
                 index += 1
                 if (
                     text_line

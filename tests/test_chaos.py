@@ -169,6 +169,13 @@ def test_log_scan_counts_a_chained_traceback_once() -> None:
     assert list(scan.kinds) == [
         "traceback after 'hubbub.api: api call failed': redis.exceptions.ConnectionError: closed"
     ]
+    # The text formatter indents a record's further lines (one block per record).
+    lines = text.splitlines()
+    indented = "\n".join(lines[:2] + ["    " + line for line in lines[2:-1]] + lines[-1:])
+    again = LogScan()
+    scan_log("a", indented, again)
+    assert (again.tracebacks, again.errors, again.warnings) == (1, 1, 1)
+    assert list(again.kinds) == list(scan.kinds)
 
 
 # --- the link proxy -------------------------------------------------------------------
