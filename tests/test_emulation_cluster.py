@@ -59,8 +59,8 @@ def workdir() -> Iterator[Path]:
 @pytest.fixture
 async def nodes(own_redis: RedisProcess, workdir: Path) -> AsyncIterator[tuple[Node, Node]]:  # noqa: F811
     prefix = f"e{uuid.uuid4().hex[:6]}"
-    a = Node(workdir, "a", [own_redis.address], prefix, extra=STREAMS)
-    b = Node(workdir, "b", [own_redis.address], prefix, extra=STREAMS)
+    a = Node(workdir, "a", [own_redis.address], prefix, config=STREAMS)
+    b = Node(workdir, "b", [own_redis.address], prefix, config=STREAMS)
     try:
         await asyncio.gather(a.start(), b.start())
         await wait_until_nodes_know_each_other(a, b)
