@@ -27,6 +27,7 @@ from hubbub.hub.counters import Histogram
 from hubbub.hub.hub import Hub
 from hubbub.server.keys import HUB_KEY
 from hubbub.version import __version__
+from hubbub.webhooks import DROP_REASONS
 
 __all__ = ["CONTENT_TYPE", "collect", "metrics_handler", "render"]
 
@@ -257,6 +258,20 @@ def collect(hub: Hub) -> Iterator[Metric]:
         "1 while the engine's backend (Redis, NATS) is reachable, 0 while it is not.",
         1 if hub.engine.available else 0,
     )
+    webhooks = hub.webhooks
+    if webhooks.enabled:
+        yield _counter(
+            "hubbub_webhook_events_dropped_total",
+            "Webhook events dropped before delivery, by reason: the queue's bounds "
+            "(webhooks.queue_max_length, queue_max_age) or events waiting to be queued "
+            "(webhooks.max_pending).",
+            (({"reason": reason}, webhooks.dropped[reason]) for reason in DROP_REASONS),
+        )
+        yield _gauge(
+            "hubbub_webhook_events_queued",
+            "Webhook events accepted and not yet delivered, as last seen by this node.",
+            webhooks.queue.queued,
+        )
     losses = getattr(hub.engine, "pubsub_losses", None)
     if isinstance(losses, int):
         yield _counter(
