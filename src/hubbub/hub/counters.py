@@ -103,6 +103,8 @@ class Counters(Observer):
         self.bytes_in = 0
         self.unsubscribes: Counter[int] = Counter()  # server-side, by code
         self.published: Counter[str] = Counter()  # publications to the engine, by namespace
+        self.sent_joins: Counter[str] = Counter()  # joins to the engine, by namespace
+        self.sent_leaves: Counter[str] = Counter()  # leaves to the engine, by namespace
         # From the engine (one each, whatever the number of subscribers):
         self.received_publications = 0
         self.received_joins = 0

@@ -235,6 +235,7 @@ class Lifecycle:
         if not subscription.channel.options.join_leave:
             return None
         subscription.announced = True
+        hub.counters.sent_joins[subscription.channel.namespace] += 1
         info = subscription.session.client_info(subscription.chan_info)
         return self._quietly("join", hub.engine.publish_join(subscription.name, info))
 
@@ -318,6 +319,7 @@ class Lifecycle:
         if subscription.presence_added:
             await self._remove_presence(subscription)
         if subscription.announced:
+            self.hub.counters.sent_leaves[subscription.channel.namespace] += 1
             info = subscription.session.client_info(subscription.chan_info)
             await self._quietly("leave", self.hub.engine.publish_leave(subscription.name, info))
         hook = self.hub.hooks.unsubscribe

@@ -97,14 +97,23 @@ def collect(hub: Hub) -> Iterator[Metric]:
         "Number of channels with one or more subscribers.",
         stats["num_channels"],
     )
-    yield _gauge("centrifugo_node_num_nodes", "Number of nodes in the cluster.", 1)
+    yield _gauge(
+        "centrifugo_node_num_nodes",
+        "Number of nodes in the cluster.",
+        1 + len(hub.control.registry.live()),  # this node and every live one it heard from
+    )
     yield _gauge("centrifugo_node_build", "Node build info.", 1, {"version": __version__})
     yield _counter(
         "centrifugo_node_messages_sent_count",
         "Number of messages sent by node to broker.",
         (
-            ({"type": "publication", "channel_namespace": namespace}, n)
-            for namespace, n in sorted(counters.published.items())
+            ({"type": kind, "channel_namespace": namespace}, n)
+            for kind, by_namespace in (
+                ("publication", counters.published),
+                ("join", counters.sent_joins),
+                ("leave", counters.sent_leaves),
+            )
+            for namespace, n in sorted(by_namespace.items())
         ),
     )
     yield _counter(
