@@ -129,7 +129,7 @@ async def test_counters_move_as_expected(start_server: ServerFactory) -> None:
         sent = "centrifugo_node_messages_sent_count"
         assert delta(sent, type="publication", channel_namespace="chat") == 5
         assert delta(sent, type="join", channel_namespace="chat") == 2  # alice's and bob's
-        assert delta(sent, type="leave", channel_namespace="chat") == 2  # disconnected, unsubscribed
+        assert delta(sent, type="leave", channel_namespace="chat") == 2  # bob gone, alice left
         assert value(after, "centrifugo_node_num_nodes") == 1  # the memory engine: this one
         received = "centrifugo_node_messages_received_count"
         assert delta(received, type="publication", channel_namespace="") == 5

@@ -48,6 +48,9 @@ DURATION_BUCKETS = (
     10.0,
 )
 
+#: Seconds: the buckets of Centrifugo's proxy histogram (Prometheus's defaults).
+PROXY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
 
 class Histogram:
     """Counts of observations per bucket (upper bounds, seconds), their sum and count."""
@@ -113,6 +116,11 @@ class Counters(Observer):
         self.api_calls: Counter[str] = Counter()
         self.api_errors: Counter[tuple[str, int]] = Counter()
         self.api_seconds: dict[str, Histogram] = {}
+        # Event proxy calls, by (protocol, type, name) as Centrifugo labels them:
+        self.proxy_calls: Counter[tuple[str, str, str]] = Counter()
+        self.proxy_errors: Counter[tuple[str, str, str]] = Counter()  # no usable answer
+        self.proxy_inflight: Counter[tuple[str, str, str]] = Counter()
+        self.proxy_seconds: dict[tuple[str, str, str], Histogram] = {}
 
     # --- Observer --------------------------------------------------------------------
 
@@ -149,6 +157,22 @@ class Counters(Observer):
             if histogram is None:
                 histogram = self.api_seconds[method] = Histogram()
             histogram.observe(seconds)
+
+    def proxy_started(self, key: tuple[str, str, str]) -> None:
+        """A call of the event proxy ``key`` (protocol, type, name) is on its way."""
+        self.proxy_inflight[key] += 1
+
+    def proxy_done(self, key: tuple[str, str, str], seconds: float, failed: bool) -> None:
+        """It ended after ``seconds``; ``failed``: the backend gave no usable answer.
+        (Always timed: a clock read is nothing next to a call over the network.)"""
+        self.proxy_inflight[key] -= 1
+        self.proxy_calls[key] += 1
+        if failed:
+            self.proxy_errors[key] += 1
+        histogram = self.proxy_seconds.get(key)
+        if histogram is None:
+            histogram = self.proxy_seconds[key] = Histogram(PROXY_BUCKETS)
+        histogram.observe(seconds)
 
 
 def node_metrics(

@@ -73,7 +73,7 @@ class Decisions:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.proxies = ProxyRouter(hub.config)
+        self.proxies = ProxyRouter(hub.config, recorder=hub.counters)
 
     async def close(self) -> None:
         await self.proxies.close()

@@ -215,7 +215,41 @@ def collect(hub: Hub) -> Iterator[Metric]:
         (({"protocol": "http", "method": method}, histogram) for method, histogram in api),
     )
 
+    proxies = sorted(counters.proxy_seconds.items())
+    yield _summary(
+        "centrifugo_proxy_duration_seconds",
+        "Duration of proxy call.",
+        (({"protocol": p, "type": t, "name": n}, h) for (p, t, n), h in proxies),
+    )
+    yield _histogram(
+        "centrifugo_proxy_duration_seconds_histogram",
+        "Histogram of duration of proxy call.",
+        (({"protocol": p, "type": t, "name": n}, h) for (p, t, n), h in proxies),
+    )
+    yield _counter(
+        "centrifugo_proxy_errors",
+        "Proxy call error count.",
+        (
+            ({"protocol": p, "type": t, "name": n}, counters.proxy_errors[p, t, n])
+            for (p, t, n) in sorted(counters.proxy_calls)
+        ),
+    )
+    inflight = _family(
+        "centrifugo_proxy_inflight_requests", "gauge", "Number of inflight proxy requests."
+    )
+    for (p, t, n), count in sorted(counters.proxy_inflight.items()):
+        inflight.add_sample(inflight.name, {"protocol": p, "type": t, "name": n}, float(count))
+    yield inflight
+
     # --- hubbub's families ------------------------------------------------------------
+    yield _counter(
+        "hubbub_proxy_calls_total",
+        "Event proxy calls, by protocol, type (the event) and proxy name.",
+        (
+            ({"protocol": p, "type": t, "name": n}, count)
+            for (p, t, n), count in sorted(counters.proxy_calls.items())
+        ),
+    )
     yield _histogram(
         "hubbub_client_command_duration_seconds",
         "Time from a client command's arrival to its reply being queued, by method.",

@@ -23,7 +23,6 @@ from collections import deque
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
-
 #: Reasons accepted events are dropped before delivery (the metric's ``reason`` label).
 OVER_LENGTH = "queue_max_length"
 OVER_AGE = "queue_max_age"
