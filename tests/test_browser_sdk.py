@@ -26,6 +26,7 @@ from aiohttp import web
 from tests.browser import Browser, browser  # noqa: F401 (fixture)
 from tests.conftest import ServerFactory
 from tests.sdk_helpers import JS_DIR
+from tests.test_metrics import parse, scrape, value
 from tests.test_sdk_modes import STREAMS, js_scenario, run_scenario
 
 pytestmark = pytest.mark.timeout(120)
@@ -78,7 +79,9 @@ async def test_js_sdk_scenario_in_chromium(
     pages: str,
     mode: str,
 ) -> None:
-    server = await start_server({**STREAMS, "client": {"allowed_origins": [pages]}})
+    server = await start_server(
+        {**STREAMS, "client": {"allowed_origins": [pages]}, "prometheus": {"enabled": True}}
+    )
     channel = f"chat:browser-{mode.replace('+', '-')}"
     scenario = js_scenario(server, mode, channel, server.token("alice"))
     scenario["name"] = f"chromium-{mode}"
@@ -93,6 +96,19 @@ async def test_js_sdk_scenario_in_chromium(
     assert "HeadlessChrome" in session.transport.headers.get("user-agent", "")
     assert not [e for e in page.events if e["event"] in ("fatal", "error")], page.events
     browser.assert_no_errors()
+    # The metrics name the browser's transport, as Centrifugo's do.
+    samples = parse(await scrape(f"{server.http_url}/metrics"))
+    transport = mode.partition("+")[0]
+
+    def count(family: str, frame_type: str) -> float:
+        labels = {"transport": transport, "frame_type": frame_type, "channel_namespace": ""}
+        return value(samples, family, **labels)
+
+    assert count("centrifugo_transport_messages_received", "connect") == 2  # and its reconnect
+    assert count("centrifugo_transport_messages_received", "publish") == 1
+    assert count("centrifugo_transport_messages_sent", "publish") == 1  # the reply
+    assert count("centrifugo_transport_messages_sent", "push_publication") >= 4
+    assert value(samples, "centrifugo_transport_connect_count", transport=transport) == 2
 
 
 async def test_browser_eventsource_on_uni_sse(

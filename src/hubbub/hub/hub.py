@@ -41,7 +41,14 @@ from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.channels import ChannelTable
 from hubbub.hub.commands import Commands, ttl_until
 from hubbub.hub.control import Control
-from hubbub.hub.counters import Counters, node_metrics, process_usage
+from hubbub.hub.counters import (
+    PUSH_PUBLICATION,
+    PUSH_REFRESH,
+    PUSH_SUBSCRIBE,
+    Counters,
+    node_metrics,
+    process_usage,
+)
 from hubbub.hub.decisions import Decisions
 from hubbub.hub.delivery import Delivery
 from hubbub.hub.deltas import without_flags
@@ -479,7 +486,7 @@ class Hub:
             session.expire_at = float(expire_at)
             self.heartbeat.watch_expiry(session)
             ttl = ttl_until(expire_at) if expire_at else 0
-            session.push(Push(refresh=RefreshPush(bool(expire_at), ttl)))
+            session.push(Push(refresh=RefreshPush(bool(expire_at), ttl)), PUSH_REFRESH)
 
     def unsubscribe_user(self, user: str, channel: str, *, client: str = "") -> None:
         """Server-side unsubscribe: the client gets an ``unsubscribe`` push (2000)."""
@@ -527,11 +534,11 @@ class Hub:
                 positioned=result.positioned,
                 data=to_raw(data) or SubscribePush().data,
             )
-            session.push(Push(channel=channel, subscribe=push))
+            session.push(Push(channel=channel, subscribe=push), PUSH_SUBSCRIBE)
             # The subscribe push has no room for publications: what was recovered
             # since ``recover_since`` follows as ordinary publication pushes.
             for publication in result.publications or ():
-                session.send(session.codec.publication_push(channel, publication))
+                session.send(session.codec.publication_push(channel, publication), PUSH_PUBLICATION)
             joined = self.lifecycle.go_live(subscription)
             if joined is not None:
                 await joined

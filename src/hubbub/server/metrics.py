@@ -34,7 +34,6 @@ __all__ = ["CONTENT_TYPE", "collect", "metrics_handler", "render"]
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: The quantiles of Centrifugo's summaries (estimated here from histogram buckets).
 QUANTILES = (0.5, 0.99, 0.999)
-TRANSPORT = "websocket"
 
 
 def _family(name: str, kind: str, help_text: str) -> Metric:
@@ -168,16 +167,13 @@ def collect(hub: Hub) -> Iterator[Metric]:
         (({"transport": name}, n) for name, n in sorted(counters.connects.items())),
     )
     delivery = hub.delivery
-    sent = (
-        ("push_publication", delivery.stats_shared_messages, delivery.stats_shared_bytes),
-        ("reply_or_push", delivery.stats_messages, delivery.stats_bytes),
-    )
+    sent = delivery.sent.by_transport()  # (transport, frame type, messages, bytes)
     yield _counter(
         "centrifugo_transport_messages_sent",
         "Number of messages sent to client connections over specific transport.",
         (
-            ({"transport": TRANSPORT, "frame_type": kind, "channel_namespace": ""}, n)
-            for kind, n, _ in sent
+            ({"transport": transport, "frame_type": kind, "channel_namespace": ""}, n)
+            for transport, kind, n, _ in sent
         ),
     )
     yield _counter(
@@ -185,23 +181,26 @@ def collect(hub: Hub) -> Iterator[Metric]:
         "Size in bytes of messages sent to client connections over specific transport "
         "(uncompressed and does not include framing overhead).",
         (
-            ({"transport": TRANSPORT, "frame_type": kind, "channel_namespace": ""}, size)
-            for kind, _, size in sent
+            ({"transport": transport, "frame_type": kind, "channel_namespace": ""}, size)
+            for transport, kind, _, size in sent
         ),
     )
     yield _counter(
         "centrifugo_transport_messages_received",
         "Number of messages received from client connections over specific transport.",
         (
-            ({"transport": TRANSPORT, "frame_type": method, "channel_namespace": ""}, n)
-            for method, n in sorted(counters.commands.items())
+            ({"transport": transport, "frame_type": method, "channel_namespace": ""}, n)
+            for (transport, method), n in sorted(counters.received.items())
         ),
     )
     yield _counter(
         "centrifugo_transport_messages_received_size",
         "Size in bytes of messages received from client connections over specific "
         "transport (uncompressed and does not include framing overhead).",
-        [({"transport": TRANSPORT, "frame_type": "", "channel_namespace": ""}, counters.bytes_in)],
+        (
+            ({"transport": transport, "frame_type": "", "channel_namespace": ""}, size)
+            for transport, size in sorted(counters.bytes_in.items())
+        ),
     )
     api = sorted(counters.api_seconds.items())
     yield _summary(

@@ -16,6 +16,7 @@ import logging
 import msgspec
 
 from hubbub.codes import Disconnect
+from hubbub.hub.counters import PUSH_PUBLICATION
 from hubbub.hub.transport import Shared
 from hubbub.protocol.messages import Command, ConnectRequest
 from hubbub.server.wsconn import WebSocketConnection, write_text_frame
@@ -40,6 +41,10 @@ class UniWebSocket(WebSocketConnection):
                 write_text_frame(self._socket, message)
 
     def write_shared(self, shared: Shared) -> int:
+        # Counted here, not by the hub's broadcast loop (hub/delivery.py Rule 6).
+        self.session.hub.delivery.sent.add_apart(
+            self.transport_name, PUSH_PUBLICATION, shared.messages, shared.message_bytes
+        )
         if self._closing:
             return 0
         socket = self._socket
