@@ -61,6 +61,7 @@ from hubbub.hub.outages import Outages
 from hubbub.hub.payloads import to_raw
 from hubbub.hub.session import Session, SubscriptionGone
 from hubbub.hub.timers import TimerWheel
+from hubbub.hub.tracing import Tracer
 from hubbub.hub.transport import Transport
 from hubbub.protocol.codec import JSON, Codec
 from hubbub.protocol.messages import (
@@ -121,6 +122,7 @@ class Hub:
         self.webhooks = Webhooks(self.config)  # issue 12: signed webhooks (when enabled)
         self.commands = Commands(self)
         self.control = Control(self)  # server API actions and node info across nodes
+        self.tracer = self.control.tracing = Tracer(self)  # live traces, on every node
         self._delivery: Delivery | None = None
         self._sessions: dict[str, Session] = {}  # every open session, connected or not
         # Sessions whose commands come over /emulation requests, by session id.
@@ -160,6 +162,7 @@ class Hub:
         self._closing = True
         for session in list(self._sessions.values()):
             session.close(disconnect)
+        self.tracer.close()
         await self.wait_idle()
         await self.webhooks.close()
         await self.decisions.close()
