@@ -88,6 +88,8 @@ export function startScenario({ Centrifuge, scenario, emit, options: extra = {} 
 
   function createSubscription(client, channel) {
     const options = {};
+    if (scenario.minResubscribeDelay !== undefined) options.minResubscribeDelay = scenario.minResubscribeDelay;
+    if (scenario.maxResubscribeDelay !== undefined) options.maxResubscribeDelay = scenario.maxResubscribeDelay;
     if (scenario.delta) options.delta = scenario.delta;
     if (scenario.subTokenUrl) {
       options.getToken = async (ctx) => {
