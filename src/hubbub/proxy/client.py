@@ -36,9 +36,6 @@ log = logging.getLogger("hubbub.proxy")
 #: After a failure is logged, further failures of the same proxy within this
 #: many seconds are counted and reported with the next line.
 LOG_INTERVAL = 1.0
-#: What hubbub's connections are, in every request.
-TRANSPORT = "websocket"
-PROTOCOL = "json"
 #: The longest disconnect reason a close frame carries (bytes).
 MAX_REASON = 32
 
