@@ -167,6 +167,9 @@ class Tracer(Observer):
                     raise
         watch.put({"kind": "tracing", "channel": channel, "user": user, "node": self.hub.node_id})
         await self.hub.control.trace_start(watch.id, channel=channel, user=user)
+        if watch.id not in self._local:  # unwatched meanwhile: its stop may have gone first
+            await self.hub.control.trace_stop(watch.id)
+            return watch
         if self._renewer is None:
             self._renewer = asyncio.get_running_loop().create_task(
                 self._renew_forever(), name="hubbub-trace-renew"
@@ -189,10 +192,16 @@ class Tracer(Observer):
 
     async def _renew_forever(self) -> None:
         """Rule 4: renew the other nodes' leases while this node traces."""
-        while True:
-            await asyncio.sleep(ANNOUNCE_INTERVAL)
-            for watch in list(self._local.values()):
-                await self.hub.control.trace_start(watch.id, channel=watch.channel, user=watch.user)
+        try:
+            while self._local:
+                await asyncio.sleep(ANNOUNCE_INTERVAL)
+                for watch in list(self._local.values()):
+                    await self.hub.control.trace_start(
+                        watch.id, channel=watch.channel, user=watch.user
+                    )
+        finally:
+            if self._renewer is asyncio.current_task():
+                self._renewer = None
 
     async def _release(self, channel: str) -> None:
         """Leave the engine subscription a trace made, unless clients need it now."""
