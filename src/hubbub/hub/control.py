@@ -20,7 +20,7 @@ every node to trace the channel or user too (``trace_start``, renewed every
 ``ANNOUNCE_INTERVAL`` as a lease that lapses after ``NODE_TTL`` if the asker
 dies, withdrawn by ``trace_stop``), and they send their events back to that
 node alone (``trace_events``). What to trace and how is the ``TraceRelay``'s
-(server/trace.py); this module carries the messages.
+(hub/tracing.py); this module carries the messages.
 
 The messages are JSON objects with a ``kind`` (Centrifugo's control command
 kinds: node, shutdown, disconnect, unsubscribe, subscribe, refresh,
@@ -155,7 +155,7 @@ _encode = msgspec.json.encode
 
 
 class TraceRelay(Protocol):
-    """The traces of one node (server/trace.py's Tracer), as the control plane sees them."""
+    """The traces of one node (hub/tracing.py's Tracer), as the control plane sees them."""
 
     def remote_watch(self, trace_id: str, node: str, channel: str, user: str) -> None:
         """Node ``node`` traces ``channel`` or ``user``: send it what happens here
