@@ -138,6 +138,8 @@ class Publication(msgspec.Struct, omit_defaults=True):
     offset: int = 0
     tags: dict[str, str] | None = None
     time: int = 0
+    # Set only on a delta subscriber's copy: ``data`` is a Fossil patch (never stored).
+    delta: bool = False
 
 
 # --- results (server -> client) ------------------------------------------------------
@@ -154,6 +156,7 @@ class SubscribeResult(msgspec.Struct, omit_defaults=True):
     positioned: bool = False
     data: Raw = NO_DATA
     was_recovering: bool = False
+    delta: bool = False  # delta compression agreed: publications' data are JSON strings
 
 
 class ConnectResult(msgspec.Struct, omit_defaults=True):
@@ -253,6 +256,8 @@ class Push(msgspec.Struct, omit_defaults=True):
     subscribe: SubscribePush | None = None
     disconnect: DisconnectPush | None = None
     refresh: RefreshPush | None = None
+    # Unidirectional transports: the connect result, pushed (they send no commands).
+    connect: ConnectResult | None = None
 
 
 class PushFrame(msgspec.Struct):
