@@ -21,8 +21,10 @@
  * One thread, epoll, non-blocking sockets; everything bounded in time.
  *
  * Output: one JSON object on stdout (deliveries/s, the server's CPU from
- * /proc/PID/stat over the measured window, this process's CPU, latency
- * percentiles, loss after a drain of at most 5 s).
+ * /proc/PID/stat over the measured window, this process's CPU, the share of
+ * the window each of them waited runnable for a CPU (/proc/.../schedstat: other
+ * processes' load on a shared machine), latency percentiles, loss after a
+ * drain of at most 5 s).
  *
  * Build: make -C benchmarks/loadgen_c     (benchmarks/suite.py runs it)
  * Usage: loadgen --port P [--path /connection/websocket] [--dialect centrifugo|text]
@@ -55,7 +57,7 @@ enum { CONNECTING, HANDSHAKE, SUBSCRIBING, READY, GONE };
 
 struct conn {
     int fd, state, sampled, publisher, want_out;
-    long long marks, frames, replies, errors, highest, unique, dups;
+    long long marks, frames, replies, errors, highest, unique, dups, wire;
     unsigned char hdr[14];
     int hdr_len;
     uint64_t need;          /* payload bytes left in the current frame */
@@ -104,6 +106,19 @@ static double cpu_of(int pid) {  /* utime + stime of a process, seconds (-1: unk
                             &utime, &stime) != 2)
         return -1;
     return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Nanoseconds a process's main thread waited for a CPU while runnable (-1: unknown):
+ * on a shared machine, the share of the window another process took. */
+static double runqueue_of(int pid) {
+    char path[64];
+    snprintf(path, sizeof path, pid > 0 ? "/proc/%d/schedstat" : "/proc/self/schedstat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return -1;
+    unsigned long long run = 0, wait = 0;
+    int ok = fscanf(f, "%llu %llu", &run, &wait) == 2;
+    fclose(f);
+    return ok ? (double)wait : -1;
 }
 
 static void record(long long v) {
@@ -326,6 +341,7 @@ static void readable(struct conn *c, unsigned char *scratch) {
         epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
         return;
     }
+    c->wire += got;
     if (c->state == HANDSHAKE) {
         put(&c->buf, &c->buf_len, &c->buf_cap, scratch, (size_t)got);
         unsigned char *end = memmem(c->buf, c->buf_len, "\r\n\r\n", 4);
@@ -428,7 +444,7 @@ int main(int argc, char **argv) {
         while (now_us() < until) pump(10, scratch);
     }
     for (int i = 0; i <= opt.n; i++) {
-        conns[i].marks = conns[i].unique = conns[i].dups = 0;
+        conns[i].marks = conns[i].unique = conns[i].dups = conns[i].wire = 0;
         conns[i].highest = -1;
     }
     memset(hist, 0, sizeof hist);
@@ -444,6 +460,7 @@ int main(int argc, char **argv) {
     long long sent = 0;
     struct conn *probe = &conns[0];
     double server0 = cpu_of(opt.server_pid), self0 = cpu_self();
+    double server_rq0 = runqueue_of(opt.server_pid), self_rq0 = runqueue_of(0);
     long long t0 = now_us(), end = t0 + (long long)(opt.seconds * 1e6);
     while (now_us() < end) {
         long long in_flight = sent - probe->marks;
@@ -479,7 +496,9 @@ int main(int argc, char **argv) {
     }
     long long t1 = now_us();
     double server1 = cpu_of(opt.server_pid), self1 = cpu_self();
-    long long window_marks = total_marks();
+    double server_rq1 = runqueue_of(opt.server_pid), self_rq1 = runqueue_of(0);
+    long long window_marks = total_marks(), window_wire = 0;
+    for (int i = 0; i < opt.n; i++) window_wire += conns[i].wire;
 
     /* Drain: until everything acknowledged arrived, nothing moves for 0.5 s, or 5 s. */
     long long acked = opt.centrifugo ? (pub->replies - base_replies) - (pub->errors - base_errors) : sent;
@@ -507,13 +526,17 @@ int main(int argc, char **argv) {
            "\"deliveries_per_s\":%.1f,\"expected\":%lld,\"delivered_after_drain\":%lld,"
            "\"lost\":%lld,\"unacknowledged\":%lld,\"publish_errors\":%lld,\"duplicated\":%lld,"
            "\"seq_checked_subscribers\":%lld,\"seq_lost\":%lld,\"closed_by_server\":%lld,"
-           "\"loadgen_cpu\":[%.4f],",
+           "\"wire_bytes_per_delivery\":%.1f,\"loadgen_cpu\":[%.4f],",
            opt.dialect, opt.n, opt.window, opt.batch, secs, sent, (double)sent / secs, window_marks,
            (double)window_marks / secs, acked * opt.n, total,
            acked * opt.n > total ? acked * opt.n - total : 0,
            opt.centrifugo ? sent - (pub->replies - base_replies) : 0,
            opt.centrifugo ? pub->errors - base_errors : 0, dups, checked, missing, closed,
-           (self1 - self0) / secs);
+           window_marks ? (double)window_wire / (double)window_marks : 0.0, (self1 - self0) / secs);
+    if (self_rq0 >= 0 && self_rq1 >= 0)
+        printf("\"loadgen_runqueue\":%.4f,", (self_rq1 - self_rq0) / 1e9 / secs);
+    if (server_rq0 >= 0 && server_rq1 >= 0 && opt.server_pid > 0)
+        printf("\"server_runqueue\":%.4f,", (server_rq1 - server_rq0) / 1e9 / secs);
     if (server0 >= 0 && server1 >= 0)
         printf("\"server_cpu\":%.4f,\"server_ns_per_delivery\":%.1f,", (server1 - server0) / secs,
                window_marks ? (server1 - server0) * 1e9 / (double)window_marks : 0.0);
