@@ -20,8 +20,6 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from hubbub.auth.tokens import make_token
-from hubbub.cli import audit_cmd, bench_cmd
 from hubbub.cli.config_cmd import checkconfig, genconfig
 from hubbub.config.generate import FORMATS, demo_config
 from hubbub.config.loader import LoadedConfig, load_config
@@ -39,7 +37,13 @@ LOG_LEVELS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Commands whose parsers import the tools (the load generator, the audit): only
+#: built when one of them runs (or for help), so that ``serve`` starts faster.
+TOOLS = ("bench", "audit")
+
+
+def build_parser(*, tools: bool = True) -> argparse.ArgumentParser:
+    """The ``hubbub`` parser; ``tools=False``: ``bench`` and ``audit`` are named only."""
     parser = argparse.ArgumentParser(
         prog="hubbub", description="Real-time messaging server (Centrifugo protocol compatible)."
     )
@@ -76,13 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--config", "-c", help="config file with client.token.hmac_secret_key")
     token.add_argument("--info", help="info claim, as JSON")
     token.add_argument("--channel", help="make a subscription token for this channel")
-    bench_cmd.add_parser(sub)
-    audit_cmd.add_parser(sub)
+    if tools:
+        from hubbub.cli import audit_cmd, bench_cmd
+
+        bench_cmd.add_parser(sub)
+        audit_cmd.add_parser(sub)
+    else:
+        for name in TOOLS:
+            sub.add_parser(name)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv else ""
+    tools = command in TOOLS or command.startswith("-") or not command
+    args = build_parser(tools=tools).parse_args(argv)
     if args.command == "checkconfig":
         return checkconfig(args.file)
     if args.command == "genconfig":
@@ -90,8 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "gentoken":
         return _gentoken(args)
     if args.command == "bench":
+        from hubbub.cli import bench_cmd
+
         return bench_cmd.run(args)
     if args.command == "audit":
+        from hubbub.cli import audit_cmd
+
         return audit_cmd.run(args)
     return _serve(args)
 
@@ -182,6 +199,8 @@ def _gentoken(args: argparse.Namespace) -> int:
             return 1
     if args.channel:
         extra["channel"] = args.channel
+    from hubbub.auth.tokens import make_token
+
     print(make_token(secret, args.user, ttl=args.ttl or None, extra=extra))
     return 0
 

@@ -27,6 +27,7 @@ from aiohttp import web
 
 from hubbub.config.model import HttpServerConfig
 from hubbub.hub.hub import Hub
+from hubbub.server.aiohttp_door import websocket_route
 from hubbub.server.api import HttpApi
 from hubbub.server.keys import ENDPOINT_KEY, HUB_KEY
 from hubbub.server.logs import quiet_peer_errors
@@ -46,16 +47,18 @@ def attach(
     api: bool = True,
     websocket: bool = True,
     owns_hub: bool = True,
+    endpoint: WebSocketEndpoint | None = None,
 ) -> None:
-    """Serve ``hub`` from ``app`` (an existing aiohttp application) under ``prefix``."""
+    """Serve ``hub`` from ``app`` (an existing aiohttp application) under ``prefix``
+    (``endpoint``: the WebSocket endpoint another door of the same hub uses)."""
     quiet_peer_errors()
     app[HUB_KEY] = hub
-    endpoint = app[ENDPOINT_KEY] = WebSocketEndpoint(hub)
+    endpoint = app[ENDPOINT_KEY] = endpoint or WebSocketEndpoint(hub)
     if websocket and not hub.config.websocket.disabled:
-        app.router.add_get(prefix + endpoint.path, endpoint.handle)
+        app.router.add_get(prefix + endpoint.path, websocket_route(endpoint))
     if websocket and hub.config.uni_websocket.enabled:
         uni = hub.config.uni_websocket.handler_prefix
-        app.router.add_get(prefix + uni, endpoint.handle_unidirectional)
+        app.router.add_get(prefix + uni, websocket_route(endpoint, unidirectional=True))
     if websocket:
         # SSE, HTTP streaming, /emulation and the uni_* streams, each when enabled.
         Streams(hub).add_routes(app, prefix)
@@ -77,10 +80,16 @@ def attach(
         app.on_shutdown.append(close_hub)
 
 
-def create_app(hub: Hub, *, demo: bool = True, api: bool = True) -> web.Application:
+def create_app(
+    hub: Hub,
+    *,
+    demo: bool = True,
+    api: bool = True,
+    endpoint: WebSocketEndpoint | None = None,
+) -> web.Application:
     """The public application (it owns the hub's lifecycle)."""
     app = web.Application()
-    attach(app, hub, demo=demo, api=api)
+    attach(app, hub, demo=demo, api=api, endpoint=endpoint)
     return app
 
 

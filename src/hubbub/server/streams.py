@@ -33,9 +33,9 @@ from hubbub.hub.hub import Hub
 from hubbub.protocol.codec import JSON, UNI_JSON, Codec, FrameError
 from hubbub.protocol.messages import Command, ConnectRequest
 from hubbub.protocol.protobuf import PROTOBUF, decode_emulation_request
+from hubbub.server.aiohttp_door import TakenOver, take_over
 from hubbub.server.api import read_body
 from hubbub.server.streamconn import Framing, StreamConnection
-from hubbub.server.websocket import TakenOver, take_over
 from hubbub.websocket.handshake import origin_allowed
 
 log = logging.getLogger("hubbub.streams")
