@@ -135,7 +135,6 @@ class Session:
         "name",
         "protocol",
         "rate",
-        "remote",
         "session_id",
         "subscriptions",
         "transport",
@@ -157,7 +156,6 @@ class Session:
         self.hub = hub
         self.client_id = client_id
         self.transport = transport
-        self.remote = transport.remote  # kept after close, for logs and hooks
         self.codec = codec  # how everything sent to this client is encoded
         # Commands come over separate HTTP requests (/emulation): the connect result
         # carries ``session`` and ``node`` so that they find this session.
@@ -187,6 +185,12 @@ class Session:
             if limits.command_rate_limit > 0
             else None
         )
+
+    @property
+    def remote(self) -> str:
+        """The peer's address, asked of the transport when a hook needs it (not kept
+        per connection); "" once closed."""
+        return self.transport.remote
 
     @property
     def connected(self) -> bool:

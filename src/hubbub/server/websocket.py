@@ -73,6 +73,7 @@ class WebSocketEndpoint:
         websocket = hub.config.websocket
         self.path = websocket.handler_prefix
         self.connections: set[WebSocketConnection] = set()
+        self._on_closed = self._closed  # bound once: every connection shares it
         self._all_closed: asyncio.Event | None = None  # set when the last one closes
         limit = websocket.message_size_limit
         self._inflated_limit = websocket.decompressed_message_size_limit or (
@@ -130,7 +131,7 @@ class WebSocketEndpoint:
             self.hub,
             transport,
             head,
-            self._closed,
+            self._on_closed,
             deflate=deflate,
             share_deflated=deflate is not None
             and deflate.compressor is self._compressors.get(MAX_WINDOW_BITS),
