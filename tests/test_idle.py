@@ -77,7 +77,12 @@ async def test_the_head_is_kept_when_a_decider_may_ask(start_server: ServerFacto
 
 async def test_the_head_is_kept_with_a_proxy(start_server: ServerFactory) -> None:
     # A proxy that is never called (RPC only): its presence is what matters.
-    rpc = {"rpc": {"proxy": {"endpoint": "http://127.0.0.1:9/rpc"}, "without_namespace": {"proxy_enabled": True}}}  # fmt: skip
+    rpc = {
+        "rpc": {
+            "proxy": {"endpoint": "http://127.0.0.1:9/rpc"},
+            "without_namespace": {"proxy_enabled": True},
+        }
+    }
     server = await start_server(rpc)
     ws, session = await idle_subscriber(server, headers=["X-Tenant: acme"])
     try:
