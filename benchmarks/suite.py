@@ -14,6 +14,9 @@ are driven in plain mode. The ``floor-ratio`` workload runs
 benchmarks/floor_ratio.py: hubbub against both floors at 64, 256 and 1024
 publications in flight, driven by the C load generator (benchmarks/loadgen_c),
 since one Python bench process saturates before these servers do.
+The ``scaleout`` workload runs benchmarks/scaleout.py (memory 1 node, Redis 2
+workers, Redis Cluster 2 nodes, NATS 2 nodes, and publishes/s of one connection
+on Redis; it starts redis-server, a 3-master cluster and nats-server itself).
 Figures are medians over the runs with min and max; ratios compare medians of
 the same suite run. Needs: ``pip install -r benchmarks/requirements.txt`` and
 ``npm install`` in benchmarks/servers/node_ws. Loopback only; every run bounded.
@@ -136,7 +139,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 run, smaller loads")
     parser.add_argument("--runs", type=int, help="runs per figure (default 3, quick 1)")
     parser.add_argument("--servers", default=",".join(SERVERS))
-    parser.add_argument("--workloads", default="fanout,fixed,idle,connect,floor-ratio")
+    parser.add_argument("--workloads", default="fanout,fixed,idle,connect,floor-ratio,scaleout")
     parser.add_argument("--out", default=str(HERE.parent / "docs" / "benchmarks"))
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 3)
@@ -153,8 +156,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(runs):
             for workload in args.workloads.split(","):
-                if workload == "floor-ratio":
-                    continue  # its own runs, after the loop
+                if workload in ("floor-ratio", "scaleout"):
+                    continue  # their own runs, after the loop
                 for server in servers:
                     print(f"run {run + 1}/{runs}: {workload} on {server}", file=sys.stderr)
                     path = f"{tmp}/{workload}-{server}-{run}.json"
@@ -164,6 +167,8 @@ def main() -> None:
     report = render(results, chosen, servers, runs, args.quick)
     if "floor-ratio" in args.workloads.split(","):
         report += "\n\n" + floor_table(runs, 3 if args.quick else 5, problem)
+    if "scaleout" in args.workloads.split(","):
+        report += "\n\n" + scaleout(runs, 2 if args.quick else 5)
     elapsed = time.monotonic() - started
     print(report)
     print(f"\nsuite wall time: {elapsed / 60:.1f} min", file=sys.stderr)
@@ -178,6 +183,26 @@ def floor_table(runs: int, seconds: float, problem: str | None) -> str:
     if problem is not None:
         return f"{title}\n\nnot run: {problem}"
     return f"{title}\n\n" + floor_ratio.render(floor_ratio.run_all(runs, seconds), runs)
+
+
+def scaleout(runs: int, seconds: float) -> str:
+    """The scale-out table (benchmarks/scaleout.py), or why it is missing."""
+    print(f"scaleout: {runs} run(s) of {seconds:g} s per setup", file=sys.stderr)
+    command = [
+        sys.executable,
+        str(HERE / "scaleout.py"),
+        "--runs",
+        str(runs),
+        "--seconds",
+        str(seconds),
+    ]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600 * runs)
+    except subprocess.TimeoutExpired:
+        return "### scaling out\n\ntimed out"
+    if done.returncode != 0:
+        return f"### scaling out\n\nfailed: {done.stderr.strip()[-500:]}"
+    return "### scaling out\n\n" + done.stdout.strip()
 
 
 def slim(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:

@@ -53,7 +53,7 @@ async def test_an_idle_connection_holds_only_its_state(start_server: ServerFacto
         timer = session.heartbeat_timer
         assert timer is not None and timer.arg is session
         assert timer.callback is server.hub.heartbeat._ping_for  # shared, not a closure
-        assert session.remote == "127.0.0.1"  # asked of the transport when needed
+        assert session.remote == "127.0.0.1"
     finally:
         ws.abort()
 

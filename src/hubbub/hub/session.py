@@ -1,9 +1,11 @@
 """One client connection inside the hub: its identity, subscriptions and lifecycle.
 
-Rule 1: a session runs its commands one at a time, in the order they arrived;
-each command's outcome is decided in ``_run`` alone and is exactly one of: a
-reply (the handler's ``Answer``, queued here), an error reply (ClientError, or
-error 100 for anything unexpected), a close (DisconnectRequest), or nothing
+Rule 1: a session runs its commands one at a time, in the order they arrived
+(the one exception, publishes overlapping on a pipelined engine with replies
+still in arrival order, is hub/inflight.py); each command's outcome is decided
+in ``_run`` alone and is exactly one of: a reply (the handler's ``Answer``,
+queued here), an error reply (ClientError, or error 100 for anything
+unexpected), a close (DisconnectRequest), or nothing
 (``send``, or a session that closed meanwhile). Handlers never write replies,
 so a command cannot be answered twice.
 Rule 2: what must follow a reply in the same loop turn (a subscription going
@@ -18,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,6 +34,7 @@ from hubbub.auth.channels import Channel
 from hubbub.codes import Disconnect, DisconnectInfo, Error, ErrorInfo, UnsubscribeInfo
 from hubbub.engines.base import EngineUnavailable
 from hubbub.errors import ClientError, DisconnectRequest, HubbubError
+from hubbub.hub.inflight import InFlight, held_output
 from hubbub.hub.limits import CommandRate
 from hubbub.hub.timers import Timer
 from hubbub.hub.transport import Shared, Transport
@@ -130,11 +135,13 @@ class Session:
         "expiry_timer",
         "heartbeat_timer",
         "hub",
+        "inflight",
         "leaving",
         "meta",
         "name",
         "protocol",
         "rate",
+        "remote",
         "session_id",
         "subscriptions",
         "transport",
@@ -156,6 +163,7 @@ class Session:
         self.hub = hub
         self.client_id = client_id
         self.transport = transport
+        self.remote = transport.remote  # kept after close, for logs and hooks
         self.codec = codec  # how everything sent to this client is encoded
         # Commands come over separate HTTP requests (/emulation): the connect result
         # carries ``session`` and ``node`` so that they find this session.
@@ -177,6 +185,7 @@ class Session:
         # of the same channel waits for its predecessor's (the entries share a key).
         self.leaving: dict[str, list[asyncio.Task[None]]] | None = None
         self.closed = False
+        self.inflight: InFlight | None = None  # publishes in flight together (made on use)
         self.heartbeat_timer: Timer | None = None  # stale check, then ping/pong
         self.expiry_timer: Timer | None = None  # the connection token's expiry check
         limits = hub.config.client
@@ -185,12 +194,6 @@ class Session:
             if limits.command_rate_limit > 0
             else None
         )
-
-    @property
-    def remote(self) -> str:
-        """The peer's address, asked of the transport when a hook needs it (not kept
-        per connection); "" once closed."""
-        return self.transport.remote
 
     @property
     def connected(self) -> bool:
@@ -208,11 +211,13 @@ class Session:
 
     async def handle_frame(self, frame: bytes | str) -> None:
         """Run every command of a received text frame, in order."""
+        counters = self.hub.counters
+        counters.frames_in += 1
+        counters.bytes_in += len(frame)
         try:
             commands = self.protocol.receive_frame(frame)
         except ProtocolViolation as exc:
-            log.info("client %s: %s", self.client_id, exc.detail)
-            self.close(exc.disconnect)
+            self.close(exc.disconnect, detail=exc.detail)  # the disconnect's one log line
             return
         rate = self.rate
         for received in commands:
@@ -220,46 +225,73 @@ class Session:
                 return
             if rate is not None and not rate.take():
                 if rate.exhausted:
-                    self.close(Disconnect.TOO_MANY_REQUESTS)
+                    detail = "commands refused in a row past client.command_rate_burst"
+                    self.close(Disconnect.TOO_MANY_REQUESTS, detail=detail)
                     return
                 if received.command.id:
+                    if self.inflight:
+                        await self.inflight.drain()  # replies in arrival order
                     self.send(self.codec.error(received.command.id, Error.TOO_MANY_REQUESTS))
+                self.hub.observers.command_done(self, received, 0.0, Error.TOO_MANY_REQUESTS.code)
                 if received.method == "connect":
                     self.protocol.reject_connect()
                     return
                 continue
+            # --- overlapping publishes (hub/inflight.py): the one exception to Rule 1's
+            # "one at a time"; anything else first waits for them.
+            if received.method == "publish" and self._may_overlap():
+                if self.inflight is None:
+                    self.inflight = InFlight()
+                await self.inflight.start(self, functools.partial(self._run, received))
+                continue
+            if self.inflight:
+                await self.inflight.drain()
+            # ---
             await self._run(received)
             if received.method == "connect" and not self.connected:
                 # The connect failed: what followed it in the frame has no connection.
                 return
 
+    def _may_overlap(self) -> bool:
+        hub = self.hub
+        # No publish hook or proxy: their awaits could reorder a connection's publishes.
+        return hub.engine.pipelined and hub.hooks.publish is None and not hub.decisions.proxies.any
+
     async def _run(self, received: Received) -> None:
         """Run one command and give it its one outcome (Rule 1)."""
         command_id = received.command.id
         method = received.method
+        started = time.perf_counter()
         try:
             answer = await self.hub.commands.run(self, received)
         except ClientError as exc:
             self._refused(method, command_id, exc.error)
+            self._done(received, started, exc.error.code)
             return
         except DisconnectRequest as exc:
-            self.close(exc.disconnect)
+            self.close(exc.disconnect, detail=exc.detail)
+            self._done(received, started, exc.disconnect.code)
             return
         except SubscriptionGone:
             self._refused(method, command_id, Error.INTERNAL)  # nothing is sent once closed
+            self._done(received, started, Error.INTERNAL.code)
             return
         except EngineUnavailable as exc:
             self.hub.outages.failed(f"{method} of client {self.client_id}", exc)
             self._refused(method, command_id, Error.INTERNAL)
+            self._done(received, started, Error.INTERNAL.code)
             return
         except Exception:
             log.exception("client %s: %s failed", self.client_id, method)
             self._refused(method, command_id, Error.INTERNAL)
+            self._done(received, started, Error.INTERNAL.code)
             return
         if answer is None:
+            self._done(received, started, 0)
             return
         if command_id:
             self.send(self.codec.reply(command_id, answer.method, answer.result))
+        self._done(received, started, 0)
         if answer.then is not None:
             follow_up = answer.then()
             if follow_up is not None:
@@ -273,6 +305,11 @@ class Session:
             self.hub.outages.failed(f"{method} of client {self.client_id}", exc)
         except Exception:
             log.exception("client %s: after %s", self.client_id, method)
+
+    def _done(self, received: Received, started: float, error: int) -> None:
+        """Tell the observers (logs, metrics, traces): answered, in that long, with ``error``
+        (a reply error code, a disconnect code, or 0)."""
+        self.hub.observers.command_done(self, received, time.perf_counter() - started, error)
 
     def _refused(self, method: str, command_id: int, error: ErrorInfo) -> None:
         if method == "connect":
@@ -291,6 +328,10 @@ class Session:
     def send(self, data: bytes) -> None:
         """Queue an encoded reply or push; it goes out with this loop turn's flush."""
         if not self.closed:
+            held = held_output(self)  # a publish in flight: its reply waits its turn
+            if held is not None:
+                held.append(data)
+                return
             self.hub.delivery.send(self, data)
 
     def push(self, push: Push) -> None:
@@ -298,8 +339,11 @@ class Session:
         if not self.closed:
             self.hub.delivery.send(self, self.codec.push(push))
 
-    def close(self, disconnect: DisconnectInfo, *, flush: bool = True) -> None:
-        """Close with ``disconnect``: pending output first (unless slow), then the close frame."""
+    def close(self, disconnect: DisconnectInfo, *, flush: bool = True, detail: str = "") -> None:
+        """Close with ``disconnect``: pending output first (unless slow), then the close frame.
+
+        ``detail`` says why, for the log line (a misbehaving client's offence).
+        """
         if self.closed:
             return
         self.protocol.close(disconnect)
@@ -310,13 +354,19 @@ class Session:
         self.closed = True
         transport, self.transport = self.transport, CLOSED_TRANSPORT
         transport.close(disconnect.code, disconnect.reason)
-        self.hub.forget_session(self, disconnect)
+        self.hub.forget_session(self, disconnect, by_server=True, detail=detail)
 
-    def transport_closed(self, disconnect: DisconnectInfo) -> None:
-        """The peer went away (or the transport failed) without us closing."""
+    def transport_closed(
+        self, disconnect: DisconnectInfo, *, by_server: bool = False, detail: str = ""
+    ) -> None:
+        """The peer went away (or the transport failed) without us closing.
+
+        ``by_server``: the transport closed it for the peer's fault (a framing
+        error, described by ``detail``).
+        """
         if not self.closed:
             self.closed = True
             self.transport = CLOSED_TRANSPORT
             self.protocol.close(disconnect)
             self.protocol.drop_output()
-            self.hub.forget_session(self, disconnect)
+            self.hub.forget_session(self, disconnect, by_server=by_server, detail=detail)
