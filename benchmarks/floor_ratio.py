@@ -172,6 +172,13 @@ ROWS = (
     ("server CPU %", lambda r: 100 * r.get("server_cpu", float("nan")), "{:.0f}"),
     ("server CPU ns/delivery", lambda r: r.get("server_ns_per_delivery", float("nan")), "{:.0f}"),
     ("server waited for a CPU %", lambda r: 100 * r.get("server_runqueue", float("nan")), "{:.0f}"),
+    (
+        "server idle %",  # neither on a CPU nor waiting for one: waiting for work
+        lambda r: (
+            100 * (1 - r.get("server_cpu", float("nan")) - r.get("server_runqueue", float("nan")))
+        ),
+        "{:.0f}",
+    ),
     ("load generator CPU %", lambda r: 100 * r["loadgen_cpu"][0], "{:.0f}"),
     (
         "load generator waited for a CPU %",
