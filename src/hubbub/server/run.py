@@ -5,6 +5,9 @@ Rule: shutdown is graceful: stop accepting, disconnect every client with 3001
 finish, then exit. uvloop is used when available. With ``http_server.tls``
 both ports serve TLS (the internal one its own ``internal_tls`` if enabled,
 none with ``tls_external``), through the same listener and WebSocket path.
+Start-up: the hub starts, then the listener; the public port's aiohttp
+application is made by the first request that needs it (``PublicHttp``), so a
+restarted node answers its WebSocket clients without loading aiohttp first.
 """
 
 from __future__ import annotations
