@@ -16,7 +16,6 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -28,6 +27,7 @@ from hubbub.errors import ClientError
 from hubbub.hub.hub import Hub
 from hubbub.protocol.codec import compact_json
 from hubbub.protocol.messages import NO_DATA, Publication, StreamPosition
+from hubbub.server.http_answer import ApiAnswer
 
 log = logging.getLogger("hubbub.api")
 
@@ -152,20 +152,6 @@ def _decode(raw: msgspec.Raw | bytes, shape: type[Any]) -> Any:
         raise BadParams(str(exc)) from exc
     except RecursionError:
         raise BadParams("JSON nested too deep") from None
-
-
-@dataclass(frozen=True, slots=True)
-class ApiAnswer:
-    """An HTTP response of the API, whatever serves it."""
-
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    headers: tuple[tuple[str, str], ...] = ()  # more response headers (CORS)
-
-    @classmethod
-    def refusal(cls, status: int, text: str) -> ApiAnswer:
-        return cls(status, (text + "\n").encode(), "text/plain; charset=utf-8")
 
 
 class HttpApi:
