@@ -25,6 +25,7 @@ import pytest
 from hubbub.engines.base import EngineUnavailable
 from tests.conftest import RunningServer, ServerFactory
 from tests.redis_cluster_fixtures import RedisClusterProcesses, own_redis_cluster  # noqa: F401
+from tests.redis_sentinel_fixtures import MASTER_NAME, SentinelSetup, own_redis_sentinel  # noqa: F401
 from tests.wsclient import WSClient, connected_client
 
 pytestmark = pytest.mark.timeout(120)
@@ -135,3 +136,28 @@ async def test_cluster_failover_losing_publications_tells_every_client(
     finally:
         if replica.process is not None:
             replica.resume()
+
+
+async def test_sentinel_failover_losing_publications_tells_every_client(
+    own_redis_sentinel: SentinelSetup,  # noqa: F811
+    start_server: ServerFactory,
+) -> None:
+    setup = own_redis_sentinel
+    server = await start_server(
+        {
+            "engine": {
+                "type": "redis",
+                "redis": {"sentinel_address": [setup.spec], "sentinel_master_name": MASTER_NAME},
+            }
+        }
+    )
+    loop = asyncio.get_running_loop()
+
+    async def failover() -> None:
+        try:
+            setup.master.kill()
+        finally:
+            setup.resume_replica()
+        await loop.run_in_executor(None, setup.wait_promoted, setup.replica)
+
+    await lose_two_publications(server, failover, setup.cut_off_replica)
