@@ -244,13 +244,17 @@ class ChannelTable:
 
     def broker_lost(self, channels: Iterable[str]) -> None:
         """Events of ``channels`` may be lost: every subscription of them loses state."""
-        for name in channels:
+        affected = [name for name in channels if name in self.entries]
+        if affected:  # one line for the whole loss, however many channels it hit
+            log.warning(
+                "broker connection lost: %d subscribers of %d channels must recover",
+                sum(len(self.entries[name]) for name in affected),
+                len(affected),
+            )
+        for name in affected:
             entry = self.entries.get(name)
             if entry is None:
                 continue
-            log.warning(
-                "broker connection lost: %d subscribers of %s must recover", len(entry), name
-            )
             for pending in entry.joining.values():
                 pending.append((GAP, b"", None))
             entry.epoch, entry.offset, entry.previous = "", 0, None
