@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import aiohttp
 
 from hubbub.config.backend import ProxyOptions
-from hubbub.proxy.tls import ssl_context
+from hubbub.proxy.tls import CLOSED, ssl_context, verify_failure
 
 #: Connections open to backends at once (all HTTP proxies of the node); calls
 #: beyond wait for a free one, within their timeout.
@@ -67,6 +67,7 @@ class HttpTransport:
         self._static = tuple(options.http.static_headers)
         self._ssl: ssl.SSLContext | bool = ssl_context(options.http.tls, f"{key}.http.tls") or True
         self._server_hostname = options.http.tls.server_name or None
+        self._tls = self.url.startswith("https://")
 
     async def post(self, body: bytes, forwarded: Sequence[tuple[str, str]]) -> tuple[int, bytes]:
         """POST ``body``; the status and the answer, or TransportFailure."""
@@ -89,7 +90,19 @@ class HttpTransport:
                     return response.status, answer
         except TimeoutError:
             raise TransportFailure(f"no answer within {self.timeout:g}s") from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            host = self._server_hostname or exc.host
+            raise TransportFailure(verify_failure(exc.certificate_error, host)) from None
+        except aiohttp.ClientConnectorSSLError as exc:
+            reason = getattr(exc.os_error, "reason", None) or exc.os_error.strerror or exc
+            raise TransportFailure(
+                f"TLS: the handshake with the backend failed: {reason}"
+            ) from None
         except aiohttp.ClientConnectorError as exc:
             raise TransportFailure(f"can not connect: {exc.os_error.strerror or exc}") from None
+        except aiohttp.ServerDisconnectedError:
+            if self._tls:
+                raise TransportFailure(CLOSED) from None
+            raise TransportFailure("the backend closed the connection without answering") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise TransportFailure(f"{type(exc).__name__}: {exc}") from None
