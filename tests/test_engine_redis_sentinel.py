@@ -100,7 +100,7 @@ async def test_the_engine_writes_to_the_master_the_sentinel_names(
         await engine.subscribe("room")
         await engine.publish("room", pub(1), HISTORY)
         await wait_until(lambda: events.offsets("room") == [1], events)
-        assert engine.shard_url("room") == f"redis sentinel {MASTER_NAME}@{redis_sentinel.spec}"
+        assert engine.shard_url("room") == f"sentinel {MASTER_NAME}@{redis_sentinel.spec}"
         master = str(redis_sentinel.master.port)
         prefix = engine.prefix
         assert redis_cli("-p", master, "EXISTS", f"{prefix}.stream.room").strip() == "1"

@@ -65,8 +65,8 @@ def test_sentinel_keys_build_a_sentinel_engine() -> None:
     # Two shards, each one master found through its own sentinels (not 127.0.0.1:6379).
     urls = {engine.shard_url(f"channel{i}") for i in range(50)}
     assert urls == {
-        "redis sentinel mymaster@127.0.0.1:26379,127.0.0.1:26380",
-        "redis sentinel mymaster@10.0.0.9:26379",
+        "sentinel mymaster@127.0.0.1:26379,127.0.0.1:26380",
+        "sentinel mymaster@10.0.0.9:26379",
     }
 
 

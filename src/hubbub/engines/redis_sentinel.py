@@ -75,5 +75,5 @@ def sentinel_shard(
         timeout=options["timeout"],
         **connection_options,
     )
-    label = f"redis sentinel {master_name}@{spec}"
+    label = f"sentinel {master_name}@{spec}"  # logged as "redis sentinel ..."
     return SentinelShard(label, manager, pool, options, on_message, on_lost)
