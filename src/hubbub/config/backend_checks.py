@@ -229,6 +229,14 @@ def _check_webhooks(config: Config, warnings: list[str]) -> None:
     hooks = config.webhooks
     if not hooks.enabled:
         return
+    if config.engine.type == "redis" and config.engine.redis.cluster_address:
+        # The queue's scripts touch keys of many slots: it would have to live
+        # elsewhere than where the configuration puts the node's data.
+        raise ConfigError(
+            "webhooks.enabled",
+            "the webhook queue does not run on a Redis Cluster (engine.redis.cluster_address) "
+            "yet: use a Redis server (address) or Sentinel (sentinel_address)",
+        )
     parts = urlsplit(hooks.endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(

@@ -145,18 +145,14 @@ class RedisEngine:
                 ClusterShard(seeds, options, self.dispatch, self.broker_lost) for seeds in clusters
             ]
         elif sentinels:  # sentinel_address takes precedence over address (as in Centrifugo)
-            from hubbub.engines.redis_sentinel import sentinel_shard
+            from hubbub.engines.redis_sentinel import sentinel_options, sentinel_shard
 
-            sentinel_options: dict[str, Any] = {
-                "socket_connect_timeout": connect_timeout,
-                "socket_timeout": io_timeout,
-                "username": sentinel_user or None,
-                "password": sentinel_password or None,
-                "client_name": sentinel_client_name or None,
-            }
+            to_sentinels = sentinel_options(
+                connect_timeout, io_timeout, sentinel_user, sentinel_password, sentinel_client_name
+            )
             self._shards = [
                 sentinel_shard(
-                    spec, master_name, options, sentinel_options, self.dispatch, self.broker_lost
+                    spec, master_name, options, to_sentinels, self.dispatch, self.broker_lost
                 )
                 for spec in sentinels
             ]

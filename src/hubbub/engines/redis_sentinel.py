@@ -57,6 +57,29 @@ class SentinelShard(ServerShard):
         await self.manager.aclose()
 
 
+def sentinel_options(
+    connect_timeout: float, io_timeout: float, user: str, password: str, client_name: str
+) -> dict[str, Any]:
+    """Connection settings for the sentinels themselves (``sentinel_user`` ...)."""
+    return {
+        "socket_connect_timeout": connect_timeout,
+        "socket_timeout": io_timeout,
+        "username": user or None,
+        "password": password or None,
+        "client_name": client_name or None,
+    }
+
+
+def master_client(
+    spec: str, master_name: str, options: dict[str, Any], sentinels: dict[str, Any]
+) -> tuple[aioredis.Redis, Sentinel]:
+    """A plain client of the master the sentinels of ``spec`` name (for other users of
+    Redis than the engine: the webhook queue), and the manager to close after it."""
+    manager = Sentinel(parse_sentinels(spec), sentinel_kwargs=sentinels)  # type: ignore[no-untyped-call]
+    client: aioredis.Redis = manager.master_for(master_name, **options)
+    return client, manager
+
+
 def sentinel_shard(
     spec: str,
     master_name: str,
