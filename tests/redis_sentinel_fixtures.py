@@ -16,6 +16,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,12 +25,13 @@ import pytest
 from tests.redis_cluster_fixtures import redis_cli
 from tests.redis_fixtures import RedisProcess, _ping, free_port
 
-MASTER_NAME = "hubbub-test"
+MASTER_NAME = "hubbub-test"  # + a suffix per setup (see SentinelSetup.master_name)
 
 
 class SentinelProcess:
-    def __init__(self, directory: Path, master_port: int) -> None:
+    def __init__(self, directory: Path, master_port: int, master_name: str) -> None:
         self.port = free_port()
+        self.master_name = master_name
         self.directory = directory / f"sentinel-{self.port}"
         self.directory.mkdir()
         self.master_port = master_port
@@ -47,9 +49,9 @@ class SentinelProcess:
                     "bind 127.0.0.1",
                     f"port {self.port}",
                     f"dir {self.directory}",
-                    f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master_port} 1",
-                    f"sentinel down-after-milliseconds {MASTER_NAME} 1000",
-                    f"sentinel failover-timeout {MASTER_NAME} 5000",
+                    f"sentinel monitor {self.master_name} 127.0.0.1 {self.master_port} 1",
+                    f"sentinel down-after-milliseconds {self.master_name} 1000",
+                    f"sentinel failover-timeout {self.master_name} 5000",
                     "loglevel warning",
                     "",
                 ]
@@ -73,7 +75,7 @@ class SentinelProcess:
 
     def master_port_now(self) -> int:
         """The port of the master the sentinel names now."""
-        return int(self.cli("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME).split()[1])
+        return int(self.cli("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name).split()[1])
 
     def stop(self) -> None:
         process, self.process = self.process, None
@@ -91,11 +93,14 @@ class SentinelSetup:
     """A master, one replica and one sentinel; ``spec`` is the ``sentinel_address`` entry."""
 
     def __init__(self, directory: Path) -> None:
+        # A name of its own: sentinels of other setups (other tests, other runs on
+        # the machine) could otherwise take a reused port for their master of that name.
+        self.master_name = f"{MASTER_NAME}-{uuid.uuid4().hex[:8]}"
         self.master = RedisProcess(directory / "master")
         self.replica = RedisProcess(
             directory / "replica", extra=("--replicaof", "127.0.0.1", str(self.master.port))
         )
-        self.sentinel = SentinelProcess(directory, self.master.port)
+        self.sentinel = SentinelProcess(directory, self.master.port, self.master_name)
         self.servers = [self.master, self.replica]
 
     @property
@@ -117,7 +122,7 @@ class SentinelSetup:
                 raise RuntimeError(f"replica {replica.port} not in sync with {master.port}")
             time.sleep(0.05)
         while True:
-            listed = self.sentinel.cli("SENTINEL", "REPLICAS", MASTER_NAME)
+            listed = self.sentinel.cli("SENTINEL", "REPLICAS", self.master_name)
             if (
                 self.sentinel.master_port_now() == master.port
                 and str(replica.port) in listed
@@ -139,11 +144,10 @@ class SentinelSetup:
                 raise RuntimeError(f"{server.port} was not promoted")
             time.sleep(0.1)
 
-    def cut_off_replica(self) -> None:
-        """Stop the replica (SIGSTOP) once in sync, and close its replication link:
-        what the master acknowledges from now on never reaches it."""
+    def wait_replicated(self, within: float = 10.0) -> None:
+        """Until the replica has everything the master wrote."""
         offsets = {}
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + within
         while True:
             for server, field in (
                 (self.master, "master_repl_offset"),
@@ -153,10 +157,15 @@ class SentinelSetup:
                     if line.startswith(field + ":"):
                         offsets[field] = int(line.partition(":")[2])
             if offsets["slave_repl_offset"] >= offsets["master_repl_offset"]:
-                break
+                return
             if time.monotonic() > deadline:
                 raise RuntimeError("the replica did not catch up")
             time.sleep(0.05)
+
+    def cut_off_replica(self) -> None:
+        """Stop the replica (SIGSTOP) once in sync, and close its replication link:
+        what the master acknowledges from now on never reaches it."""
+        self.wait_replicated()
         assert self.replica.process is not None
         os.kill(self.replica.process.pid, signal.SIGSTOP)
         redis_cli("-p", str(self.master.port), "CLIENT", "KILL", "TYPE", "replica")

@@ -35,7 +35,7 @@ from hubbub.engines.redis import RedisEngine
 from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
 from tests.redis_cluster_fixtures import RedisClusterProcesses, redis_cluster  # noqa: F401
 from tests.redis_fixtures import RedisProcess, redis_server  # noqa: F401 (fixture)
-from tests.redis_sentinel_fixtures import MASTER_NAME, SentinelSetup, redis_sentinel  # noqa: F401
+from tests.redis_sentinel_fixtures import SentinelSetup, redis_sentinel  # noqa: F401
 
 HISTORY = HistoryOptions(size=100, ttl=60.0, meta_ttl=3600.0)
 NO_HISTORY = HistoryOptions()
@@ -121,7 +121,7 @@ async def engine(
         elif request.param == "redis_sentinel":
             setup: SentinelSetup = request.getfixturevalue("redis_sentinel")
             engine = RedisEngine(
-                sentinels=[setup.spec], master_name=MASTER_NAME, prefix=prefix, clock=clock
+                sentinels=[setup.spec], master_name=setup.master_name, prefix=prefix, clock=clock
             )
         else:
             server: RedisProcess = request.getfixturevalue("redis_server")

@@ -25,7 +25,7 @@ import pytest
 from hubbub.engines.base import EngineUnavailable
 from tests.conftest import RunningServer, ServerFactory
 from tests.redis_cluster_fixtures import RedisClusterProcesses, own_redis_cluster  # noqa: F401
-from tests.redis_sentinel_fixtures import MASTER_NAME, SentinelSetup, own_redis_sentinel  # noqa: F401
+from tests.redis_sentinel_fixtures import SentinelSetup, own_redis_sentinel  # noqa: F401
 from tests.wsclient import WSClient, connected_client
 
 pytestmark = pytest.mark.timeout(120)
@@ -43,6 +43,20 @@ async def publish(server: RunningServer, n: int, within: float = 20.0) -> dict[s
         except EngineUnavailable:
             assert time.monotonic() < deadline, "publishing did not resume"
             await asyncio.sleep(0.1)
+
+
+async def recover(client: WSClient, offset: int, epoch: str, within: float = 20.0) -> Any:
+    """Subscribe with recovery from (offset, epoch); a temporary error (100: the engine
+    is still reaching the new master) is retried, as the SDKs do."""
+    deadline = time.monotonic() + within
+    params = {"channel": CHANNEL, "recover": True, "offset": offset, "epoch": epoch}
+    while True:
+        reply = await client.call("subscribe", params)
+        if "error" not in reply:
+            return reply["subscribe"]
+        assert reply["error"].get("temporary"), reply
+        assert time.monotonic() < deadline, reply
+        await asyncio.sleep(0.2)
 
 
 async def offsets_until(client: WSClient, last: int) -> list[int]:
@@ -88,18 +102,14 @@ async def lose_two_publications(
         # or the new epoch arrived as a gap) and recovers: recovered false.
         unsubscribe = await live.push(CHANNEL, "unsubscribe", within=20)
         assert unsubscribe["code"] == 2500
-        again = await live.result(
-            "subscribe", {"channel": CHANNEL, "recover": True, "offset": 12, "epoch": seen_epoch}
-        )
+        again = await recover(live, 12, seen_epoch)
         assert again["was_recovering"] is True
         assert again.get("recovered", False) is False
         assert again["epoch"] == after[-1]["epoch"]
 
     # The client that was away comes back where it stood: told, not silently moved on.
     async with connected_client(server.ws_url) as back:
-        result = await back.result(
-            "subscribe", {"channel": CHANNEL, "recover": True, "offset": 12, "epoch": seen_epoch}
-        )
+        result = await recover(back, 12, seen_epoch)
         assert result["was_recovering"] is True
         assert result.get("recovered", False) is False
         assert result["epoch"] == after[-1]["epoch"]
@@ -147,7 +157,10 @@ async def test_sentinel_failover_losing_publications_tells_every_client(
         {
             "engine": {
                 "type": "redis",
-                "redis": {"sentinel_address": [setup.spec], "sentinel_master_name": MASTER_NAME},
+                "redis": {
+                    "sentinel_address": [setup.spec],
+                    "sentinel_master_name": setup.master_name,
+                },
             }
         }
     )

@@ -38,7 +38,7 @@ from tests.redis_fixtures import (  # noqa: F401 (fixtures)
     own_redis,
     redis_server,
 )
-from tests.redis_sentinel_fixtures import MASTER_NAME, SentinelSetup, redis_sentinel  # noqa: F401
+from tests.redis_sentinel_fixtures import SentinelSetup, redis_sentinel  # noqa: F401
 from tests.wsclient import connected_client
 
 ROOT = Path(__file__).parents[1]
@@ -241,7 +241,7 @@ async def test_with_sentinel_the_queue_is_on_the_master_it_names(
         "type": "redis",
         "redis": {
             "sentinel_address": [redis_sentinel.spec],
-            "sentinel_master_name": MASTER_NAME,
+            "sentinel_master_name": redis_sentinel.master_name,
             "prefix": prefix,
         },
     }
