@@ -10,6 +10,7 @@ or a body means: ``client`` does.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ssl
 from collections.abc import Sequence
 
@@ -101,8 +102,15 @@ class HttpTransport:
         except aiohttp.ClientConnectorError as exc:
             raise TransportFailure(f"can not connect: {exc.os_error.strerror or exc}") from None
         except aiohttp.ServerDisconnectedError:
-            if self._tls:
-                raise TransportFailure(CLOSED) from None
-            raise TransportFailure("the backend closed the connection without answering") from None
+            raise TransportFailure(self._closed("closed")) from None
+        except aiohttp.ClientOSError as exc:
+            # A backend refusing a client certificate closes, or resets, the connection.
+            if exc.errno in (errno.ECONNRESET, errno.EPIPE):
+                raise TransportFailure(self._closed("reset")) from None
+            raise TransportFailure(f"{type(exc).__name__}: {exc}") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise TransportFailure(f"{type(exc).__name__}: {exc}") from None
+
+    def _closed(self, how: str) -> str:
+        """The cause when the backend ended the connection without an answer."""
+        return CLOSED if self._tls else f"the backend {how} the connection without answering"
