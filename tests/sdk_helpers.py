@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from centrifuge import (
@@ -80,9 +80,15 @@ class EventProcess:
     test reads each kind of event in arrival order, whatever else came between.
     """
 
-    def __init__(self, process: asyncio.subprocess.Process, label: str) -> None:
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process,
+        label: str,
+        listener: Callable[[Event], None] | None = None,
+    ) -> None:
         self.process = process
         self.label = label
+        self.listener = listener  # called with each event as it arrives
         self.events: list[Event] = []  # everything received, in order
         self._taken: set[int] = set()  # indexes of ``events`` already returned by next()
         self._eof = False
@@ -96,7 +102,12 @@ class EventProcess:
 
     @classmethod
     async def start(
-        cls, *argv: str, cwd: Path, label: str, env: dict[str, str] | None = None
+        cls,
+        *argv: str,
+        cwd: Path,
+        label: str,
+        env: dict[str, str] | None = None,
+        listener: Callable[[Event], None] | None = None,
     ) -> EventProcess:
         process = await asyncio.create_subprocess_exec(
             *argv,
@@ -106,7 +117,7 @@ class EventProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        return cls(process, label)
+        return cls(process, label, listener)
 
     async def _read_stdout(self) -> None:
         assert self.process.stdout is not None
@@ -118,6 +129,8 @@ class EventProcess:
                     event = json.loads(line)
                 except ValueError:
                     event = {"event": "unparsed", "line": line.decode(errors="replace")}
+                if self.listener is not None:
+                    self.listener(event)
                 async with self._changed:
                     self.events.append(event)
                     self._changed.notify_all()
@@ -196,6 +209,22 @@ class EventProcess:
             await asyncio.wait_for(
                 asyncio.gather(*self._tasks, return_exceptions=True), DEFAULT_TIMEOUT
             )
+
+
+class ScenarioEvents(Protocol):
+    """What a test reads a driven SDK through: an ``EventProcess`` (Node) or a page
+    (tests/browser.py's ``PageEvents``)."""
+
+    @property
+    def events(self) -> list[Event]: ...
+
+    async def next(
+        self, name: str, *, where: EventFilter | None = None, within: float = DEFAULT_TIMEOUT
+    ) -> Event: ...
+
+    async def request(
+        self, cmd: str, *, within: float = DEFAULT_TIMEOUT, **fields: Any
+    ) -> Event: ...
 
 
 class PythonSubscriber:

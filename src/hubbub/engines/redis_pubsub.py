@@ -32,6 +32,10 @@ log = logging.getLogger("hubbub.engines.redis")
 #: Silence on a pub/sub connection after which it is pinged, and declared dead.
 PING_AFTER = 5.0
 DEAD_AFTER = 12.0
+#: What a broken connection raises: redis-py's errors, the socket's, and on uvloop a
+#: RuntimeError ("the handler is closed") for a write to a transport the peer reset
+#: (see redis_shard.OUTAGE_ERRORS). Anything of these means: the connection is lost.
+LOST = (RedisError, OSError, RuntimeError)
 #: Reconnect backoff bounds, seconds.
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 2.0
@@ -97,7 +101,7 @@ class PubSubConnection:
                 await ack
         except TimeoutError as exc:
             raise EngineUnavailable(f"{self.name}: no pub/sub connection") from exc
-        except (RedisError, OSError) as exc:
+        except LOST as exc:
             raise EngineUnavailable(f"{self.name}: {exc}") from exc
 
     async def unsubscribe(self, channel: bytes) -> None:
@@ -105,7 +109,7 @@ class PubSubConnection:
         conn = self._conn
         if conn is not None:
             command = "SUNSUBSCRIBE" if self._sharded else "UNSUBSCRIBE"
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*LOST):
                 await conn.send_command(command, channel)
 
     def forget(self, channel: bytes) -> None:
@@ -143,7 +147,9 @@ class PubSubConnection:
                 delay = BACKOFF_MIN
                 self._health.succeeded()
                 await self._read(conn)
-            except (RedisError, OSError, TimeoutError) as exc:
+            except LOST as exc:
+                # Uncaught (a RuntimeError once was), it would end this task: no pub/sub
+                # until the node was restarted, its subscribers silent.
                 self._health.failed(exc)
             finally:
                 self._conn = None
@@ -163,6 +169,7 @@ class PubSubConnection:
     async def _read(self, conn: AbstractConnection) -> None:
         silent = 0.0
         on_message = self._on_message
+        channels = self.channels  # the same set object for the node's life
         while True:
             try:
                 message = await conn.read_response(timeout=PING_AFTER, push_request=True)
@@ -180,7 +187,10 @@ class PubSubConnection:
             silent = 0.0
             kind = message[0]
             if kind == b"message" or kind == b"smessage":
-                on_message(message[1], message[2])
+                # UNSUBSCRIBE is not awaited: what Redis sent before it took effect
+                # may still arrive, for a channel this node no longer carries.
+                if message[1] in channels:
+                    on_message(message[1], message[2])
             elif kind == b"subscribe" or kind == b"ssubscribe":
                 if self._asked and self._asked[0] == message[1]:
                     self._asked.popleft()

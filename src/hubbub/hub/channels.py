@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from hubbub.hub.counters import PUSH_JOIN, PUSH_LEAVE, PUSH_PUBLICATION
 from hubbub.hub.deltas import DeltaFrames
 from hubbub.protocol.codec import Codec, encode_publication_push
 from hubbub.protocol.messages import Publication, Push, StreamPosition
@@ -125,7 +126,8 @@ class ChannelTable:
         codec = session.codec
         for offset, frame, publication in pending:
             if (offset == 0 or offset > live_from) and publication is not None:
-                session.send(_pending_frame(subscription, codec, name, frame, publication))
+                pending_frame = _pending_frame(subscription, codec, name, frame, publication)
+                session.send(pending_frame, PUSH_PUBLICATION)
         if (
             subscription.positioned
             and entry.epoch
@@ -212,9 +214,14 @@ class ChannelTable:
         """Rule 4: the first publication a delta subscriber gets is whole; after it, a
         publication published as a delta goes as a patch against the one before."""
         frames = DeltaFrames(channel, publication, entry.previous if as_delta else None)
+        count = size = 0  # counted once for the batch (counters Rule 4)
         for session, subscription in entry.deltas.items():
-            session.send(frames.frame(session.codec, patch=subscription.delta_ready))
+            frame = frames.frame(session.codec, patch=subscription.delta_ready)
+            session.send(frame, PUSH_PUBLICATION, batched=True)
+            count += 1
+            size += len(frame)
             subscription.delta_ready = True
+        self._delivery().sent.add(PUSH_PUBLICATION, count, size)
 
     def _catch_up(self, channel: str, entry: ChannelEntry, offset: int) -> None:
         """Subscriptions positioned before ``offset`` are live from this publication on."""
@@ -233,6 +240,8 @@ class ChannelTable:
             return
         frames: dict[Codec, bytes] = {}
         delivery = self._delivery()
+        kind = PUSH_JOIN if push.join is not None else PUSH_LEAVE
+        count = size = 0  # counted once for the batch (counters Rule 4)
         for members in (entry.live, entry.deltas, entry.catching_up):
             for session, subscription in members.items():
                 if subscription.push_join_leave:
@@ -240,7 +249,10 @@ class ChannelTable:
                     frame = frames.get(codec)
                     if frame is None:
                         frame = frames[codec] = codec.push(push)
-                    delivery.send(session, frame)
+                    delivery.send(session, frame, kind, batched=True)
+                    count += 1
+                    size += len(frame)
+        delivery.sent.add(kind, count, size)
 
     def broker_lost(self, channels: Iterable[str]) -> None:
         """Events of ``channels`` may be lost: every subscription of them loses state."""

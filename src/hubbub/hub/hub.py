@@ -41,10 +41,18 @@ from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.channels import ChannelTable
 from hubbub.hub.commands import Commands, ttl_until
 from hubbub.hub.control import Control
-from hubbub.hub.counters import Counters, node_metrics, process_usage
+from hubbub.hub.counters import (
+    PUSH_PUBLICATION,
+    PUSH_REFRESH,
+    PUSH_SUBSCRIBE,
+    Counters,
+    node_metrics,
+    process_usage,
+)
 from hubbub.hub.decisions import Decisions
 from hubbub.hub.delivery import Delivery
 from hubbub.hub.deltas import without_flags
+from hubbub.hub.emulation import Emulation
 from hubbub.hub.eventlog import EventLog
 from hubbub.hub.heartbeat import Heartbeat
 from hubbub.hub.hooks import Hooks
@@ -54,6 +62,7 @@ from hubbub.hub.outages import Outages
 from hubbub.hub.payloads import to_raw
 from hubbub.hub.session import Session, SubscriptionGone
 from hubbub.hub.timers import TimerWheel
+from hubbub.hub.tracing import Tracer
 from hubbub.hub.transport import Transport
 from hubbub.protocol.codec import JSON, Codec
 from hubbub.protocol.messages import (
@@ -116,10 +125,12 @@ class Hub:
         self.webhooks = Webhooks(self.config)  # issue 12: signed webhooks (when enabled)
         self.commands = Commands(self)
         self.control = Control(self)  # server API actions and node info across nodes
+        self.tracer = self.control.tracing = Tracer(self)  # live traces, on every node
         self._delivery: Delivery | None = None
         self._sessions: dict[str, Session] = {}  # every open session, connected or not
         # Sessions whose commands come over /emulation requests, by session id.
         self.emulated: dict[str, Session] = {}
+        self.emulation = Emulation(self)  # /emulation requests, routed to the session's node
         self._users: dict[str, set[Session]] = {}  # connected sessions by user
         self._background: set[asyncio.Task[Any]] = set()
         self._started_at = 0.0
@@ -155,6 +166,7 @@ class Hub:
         self._closing = True
         for session in list(self._sessions.values()):
             session.close(disconnect)
+        self.tracer.close()
         await self.wait_idle()
         await self.webhooks.close()
         await self.decisions.close()
@@ -481,7 +493,7 @@ class Hub:
             session.expire_at = float(expire_at)
             self.heartbeat.watch_expiry(session)
             ttl = ttl_until(expire_at) if expire_at else 0
-            session.push(Push(refresh=RefreshPush(bool(expire_at), ttl)))
+            session.push(Push(refresh=RefreshPush(bool(expire_at), ttl)), PUSH_REFRESH)
 
     def unsubscribe_user(self, user: str, channel: str, *, client: str = "") -> None:
         """Server-side unsubscribe: the client gets an ``unsubscribe`` push (2000)."""
@@ -529,11 +541,11 @@ class Hub:
                 positioned=result.positioned,
                 data=to_raw(data) or SubscribePush().data,
             )
-            session.push(Push(channel=channel, subscribe=push))
+            session.push(Push(channel=channel, subscribe=push), PUSH_SUBSCRIBE)
             # The subscribe push has no room for publications: what was recovered
             # since ``recover_since`` follows as ordinary publication pushes.
             for publication in result.publications or ():
-                session.send(session.codec.publication_push(channel, publication))
+                session.send(session.codec.publication_push(channel, publication), PUSH_PUBLICATION)
             joined = self.lifecycle.go_live(subscription)
             if joined is not None:
                 await joined

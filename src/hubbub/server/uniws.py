@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import logging
 
-import msgspec
-
 from hubbub.codes import Disconnect
+from hubbub.hub.counters import PUSH_PUBLICATION
 from hubbub.hub.transport import Shared
-from hubbub.protocol.messages import Command, ConnectRequest
+from hubbub.server.streamgate import connect_command
 from hubbub.server.wsconn import WebSocketConnection, write_text_frame
 from hubbub.websocket.frames import text_header
 
 log = logging.getLogger("hubbub.websocket")
-
-_connect_decoder = msgspec.json.Decoder(ConnectRequest)
 
 
 class UniWebSocket(WebSocketConnection):
@@ -40,6 +37,10 @@ class UniWebSocket(WebSocketConnection):
                 write_text_frame(self._socket, message)
 
     def write_shared(self, shared: Shared) -> int:
+        # Counted here, not by the hub's broadcast loop (hub/delivery.py Rule 6).
+        self.session.hub.delivery.sent.add_apart(
+            self.transport_name, PUSH_PUBLICATION, shared.messages, shared.message_bytes
+        )
         if self._closing:
             return 0
         socket = self._socket
@@ -52,12 +53,12 @@ class UniWebSocket(WebSocketConnection):
             return  # after the connect: a unidirectional client has nothing to say
         self._connect_seen = True
         try:
-            request = _connect_decoder.decode(message)
-        except msgspec.DecodeError as exc:
+            command = connect_command(message)
+        except ValueError as exc:
             log.info("client %s: bad uni_websocket connect: %s", session.client_id, exc)
             session.close(Disconnect.BAD_REQUEST)
             return
-        super()._deliver(msgspec.json.encode(Command(id=1, connect=request)).decode())
+        super()._deliver(command.decode())
 
 
 def _text_frames(payload: bytes) -> bytes:
