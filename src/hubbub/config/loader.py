@@ -30,19 +30,21 @@ from hubbub.config.backend import ChannelProxyConfig, ProxyGrpcOptions, ProxyOpt
 from hubbub.config.backend_checks import check_backend
 from hubbub.config.durations import parse_duration
 from hubbub.config.durations import show as _show
-from hubbub.config.engine_checks import check_broker, check_redis
+from hubbub.config.engine_checks import check_broker, check_redis, check_routing
 from hubbub.config.model import (
     AdminConfig,
     BrokerConfig,
     ChannelOptions,
     ClientConfig,
     Config,
+    ConsumerConfig,
     EngineConfig,
     HttpApiConfig,
     HttpServerConfig,
     LogConfig,
     Namespace,
     NatsBrokerConfig,
+    PresenceManagerConfig,
     PrometheusConfig,
     RedisConfig,
     RpcConfig,
@@ -82,8 +84,8 @@ _TOKEN_IGNORED = _names("audience_regex issuer_regex user_id_claim")
 _IGNORED: dict[type, frozenset[str]] = {
     Config: _names(
         """swagger debug opentelemetry graphite usage_stats
-        grpc_api consumers unified_proxy uni_grpc webtransport shutdown node
-        presence_manager map_broker dev init pid_file enable_unreleased_features"""
+        grpc_api unified_proxy uni_grpc webtransport shutdown node
+        map_broker dev init pid_file enable_unreleased_features"""
     ),
     HttpServerConfig: _names(""),
     HttpApiConfig: _names("handler_prefix external error_mode"),
@@ -123,11 +125,14 @@ _IGNORED: dict[type, frozenset[str]] = {
     ),
     EngineConfig: _names(""),
     BrokerConfig: _names("name redis"),
-    NatsBrokerConfig: _names("write_timeout tls allow_wildcards"),
-    RedisConfig: _names(
-        """sentinel_address sentinel_master_name sentinel_user
-        sentinel_password sentinel_client_name sentinel_tls tls client_name force_resp2
-        presence_hash_field_ttl presence_user_mapping replica_client"""
+    NatsBrokerConfig: _names("write_timeout"),
+    # RESP2 is what hubbub speaks anyway; the presence layout and reads from
+    # replicas are Centrifugo optimisations (reads stay on the master here).
+    RedisConfig: _names("force_resp2 presence_hash_field_ttl presence_user_mapping replica_client"),
+    PresenceManagerConfig: _names("redis"),
+    ConsumerConfig: _names(
+        """postgresql kafka nats_jetstream redis_stream google_pub_sub aws_sqs
+        azure_service_bus"""
     ),
 }
 
@@ -506,9 +511,11 @@ def _convert(tp: Any, value: object, key: str, problems: _Problems) -> object:
             return value.lower()  # Centrifugo accepts any case
         return value
     if tp == _STR_LIST:
-        if key in ("engine.redis.address", "engine.redis.cluster_address") and isinstance(
-            value, str
-        ):
+        if key in (
+            "engine.redis.address",
+            "engine.redis.cluster_address",
+            "engine.redis.sentinel_address",
+        ) and isinstance(value, str):
             value = [value]  # Centrifugo takes one address as a string
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, f"expected a list of strings, got {_show(value)}")
@@ -633,6 +640,7 @@ def _validate(config: Config, problems: _Problems) -> list[str]:
     checks: tuple[Callable[[Config], list[str] | None], ...] = (
         _redis,
         check_broker,
+        check_routing,
         check_backend,
         check_transport,
         check_streams,

@@ -36,7 +36,7 @@ from hubbub.engines.base import (
     HistoryQuery,
     PublishResult,
 )
-from hubbub.engines.memory import MemoryEngine
+from hubbub.engines.factory import engine_from_config
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.channels import ChannelTable
 from hubbub.hub.commands import Commands, ttl_until
@@ -89,7 +89,9 @@ class Hub:
 
     def __init__(self, config: Config | None = None, *, engine: Engine | None = None) -> None:
         self.config = config or Config()
-        self.engine: Engine = engine or MemoryEngine()
+        # The engine the configuration names (engine.*, broker.*), unless one is given:
+        # an embedded hub must not fall back to memory when the config says Redis.
+        self.engine: Engine = engine if engine is not None else engine_from_config(self.config)
         self.hooks = Hooks()
         self.node_id = uuid.uuid4().hex[:12]
         self.channel_rules = ChannelRules(self.config.channel)
