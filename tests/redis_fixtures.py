@@ -8,6 +8,7 @@ as a Redis that lost its data.
 from __future__ import annotations
 
 import contextlib
+import random
 import shutil
 import socket
 import subprocess
@@ -18,11 +19,28 @@ from pathlib import Path
 
 import pytest
 
+#: Ports handed out by ``free_port``, kept below the kernel's ephemeral range
+#: (net.ipv4.ip_local_port_range starts at 32768): a server restarted on its port
+#: must not find it taken by some connection's source port meanwhile, and a probe
+#: of a port nobody listens on must not connect to itself.
+_PORTS = range(20000, 32000)
+_given: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port on 127.0.0.1 that nothing listens on, outside the ephemeral range."""
+    for _ in range(200):
+        port = random.choice(_PORTS)
+        if port in _given:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def _ping(port: int) -> bool:
