@@ -15,6 +15,7 @@ import json
 import multiprocessing
 import os
 import resource
+import select
 import shlex
 import signal
 import socket
@@ -107,6 +108,24 @@ def hubbub_config(directory: str, api_key: str, *, compress: bool = False) -> st
     return str(path)
 
 
+def _wait_exit(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Wait for ``process`` to exit, woken the moment it does: ``Popen.wait`` with a
+    timeout polls (every 50 ms after the first 60), which would add up to 50 ms to a
+    restart's stop and delay the start that follows it."""
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # not Linux >= 5.3: the polling wait
+        process.wait(timeout)
+        return
+    try:
+        readable, _, _ = select.select([pidfd], [], [], timeout)
+    finally:
+        os.close(pidfd)
+    if not readable:
+        raise subprocess.TimeoutExpired(process.args, timeout)
+    process.wait()
+
+
 class ManagedServer:
     """A server process the bench started: start, wait for its port, restart, stop."""
 
@@ -117,6 +136,7 @@ class ManagedServer:
         self.port = port
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
+        self.listening_cpu_s: float | None = None  # its CPU time when its port answered
 
     @property
     def pid(self) -> int:
@@ -136,9 +156,11 @@ class ManagedServer:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{tail}")
             try:
                 with socket.create_connection((HOST, self.port), timeout=0.5):
-                    return time.monotonic() - started
+                    elapsed = time.monotonic() - started
+                    self.listening_cpu_s = cpu_seconds(self.process.pid)
+                    return elapsed
             except OSError:
-                time.sleep(0.02)
+                time.sleep(0.005)
         self.stop()
         raise TimeoutError(f"server did not listen on {self.port} within {timeout} s")
 
@@ -148,17 +170,26 @@ class ManagedServer:
             return
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout)
+            _wait_exit(process, timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
 
     def restart(self) -> dict[str, float]:
+        """Stop, then start again; the times of both and the CPU the stop took (the
+        old process's CPU time from the signal to its exit, read from its rusage)."""
+        before = cpu_seconds(self.pid)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
         self.stop()
         stopped = time.monotonic() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = self.start()
-        return {"stop_s": stopped, "start_s": started, "restart_s": time.monotonic() - t0}
+        figures = {"stop_s": stopped, "start_s": started, "restart_s": time.monotonic() - t0}
+        if before is not None:
+            lifetime = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+            figures["stop_cpu_s"] = max(0.0, lifetime - before)
+        return figures
 
 
 class Coordinator:
@@ -176,6 +207,14 @@ class Coordinator:
             self.facts["rss_after_kb"] = rss_kb(self.pid)
         if name in ("connected", "measured") and self.pid is not None:
             self.facts[f"server_cpu_{name}"] = (cpu_seconds(self.pid), time.monotonic())
+        if name == "back" and self.pid is not None:
+            for task in self.tasks:  # the restart has ended: every client is back on it
+                await task
+            self.tasks.clear()
+            assert self.pid is not None
+            self.facts["server_cpu_back"] = cpu_seconds(self.pid)
+            if self.server is not None and "restart" in self.facts:
+                self.facts["listening_cpu"] = self.server.listening_cpu_s
 
     async def after(self, name: str) -> None:
         if name == "storm" and self.opts.storm == "restart" and self.server is not None:
@@ -349,6 +388,7 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
         coordinator = Coordinator(opts, server, pid)
         if pid is not None:
             coordinator.facts["rss_before_kb"] = rss_kb(pid)
+            coordinator.facts["server_cpu_start"] = cpu_seconds(pid)
         progress = ProgressPrinter(opts)
         wall0 = time.monotonic()
         if opts.procs <= 1:
@@ -481,6 +521,10 @@ def summarise(
             connects_per_s=opts.subscribers / connect_s,
             failed_attempts=sum(r["connect"]["failed_attempts"] for r in results),
         )
+        start_cpu, connected = facts.get("server_cpu_start"), facts.get("server_cpu_connected")
+        if start_cpu is not None and connected is not None and connected[0] is not None:
+            # the server's CPU per client: handshake, 101, connect and subscribe, replies
+            summary["server_us_per_connect"] = (connected[0] - start_cpu) * 1e6 / opts.subscribers
         storms = [r["storm"] for r in results if "storm" in r]
         if storms:
             start = min(s["t_storm"] for s in storms)
@@ -493,6 +537,13 @@ def summarise(
                 "failed_attempts": sum(s["failed_attempts"] for s in storms),
                 **facts.get("restart", {}),
             }
+            back, listening = facts.get("server_cpu_back"), facts.get("listening_cpu")
+            if back is not None and listening is not None:
+                # the restarted server's CPU from its port answering to every client back
+                summary["storm"]["start_cpu_s"] = listening
+                summary["storm"]["reconnect_us_per_client"] = (
+                    (back - listening) * 1e6 / opts.subscribers
+                )
     elif opts.scenario == "idle":
         summary.update(
             clients=sum(r["idle"]["clients"] for r in results),
