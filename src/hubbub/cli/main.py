@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -96,6 +97,7 @@ def build_parser(*, tools: bool = True) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from_command_line = argv is None  # a process of its own: it may end itself
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv else ""
     tools = command in TOOLS or command.startswith("-") or not command
@@ -128,7 +130,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hubbub.cli import audit_cmd
 
         return audit_cmd.run(args)
-    return _serve(args)
+    code = _serve(args)
+    if code == 0 and from_command_line:
+        _exit_at_once()
+    return code
+
+
+def _exit_at_once() -> None:
+    """End a ``serve`` process whose server has stopped cleanly, without the
+    interpreter's teardown: freeing every connection's objects one by one took
+    ~50 ms of CPU with 5,000 clients, and a restarted node can listen only once
+    this one has exited. Logs and stdout are flushed first."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _load(path: str | None, overrides: dict[str, object] | None = None) -> LoadedConfig | None:

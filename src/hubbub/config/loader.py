@@ -84,7 +84,7 @@ _TOKEN_IGNORED = _names("audience_regex issuer_regex user_id_claim")
 _IGNORED: dict[type, frozenset[str]] = {
     Config: _names(
         """swagger debug opentelemetry graphite usage_stats
-        grpc_api unified_proxy uni_grpc webtransport shutdown node
+        grpc_api unified_proxy uni_grpc webtransport node
         map_broker dev init pid_file enable_unreleased_features"""
     ),
     HttpServerConfig: _names(""),

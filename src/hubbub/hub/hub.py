@@ -138,6 +138,11 @@ class Hub:
 
     # --- lifecycle -------------------------------------------------------------------
 
+    @property
+    def closing(self) -> bool:
+        """``close()`` has begun: every session is being sent away."""
+        return self._closing
+
     async def start(self) -> None:
         """Start the engine and the timers, inside the running loop; a start that
         failed (the engine's backend unreachable) is undone and may be tried again."""

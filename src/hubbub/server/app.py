@@ -41,7 +41,6 @@ from hubbub.server.metrics import metrics_handler
 from hubbub.server.streams import Streams
 from hubbub.server.urls import served_urls  # noqa: F401 - re-exported (it moved)
 from hubbub.server.websocket import WebSocketEndpoint
-from hubbub.server.wsconn import SHUTDOWN_GRACE
 
 DEMO_PAGE = "demo.html"
 
@@ -98,8 +97,7 @@ def attach(
             await hub.start()
 
         async def close_hub(_: web.Application) -> None:
-            await hub.close()
-            await endpoint.wait_closed(SHUTDOWN_GRACE)
+            await endpoint.close_hub()
 
         app.on_startup.append(start_hub)
         app.on_shutdown.append(close_hub)

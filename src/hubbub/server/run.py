@@ -1,8 +1,11 @@
 """Run a hub as a standalone server until SIGTERM or SIGINT.
 
-Rule: shutdown is graceful: stop accepting, disconnect every client with 3001
-(they reconnect, to another node if there is one), let background work
-finish, then exit. uvloop is used when available. With ``http_server.tls``
+Rule: shutdown is graceful but short: stop accepting, disconnect every client
+with 3001 (they reconnect, to another node if there is one), let background
+work finish, then exit. The clients' answering close frames are waited for
+only ``shutdown.close_timeout`` (0 by default: a restarted node can listen
+only once this one has exited, so its clients would wait on it), and the
+whole shutdown at most ``shutdown.timeout``. uvloop is used when available. With ``http_server.tls``
 both ports serve TLS (the internal one its own ``internal_tls`` if enabled,
 none with ``tls_external``), through the same listener and WebSocket path.
 Start-up: the hub starts, then the listener; the public port's aiohttp
@@ -26,7 +29,7 @@ from hubbub.engines.factory import engine_from_config
 from hubbub.hub.hub import Hub
 from hubbub.server.front import Listener
 from hubbub.server.websocket import WebSocketEndpoint
-from hubbub.server.wsconn import CLOSE_TIMEOUT, SHUTDOWN_GRACE
+from hubbub.server.wsconn import CLOSE_TIMEOUT
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -110,13 +113,21 @@ class Serving:
         self.scheme = "https" if tls else "http"
 
     async def stop(self) -> None:
-        """Stop accepting, disconnect every client with 3001, wait for the closes."""
+        """Stop accepting, disconnect every client with 3001 and finish the hub's work
+        (``shutdown.*``: how long for the clients' answers, and for all of it)."""
         self.listener.stop_accepting()
-        if not await self.http.close():  # no application was made: close the hub here
-            await self.http.hub.close()
-            await self.listener.endpoint.wait_closed(SHUTDOWN_GRACE)
-        if self.internal is not None:
-            await self.internal.cleanup()
+        endpoint = self.listener.endpoint
+        limit = endpoint.hub.config.shutdown.timeout
+        try:
+            # Past the timeout the connections left are dropped (listener.wait_closed):
+            # their clients reconnect all the same, without the 3001 frame.
+            async with asyncio.timeout(limit):
+                if not await self.http.close():  # no application was made: close here
+                    await endpoint.close_hub()
+                if self.internal is not None:
+                    await self.internal.cleanup()
+        except TimeoutError:
+            log.warning("shutdown.timeout (%gs) passed: stopping with work left", limit)
         await self.listener.wait_closed(CLOSE_TIMEOUT)
 
 

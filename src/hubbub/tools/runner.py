@@ -118,7 +118,10 @@ def _wait_exit(process: subprocess.Popen[bytes], timeout: float) -> None:
         process.wait(timeout)
         return
     try:
-        readable, _, _ = select.select([pidfd], [], [], timeout)
+        # poll, not select: the bench's own sockets push this descriptor past 1024
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        readable = poller.poll(timeout * 1000)
     finally:
         os.close(pidfd)
     if not readable:
