@@ -11,7 +11,8 @@ Each run is one ``hubbub bench connect -n N --storm restart``: N clients connect
 for the process to exit), starts it again and times from the signal until every
 client is back. The variants run interleaved (run 1 of each, then run 2, ...),
 so that a noisy neighbour on this shared machine hurts them alike. Server on
-CPU 0, load generator on CPU 1.
+CPU 0, load generator on CPU 1. Each hubbub tree's bytecode is compiled first
+(``PYTHONDONTWRITEBYTECODE`` would make every start compile every module).
 
 Printed per variant: the storm (median [min-max]), how long the stop and the
 start took as the bench saw them, the refused or failed connection attempts
@@ -31,7 +32,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hubbub.tools.runner import free_port, hubbub_config, run_async, run_bench
+from hubbub.tools.runner import compile_bytecode, free_port, hubbub_config, run_async, run_bench
 from hubbub.tools.scenarios import BenchOptions
 
 HERE = Path(__file__).resolve().parent
@@ -127,6 +128,10 @@ def main() -> None:
         names.insert(1, "hubbub-before")
     two = (os.cpu_count() or 1) >= 2
     results: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    # Each hubbub tree starts from its bytecode, as an installed one does.
+    for tree in (ROOT, args.before_src):
+        if tree is not None:
+            compile_bytecode(tree / "src" / "hubbub")
     with tempfile.TemporaryDirectory(prefix="hubbub-storm-") as tmp:
         config = hubbub_config(tmp, "bench-api-key")
         for run in range(args.runs):

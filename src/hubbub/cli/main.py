@@ -30,6 +30,8 @@ from hubbub.errors import ConfigError
 from hubbub.version import __version__
 
 if TYPE_CHECKING:
+    from socket import socket
+
     from hubbub.hub.hub import Hub
 
 
@@ -163,6 +165,26 @@ def _serve(args: argparse.Namespace) -> int:
     if loaded is None:
         return 1
     config = loaded.config
+    sock = None
+    if getattr(args, "workers", 1) <= 1:
+        # Listen before the server stack is imported: clients connecting meanwhile
+        # wait in the accept queue instead of being refused (server/early.py).
+        from hubbub.server.early import listen_early
+
+        try:
+            sock = listen_early(config.http_server.address, config.http_server.port)
+        except OSError as exc:
+            print(f"error: http_server: cannot listen: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+    try:
+        return _serve_config(args, loaded, sock)
+    finally:
+        if sock is not None:
+            sock.close()  # the server closed it already, unless it never started
+
+
+def _serve_config(args: argparse.Namespace, loaded: LoadedConfig, sock: socket | None) -> int:
+    config = loaded.config
     from hubbub.server.logs import setup_logging  # the server stack is only imported to serve
 
     try:
@@ -201,7 +223,7 @@ def _serve(args: argparse.Namespace) -> int:
             return 1
         return run_workers(config, workers, ready=ready)
     try:
-        run(config, ready=ready, setup=_echo_rpc if echo_rpc else None)
+        run(config, ready=ready, setup=_echo_rpc if echo_rpc else None, sock=sock)
     except OSError as exc:
         print(f"error: http_server: cannot listen: {exc.strerror or exc}", file=sys.stderr)
         return 1

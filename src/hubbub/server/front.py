@@ -21,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from typing import Protocol, cast
 
+from hubbub.server.early import BACKLOG
 from hubbub.server.websocket import WebSocketEndpoint
 from hubbub.server.wsconn import WebSocketConnection
 from hubbub.websocket.handshake import HEAD_END, Refusal, parse_head, request_path
@@ -82,18 +84,26 @@ class Listener:
         *,
         reuse_port: bool = False,
         ssl_context: ssl.SSLContext | None = None,
+        sock: socket.socket | None = None,
     ) -> int:
-        """Listen on ``host:port``; the bound port (useful with port 0)."""
+        """Listen on ``host:port``, or accept on ``sock`` (already listening: see
+        server/early.py); the bound port (useful with port 0)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: Front(self),
-            host,
-            port,
-            reuse_port=reuse_port or None,
-            backlog=4096,
-            ssl=ssl_context,
-            ssl_handshake_timeout=self.handshake_timeout if ssl_context else None,
-        )
+        tls_timeout = self.handshake_timeout if ssl_context else None
+        if sock is not None:
+            self._server = await loop.create_server(
+                lambda: Front(self), sock=sock, ssl=ssl_context, ssl_handshake_timeout=tls_timeout
+            )
+        else:
+            self._server = await loop.create_server(
+                lambda: Front(self),
+                host,
+                port,
+                reuse_port=reuse_port or None,
+                backlog=BACKLOG,
+                ssl=ssl_context,
+                ssl_handshake_timeout=tls_timeout,
+            )
         return int(self._server.sockets[0].getsockname()[1])
 
     def stop_accepting(self) -> None:

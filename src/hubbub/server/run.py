@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -131,8 +132,16 @@ class Serving:
         await self.listener.wait_closed(CLOSE_TIMEOUT)
 
 
-async def start(hub: Hub, *, host: str, port: int, reuse_port: bool = False) -> Serving:
-    """Start serving ``hub`` on ``host:port`` (0: any free port); return at once.
+async def start(
+    hub: Hub,
+    *,
+    host: str,
+    port: int,
+    reuse_port: bool = False,
+    sock: socket.socket | None = None,
+) -> Serving:
+    """Start serving ``hub`` on ``host:port`` (0: any free port), or on ``sock``
+    when the port is bound already (server/early.py); return at once.
 
     With ``http_server.internal_port`` the API gets its own listener on
     ``http_server.internal_address``, and the public port does not serve it.
@@ -142,12 +151,17 @@ async def start(hub: Hub, *, host: str, port: int, reuse_port: bool = False) -> 
     public_tls, internal_tls = tls_contexts(server)
     internal = server.internal_port > 0
     endpoint = WebSocketEndpoint(hub)
-    await hub.start()
+    try:
+        await hub.start()
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
     http = PublicHttp(hub, endpoint, api=not internal)
     listener = Listener(endpoint, http)
     try:
         bound = await listener.start(
-            host or None, port, reuse_port=reuse_port, ssl_context=public_tls
+            host or None, port, reuse_port=reuse_port, ssl_context=public_tls, sock=sock
         )
         internal_runner = await _start_internal(hub, internal_tls, reuse_port) if internal else None
     except BaseException:
@@ -198,9 +212,11 @@ async def serve(
     ready: Callable[[int], None] | None = None,
     stop: asyncio.Event | None = None,
     reuse_port: bool = False,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Serve ``hub`` on ``host:port`` until ``stop`` is set or a signal arrives."""
-    serving = await start(hub, host=host, port=port, reuse_port=reuse_port)
+    """Serve ``hub`` on ``host:port`` (or ``sock``, listening already) until ``stop``
+    is set or a signal arrives."""
+    serving = await start(hub, host=host, port=port, reuse_port=reuse_port, sock=sock)
     log.info(
         "hubbub listening on %s://%s:%d (node %s)",
         serving.scheme,
@@ -228,9 +244,11 @@ def run(
     ready: Callable[[int], None] | None = None,
     reuse_port: bool = False,
     setup: Callable[[Hub], None] | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
     """Blocking entry point of ``hubbub serve`` (one worker process); ``setup`` registers
-    hooks on the hub before it serves."""
+    hooks on the hub before it serves; ``sock``: the public port, listening already
+    (server/early.py)."""
     hub = Hub(config, engine=engine_from_config(config))
     if setup is not None:
         setup(hub)
@@ -240,6 +258,7 @@ def run(
         port=config.http_server.port,
         ready=ready,
         reuse_port=reuse_port,
+        sock=sock,
     )
     try:
         import uvloop
