@@ -91,8 +91,14 @@ class Listener:
         loop = asyncio.get_running_loop()
         tls_timeout = self.handshake_timeout if ssl_context else None
         if sock is not None:
+            # The backlog again: the loop listens on the socket once more, with its own
+            # default (100) unless told, which would shorten the accept queue.
             self._server = await loop.create_server(
-                lambda: Front(self), sock=sock, ssl=ssl_context, ssl_handshake_timeout=tls_timeout
+                lambda: Front(self),
+                sock=sock,
+                backlog=BACKLOG,
+                ssl=ssl_context,
+                ssl_handshake_timeout=tls_timeout,
             )
         else:
             self._server = await loop.create_server(

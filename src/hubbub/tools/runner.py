@@ -10,6 +10,7 @@ read (RSS), never signalled.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import json
 import multiprocessing
@@ -147,7 +148,15 @@ def _wait_exit(process: subprocess.Popen[bytes], timeout: float) -> None:
 class ManagedServer:
     """A server process the bench started: start, wait for its port, restart, stop."""
 
-    def __init__(self, command: list[str], port: int, cpu: int | None, log: Path) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        port: int,
+        cpu: int | None,
+        log: Path,
+        *,
+        ws_path: str | None = None,
+    ) -> None:
         if cpu is not None:
             command = ["taskset", "-c", str(cpu), *command]
         self.command = command
@@ -155,6 +164,9 @@ class ManagedServer:
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
         self.listening_cpu_s: float | None = None  # its CPU time when its port answered
+        # A WebSocket path: "started" is when an upgrade request there gets an answer,
+        # not when TCP connects (a server may listen before it serves).
+        self.ws_path = ws_path
 
     @property
     def pid(self) -> int:
@@ -173,7 +185,10 @@ class ManagedServer:
                 tail = self.log.read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{tail}")
             try:
-                with socket.create_connection((HOST, self.port), timeout=0.5):
+                with socket.create_connection((HOST, self.port), timeout=0.5) as probe:
+                    if self.ws_path is not None and not self._answers(probe, deadline):
+                        time.sleep(0.005)  # closed without an answer: not serving yet
+                        continue
                     elapsed = time.monotonic() - started
                     self.listening_cpu_s = cpu_seconds(self.process.pid)
                     return elapsed
@@ -181,6 +196,18 @@ class ManagedServer:
                 time.sleep(0.005)
         self.stop()
         raise TimeoutError(f"server did not listen on {self.port} within {timeout} s")
+
+    def _answers(self, probe: socket.socket, deadline: float) -> bool:
+        """A WebSocket upgrade on ``probe`` got an answer: the server serves, not only
+        listens (hubbub listens before it has started: server/early.py)."""
+        key = base64.b64encode(os.urandom(16)).decode()
+        probe.sendall(
+            f"GET {self.ws_path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        probe.settimeout(max(0.1, deadline - time.monotonic()))
+        return bool(probe.recv(64))
 
     def stop(self, timeout: float = 15.0) -> None:
         process = self.process
@@ -397,7 +424,14 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
                         api=f"http://{HOST}:{port}/api",
                         api_key=opts.api_key or "bench-api-key",
                     )
-            server = ManagedServer(command, port, opts.server_cpu, Path(tmp.name) / "server.log")
+            assert opts.url is not None
+            server = ManagedServer(
+                command,
+                port,
+                opts.server_cpu,
+                Path(tmp.name) / "server.log",
+                ws_path=urlsplit(opts.url).path or "/",
+            )
             await asyncio.to_thread(server.start)
         if opts.scenario == "connect" and opts.storm == "auto":
             opts = dataclasses.replace(opts, storm="restart" if server is not None else "drop")
