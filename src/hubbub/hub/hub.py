@@ -56,6 +56,7 @@ from hubbub.hub.emulation import Emulation
 from hubbub.hub.eventlog import EventLog
 from hubbub.hub.heartbeat import Heartbeat
 from hubbub.hub.hooks import Hooks
+from hubbub.hub.ids import IdSource
 from hubbub.hub.lifecycle import Lifecycle
 from hubbub.hub.observer import Observers
 from hubbub.hub.outages import Outages
@@ -135,6 +136,7 @@ class Hub:
         self._background: set[asyncio.Task[Any]] = set()
         self._started_at = 0.0
         self._closing = False
+        self._ids = IdSource()  # client ids
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -254,7 +256,7 @@ class Hub:
         """
         session = Session(
             self,
-            uuid.uuid4().hex,
+            self._ids.new(),
             transport,
             codec=codec,
             emulation=emulation,

@@ -26,6 +26,7 @@ import ssl
 from collections.abc import Callable
 from typing import Protocol, cast
 
+from hubbub.hub.timers import Timer
 from hubbub.server.early import BACKLOG
 from hubbub.server.websocket import WebSocketEndpoint
 from hubbub.server.wsconn import WebSocketConnection
@@ -136,14 +137,18 @@ class Front(asyncio.Protocol):
         self._ours = False  # the request line asked for the WebSocket path
         self._waiting = False  # for the HTTP application to load
         self._transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None  # the handshake deadline, on the hub's wheel
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._listener.handshake_timeout, self._timed_out)
+        # On the hub's timer wheel, with a function shared by every connection: no
+        # loop timer handle nor bound method per connection (a storm makes thousands).
+        listener = self._listener
+        self._timer = listener.hub.timers.call_later_for(
+            listener.handshake_timeout, Front._timed_out, self
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
