@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -252,11 +253,21 @@ def run(
     hub = Hub(config, engine=engine_from_config(config))
     if setup is not None:
         setup(hub)
+
+    def started(port: int) -> None:
+        # What start-up made (modules, the configuration, the hub) stays for the
+        # process's life: out of the cyclic collector's sight, a storm of connections
+        # does not pay for traversing it again (5,000 connects: a full collection of
+        # ~30 ms less). Garbage in cycles made before this point is kept, once.
+        gc.freeze()
+        if ready is not None:
+            ready(port)
+
     main = serve(
         hub,
         host=config.http_server.address,
         port=config.http_server.port,
-        ready=ready,
+        ready=started,
         reuse_port=reuse_port,
         sock=sock,
     )
