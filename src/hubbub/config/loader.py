@@ -44,6 +44,7 @@ from hubbub.config.model import (
     TokenConfig,
     WebSocketConfig,
 )
+from hubbub.config.statesync import check_state_options
 from hubbub.errors import ConfigError
 
 __all__ = ["ENV_PREFIX", "LoadedConfig", "env_var_name", "load_config", "parse_duration"]
@@ -77,7 +78,7 @@ _IGNORED: dict[type, frozenset[str]] = {
         allowed_delta_types expired_sub_close_delay presence_update_interval
         channel_position_check_delay channel_position_max_time_lag
         connect_include_server_time insecure_skip_token_signature_verify
-        user_id_http_header subscribe_to_user_personal_channel
+        user_id_http_header
         connect_code_to_unidirectional_disconnect"""
     ),
     TokenConfig: _TOKEN_IGNORED,
@@ -150,6 +151,7 @@ def load_config(
         raise ConfigError(unknown[0], _unknown_message(unknown))
     config = _build(Config, raw, "")
     warnings.extend(_validate(config))
+    warnings.extend(check_state_options(config))
     return LoadedConfig(config, tuple(dict.fromkeys(warnings)))
 
 

@@ -27,6 +27,9 @@ class ChannelOptions:
     force_recovery: bool = False
     allow_recovery: bool = False
     force_recovery_mode: str = "stream"  # "stream" or "cache"
+    # Cache mode: every subscribe gets the latest publication, asked for or not
+    # (server-side subscriptions too); needs force_recovery and mode "cache".
+    auto_cache_recovery: bool = False
     allow_subscribe_for_client: bool = False
     allow_subscribe_for_anonymous: bool = False
     allow_publish_for_subscriber: bool = False
@@ -101,6 +104,16 @@ class SubscriptionTokenConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PersonalChannelConfig:
+    """``client.subscribe_to_user_personal_channel.*``: every connection of a user
+    is subscribed (server-side) to ``<namespace>:#<user>``."""
+
+    enabled: bool = False
+    personal_channel_namespace: str = ""  # "": the channel is "#<user>" (no namespace)
+    single_connection: bool = False  # a new connection of a user closes the others (3504)
+
+
+@dataclass(frozen=True, slots=True)
 class ClientConfig:
     """``client.*``: connection rules and limits."""
 
@@ -109,6 +122,9 @@ class ClientConfig:
     allowed_origins: tuple[str, ...] = ()
     allow_anonymous_connect_without_token: bool = False
     insecure: bool = False  # development only: every connection and action is allowed
+    subscribe_to_user_personal_channel: PersonalChannelConfig = field(
+        default_factory=PersonalChannelConfig
+    )
     # Timeouts
     ping_interval: float = 25.0
     pong_timeout: float = 8.0

@@ -161,6 +161,13 @@ class Commands:
                 if decision.expire_at is not None:
                     session.expire_at = float(decision.expire_at)
                 channels.extend(decision.channels)
+        personal = client_cfg.subscribe_to_user_personal_channel
+        personal_channel = ""
+        if personal.enabled and session.user:
+            personal_channel = hub.channel_rules.personal_channel(
+                session.user, personal.personal_channel_namespace
+            )
+            channels.append(personal_channel)
         if session.expire_at and session.expire_at <= time.time():
             # The token was valid (else 109 above): the expiry the hook chose is past.
             raise ClientError(Error.EXPIRED)
@@ -193,7 +200,28 @@ class Commands:
 
         # Server-side subscription pushes are only valid after the connect reply.
         live = [subscription for subscription, _ in joined]
+        if personal.single_connection and personal_channel:
+            return Answer(
+                "connect",
+                result,
+                lambda: self._single_connection(
+                    session, personal_channel, hub.lifecycle.go_live_all(live)
+                ),
+            )
         return Answer("connect", result, lambda: hub.lifecycle.go_live_all(live))
+
+    async def _single_connection(
+        self, session: Session, personal_channel: str, joins: Awaitable[None] | None
+    ) -> None:
+        """``single_connection``: once this connection is in its personal channel's
+        presence, the user's other connections are closed (3504), as Centrifugo does."""
+        if joins is not None:
+            await joins
+        stats = await self.hub.engine.presence_stats(personal_channel)
+        if stats.num_clients >= 2 and not session.closed:
+            self.hub.disconnect_user(
+                session.user, Disconnect.CONNECTION_LIMIT, whitelist=(session.client_id,)
+            )
 
     async def _server_side(
         self,

@@ -140,6 +140,7 @@ class Lifecycle:
             positioned=positioned,
             cache_mode=opts.force_recovery_mode == "cache",
             max_publications=self.hub.config.client.recovery_max_publication_limit,
+            auto=opts.auto_cache_recovery,
         )
 
     async def _engine_subscribed(self, name: str, entry: ChannelEntry, first: bool) -> None:
