@@ -68,7 +68,7 @@ _IGNORED: dict[type, frozenset[str]] = {
         """admin prometheus health swagger debug opentelemetry graphite usage_stats
         grpc_api consumers unified_proxy proxies uni_websocket uni_sse uni_http_stream
         uni_grpc sse http_stream webtransport emulation shutdown node broker
-        presence_manager map_broker dev init pid_file enable_unreleased_features"""
+        presence_manager dev init pid_file enable_unreleased_features"""
     ),
     HttpServerConfig: _names("tls tls_autocert tls_external internal_tls http3"),
     HttpApiConfig: _names("handler_prefix external error_mode"),

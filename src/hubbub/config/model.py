@@ -13,6 +13,53 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
+class MapOptions:
+    """``map.*`` of a namespace whose ``subscription_type`` is a map type."""
+
+    # "ephemeral" (no recovery: a reconnect reloads the state), "durable" (stream
+    # catch-up, keys expire after key_ttl) or "persistent" (keys stay until removed).
+    mode: str = ""
+    key_ttl: float = 0.0  # an entry not updated for this long is removed (0: never)
+    ordered: bool = False  # state pages by score (descending unless the reader asks asc)
+    stream_size: int = 0  # change stream kept for catch-up (0: derived from the mode)
+    stream_ttl: float = 0.0
+    meta_ttl: float = 0.0  # how long the stream position outlives the last change
+    remove_client_on_unsubscribe: bool = False  # the entry keyed by the client id goes with it
+    client_key: str = ""  # "client_id" / "user_id": the server chooses a client's key
+    allow_publish_for_client: bool = False
+    allow_publish_for_subscriber: bool = False
+    allow_publish_for_anonymous: bool = False
+    allow_remove_for_client: bool = False
+    allow_remove_for_subscriber: bool = False
+    allow_remove_for_anonymous: bool = False
+    publish_proxy_enabled: bool = False
+    publish_proxy_name: str = ""
+    remove_proxy_enabled: bool = False
+    remove_proxy_name: str = ""
+    # Limits
+    default_page_size: int = 0  # 0: 100
+    min_page_size: int = 0  # 0: 100
+    max_page_size: int = 0  # 0: 1000
+    live_transition_max_publication_limit: int = 0  # 0: max_page_size
+    # Timeouts
+    subscribe_catch_up_timeout: float = 0.0  # 0: 5 s from the first page to live
+
+
+@dataclass(frozen=True, slots=True)
+class SharedPollOptions:
+    """``shared_poll.*`` of a namespace whose ``subscription_type`` is ``shared_poll``."""
+
+    proxy_name: str = ""  # "" or "default": channel.proxy.shared_poll_refresh
+    mode: str = ""  # "" / "versionless" (content hashes) or "versioned" (backend versions)
+    refresh_interval: float = 10.0
+    refresh_batch_size: int = 1000  # keys per backend request
+    max_keys_per_connection: int = 5000
+    channel_shutdown_delay: float = 1.0  # polling stops this long after the last key goes
+    track_expired_extra_delay: float = 25.0  # grace for a client to renew an expired signature
+    publish_enabled: bool = False  # shared_poll_publish reaches every node
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelOptions:
     """Options of a namespace (or of channels without a namespace)."""
 
@@ -43,10 +90,26 @@ class ChannelOptions:
     allow_presence_for_anonymous: bool = False
     allow_user_limited_channels: bool = False
     channel_regex: str = ""
+    # "": any publication; "json", "json_object": checked; "binary": empty data allowed
+    publication_data_format: str = ""
+    # "stream" (publications with history), "map", "map_clients", "map_users",
+    # "shared_poll": what a subscription to a channel of the namespace is.
+    subscription_type: str = "stream"
+    map: MapOptions = field(default_factory=MapOptions)
+    shared_poll: SharedPollOptions = field(default_factory=SharedPollOptions)
+    # Map presence: subscribers of a channel C appear in the map channel prefix + C
+    # (map_clients: one entry per connection; map_users: one per user).
+    map_clients_presence_channel_prefix: str = ""
+    map_users_presence_channel_prefix: str = ""
+    client_publish_debounce_interval: float = 0.0  # told to map subscribers (publish_debounce)
 
     @property
     def history_enabled(self) -> bool:
         return self.history_size > 0 and self.history_ttl > 0
+
+    @property
+    def is_map(self) -> bool:
+        return self.subscription_type in ("map", "map_clients", "map_users")
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +277,25 @@ class EngineConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MapBrokerConfig:
+    """``map_broker.*``: where map channels keep their state (Centrifugo's default is
+    memory, whatever the engine: set "redis" to share maps between nodes)."""
+
+    type: str = "memory"
+    redis: RedisConfig = field(default_factory=RedisConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class SharedPollConfig:
+    """``shared_poll.*`` (top level): signatures of tracked keys, backend concurrency."""
+
+    hmac_secret_key: str = ""
+    hmac_previous_secret_key: str = ""
+    hmac_previous_secret_key_valid_until: int = 0  # unix seconds; 0: no limit
+    concurrency_limit: int = 64  # backend calls in flight, all channels together
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; every part has a working default."""
 
@@ -225,3 +307,5 @@ class Config:
     rpc: RpcConfig = field(default_factory=RpcConfig)
     log: LogConfig = field(default_factory=LogConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    map_broker: MapBrokerConfig = field(default_factory=MapBrokerConfig)
+    shared_poll: SharedPollConfig = field(default_factory=SharedPollConfig)

@@ -18,14 +18,108 @@ def _show(value: object) -> str:
     return json.dumps(value, default=str, ensure_ascii=False)
 
 
+SUBSCRIPTION_TYPES = ("stream", "map", "map_clients", "map_users", "shared_poll")
+MAP_MODES = ("ephemeral", "durable", "recoverable", "persistent")
+SHARED_POLL_MODES = ("", "versionless", "versioned")
+CLIENT_KEYS = ("", "client_id", "user_id")
+DATA_FORMATS = ("", "json", "json_object", "binary")
+MAP_BROKERS = ("memory", "redis")
+
+
 def check_state_options(config: Config) -> list[str]:
     """Validate the options of this module's concern; return warnings."""
     _check_personal_channel(config)
     channel = config.channel
-    _check_cache_recovery(channel.without_namespace, "channel.without_namespace")
-    for i, ns in enumerate(channel.namespaces):
-        _check_cache_recovery(ns.options, f"channel.namespaces[{i}]")
-    return []
+    scopes = [("channel.without_namespace", channel.without_namespace)]
+    scopes += [(f"channel.namespaces[{i}]", ns.options) for i, ns in enumerate(channel.namespaces)]
+    for path, options in scopes:
+        _check_cache_recovery(options, path)
+        _check_types(options, path, config)
+    if config.map_broker.type not in MAP_BROKERS:
+        raise ConfigError(
+            "map_broker.type",
+            f'{_show(config.map_broker.type)} is not supported: use "memory" or "redis"',
+        )
+    warnings = []
+    maps = any(options.is_map for _, options in scopes)
+    if maps and config.engine.type != "memory" and config.map_broker.type == "memory":
+        warnings.append(
+            "map_broker.type is memory (the default): map channels live on each node "
+            'apart; set map_broker.type to "redis" to share them between nodes'
+        )
+    return warnings
+
+
+def _check_types(options: ChannelOptions, path: str, config: Config) -> None:
+    """subscription_type and what each type needs."""
+    kind = options.subscription_type
+    if kind not in SUBSCRIPTION_TYPES:
+        raise ConfigError(
+            f"{path}.subscription_type",
+            f"{_show(kind)} is unknown: use one of {', '.join(SUBSCRIPTION_TYPES)}",
+        )
+    m = options.map
+    if options.is_map:
+        if m.mode not in MAP_MODES:
+            raise ConfigError(
+                f"{path}.map.mode",
+                f'a {kind} namespace needs "ephemeral", "durable" or "persistent", '
+                f"got {_show(m.mode)}",
+            )
+        if kind == "map" and m.mode != "persistent" and not m.key_ttl:
+            raise ConfigError(f"{path}.map.key_ttl", f"required in {m.mode} mode")
+        if m.client_key not in CLIENT_KEYS:
+            raise ConfigError(
+                f"{path}.map.client_key",
+                f'expected "", "client_id" or "user_id", got {_show(m.client_key)}',
+            )
+        if m.min_page_size and m.max_page_size and m.min_page_size > m.max_page_size:
+            raise ConfigError(f"{path}.map.min_page_size", "must not exceed map.max_page_size")
+    elif m.remove_client_on_unsubscribe:
+        raise ConfigError(
+            f"{path}.map.remove_client_on_unsubscribe",
+            "requires subscription_type to be a map type",
+        )
+    if options.publication_data_format not in DATA_FORMATS:
+        raise ConfigError(
+            f"{path}.publication_data_format",
+            f"expected one of {', '.join(map(_show, DATA_FORMATS))}, "
+            f"got {_show(options.publication_data_format)}",
+        )
+    for name, want in (
+        ("map_clients_presence_channel_prefix", "map_clients"),
+        ("map_users_presence_channel_prefix", "map_users"),
+    ):
+        prefix = getattr(options, name)
+        if prefix:
+            _check_presence_target(config, f"{path}.{name}", prefix, want)
+    if kind == "shared_poll":
+        if options.shared_poll.mode not in SHARED_POLL_MODES:
+            raise ConfigError(
+                f"{path}.shared_poll.mode",
+                f'expected "versionless" or "versioned", got {_show(options.shared_poll.mode)}',
+            )
+        if not config.shared_poll.hmac_secret_key:
+            raise ConfigError(
+                "shared_poll.hmac_secret_key",
+                f"required: {path} is a shared_poll namespace (tracked keys are signed)",
+            )
+
+
+def _check_presence_target(config: Config, key: str, prefix: str, want: str) -> None:
+    """A presence prefix must lead to a namespace of the presence type it feeds."""
+    boundary = config.channel.namespace_boundary
+    probe = prefix + "x"
+    target = probe.split(boundary, 1)[0] if boundary in probe else ""
+    named = {ns.name: ns.options for ns in config.channel.namespaces}
+    options = named.get(target) if target else config.channel.without_namespace
+    where = f"namespace {_show(target)}" if target else "channel.without_namespace"
+    if options is None:
+        raise ConfigError(key, f"{_show(prefix)} leads to namespace {_show(target)}, not defined")
+    if options.subscription_type != want:
+        raise ConfigError(
+            key, f'{_show(prefix)} leads to {where}: its subscription_type must be "{want}"'
+        )
 
 
 def _check_personal_channel(config: Config) -> None:

@@ -201,13 +201,15 @@ class ChannelTable:
 
     def broker_lost(self, channels: Iterable[str]) -> None:
         """Events of ``channels`` may be lost: every subscription of them loses state."""
+        self.lost(channels, "broker connection lost")
+
+    def lost(self, channels: Iterable[str], why: str) -> None:
+        """Every subscription of ``channels`` loses state (``why`` is logged)."""
         for name in channels:
             entry = self.entries.get(name)
             if entry is None:
                 continue
-            log.warning(
-                "broker connection lost: %d subscribers of %s must recover", len(entry), name
-            )
+            log.warning("%s: %d subscribers of %s must recover", why, len(entry), name)
             for pending in entry.joining.values():
                 pending.append((GAP, b""))
             entry.epoch, entry.offset = "", 0

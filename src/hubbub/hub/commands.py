@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -75,6 +76,15 @@ def from_raw(raw: msgspec.Raw | None) -> Any:
     if not raw:
         return None
     return msgspec.json.decode(raw)
+
+
+@dataclass(slots=True)
+class SubscribeGrant:
+    """What an allowed subscribe carries: channel info, token expiry, reply data."""
+
+    chan_info: msgspec.Raw | None = None
+    expire_at: float = 0.0  # unix seconds; 0: no expiry
+    reply_data: msgspec.Raw | None = None
 
 
 def ttl_until(expire_at: float) -> int:
@@ -240,6 +250,9 @@ class Commands:
             request = wanted.get(name) or SubscribeRequest(channel=name)
             try:
                 channel = hub.channel_rules.resolve(name)
+                if channel.options.subscription_type != "stream":
+                    # Map and shared poll subscriptions are the client's (paginated, tracked).
+                    raise ClientError(Error.BAD_REQUEST, "not a stream channel")
                 joined.append(
                     await hub.lifecycle.subscribe(
                         session,
@@ -282,19 +295,42 @@ class Commands:
         assert request is not None
         hub = self.hub
         channel = hub.channel_rules.resolve(request.channel)
+        if request.type or channel.options.subscription_type != "stream":
+            # Map and shared poll subscriptions have their own flows (hub/map_flow.py).
+            return await hub.map_flow.subscribe(session, channel, request)
+        grant = await self.authorize_subscribe(session, channel, request)
+        # Re-checked after the awaits above: the lifecycle refuses a closed session
+        # and a channel subscribed meanwhile (105).
+        subscription, result = await hub.lifecycle.subscribe(
+            session,
+            channel,
+            request,
+            chan_info=grant.chan_info,
+            expire_at=grant.expire_at,
+            push_join_leave=self.push_join_leave(session, channel, request),
+        )
+        if grant.reply_data is not None:
+            result.data = grant.reply_data
+        result.expires, result.ttl = bool(grant.expire_at), ttl_until(grant.expire_at)
+        return Answer("subscribe", result, lambda: hub.lifecycle.go_live(subscription))
+
+    async def authorize_subscribe(
+        self, session: Session, channel: Channel, request: SubscribeRequest
+    ) -> SubscribeGrant:
+        """Whether ``session`` may subscribe to ``channel`` (any subscription type):
+        the limits, the subscription token, then the permission rules or the hook."""
+        hub = self.hub
         if request.channel in session.subscriptions:
             raise ClientError(Error.ALREADY_SUBSCRIBED)
         if len(session.subscriptions) >= hub.config.client.channel_limit:
             raise ClientError(Error.LIMIT_EXCEEDED)
-        chan_info: msgspec.Raw | None = None
-        expire_at = 0.0
+        grant = SubscribeGrant()
         has_token = False
         if request.token:
             claims = await self._verify_subscription_token(session, request.channel, request.token)
             has_token = True
-            chan_info = claims.info
-            expire_at = float(claims.expire_at)
-        reply_data: msgspec.Raw | None = None
+            grant.chan_info = claims.info
+            grant.expire_at = float(claims.expire_at)
         verdict = decide(
             Action.SUBSCRIBE,
             channel,
@@ -310,25 +346,12 @@ class Commands:
             )
             if decision is not None:
                 if is_set(decision.info):
-                    chan_info = to_raw(decision.info)
+                    grant.chan_info = to_raw(decision.info)
                 if is_set(decision.data):
-                    reply_data = to_raw(decision.data)
+                    grant.reply_data = to_raw(decision.data)
         elif verdict is Verdict.DENY:
             raise ClientError(Error.PERMISSION_DENIED)
-        # Re-checked after the awaits above: the lifecycle refuses a closed session
-        # and a channel subscribed meanwhile (105).
-        subscription, result = await hub.lifecycle.subscribe(
-            session,
-            channel,
-            request,
-            chan_info=chan_info,
-            expire_at=expire_at,
-            push_join_leave=self.push_join_leave(session, channel, request),
-        )
-        if reply_data is not None:
-            result.data = reply_data
-        result.expires, result.ttl = bool(expire_at), ttl_until(expire_at)
-        return Answer("subscribe", result, lambda: hub.lifecycle.go_live(subscription))
+        return grant
 
     def push_join_leave(
         self, session: Session, channel: Channel, request: SubscribeRequest
@@ -364,6 +387,7 @@ class Commands:
         subscription = session.subscriptions.get(request.channel)
         if subscription is not None:
             self.hub.lifecycle.end(subscription, by_client=True)
+        self.hub.map_flow.forget(session, request.channel)
         return Answer("unsubscribe", EmptyResult())
 
     # --- channel actions -------------------------------------------------------------
@@ -373,6 +397,8 @@ class Commands:
         assert request is not None
         hub = self.hub
         channel = hub.channel_rules.resolve(request.channel)
+        if request.type or channel.options.subscription_type != "stream":
+            return await hub.maps.client_publish(session, channel, request)
         if not request.data:
             raise ClientError(Error.BAD_REQUEST)
         data: msgspec.Raw = request.data

@@ -35,7 +35,9 @@ from hubbub.engines.base import (
     HistoryQuery,
     PublishResult,
 )
+from hubbub.engines.maps import MapEngine, MapResult, StatePage
 from hubbub.engines.memory import MemoryEngine
+from hubbub.engines.memory_maps import MemoryMapEngine
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.channels import ChannelTable
 from hubbub.hub.commands import Commands, to_raw, ttl_until
@@ -43,6 +45,8 @@ from hubbub.hub.delivery import Delivery
 from hubbub.hub.heartbeat import Heartbeat
 from hubbub.hub.hooks import Hooks
 from hubbub.hub.lifecycle import Lifecycle
+from hubbub.hub.map_flow import MapFlows
+from hubbub.hub.maps import Maps
 from hubbub.hub.outages import Outages
 from hubbub.hub.session import Session, SubscriptionGone
 from hubbub.hub.timers import TimerWheel
@@ -71,9 +75,16 @@ _F = TypeVar("_F")
 class Hub:
     """A hubbub node: create it, register hooks, ``await start()``, attach transports."""
 
-    def __init__(self, config: Config | None = None, *, engine: Engine | None = None) -> None:
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        engine: Engine | None = None,
+        map_engine: MapEngine | None = None,
+    ) -> None:
         self.config = config or Config()
         self.engine: Engine = engine or MemoryEngine()
+        self.map_engine: MapEngine = map_engine or MemoryMapEngine()
         self.hooks = Hooks()
         self.node_id = uuid.uuid4().hex[:12]
         self.channel_rules = ChannelRules(self.config.channel)
@@ -99,6 +110,8 @@ class Hub:
         self.lifecycle = Lifecycle(self)
         self.heartbeat = Heartbeat(self)
         self.commands = Commands(self)
+        self.maps = Maps(self, self.map_engine)
+        self.map_flow = MapFlows(self)
         self._delivery: Delivery | None = None
         self._sessions: dict[str, Session] = {}  # every open session, connected or not
         self._users: dict[str, set[Session]] = {}  # connected sessions by user
@@ -116,6 +129,7 @@ class Hub:
         self._delivery = Delivery(loop, limit=self.config.client.queue_max_size, on_slow=self._slow)
         self._started_at = time.time()
         await self.engine.start(self)
+        await self.map_engine.start(self)
         self.timers.start()
 
     async def close(self, disconnect: DisconnectInfo = Disconnect.SHUTDOWN) -> None:
@@ -125,6 +139,7 @@ class Hub:
             session.close(disconnect)
         await self.wait_idle()
         await self.timers.stop()
+        await self.map_engine.close()
         await self.engine.close()
 
     async def wait_idle(self) -> None:
@@ -157,6 +172,11 @@ class Hub:
 
     def on_publish(self, fn: _F) -> _F:
         self.hooks.publish = fn  # type: ignore[assignment]
+        return fn
+
+    def on_map_publish(self, fn: _F) -> _F:
+        """Decide client writes to map channels (instead of the map.allow_* options)."""
+        self.hooks.map_publish = fn  # type: ignore[assignment]
         return fn
 
     def on_rpc(self, fn: _F) -> _F:
@@ -253,6 +273,14 @@ class Hub:
     def handle_broker_lost(self, channels: Iterable[str]) -> None:
         """Events of ``channels`` may be lost: every subscriber must recover."""
         self.channels.broker_lost(channels)
+
+    def pubsub_for(self, channel: str) -> Engine | MapEngine:
+        """The broker that delivers ``channel``'s events: the map engine for map channels."""
+        try:
+            options = self.channel_rules.resolve(channel).options
+        except ClientError:
+            return self.engine
+        return self.map_engine if options.is_map else self.engine
 
     def _insufficient(self, subscription: Any) -> None:
         self.lifecycle.insufficient(subscription)
@@ -419,6 +447,75 @@ class Hub:
             joined = self.lifecycle.go_live(subscription)
             if joined is not None:
                 await joined
+
+    # --- map channels (the same operations as the map_* server API methods) -------------
+
+    async def map_publish(
+        self,
+        channel: str,
+        key: str,
+        data: Any,
+        *,
+        key_mode: str = "",
+        idempotency_key: str = "",
+        version: int = 0,
+        version_epoch: str = "",
+        score: int = 0,
+        tags: dict[str, str] | None = None,
+    ) -> MapResult:
+        """Set ``key`` of map channel ``channel`` to ``data`` (any JSON value)."""
+        return await self.maps.publish(
+            channel,
+            key,
+            data,
+            key_mode=key_mode,
+            idempotency_key=idempotency_key,
+            version=version,
+            version_epoch=version_epoch,
+            score=score,
+            tags=tags,
+        )
+
+    async def map_remove(self, channel: str, key: str, *, idempotency_key: str = "") -> MapResult:
+        """Remove ``key`` from map channel ``channel``."""
+        return await self.maps.remove(channel, key, idempotency_key=idempotency_key)
+
+    async def map_state(self, channel: str) -> dict[str, Any]:
+        """Every entry of map channel ``channel``: key -> decoded data."""
+        entries: dict[str, Any] = {}
+        cursor = ""
+        while True:
+            page = await self.maps.read_state(channel, cursor=cursor, limit=1000)
+            for publication in page.entries:
+                entries[publication.key] = msgspec.json.decode(publication.data)
+            cursor = page.cursor
+            if not cursor:
+                return entries
+
+    async def map_read_state(
+        self, channel: str, *, cursor: str = "", limit: int = 0, key: str = "", asc: bool = False
+    ) -> StatePage:
+        """One page of map channel ``channel``'s entries (``cursor`` of the next page)."""
+        return await self.maps.read_state(channel, cursor=cursor, limit=limit, key=key, asc=asc)
+
+    async def map_read_stream(
+        self,
+        channel: str,
+        *,
+        since: StreamPosition | None = None,
+        limit: int = 0,
+        reverse: bool = False,
+    ) -> HistoryPage:
+        """Map channel ``channel``'s change stream."""
+        return await self.maps.read_stream(channel, since=since, limit=limit, reverse=reverse)
+
+    async def map_stats(self, channel: str) -> int:
+        """How many entries map channel ``channel`` has."""
+        return await self.maps.stats(channel)
+
+    async def map_clear(self, channel: str) -> None:
+        """Drop every entry of map channel ``channel`` (subscribers reload)."""
+        await self.maps.clear(channel)
 
     def channel_counts(self) -> dict[str, int]:
         """Channels with local subscribers and how many."""

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
@@ -57,6 +58,16 @@ class _Cleanup(NamedTuple):
     by_server: bool  # the server ended it (API, expiry, gap, disconnect), not the client
 
 
+@dataclass(frozen=True, slots=True)
+class Positioner:
+    """How a subscribe learns its position: ``read`` runs once the node is
+    subscribed at the broker (publications since are buffered)."""
+
+    recoverable: bool
+    positioned: bool
+    read: Callable[[], Awaitable[recovery.Positioned]]
+
+
 class Lifecycle:
     """Subscribe, go live and tear down subscriptions of a hub's sessions."""
 
@@ -75,9 +86,12 @@ class Lifecycle:
         expire_at: float = 0.0,
         server_side: bool = False,
         push_join_leave: bool = False,
+        positioner: Positioner | None = None,
     ) -> tuple[Subscription, SubscribeResult]:
         """Subscribe ``session`` (permissions already checked) in the joining state.
 
+        ``positioner``: how the reply learns its position; by default the channel's
+        stream is read (recovery), a map subscription reads its change stream.
         Raises ClientError 105 when already subscribed, SubscriptionGone when the
         session closes meanwhile, and whatever the engine raises; nothing is left
         behind in any of these cases.
@@ -93,23 +107,28 @@ class Lifecycle:
             raise SubscriptionGone(name)
         if name in session.subscriptions:
             raise ClientError(Error.ALREADY_SUBSCRIBED)
-        plan = self._recovery(channel, request)
+        if positioner is None:
+            plan = self._recovery(channel, request)
+            positioner = Positioner(
+                plan.recoverable, plan.positioned, lambda: self._position(channel, request, plan)
+            )
         subscription = Subscription(
             session=session,
             channel=channel,
             chan_info=chan_info,
-            recoverable=plan.recoverable,
-            positioned=plan.positioned,
+            recoverable=positioner.recoverable,
+            positioned=positioner.positioned,
             push_join_leave=push_join_leave,
             server_side=server_side,
             expire_at=expire_at,
         )
+        subscription.extras = hub.maps.membership(subscription)
         session.subscriptions[name] = subscription
         entry, first = hub.channels.add(subscription)
         try:
             await self._engine_subscribed(name, entry, first)
             _still_joining(subscription)
-            positioned = await self._position(channel, request, plan)
+            positioned = await positioner.read()
             _still_joining(subscription)
             subscription.epoch = positioned.result.epoch
             subscription.live_from = positioned.live_from
@@ -149,7 +168,7 @@ class Lifecycle:
         ready = entry.ready
         if first:
             try:
-                await self.hub.engine.subscribe(name)
+                await self.hub.pubsub_for(name).subscribe(name)
             except BaseException as exc:
                 if not ready.done():
                     # A fresh error: the original's traceback would keep this frame alive.
@@ -200,11 +219,26 @@ class Lifecycle:
         if later is not None:
             self.end(subscription, push=later)
             return None
-        if not subscription.channel.options.join_leave:
-            return None
-        subscription.announced = True
-        info = subscription.session.client_info(subscription.chan_info)
-        return self._quietly("join", hub.engine.publish_join(subscription.name, info))
+        join: Awaitable[None] | None = None
+        if subscription.channel.options.join_leave:
+            subscription.announced = True
+            info = subscription.session.client_info(subscription.chan_info)
+            join = self._quietly("join", hub.engine.publish_join(subscription.name, info))
+        if subscription.extras is not None:
+            return self._announce(subscription, join)
+        return join
+
+    async def _announce(self, subscription: Subscription, join: Awaitable[None] | None) -> None:
+        """The join, then the subscription's map presence entries (Rule 3 applies)."""
+        if join is not None:
+            await join
+        extras = subscription.extras
+        if extras is None or _is_gone(subscription):
+            return
+        await self._quietly("map presence", extras.added())
+        if _is_gone(subscription):  # ended while the entries were written
+            task = self.hub.spawn(self._quietly("map presence removal", extras.gone()))
+            _leaving(subscription.session, subscription.name, task)
 
     def go_live_all(self, subscriptions: list[Subscription]) -> Awaitable[None] | None:
         """``go_live`` for several subscriptions (a connect's server-side ones)."""
@@ -270,7 +304,8 @@ class Lifecycle:
         if push is not None and was_live:
             session.send(encode_unsubscribe_push(name, push.code, push.reason))
         notify = was_live and self.hub.hooks.unsubscribe is not None
-        if subscription.presence_added or subscription.announced or notify:
+        extras = was_live and subscription.extras is not None
+        if subscription.presence_added or subscription.announced or notify or extras:
             return _Cleanup(subscription, notify, by_server)
         return None
 
@@ -282,6 +317,8 @@ class Lifecycle:
         if subscription.announced:
             info = subscription.session.client_info(subscription.chan_info)
             await self._quietly("leave", self.hub.engine.publish_leave(subscription.name, info))
+        if subscription.extras is not None:
+            await self._quietly("map presence removal", subscription.extras.gone())
         hook = self.hub.hooks.unsubscribe
         if cleanup.notify and hook is not None:
             session = subscription.session
@@ -308,7 +345,8 @@ class Lifecycle:
 
     async def _engine_unsubscribe(self, name: str) -> None:
         if name not in self.hub.channels.entries:  # nobody came back meanwhile
-            await self._quietly("unsubscribe", self.hub.engine.unsubscribe(name))
+            unsubscribe = self.hub.pubsub_for(name).unsubscribe(name)
+            await self._quietly("unsubscribe", unsubscribe)
 
     # --- presence refresh --------------------------------------------------------------
 
@@ -317,7 +355,7 @@ class Lifecycle:
         due = [
             s
             for s in session.subscriptions.values()
-            if s.presence_added and s.state is SubState.LIVE
+            if (s.presence_added or s.extras is not None) and s.state is SubState.LIVE
         ]
         if due:
             self.hub.spawn(self._refresh(due))
@@ -328,6 +366,10 @@ class Lifecycle:
             if subscription.state is not SubState.LIVE:
                 continue
             session = subscription.session
+            if subscription.extras is not None:
+                await self._quietly("map presence refresh", subscription.extras.refresh())
+            if not subscription.presence_added:
+                continue
             info = session.client_info(subscription.chan_info)
             added = engine.add_presence(subscription.name, session.client_id, info, PRESENCE_TTL)
             await self._quietly("presence refresh", added)
