@@ -363,13 +363,15 @@ def test_ignored_centrifugo_keys_warn_once_each(tmp_path: Path) -> None:
         "prometheus": {"enabled": True},
         "engine": {"type": "memory", "redis": {"address": "redis://x", "cluster_address": []}},
         "http_server": {"tls": {"enabled": False}, "http3": {"enabled": False}},
-        "client": {"proxy": {"connect": {}}, "connection_limit": 10},
+        "client": {"proxy": {"connect": {"emulated_headers": []}}, "connection_limit": 10},
         "websocket": {"write_timeout": "1s", "read_buffer_size": 1024},
-        "rpc": {"without_namespace": {}, "namespaces": []},
+        "rpc": {"without_namespace": {}, "namespaces": [], "ping": {}},
         "channel": {
-            "proxy": {},
-            "without_namespace": {"subscribe_proxy_enabled": True, "delta_publish": True},
-            "namespaces": [{"name": "chat", "publish_proxy_name": "p", "allow_tags_filter": True}],
+            "proxy": {"subscribe_stream": {}},
+            "without_namespace": {"subscribe_stream_proxy_enabled": True, "delta_publish": True},
+            "namespaces": [
+                {"name": "chat", "subscribe_stream_proxy_name": "p", "allow_tags_filter": True}
+            ],
         },
     }
     warnings = load_config(write(tmp_path, "c.json", json.dumps(data)), env={}).warnings
@@ -382,16 +384,15 @@ def test_ignored_centrifugo_keys_warn_once_each(tmp_path: Path) -> None:
         "engine.redis.cluster_address",
         "http_server.tls",
         "http_server.http3",
-        "client.proxy",
+        "client.proxy.connect.emulated_headers",
         "client.connection_limit",
         "websocket.write_timeout",
         "websocket.read_buffer_size",
-        "rpc.without_namespace",
-        "rpc.namespaces",
-        "channel.proxy",
-        "channel.without_namespace.subscribe_proxy_enabled",
+        "rpc.ping",
+        "channel.proxy.subscribe_stream",
+        "channel.without_namespace.subscribe_stream_proxy_enabled",
         "channel.without_namespace.delta_publish",
-        "channel.namespaces[0].publish_proxy_name",
+        "channel.namespaces[0].subscribe_stream_proxy_name",
         "channel.namespaces[0].allow_tags_filter",
     }
     assert sorted(warnings) == sorted(key + suffix for key in expected)

@@ -1,6 +1,7 @@
 """The import rule of the architecture: a layer imports only from layers below it.
 
-codes, errors < config < protocol, websocket < engines, auth < hub < server < cli
+codes, errors < config < protocol, websocket < engines, auth < proxy, webhooks < hub
+< server < cli
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ LAYER = {
     "websocket": 2,
     "engines": 3,
     "auth": 3,
+    # Calls to the application backend: above engines and auth (they may use the
+    # engines' Redis settings), below the hub that asks them.
+    "proxy": 3.5,
+    "webhooks": 3.5,
     "hub": 4,
     "server": 5,
     "cli": 6,
@@ -28,7 +33,7 @@ LAYER = {
 }
 
 
-def layer_of(module: str) -> int | None:
+def layer_of(module: str) -> float | None:
     parts = module.split(".")
     if parts[0] != "hubbub" or len(parts) < 2 or parts[1] == "__init__":
         return None

@@ -18,6 +18,7 @@ from hubbub.codes import Disconnect, Error, Unsubscribe
 from hubbub.config import Config, load_config
 from hubbub.errors import ClientError, ConfigError, DisconnectRequest, HubbubError
 from hubbub.hub.hooks import (
+    ChannelOverride,
     ConnectDecision,
     ConnectEvent,
     DisconnectEvent,
@@ -26,8 +27,12 @@ from hubbub.hub.hooks import (
     MessageEvent,
     PublishDecision,
     PublishEvent,
+    RefreshDecision,
+    RefreshEvent,
     RPCEvent,
     RPCResponse,
+    SubRefreshDecision,
+    SubRefreshEvent,
     SubscribeDecision,
     SubscribeEvent,
     UnsubscribeEvent,
@@ -38,6 +43,7 @@ from hubbub.server.run import serve
 from hubbub.version import __version__
 
 __all__ = [
+    "ChannelOverride",
     "ClientError",
     "Config",
     "ConfigError",
@@ -56,6 +62,10 @@ __all__ = [
     "PublishEvent",
     "RPCEvent",
     "RPCResponse",
+    "RefreshDecision",
+    "RefreshEvent",
+    "SubRefreshDecision",
+    "SubRefreshEvent",
     "SubscribeDecision",
     "SubscribeEvent",
     "Unsubscribe",

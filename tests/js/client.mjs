@@ -12,6 +12,8 @@
  *     "minReconnectDelay": 1500,      // optional, ms (SDK defaults otherwise)
  *     "maxReconnectDelay": 1500,      // optional, ms; min == max gives an exact delay
  *     "name": "js",                   // optional client name
+ *     "data": {...},                  // optional connect data (e.g. for a connect proxy)
+ *     "headers": {"Cookie": "..."},   // optional headers of the WebSocket upgrade request
  *     "steps": [{"cmd": "..."}]       // optional commands run first, before stdin's
  *   }
  * then commands on stdin, one JSON object a line, run one at a time in order:
@@ -89,6 +91,16 @@ async function readScenario(lines) {
 
 function createClient(scenario) {
   const options = { websocket: WebSocket, name: scenario.name ?? 'js' };
+  if (scenario.headers) {
+    // What a browser sends by itself (cookies): Node's ws takes them as an option.
+    const headers = scenario.headers;
+    options.websocket = class extends WebSocket {
+      constructor(url, protocols) {
+        super(url, protocols, { headers });
+      }
+    };
+  }
+  if (scenario.data !== undefined) options.data = scenario.data;
   if (scenario.token) options.token = scenario.token;
   if (scenario.tokenUrl) {
     options.getToken = async () => {

@@ -7,7 +7,8 @@ in ``decide``:
   2. a token (already verified by the caller) grants subscribe;
   3. a user-limited channel (``#``, when the namespace allows user-limited
      channels) admits to subscribe exactly the users it lists, and no one else;
-  4. an application hook, if registered, decides (the caller runs it);
+  4. the event's decider, if there is one, decides: the proxy configured for the
+     namespace or the application hook (the caller, ``hub.decisions``, asks it);
   5. otherwise the ``allow_*`` options of the namespace decide.
 ``client.insecure`` allows everything (development only).
 """

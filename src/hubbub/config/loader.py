@@ -15,21 +15,22 @@ import difflib
 import functools
 import ipaddress
 import json
-import math
 import os
 import re
 import tomllib
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import yaml  # type: ignore[import-untyped, unused-ignore]
 
+from hubbub.config.backend import ChannelProxyConfig, ProxyGrpcOptions, ProxyOptions, StrPairs
+from hubbub.config.backend_checks import check_backend
+from hubbub.config.durations import parse_duration
+from hubbub.config.durations import show as _show
 from hubbub.config.model import (
-    ChannelConfig,
     ChannelOptions,
     ClientConfig,
     Config,
@@ -59,21 +60,20 @@ def _names(text: str) -> frozenset[str]:
 
 
 _TOKEN_IGNORED = _names("audience_regex issuer_regex user_id_claim")
-_PROXY_OPTIONS = ("subscribe", "publish", "sub_refresh", "subscribe_stream")
 
 # Centrifugo v6 options hubbub accepts but does not implement (one warning each).
 # A name stands for its whole subtree.
 _IGNORED: dict[type, frozenset[str]] = {
     Config: _names(
         """admin prometheus health swagger debug opentelemetry graphite usage_stats
-        grpc_api consumers unified_proxy proxies uni_websocket uni_sse uni_http_stream
+        grpc_api consumers unified_proxy uni_websocket uni_sse uni_http_stream
         uni_grpc sse http_stream webtransport emulation shutdown node broker
         presence_manager dev init pid_file enable_unreleased_features"""
     ),
     HttpServerConfig: _names("tls tls_autocert tls_external internal_tls http3"),
     HttpApiConfig: _names("handler_prefix external error_mode"),
     ClientConfig: _names(
-        """proxy connect_proxy_name refresh_proxy_name connection_limit
+        """connection_limit
         connection_rate_limit concurrency disallow_anonymous_connection_tokens
         allowed_delta_types expired_sub_close_delay presence_update_interval
         channel_position_check_delay channel_position_max_time_lag
@@ -83,13 +83,16 @@ _IGNORED: dict[type, frozenset[str]] = {
     ),
     TokenConfig: _TOKEN_IGNORED,
     SubscriptionTokenConfig: _TOKEN_IGNORED,
-    ChannelConfig: _names("proxy"),
+    ChannelProxyConfig: _names("subscribe_stream cache_empty state"),
     ChannelOptions: _names(
-        """subscribe_stream_bidirectional delta_publish allowed_delta_types
-        allow_tags_filter batch_max_size batch_max_delay batch_flush_latest"""
-    )
-    | {f"{op}_proxy_{what}" for op in _PROXY_OPTIONS for what in ("enabled", "name")},
-    RpcConfig: _names("proxy without_namespace namespaces ping ping_method"),
+        """subscribe_stream_proxy_enabled subscribe_stream_proxy_name
+        subscribe_stream_proxy_bidirectional subscribe_stream_bidirectional delta_publish
+        allowed_delta_types allow_tags_filter batch_max_size batch_max_delay
+        batch_flush_latest"""
+    ),
+    ProxyOptions: _names("emulated_headers"),
+    ProxyGrpcOptions: _names("static_metadata"),
+    RpcConfig: _names("ping ping_method"),
     WebSocketConfig: _names(
         """read_buffer_size write_buffer_size use_write_buffer_pool write_timeout
         compression_level compression_min_size disabled handler_prefix"""
@@ -102,6 +105,13 @@ _IGNORED: dict[type, frozenset[str]] = {
         presence_hash_field_ttl presence_user_mapping replica_client"""
     ),
 }
+
+
+def _ignored(cls: type) -> frozenset[str]:
+    """The ignored option names of ``cls``, including those of its base classes."""
+    return frozenset().union(*(_IGNORED.get(base, frozenset()) for base in cls.__mro__))
+
+
 ENGINE_TYPES = ("memory", "redis")
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 
@@ -160,44 +170,6 @@ def env_var_name(key: str) -> str:
     return ENV_PREFIX + key.upper().replace(".", "_")
 
 
-# ---------------------------------------------------------------- durations
-
-_DURATION_UNITS = {
-    "ns": Decimal("1e-9"),
-    "us": Decimal("1e-6"),
-    "µs": Decimal("1e-6"),  # Go accepts both micro signs
-    "μs": Decimal("1e-6"),
-    "ms": Decimal("1e-3"),
-    "s": Decimal(1),
-    "m": Decimal(60),
-    "h": Decimal(3600),
-}
-_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_DURATION_RE = re.compile(rf"[-+]?(?:{_DURATION_PART.pattern})+")
-
-
-def parse_duration(value: str | int | float, *, key: str = "duration") -> float:
-    """Seconds from a number of seconds or a Go duration ("1m30s", "500ms", "0")."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ConfigError(key, f'expected a duration like "30s" or seconds, got {_show(value)}')
-    if not isinstance(value, str):
-        if not math.isfinite(value):
-            raise ConfigError(key, f"expected a finite duration, got {_show(value)}")
-        return float(value)
-    text = value.strip()
-    if re.fullmatch(r"[-+]?0", text):
-        return 0.0
-    if not _DURATION_RE.fullmatch(text):
-        raise ConfigError(
-            key, f'invalid duration {_show(value)}: use seconds or units like "1m30s", "500ms"'
-        )
-    total = sum(
-        (Decimal(num) * _DURATION_UNITS[unit] for num, unit in _DURATION_PART.findall(text)),
-        Decimal(0),
-    )
-    return float(-total if text.startswith("-") else total)
-
-
 # ---------------------------------------------------------------- file
 
 _PARSERS = {".json": "JSON", ".toml": "TOML", ".yaml": "YAML", ".yml": "YAML"}
@@ -245,6 +217,16 @@ def _is_section(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
+def _section_list(tp: Any) -> type | None:
+    """The item class of a ``tuple[Section, ...]`` field (a list of objects), else None."""
+    if typing.get_origin(tp) is tuple and tp != _NAMESPACES:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis and _is_section(args[0]):
+            item: type = args[0]
+            return item
+    return None
+
+
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
@@ -273,7 +255,7 @@ def _env_ignored() -> dict[str, str]:
     return {
         env_var_name(_join(path, name)): _join(path, name)
         for path, cls in _sections()
-        for name in _IGNORED.get(cls, ())
+        for name in _ignored(cls)
     }
 
 
@@ -337,7 +319,7 @@ def _from_env(tp: Any, text: str, key: str, var: str) -> object:
             return text  # a Go duration string, parsed with the rest
     if tp == _STR_LIST and not text.lstrip().startswith("["):
         return text.split()
-    if tp in (_STR_LIST, _NAMESPACES):
+    if tp in (_STR_LIST, _NAMESPACES, StrPairs) or _section_list(tp) is not None:
         try:
             return json.loads(text)
         except ValueError as exc:
@@ -357,7 +339,7 @@ def _scan(cls: type, raw: object, path: str, unknown: list[str], warnings: list[
         key = _join(path, str(name))
         tp = types.get(name)
         if tp is None:
-            if name in _IGNORED.get(cls, ()):
+            if name in _ignored(cls):
                 warnings.append(f"{key} is a Centrifugo option hubbub ignores")
             elif not (cls is ChannelOptions and name == "name" and path.endswith("]")):
                 unknown.append(key)
@@ -366,6 +348,9 @@ def _scan(cls: type, raw: object, path: str, unknown: list[str], warnings: list[
         elif tp == _NAMESPACES and isinstance(value, list):
             for i, item in enumerate(value):
                 _scan(ChannelOptions, item, f"{key}[{i}]", unknown, warnings)
+        elif (item_cls := _section_list(tp)) is not None and isinstance(value, list):
+            for i, item in enumerate(value):
+                _scan(item_cls, item, f"{key}[{i}]", unknown, warnings)
 
 
 def _unknown_message(unknown: list[str]) -> str:
@@ -382,10 +367,6 @@ def _unknown_message(unknown: list[str]) -> str:
 
 
 # ---------------------------------------------------------------- conversion
-
-
-def _show(value: object) -> str:
-    return json.dumps(value, default=str, ensure_ascii=False)
 
 
 def _build(cls: type[_T], raw: object, path: str) -> _T:
@@ -436,6 +417,15 @@ def _convert(tp: Any, value: object, key: str) -> object:
         return tuple(value)
     if tp == _NAMESPACES:
         return _namespaces(value, key)
+    if tp == StrPairs:
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(key, f"expected an object of strings, got {_show(value)}")
+        return tuple((str(k), v) for k, v in value.items())
+    item_cls = _section_list(tp)
+    if item_cls is not None:
+        if not isinstance(value, list):
+            raise ConfigError(key, f"expected a list of objects, got {_show(value)}")
+        return tuple(_build(item_cls, item, f"{key}[{i}]") for i, item in enumerate(value))
     raise TypeError(f"no converter for {key}: {tp!r}")  # a model field of a new type
 
 
@@ -514,11 +504,14 @@ def _validate(config: Config) -> list[str]:
             "engine.type", f'{_show(config.engine.type)} is unknown: use "memory" or "redis"'
         )
     _check_redis(config.engine.redis)
+    warnings = check_backend(config)
 
     api = config.http_api
     if not api.key and not api.insecure and not api.disabled:
-        return ["http_api.key is empty: the HTTP API rejects every request until you set it"]
-    return []
+        warnings.append(
+            "http_api.key is empty: the HTTP API rejects every request until you set it"
+        )
+    return warnings
 
 
 def _check_redis(redis: RedisConfig) -> None:

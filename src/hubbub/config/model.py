@@ -11,6 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hubbub.config.backend import (
+    DEFAULT_PROXY_NAME,
+    ChannelProxyConfig,
+    ClientProxyConfig,
+    NamedProxy,
+    ProxyOptions,
+    RpcNamespace,
+    RpcOptions,
+    WebhooksConfig,
+)
+
 
 @dataclass(frozen=True, slots=True)
 class MapOptions:
@@ -102,6 +113,14 @@ class ChannelOptions:
     map_clients_presence_channel_prefix: str = ""
     map_users_presence_channel_prefix: str = ""
     client_publish_debounce_interval: float = 0.0  # told to map subscribers (publish_debounce)
+    # Event proxies: ``*_proxy_enabled`` switches the proxy on for the namespace;
+    # ``*_proxy_name`` picks an entry of ``proxies[]`` ("default": ``channel.proxy.*``).
+    subscribe_proxy_enabled: bool = False
+    subscribe_proxy_name: str = DEFAULT_PROXY_NAME
+    publish_proxy_enabled: bool = False
+    publish_proxy_name: str = DEFAULT_PROXY_NAME
+    sub_refresh_proxy_enabled: bool = False
+    sub_refresh_proxy_name: str = DEFAULT_PROXY_NAME
 
     @property
     def history_enabled(self) -> bool:
@@ -130,6 +149,7 @@ class ChannelConfig:
     history_meta_ttl: float = 30 * 24 * 3600.0
     without_namespace: ChannelOptions = field(default_factory=ChannelOptions)
     namespaces: tuple[Namespace, ...] = ()
+    proxy: ChannelProxyConfig = field(default_factory=ChannelProxyConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +208,11 @@ class ClientConfig:
     subscribe_to_user_personal_channel: PersonalChannelConfig = field(
         default_factory=PersonalChannelConfig
     )
+    # Event proxies: connect (only for connections without a token) and refresh
+    # (the server refreshes expiring connections); or entries of ``proxies[]`` by name.
+    proxy: ClientProxyConfig = field(default_factory=ClientProxyConfig)
+    connect_proxy_name: str = ""
+    refresh_proxy_name: str = ""
     # Timeouts
     ping_interval: float = 25.0
     pong_timeout: float = 8.0
@@ -239,9 +264,12 @@ class WebSocketConfig:
 
 @dataclass(frozen=True, slots=True)
 class RpcConfig:
-    """``rpc.*`` (only the boundary matters until RPC namespaces land)."""
+    """``rpc.*``: RPC namespaces (``ns:method``) and the proxies that answer RPC."""
 
     namespace_boundary: str = ":"
+    proxy: ProxyOptions = field(default_factory=ProxyOptions)  # the "default" RPC proxy
+    without_namespace: RpcOptions = field(default_factory=RpcOptions)
+    namespaces: tuple[RpcNamespace, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,3 +337,5 @@ class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     map_broker: MapBrokerConfig = field(default_factory=MapBrokerConfig)
     shared_poll: SharedPollConfig = field(default_factory=SharedPollConfig)
+    proxies: tuple[NamedProxy, ...] = ()  # named proxies for namespaces and client events
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -22,15 +22,9 @@ from hubbub.auth.permissions import Action, Actor, Verdict, decide
 from hubbub.auth.tokens import InvalidToken, SubscriptionClaims, TokenExpired
 from hubbub.codes import Disconnect, Error
 from hubbub.errors import ClientError, DisconnectRequest
-from hubbub.hub.hooks import (
-    ConnectEvent,
-    MessageEvent,
-    PublishEvent,
-    RPCEvent,
-    RPCResponse,
-    SubscribeEvent,
-    is_set,
-)
+from hubbub.hub.decisions import apply_override
+from hubbub.hub.hooks import MessageEvent, SubscribeDecision, is_set
+from hubbub.hub.payloads import from_raw, to_raw
 from hubbub.hub.session import Answer, Session, SubscriptionGone, SubState
 from hubbub.protocol.messages import (
     NO_DATA,
@@ -62,29 +56,15 @@ log = logging.getLogger("hubbub.commands")
 VERSION = __version__
 
 
-def to_raw(value: Any) -> msgspec.Raw | None:
-    """Application data (any JSON value) as an embedded JSON payload."""
-    if value is None:
-        return None
-    if isinstance(value, msgspec.Raw):
-        return value
-    return msgspec.Raw(msgspec.json.encode(value))
-
-
-def from_raw(raw: msgspec.Raw | None) -> Any:
-    """An embedded JSON payload as a Python value for hooks (None when absent)."""
-    if not raw:
-        return None
-    return msgspec.json.decode(raw)
-
-
 @dataclass(slots=True)
 class SubscribeGrant:
-    """What an allowed subscribe carries: channel info, token expiry, reply data."""
+    """An allowed subscribe (any subscription type): the channel (a decision may
+    override its options), channel info, expiry, and the decision that shaped it."""
 
+    channel: Channel
     chan_info: msgspec.Raw | None = None
     expire_at: float = 0.0  # unix seconds; 0: no expiry
-    reply_data: msgspec.Raw | None = None
+    decision: SubscribeDecision | None = None
 
 
 def ttl_until(expire_at: float) -> int:
@@ -123,7 +103,7 @@ class Commands:
         hub = self.hub
         client_cfg = hub.config.client
         channels: list[str] = []
-        chan_infos: dict[str, msgspec.Raw | None] = {}  # from the token's ``subs`` claim
+        sub_options: dict[str, SubscribeDecision] = {}  # token ``subs`` claim, decision ``subs``
         if request.token:
             try:
                 claims = await hub.tokens.verify_connection(request.token)
@@ -138,9 +118,9 @@ class Commands:
             session.expire_at = float(claims.expire_at)
             channels.extend(claims.channels)
             channels.extend(claims.subs)
-            chan_infos = claims.subs
+            sub_options = {name: SubscribeDecision(info=info) for name, info in claims.subs.items()}
         elif not (
-            hub.hooks.connect
+            hub.decisions.accepts_without_token
             or client_cfg.allow_anonymous_connect_without_token
             or client_cfg.insecure
         ):
@@ -148,29 +128,23 @@ class Commands:
         session.name = request.name
         session.version = request.version
         reply_data: msgspec.Raw | None = None
-        if hub.hooks.connect is not None:
-            decision = await hub.hooks.connect(
-                ConnectEvent(
-                    client=session.client_id,
-                    user=session.user,
-                    token_present=bool(request.token),
-                    data=from_raw(request.data),
-                    name=request.name,
-                    version=request.version,
-                    remote=session.remote,
-                    headers=session.transport.headers,
-                )
-            )
-            if decision is not None:
-                if decision.user is not None:
-                    session.user = decision.user
-                if is_set(decision.info):
-                    session.conn_info = to_raw(decision.info)
-                if is_set(decision.data):
-                    reply_data = to_raw(decision.data)
-                if decision.expire_at is not None:
-                    session.expire_at = float(decision.expire_at)
-                channels.extend(decision.channels)
+        # --- issue 12: the decision point (connect proxy without a token, or on_connect) ---
+        decision = await hub.decisions.connect(session, request, token_present=bool(request.token))
+        if decision is not None:
+            if decision.user is not None:
+                session.user = decision.user
+            if is_set(decision.info):
+                session.conn_info = to_raw(decision.info)
+            if is_set(decision.data):
+                reply_data = to_raw(decision.data)
+            if is_set(decision.meta):
+                session.meta = to_raw(decision.meta)
+            if decision.expire_at is not None:
+                session.expire_at = float(decision.expire_at)
+            channels.extend(decision.channels)
+            channels.extend(decision.subs)
+            sub_options.update(decision.subs)
+        # --- end issue 12 ---
         personal = client_cfg.subscribe_to_user_personal_channel
         personal_channel = ""
         if personal.enabled and session.user:
@@ -187,7 +161,7 @@ class Commands:
             raise DisconnectRequest(Disconnect.CHANNEL_LIMIT)
         hub.accept_session(session)
         try:
-            joined = await self._server_side(session, request.subs or {}, channels, chan_infos)
+            joined = await self._server_side(session, request.subs or {}, channels, sub_options)
             if session.closed:
                 raise SubscriptionGone("closed during connect")
         except BaseException:
@@ -207,9 +181,12 @@ class Commands:
             node=hub.node_id,
         )
         result.expires, result.ttl = bool(session.expire_at), ttl_until(session.expire_at)
+        if hub.decisions.server_refresh:  # issue 12: the server refreshes, not the client
+            result.expires, result.ttl = False, 0
 
         # Server-side subscription pushes are only valid after the connect reply.
         live = [subscription for subscription, _ in joined]
+        hub.webhooks.connected(session.client_id, session.user, session.conn_info)  # issue 12
         if personal.single_connection and personal_channel:
             return Answer(
                 "connect",
@@ -238,7 +215,7 @@ class Commands:
         session: Session,
         wanted: dict[str, SubscribeRequest],
         channels: list[str],
-        chan_infos: dict[str, msgspec.Raw | None],
+        sub_options: dict[str, SubscribeDecision],
     ) -> list[tuple[Subscription, SubscribeResult]]:
         """Subscribe the connection to its server-side channels (joining, not live yet).
 
@@ -248,21 +225,23 @@ class Commands:
         joined: list[tuple[Subscription, SubscribeResult]] = []
         for name in channels:
             request = wanted.get(name) or SubscribeRequest(channel=name)
+            options = sub_options.get(name) or SubscribeDecision()  # issue 12: with options
             try:
-                channel = hub.channel_rules.resolve(name)
+                channel = apply_override(hub.channel_rules.resolve(name), options.override)
                 if channel.options.subscription_type != "stream":
                     # Map and shared poll subscriptions are the client's (paginated, tracked).
                     raise ClientError(Error.BAD_REQUEST, "not a stream channel")
-                joined.append(
-                    await hub.lifecycle.subscribe(
-                        session,
-                        channel,
-                        request,
-                        chan_info=chan_infos.get(name),
-                        server_side=True,
-                        push_join_leave=self.push_join_leave(session, channel, request),
-                    )
+                subscription, result = await hub.lifecycle.subscribe(
+                    session,
+                    channel,
+                    request,
+                    chan_info=to_raw(options.info) if is_set(options.info) else None,
+                    expire_at=float(options.expire_at or 0),
+                    server_side=True,
+                    push_join_leave=self.push_join_leave(session, channel, request),
                 )
+                self.apply_subscribe_decision(result, channel, options)
+                joined.append((subscription, result))
             except ClientError as exc:
                 log.warning("client %s: server-side subscribe %s: %s", session.client_id, name, exc)
         return joined
@@ -299,6 +278,7 @@ class Commands:
             # Map and shared poll subscriptions have their own flows (hub/map_flow.py).
             return await hub.map_flow.subscribe(session, channel, request)
         grant = await self.authorize_subscribe(session, channel, request)
+        channel = grant.channel
         # Re-checked after the awaits above: the lifecycle refuses a closed session
         # and a channel subscribed meanwhile (105).
         subscription, result = await hub.lifecycle.subscribe(
@@ -309,48 +289,37 @@ class Commands:
             expire_at=grant.expire_at,
             push_join_leave=self.push_join_leave(session, channel, request),
         )
-        if grant.reply_data is not None:
-            result.data = grant.reply_data
         result.expires, result.ttl = bool(grant.expire_at), ttl_until(grant.expire_at)
+        self.apply_subscribe_decision(result, channel, grant.decision)
         return Answer("subscribe", result, lambda: hub.lifecycle.go_live(subscription))
 
     async def authorize_subscribe(
         self, session: Session, channel: Channel, request: SubscribeRequest
     ) -> SubscribeGrant:
-        """Whether ``session`` may subscribe to ``channel`` (any subscription type):
-        the limits, the subscription token, then the permission rules or the hook."""
+        """Whether ``session`` may subscribe to ``channel`` (of any subscription type):
+        the limits, the subscription token, then the decision point."""
         hub = self.hub
         if request.channel in session.subscriptions:
             raise ClientError(Error.ALREADY_SUBSCRIBED)
         if len(session.subscriptions) >= hub.config.client.channel_limit:
             raise ClientError(Error.LIMIT_EXCEEDED)
-        grant = SubscribeGrant()
+        grant = SubscribeGrant(channel)
         has_token = False
         if request.token:
             claims = await self._verify_subscription_token(session, request.channel, request.token)
             has_token = True
             grant.chan_info = claims.info
             grant.expire_at = float(claims.expire_at)
-        verdict = decide(
-            Action.SUBSCRIBE,
-            channel,
-            self._actor(session, channel, has_token=has_token),
-            hook=hub.hooks.subscribe is not None,
-        )
-        if verdict is Verdict.ASK_HOOK:
-            assert hub.hooks.subscribe is not None
-            decision = await hub.hooks.subscribe(
-                SubscribeEvent(
-                    session.client_id, session.user, request.channel, from_raw(request.data)
-                )
-            )
-            if decision is not None:
-                if is_set(decision.info):
-                    grant.chan_info = to_raw(decision.info)
-                if is_set(decision.data):
-                    grant.reply_data = to_raw(decision.data)
-        elif verdict is Verdict.DENY:
-            raise ClientError(Error.PERMISSION_DENIED)
+        # --- issue 12: the decision point (permissions, then subscribe proxy or on_subscribe) ---
+        decision = await hub.decisions.subscribe(session, channel, request, has_token=has_token)
+        if decision is not None:
+            if is_set(decision.info):
+                grant.chan_info = to_raw(decision.info)
+            if decision.expire_at is not None:
+                grant.expire_at = float(decision.expire_at)
+            grant.channel = apply_override(channel, decision.override)
+        # --- end issue 12 ---
+        grant.decision = decision
         return grant
 
     def push_join_leave(
@@ -402,29 +371,25 @@ class Commands:
         if not request.data:
             raise ClientError(Error.BAD_REQUEST)
         data: msgspec.Raw = request.data
-        skip_history = False
-        verdict = decide(
-            Action.PUBLISH,
-            channel,
-            self._actor(session, channel),
-            hook=hub.hooks.publish is not None,
-        )
-        if verdict is Verdict.ASK_HOOK:
-            assert hub.hooks.publish is not None
-            decision = await hub.hooks.publish(
-                PublishEvent(session.client_id, session.user, request.channel, from_raw(data))
-            )
-            if decision is not None:
-                if is_set(decision.data):
-                    data = to_raw(decision.data) or msgspec.Raw(b"null")
-                skip_history = decision.skip_history
-        elif verdict is Verdict.DENY:
-            raise ClientError(Error.PERMISSION_DENIED)
+        skip_history, tags, idempotency_key = False, None, ""
+        # --- issue 12: the decision point (permissions, then publish proxy or on_publish) ---
+        decision = await hub.decisions.publish(session, channel, data)
+        if decision is not None:
+            if is_set(decision.data):
+                data = to_raw(decision.data) or msgspec.Raw(b"null")
+            skip_history = decision.skip_history
+            tags, idempotency_key = decision.tags, decision.idempotency_key
+        # --- end issue 12 ---
         subscription = session.subscriptions.get(request.channel)
         info = session.client_info(subscription.chan_info if subscription else None)
-        await hub.publish_publication(
-            channel, WirePublication(data=data, info=info), skip_history=skip_history
+        published = await hub.publish_publication(
+            channel,
+            WirePublication(data=data, info=info, tags=tags or None),
+            skip_history=skip_history,
+            idempotency_key=idempotency_key,
         )
+        offset = published.position.offset
+        hub.webhooks.published(channel.name, session.client_id, session.user, data, offset)
         return Answer("publish", EmptyResult())
 
     async def presence(self, session: Session, command: Command) -> Answer:
@@ -468,14 +433,9 @@ class Commands:
     async def rpc(self, session: Session, command: Command) -> Answer:
         request = command.rpc
         assert request is not None
-        hook = self.hub.hooks.rpc
-        if hook is None:
-            raise ClientError(Error.NOT_AVAILABLE)
-        response = await hook(
-            RPCEvent(session.client_id, session.user, request.method, from_raw(request.data))
-        )
-        value = response.data if isinstance(response, RPCResponse) else response
-        result = RPCResult(data=to_raw(value) or NO_DATA)
+        # issue 12: the decision point (the method's RPC proxy, or on_rpc; else 108)
+        data = await self.hub.decisions.rpc(session, request.method, request.data)
+        result = RPCResult(data=data or NO_DATA)
         return Answer("rpc", result)
 
     async def send(self, session: Session, command: Command) -> None:
@@ -490,18 +450,19 @@ class Commands:
 
     # --- helpers ---------------------------------------------------------------------
 
-    def _actor(self, session: Session, channel: Channel, *, has_token: bool = False) -> Actor:
-        return Actor(
-            user=session.user,
-            subscribed=channel.name in session.subscriptions,
-            has_token=has_token,
-            insecure=self.hub.config.client.insecure,
-        )
+    def apply_subscribe_decision(
+        self, result: SubscribeResult, channel: Channel, decision: SubscribeDecision | None
+    ) -> None:
+        """The subscribe result as a decision shapes it (issue 12)."""
+        if decision is not None and is_set(decision.data):
+            result.data = to_raw(decision.data) or NO_DATA
+        if self.hub.decisions.server_sub_refresh(channel):  # the server refreshes it
+            result.expires, result.ttl = False, 0
 
     def _channel_for(self, session: Session, name: str, action: Action) -> Channel:
         """Resolve ``name`` and check ``action`` by the allow_* options (no hook for these)."""
         channel = self.hub.channel_rules.resolve(name)
-        verdict = decide(action, channel, self._actor(session, channel), hook=False)
+        verdict = decide(action, channel, self.hub.decisions.actor(session, channel), hook=False)
         if verdict is not Verdict.ALLOW:
             raise ClientError(Error.PERMISSION_DENIED)
         return channel

@@ -9,6 +9,10 @@ Rule 2: a check runs on the loop, never awaits, and re-reads what it checks
 (the token may have been refreshed, the pong may have come).
 Rule 3: each ping also refreshes the session's presence entries, which
 expire otherwise (``lifecycle.PRESENCE_TTL``).
+Rule 4 (issue 12): with a refresh decider (refresh proxy or ``on_refresh``;
+sub_refresh for a subscription's namespace) the expiry timer, in the same
+slot, asks the decider when the expiry comes (``hub.decisions``) instead of
+closing after the grace period; ``due`` moves that ask (a retry).
 """
 
 from __future__ import annotations
@@ -89,11 +93,17 @@ class Heartbeat:
 
     # --- token expiry ----------------------------------------------------------------------
 
-    def watch_expiry(self, session: Session) -> None:
+    def watch_expiry(self, session: Session, *, due: float = 0.0) -> None:
         """Close with 3005 if the connection is still expired after the grace period."""
         expire_at = session.expire_at
         if not expire_at:
             _set_expiry(session, None)
+            return
+        decisions = self.hub.decisions
+        if decisions.server_refresh:  # Rule 4: the decider is asked at the expiry
+            delay = max((due or expire_at) - time.time(), 0.0)
+            ask = self.timers.call_later(delay, lambda: decisions.refresh_due(session, expire_at))
+            _set_expiry(session, ask)
             return
 
         def check() -> None:
@@ -102,7 +112,7 @@ class Heartbeat:
 
         _set_expiry(session, self._after_grace(expire_at, check))
 
-    def watch_subscription(self, subscription: Subscription) -> None:
+    def watch_subscription(self, subscription: Subscription, *, due: float = 0.0) -> None:
         """Unsubscribe with 2501 (the SDK resubscribes with a fresh token) if the
         subscription token is still expired after the grace period."""
         if subscription.expiry is not None:
@@ -110,6 +120,13 @@ class Heartbeat:
             subscription.expiry = None
         expire_at = subscription.expire_at
         if not expire_at:
+            return
+        decisions = self.hub.decisions
+        if decisions.server_sub_refresh(subscription.channel):  # Rule 4
+            delay = max((due or expire_at) - time.time(), 0.0)
+            subscription.expiry = self.timers.call_later(
+                delay, lambda: decisions.sub_refresh_due(subscription, expire_at)
+            )
             return
 
         def check() -> None:

@@ -7,6 +7,13 @@ connection closes with its code). Any other exception is logged and the client
 gets error 100 (internal). Notification hooks (disconnect, unsubscribe) return
 nothing and their exceptions are only logged.
 
+The decision hooks (connect, refresh, subscribe, publish, sub_refresh, rpc)
+and Centrifugo's event proxies are one mechanism (``hub.decisions``): an
+event is decided by the proxy configured for it, else by the hook registered
+for it, else by hubbub's own rules; a proxy's answer becomes the same
+decision object a hook returns, with payloads as ``msgspec.Raw`` (JSON text)
+where a hook gives Python values. Events carry what the proxy requests carry.
+
     @hub.on_connect
     async def authenticate(event: ConnectEvent) -> ConnectDecision | None:
         if event.user == "":
@@ -25,6 +32,11 @@ from hubbub.codes import DisconnectInfo
 # --- events --------------------------------------------------------------------------
 
 
+#: What every connection is, in events and proxy requests.
+TRANSPORT = "websocket"
+PROTOCOL = "json"
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectEvent:
     client: str  # the id the hub gave this connection
@@ -34,7 +46,21 @@ class ConnectEvent:
     name: str
     version: str
     remote: str  # peer address
-    headers: dict[str, str]
+    headers: dict[str, str]  # of the WebSocket upgrade request, lower-case names
+    channels: tuple[str, ...] = ()  # the channels the client asks to recover (connect subs)
+    transport: str = TRANSPORT
+    protocol: str = PROTOCOL
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshEvent:
+    """A connection reached its ``expire_at``: extend it, or let it expire."""
+
+    client: str
+    user: str
+    meta: Any  # the connection's meta (token ``meta`` claim or connect decision), or None
+    transport: str = TRANSPORT
+    protocol: str = PROTOCOL
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +69,9 @@ class SubscribeEvent:
     user: str
     channel: str
     data: Any
+    meta: Any = None
+    transport: str = TRANSPORT
+    protocol: str = PROTOCOL
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +80,21 @@ class PublishEvent:
     user: str
     channel: str
     data: Any
+    meta: Any = None
+    transport: str = TRANSPORT
+    protocol: str = PROTOCOL
+
+
+@dataclass(frozen=True, slots=True)
+class SubRefreshEvent:
+    """A subscription reached its ``expire_at``: extend it, or let it expire."""
+
+    client: str
+    user: str
+    channel: str
+    meta: Any = None
+    transport: str = TRANSPORT
+    protocol: str = PROTOCOL
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +115,9 @@ class RPCEvent:
     user: str
     method: str
     data: Any
+    meta: Any = None
+    transport: str = TRANSPORT
+    protocol: str = PROTOCOL
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +148,30 @@ class DisconnectEvent:
 # --- decisions -----------------------------------------------------------------------
 
 _UNSET: Any = object()
+#: The value of a decision field the decider leaves as it is.
+UNSET: Any = _UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelOverride:
+    """Namespace options replaced for one subscription; None keeps the namespace's."""
+
+    presence: bool | None = None
+    join_leave: bool | None = None
+    force_recovery: bool | None = None
+    force_positioning: bool | None = None
+    force_push_join_leave: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeDecision:
+    """What an ``on_subscribe`` hook may change (also the options of a server-side
+    subscription in ``ConnectDecision.subs``)."""
+
+    info: Any = _UNSET  # chan_info for this subscription
+    data: Any = _UNSET  # returned in the subscribe result
+    expire_at: int | None = None  # unix seconds: the subscription expires then
+    override: ChannelOverride | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,18 +183,37 @@ class ConnectDecision:
     data: Any = _UNSET  # returned to the client in the connect result
     channels: list[str] = field(default_factory=list)  # server-side subscriptions
     expire_at: int | None = None  # unix seconds; 0 disables expiry
+    subs: dict[str, SubscribeDecision] = field(default_factory=dict)  # with options
+    meta: Any = _UNSET  # kept with the connection, never shown to clients
 
 
 @dataclass(frozen=True, slots=True)
-class SubscribeDecision:
-    info: Any = _UNSET  # chan_info for this subscription
-    data: Any = _UNSET  # returned in the subscribe result
+class RefreshDecision:
+    """The answer to a RefreshEvent: ``expired`` closes the connection (3005);
+    else ``expire_at`` is the new expiry (0: never)."""
+
+    expired: bool = False
+    expire_at: int = 0
+    info: Any = _UNSET  # replaces conn_info
+    meta: Any = _UNSET  # replaces the connection's meta
+
+
+@dataclass(frozen=True, slots=True)
+class SubRefreshDecision:
+    """The answer to a SubRefreshEvent: ``expired`` unsubscribes (2501); else
+    ``expire_at`` is the new expiry (0: never)."""
+
+    expired: bool = False
+    expire_at: int = 0
+    info: Any = _UNSET  # replaces chan_info
 
 
 @dataclass(frozen=True, slots=True)
 class PublishDecision:
     data: Any = _UNSET  # replaces the published data
     skip_history: bool = False
+    tags: dict[str, str] | None = None  # attached to the publication
+    idempotency_key: str = ""  # a repeated key within the engine's window publishes once
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +234,9 @@ def is_set(value: Any) -> bool:
 # --- registry ------------------------------------------------------------------------
 
 ConnectHook = Callable[[ConnectEvent], Awaitable[ConnectDecision | None]]
+RefreshHook = Callable[[RefreshEvent], Awaitable[RefreshDecision]]
 SubscribeHook = Callable[[SubscribeEvent], Awaitable[SubscribeDecision | None]]
+SubRefreshHook = Callable[[SubRefreshEvent], Awaitable[SubRefreshDecision]]
 PublishHook = Callable[[PublishEvent], Awaitable[PublishDecision | None]]
 MapPublishHook = Callable[[MapPublishEvent], Awaitable[MapPublishDecision | None]]
 RPCHook = Callable[[RPCEvent], Awaitable[RPCResponse | Any]]
@@ -158,7 +250,9 @@ class Hooks:
     """The hooks an application registered; ``None`` where it registered none."""
 
     connect: ConnectHook | None = None
+    refresh: RefreshHook | None = None
     subscribe: SubscribeHook | None = None
+    sub_refresh: SubRefreshHook | None = None
     publish: PublishHook | None = None
     map_publish: MapPublishHook | None = None  # client map writes (instead of map.allow_*)
     rpc: RPCHook | None = None

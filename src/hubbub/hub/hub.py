@@ -40,7 +40,8 @@ from hubbub.engines.memory import MemoryEngine
 from hubbub.engines.memory_maps import MemoryMapEngine
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.channels import ChannelTable
-from hubbub.hub.commands import Commands, to_raw, ttl_until
+from hubbub.hub.commands import Commands, ttl_until
+from hubbub.hub.decisions import Decisions
 from hubbub.hub.delivery import Delivery
 from hubbub.hub.heartbeat import Heartbeat
 from hubbub.hub.hooks import Hooks
@@ -48,6 +49,7 @@ from hubbub.hub.lifecycle import Lifecycle
 from hubbub.hub.map_flow import MapFlows
 from hubbub.hub.maps import Maps
 from hubbub.hub.outages import Outages
+from hubbub.hub.payloads import to_raw
 from hubbub.hub.session import Session, SubscriptionGone
 from hubbub.hub.timers import TimerWheel
 from hubbub.hub.transport import Transport
@@ -66,6 +68,7 @@ from hubbub.protocol.messages import (
     SubscribeRequest,
 )
 from hubbub.version import __version__
+from hubbub.webhooks import Webhooks
 
 log = logging.getLogger("hubbub.hub")
 
@@ -109,6 +112,8 @@ class Hub:
         self.channels = ChannelTable(lambda: self.delivery, self._insufficient)
         self.lifecycle = Lifecycle(self)
         self.heartbeat = Heartbeat(self)
+        self.decisions = Decisions(self)  # issue 12: hooks and proxies decide client events
+        self.webhooks = Webhooks(self.config)  # issue 12: signed webhooks (when enabled)
         self.commands = Commands(self)
         self.maps = Maps(self, self.map_engine)
         self.map_flow = MapFlows(self)
@@ -131,6 +136,7 @@ class Hub:
         await self.engine.start(self)
         await self.map_engine.start(self)
         self.timers.start()
+        await self.webhooks.start(self.node_id)
 
     async def close(self, disconnect: DisconnectInfo = Disconnect.SHUTDOWN) -> None:
         """Disconnect every client (3001 by default: they reconnect elsewhere) and stop."""
@@ -138,6 +144,8 @@ class Hub:
         for session in list(self._sessions.values()):
             session.close(disconnect)
         await self.wait_idle()
+        await self.webhooks.close()
+        await self.decisions.close()
         await self.timers.stop()
         await self.map_engine.close()
         await self.engine.close()
@@ -168,6 +176,16 @@ class Hub:
 
     def on_subscribe(self, fn: _F) -> _F:
         self.hooks.subscribe = fn  # type: ignore[assignment]
+        return fn
+
+    def on_refresh(self, fn: _F) -> _F:
+        """Server-side refresh: asked when a connection expires (see hub.decisions)."""
+        self.hooks.refresh = fn  # type: ignore[assignment]
+        return fn
+
+    def on_sub_refresh(self, fn: _F) -> _F:
+        """Server-side refresh of subscriptions: asked when one expires."""
+        self.hooks.sub_refresh = fn  # type: ignore[assignment]
         return fn
 
     def on_publish(self, fn: _F) -> _F:
@@ -230,6 +248,10 @@ class Hub:
         """Remove a closed session now; leave, presence and hooks follow in the background."""
         if self._sessions.pop(session.client_id, None) is None:
             return
+        if session in self._users.get(session.user, ()):  # it was connected (issue 12)
+            self.webhooks.disconnected(
+                session.client_id, session.user, disconnect.code, disconnect.reason
+            )
         self._forget_user(session)
         self.heartbeat.stop(session)
         self.lifecycle.end_session(session, disconnect)

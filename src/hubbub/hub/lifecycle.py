@@ -125,6 +125,8 @@ class Lifecycle:
         subscription.extras = hub.maps.membership(subscription)
         session.subscriptions[name] = subscription
         entry, first = hub.channels.add(subscription)
+        if first:
+            hub.webhooks.channel_active(name)  # issue 12: occupied, if the cluster's first
         try:
             await self._engine_subscribed(name, entry, first)
             _still_joining(subscription)
@@ -213,6 +215,15 @@ class Lifecycle:
         if not hub.channels.go_live(subscription):
             self.insufficient(subscription)
             return None
+        if subscription.channel.options.presence:  # issue 12: the presence join webhook
+            session = subscription.session
+            hub.webhooks.joined(
+                subscription.name,
+                session.client_id,
+                session.user,
+                session.conn_info,
+                subscription.chan_info,
+            )
         if subscription.expire_at:
             hub.heartbeat.watch_subscription(subscription)
         later = subscription.unsubscribe_when_live
@@ -299,7 +310,12 @@ class Lifecycle:
         if subscription.expiry is not None:
             subscription.expiry.cancel()
             subscription.expiry = None
+        if was_live and subscription.channel.options.presence:  # issue 12: leave webhook
+            self.hub.webhooks.left(
+                name, session.client_id, session.user, session.conn_info, subscription.chan_info
+            )
         if self.hub.channels.remove(subscription):
+            self.hub.webhooks.channel_idle(name)  # issue 12: vacated, if the cluster's last
             self.hub.spawn(self._engine_unsubscribe(name))
         if push is not None and was_live:
             session.send(encode_unsubscribe_push(name, push.code, push.reason))

@@ -294,6 +294,7 @@ class MapFlows:
             return recovery.Positioned(result, top.offset)
 
         grant = flow.grant
+        channel = grant.channel  # as the decision point may have overridden its options
         subscription, result = await hub.lifecycle.subscribe(
             session,
             channel,
@@ -304,9 +305,8 @@ class MapFlows:
             positioner=Positioner(recoverable, True, catch_up),
         )
         self.forget(session, channel.name, flow)
-        if grant.reply_data is not None:
-            result.data = grant.reply_data
         result.expires, result.ttl = bool(grant.expire_at), ttl_until(grant.expire_at)
+        hub.commands.apply_subscribe_decision(result, channel, grant.decision)
         return Answer("subscribe", result, lambda: hub.lifecycle.go_live(subscription))
 
 

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from hubbub.auth.permissions import Action, Actor, Verdict, decide
 from hubbub.codes import Error
 from hubbub.config.model import ChannelOptions
 from hubbub.engines.base import EpochMismatch, HistoryPage, HistoryQuery
@@ -37,7 +36,7 @@ from hubbub.engines.maps import (
     StatePage,
 )
 from hubbub.errors import ClientError
-from hubbub.hub.hooks import MapPublishEvent, is_set
+from hubbub.hub.hooks import is_set
 from hubbub.hub.map_presence import MapMembership
 from hubbub.hub.session import Answer
 from hubbub.protocol.messages import EmptyResult, Publication, StreamPosition
@@ -90,14 +89,14 @@ class Maps:
     def __init__(self, hub: Hub, engine: MapEngine) -> None:
         self.hub = hub
         self.engine = engine
-        self._stores: dict[int, MapStore] = {}  # by id() of the namespace's options
+        self._stores: dict[str, MapStore] = {}  # by namespace ("" for without_namespace)
 
     def store(self, channel: Channel) -> MapStore:
-        options = channel.options
-        store = self._stores.get(id(options))
+        store = self._stores.get(channel.namespace)
         if store is None:
             default_meta_ttl = self.hub.config.channel.history_meta_ttl
-            store = self._stores[id(options)] = map_store(options, default_meta_ttl)
+            store = map_store(channel.options, default_meta_ttl)
+            self._stores[channel.namespace] = store
         return store
 
     def resolve(self, name: str) -> Channel:
@@ -165,37 +164,22 @@ class Maps:
         data: msgspec.Raw = request.data
         if not request.removed:
             check_data(opts, data)
-        hook = hub.hooks.map_publish
-        subscription = session.subscriptions.get(channel.name)
-        actor = Actor(
-            session.user, subscribed=subscription is not None, insecure=hub.config.client.insecure
+        decision = await hub.decisions.map_publish(
+            session, channel, key, data, removed=request.removed
         )
-        action = Action.MAP_REMOVE if request.removed else Action.MAP_PUBLISH
-        verdict = decide(action, channel, actor, hook=hook is not None)
-        if verdict is Verdict.ASK_HOOK:
-            assert hook is not None
-            event = MapPublishEvent(
-                session.client_id,
-                session.user,
-                channel.name,
-                key,
-                None if request.removed else msgspec.json.decode(data) if data else None,
-                request.removed,
-            )
-            decision = await hook(event)
-            if decision is not None:
-                if decision.key is not None:
-                    key = decision.key
-                if is_set(decision.data) and not request.removed:
-                    data = msgspec.Raw(msgspec.json.encode(decision.data))
-        elif verdict is Verdict.DENY:
-            raise ClientError(Error.PERMISSION_DENIED)
+        if decision is not None:
+            if decision.key is not None:
+                key = decision.key
+            if is_set(decision.data) and not request.removed:
+                data = msgspec.Raw(msgspec.json.encode(decision.data))
         if not key:
             raise ClientError(Error.BAD_REQUEST, "key required")
+        subscription = session.subscriptions.get(channel.name)
         info = session.client_info(subscription.chan_info if subscription else None)
-        publication = Publication(data=data, info=info, key=key, removed=request.removed)
         if request.removed:
             publication = Publication(info=info, key=key, removed=True)
+        else:
+            publication = Publication(data=data, info=info, key=key)
         await self.engine.publish(channel.name, publication, self.store(channel), MapWrite())
         return Answer("publish", EmptyResult())
 

@@ -1,0 +1,163 @@
+"""Configuration of calls to the application backend: event proxies and webhooks.
+
+Rule: like ``config.model``, frozen value objects only, named as the keys are.
+The proxy keys are Centrifugo v6's (``client.proxy.connect``, ``channel.proxy.*``,
+``rpc.proxy``, ``proxies[]``, the per-namespace ``*_proxy_enabled`` /
+``*_proxy_name`` switches); ``webhooks.*`` is hubbub's own. Checks that can
+fail live in ``config.backend_checks``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: A JSON object of strings (``static_headers``), kept as (name, value) pairs in order.
+StrPairs = tuple[tuple[str, str], ...]
+
+#: The name that refers to the unnamed proxy of an event (``channel.proxy.subscribe``,
+#: ``rpc.proxy``) in a ``*_proxy_name`` option.
+DEFAULT_PROXY_NAME = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    """``tls``: TLS of the connection hubbub opens to the backend.
+
+    PEM values are the PEM text, a path to a PEM file, or base64 of the PEM text.
+    """
+
+    enabled: bool = False
+    cert_pem: str = ""  # client certificate (mutual TLS)
+    key_pem: str = ""  # its key
+    server_ca_pem: str = ""  # CA that signed the backend's certificate
+    client_ca_pem: str = ""  # accepted for compatibility; a client never uses it
+    insecure_skip_verify: bool = False
+    server_name: str = ""  # checked against the certificate instead of the endpoint's host
+
+
+@dataclass(frozen=True, slots=True)
+class TransformError:
+    code: int = 0
+    message: str = ""
+    temporary: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TransformDisconnect:
+    code: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusTransform:
+    """``http.status_to_code_transforms[]``: an HTTP status the backend answers with,
+    turned into a client error or a disconnect instead of error 100."""
+
+    status_code: int = 0
+    to_error: TransformError = field(default_factory=TransformError)
+    to_disconnect: TransformDisconnect = field(default_factory=TransformDisconnect)
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyHttpOptions:
+    """``http``: options of HTTP proxies."""
+
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    static_headers: StrPairs = ()  # sent with every request; forwarded headers win
+    status_to_code_transforms: tuple[StatusTransform, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyGrpcOptions:
+    """``grpc``: options of gRPC proxies (``grpc://host:port`` endpoints)."""
+
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    credentials_key: str = ""  # metadata key added to every call (per-RPC credentials)
+    credentials_value: str = ""
+    compression: bool = False  # gzip
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyOptions:
+    """One proxy: where events go and how (the same object for every event type)."""
+
+    endpoint: str = ""  # http://, https:// or grpc://host:port
+    timeout: float = 1.0
+    http_headers: tuple[str, ...] = ()  # upgrade-request headers forwarded (allow-list)
+    grpc_metadata: tuple[str, ...] = ()  # for gRPC client transports (hubbub has none)
+    binary_encoding: bool = False  # payloads as base64 (b64data ...), encoding "binary"
+    include_connection_meta: bool = False  # the connection's meta in every request but connect
+    http: ProxyHttpOptions = field(default_factory=ProxyHttpOptions)
+    grpc: ProxyGrpcOptions = field(default_factory=ProxyGrpcOptions)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientEventProxy(ProxyOptions):
+    """``client.proxy.connect`` / ``client.proxy.refresh``: switched on by ``enabled``."""
+
+    enabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NamedProxy(ProxyOptions):
+    """An entry of ``proxies[]``, referenced by ``name`` from namespaces."""
+
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientProxyConfig:
+    """``client.proxy``: connection-wide events."""
+
+    connect: ClientEventProxy = field(default_factory=ClientEventProxy)
+    refresh: ClientEventProxy = field(default_factory=ClientEventProxy)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelProxyConfig:
+    """``channel.proxy``: the proxies namespaces use under the name "default"."""
+
+    subscribe: ProxyOptions = field(default_factory=ProxyOptions)
+    publish: ProxyOptions = field(default_factory=ProxyOptions)
+    sub_refresh: ProxyOptions = field(default_factory=ProxyOptions)
+
+
+@dataclass(frozen=True, slots=True)
+class RpcOptions:
+    """``rpc.without_namespace``: whether RPC methods without namespace are proxied."""
+
+    proxy_enabled: bool = False
+    proxy_name: str = DEFAULT_PROXY_NAME
+
+
+@dataclass(frozen=True, slots=True)
+class RpcNamespace:
+    """``rpc.namespaces[]``: methods ``name:method`` use these options."""
+
+    name: str = ""
+    proxy_enabled: bool = False
+    proxy_name: str = DEFAULT_PROXY_NAME
+
+
+#: Webhook event types, as they appear in ``webhooks.events`` and in payloads.
+WEBHOOK_EVENTS = ("connect", "disconnect", "occupied", "vacated", "join", "leave", "publication")
+
+
+@dataclass(frozen=True, slots=True)
+class WebhooksConfig:
+    """``webhooks.*`` (hubbub only): signed, batched POSTs of events the proxy cannot tell."""
+
+    enabled: bool = False
+    endpoint: str = ""  # http:// or https://
+    secret: str = ""  # HMAC-SHA256 key of the X-Hubbub-Signature header
+    events: tuple[str, ...] = ("connect", "disconnect", "occupied", "vacated", "join", "leave")
+    static_headers: StrPairs = ()
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    # Timeouts
+    timeout: float = 5.0  # one POST
+    retry_min_delay: float = 0.5  # backoff after the first failed POST, doubling ...
+    retry_max_delay: float = 30.0  # ... up to this
+    claim_after: float = 60.0  # a batch unacknowledged this long is taken over by another node
+    # Limits
+    batch_max_size: int = 100  # events per POST
+    max_pending: int = 100_000  # events waiting in memory for Redis; more are dropped (logged)

@@ -1,0 +1,95 @@
+"""The HTTP proxy transport: one POST of JSON per event, over kept-alive connections.
+
+Rule: every HTTP proxy of a node shares one aiohttp ClientSession (one
+connection pool, connections kept alive between calls); a call either returns
+the status and body, or raises ``TransportFailure`` saying what went wrong in
+a few words (refused, timed out, reset). Nothing here decides what a status
+or a body means: ``client`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Sequence
+
+import aiohttp
+
+from hubbub.config.backend import ProxyOptions
+from hubbub.proxy.tls import ssl_context
+
+#: Connections open to backends at once (all HTTP proxies of the node); calls
+#: beyond wait for a free one, within their timeout.
+POOL_LIMIT = 256
+#: An idle kept-alive connection is closed after this many seconds.
+KEEPALIVE = 30.0
+#: Largest answer read from a backend.
+MAX_ANSWER = 4 * 1024 * 1024
+
+
+class TransportFailure(Exception):
+    """The call did not produce an answer; ``str()`` says why, for the log line."""
+
+
+class HttpPool:
+    """The node's HTTP client session, opened on first use, closed with the hub."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=POOL_LIMIT, keepalive_timeout=KEEPALIVE, enable_cleanup_closed=True
+            )
+            # No cookies, no proxy from the environment: calls go where the config says.
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+                auto_decompress=True,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class HttpTransport:
+    """POSTs to one endpoint."""
+
+    def __init__(self, pool: HttpPool, options: ProxyOptions, key: str) -> None:
+        self.pool = pool
+        self.url = options.endpoint
+        self.timeout = options.timeout
+        self._static = tuple(options.http.static_headers)
+        self._ssl: ssl.SSLContext | bool = ssl_context(options.http.tls, f"{key}.http.tls") or True
+        self._server_hostname = options.http.tls.server_name or None
+
+    async def post(self, body: bytes, forwarded: Sequence[tuple[str, str]]) -> tuple[int, bytes]:
+        """POST ``body``; the status and the answer, or TransportFailure."""
+        headers = dict(self._static)
+        headers.update(forwarded)  # headers of the client's request win over static ones
+        headers["Content-Type"] = "application/json"
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self.pool.session().post(
+                    self.url,
+                    data=body,
+                    headers=headers,
+                    ssl=self._ssl,
+                    server_hostname=self._server_hostname,
+                    allow_redirects=False,
+                ) as response:
+                    answer = await response.content.read(MAX_ANSWER + 1)
+                    if len(answer) > MAX_ANSWER:
+                        raise TransportFailure(f"answer larger than {MAX_ANSWER} bytes")
+                    return response.status, answer
+        except TimeoutError:
+            raise TransportFailure(f"no answer within {self.timeout:g}s") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise TransportFailure(f"can not connect: {exc.os_error.strerror or exc}") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransportFailure(f"{type(exc).__name__}: {exc}") from None
