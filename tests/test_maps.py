@@ -525,6 +525,7 @@ async def test_api_stale_revision_is_112(server: RunningServer) -> None:
 )
 def test_config_errors_name_the_key(namespace: dict[str, Any], key: str) -> None:
     data = merge(DEFAULT_CONFIG, {"channel": {"namespaces": [{"name": "room", **namespace}]}})
+    data["channel"]["proxy"] = {"shared_poll_refresh": {"endpoint": "http://127.0.0.1:9/poll"}}
     with pytest.raises(ConfigError) as caught:
         load_config(None, env={}, base=data)
     assert caught.value.key.endswith(key), caught.value

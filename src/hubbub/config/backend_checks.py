@@ -89,7 +89,19 @@ def check_backend(config: Config) -> list[str]:
         proxy = getattr(channel.proxy, event)
         if proxy != ProxyOptions():
             _check_proxy(proxy, f"channel.proxy.{event}", warnings, required=False)
+    if channel.proxy.shared_poll_refresh != ProxyOptions():
+        proxy = channel.proxy.shared_poll_refresh
+        _check_proxy(proxy, "channel.proxy.shared_poll_refresh", warnings, required=False)
     for path, options in _namespace_options(config):
+        if options.subscription_type == "shared_poll":
+            name = options.shared_poll.proxy_name or DEFAULT_PROXY_NAME
+            _check_reference(
+                name,
+                default=channel.proxy.shared_poll_refresh,
+                default_key="channel.proxy.shared_poll_refresh.endpoint",
+                key=f"{path}.shared_poll.proxy_name",
+                named=named,
+            )
         for event in CHANNEL_PROXY_EVENTS:
             if not getattr(options, f"{event}_proxy_enabled"):
                 continue

@@ -104,6 +104,18 @@ def _check_types(options: ChannelOptions, path: str, config: Config) -> None:
                 "shared_poll.hmac_secret_key",
                 f"required: {path} is a shared_poll namespace (tracked keys are signed)",
             )
+        name = options.shared_poll.proxy_name
+        named = {p.name: p.endpoint for p in config.proxies}
+        endpoint = (
+            named.get(name, "")
+            if name and name != "default"
+            else config.channel.proxy.shared_poll_refresh.endpoint
+        )
+        if endpoint.startswith("grpc://"):
+            raise ConfigError(
+                f"{path}.shared_poll.proxy_name",
+                f"{endpoint} is a gRPC proxy: hubbub polls shared poll backends over HTTP only",
+            )
 
 
 def _check_presence_target(config: Config, key: str, prefix: str, want: str) -> None:

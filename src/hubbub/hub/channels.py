@@ -13,6 +13,8 @@ marked and dropped when they would go live. The check costs one comparison
 per publication; a publication is encoded once, whatever the subscribers.
 Rule 3: nothing here awaits; the lifecycle module owns every state change
 that spans an await and calls in here before and after.
+Rule 4: a channel with a sink (shared poll: each key has its own trackers)
+hands its publications to the sink instead of broadcasting them.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ GAP = -1
 class ChannelEntry:
     """The local subscriptions of one channel, and the engine's subscription for it."""
 
-    __slots__ = ("catching_up", "epoch", "joining", "live", "offset", "ready")
+    __slots__ = ("catching_up", "epoch", "joining", "live", "offset", "ready", "sink")
 
     def __init__(self, ready: asyncio.Future[None]) -> None:
         self.live: dict[Session, Subscription] = {}
@@ -49,6 +51,8 @@ class ChannelEntry:
         # The last stream position delivered here (positioned channels), to detect gaps.
         self.epoch = ""
         self.offset = 0
+        # Shared poll channels: publications go here (to the key's trackers), not to all.
+        self.sink: Callable[[Publication], None] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.live or self.joining or self.catching_up)
@@ -68,6 +72,8 @@ class ChannelTable:
         self._delivery = delivery
         self._insufficient = insufficient  # a subscription lost state (gap, broker lost)
         self.entries: dict[str, ChannelEntry] = {}
+        # Channels whose publications a sink takes instead of the broadcast (shared poll).
+        self.sinks: dict[str, Callable[[Publication], None]] = {}
 
     # --- membership ------------------------------------------------------------------
 
@@ -78,6 +84,7 @@ class ChannelTable:
         first = entry is None
         if entry is None:
             entry = self.entries[name] = ChannelEntry(asyncio.get_running_loop().create_future())
+            entry.sink = self.sinks.get(name)
         entry.joining[subscription.session] = []
         return entry, first
 
@@ -149,6 +156,9 @@ class ChannelTable:
     def publication(self, channel: str, publication: Publication, position: StreamPosition) -> None:
         entry = self.entries.get(channel)
         if entry is None:
+            return
+        if entry.sink is not None:
+            entry.sink(publication)
             return
         offset = position.offset
         if offset:

@@ -337,6 +337,9 @@ class Commands:
     async def sub_refresh(self, session: Session, command: Command) -> Answer:
         request = command.sub_refresh
         assert request is not None
+        if request.type:  # shared poll: track / untrack keys (hub/polls.py)
+            channel = self.hub.channel_rules.resolve(request.channel)
+            return await self.hub.polls.sub_refresh(session, channel, request)
         subscription = session.subscriptions.get(request.channel)
         if subscription is None:
             raise ClientError(Error.PERMISSION_DENIED)

@@ -50,6 +50,7 @@ from hubbub.hub.map_flow import MapFlows
 from hubbub.hub.maps import Maps
 from hubbub.hub.outages import Outages
 from hubbub.hub.payloads import to_raw
+from hubbub.hub.polls import Polls
 from hubbub.hub.session import Session, SubscriptionGone
 from hubbub.hub.timers import TimerWheel
 from hubbub.hub.transport import Transport
@@ -73,6 +74,19 @@ from hubbub.webhooks import Webhooks
 log = logging.getLogger("hubbub.hub")
 
 _F = TypeVar("_F")
+
+
+class _NoBroker:
+    """The broker of channels whose events come from elsewhere (shared poll)."""
+
+    async def subscribe(self, channel: str) -> None:
+        return None
+
+    async def unsubscribe(self, channel: str) -> None:
+        return None
+
+
+NO_BROKER = _NoBroker()
 
 
 class Hub:
@@ -117,6 +131,7 @@ class Hub:
         self.commands = Commands(self)
         self.maps = Maps(self, self.map_engine)
         self.map_flow = MapFlows(self)
+        self.polls = Polls(self)
         self._delivery: Delivery | None = None
         self._sessions: dict[str, Session] = {}  # every open session, connected or not
         self._users: dict[str, set[Session]] = {}  # connected sessions by user
@@ -143,6 +158,7 @@ class Hub:
         self._closing = True
         for session in list(self._sessions.values()):
             session.close(disconnect)
+        await self.polls.close()
         await self.wait_idle()
         await self.webhooks.close()
         await self.decisions.close()
@@ -296,13 +312,18 @@ class Hub:
         """Events of ``channels`` may be lost: every subscriber must recover."""
         self.channels.broker_lost(channels)
 
-    def pubsub_for(self, channel: str) -> Engine | MapEngine:
-        """The broker that delivers ``channel``'s events: the map engine for map channels."""
+    def pubsub_for(self, channel: str) -> Engine | MapEngine | _NoBroker:
+        """The broker that delivers ``channel``'s events: the map engine for map
+        channels; none for shared poll channels unless they take direct publishes."""
         try:
             options = self.channel_rules.resolve(channel).options
         except ClientError:
             return self.engine
-        return self.map_engine if options.is_map else self.engine
+        if options.is_map:
+            return self.map_engine
+        if options.subscription_type == "shared_poll" and not options.shared_poll.publish_enabled:
+            return NO_BROKER
+        return self.engine
 
     def _insufficient(self, subscription: Any) -> None:
         self.lifecycle.insufficient(subscription)

@@ -93,7 +93,7 @@ class MapFlows:
         if SUBSCRIPTION_TYPES.get(request.type) != opts.subscription_type:
             raise ClientError(Error.BAD_REQUEST, "subscription type does not match the channel")
         if opts.subscription_type == "shared_poll":
-            raise ClientError(Error.NOT_AVAILABLE)
+            return await self.hub.polls.subscribe(session, channel, request)
         if request.tf:
             raise ClientError(Error.BAD_REQUEST, "tags filter not allowed")
         name = channel.name

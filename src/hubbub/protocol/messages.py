@@ -175,6 +175,7 @@ class Publication(msgspec.Struct, omit_defaults=True):
     key: str = ""
     removed: bool = False
     score: int = 0
+    epoch: str = ""  # shared poll publish: the publisher's epoch (hub-internal)
     version: int = 0
 
 

@@ -161,6 +161,15 @@ class MapReadStreamParams(msgspec.Struct):
     since_epoch: str = ""
 
 
+class SharedPollPublishParams(msgspec.Struct):
+    channel: str = ""
+    key: str = ""
+    data: msgspec.Raw = NO_DATA
+    b64data: str = ""
+    version: int = 0
+    epoch: str = ""
+
+
 class MapChannelParams(msgspec.Struct):
     channel: str = ""
 
@@ -238,6 +247,7 @@ class HttpApi:
             "map_read_stream": self.map_read_stream,
             "map_stats": self.map_stats,
             "map_clear": self.map_clear,
+            "shared_poll_publish": self.shared_poll_publish,
         }
 
     # --- HTTP boundary ---------------------------------------------------------------
@@ -491,6 +501,14 @@ class HttpApi:
     async def map_clear(self, body: msgspec.Raw) -> dict[str, Any]:
         params: MapChannelParams = _decode(body, MapChannelParams)
         await self.hub.maps.clear(params.channel)
+        return {}
+
+    async def shared_poll_publish(self, body: msgspec.Raw) -> dict[str, Any]:
+        params: SharedPollPublishParams = _decode(body, SharedPollPublishParams)
+        if params.b64data:
+            raise ClientError(Error.BAD_REQUEST, "b64data needs the protobuf protocol")
+        data = compact_json(params.data) if params.data else NO_DATA
+        await self.hub.polls.publish(params.channel, params.key, data, params.version, params.epoch)
         return {}
 
     async def batch(self, body: msgspec.Raw) -> dict[str, Any]:
