@@ -190,41 +190,55 @@ class PollChannel:
     # --- polling -----------------------------------------------------------------------
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         interval = self.options.refresh_interval
         while True:
-            self._sweep(time.time())
-            if not self.keys:
-                if self.name in self.polls.hub.channels.entries:
-                    self._empty_since = time.monotonic()
-                elif time.monotonic() - self._empty_since >= self.options.channel_shutdown_delay:
-                    self.polls.forget(self)
+            try:
+                if not await self._cycle():
                     return
-                await asyncio.sleep(min(interval, self.options.channel_shutdown_delay or interval))
-                continue
-            started = loop.time()
-            now = time.time()
-            keys = [k for k, entry in self.keys.items() if entry.fresh_until <= now]
-            size = max(self.options.refresh_batch_size, 1)
-            batches = [keys[i : i + size] for i in range(0, len(keys), size)]
-            polls = []
-            for index, batch in enumerate(batches):
-                # Spread the batches over the interval (Rule 1).
-                delay = started + index * interval / len(batches) - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                polls.append(loop.create_task(self._poll(batch)))
-            answered = all(await asyncio.gather(*polls)) if polls else True
-            self.failures = 0 if answered else self.failures + 1
-            wait = interval if answered else min(interval * 2**self.failures, MAX_BACKOFF)
-            await asyncio.sleep(max(0.0, started + wait - loop.time()))
+            except Exception:
+                log.exception("shared poll %s: cycle failed", self.name)
+                await asyncio.sleep(interval)
+
+    async def _cycle(self) -> bool:
+        """One refresh cycle; False once the channel stopped (idle)."""
+        loop = asyncio.get_running_loop()
+        interval = self.options.refresh_interval
+        self._sweep(time.time())
+        if not self.keys:
+            if self.name in self.polls.hub.channels.entries:
+                self._empty_since = time.monotonic()
+            elif time.monotonic() - self._empty_since >= self.options.channel_shutdown_delay:
+                self.polls.forget(self)
+                return False
+            await asyncio.sleep(min(interval, self.options.channel_shutdown_delay or interval))
+            return True
+        started = loop.time()
+        now = time.time()
+        keys = [k for k, entry in self.keys.items() if entry.fresh_until <= now]
+        size = max(self.options.refresh_batch_size, 1)
+        batches = [keys[i : i + size] for i in range(0, len(keys), size)]
+        polls = []
+        for index, batch in enumerate(batches):
+            # Spread the batches over the interval (Rule 1).
+            delay = started + index * interval / len(batches) - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            polls.append(loop.create_task(self._poll(batch)))
+        answered = all(await asyncio.gather(*polls)) if polls else True
+        self.failures = 0 if answered else self.failures + 1
+        wait = interval
+        if not answered:  # back off (Rule 3)
+            wait = max(interval, min(interval * 2**self.failures, MAX_BACKOFF))
+        await asyncio.sleep(max(0.0, started + wait - loop.time()))
+        return True
 
     def _poll_cold(self) -> None:
         self._cold_handle = None
         keys = [key for key in self._cold if key in self.keys]
         self._cold.clear()
-        if keys:
-            self.polls.spawn(self._poll(keys))
+        size = max(self.options.refresh_batch_size, 1)
+        for start in range(0, len(keys), size):
+            self.polls.spawn(self._poll(keys[start : start + size]))
 
     async def _poll(self, keys: list[str]) -> bool:
         """One backend request for ``keys``; False when the backend gave no answer."""
