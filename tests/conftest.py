@@ -5,15 +5,18 @@ does (``hubbub.server.run.start``: hubbub's own WebSocket listener in front of
 the aiohttp app) with configuration data passed through ``load_config``, so
 tests exercise the real validation, routes and sockets. ``embedded=True``
 serves the same hub the way an application embedding hubbub does: the aiohttp
-app alone (``create_app`` on an aiohttp site), WebSockets through aiohttp. The defaults give
-an API key, an HMAC secret and a permissive ``chat`` namespace with history,
-presence, join/leave and recovery.
+app alone (``create_app`` on an aiohttp site; hubbub takes each WebSocket over
+from aiohttp). ``tls=True`` serves it over TLS with a certificate of a CA made
+for the test run (``tls_files``). The defaults give an API key, an HMAC secret
+and a permissive ``chat`` namespace with history, presence, join/leave and
+recovery. ``door`` runs a test once per way in: serve, attach, tls, attach-tls.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,9 +27,12 @@ from aiohttp import web
 
 from hubbub.auth.tokens import make_token
 from hubbub.config.loader import load_config
+from hubbub.config.tls import server_context
 from hubbub.hub.hub import Hub
 from hubbub.server.app import create_app, runner_options
 from hubbub.server.run import start
+from tests.doors import Door
+from tests.tls_fixtures import TlsFiles, make_tls_files
 
 API_KEY = "test-api-key"
 SECRET = "test-hmac-secret-key-of-enough-length"
@@ -90,18 +96,23 @@ class RunningServer:
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/connection/websocket"
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}/connection/websocket"
 
     @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api"
+        return f"{self.http_url}/api"
 
     api_key: str = API_KEY
     secret: str = SECRET
+    tls: ssl.SSLContext | None = None  # a client context trusting the server, when TLS
+
+    @property
+    def ws_scheme(self) -> str:
+        return "wss" if self.tls else "ws"
 
     def token(self, user: str, *, ttl: float | None = 3600, **claims: Any) -> str:
         return make_token(self.secret, user, ttl=ttl, extra=claims or None)
@@ -117,8 +128,22 @@ def pytest_asyncio_loop_factories(
     return {"uvloop": uvloop.new_event_loop}
 
 
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A CA and a server certificate for 127.0.0.1, made once per test run."""
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+def tls_config(files: TlsFiles) -> dict[str, Any]:
+    return {
+        "http_server": {
+            "tls": {"enabled": True, "cert_pem": str(files.cert), "key_pem": str(files.key)}
+        }
+    }
+
+
 @pytest.fixture
-async def start_server() -> AsyncIterator[ServerFactory]:
+async def start_server(tls_files: TlsFiles) -> AsyncIterator[ServerFactory]:
     """Factory: ``await start_server({"client": {...}}, setup=lambda hub: ...)``."""
     running: list[RunningServer] = []
 
@@ -128,8 +153,11 @@ async def start_server() -> AsyncIterator[ServerFactory]:
         setup: Callable[[Hub], None] | None = None,
         replace: bool = False,
         embedded: bool = False,
+        tls: bool = False,
     ) -> RunningServer:
         data = extra if replace and extra is not None else merge(DEFAULT_CONFIG, extra or {})
+        if tls:
+            data = merge(data, tls_config(tls_files))
         config = load_config(None, env={}, base=data).config
         hub = Hub(config)
         if setup is not None:
@@ -139,11 +167,22 @@ async def start_server() -> AsyncIterator[ServerFactory]:
                 create_app(hub), handle_signals=False, **runner_options(config.http_server)
             )
             await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", 0).start()
-            server = RunningServer(hub=hub, stop=runner.cleanup, port=runner.addresses[0][1])
+            context = server_context(config.http_server.tls, "http_server.tls") if tls else None
+            await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context).start()
+            server = RunningServer(
+                hub=hub,
+                stop=runner.cleanup,
+                port=runner.addresses[0][1],
+                tls=tls_files.client_context() if tls else None,
+            )
         else:
             serving = await start(hub, host="127.0.0.1", port=0)
-            server = RunningServer(hub=hub, stop=serving.stop, port=serving.port)
+            server = RunningServer(
+                hub=hub,
+                stop=serving.stop,
+                port=serving.port,
+                tls=tls_files.client_context() if tls else None,
+            )
         running.append(server)
         return server
 
@@ -156,3 +195,9 @@ async def start_server() -> AsyncIterator[ServerFactory]:
 async def server(start_server: ServerFactory) -> RunningServer:
     """A server with the default test configuration."""
     return await start_server()
+
+
+@pytest.fixture(params=["serve", "attach", "tls", "attach-tls"])
+def door(request: pytest.FixtureRequest, start_server: ServerFactory) -> Door:
+    """Each way into hubbub's one WebSocket implementation, in turn."""
+    return Door(request.param, start_server)

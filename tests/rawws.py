@@ -90,6 +90,7 @@ class Frame:
     fin: bool
     opcode: int
     payload: bytes
+    rsv1: bool = False  # set on the first frame of a compressed message (permessage-deflate)
 
     @property
     def close_code(self) -> int | None:
@@ -204,6 +205,21 @@ class RawWS:
     ) -> RawWS:
         """Open TCP and do the upgrade handshake; AssertionError unless 101 and a valid accept."""
         reader, writer = await open_stream(host, port, rcvbuf=rcvbuf)
+        return await cls.handshake(reader, writer, host, port, path, headers=headers, within=within)
+
+    @classmethod
+    async def handshake(
+        cls,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        host: str,
+        port: int,
+        path: str = PATH,
+        *,
+        headers: list[str] | None = None,
+        within: float = TIMEOUT,
+    ) -> RawWS:
+        """The upgrade handshake on an open stream (plain or TLS)."""
         try:
             key = base64.b64encode(os.urandom(16)).decode()
             writer.write(b"".join(handshake_request(host, port, path, key=key, extra=headers)))
@@ -239,6 +255,7 @@ class RawWS:
         async with asyncio.timeout(within):
             head = await self.reader.readexactly(2)
             fin = bool(head[0] & 0x80)
+            rsv1 = bool(head[0] & 0x40)
             opcode = head[0] & 0x0F
             masked = bool(head[1] & 0x80)
             length = head[1] & 0x7F
@@ -248,7 +265,7 @@ class RawWS:
                 (length,) = struct.unpack("!Q", await self.reader.readexactly(8))
             key = await self.reader.readexactly(4) if masked else b""
             payload = await self.reader.readexactly(length)
-        return Frame(fin, opcode, apply_mask(key, payload) if masked else payload)
+        return Frame(fin, opcode, apply_mask(key, payload) if masked else payload, rsv1)
 
     async def messages(self, *, within: float = TIMEOUT) -> list[dict[str, Any]]:
         """The JSON messages of the next text frame (split on newlines)."""

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,10 +59,13 @@ class EventProcess:
         ]
 
     @classmethod
-    async def start(cls, *argv: str, cwd: Path, label: str) -> EventProcess:
+    async def start(
+        cls, *argv: str, cwd: Path, label: str, env: dict[str, str] | None = None
+    ) -> EventProcess:
         process = await asyncio.create_subprocess_exec(
             *argv,
             cwd=cwd,
+            env=env,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -161,11 +165,13 @@ class EventProcess:
 class PythonSubscriber:
     """A centrifuge-python client subscribed to ``channel``; use with ``async with``."""
 
-    def __init__(self, url: str, channel: str, *, token: str = "") -> None:
+    def __init__(
+        self, url: str, channel: str, *, token: str = "", ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.channel = channel
         self.publications: asyncio.Queue[PublicationContext] = asyncio.Queue()
         self.subscribed: asyncio.Queue[SubscribedContext] = asyncio.Queue()
-        self.client = Client(url, token=token, name="python-sdk-test")
+        self.client = Client(url, token=token, name="python-sdk-test", ssl_context=ssl_context)
         self.subscription = self.client.new_subscription(channel, self._Handler(self))
 
     class _Handler(SubscriptionEventHandler):

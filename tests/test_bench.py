@@ -164,3 +164,23 @@ def test_cli_rejects_bad_flags() -> None:
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert done.returncode == 1 and "needs --url" in done.stderr
+
+
+async def test_fanout_with_compression_counts_fewer_bytes_on_the_wire(
+    start_server: ServerFactory,
+) -> None:
+    server = await start_server({**UNLIMITED, "websocket": {"compression": True}})
+    figures = {}
+    for compress in (False, True):
+        opts = BenchOptions(
+            scenario="fanout", url=server.ws_url, subscribers=20, publishers=1, rate=200,
+            seconds=1.0, payload=300, text_payload=True, compress=compress, quiet=True,
+        )  # fmt: skip
+        summary = await run_bench(opts)
+        assert summary["lost"] == 0 and summary["delivered"] > 0, summary
+        assert summary["compressed_subscribers"] == (20 if compress else 0)
+        figures[compress] = summary["wire_bytes_per_delivery"]
+    assert figures[False] > 300  # the payload and its push envelope, uncompressed
+    # One 300-byte publication a frame, each compressed alone: about a third less.
+    assert figures[True] < figures[False] * 0.9, figures
+    assert "bytes on the wire" in table(summary)

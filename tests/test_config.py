@@ -382,8 +382,6 @@ def test_ignored_centrifugo_keys_warn_once_each(tmp_path: Path) -> None:
         "admin",
         "prometheus",
         "engine.redis.cluster_address",
-        "http_server.tls",
-        "http_server.http3",
         "client.proxy.connect.emulated_headers",
         "client.connection_limit",
         "websocket.write_timeout",

@@ -237,6 +237,25 @@ def test_one_byte_pieces_yield_the_same_messages(stream: Stream) -> None:
     check_stream(stream, [1])
 
 
+@settings(max_examples=100, deadline=None)
+@given(stream=streams(), bad=st.binary(max_size=200), pieces=piece_sizes)
+def test_an_unmasked_frame_after_valid_ones_is_refused_whatever_the_splits(
+    stream: Stream, bad: bytes, pieces: list[int]
+) -> None:
+    """(What the removed aiohttp mask-check wrapper was tested for, now the reader's.)"""
+    reader = FrameReader(LIMIT)
+    data = stream.data + build_frame(bad, mask=False)
+    got: list[Message] = []
+    position = 0
+    with pytest.raises(FrameError) as caught:
+        for size in itertools.cycle(pieces):
+            got += reader.feed(data[position : position + size])
+            position += size
+            assert position < len(data), "the unmasked frame was not refused"
+    assert caught.value.code == PROTOCOL_ERROR
+    assert tuple(got) == stream.expected[: len(got)]  # valid messages only, in order
+
+
 @settings(max_examples=200, deadline=None)
 @given(data=st.binary(max_size=600), key=masks)
 def test_unmask_is_an_involution_and_agrees_with_apply_mask(data: bytes, key: bytes) -> None:
@@ -439,7 +458,7 @@ def test_parse_close_one_byte_is_a_protocol_error() -> None:
     assert caught.value.code == PROTOCOL_ERROR
 
 
-@pytest.mark.parametrize("code", [1000, 1001, 3000, 4999])
+@pytest.mark.parametrize("code", [1000, 1001, 1014, 3000, 4999])
 def test_parse_close_accepts_sendable_codes(code: int) -> None:
     assert parse_close(struct.pack("!H", code)) == (code, "")
     assert parse_close(struct.pack("!H", code) + "bye ✓".encode()) == (code, "bye ✓")
@@ -547,12 +566,38 @@ def test_large_frame_in_4k_chunks_is_returned_once_intact(opcode: int) -> None:
 
 def test_empty_continuation_frames_are_not_kept() -> None:
     reader = FrameReader(1000)
-    reader.feed(build_frame(b"a", fin=False))
+    reader.feed(build_frame(b"a", fin=False))  # text: decoded fragment by fragment
+    for _ in range(1000):
+        assert reader.feed(build_frame(b"", opcode=0x0, fin=False)) == []
+    assert reader._texts == ["a"] and reader._fragments == []
+    (message,) = reader.feed(build_frame(b"b", opcode=0x0))
+    assert message.data == "ab"
+    reader.feed(build_frame(b"a", opcode=OP_BINARY, fin=False))  # binary: kept as bytes
     for _ in range(1000):
         assert reader.feed(build_frame(b"", opcode=0x0, fin=False)) == []
     assert reader._fragments == [b"a"]
     (message,) = reader.feed(build_frame(b"b", opcode=0x0))
-    assert message.data == "ab"
+    assert message.data == b"ab"
+
+
+def test_invalid_utf8_fails_when_its_fragment_arrives() -> None:
+    """Autobahn 6.4.1: the close comes before the message ends (fail fast)."""
+    reader = FrameReader(1000)
+    assert reader.feed(build_frame("κόσμε".encode(), fin=False)) == []
+    with pytest.raises(FrameError) as caught:
+        reader.feed(build_frame(b"\xf4\x90\x80\x80", opcode=0x0, fin=False))
+    assert caught.value.code == INVALID_DATA
+
+
+def test_a_character_split_over_three_fragments_is_fine() -> None:
+    reader = FrameReader(1000)
+    euro = "€".encode()
+    frames = [build_frame(euro[:1], fin=False), build_frame(euro[1:2], opcode=0x0, fin=False)]
+    frames.append(build_frame(euro[2:], opcode=0x0))
+    assert reader.feed(b"".join(frames)) == [Message(OP_TEXT, "€")]
+    with pytest.raises(FrameError) as caught:  # a truncated character at the end is not
+        reader.feed(build_frame(euro[:2], fin=False) + build_frame(b"", opcode=0x0))
+    assert caught.value.code == INVALID_DATA
 
 
 def test_a_zero_limit_means_no_limit() -> None:

@@ -2,11 +2,14 @@
 
 What is proven here, over real sockets:
 - tests run on uvloop (the loop ``hubbub serve`` uses);
-- a plain upgrade is served by ``WebSocketConnection``: idle clients hold no
-  task (the aiohttp path holds one per client: the same check fails there);
+- every upgrade is served by ``WebSocketConnection``, whether hubbub's listener
+  or an aiohttp application (``attach``) accepted it: idle clients hold no task
+  on either door (aiohttp's own WebSocket handler held one per client);
 - bytes sent right behind the handshake head are not lost; a keep-alive HTTP
-  request followed by an upgrade on the same connection goes through aiohttp;
-- permessage-deflate, unusual and refused handshakes are answered by aiohttp;
+  request followed by an upgrade on the same connection is taken over from
+  aiohttp;
+- permessage-deflate is agreed with aiohttp's client; refused handshakes get
+  the status RFC 6455 asks for;
 - hooks see the handshake headers and the peer address;
 - closes: the server answers a client's close frame and drops TCP; shutdown
   sends 3001 and is bounded even when a client never answers.
@@ -55,7 +58,7 @@ async def test_the_running_loop_is_uvloop() -> None:
     assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
 
 
-@pytest.mark.parametrize("embedded", [False, True], ids=["hubbub-path", "aiohttp-path"])
+@pytest.mark.parametrize("embedded", [False, True], ids=["serve", "attach"])
 async def test_idle_connections_hold_no_task(start_server: ServerFactory, embedded: bool) -> None:
     server = await start_server(embedded=embedded)
     clients: list[RawWS] = []
@@ -69,10 +72,7 @@ async def test_idle_connections_hold_no_task(start_server: ServerFactory, embedd
             clients.append(ws)
         await asyncio.sleep(0.2)  # let command tasks end
         extra = len(asyncio.all_tasks()) - before
-        if embedded:
-            assert extra >= 30, extra  # aiohttp: one handler task per connection
-        else:
-            assert extra <= 2, extra  # hubbub's path: none while idle
+        assert extra <= 2, extra  # hubbub's connection: no task while idle, on both doors
     finally:
         for ws in clients:
             ws.abort()
@@ -106,7 +106,7 @@ async def test_http_then_upgrade_on_one_keep_alive_connection(server: RunningSer
         assert json.loads(body) == {}
         writer.write(b"".join(handshake_request(HOST, server.port)))
         upgrade = await read_http_head(reader)
-        assert upgrade.status == 101  # aiohttp's own WebSocket handler took it
+        assert upgrade.status == 101  # taken over from aiohttp by the endpoint
         ws = RawWS(reader, writer, upgrade)
         await ws.send(text(CONNECT))
         assert "connect" in await ws.reply(1)
@@ -114,7 +114,7 @@ async def test_http_then_upgrade_on_one_keep_alive_connection(server: RunningSer
         writer.transport.abort()
 
 
-async def test_deflate_is_negotiated_through_aiohttp(start_server: ServerFactory) -> None:
+async def test_deflate_is_agreed_with_aiohttps_client(start_server: ServerFactory) -> None:
     server = await start_server({"websocket": {"compression": True}})
     async with (
         aiohttp.ClientSession() as http,
@@ -150,14 +150,14 @@ async def test_without_compression_an_offer_is_ignored(server: RunningServer) ->
 @pytest.mark.parametrize(
     ("lines", "statuses"),
     [
-        pytest.param({"Sec-WebSocket-Version": "99"}, (400, 426), id="version-99"),
+        pytest.param({"Sec-WebSocket-Version": "99"}, (426,), id="version-99"),
         pytest.param({"Sec-WebSocket-Key": "short"}, (400,), id="bad-key"),
         pytest.param({"Sec-WebSocket-Key": None}, (400,), id="no-key"),
-        pytest.param({"Upgrade": None}, (400, 426), id="no-upgrade"),
+        pytest.param({"Upgrade": None}, (426,), id="no-upgrade"),
         pytest.param({"Origin": "https://evil.example"}, (403,), id="foreign-origin"),
     ],
 )
-async def test_unusual_handshakes_are_answered_by_aiohttp(
+async def test_unusual_handshakes_are_refused(
     server: RunningServer, lines: dict[str, str | None], statuses: tuple[int, ...]
 ) -> None:
     request = handshake_request(HOST, server.port)
@@ -268,8 +268,8 @@ async def test_shutdown_is_bounded_when_a_client_never_answers(
     silent.abort()
 
 
-@pytest.mark.parametrize("embedded", [False, True], ids=["hubbub-path", "aiohttp-path"])
-async def test_both_paths_refuse_unmasked_frames_and_deliver(
+@pytest.mark.parametrize("embedded", [False, True], ids=["serve", "attach"])
+async def test_both_doors_refuse_unmasked_frames_and_deliver(
     start_server: ServerFactory, embedded: bool
 ) -> None:
     server = await start_server(embedded=embedded)
@@ -354,3 +354,39 @@ async def test_messages_just_before_the_close_frame_still_run(server: RunningSer
         assert [bytes(p.data) for p in page.publications] == [b'{"last":"words"}']
     finally:
         writer.transport.abort()
+
+
+@pytest.mark.parametrize("embedded", [False, True], ids=["serve", "attach"])
+async def test_handler_prefix_moves_the_endpoint(
+    start_server: ServerFactory, embedded: bool
+) -> None:
+    server = await start_server({"websocket": {"handler_prefix": "/ws"}}, embedded=embedded)
+    ws = await RawWS.open(HOST, server.port, "/ws")
+    ws.abort()
+    request = b"".join(handshake_request(HOST, server.port))  # the default path
+    reply, _ = await http_exchange(HOST, server.port, request, eof_within=0.1)
+    assert reply is not None and reply.status == 404, reply
+
+
+@pytest.mark.parametrize("embedded", [False, True], ids=["serve", "attach"])
+async def test_websocket_disabled_serves_no_endpoint(
+    start_server: ServerFactory, embedded: bool
+) -> None:
+    server = await start_server({"websocket": {"disabled": True}}, embedded=embedded)
+    request = b"".join(handshake_request(HOST, server.port))
+    reply, _ = await http_exchange(HOST, server.port, request, eof_within=0.1)
+    assert reply is not None and reply.status == 404, reply
+    async with aiohttp.ClientSession() as http, http.get(f"{server.http_url}/health") as resp:
+        assert resp.status == 200  # the rest still works
+
+
+@pytest.mark.parametrize("prefix", ["ws", "/a b", "/x?y", ""])
+def test_a_handler_prefix_that_is_not_a_path_is_refused(prefix: str) -> None:
+    from hubbub.config.loader import load_config
+    from hubbub.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(
+            None, env={}, base=merge(DEFAULT_CONFIG, {"websocket": {"handler_prefix": prefix}})
+        )
+    assert caught.value.key == "websocket.handler_prefix"

@@ -1,7 +1,7 @@
 """The import rule of the architecture: a layer imports only from layers below it.
 
 codes, errors < config < protocol, websocket < engines, auth < proxy, webhooks < hub
-< server < cli
+< server, asgi < cli, tools
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ LAYER = {
     "server": 5,
     "cli": 6,
     "tools": 6,
+    "asgi": 5,
 }
 
 

@@ -498,3 +498,34 @@ async def test_19_the_api_body_limit_is_the_one_documented(server: RunningServer
         too_big = io.BytesIO(b"{" + b" " * (MAX_BODY + 1) + b"}")
         async with http.post(f"{server.api_url}/publish", data=too_big, headers=headers) as r:
             assert r.status == 413
+
+
+# --- a failed start is undone -------------------------------------------------------
+
+
+async def test_a_start_that_failed_can_be_tried_again() -> None:
+    from hubbub.engines.base import EngineUnavailable, EventHandler
+    from hubbub.engines.memory import MemoryEngine
+
+    class Unreachable(MemoryEngine):
+        failures = 1
+
+        async def start(self, handler: EventHandler) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise EngineUnavailable("not yet")
+            await super().start(handler)
+
+    hub = Hub(load_config(None, env={}, base=DEFAULT_CONFIG).config, engine=Unreachable())
+    with pytest.raises(EngineUnavailable):
+        await hub.start()
+    await hub.start()  # the backend is back: this start is a real one
+    try:
+        client = await connected(hub)
+        found = await command(client, hub, 2, "subscribe", channel="chat:retry")
+        assert "subscribe" in reply(found, 2)
+        await hub.publish("chat:retry", {"n": 1})  # delivered: the engine was started
+        await settle(hub)
+        assert [p["pub"]["data"] for p in pushes(taken(client), "pub")] == [{"n": 1}]
+    finally:
+        await hub.close()

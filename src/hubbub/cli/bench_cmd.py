@@ -55,6 +55,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     bench.add_argument("--json", help="write the summary here")
     bench.add_argument("--plot", help="latency plot: FILE.png (matplotlib) or FILE.html")
     bench.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    bench.add_argument(
+        "--compress",
+        action="store_true",
+        help="offer permessage-deflate (the hubbub it starts has websocket.compression on)",
+    )
+    bench.add_argument(
+        "--text-payload",
+        action="store_true",
+        help="payloads of varied words and ids (as chat traffic) instead of one repeated letter",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         server_cpu=args.server_cpu,
         cpu=args.cpu,
         quiet=args.quiet,
+        compress=args.compress,
+        text_payload=args.text_payload,
     )
     problem = _check(opts)
     if problem:

@@ -118,7 +118,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     def ready(port: int) -> None:
         host = config.http_server.address or "0.0.0.0"
-        print(f"hubbub serving on http://{host}:{port}/ (demo page at /)", flush=True)
+        scheme = "https" if config.http_server.tls.enabled else "http"
+        print(f"hubbub serving on {scheme}://{host}:{port}/ (demo page at /)", flush=True)
 
     if workers > 1:
         return run_workers(config, workers, ready=ready)
@@ -126,6 +127,9 @@ def _serve(args: argparse.Namespace) -> int:
         run(config, ready=ready)
     except OSError as exc:
         print(f"error: http_server: cannot listen: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except ConfigError as exc:  # TLS files changed between the check and the start
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -46,6 +46,7 @@ from hubbub.config.model import (
     WebSocketConfig,
 )
 from hubbub.config.statesync import check_state_options
+from hubbub.config.transport import check_transport  # TLS and websocket.* (issue 10)
 from hubbub.errors import ConfigError
 
 __all__ = ["ENV_PREFIX", "LoadedConfig", "env_var_name", "load_config", "parse_duration"]
@@ -70,7 +71,7 @@ _IGNORED: dict[type, frozenset[str]] = {
         uni_grpc sse http_stream webtransport emulation shutdown node broker
         presence_manager dev init pid_file enable_unreleased_features"""
     ),
-    HttpServerConfig: _names("tls tls_autocert tls_external internal_tls http3"),
+    HttpServerConfig: _names(""),
     HttpApiConfig: _names("handler_prefix external error_mode"),
     ClientConfig: _names(
         """connection_limit
@@ -93,9 +94,10 @@ _IGNORED: dict[type, frozenset[str]] = {
     ProxyOptions: _names("emulated_headers"),
     ProxyGrpcOptions: _names("static_metadata"),
     RpcConfig: _names("ping ping_method"),
+    # Buffer sizes tune gorilla/websocket; hubbub's writes are not per-message
+    # (slow clients are cut by client.queue_max_size, not a write timeout).
     WebSocketConfig: _names(
-        """read_buffer_size write_buffer_size use_write_buffer_pool write_timeout
-        compression_level compression_min_size disabled handler_prefix"""
+        "read_buffer_size write_buffer_size use_write_buffer_pool write_timeout"
     ),
     LogConfig: _names("file"),
     EngineConfig: _names(""),
@@ -118,6 +120,7 @@ _REDIS_SCHEMES = ("redis", "rediss", "unix")
 _INT_RANGES: dict[str, tuple[int, int]] = {
     "http_server.port": (0, 65535),
     "engine.redis.db": (0, 15),
+    "websocket.compression_level": (-2, 9),  # zlib's levels, -2: Huffman only
 }
 _STR_LIST = tuple[str, ...]
 _NAMESPACES = tuple[Namespace, ...]
@@ -505,6 +508,7 @@ def _validate(config: Config) -> list[str]:
         )
     _check_redis(config.engine.redis)
     warnings = check_backend(config)
+    warnings += check_transport(config)  # TLS and websocket.* (issue 10)
 
     api = config.http_api
     if not api.key and not api.insecure and not api.disabled:

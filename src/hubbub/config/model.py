@@ -228,6 +228,51 @@ class ClientConfig:
     recovery_max_publication_limit: int = 300
 
 
+# --- TLS and WebSocket transport (issue 10) -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """``http_server.tls.*`` / ``http_server.internal_tls.*`` (Centrifugo v6 names).
+
+    Each ``*_pem`` value is raw PEM, base64 of PEM, or a file path
+    (``hubbub.config.tls`` resolves them). ``client_ca_pem`` makes the listener
+    require client certificates signed by it (mutual TLS); ``server_ca_pem``,
+    ``insecure_skip_verify`` and ``server_name`` only concern TLS clients.
+    """
+
+    enabled: bool = False
+    cert_pem: str = ""
+    key_pem: str = ""
+    server_ca_pem: str = ""
+    client_ca_pem: str = ""
+    insecure_skip_verify: bool = False
+    server_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsAutocertConfig:
+    """``http_server.tls_autocert.*``: ACME certificates, which hubbub refuses to fake."""
+
+    enabled: bool = False
+    host_whitelist: tuple[str, ...] = ()
+    cache_dir: str = ""
+    email: str = ""
+    server_name: str = ""
+    http: bool = False
+    http_addr: str = ":80"
+
+
+@dataclass(frozen=True, slots=True)
+class Http3Config:
+    """``http_server.http3.*``: HTTP/3, which hubbub does not serve (refused if enabled)."""
+
+    enabled: bool = False
+
+
+# --- end of the TLS and WebSocket transport block ----------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class HttpServerConfig:
     """``http_server.*``."""
@@ -243,6 +288,12 @@ class HttpServerConfig:
     # Limits
     max_header_count: int = 64
     max_header_size: int = 8190  # bytes of one header line
+    # TLS (issue 10): the public port, and the internal one unless tls_external
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    tls_external: bool = False  # TLS on the public port only
+    internal_tls: TlsConfig = field(default_factory=TlsConfig)  # its own, when enabled
+    tls_autocert: TlsAutocertConfig = field(default_factory=TlsAutocertConfig)
+    http3: Http3Config = field(default_factory=Http3Config)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,10 +307,18 @@ class HttpApiConfig:
 
 @dataclass(frozen=True, slots=True)
 class WebSocketConfig:
-    """``websocket.*``."""
+    """``websocket.*`` (Centrifugo v6 names)."""
 
-    message_size_limit: int = 65536
+    disabled: bool = False  # no WebSocket endpoint at all
+    handler_prefix: str = "/connection/websocket"
+    # Limits
+    message_size_limit: int = 65536  # bytes of one received message, on the wire
+    # bytes of a compressed message once inflated; 0: 10 x message_size_limit
+    decompressed_message_size_limit: int = 0
+    # permessage-deflate (RFC 7692)
     compression: bool = False
+    compression_min_size: int = 0  # shorter messages go out uncompressed
+    compression_level: int = 1  # zlib: 1 fastest .. 9 best, 0 stored, -1 default, -2 Huffman only
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ Rule 3: hub state has one owner, the event loop: no locks, no threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -142,16 +143,27 @@ class Hub:
     # --- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the engine and the timers; call once, inside the running loop."""
+        """Start the engine and the timers, inside the running loop; a start that
+        failed (the engine's backend unreachable) is undone and may be tried again."""
         if self._delivery is not None:
             return
         loop = asyncio.get_running_loop()
         self._delivery = Delivery(loop, limit=self.config.client.queue_max_size, on_slow=self._slow)
         self._started_at = time.time()
-        await self.engine.start(self)
-        await self.map_engine.start(self)
-        self.timers.start()
-        await self.webhooks.start(self.node_id)
+        try:
+            await self.engine.start(self)
+            await self.map_engine.start(self)
+            self.timers.start()
+            await self.webhooks.start(self.node_id)
+        except BaseException:
+            await self.timers.stop()
+            with contextlib.suppress(Exception):
+                await self.map_engine.close()
+            with contextlib.suppress(Exception):
+                await self.engine.close()
+            self._delivery = None
+            self._started_at = 0.0
+            raise
 
     async def close(self, disconnect: DisconnectInfo = Disconnect.SHUTDOWN) -> None:
         """Disconnect every client (3001 by default: they reconnect elsewhere) and stop."""

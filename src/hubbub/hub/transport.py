@@ -5,7 +5,9 @@ frame in the transport's buffer, ``buffered`` tells how much is waiting there
 (the hub disconnects a client whose buffer passes its limit), ``close`` starts
 a close handshake in the background. ``write_shared`` sends a payload that many
 connections get unchanged in this loop turn (a channel's publications): the
-first transport to encode it keeps its encoding in the ``Shared`` for the rest.
+first transport to encode it keeps its encoding in the ``Shared`` for the rest
+(``encoded``: the plain frame; ``deflated``: the frame compressed with
+permessage-deflate, no context takeover, for transports sharing one compressor).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from typing import Protocol
 class Shared:
     """One frame payload for many connections, with a slot for its encoded form."""
 
-    __slots__ = ("encoded", "payload")
+    __slots__ = ("deflated", "encoded", "payload")
 
     def __init__(self, payload: bytes) -> None:
         self.payload = payload
         self.encoded: bytes | None = None  # set by the first transport that encodes it
+        self.deflated: bytes | None = None  # the same, compressed, by the first that compresses
 
 
 class Transport(Protocol):

@@ -4,7 +4,9 @@ Rule: transport problems get HTTP statuses (401 no or wrong key, 404 unknown
 method, 400 a body that is not valid JSON of the method's shape, 413 too big);
 a well-formed request the hub refuses gets HTTP 200 with
 ``{"error": {"code", "message"}}``, like Centrifugo, so ``cent`` raises its
-API error. Success is ``{"result": {...}}``.
+API error. Success is ``{"result": {...}}``. ``HttpApi.admit`` and
+``HttpApi.answer`` are the API without a web framework: the aiohttp route
+(``handle``) and the ASGI application (hubbub.asgi) both go through them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import fnmatch
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -222,6 +225,19 @@ def _decode(raw: msgspec.Raw | bytes, shape: type[Any]) -> Any:
         raise BadParams("JSON nested too deep") from None
 
 
+@dataclass(frozen=True, slots=True)
+class ApiAnswer:
+    """An HTTP response of the API, whatever serves it."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+    @classmethod
+    def refusal(cls, status: int, text: str) -> ApiAnswer:
+        return cls(status, (text + "\n").encode(), "text/plain; charset=utf-8")
+
+
 class HttpApi:
     """The API methods of one hub, dispatched by name."""
 
@@ -253,30 +269,52 @@ class HttpApi:
     # --- HTTP boundary ---------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.Response:
+        """The aiohttp route: ``POST /api/{method}``."""
+        admitted = self.admit(
+            request.match_info["method"], request.headers.get, request.content_length
+        )
+        if isinstance(admitted, ApiAnswer):
+            answer = admitted
+        else:
+            answer = await self.answer(admitted, await _read_body(request))
+        return web.Response(
+            status=answer.status, body=answer.body, headers={"Content-Type": answer.content_type}
+        )
+
+    def admit(
+        self, method: str, header: Callable[[str], str | None], content_length: int | None
+    ) -> Handler | ApiAnswer:
+        """The handler of ``method`` if the request may run, else the refusal;
+        decided before the body is read. ``header(name)``: a request header."""
         config = self.hub.config.http_api
         if config.disabled:
-            raise web.HTTPNotFound(text="http api is disabled\n")
-        if not config.insecure and not self._authorized(request):
-            raise web.HTTPUnauthorized(text="missing or wrong X-API-Key\n")
-        handler = self._methods.get(request.match_info["method"])
+            return ApiAnswer.refusal(404, "http api is disabled")
+        if not config.insecure and not self._authorized(header):
+            return ApiAnswer.refusal(401, "missing or wrong X-API-Key")
+        handler = self._methods.get(method)
         if handler is None:
-            raise web.HTTPNotFound(text="unknown api method\n")
-        body = await _read_body(request)
+            return ApiAnswer.refusal(404, "unknown api method")
+        if content_length is not None and content_length > MAX_BODY:
+            return ApiAnswer.refusal(413, f"the body is over {MAX_BODY} bytes")
+        return handler
+
+    async def answer(self, handler: Handler, body: bytes) -> ApiAnswer:
+        """Run an admitted call with its body."""
         try:
             reply = await self._call(handler, msgspec.Raw(body or b"{}"))
         except BadParams as exc:
-            raise web.HTTPBadRequest(text=f"bad request: {exc}\n") from exc
+            return ApiAnswer.refusal(400, f"bad request: {exc}")
         if handler == self.batch and "result" in reply:
             reply = reply["result"]  # Centrifugo answers a batch with {"replies": [...]} itself
-        return web.Response(body=msgspec.json.encode(reply), content_type="application/json")
+        return ApiAnswer(200, msgspec.json.encode(reply))
 
-    def _authorized(self, request: web.Request) -> bool:
+    def _authorized(self, header: Callable[[str], str | None]) -> bool:
         expected = self.hub.config.http_api.key
         if not expected:
             return False
-        given = request.headers.get("X-API-Key", "")
+        given = header("X-API-Key") or ""
         if not given:
-            auth = request.headers.get("Authorization", "")
+            auth = header("Authorization") or ""
             if auth.lower().startswith("apikey "):
                 given = auth[7:].strip()
         # Constant time: the comparison must not tell how much of the key matched.

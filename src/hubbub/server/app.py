@@ -1,14 +1,18 @@
 """Wiring only: the aiohttp applications, their routes, and the hub's lifecycle.
 
 Routes (on one port, unless ``http_server.internal_port`` splits them):
-    GET  /connection/websocket   the client protocol                  (public)
+    GET  /connection/websocket   the client protocol (``websocket.handler_prefix``;
+                                 none with ``websocket.disabled``)   (public)
     GET  /                       the demo chat page                   (public)
     POST /api/<method>           the server HTTP API (X-API-Key)      (internal port if set)
     GET  /health                 200 {} while the node serves         (both)
 
 ``attach`` adds them to an application the user already has; ``create_app``
-makes a new one. The application that owns the hub starts it and, on
-shutdown, disconnects every client with 3001 so they reconnect elsewhere.
+makes a new one. The WebSocket route is the endpoint's aiohttp door
+(websocket.py): hubbub takes each upgraded connection over from aiohttp. The
+application that owns the hub starts it and, on shutdown, disconnects every
+client with 3001 so they reconnect elsewhere, then waits (bounded) for their
+close handshakes.
 ``runner_options`` turns ``http_server`` limits into aiohttp server options.
 """
 
@@ -22,9 +26,10 @@ from aiohttp import web
 from hubbub.config.model import HttpServerConfig
 from hubbub.hub.hub import Hub
 from hubbub.server.api import HttpApi
-from hubbub.server.keys import HUB_KEY
+from hubbub.server.keys import ENDPOINT_KEY, HUB_KEY
 from hubbub.server.logs import quiet_peer_errors
-from hubbub.server.websocket import websocket_handler
+from hubbub.server.websocket import WebSocketEndpoint
+from hubbub.server.wsconn import SHUTDOWN_GRACE
 
 DEMO_PAGE = "demo.html"
 
@@ -42,8 +47,9 @@ def attach(
     """Serve ``hub`` from ``app`` (an existing aiohttp application) under ``prefix``."""
     quiet_peer_errors()
     app[HUB_KEY] = hub
-    if websocket:
-        app.router.add_get(f"{prefix}/connection/websocket", websocket_handler)
+    endpoint = app[ENDPOINT_KEY] = WebSocketEndpoint(hub)
+    if websocket and not hub.config.websocket.disabled:
+        app.router.add_get(prefix + endpoint.path, endpoint.handle)
     if api:
         app.router.add_post(prefix + "/api/{method}", HttpApi(hub).handle)
     app.router.add_get(f"{prefix}/health", _health)
@@ -56,6 +62,7 @@ def attach(
 
         async def close_hub(_: web.Application) -> None:
             await hub.close()
+            await endpoint.wait_closed(SHUTDOWN_GRACE)
 
         app.on_startup.append(start_hub)
         app.on_shutdown.append(close_hub)

@@ -1,12 +1,14 @@
-"""The public listener: hubbub answers plain WebSocket upgrades itself, aiohttp the rest.
+"""The public listener: hubbub answers WebSocket requests itself, aiohttp the rest.
 
-Rule: every accepted connection starts with ``Front``, which reads the request
-head (within ``http_server.handshake_timeout`` and the header limits). A plain
-upgrade to the client endpoint becomes a ``WebSocketConnection`` on the same
-transport: no aiohttp request, handler task or response object stays alive
-per client, which is most of an idle connection's memory. Every other request
-(the API, the demo page, /health, a malformed or unusual handshake) is handed,
-with the bytes read so far, to the aiohttp application's own protocol through
+Rule: every accepted connection (plain or TLS) starts with ``Front``, which
+reads the request line within ``http_server.handshake_timeout``. A request for
+the WebSocket path is hubbub's: its head is read within the header limits and
+judged by the endpoint (websocket.py), which answers 101 and turns the same
+transport into a ``WebSocketConnection`` (no aiohttp request, handler task or
+response object stays alive per client, which is most of an idle connection's
+memory), or refuses it with the HTTP status RFC 6455 asks for and closes.
+Every other request (the API, the demo page, /health) is handed, with the
+bytes read so far, to the aiohttp application's own protocol through
 ``transport.set_protocol``, so aiohttp answers it exactly as if it had
 accepted the connection.
 """
@@ -16,51 +18,60 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from typing import cast
 
 from aiohttp import web
 
-from hubbub.hub.hub import Hub
-from hubbub.server.websocket import origin_allowed
+from hubbub.server.websocket import WebSocketEndpoint
 from hubbub.server.wsconn import WebSocketConnection
-from hubbub.websocket.handshake import (
-    HEAD_END,
-    accept_response,
-    parse_head,
-    request_path,
-    upgrade_key,
-)
+from hubbub.websocket.handshake import HEAD_END, Refusal, parse_head, request_path
 
 log = logging.getLogger("hubbub.server")
 
-WEBSOCKET_PATH = b"/connection/websocket"
-#: Bytes of request head the fast path reads before leaving the request to aiohttp.
-FAST_HEAD_LIMIT = 16384
+#: Bytes of request line read before a request is left to aiohttp (which refuses it).
+FIRST_LINE_LIMIT = 16384
 
 
 class Listener:
-    """The public port: accepts connections and tracks the WebSocket ones until closed."""
+    """The public port: accepts connections, hands each to the endpoint or to aiohttp."""
 
-    def __init__(self, hub: Hub, http: web.Server) -> None:
-        self.hub = hub
-        self.http = http  # aiohttp's protocol factory for everything but fast upgrades
-        self.connections: set[WebSocketConnection] = set()
+    def __init__(self, endpoint: WebSocketEndpoint, http: web.Server) -> None:
+        self.endpoint = endpoint
+        self.hub = endpoint.hub
+        self.http = http  # aiohttp's protocol factory for everything but WebSocket requests
         self._server: asyncio.Server | None = None
-        self._all_closed: asyncio.Event | None = None  # set when the last one closes
-        config = hub.config.http_server
-        self.handshake_timeout = config.handshake_timeout
-        self.max_header_count = config.max_header_count
-        self.max_header_size = config.max_header_size
-        # Real upgrade heads are a few hundred bytes; a longer one (or one longer than
-        # the header limits allow) is left to aiohttp, whose parser is linear.
-        allowed = (config.max_header_count + 1) * (config.max_header_size + 2) + 2
-        self.max_head = min(allowed, FAST_HEAD_LIMIT)
+        config = endpoint.hub.config
+        server = config.http_server
+        self.path = None if config.websocket.disabled else endpoint.path.encode()
+        self.handshake_timeout = server.handshake_timeout
+        self.max_header_count = server.max_header_count
+        self.max_header_size = server.max_header_size
+        # The longest head the header limits allow (the request line counts as one).
+        self.max_head = (server.max_header_count + 1) * (server.max_header_size + 2) + 2
 
-    async def start(self, host: str | None, port: int, *, reuse_port: bool = False) -> int:
+    @property
+    def connections(self) -> set[WebSocketConnection]:
+        return self.endpoint.connections
+
+    async def start(
+        self,
+        host: str | None,
+        port: int,
+        *,
+        reuse_port: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> int:
         """Listen on ``host:port``; the bound port (useful with port 0)."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: Front(self), host, port, reuse_port=reuse_port or None, backlog=4096
+            lambda: Front(self),
+            host,
+            port,
+            reuse_port=reuse_port or None,
+            backlog=4096,
+            ssl=ssl_context,
+            ssl_handshake_timeout=self.handshake_timeout if ssl_context else None,
         )
         return int(self._server.sockets[0].getsockname()[1])
 
@@ -68,35 +79,24 @@ class Listener:
         if self._server is not None:
             self._server.close()
 
-    def upgraded(self, connection: WebSocketConnection) -> None:
-        self.connections.add(connection)
-
-    def closed(self, connection: WebSocketConnection) -> None:
-        self.connections.discard(connection)
-        if not self.connections and self._all_closed is not None:
-            self._all_closed.set()
-
     async def wait_closed(self, grace: float) -> None:
         """Wait for WebSocket connections to finish closing; abort those left after ``grace``."""
-        if self.connections:
-            self._all_closed = asyncio.Event()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._all_closed.wait(), grace)
-        for connection in list(self.connections):
-            connection.abort()
+        await self.endpoint.wait_closed(grace)
         if self._server is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(TimeoutError, OSError):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
 
 
 class Front(asyncio.Protocol):
-    """A new connection until its request head tells who serves it."""
+    """A new connection until its request line tells who serves it."""
 
-    __slots__ = ("_buffer", "_listener", "_timer", "_transport")
+    __slots__ = ("_buffer", "_listener", "_ours", "_searched", "_timer", "_transport")
 
     def __init__(self, listener: Listener) -> None:
         self._listener = listener
-        self._buffer = b""
+        self._buffer = bytearray()
+        self._searched = 0  # the head's end is not before this offset of the buffer
+        self._ours = False  # the request line asked for the WebSocket path
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -109,63 +109,71 @@ class Front(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
+        self._transport = None
 
     def data_received(self, data: bytes) -> None:
-        searched = max(0, len(self._buffer) - len(HEAD_END) + 1)  # already had no HEAD_END
-        buffer = self._buffer + data if self._buffer else data  # at most FAST_HEAD_LIMIT
-        self._buffer = buffer
-        end = buffer.find(HEAD_END, searched)
-        if end < 0:
+        if self._transport is None:
+            return  # refused: the rest of the request means nothing
+        buffer = self._buffer
+        buffer += data
+        listener = self._listener
+        if not self._ours:
             line_end = buffer.find(b"\r\n")
-            if len(buffer) > self._listener.max_head or (
-                line_end >= 0 and request_path(buffer[:line_end]) != WEBSOCKET_PATH
-            ):
-                self._hand_off()  # not ours (or too long): aiohttp reads the rest
+            if line_end < 0:
+                if len(buffer) > FIRST_LINE_LIMIT:
+                    self._hand_off()  # aiohttp refuses an overlong request line
+                return
+            path = request_path(bytes(buffer[:line_end]))
+            if listener.path is None or path != listener.path:
+                self._hand_off()
+                return
+            self._ours = True
+        end = buffer.find(HEAD_END, self._searched)
+        if end < 0:
+            if len(buffer) > listener.max_head:
+                self._refuse(Refusal(400, "request head too large"))
+            else:
+                self._searched = max(0, len(buffer) - len(HEAD_END) + 1)
             return
         head_size = end + len(HEAD_END)
-        key = self._fast_upgrade_key(buffer[:head_size])
-        if key is None:
-            self._hand_off()
-        else:
-            self._upgrade(key, buffer[:head_size], buffer[head_size:])
-
-    def _fast_upgrade_key(self, raw: bytes) -> str | None:
-        listener = self._listener
+        raw = bytes(buffer[:head_size])
+        rest = bytes(buffer[head_size:])
         head = parse_head(raw)
-        if head is None or head.path != WEBSOCKET_PATH.decode():
-            return None
-        if len(head.headers) > listener.max_header_count or any(
+        if head is None:
+            self._refuse(Refusal(400, "malformed request head"))
+        elif len(head.headers) > listener.max_header_count or any(
             len(line) > listener.max_header_size for line in raw.split(b"\r\n")
         ):
-            return None  # aiohttp refuses it with 400
-        config = listener.hub.config
-        if not origin_allowed(head.get("origin"), head.get("host"), config.client.allowed_origins):
-            return None  # aiohttp's handler refuses it with 403 and logs it
-        return upgrade_key(head, compression=config.websocket.compression)
+            self._refuse(Refusal(400, "too many or too long header lines"))
+        else:
+            decision = listener.endpoint.decide(head)
+            if isinstance(decision, Refusal):
+                self._refuse(decision)
+            else:
+                transport = self._detach()
+                listener.endpoint.open(transport, raw, decision, rest)
 
-    def _upgrade(self, key: str, head: bytes, rest: bytes) -> None:
-        self._cancel_timer()
-        transport = self._transport
-        assert transport is not None
-        transport.write(accept_response(key))
-        listener = self._listener
-        connection = WebSocketConnection(listener.hub, transport, head, listener.closed)
-        listener.upgraded(connection)
-        transport.set_protocol(connection)
-        self._transport = None
-        self._buffer = b""
-        if rest:
-            connection.data_received(rest)
+    def _refuse(self, refusal: Refusal) -> None:
+        transport = self._detach()
+        transport.write(refusal.response())
+        transport.close()  # after the response is written
 
     def _hand_off(self) -> None:
-        self._cancel_timer()
-        transport = self._transport
-        assert transport is not None
+        buffer = bytes(self._buffer)
+        transport = self._detach()
         handler = self._listener.http()
         transport.set_protocol(handler)
         handler.connection_made(transport)
-        buffer, self._buffer, self._transport = self._buffer, b"", None
         handler.data_received(buffer)
+
+    def _detach(self) -> asyncio.Transport:
+        """This request is decided: stop the clock, forget the transport and the bytes."""
+        self._cancel_timer()
+        transport = self._transport
+        assert transport is not None
+        self._transport = None
+        self._buffer = bytearray()
+        return transport
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

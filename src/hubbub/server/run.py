@@ -2,7 +2,9 @@
 
 Rule: shutdown is graceful: stop accepting, disconnect every client with 3001
 (they reconnect, to another node if there is one), let background work
-finish, then exit. uvloop is used when available.
+finish, then exit. uvloop is used when available. With ``http_server.tls``
+both ports serve TLS (the internal one its own ``internal_tls`` if enabled,
+none with ``tls_external``), through the same listener and WebSocket path.
 """
 
 from __future__ import annotations
@@ -11,15 +13,18 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 from collections.abc import Callable
 
 from aiohttp import web
 
-from hubbub.config.model import Config
+from hubbub.config.model import Config, HttpServerConfig
+from hubbub.config.tls import server_context
 from hubbub.engines.factory import engine_from_config
 from hubbub.hub.hub import Hub
 from hubbub.server.app import create_app, create_internal_app, runner_options
 from hubbub.server.front import Listener
+from hubbub.server.keys import ENDPOINT_KEY
 from hubbub.server.wsconn import CLOSE_TIMEOUT
 
 log = logging.getLogger("hubbub.server")
@@ -28,10 +33,13 @@ log = logging.getLogger("hubbub.server")
 class Serving:
     """A hub's listeners while they run: the public port, and the internal one if set."""
 
-    def __init__(self, listener: Listener, runners: list[web.AppRunner], port: int) -> None:
+    def __init__(
+        self, listener: Listener, runners: list[web.AppRunner], port: int, *, tls: bool = False
+    ) -> None:
         self.listener = listener
         self.runners = runners  # cleaned up in reverse: the public app (which owns the hub) first
         self.port = port  # the bound public port
+        self.scheme = "https" if tls else "http"
 
     async def stop(self) -> None:
         """Stop accepting, disconnect every client with 3001, wait for the closes."""
@@ -46,18 +54,19 @@ async def start(hub: Hub, *, host: str, port: int, reuse_port: bool = False) -> 
 
     With ``http_server.internal_port`` the API gets its own listener on
     ``http_server.internal_address``, and the public port does not serve it.
+    A bad TLS certificate or key raises ``ConfigError`` naming its key.
     """
     server = hub.config.http_server
+    public_tls, internal_tls = tls_contexts(server)
     options = runner_options(server)
     internal = server.internal_port > 0
-    runner = web.AppRunner(
-        create_app(hub, api=not internal), handle_signals=False, shutdown_timeout=5.0, **options
-    )
+    app = create_app(hub, api=not internal)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0, **options)
     await runner.setup()
     assert runner.server is not None  # set by setup()
     runners = [runner]
-    listener = Listener(hub, runner.server)
-    bound = await listener.start(host or None, port, reuse_port=reuse_port)
+    listener = Listener(app[ENDPOINT_KEY], runner.server)
+    bound = await listener.start(host or None, port, reuse_port=reuse_port, ssl_context=public_tls)
     if internal:
         internal_runner = web.AppRunner(create_internal_app(hub), handle_signals=False, **options)
         await internal_runner.setup()
@@ -67,9 +76,20 @@ async def start(hub: Hub, *, host: str, port: int, reuse_port: bool = False) -> 
             server.internal_address or None,
             server.internal_port,
             reuse_port=reuse_port or None,
+            ssl_context=internal_tls,
         ).start()
-        log.info("server API on http://%s:%d", server.internal_address, server.internal_port)
-    return Serving(listener, runners, bound)
+        scheme = "https" if internal_tls else "http"
+        log.info("server API on %s://%s:%d", scheme, server.internal_address, server.internal_port)
+    return Serving(listener, runners, bound, tls=public_tls is not None)
+
+
+def tls_contexts(server: HttpServerConfig) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+    """The public and the internal port's TLS contexts (None: plain), as Centrifugo
+    chooses them: ``internal_tls`` when enabled, else ``tls`` unless ``tls_external``."""
+    public = server_context(server.tls, "http_server.tls") if server.tls.enabled else None
+    if server.internal_tls.enabled:
+        return public, server_context(server.internal_tls, "http_server.internal_tls")
+    return public, None if server.tls_external else public
 
 
 async def serve(
@@ -84,7 +104,11 @@ async def serve(
     """Serve ``hub`` on ``host:port`` until ``stop`` is set or a signal arrives."""
     serving = await start(hub, host=host, port=port, reuse_port=reuse_port)
     log.info(
-        "hubbub listening on http://%s:%d (node %s)", host or "0.0.0.0", serving.port, hub.node_id
+        "hubbub listening on %s://%s:%d (node %s)",
+        serving.scheme,
+        host or "0.0.0.0",
+        serving.port,
+        hub.node_id,
     )
     if ready is not None:
         ready(serving.port)

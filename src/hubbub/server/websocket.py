@@ -1,132 +1,233 @@
-"""The WebSocket endpoint: aiohttp does the handshake and reads frames; hubbub writes.
+"""The one WebSocket door: judge a handshake, answer it, start hubbub's own connection.
 
-Rule: outgoing frames are written straight to the connection's transport as
-unmasked text frames, synchronously, by the hub's flush (one write per
-connection per loop turn). aiohttp's own ``send_str`` is a coroutine per frame,
-which would cost a task or an await per subscriber on the hot path. When
-permessage-deflate is negotiated, frames go through aiohttp's writer instead.
+Rule: every WebSocket connection hubbub serves, however it came in, is opened
+by ``WebSocketEndpoint``: ``decide`` judges the request head (RFC 6455 through
+``hubbub.websocket.handshake``, then the origin rule, then the
+permessage-deflate offer); ``open`` writes the 101 and hands the transport to a
+``WebSocketConnection`` (wsconn.py). Two doors call it:
+
+* the listener (front.py), for the connections it accepts itself;
+* ``handle``, an aiohttp route handler, for applications that embed hubbub with
+  ``attach()`` (and for an upgrade arriving on an HTTP keep-alive connection
+  aiohttp already serves). aiohttp has parsed the request head; the handler
+  takes the transport over and ends without aiohttp writing a response or
+  reading another byte (see ``_take_over`` for the aiohttp calls this needs).
+
+The endpoint also keeps its open connections, so that shutdown can wait for
+their close handshakes, and the compressors its connections share.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fnmatch
+import contextlib
 import logging
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from typing import Any, cast
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from hubbub.codes import Disconnect, DisconnectInfo
 from hubbub.hub.hub import Hub
-from hubbub.hub.transport import Shared
-from hubbub.server.keys import HUB_KEY
-from hubbub.server.masking import check_client_masking
-from hubbub.server.wsconn import MAX_REASON, write_text_frame
-from hubbub.websocket.frames import cut_reason
+from hubbub.server.wsconn import WebSocketConnection
+from hubbub.websocket.deflate import (
+    MAX_WINDOW_BITS,
+    Compressor,
+    DeflateParams,
+    PerMessageDeflate,
+    negotiate,
+)
+from hubbub.websocket.handshake import (
+    HEAD_END,
+    Refusal,
+    RequestHead,
+    accept_response,
+    check_upgrade,
+    origin_allowed,
+    parse_head,
+)
 
 log = logging.getLogger("hubbub.websocket")
 
-#: Subprotocols hubbub never selects: the protobuf flavour is not implemented.
-NO_SUBPROTOCOLS: tuple[str, ...] = ()
+#: Centrifugo's default: without ``websocket.decompressed_message_size_limit``, a
+#: compressed message may inflate to ten times ``websocket.message_size_limit``.
+DECOMPRESSED_LIMIT_FACTOR = 10
 
 
-class WebSocketTransport:
-    """Adapts an aiohttp WebSocketResponse to the hub's Transport protocol."""
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """A handshake hubbub answers with 101: the client's key and the agreed deflate."""
 
-    __slots__ = ("_closing", "_compressed", "_request", "_socket", "_ws", "remote")
-
-    def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
-        self._ws = ws
-        self._socket = request.transport
-        self._compressed = bool(ws.compress)
-        self._closing: asyncio.Task[bool] | None = None
-        self._request = request  # alive for the whole handler anyway: no extra memory
-        self.remote = request.remote or ""
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """Handshake headers, lower-cased; built when a hook asks, not per connection."""
-        return {k.lower(): v for k, v in self._request.headers.items()}
-
-    def write(self, payload: bytes) -> None:
-        socket = self._socket
-        if socket is None or socket.is_closing():
-            return
-        if self._compressed:
-            # Rare path: the deflate state lives in aiohttp's writer.
-            asyncio.ensure_future(self._ws.send_frame(payload, WSMsgType.TEXT))  # noqa: RUF006
-            return
-        write_text_frame(socket, payload)
-
-    def write_shared(self, shared: Shared) -> int:
-        self.write(shared.payload)  # the embedded path keeps one frame build per connection
-        return self.buffered()
-
-    def buffered(self) -> int:
-        socket = self._socket
-        return socket.get_write_buffer_size() if socket is not None else 0
-
-    def close(self, code: int, reason: str) -> None:
-        if self._closing is None and not self._ws.closed:
-            message = cut_reason(reason, MAX_REASON)
-            self._closing = asyncio.ensure_future(self._ws.close(code=code, message=message))
-
-    async def wait_closed(self) -> None:
-        """Wait for a close this side started (the handshake has its own timeout)."""
-        if self._closing is not None:
-            await asyncio.shield(self._closing)
+    key: str
+    deflate: DeflateParams | None
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
-    """Browsers send Origin; a page from another site may not open a connection.
+class WebSocketEndpoint:
+    """The WebSocket endpoint of one hub, shared by every door that serves it."""
 
-    No Origin (SDKs outside browsers): allowed. Same host as the request: allowed.
-    Otherwise the origin must match an entry of ``client.allowed_origins``
-    (``*`` wildcards allowed, as in Centrifugo).
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        websocket = hub.config.websocket
+        self.path = websocket.handler_prefix
+        self.connections: set[WebSocketConnection] = set()
+        self._all_closed: asyncio.Event | None = None  # set when the last one closes
+        limit = websocket.message_size_limit
+        self._inflated_limit = websocket.decompressed_message_size_limit or (
+            limit * DECOMPRESSED_LIMIT_FACTOR if limit > 0 else 0
+        )
+        # Server to client, hubbub always agrees to no context takeover: each message
+        # is compressed alone, so one compressor per window size serves everyone and
+        # a channel's batch is compressed once for all its subscribers.
+        self._compressors: dict[int, Compressor] = {}
+
+    # --- judging and opening ---------------------------------------------------------
+
+    def decide(self, head: RequestHead) -> Accept | Refusal:
+        """Accept (with the agreed compression) or refuse an upgrade request."""
+        key = check_upgrade(head)
+        if isinstance(key, Refusal):
+            return key
+        config = self.hub.config
+        if not origin_allowed(head.get("origin"), head.get("host"), config.client.allowed_origins):
+            log.info("refused origin %s", head.get("origin"))
+            return Refusal(403, "origin not allowed")
+        deflate = None
+        if config.websocket.compression:
+            offers = head.values("sec-websocket-extensions")
+            deflate = negotiate(offers) if offers else None
+        return Accept(key, deflate)
+
+    def open(
+        self, transport: asyncio.Transport, head: bytes, accept: Accept, rest: bytes = b""
+    ) -> WebSocketConnection:
+        """Answer 101 on ``transport`` and make it a WebSocket connection; ``rest`` is
+        what the client sent after the head (frames, already)."""
+        params = accept.deflate
+        extensions = params.header() if params is not None else None
+        transport.write(accept_response(accept.key, extensions=extensions))
+        deflate = self._deflate(params) if params is not None else None
+        connection = WebSocketConnection(
+            self.hub,
+            transport,
+            head,
+            self._closed,
+            deflate=deflate,
+            share_deflated=deflate is not None
+            and deflate.compressor is self._compressors.get(MAX_WINDOW_BITS),
+        )
+        self.connections.add(connection)
+        transport.set_protocol(connection)
+        if not transport.is_reading():  # paused by the previous owner's flow control
+            transport.resume_reading()
+        if rest:
+            connection.data_received(rest)
+        return connection
+
+    def _deflate(self, params: DeflateParams) -> PerMessageDeflate:
+        websocket = self.hub.config.websocket
+        bits = params.server_max_window_bits or MAX_WINDOW_BITS
+        compressor = self._compressors.get(bits)
+        if compressor is None:
+            compressor = self._compressors[bits] = Compressor(
+                window_bits=bits, no_context_takeover=True, level=websocket.compression_level
+            )
+        return PerMessageDeflate(
+            params,
+            server=True,
+            min_size=websocket.compression_min_size,
+            max_size=self._inflated_limit,
+            compressor=compressor,
+        )
+
+    # --- the aiohttp door ------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """aiohttp route handler: the same judgement, then hubbub owns the socket."""
+        raw = _raw_head(request)
+        head = parse_head(raw)
+        decision = self.decide(head) if head is not None else Refusal(400, "malformed request")
+        if isinstance(decision, Refusal):
+            return web.Response(
+                status=decision.status, text=decision.message + "\n", headers=decision.headers
+            )
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return _TakenOver()  # the peer left before the answer
+        rest = _take_over(request)
+        self.open(transport, raw, decision, rest)
+        return _TakenOver()
+
+    # --- the open connections --------------------------------------------------------
+
+    def _closed(self, connection: WebSocketConnection) -> None:
+        self.connections.discard(connection)
+        if not self.connections and self._all_closed is not None:
+            self._all_closed.set()
+
+    async def wait_closed(self, grace: float) -> None:
+        """Wait for the connections to finish closing; abort those left after ``grace``."""
+        if self.connections:
+            self._all_closed = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_closed.wait(), grace)
+        for connection in list(self.connections):
+            connection.abort()
+
+
+def _raw_head(request: web.BaseRequest) -> bytes:
+    """The request head as it came, rebuilt from aiohttp's parse (for hooks' headers)."""
+    version = request.version
+    lines = [f"{request.method} {request.raw_path} HTTP/{version.major}.{version.minor}".encode()]
+    lines += [name + b": " + value for name, value in request.raw_headers]
+    return b"\r\n".join(lines) + HEAD_END
+
+
+class _Tail:
+    """Receives the bytes aiohttp read past the upgrade request's head."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        self.data += data
+        return False, b""
+
+    def feed_eof(self) -> None:
+        pass
+
+
+def _take_over(request: web.BaseRequest) -> bytes:
+    """Detach aiohttp from the connection of ``request``; return what it read past the head.
+
+    aiohttp has no public "give me the socket" call, so this uses the same
+    hooks its own WebSocketResponse uses, all without a leading underscore:
+    ``request.protocol`` (the connection's RequestHandler), its ``set_parser``
+    (aiohttp feeds the bytes it buffered after an upgrade request to the given
+    parser; ours just keeps them), its ``transport`` attribute (set to None,
+    aiohttp can neither write to nor close the socket any more) and the asyncio
+    protocol call ``connection_lost`` (aiohttp forgets the connection: its server
+    stops tracking it, its keep-alive timer stops, its request loop ends once
+    the handler returns). Checked by tests/test_embedding.py against the
+    pinned aiohttp.
     """
-    if not origin:
-        return True
-    if any(fnmatch.fnmatchcase(origin.lower(), pattern.lower()) for pattern in allowed):
-        return True
-    return bool(host) and urlsplit(origin).netloc.lower() == (host or "").lower()
+    protocol = request.protocol
+    tail = _Tail()
+    protocol.set_parser(cast(Any, tail))
+    protocol.transport = None
+    protocol.connection_lost(None)
+    return tail.data
 
 
-async def websocket_handler(request: web.Request) -> web.StreamResponse:
-    hub: Hub = request.app[HUB_KEY]
-    config = hub.config
-    if not origin_allowed(
-        request.headers.get("Origin"), request.host, config.client.allowed_origins
-    ):
-        log.info("refused origin %s", request.headers.get("Origin"))
-        raise web.HTTPForbidden(text="origin not allowed\n")
-    ws = web.WebSocketResponse(
-        protocols=NO_SUBPROTOCOLS,
-        max_msg_size=config.websocket.message_size_limit,
-        compress=config.websocket.compression,
-        autoping=True,
-    )
-    if ws.can_prepare(request).ok:
-        check_client_masking(request.transport)  # before the 101: later bytes are frames
-    await ws.prepare(request)
-    transport = WebSocketTransport(ws, request)
-    session = hub.open_session(transport)
-    try:
-        async for message in ws:
-            if message.type is WSMsgType.TEXT:
-                await session.handle_frame(message.data)
-            elif message.type is WSMsgType.BINARY:
-                session.close(Disconnect.INAPPROPRIATE_PROTOCOL)
-                break
-            else:
-                break
-            if session.closed:
-                break
-    finally:
-        session.transport_closed(_close_info(ws))
-    await transport.wait_closed()
-    return ws
+class _TakenOver(web.StreamResponse):
+    """What the handler returns once hubbub owns the socket: aiohttp sends nothing.
 
+    Status 101 is what an access log should show.
+    """
 
-def _close_info(ws: web.WebSocketResponse) -> DisconnectInfo:
-    code = ws.close_code
-    return DisconnectInfo(code or Disconnect.CONNECTION_CLOSED.code, "connection closed")
+    def __init__(self) -> None:
+        super().__init__(status=101)
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        return None
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None

@@ -6,6 +6,9 @@ framed synchronously in ``data_received``; text messages are handed to the
 session in arrival order by one short-lived task, started when a message
 arrives and ended when none is waiting (reading pauses while many wait).
 Outgoing frames are written straight to the transport by the hub's flush.
+With permessage-deflate agreed, frames at least ``compression_min_size`` long
+go out compressed (RSV1), a channel's batch compressed once for every
+subscriber that shares the endpoint's compressor (``Shared.deflated``).
 
 Closing follows RFC 6455 7.1: whoever closes first sends a close frame; the
 server drops TCP when the peer's close frame arrives or ``CLOSE_TIMEOUT`` later.
@@ -33,6 +36,7 @@ from hubbub.websocket.frames import (
     FrameError,
     FrameReader,
     close_frame,
+    compressed_text_header,
     control_frame,
     parse_close,
     text_header,
@@ -42,11 +46,15 @@ from hubbub.websocket.handshake import parse_head
 if TYPE_CHECKING:
     from hubbub.hub.hub import Hub
     from hubbub.hub.session import Session
+    from hubbub.websocket.deflate import PerMessageDeflate
 
 log = logging.getLogger("hubbub.websocket")
 
 #: Seconds to wait for the peer's close frame after ours.
 CLOSE_TIMEOUT = 5.0
+#: Seconds a shutdown waits for the clients' close frames before dropping TCP: the
+#: 3001 close frame is sent already; a client that does not read must not hold the exit.
+SHUTDOWN_GRACE = 2.0
 #: Seconds to keep reading (and discarding) after a framing error before dropping TCP.
 LINGER_AFTER_ERROR = 2.0
 #: Close reasons are capped by the client protocol (Centrifugo: 32 bytes).
@@ -72,6 +80,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     __slots__ = (
         "_closing",
+        "_deflate",
         "_head",
         "_inbox",
         "_on_closed",
@@ -80,6 +89,7 @@ class WebSocketConnection(asyncio.Protocol):
         "_reader",
         "_reading_paused",
         "_runner",
+        "_share_deflated",
         "_socket",
         "_timer",
         "_write_blocked",
@@ -92,10 +102,19 @@ class WebSocketConnection(asyncio.Protocol):
         socket: asyncio.Transport,
         head: bytes,
         on_closed: Callable[[WebSocketConnection], None],
+        *,
+        deflate: PerMessageDeflate | None = None,
+        share_deflated: bool = False,
     ) -> None:
         self._socket = socket
         self._head = head  # the raw request head: parsed only if a hook asks for headers
-        self._reader: FrameReader | None = FrameReader(hub.config.websocket.message_size_limit)
+        self._deflate = deflate
+        # True: our compressor is the endpoint's default one, whose output for a
+        # channel batch is kept in the Shared for every other such subscriber.
+        self._share_deflated = share_deflated
+        self._reader: FrameReader | None = FrameReader(
+            hub.config.websocket.message_size_limit, inflater=deflate
+        )
         self._inbox: list[str] | None = None  # messages waiting for the session
         self._runner: asyncio.Task[None] | None = None
         self._paused = False  # reading paused: too many messages waiting
@@ -115,6 +134,11 @@ class WebSocketConnection(asyncio.Protocol):
         return str(peer[0]) if peer else ""
 
     @property
+    def compressed(self) -> bool:
+        """permessage-deflate was agreed with this client."""
+        return self._deflate is not None
+
+    @property
     def headers(self) -> dict[str, str]:
         """Handshake headers, lower-cased; parsed when a hook asks, not per connection."""
         head = parse_head(self._head)
@@ -122,21 +146,43 @@ class WebSocketConnection(asyncio.Protocol):
 
     def write(self, payload: bytes) -> None:
         # _closing is set before any close, so no is_closing() call.
-        if not self._closing:
-            write_text_frame(self._socket, payload)
+        if self._closing:
+            return
+        if self._deflate is not None:
+            data = self._deflate.compress(payload)
+            if data is not None:
+                self._socket.write(compressed_text_header(len(data)) + data)
+                return
+        write_text_frame(self._socket, payload)
 
     def write_shared(self, shared: Shared) -> int:
         # The broadcast hot path: one frame built per publication batch, the same
         # bytes object written to every subscriber.
         if self._closing:
             return 0
-        frame = shared.encoded
+        frame = shared.encoded if self._deflate is None else self._deflated_frame(shared)
         if frame is None:
             payload = shared.payload
             frame = shared.encoded = text_header(len(payload)) + payload
         socket = self._socket
         socket.write(frame)
         return socket.get_write_buffer_size()
+
+    def _deflated_frame(self, shared: Shared) -> bytes | None:
+        """The compressed frame for ``shared`` (None: send it uncompressed)."""
+        deflate = self._deflate
+        assert deflate is not None
+        if len(shared.payload) < deflate.min_size:
+            return shared.encoded
+        if self._share_deflated:
+            frame = shared.deflated
+            if frame is None:
+                data = deflate.compress(shared.payload)
+                assert data is not None  # a shared compressor always compresses
+                frame = shared.deflated = compressed_text_header(len(data)) + data
+            return frame
+        data = deflate.compress(shared.payload)
+        return None if data is None else compressed_text_header(len(data)) + data
 
     def abort(self) -> None:
         """Drop TCP now (shutdown: the peer did not answer our close in time)."""

@@ -38,6 +38,17 @@ def table(summary: dict[str, Any]) -> str:
                 else []
             ),
             ("delivered (window)", f"{s['delivered']:,}"),
+            *(
+                [
+                    (
+                        "bytes on the wire",
+                        f"{s['wire_bytes']:,} ({s['wire_bytes_per_delivery']:.1f} per delivery; "
+                        f"{s.get('compressed_subscribers', 0)} subscribers compressed)",
+                    )
+                ]
+                if s.get("wire_bytes_per_delivery") is not None
+                else []
+            ),
             ("expected / after drain", f"{s['expected']:,} / {s['delivered_after_drain']:,}"),
             ("lost (of acknowledged)", f"{s['lost']:,}"),
             ("unanswered publishes at the end", f"{s.get('unacknowledged', 0):,}"),

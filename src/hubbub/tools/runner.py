@@ -79,9 +79,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def hubbub_config(directory: str, api_key: str) -> str:
-    """A permissive config for benchmarking: anonymous clients, big outboxes, quiet logs."""
-    config = {
+def hubbub_config(directory: str, api_key: str, *, compress: bool = False) -> str:
+    """A permissive config for benchmarking: anonymous clients, big outboxes, quiet logs
+    (``compress``: permessage-deflate on)."""
+    config: dict[str, Any] = {
         "http_server": {"address": HOST, "port": 0},
         "http_api": {"key": api_key or "bench-api-key"},
         "log": {"level": "warn"},
@@ -99,6 +100,8 @@ def hubbub_config(directory: str, api_key: str) -> str:
             }
         },
     }
+    if compress:
+        config["websocket"] = {"compression": True}
     path = Path(directory) / "bench-hubbub.json"
     path.write_text(json.dumps(config))
     return str(path)
@@ -315,7 +318,7 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 command = shlex.split(opts.server_cmd)
                 port = urlsplit(opts.url).port or 80
             else:
-                config = hubbub_config(tmp.name, opts.api_key)
+                config = hubbub_config(tmp.name, opts.api_key, compress=opts.compress)
                 command = [sys.executable, "-m", "hubbub.cli.main", "serve", "--config", config,
                            "--port", str(port)]  # fmt: skip
                 opts = dataclasses.replace(opts, url=f"ws://{HOST}:{port}/connection/websocket")
@@ -415,6 +418,7 @@ def summarise(
         expected = sum(per_channel[c] * counts[c] for c in range(opts.channels))
         delivered_total = sum(r["delivered_total"] for r in results)
         window = sum(r["delivered_window"] for r in results)
+        wire = sum(r.get("wire_bytes_window", 0) for r in results)
         seq_lost = seq_dup = checked = 0
         for r in results:
             for entry in r["seq"]:
@@ -431,6 +435,9 @@ def summarise(
             publications_per_s=sum(sent.values()) / elapsed,
             delivered=window,
             deliveries_per_s=window / elapsed,
+            wire_bytes=wire,  # received by the subscribers in the window
+            wire_bytes_per_delivery=wire / window if window else None,
+            compressed_subscribers=sum(r.get("compressed_subscribers", 0) for r in results),
             delivered_after_drain=delivered_total,
             expected=expected,
             lost=max(0, expected - delivered_total),

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hubbub.tools.histogram import Histogram
+from hubbub.tools.payloads import text_pads
 from hubbub.tools.wsclient import (
     BenchConnection,
     SeqTracker,
@@ -70,6 +71,8 @@ class BenchOptions:
     server_cpu: int | None = None
     cpu: int | None = None
     quiet: bool = False
+    compress: bool = False  # offer permessage-deflate (and start hubbub with it on)
+    text_payload: bool = False  # varied words and ids instead of one repeated letter
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -112,27 +115,30 @@ class Publisher:
             self.template = b'42["m","@%d,%d,%d,' + pad + b'"]'
         else:
             self.template = b"@%d,%d,%d," + pad
+        self.pads = text_pads(len(pad), ident) if opts.text_payload else [pad]  # --text-payload
+        head, _, tail = self.template.rpartition(pad)  # the pad is the template's last x-run
+        self.templates = [head + p.replace(b"%", b"%%") + tail for p in self.pads]
 
     def frames(self, stamps: list[int]) -> bytes:
         """Wire bytes for the next ``len(stamps)`` publications (one write)."""
         assert self.conn is not None
-        seq = self.sent
-        ident = self.ident
-        template = self.template
-        if self.dialect == "centrifugo":
-            lines = [
-                template % (self.conn.next_id(), t, ident, seq + k) for k, t in enumerate(stamps)
-            ]
-            self.sent += len(stamps)
-            return _frame(b"\n".join(lines))
-        frames = [_frame(template % (t, ident, seq + k)) for k, t in enumerate(stamps)]
+        seq, ident, templates = self.sent, self.ident, self.templates
+        count = len(templates)
         self.sent += len(stamps)
-        return b"".join(frames)
+        if self.dialect == "centrifugo":
+            conn = self.conn
+            lines = [
+                templates[(seq + k) % count] % (conn.next_id(), t, ident, seq + k)
+                for k, t in enumerate(stamps)
+            ]
+            return _frame(b"\n".join(lines))
+        return b"".join(
+            _frame(templates[(seq + k) % count] % (t, ident, seq + k)) for k, t in enumerate(stamps)
+        )
 
     def data(self, stamp: int) -> str:
-        seq = self.sent
-        self.sent += 1
-        return f"@{stamp},{self.ident},{seq},{self.pad.decode()}"
+        seq, self.sent = self.sent, self.sent + 1
+        return f"@{stamp},{self.ident},{seq},{self.pads[seq % len(self.pads)].decode()}"
 
 
 def _frame(payload: bytes) -> bytes:
@@ -147,7 +153,7 @@ class Worker:
         self.index = index
         self.phase = phase
         self.progress = progress
-        self.target = Target(opts.url or "", opts.dialect)
+        self.target = Target(opts.url or "", opts.dialect, compress=opts.compress)
         self.latency = Histogram()
         self.result: dict[str, Any] = {"worker": index}
         self.cpu0 = time.process_time()
@@ -236,6 +242,7 @@ class Worker:
         for i, conn in zip(sub_ids, subs, strict=True):
             probes.setdefault(i % opts.channels, conn)
             conn.marks = 0
+            conn.wire_bytes = 0
         for pub in publishers:
             if pub.conn is not None:
                 pub.base_replies = pub.conn.replies
@@ -261,6 +268,7 @@ class Worker:
             await ticker
         elapsed = time.monotonic() - t0
         window = sum(c.marks for c in subs)
+        wire = sum(c.wire_bytes for c in subs)
         cpu = time.process_time() - cpu0
         await self.phase("measured")  # the coordinator reads the server's CPU time here
         await self._drain(subs, publishers)
@@ -268,6 +276,8 @@ class Worker:
             elapsed_s=elapsed,
             measure_cpu_s=cpu,
             delivered_window=window,
+            wire_bytes_window=wire,
+            compressed_subscribers=sum(1 for c in subs if c.deflate is not None),
             delivered_total=sum(c.marks for c in subs),
             sent={p.ident: p.sent for p in publishers},
             # Acknowledged without error: what the server promised to deliver. A

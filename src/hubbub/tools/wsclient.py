@@ -10,6 +10,11 @@ decoded as JSON. Dialects:
 * ``text``: a bare WebSocket, every text frame is a message;
 * ``socketio``: Engine.IO v4 / Socket.IO v5 over WebSocket (``2`` ping -> ``3``,
   ``42["m","..."]`` events).
+
+``Target(..., compress=True)`` offers permessage-deflate (the codec of
+``hubbub.websocket.deflate``, client role); compressed frames are inflated
+before they are counted. Every connection counts the bytes it received on the
+wire (``wire_bytes``), so runs with and without compression compare.
 """
 
 from __future__ import annotations
@@ -25,6 +30,13 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from hubbub.tools.histogram import Histogram
+from hubbub.websocket.deflate import (
+    ClientOffer,
+    NegotiationError,
+    PerMessageDeflate,
+    accept_response,
+)
+from hubbub.websocket.frames import FrameError
 
 MARK = b"@"
 SAMPLE_RE = re.compile(rb"@(\d+),(\d+),(\d+),")
@@ -76,7 +88,8 @@ class SeqTracker:
 class Target:
     """Where to connect: host, port, path (with query) and the dialect."""
 
-    def __init__(self, url: str, dialect: str) -> None:
+    def __init__(self, url: str, dialect: str, *, compress: bool = False) -> None:
+        self.compress = compress  # offer permessage-deflate
         parts = urlsplit(url)
         if parts.scheme not in ("ws", "http"):
             raise ValueError(f"only ws:// URLs are supported, got {url!r}")
@@ -124,17 +137,20 @@ class BenchConnection(asyncio.Protocol):
         self.listeners: list[asyncio.Event] = []  # woken on every received chunk
         self.close_code: int | None = None
         self._next_id = 1
+        self.wire_bytes = 0  # bytes received on the wire, headers and compression included
+        self.deflate: PerMessageDeflate | None = None  # agreed in the handshake
 
     # -- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         key = base64.b64encode(os.urandom(16)).decode()
         target = self.target
+        offer = f"Sec-WebSocket-Extensions: {ClientOffer().header()}\r\n" if target.compress else ""
         self.transport.write(
             (
                 f"GET {target.path} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
                 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
             ).encode()
         )
 
@@ -153,6 +169,7 @@ class BenchConnection(asyncio.Protocol):
             event.set()
 
     def data_received(self, data: bytes) -> None:
+        self.wire_bytes += len(data)
         buf = self.buffer
         if buf or not self.handshaken:
             buf += data
@@ -164,6 +181,7 @@ class BenchConnection(asyncio.Protocol):
         pos = 0
         size = len(data)
         while size - pos >= 2:
+            compressed = data[pos] & 0x40
             opcode = data[pos] & 0x0F
             length = data[pos + 1] & 0x7F
             head = 2
@@ -181,7 +199,9 @@ class BenchConnection(asyncio.Protocol):
             if size - start < length:
                 break
             pos = start + length
-            if opcode == 1:
+            if compressed and self.deflate is not None:
+                self._inflated(opcode, data[start:pos])
+            elif opcode == 1:
                 self.frames += 1
                 marks = data.count(MARK, start, pos)  # no copy of the payload to count
                 if marks:
@@ -206,6 +226,45 @@ class BenchConnection(asyncio.Protocol):
         for event in self.listeners:
             event.set()
 
+    def _inflated(self, opcode: int, payload: bytes) -> None:
+        """A compressed frame (hubbub's frames are never fragmented): inflate, then count."""
+        assert self.deflate is not None
+        try:
+            text = self.deflate.decompress(payload)
+        except FrameError as exc:
+            self.close_code = exc.code
+            self.abort()
+            return
+        if opcode != 1:
+            return
+        self.frames += 1
+        marks = text.count(MARK)
+        if marks:
+            self.marks += marks
+            if self.latency is not None:
+                self._sample(text)
+            if self.pending:
+                self._replies(text)
+            elif self.waiter is not None and not self.waiter.done():
+                self.waiter.set_result(text)
+        else:
+            self._control_text(text)
+
+    def _agree(self, head: bytes) -> bool:
+        """permessage-deflate from the 101's headers; False if the answer is illegal."""
+        values = [
+            line.split(":", 1)[1].strip()
+            for line in head.decode("latin-1").split("\r\n")[1:]
+            if line.lower().startswith("sec-websocket-extensions:")
+        ]
+        try:
+            params = accept_response(values, ClientOffer()) if self.target.compress else None
+        except NegotiationError as exc:
+            self.ready.set_exception(ConnectionError(f"bad permessage-deflate answer: {exc}"))
+            return False
+        self.deflate = PerMessageDeflate(params, server=False) if params is not None else None
+        return True
+
     def _handshake(self, buf: bytearray) -> bool:
         """Consume the 101 response from ``buf``; False while incomplete or refused."""
         end = buf.find(b"\r\n\r\n")
@@ -214,6 +273,10 @@ class BenchConnection(asyncio.Protocol):
         if not buf.startswith(b"HTTP/1.1 101"):
             status = bytes(buf[: buf.find(b"\r\n")]).decode("latin-1")
             self.ready.set_exception(ConnectionError(f"handshake refused: {status}"))
+            assert self.transport is not None
+            self.transport.close()
+            return False
+        if not self._agree(bytes(buf[:end])):
             assert self.transport is not None
             self.transport.close()
             return False

@@ -1,20 +1,26 @@
-"""RFC 6455 frames as the server sees them, without I/O: read client frames, build ours.
+"""RFC 6455 frames without I/O, for both roles: read the peer's frames, build ours.
 
 Rule: ``FrameReader.feed`` takes bytes however the kernel split them and
 returns complete messages in order; a violation raises ``FrameError`` with the
-close code the RFC asks for (1002 protocol, 1007 bad UTF-8, 1009 too big),
-decided from the header alone where it can be, before the payload arrives.
-Client frames must be masked and carry no reserved bits (hubbub negotiates no
-extension on this path). Text messages come out as ``str`` (validated UTF-8);
-the other kinds as bytes. Server frames are never masked or fragmented.
+close code the RFC asks for (1002 protocol, 1007 bad UTF-8 or bad compressed
+data, 1009 too big), decided from the header alone where it can be, before the
+payload arrives. A client's frames must be masked, a server's must not. The
+reserved bits must be clear, except RSV1 on the first frame of a text or
+binary message when permessage-deflate was agreed (the reader is then given
+an ``Inflater``, see ``hubbub.websocket.deflate``). Text messages come out as
+``str`` (validated UTF-8, after inflating); the other kinds as bytes. A
+fragmented uncompressed text is validated fragment by fragment, so invalid
+UTF-8 fails the connection when it arrives, not when the message ends. hubbub's
+own frames are never masked or fragmented.
 """
 
 from __future__ import annotations
 
+import codecs
 import os
 import struct
 import sys
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1
@@ -31,7 +37,11 @@ NO_STATUS = 1005  # "no code in the close frame": reported, never sent
 _DATA_OPCODES = frozenset((OP_CONTINUATION, OP_TEXT, OP_BINARY))
 _CONTROL_OPCODES = frozenset((OP_CLOSE, OP_PING, OP_PONG))
 #: Close codes a peer may send (RFC 6455 7.4 and the IANA registry; 3000-4999 private).
-_SENDABLE_CLOSE = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013))
+#: 1004, 1005, 1006 and 1015 are reserved: never in a close frame.
+_SENDABLE_CLOSE = frozenset(
+    (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014)
+)
+RSV1 = 0x40
 
 
 class FrameError(Exception):
@@ -41,6 +51,13 @@ class FrameError(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
+
+
+class Inflater(Protocol):
+    """What the reader needs of permessage-deflate: inflate one whole message,
+    raising ``FrameError`` (1007 corrupt, 1009 too big once inflated)."""
+
+    def decompress(self, payload: bytes) -> bytes: ...
 
 
 class Message(NamedTuple):
@@ -65,21 +82,30 @@ class FrameReader:
 
     ``masked``: the peer is a client, whose frames must be masked (the server's
     role); False reads a server's frames, which must not be (a client's role:
-    the load generator, the audit, the tests).
+    the load generator, the audit, the tests). ``inflater``: permessage-deflate
+    was agreed; messages whose first frame has RSV1 set are inflated by it.
+    ``max_message`` bounds the bytes received per message (compressed ones
+    as they arrive); the inflater bounds what they inflate to.
     """
 
     __slots__ = (
         "_chunks",
+        "_compressed",
+        "_decoder",
         "_fragments",
         "_have",
+        "_inflater",
         "_limit",
         "_mask_bit",
         "_need",
         "_opcode",
         "_size",
+        "_texts",
     )
 
-    def __init__(self, max_message: int, *, masked: bool = True) -> None:
+    def __init__(
+        self, max_message: int, *, masked: bool = True, inflater: Inflater | None = None
+    ) -> None:
         # 0 (or less) means no limit, as for aiohttp and Centrifugo.
         self._limit = max_message if max_message > 0 else sys.maxsize
         self._mask_bit = 0x80 if masked else 0
@@ -89,6 +115,11 @@ class FrameReader:
         self._fragments: list[bytes] | None = None  # payloads of an unfinished message
         self._opcode = 0  # opcode of that message
         self._size = 0  # its size so far
+        self._compressed = 0  # RSV1 of its first frame
+        # A fragmented uncompressed text is decoded as it comes (fail fast on bad UTF-8):
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self._texts: list[str] | None = None  # what it decoded so far (no list per idle reader)
+        self._inflater = inflater
 
     def feed(self, data: bytes) -> list[Message]:
         """Add received bytes; return the messages they complete."""
@@ -141,7 +172,7 @@ class FrameReader:
             if self._mask_bit:
                 payload = unmask(payload, buffer[position + header - 4 : position + header])
             position = end
-            message = self._message(first & 0x80, opcode, payload)
+            message = self._message(first, opcode, payload)
             if message is not None:
                 messages.append(message)
 
@@ -150,7 +181,10 @@ class FrameReader:
             raise FrameError(
                 PROTOCOL_ERROR, "unmasked client frame" if self._mask_bit else "masked server frame"
             )
-        if first & 0x70:
+        reserved = first & 0x70
+        if reserved and (
+            reserved != RSV1 or self._inflater is None or opcode not in (OP_TEXT, OP_BINARY)
+        ):
             raise FrameError(PROTOCOL_ERROR, "reserved bits set")
         if opcode in _CONTROL_OPCODES:
             if length > 125 or not first & 0x80:
@@ -167,7 +201,9 @@ class FrameReader:
         elif length > self._limit:
             raise FrameError(TOO_BIG, "message too big")
 
-    def _message(self, fin: int, opcode: int, payload: bytes) -> Message | None:
+    def _message(self, first: int, opcode: int, payload: bytes) -> Message | None:
+        fin = first & 0x80
+        compressed = first & RSV1
         if opcode >= OP_CLOSE:
             if opcode == OP_CLOSE:
                 parse_close(payload)  # validates before anyone answers it
@@ -175,26 +211,58 @@ class FrameReader:
         if opcode == OP_CONTINUATION:
             fragments = self._fragments
             assert fragments is not None  # checked with the header
+            decoder = self._decoder
+            if decoder is not None:
+                self._size += len(payload)
+                text = _decoded(decoder, payload, bool(fin))
+                texts = self._texts
+                assert texts is not None  # set with the decoder
+                if text:  # empty fragments must not grow the list
+                    texts.append(text)
+                if not fin:
+                    return None
+                text = "".join(texts)
+                self._fragments = self._decoder = None
+                self._texts = None
+                self._size = 0
+                return Message(OP_TEXT, text)
             if payload:  # empty fragments would grow the list without counting as size
                 fragments.append(payload)
                 self._size += len(payload)
             if not fin:
                 return None
             opcode = self._opcode
+            compressed = self._compressed
             payload = b"".join(fragments)
             self._fragments = None
             self._size = 0
         elif not fin:
-            self._fragments = [payload]
             self._opcode = opcode
+            self._compressed = compressed
             self._size = len(payload)
+            if opcode == OP_TEXT and not compressed:
+                self._decoder = codecs.getincrementaldecoder("utf-8")()
+                self._texts = [_decoded(self._decoder, payload, False)]
+                self._fragments = []  # marks the message as open
+            else:
+                self._fragments = [payload]
             return None
+        if compressed:
+            assert self._inflater is not None  # checked with the header
+            payload = self._inflater.decompress(payload)
         if opcode == OP_TEXT:
             try:
                 return Message(OP_TEXT, payload.decode())
             except UnicodeDecodeError:
                 raise FrameError(INVALID_DATA, "text is not UTF-8") from None
         return Message(opcode, payload)
+
+
+def _decoded(decoder: codecs.IncrementalDecoder, data: bytes, final: bool) -> str:
+    try:
+        return decoder.decode(data, final)
+    except UnicodeDecodeError:
+        raise FrameError(INVALID_DATA, "text is not UTF-8") from None
 
 
 def parse_close(payload: bytes) -> tuple[int, str]:
@@ -223,6 +291,15 @@ def text_header(length: int) -> bytes:
     if length < 65536:
         return struct.pack("!BBH", 0x81, 126, length)
     return struct.pack("!BBQ", 0x81, 127, length)
+
+
+def compressed_text_header(length: int) -> bytes:
+    """Header of a final, unmasked text frame with RSV1 set (permessage-deflate)."""
+    if length < 126:
+        return bytes((0xC1, length))
+    if length < 65536:
+        return struct.pack("!BBH", 0xC1, 126, length)
+    return struct.pack("!BBQ", 0xC1, 127, length)
 
 
 def control_frame(opcode: int, payload: bytes = b"") -> bytes:

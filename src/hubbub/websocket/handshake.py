@@ -1,22 +1,37 @@
-"""The HTTP request head of a new connection, and the one upgrade hubbub answers itself.
+"""The opening handshake without I/O (RFC 6455 section 4): parse, judge, answer.
 
-Rule: hubbub's own fast path takes only a plain, valid WebSocket upgrade to the
-client endpoint (GET, HTTP/1.1, ``Upgrade: websocket``, version 13, a 16-byte
-key, no body, an allowed origin, no permessage-deflate wanted by both sides).
-Anything else, malformed heads included, is left to aiohttp, which answers it
-with the right status; so this parser may be strict and small, never lenient.
+Rule: ``check_upgrade`` is the one judge of a WebSocket upgrade request for
+every door of hubbub (its own listener, an aiohttp application embedding it,
+TLS). It applies RFC 6455 4.2.1 in order and returns either the client's key or
+a ``Refusal`` carrying the HTTP status and headers the RFC asks for (426 with
+``Sec-WebSocket-Version: 13`` for another version, 400 for a malformed request,
+405 for another method). Origin checks (``origin_allowed``) and extension
+negotiation are the caller's policy, decided after this. The parser is strict
+and small: a head it cannot read is refused, never guessed at.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import fnmatch
 import hashlib
+import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 #: Appended to the client's key before hashing (RFC 6455 1.3).
 WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 HEAD_END = b"\r\n\r\n"
+#: The only protocol version hubbub speaks (RFC 6455 4.4).
+VERSION = "13"
+_HTTP_VERSION = re.compile(r"HTTP/1\.(\d+)")
+_REASONS = {
+    400: "Bad Request",
+    403: "Forbidden",
+    405: "Method Not Allowed",
+    426: "Upgrade Required",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,13 +50,37 @@ class RequestHead:
                 return value
         return None
 
+    def values(self, name: str) -> list[str]:
+        """Every value of header ``name`` (lower-case), in order."""
+        return [value for key, value in self.headers if key == name]
+
     def tokens(self, name: str) -> set[str]:
         """The comma-separated tokens of every ``name`` header, lower-cased."""
         found: set[str] = set()
-        for key, value in self.headers:
-            if key == name:
-                found.update(token.strip().lower() for token in value.split(","))
+        for value in self.values(name):
+            found.update(token.strip().lower() for token in value.split(","))
         return found
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A handshake hubbub turns down: the HTTP response to send, then close."""
+
+    status: int
+    message: str  # the plain-text body, one line
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def response(self) -> bytes:
+        """The whole HTTP/1.1 response (the connection is closed after it)."""
+        body = (self.message + "\n").encode()
+        lines = [
+            f"HTTP/1.1 {self.status} {_REASONS.get(self.status, 'Error')}",
+            "Content-Type: text/plain; charset=utf-8",
+            f"Content-Length: {len(body)}",
+            "Connection: close",
+            *(f"{name}: {value}" for name, value in self.headers),
+        ]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def request_path(first_line: bytes) -> bytes | None:
@@ -54,10 +93,7 @@ def request_path(first_line: bytes) -> bytes | None:
 
 def parse_head(raw: bytes) -> RequestHead | None:
     """Parse a head ending with CRLF CRLF; None when it is not plain HTTP/1.x."""
-    try:
-        text = raw.decode("latin-1")
-    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes any byte
-        return None
+    text = raw.decode("latin-1")  # decodes any byte
     lines = text[: -len(HEAD_END)].split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
@@ -71,40 +107,71 @@ def parse_head(raw: bytes) -> RequestHead | None:
     return RequestHead(parts[0], parts[1].split("?", 1)[0], parts[2], headers)
 
 
-def upgrade_key(head: RequestHead, *, compression: bool) -> str | None:
-    """The client's Sec-WebSocket-Key if the fast path may answer this head, else None.
-
-    ``compression``: the server offers permessage-deflate; a client asking for
-    it then goes to aiohttp, which implements the extension.
-    """
-    if head.method != "GET" or head.version != "HTTP/1.1":
-        return None
-    if "websocket" not in head.tokens("upgrade") or "upgrade" not in head.tokens("connection"):
-        return None
-    if head.get("sec-websocket-version") != "13":
-        return None
+def check_upgrade(head: RequestHead) -> str | Refusal:
+    """The client's ``Sec-WebSocket-Key`` if ``head`` is a valid upgrade request,
+    else the refusal RFC 6455 asks for (checked in the order of its section 4.2.1)."""
+    if head.method != "GET":
+        return Refusal(405, "a WebSocket handshake is a GET request", (("Allow", "GET"),))
+    version = _HTTP_VERSION.fullmatch(head.version)
+    if version is None or int(version[1]) < 1:
+        return Refusal(400, "a WebSocket handshake needs HTTP/1.1")
+    hosts = head.values("host")
+    if len(hosts) != 1 or not hosts[0]:
+        return Refusal(400, "exactly one Host header is required")
+    if "websocket" not in head.tokens("upgrade"):
+        return Refusal(426, "this endpoint speaks WebSocket only", (("Upgrade", "websocket"),))
+    if "upgrade" not in head.tokens("connection"):
+        return Refusal(400, "the Connection header must include Upgrade")
+    if head.values("sec-websocket-version") != [VERSION]:
+        return Refusal(
+            426,
+            "unsupported WebSocket version: only 13 is spoken",
+            (("Upgrade", "websocket"), ("Sec-WebSocket-Version", VERSION)),
+        )
+    keys = head.values("sec-websocket-key")
+    if len(keys) != 1 or not _valid_key(keys[0]):
+        return Refusal(400, "Sec-WebSocket-Key must be 16 bytes in base64")
     if head.get("content-length") not in (None, "0") or head.get("transfer-encoding"):
-        return None
-    if compression and head.get("sec-websocket-extensions"):
-        return None
-    key = head.get("sec-websocket-key")
-    if key is None:
-        return None
+        return Refusal(400, "a WebSocket handshake has no body")
+    return keys[0]
+
+
+def _valid_key(key: str) -> bool:
     try:
-        if len(base64.b64decode(key, validate=True)) != 16:
-            return None
+        return len(key) == 24 and len(base64.b64decode(key, validate=True)) == 16
     except binascii.Error:
-        return None
-    return key
+        return False
 
 
-def accept_response(key: str) -> bytes:
-    """The 101 response completing the handshake for ``key``."""
+def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+    """Browsers send Origin; a page from another site may not open a connection.
+
+    No Origin (SDKs outside browsers): allowed. Same host as the request: allowed.
+    Otherwise the origin must match an entry of ``client.allowed_origins``
+    (``*`` wildcards allowed, as in Centrifugo).
+    """
+    if not origin:
+        return True
+    if any(fnmatch.fnmatchcase(origin.lower(), pattern.lower()) for pattern in allowed):
+        return True
+    return bool(host) and urlsplit(origin).netloc.lower() == (host or "").lower()
+
+
+def accept_key(key: str) -> str:
+    """``Sec-WebSocket-Accept`` for ``key``: a server sends it, a client checks it."""
     digest = hashlib.sha1(key.encode() + WEBSOCKET_GUID).digest()  # the RFC fixes SHA-1 here
-    accept = base64.b64encode(digest)
-    return (
-        b"HTTP/1.1 101 Switching Protocols\r\n"
-        b"Upgrade: websocket\r\n"
-        b"Connection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-    )
+    return base64.b64encode(digest).decode()
+
+
+def accept_response(key: str, *, extensions: str | None = None) -> bytes:
+    """The 101 response completing the handshake for ``key`` (with the agreed
+    ``Sec-WebSocket-Extensions`` value, if any)."""
+    lines = [
+        "HTTP/1.1 101 Switching Protocols",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Accept: {accept_key(key)}",
+    ]
+    if extensions:
+        lines.append(f"Sec-WebSocket-Extensions: {extensions}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
