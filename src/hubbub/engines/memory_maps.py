@@ -69,8 +69,14 @@ class _Map:
 class MemoryMapEngine:
     """MapEngine for a single node; state lives in this process and dies with it."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sweep_interval: float = SWEEP_INTERVAL,
+    ) -> None:
         self._clock = clock
+        self._sweep_interval = sweep_interval
         self._handler: EventHandler | None = None
         self._maps: dict[str, _Map] = {}
         self._stores: dict[str, MapStore] = {}  # how each channel was last written
@@ -346,7 +352,7 @@ class MemoryMapEngine:
 
     async def _sweep_forever(self) -> None:
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
+            await asyncio.sleep(self._sweep_interval)
             self.sweep()
 
 

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from hubbub.config.model import Config, HttpServerConfig
 from hubbub.config.tls import server_context
-from hubbub.engines.factory import engine_from_config
+from hubbub.engines.factory import engine_from_config, map_engine_from_config
 from hubbub.hub.hub import Hub
 from hubbub.server.app import create_app, create_internal_app, runner_options
 from hubbub.server.front import Listener
@@ -128,7 +128,9 @@ def run(
     config: Config, *, ready: Callable[[int], None] | None = None, reuse_port: bool = False
 ) -> None:
     """Blocking entry point of ``hubbub serve`` (one worker process)."""
-    hub = Hub(config, engine=engine_from_config(config))
+    hub = Hub(
+        config, engine=engine_from_config(config), map_engine=map_engine_from_config(config)
+    )
     main = serve(
         hub,
         host=config.http_server.address,
