@@ -531,6 +531,13 @@ def test_config_errors_name_the_key(namespace: dict[str, Any], key: str) -> None
     assert caught.value.key.endswith(key), caught.value
 
 
+def test_map_broker_redis_address_is_checked() -> None:
+    data = merge(DEFAULT_CONFIG, {"map_broker": {"type": "redis", "redis": {"address": "nohost"}}})
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, env={}, base=data)
+    assert caught.value.key == "map_broker.redis.address"
+
+
 def test_map_broker_memory_with_redis_engine_warns() -> None:
     data = merge(DEFAULT_CONFIG, merge(MAP_CONFIG, {"engine": {"type": "redis"}}))
     warnings = load_config(None, env={}, base=data).warnings

@@ -120,6 +120,7 @@ _REDIS_SCHEMES = ("redis", "rediss", "unix")
 _INT_RANGES: dict[str, tuple[int, int]] = {
     "http_server.port": (0, 65535),
     "engine.redis.db": (0, 15),
+    "map_broker.redis.db": (0, 15),
     "websocket.compression_level": (-2, 9),  # zlib's levels, -2: Huffman only
 }
 _STR_LIST = tuple[str, ...]
@@ -413,7 +414,7 @@ def _convert(tp: Any, value: object, key: str) -> object:
             raise ConfigError(key, f"expected a string, got {_show(value)}")
         return value
     if tp == _STR_LIST:
-        if key == "engine.redis.address" and isinstance(value, str):
+        if key in ("engine.redis.address", "map_broker.redis.address") and isinstance(value, str):
             value = [value]  # Centrifugo takes one address as a string
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, f"expected a list of strings, got {_show(value)}")
@@ -507,6 +508,8 @@ def _validate(config: Config) -> list[str]:
             "engine.type", f'{_show(config.engine.type)} is unknown: use "memory" or "redis"'
         )
     _check_redis(config.engine.redis)
+    if config.map_broker.type == "redis":
+        _check_redis(config.map_broker.redis, "map_broker.redis")
     warnings = check_backend(config)
     warnings += check_transport(config)  # TLS and websocket.* (issue 10)
 
@@ -518,9 +521,9 @@ def _validate(config: Config) -> list[str]:
     return warnings
 
 
-def _check_redis(redis: RedisConfig) -> None:
+def _check_redis(redis: RedisConfig, path: str = "engine.redis") -> None:
     for i, address in enumerate(redis.address):
-        key = f"engine.redis.address[{i}]" if len(redis.address) > 1 else "engine.redis.address"
+        key = f"{path}.address[{i}]" if len(redis.address) > 1 else f"{path}.address"
         text = address.strip()
         if "://" in text:
             scheme, _, rest = text.partition("://")
@@ -538,13 +541,13 @@ def _check_redis(redis: RedisConfig) -> None:
         if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(key, f"expected host:port or a redis:// URL, got {_show(address)}")
     if len(set(redis.address)) != len(redis.address):
-        raise ConfigError("engine.redis.address", "lists the same address twice")
+        raise ConfigError(f"{path}.address", "lists the same address twice")
     if not redis.prefix:
-        raise ConfigError("engine.redis.prefix", "must not be empty")
+        raise ConfigError(f"{path}.prefix", "must not be empty")
     for key, value in (
-        ("engine.redis.connect_timeout", redis.connect_timeout),
-        ("engine.redis.io_timeout", redis.io_timeout),
-        ("engine.redis.presence_ttl", redis.presence_ttl),
+        (f"{path}.connect_timeout", redis.connect_timeout),
+        (f"{path}.io_timeout", redis.io_timeout),
+        (f"{path}.presence_ttl", redis.presence_ttl),
     ):
         if value <= 0:
             raise ConfigError(key, f"must be more than 0, got {value:g}s")

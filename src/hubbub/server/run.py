@@ -128,9 +128,7 @@ def run(
     config: Config, *, ready: Callable[[int], None] | None = None, reuse_port: bool = False
 ) -> None:
     """Blocking entry point of ``hubbub serve`` (one worker process)."""
-    hub = Hub(
-        config, engine=engine_from_config(config), map_engine=map_engine_from_config(config)
-    )
+    hub = Hub(config, engine=engine_from_config(config), map_engine=map_engine_from_config(config))
     main = serve(
         hub,
         host=config.http_server.address,
