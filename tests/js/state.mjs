@@ -3,7 +3,7 @@
  * state-synchronisation tests (tests/test_maps_js.py, tests/test_polls.py).
  *
  * Input: a JSON scenario as argv[2]:
- *   {"url": "ws://...", "token": "...", "name": "js",
+ *   {"url": "ws://...", "token": "...", "name": "js", "data": {...} (connect data),
  *    "minReconnectDelay": 500, "maxReconnectDelay": 500}
  * then commands on stdin, one JSON object a line, run in order (an "id" is echoed):
  *   {"cmd": "map", "channel": C, "kind": "map"|"clients"|"users",
@@ -52,6 +52,7 @@ process.on('unhandledRejection', (err) => {
 const scenario = JSON.parse(process.argv[2]);
 const options = { websocket: WebSocket, name: scenario.name ?? 'js' };
 if (scenario.token) options.token = scenario.token;
+if (scenario.data !== undefined) options.data = scenario.data;
 if (scenario.minReconnectDelay !== undefined) options.minReconnectDelay = scenario.minReconnectDelay;
 if (scenario.maxReconnectDelay !== undefined) options.maxReconnectDelay = scenario.maxReconnectDelay;
 const client = new Centrifuge(scenario.url, options);
