@@ -14,13 +14,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from hubbub.config.model import ClientConfig
 from hubbub.hub.hooks import RPCEvent, RPCResponse
 from hubbub.hub.hub import Hub
 from hubbub.tools.histogram import Histogram
 from hubbub.tools.report import table, write_json, write_plot
 from hubbub.tools.runner import run_bench
-from hubbub.tools.scenarios import BenchOptions
+from hubbub.tools.scenarios import BenchOptions, RefusedError
 from tests.conftest import ServerFactory
 
 PID = os.getpid()
@@ -164,6 +166,63 @@ def test_cli_rejects_bad_flags() -> None:
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert done.returncode == 1 and "needs --url" in done.stderr
+
+
+async def test_rate_limited_publishes_are_named_and_fail_the_run(
+    start_server: ServerFactory,
+) -> None:
+    def setup(hub: Hub) -> None:
+        @hub.on_rpc
+        async def echo(event: RPCEvent) -> RPCResponse:
+            return RPCResponse(data=event.data)
+
+    server = await start_server(
+        {"client": {"command_rate_limit": 20, "command_rate_burst": 20}}, setup=setup
+    )
+    # 60 publications/s against 20/s allowed: two in three refused with 111 (never the
+    # burst of refusals in a row that would close the connection with 3013).
+    summary = await run_bench(
+        BenchOptions(scenario="fanout", url=server.ws_url, subscribers=2, rate=60, seconds=1.5,
+                     quiet=True)
+    )  # fmt: skip
+    assert summary["publish_errors"] > 0 and summary["too_many_errors"]
+    assert "error 111" in summary["warnings"][0] and "WARNING" in table(summary)
+
+
+async def test_rpc_without_a_handler_is_refused_with_a_hint(start_server: ServerFactory) -> None:
+    server = await start_server(UNLIMITED)
+    with pytest.raises(RefusedError, match="--echo-rpc"):
+        await run_bench(BenchOptions(scenario="rpc", url=server.ws_url, subscribers=2,
+                                     seconds=1, quiet=True))  # fmt: skip
+
+
+async def test_channel_and_namespace_options(start_server: ServerFactory) -> None:
+    server = await start_server(UNLIMITED)
+    summary = await run_bench(
+        BenchOptions(scenario="fanout", url=server.ws_url, subscribers=4, rate=50, seconds=1,
+                     namespace="chat", channel="room", quiet=True)
+    )  # fmt: skip
+    assert summary["delivered"] > 0 and summary["publish_errors"] == 0
+    with pytest.raises(RefusedError, match="no-such-ns:bench"):
+        await run_bench(BenchOptions(scenario="fanout", url=server.ws_url, subscribers=2,
+                                     seconds=1, namespace="no-such-ns", quiet=True))  # fmt: skip
+
+
+async def test_publishers_that_must_subscribe_first(start_server: ServerFactory) -> None:
+    """A namespace where only subscribers publish (as in the demo preset's chat)."""
+    room = {"name": "room", "allow_subscribe_for_client": True,
+            "allow_subscribe_for_anonymous": True,
+            "allow_publish_for_subscriber": True, "allow_publish_for_anonymous": True}  # fmt: skip
+    server = await start_server({**UNLIMITED, "channel": {"namespaces": [room]}})
+    with pytest.raises(RefusedError, match="--subscribe-publishers"):
+        await run_bench(BenchOptions(scenario="fanout", url=server.ws_url, subscribers=3,
+                                     seconds=1, namespace="room", quiet=True))  # fmt: skip
+    summary = await run_bench(
+        BenchOptions(scenario="fanout", url=server.ws_url, subscribers=3, rate=50, seconds=1,
+                     namespace="room", subscribe_publishers=True, sample_every=1, quiet=True)
+    )  # fmt: skip
+    assert summary["delivered"] > 0 and summary["lost"] == 0 and summary["duplicated"] == 0
+    assert summary["unacknowledged"] == 0 and summary["publish_errors"] == 0
 
 
 async def test_fanout_with_compression_counts_fewer_bytes_on_the_wire(

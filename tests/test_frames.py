@@ -458,7 +458,7 @@ def test_parse_close_one_byte_is_a_protocol_error() -> None:
     assert caught.value.code == PROTOCOL_ERROR
 
 
-@pytest.mark.parametrize("code", [1000, 1001, 1014, 3000, 4999])
+@pytest.mark.parametrize("code", [1000, 1001, 1012, 1013, 1014, 3000, 4999])
 def test_parse_close_accepts_sendable_codes(code: int) -> None:
     assert parse_close(struct.pack("!H", code)) == (code, "")
     assert parse_close(struct.pack("!H", code) + "bye ✓".encode()) == (code, "bye ✓")
@@ -619,3 +619,26 @@ def error_of_client(data: bytes) -> FrameError:
         FrameReader(LIMIT, masked=False).feed(data)
     assert caught.value.code == PROTOCOL_ERROR
     return caught.value
+
+
+def test_observer_sees_every_frame_before_its_message() -> None:
+    seen: list[tuple[int, bytes]] = []
+    reader = FrameReader(
+        LIMIT, masked=False, observer=lambda first, data: seen.append((first, data))
+    )
+    stream = (
+        build_frame(b"ab", fin=False, mask=False)
+        + build_frame(b"pp", opcode=OP_PING, mask=False)
+        + build_frame(b"cd", opcode=OP_CONTINUATION, mask=False)
+    )
+    messages = reader.feed(stream)
+    assert seen == [(0x01, b"ab"), (0x89, b"pp"), (0x80, b"cd")]
+    assert messages == [Message(OP_PING, b"pp"), Message(OP_TEXT, "abcd")]
+
+
+def test_observer_sees_the_frame_that_breaks_a_rule() -> None:
+    seen: list[int] = []
+    reader = FrameReader(LIMIT, masked=False, observer=lambda first, data: seen.append(first))
+    with pytest.raises(FrameError):
+        reader.feed(build_frame(b"\xff", mask=False))
+    assert seen == [0x81]  # logged, then refused as invalid UTF-8

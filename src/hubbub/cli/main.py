@@ -5,6 +5,7 @@
     hubbub genconfig [--format json|toml|yaml] [--output FILE]
     hubbub gentoken --user U [--ttl S] [--config FILE] [--info JSON] [--channel C]
     hubbub bench fanout|rpc|connect|idle [--url URL] [...]
+    hubbub audit URL [--mode echo|centrifugo] [--cases PATTERN] [--json F] [--html F]
 
 Rule: expected failures (bad config, bad arguments) print one line and exit 1;
 never a traceback.
@@ -17,13 +18,17 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from hubbub.auth.tokens import make_token
-from hubbub.cli import bench_cmd
+from hubbub.cli import audit_cmd, bench_cmd
 from hubbub.cli.config_cmd import checkconfig, genconfig
 from hubbub.config.generate import FORMATS, demo_config
 from hubbub.config.loader import LoadedConfig, load_config
 from hubbub.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hubbub.hub.hub import Hub
 
 LOG_LEVELS = {
     "debug": logging.DEBUG,
@@ -51,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="processes sharing the port (SO_REUSEPORT); more than 1 needs engine.type redis",
     )
+    serve.add_argument(
+        "--echo-rpc",
+        action="store_true",
+        help="answer RPC method 'echo' with the request's data (for 'hubbub bench rpc' and "
+        "SDK examples); on in the demo preset (no --config)",
+    )
 
     check = sub.add_parser("checkconfig", help="validate a config file")
     check.add_argument("file")
@@ -66,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--info", help="info claim, as JSON")
     token.add_argument("--channel", help="make a subscription token for this channel")
     bench_cmd.add_parser(sub)
+    audit_cmd.add_parser(sub)
     return parser
 
 
@@ -79,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _gentoken(args)
     if args.command == "bench":
         return bench_cmd.run(args)
+    if args.command == "audit":
+        return audit_cmd.run(args)
     return _serve(args)
 
 
@@ -121,10 +135,14 @@ def _serve(args: argparse.Namespace) -> int:
         scheme = "https" if config.http_server.tls.enabled else "http"
         print(f"hubbub serving on {scheme}://{host}:{port}/ (demo page at /)", flush=True)
 
+    echo_rpc = getattr(args, "echo_rpc", False) or args.config is None
     if workers > 1:
+        if echo_rpc and args.config is not None:
+            print("error: --echo-rpc runs in one process: not with --workers", file=sys.stderr)
+            return 1
         return run_workers(config, workers, ready=ready)
     try:
-        run(config, ready=ready)
+        run(config, ready=ready, setup=_echo_rpc if echo_rpc else None)
     except OSError as exc:
         print(f"error: http_server: cannot listen: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -132,6 +150,19 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _echo_rpc(hub: Hub) -> None:
+    """RPC method ``echo`` answers with the request's data; other methods: error 104."""
+    from hubbub.codes import Error
+    from hubbub.errors import ClientError
+    from hubbub.hub.hooks import RPCEvent, RPCResponse
+
+    @hub.on_rpc
+    async def echo(event: RPCEvent) -> RPCResponse:
+        if event.method != "echo":
+            raise ClientError(Error.METHOD_NOT_FOUND)
+        return RPCResponse(data=event.data)
 
 
 def _gentoken(args: argparse.Namespace) -> int:

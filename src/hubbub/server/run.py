@@ -125,10 +125,19 @@ async def serve(
 
 
 def run(
-    config: Config, *, ready: Callable[[int], None] | None = None, reuse_port: bool = False
+    config: Config,
+    *,
+    ready: Callable[[int], None] | None = None,
+    reuse_port: bool = False,
+    setup: Callable[[Hub], None] | None = None,
 ) -> None:
-    """Blocking entry point of ``hubbub serve`` (one worker process)."""
-    hub = Hub(config, engine=engine_from_config(config), map_engine=map_engine_from_config(config))
+    """Blocking entry point of ``hubbub serve`` (one worker process); ``setup`` registers
+    hooks on the hub before it serves."""
+    hub = Hub(
+        config, engine=engine_from_config(config), map_engine=map_engine_from_config(config)
+    )
+    if setup is not None:
+        setup(hub)
     main = serve(
         hub,
         host=config.http_server.address,

@@ -106,8 +106,20 @@ def table(summary: dict[str, Any]) -> str:
     rows.append(("bench CPU", " ".join(f"{c:.0%}" for c in s["loadgen_cpu"])))
     width = max(len(k) for k, _ in rows)
     lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
-    lines += [f"WARNING: {w}" for w in s["warnings"]]
+    if s["warnings"]:
+        bar = "!" * 78
+        lines += ["", bar, *(f"WARNING: {w}" for w in s["warnings"]), bar]
     return "\n".join(lines)
+
+
+def load_title(summary: dict[str, Any]) -> str:
+    """The scenario, target and load parameters, for plot titles."""
+    o = summary["options"]
+    rate = f"{o['rate']:g} pub/s" if o.get("rate") else "saturation"
+    who = "requesters" if summary["scenario"] == "rpc" else "clients"
+    return (f"hubbub bench {summary['scenario']} - {summary['target']}\n"
+            f"{o['subscribers']} {who}, {o['channels']} channel(s), {o['publishers']} "
+            f"publisher(s), {rate}, {o['payload']} B payload, {o['seconds']:g} s")  # fmt: skip
 
 
 def write_json(summary: dict[str, Any], path: str) -> None:
@@ -118,7 +130,7 @@ def write_plot(summary: dict[str, Any], path: str) -> None:
     """The latency distribution: percentile curve (PNG with matplotlib, or HTML/SVG)."""
     histogram = Histogram.from_dict(summary["latency_hist"])
     points = percentile_curve(histogram)
-    title = f"hubbub bench {summary['scenario']}: {summary['target']}"
+    title = load_title(summary)
     if path.endswith((".html", ".htm")):
         Path(path).write_text(_html(points, title, summary))
         return
@@ -137,6 +149,8 @@ def write_plot(summary: dict[str, Any], path: str) -> None:
     ticks = [50, 90, 99, 99.9, 99.99]
     ax.set_xticks([1 / (1 - q / 100) for q in ticks], [f"p{q:g}" for q in ticks])
     ax.set_ylabel("latency (ms)")
+    ax.set_xlabel("percentile (log scale of 1/(1-q))")
+    ax.set_ylim(bottom=0)
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
@@ -157,26 +171,46 @@ def percentile_curve(histogram: Histogram) -> list[tuple[float, int]]:
 
 
 def _html(points: list[tuple[float, int]], title: str, summary: dict[str, Any]) -> str:
-    width, height, pad = 640, 320, 40
+    """An inline SVG: y axis in ms with ticks, x axis in percentiles, labelled."""
+    width, height, left, right, top_pad, bottom = 700, 360, 70, 20, 20, 50
     top = max((v for _, v in points), default=1) or 1
 
     def x(q: float) -> float:
-        return pad + (width - 2 * pad) * math.log10(1 / max(1e-4, 1 - q / 100)) / 4
+        span = width - left - right
+        return left + span * math.log10(1 / max(1e-4, 1 - q / 100)) / 4
 
     def y(v: float) -> float:
-        return height - pad - (height - 2 * pad) * v / top
+        return height - bottom - (height - bottom - top_pad) * v / top
 
     path = " ".join(f"{x(q):.1f},{y(v):.1f}" for q, v in points)
-    labels = "".join(
-        f'<text x="{x(q):.0f}" y="{height - 15}" font-size="11">p{q:g}</text>'
-        for q in (50, 90, 99, 99.9, 99.99)
+    axes = (
+        f'<line x1="{left}" y1="{y(0):.0f}" x2="{width - right}" y2="{y(0):.0f}" stroke="#333"/>'
+        f'<line x1="{left}" y1="{top_pad}" x2="{left}" y2="{y(0):.0f}" stroke="#333"/>'
+    )
+    ticks = "".join(
+        f'<line x1="{x(q):.0f}" y1="{y(0):.0f}" x2="{x(q):.0f}" y2="{y(0) + 5:.0f}" '
+        f'stroke="#333"/><text x="{x(q):.0f}" y="{y(0) + 18:.0f}" font-size="11" '
+        f'text-anchor="middle">p{q:g}</text>'
+        for q in (0, 50, 90, 99, 99.9, 99.99)
+    )
+    ticks += "".join(
+        f'<line x1="{left - 5}" y1="{y(v):.0f}" x2="{width - right}" y2="{y(v):.0f}" '
+        f'stroke="#ddd"/><text x="{left - 8}" y="{y(v) + 4:.0f}" font-size="11" '
+        f'text-anchor="end">{v / 1000:.2f}</text>'
+        for v in (top * k / 4 for k in range(5))
+    )
+    labels = (
+        f'<text x="{(left + width - right) / 2:.0f}" y="{height - 10}" font-size="12" '
+        'text-anchor="middle">percentile</text>'
+        f'<text x="15" y="{(height - bottom) / 2:.0f}" font-size="12" text-anchor="middle" '
+        f'transform="rotate(-90 15 {(height - bottom) / 2:.0f})">latency (ms)</text>'
     )
     lat = summary["latency_us"]
+    heading = "".join(f"<div>{html.escape(line)}</div>" for line in title.split("\n"))
     return (
         f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
-        f"<h3>{html.escape(title)}</h3>"
-        f'<svg width="{width}" height="{height}" style="border:1px solid #ccc">'
-        f'<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{path}"/>{labels}'
-        f'<text x="5" y="{pad - 10}" font-size="11">max {top / 1000:.2f} ms</text></svg>'
-        f"<pre>{html.escape(json.dumps(lat, indent=2))}</pre>"
+        f"<h3>{heading}</h3>"
+        f'<svg width="{width}" height="{height}" style="border:1px solid #ccc">{axes}{ticks}'
+        f'{labels}<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{path}"/>'
+        f"</svg><pre>{html.escape(json.dumps(lat, indent=2))}</pre>"
     )

@@ -202,6 +202,7 @@ class ProgressPrinter:
         self.latest: dict[int, dict[str, float]] = {}
         self.last_print = 0.0
         self.warned: set[int] = set()
+        self.live = False
 
     def __call__(self, worker: int, values: dict[str, float]) -> None:
         self.latest[worker] = values
@@ -214,7 +215,7 @@ class ProgressPrinter:
                 flush=True,
             )
         now = time.monotonic()
-        if self.opts.quiet or now - self.last_print < 0.9:
+        if self.opts.quiet or now - self.last_print < 0.5:
             return
         self.last_print = now
         total: dict[str, float] = {}
@@ -231,7 +232,17 @@ class ProgressPrinter:
         if "connected" in total:
             parts.append(f"connected {total['connected']:,.0f}")
         parts.append("cpu " + "/".join(f"{s.get('cpu', 0):.0%}" for s in self.latest.values()))
-        print("  ".join(parts), file=sys.stderr, flush=True)
+        line = "  ".join(parts)
+        if sys.stderr.isatty():  # one live line, rewritten in place
+            print(f"\r{line}\x1b[K", end="", file=sys.stderr, flush=True)
+            self.live = True
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def finish(self) -> None:
+        if self.live:
+            print(file=sys.stderr, flush=True)
+            self.live = False
 
 
 def _worker_process(
@@ -320,7 +331,7 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             else:
                 config = hubbub_config(tmp.name, opts.api_key, compress=opts.compress)
                 command = [sys.executable, "-m", "hubbub.cli.main", "serve", "--config", config,
-                           "--port", str(port)]  # fmt: skip
+                           "--port", str(port), "--echo-rpc"]  # fmt: skip
                 opts = dataclasses.replace(opts, url=f"ws://{HOST}:{port}/connection/websocket")
                 if opts.api is not None and opts.api == "auto":
                     opts = dataclasses.replace(
@@ -349,6 +360,7 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             results = [await worker.run()]
         else:
             results = await _run_processes(opts, coordinator, progress)
+        progress.finish()
         for task in coordinator.tasks:
             await task
         if pid is not None and "rss_end_kb" not in coordinator.facts:
@@ -432,6 +444,8 @@ def summarise(
             seconds=elapsed,
             publications=sum(sent.values()),
             publish_errors=sum(errors.values()),
+            publish_rate_limited=sum(r.get("rate_limited", 0) for r in results),
+            first_error=next((r["first_error"] for r in results if r.get("first_error")), None),
             publications_per_s=sum(sent.values()) / elapsed,
             delivered=window,
             deliveries_per_s=window / elapsed,
@@ -457,6 +471,7 @@ def summarise(
             requests=requests,
             requests_per_s=requests / elapsed,
             errors=sum(r["rpc"]["errors"] for r in results),
+            rate_limited=sum(r["rpc"].get("rate_limited", 0) for r in results),
         )
     elif opts.scenario == "connect":
         connect_s = max(r["connect"]["seconds"] for r in results)
@@ -501,4 +516,33 @@ def summarise(
             )
     if opts.scenario == "fanout" and summary.get("closed_by_server"):
         summary["warnings"].append(f"{summary['closed_by_server']} subscribers were disconnected")
+    _judge_errors(opts, summary)
     return summary
+
+
+def _judge_errors(opts: BenchOptions, summary: dict[str, Any]) -> None:
+    """Error replies make the figures wrong: warn, name rate limiting, and set
+    ``error_fraction`` / ``too_many_errors`` (the CLI exits 1 on the latter)."""
+    if opts.scenario == "fanout":
+        total, errors = summary["publications"], summary["publish_errors"]
+        limited, what = summary["publish_rate_limited"], "publishes"
+    elif opts.scenario == "rpc":
+        total, errors, limited, what = (summary["requests"], summary["errors"],
+                                        summary["rate_limited"], "RPC requests")  # fmt: skip
+    else:
+        return
+    fraction = errors / total if total else 0.0
+    summary["error_fraction"] = fraction
+    summary["too_many_errors"] = fraction > opts.max_errors
+    if not errors:
+        return
+    message = (f"{errors:,} of {total:,} {what} ({fraction:.1%}) were answered with an error: "
+               "the figures above do not measure the work asked for")  # fmt: skip
+    if limited * 2 > errors:
+        fix = "publish through the HTTP API (--api) or " if opts.scenario == "fanout" else ""
+        message += (f"; {limited:,} were error 111 (too many requests): the server's per-"
+                    "connection command rate limit throttles the bench (hubbub: "
+                    f"client.command_rate_limit, 0 = off): {fix}lift the limit")  # fmt: skip
+    elif summary.get("first_error"):
+        message += f"; first: {summary['first_error'][:200]}"
+    summary["warnings"].insert(0, message)

@@ -21,128 +21,35 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from hubbub.tools.histogram import Histogram
-from hubbub.tools.payloads import text_pads
+from hubbub.tools.publisher import (
+    PHASES,
+    SCENARIOS,
+    BenchOptions,
+    Publisher,
+    RefusedError,
+    acked,
+    channel_name,
+    subscribers_per_channel,
+)
 from hubbub.tools.wsclient import (
     BenchConnection,
     SeqTracker,
     Target,
-    client_frame,
     now_us,
     open_connection,
 )
 
-SCENARIOS = ("fanout", "rpc", "connect", "idle")
-PHASES = {"fanout": ["connected", "measured"], "rpc": ["connected"],
-          "connect": ["connected", "storm"], "idle": ["connected", "held"]}  # fmt: skip
+__all__ = ["PHASES", "SCENARIOS", "BenchOptions", "RefusedError", "Worker",
+           "subscribers_per_channel"]  # fmt: skip
 SETUP_TIMEOUT = 120.0
 DRAIN_MAX = 5.0
 
 
-@dataclass(frozen=True)
-class BenchOptions:
-    """Everything that defines a bench run (the CLI flags, as values)."""
-
-    scenario: str = "fanout"
-    url: str | None = None  # None: start hubbub
-    dialect: str = "centrifugo"
-    subscribers: int = 100  # fanout/idle/connect: clients; rpc: concurrent requesters
-    channels: int = 1
-    publishers: int = 1
-    rate: float = 0.0  # publications/s over all publishers; 0 = saturation
-    payload: int = 100
-    seconds: float = 5.0
-    window: int = 200  # saturation: publications in flight per channel
-    batch: int = 20  # saturation: publications per write
-    sample_every: int = 10
-    api: str | None = None
-    api_key: str = ""
-    concurrency: int = 200  # parallel handshakes
-    rpc_method: str = "echo"
-    token: str = ""
-    storm: str = "auto"  # connect: auto | restart | drop | none
-    hold: float = 1.0  # idle: settle time before RSS is read
-    procs: int = 1
-    server_cmd: str | None = None
-    server_pid: int | None = None
-    server_cpu: int | None = None
-    cpu: int | None = None
-    quiet: bool = False
-    compress: bool = False  # offer permessage-deflate (and start hubbub with it on)
-    text_payload: bool = False  # varied words and ids instead of one repeated letter
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 Phase = Callable[[str], Awaitable[None]]
 Progress = Callable[[int, dict[str, float]], None]
-
-
-def channel_name(index: int) -> str:
-    return f"bench{index}"
-
-
-def subscribers_per_channel(opts: BenchOptions) -> list[int]:
-    counts = [0] * opts.channels
-    for i in range(opts.subscribers):
-        counts[i % opts.channels] += 1
-    return counts
-
-
-class Publisher:
-    """Builds publication frames for one publisher id in the target's dialect."""
-
-    def __init__(self, opts: BenchOptions, ident: int, conn: BenchConnection | None) -> None:
-        self.ident = ident
-        self.channel = ident % opts.channels
-        self.conn = conn
-        self.dialect = opts.dialect
-        self.sent = 0
-        self.errors = 0
-        self.base_replies = 0
-        self.base_errors = 0
-        pad = b"x" * max(1, opts.payload - 30)
-        name = channel_name(self.channel).encode()
-        self.api_channel = channel_name(self.channel)
-        self.pad = pad
-        if self.dialect == "centrifugo":
-            self.template = (
-                b'{"id":%d,"publish":{"channel":"' + name + b'","data":"@%d,%d,%d,' + pad + b'"}}'
-            )
-        elif self.dialect == "socketio":
-            self.template = b'42["m","@%d,%d,%d,' + pad + b'"]'
-        else:
-            self.template = b"@%d,%d,%d," + pad
-        self.pads = text_pads(len(pad), ident) if opts.text_payload else [pad]  # --text-payload
-        head, _, tail = self.template.rpartition(pad)  # the pad is the template's last x-run
-        self.templates = [head + p.replace(b"%", b"%%") + tail for p in self.pads]
-
-    def frames(self, stamps: list[int]) -> bytes:
-        """Wire bytes for the next ``len(stamps)`` publications (one write)."""
-        assert self.conn is not None
-        seq, ident, templates = self.sent, self.ident, self.templates
-        count = len(templates)
-        self.sent += len(stamps)
-        if self.dialect == "centrifugo":
-            conn = self.conn
-            lines = [
-                templates[(seq + k) % count] % (conn.next_id(), t, ident, seq + k)
-                for k, t in enumerate(stamps)
-            ]
-            return _frame(b"\n".join(lines))
-        return b"".join(
-            _frame(templates[(seq + k) % count] % (t, ident, seq + k)) for k, t in enumerate(stamps)
-        )
-
-    def data(self, stamp: int) -> str:
-        seq, self.sent = self.sent, self.sent + 1
-        return f"@{stamp},{self.ident},{seq},{self.pads[seq % len(self.pads)].decode()}"
-
-
-def _frame(payload: bytes) -> bytes:
-    return client_frame(payload)
 
 
 class Worker:
@@ -185,7 +92,7 @@ class Worker:
             connect: dict[str, Any] = {"token": self.opts.token} if self.opts.token else {}
             commands: list[dict[str, Any]] = [{"connect": connect}]
             if channel is not None:
-                subscribe: dict[str, Any] = {"channel": channel_name(channel)}
+                subscribe: dict[str, Any] = {"channel": channel_name(self.opts, channel)}
                 if recover:
                     subscribe.update(recover=True, **recover)
                 commands.append({"subscribe": subscribe})
@@ -196,7 +103,10 @@ class Worker:
                 raise
             if "error" in reply:
                 conn.abort()
-                raise ConnectionError(f"refused: {reply['error']}")
+                what = "subscribe to " + channel_name(self.opts, channel) if channel is not None \
+                    else "connect"  # fmt: skip
+                raise RefusedError(f"the server refused {what}: {reply['error']} (see --channel, "
+                                   "--namespace, --token)")  # fmt: skip
         return conn, reply
 
     async def _open_many(
@@ -232,7 +142,10 @@ class Worker:
         for ident in pub_ids:
             conn = None
             if opts.api is None:
-                conn, _ = await self._client(None)
+                # Some servers (the demo preset) let only a channel's subscribers publish.
+                own = ident % opts.channels if opts.subscribe_publishers else None
+                conn, _ = await self._client(own)
+                conn.replies_with_pushes = own is not None
             publishers.append(Publisher(opts, ident, conn))
         if opts.dialect != "centrifugo":
             await self._plain_ready(subs, publishers)
@@ -282,8 +195,17 @@ class Worker:
             sent={p.ident: p.sent for p in publishers},
             # Acknowledged without error: what the server promised to deliver. A
             # publish still unanswered when the drain ends is not counted as lost.
-            acked={p.ident: _acked(p, self.opts.dialect) for p in publishers},
+            acked={p.ident: acked(p, self.opts.dialect) for p in publishers},
             publish_errors={p.ident: p.errors for p in publishers},
+            rate_limited=sum(p.conn.rate_limited for p in publishers if p.conn is not None),
+            first_error=next(
+                (
+                    p.conn.first_error.decode(errors="replace")
+                    for p in publishers
+                    if p.conn is not None and p.conn.first_error
+                ),
+                None,
+            ),
             publisher_channels={p.ident: p.channel for p in publishers},
             seq=[
                 {"channel": i % opts.channels, "unique": s.unique, "duplicates": s.duplicates}
@@ -358,6 +280,13 @@ class Worker:
             try:
                 await asyncio.wait_for(wake.wait(), 5)
             except TimeoutError:
+                if conn.first_error is not None:
+                    raise RefusedError(
+                        "publisher stalled: its publishes are refused: "
+                        f"{conn.first_error.decode(errors='replace')[:200]} (a channel where "
+                        "clients may publish: see --channel, --namespace, --api, and "
+                        "--subscribe-publishers where only subscribers may publish)"
+                    ) from None
                 raise TimeoutError("publisher stalled: nothing delivered for 5 s") from None
         if centrifugo:
             pub.errors = conn.reply_errors - pub.base_errors
@@ -449,9 +378,18 @@ class Worker:
         opts = self.opts
         ids = self.mine(opts.subscribers)
         conns, _ = await self._open_many([None] * len(ids), [False] * len(ids))
+        if opts.dialect == "centrifugo" and conns:
+            probe = await conns[0].request({"rpc": {"method": opts.rpc_method, "data": "probe"}})
+            if "error" in probe:
+                hint = ""
+                if probe["error"].get("code") in (104, 108):
+                    hint = (" - the server has no handler for this method; hubbub answers "
+                            "'echo' with 'hubbub serve --echo-rpc' (on in the demo preset), "
+                            "or choose another with --rpc-method")  # fmt: skip
+                raise RefusedError(f"rpc {opts.rpc_method!r} answered {probe['error']}{hint}")
         await self.phase("connected")
         pad = "x" * max(1, opts.payload - 30)
-        counts = {"requests": 0, "errors": 0}
+        counts = {"requests": 0, "errors": 0, "rate_limited": 0}
         t0 = time.monotonic()
         end = t0 + opts.seconds
 
@@ -465,6 +403,7 @@ class Worker:
                     reply = await conn.request({"rpc": {"method": opts.rpc_method, "data": data}})
                     if "error" in reply:
                         counts["errors"] += 1
+                        counts["rate_limited"] += reply["error"].get("code") == 111
                 else:
                     waiter = asyncio.get_running_loop().create_future()
                     conn.waiter = waiter
@@ -520,6 +459,8 @@ class Worker:
                         conn, reply = await self._client(
                             ids[k] % opts.channels, recover=positions[k]
                         )
+                except RefusedError:
+                    raise  # a refusal is not an outage: retrying will not help
                 except (OSError, ConnectionError, TimeoutError):
                     attempts["failed"] += 1
                     if time.monotonic() > deadline:
@@ -599,10 +540,3 @@ class Worker:
         }
         for conn in conns:
             conn.close()
-
-
-def _acked(pub: Publisher, dialect: str) -> int:
-    """Publications the server answered without error (all sent ones where no replies exist)."""
-    if pub.conn is None or dialect != "centrifugo":
-        return pub.sent - pub.errors
-    return max(0, pub.conn.replies - pub.base_replies - pub.errors)

@@ -36,7 +36,7 @@ from hubbub.websocket.deflate import (
     PerMessageDeflate,
     accept_response,
 )
-from hubbub.websocket.frames import FrameError
+from hubbub.websocket.frames import FrameError, build_frame
 
 MARK = b"@"
 SAMPLE_RE = re.compile(rb"@(\d+),(\d+),(\d+),")
@@ -48,17 +48,13 @@ def now_us() -> int:
     return time.monotonic_ns() // 1000
 
 
-def client_frame(payload: bytes, opcode: int = 1) -> bytes:
-    """A masked frame (clients must mask); the all-zero key keeps masking free."""
-    n = len(payload)
-    first = 0x80 | opcode
-    if n < 126:
-        header = struct.pack("!BB", first, 0x80 | n)
-    elif n < 65536:
-        header = struct.pack("!BBH", first, 0x80 | 126, n)
-    else:
-        header = struct.pack("!BBQ", first, 0x80 | 127, n)
-    return header + b"\x00\x00\x00\x00" + payload
+ZERO_KEY = b"\x00\x00\x00\x00"
+
+
+def client_frame(payload: bytes, opcode: int = 1, *, mask_key: bytes = ZERO_KEY) -> bytes:
+    """A masked frame from the codec (clients must mask); the default all-zero key
+    keeps masking free for the load generator (``mask_key=None``: a random one)."""
+    return build_frame(payload, opcode=opcode, mask_key=mask_key)
 
 
 class SeqTracker:
@@ -132,6 +128,11 @@ class BenchConnection(asyncio.Protocol):
         self.frames = 0  # text frames received
         self.replies = 0  # protocol replies seen (centrifugo dialect)
         self.reply_errors = 0
+        self.rate_limited = 0  # of which error 111 (too many requests)
+        self.first_error: bytes | None = None  # the first error reply, for the report
+        # A publisher that also subscribes gets its replies in frames with publications:
+        # only such a connection looks for replies there (subscribers never do).
+        self.replies_with_pushes = False
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.waiter: asyncio.Future[bytes] | None = None  # next text frame (plain echo)
         self.listeners: list[asyncio.Event] = []  # woken on every received chunk
@@ -208,7 +209,7 @@ class BenchConnection(asyncio.Protocol):
                     self.marks += marks
                     if self.latency is not None:
                         self._sample(data[start:pos])
-                    if self.pending:
+                    if self.pending or self.replies_with_pushes:
                         self._replies(data[start:pos])
                     elif self.waiter is not None and not self.waiter.done():
                         self.waiter.set_result(data[start:pos])
@@ -320,7 +321,12 @@ class BenchConnection(asyncio.Protocol):
     def _replies(self, payload: bytes) -> None:
         lines = [line for line in payload.split(b"\n") if line.startswith(b'{"id"')]
         self.replies += len(lines)
-        self.reply_errors += payload.count(b'"error":{')
+        errors = payload.count(b'"error":{')
+        if errors:
+            self.reply_errors += errors
+            self.rate_limited += payload.count(b'"code":111')
+            if self.first_error is None:
+                self.first_error = next((line for line in lines if b'"error":{' in line), None)
         if not self.pending:
             return
         for line in lines:

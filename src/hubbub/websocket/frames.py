@@ -20,6 +20,7 @@ import codecs
 import os
 import struct
 import sys
+from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
 OP_CONTINUATION = 0x0
@@ -85,7 +86,10 @@ class FrameReader:
     the load generator, the audit, the tests). ``inflater``: permessage-deflate
     was agreed; messages whose first frame has RSV1 set are inflated by it.
     ``max_message`` bounds the bytes received per message (compressed ones
-    as they arrive); the inflater bounds what they inflate to.
+    as they arrive); the inflater bounds what they inflate to. ``observer``,
+    when given, is called with each complete frame's first header byte (FIN,
+    RSV, opcode) and its (unmasked) payload before the frame is interpreted: a
+    wire log for the audit, at no cost to readers without one.
     """
 
     __slots__ = (
@@ -98,13 +102,19 @@ class FrameReader:
         "_limit",
         "_mask_bit",
         "_need",
+        "_observer",
         "_opcode",
         "_size",
         "_texts",
     )
 
     def __init__(
-        self, max_message: int, *, masked: bool = True, inflater: Inflater | None = None
+        self,
+        max_message: int,
+        *,
+        masked: bool = True,
+        inflater: Inflater | None = None,
+        observer: Callable[[int, bytes], None] | None = None,
     ) -> None:
         # 0 (or less) means no limit, as for aiohttp and Centrifugo.
         self._limit = max_message if max_message > 0 else sys.maxsize
@@ -120,6 +130,7 @@ class FrameReader:
         self._decoder: codecs.IncrementalDecoder | None = None
         self._texts: list[str] | None = None  # what it decoded so far (no list per idle reader)
         self._inflater = inflater
+        self._observer = observer
 
     def feed(self, data: bytes) -> list[Message]:
         """Add received bytes; return the messages they complete."""
@@ -172,6 +183,8 @@ class FrameReader:
             if self._mask_bit:
                 payload = unmask(payload, buffer[position + header - 4 : position + header])
             position = end
+            if self._observer is not None:
+                self._observer(first, payload)
             message = self._message(first, opcode, payload)
             if message is not None:
                 messages.append(message)
@@ -348,4 +361,6 @@ def build_frame(
     if not mask:
         return header + data
     key = mask_key if mask_key is not None else os.urandom(4)
+    if key == b"\x00\x00\x00\x00":  # XOR with zeros: the load generator's free mask
+        return header + key + data
     return header + key + unmask(data, key)

@@ -8,6 +8,10 @@ a ``Refusal`` carrying the HTTP status and headers the RFC asks for (426 with
 405 for another method). Origin checks (``origin_allowed``) and extension
 negotiation are the caller's policy, decided after this. The parser is strict
 and small: a head it cannot read is refused, never guessed at.
+
+Client role (the load generator, the audit): ``client_request`` builds an
+upgrade request, ``parse_response`` reads the server's answer head and
+``upgrade_problem`` checks it (status, headers, ``accept_key``: RFC 6455 4.1).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import base64
 import binascii
 import fnmatch
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -175,3 +180,96 @@ def accept_response(key: str, *, extensions: str | None = None) -> bytes:
     if extensions:
         lines.append(f"Sec-WebSocket-Extensions: {extensions}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+# -- client role ---------------------------------------------------------------------
+
+
+def new_key() -> str:
+    """A fresh ``Sec-WebSocket-Key``: 16 random bytes, base64."""
+    return base64.b64encode(os.urandom(16)).decode()
+
+
+def client_request(
+    host: str,
+    path: str,
+    key: str,
+    *,
+    origin: str | None = None,
+    extensions: str | None = None,
+    protocols: str | None = None,
+    extra: list[tuple[str, str]] | None = None,
+) -> bytes:
+    """An upgrade request head; ``host`` is the Host header's value (``name:port``)."""
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: {host}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+    ]
+    if origin is not None:
+        lines.append(f"Origin: {origin}")
+    if extensions is not None:
+        lines.append(f"Sec-WebSocket-Extensions: {extensions}")
+    if protocols is not None:
+        lines.append(f"Sec-WebSocket-Protocol: {protocols}")
+    lines += [f"{name}: {value}" for name, value in extra or []]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHead:
+    """Status line and headers of a server's answer (names lower-cased, in order)."""
+
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+
+    def get(self, name: str) -> str | None:
+        """The first value of header ``name`` (lower-case), or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def tokens(self, name: str) -> set[str]:
+        """The comma-separated tokens of every ``name`` header, lower-cased."""
+        found: set[str] = set()
+        for key, value in self.headers:
+            if key == name:
+                found.update(token.strip().lower() for token in value.split(","))
+        return found
+
+
+def parse_response(raw: bytes) -> ResponseHead | None:
+    """Parse a response head ending with CRLF CRLF; None when it is not HTTP/1.x."""
+    text = raw.decode("latin-1")
+    lines = text[: -len(HEAD_END)].split("\r\n") if text.endswith("\r\n\r\n") else []
+    if not lines:
+        return None
+    version, _, rest = lines[0].partition(" ")
+    status, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/1.") or not status.isdigit():
+        return None
+    headers: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not name:
+            return None
+        headers.append((name.strip().lower(), value.strip(" \t")))
+    return ResponseHead(int(status), reason, headers)
+
+
+def upgrade_problem(head: ResponseHead, key: str) -> str | None:
+    """Why ``head`` does not complete the handshake for ``key`` (RFC 6455 4.1), or None."""
+    if head.status != 101:
+        return f"status {head.status} {head.reason}".rstrip()
+    if "websocket" not in head.tokens("upgrade"):
+        return "no 'Upgrade: websocket' header"
+    if "upgrade" not in head.tokens("connection"):
+        return "no 'Connection: Upgrade' header"
+    if head.get("sec-websocket-accept") != accept_key(key):
+        return "wrong Sec-WebSocket-Accept"
+    return None
