@@ -284,6 +284,17 @@ async def test_abandoned_catch_up_disconnects_as_slow(start_server: ServerFactor
         assert await client.wait_closed() == 3008
 
 
+async def test_flows_count_against_the_channel_limit(start_server: ServerFactory) -> None:
+    server = await start_server(merge(MAP_CONFIG, {"client": {"channel_limit": 2}}))
+    for i in range(150):
+        await server.hub.maps.publish("board:big", f"k{i}", i)
+    async with connected_client(server.ws_url) as client:
+        await client.result("subscribe", state_req("board:big"))  # a flow: more pages
+        await client.result("subscribe", state_req("board:small"))  # live at once
+        error = await client.error("subscribe", state_req("board:third"))
+        assert error["code"] == 106
+
+
 async def test_already_subscribed_and_unsubscribe(server: RunningServer) -> None:
     async with connected_client(server.ws_url) as client:
         await client.result("subscribe", state_req("board:9"))
@@ -477,6 +488,8 @@ async def test_ordered_map_pages_by_score(server: RunningServer) -> None:
 @pytest.mark.parametrize(
     ("method", "body"),
     [
+        ("publish", {"channel": "board:1", "data": 1}),  # a stream publish to a map channel
+        ("subscribe", {"user": "u", "channel": "board:1"}),  # server-side map subscribe
         ("map_publish", {"channel": "news:1", "key": "a", "data": 1}),
         ("map_publish", {"channel": "board:1", "key": "", "data": 1}),
         ("map_publish", {"channel": "", "key": "a", "data": 1}),

@@ -358,6 +358,9 @@ class Hub:
         skip_history: bool = False,
         idempotency_key: str = "",
     ) -> PublishResult:
+        if channel.options.subscription_type != "stream":
+            # A keyless publication would reach map and shared poll subscribers as garbage.
+            raise ClientError(Error.BAD_REQUEST, "not a stream channel (map_publish for maps)")
         history = HistoryOptions() if skip_history else self.history_options(channel)
         return await self.engine.publish(
             channel.name, publication, history, idempotency_key=idempotency_key
@@ -467,6 +470,10 @@ class Hub:
     ) -> None:
         """Server-side subscribe: the client gets a ``subscribe`` push."""
         resolved = self.channel_rules.resolve(channel)
+        if resolved.options.subscription_type != "stream":
+            raise ClientError(
+                Error.BAD_REQUEST, "map and shared poll subscriptions are the client's"
+            )
         request = SubscribeRequest(channel=channel)
         if recover_since is not None:
             request.recover = True

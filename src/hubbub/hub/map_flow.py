@@ -141,6 +141,10 @@ class MapFlows:
             for other, old in list(flows.items()):
                 if self._expired(old, rules.resolve(other).options.map, now):
                     del flows[other]
+        # Flows in progress count against the channel limit like subscriptions.
+        limit = self.hub.config.client.channel_limit
+        if len(session.subscriptions) + len(session.map_flows or ()) >= limit:
+            raise ClientError(Error.LIMIT_EXCEEDED)
         grant = await self.hub.commands.authorize_subscribe(session, channel, request)
         if session.closed:
             raise SubscriptionGone(channel.name)

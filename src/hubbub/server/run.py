@@ -133,9 +133,7 @@ def run(
 ) -> None:
     """Blocking entry point of ``hubbub serve`` (one worker process); ``setup`` registers
     hooks on the hub before it serves."""
-    hub = Hub(
-        config, engine=engine_from_config(config), map_engine=map_engine_from_config(config)
-    )
+    hub = Hub(config, engine=engine_from_config(config), map_engine=map_engine_from_config(config))
     if setup is not None:
         setup(hub)
     main = serve(
