@@ -24,6 +24,7 @@ import aiohttp
 import pytest
 import uvicorn
 from cent import AsyncClient, PublishRequest
+from centrifuge import Client, PublicationContext, SubscriptionEventHandler
 from fastapi import FastAPI
 
 from hubbub.asgi import HubAsgiApp, create_asgi_app
@@ -276,3 +277,41 @@ async def test_a_hub_that_cannot_start_refuses_with_503_and_one_log_line(
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "did not start" in errors[0].getMessage(), errors
     assert not any(r.exc_info for r in errors)
+
+
+async def test_protobuf_sdks_through_a_fastapi_mount() -> None:
+    """centrifuge-js's Protobuf build and centrifuge-python with use_protobuf=True,
+    and a JSON client, on one channel through the ASGI door (issue 11)."""
+    async with fastapi_server() as server:
+        channel = "chat:asgi-protobuf"
+        scenario = {"url": server.ws_url, "name": "js-pb", "channel": channel, "protobuf": True}
+        js = await EventProcess.start(
+            "node", str(CLIENT_SCRIPT), json.dumps(scenario), cwd=JS_DIR, label="js-asgi-pb"
+        )
+        received: asyncio.Queue[Any] = asyncio.Queue()
+
+        class Handler(SubscriptionEventHandler):
+            async def on_publication(self, ctx: PublicationContext) -> None:
+                await received.put(json.loads(ctx.pub.data))
+
+        client = Client(server.ws_url, use_protobuf=True)
+        sub = client.new_subscription(channel, Handler())
+        try:
+            await js.next("subscribed", within=TIMEOUT)
+            await client.connect()
+            await sub.subscribe()
+            await sub.ready(timeout=TIMEOUT)
+            assert {s.codec.name for s in server.hub.sessions.values()} == {"protobuf"}
+            async with PythonSubscriber(server.ws_url, channel) as py:
+                await py.publish({"from": "json"})
+                await sub.publish(json.dumps({"from": "python-protobuf"}).encode())
+                reply = await js.request("publish", data={"from": "js-protobuf"}, within=TIMEOUT)
+                assert "error" not in reply, reply
+                sent = [{"from": "json"}, {"from": "python-protobuf"}, {"from": "js-protobuf"}]
+                assert [(await py.next_publication()).pub.data for _ in range(3)] == sent
+                assert [await asyncio.wait_for(received.get(), TIMEOUT) for _ in range(3)] == sent
+                got = [(await js.next("publication", within=TIMEOUT))["data"] for _ in range(3)]
+                assert got == sent
+        finally:
+            await client.disconnect()
+            await js.close({"cmd": "exit"})

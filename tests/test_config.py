@@ -368,7 +368,7 @@ def test_ignored_centrifugo_keys_warn_once_each(tmp_path: Path) -> None:
         "rpc": {"without_namespace": {}, "namespaces": [], "ping": {}},
         "channel": {
             "proxy": {"subscribe_stream": {}},
-            "without_namespace": {"subscribe_stream_proxy_enabled": True, "delta_publish": True},
+            "without_namespace": {"subscribe_stream_proxy_enabled": True, "batch_max_size": 10},
             "namespaces": [
                 {"name": "chat", "subscribe_stream_proxy_name": "p", "allow_tags_filter": True}
             ],
@@ -389,7 +389,7 @@ def test_ignored_centrifugo_keys_warn_once_each(tmp_path: Path) -> None:
         "rpc.ping",
         "channel.proxy.subscribe_stream",
         "channel.without_namespace.subscribe_stream_proxy_enabled",
-        "channel.without_namespace.delta_publish",
+        "channel.without_namespace.batch_max_size",
         "channel.namespaces[0].subscribe_stream_proxy_name",
         "channel.namespaces[0].allow_tags_filter",
     }

@@ -30,7 +30,9 @@ from hypothesis import strategies as st
 
 from hubbub.hub.delivery import Delivery
 from hubbub.hub.transport import Shared
+from hubbub.protocol.codec import JSON
 from hubbub.protocol.connection import ClientProtocol
+from hubbub.protocol.messages import Publication
 
 BIG = 1 << 30  # a limit nothing reaches
 
@@ -67,6 +69,7 @@ class FakeSession:
     def __init__(self, name: str, backlog: int = 0) -> None:
         self.name = name
         self.protocol = ClientProtocol()
+        self.codec = JSON
         self.subscriptions: dict[str, object] = {}
         self.closed = False
         self.transport = RecordingTransport(backlog)
@@ -124,7 +127,7 @@ class Harness:
         """``Hub.handle_publication``: only channels with live subscribers."""
         members = self.channel(name)
         if members:
-            self.delivery.broadcast(name, cast(Any, members), data)
+            self.delivery.broadcast(name, cast(Any, members), data, Publication())
 
     def send(self, session: FakeSession, data: bytes) -> None:
         """``Session.send``."""

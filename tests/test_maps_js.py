@@ -33,13 +33,19 @@ WAIT = 10.0
 
 @contextlib.asynccontextmanager
 async def js_state_client(
-    server: RunningServer, *, token: str | None = None, label: str = "js", reconnect_ms: int = 300
+    server: RunningServer,
+    *,
+    token: str | None = None,
+    label: str = "js",
+    reconnect_ms: int = 300,
+    protobuf: bool = False,
 ) -> AsyncIterator[EventProcess]:
     scenario: dict[str, Any] = {
         "url": server.ws_url,
         "name": label,
         "minReconnectDelay": reconnect_ms,
         "maxReconnectDelay": reconnect_ms,
+        "protobuf": protobuf,
     }
     if token:
         scenario["token"] = token
@@ -79,10 +85,13 @@ async def server(start_server: ServerFactory) -> RunningServer:
     return await start_server(config)
 
 
-async def test_snapshot_pages_then_live_updates_and_removals(server: RunningServer) -> None:
+@pytest.mark.parametrize("protobuf", [False, True], ids=["json", "protobuf"])
+async def test_snapshot_pages_then_live_updates_and_removals(
+    server: RunningServer, protobuf: bool
+) -> None:
     for i in range(350):
         await server.hub.maps.publish("board:a", f"k{i:03}", {"n": i})
-    async with js_state_client(server) as js:
+    async with js_state_client(server, protobuf=protobuf) as js:
         await js.request("map", channel="board:a", pageSize=100)
         subscribed = await js.next("subscribed", within=WAIT)
         assert subscribed["recovered"] is False
@@ -132,7 +141,7 @@ async def test_snapshot_while_the_map_changes_converges(server: RunningServer) -
 async def test_client_publish_and_remove_reach_the_other_client(server: RunningServer) -> None:
     async with (
         js_state_client(server, token=server.token("ann"), label="ann") as ann,
-        js_state_client(server, token=server.token("ben"), label="ben") as ben,
+        js_state_client(server, token=server.token("ben"), label="ben", protobuf=True) as ben,
     ):
         for js in (ann, ben):
             await js.request("map", channel="board:c")
@@ -158,10 +167,12 @@ async def test_ttl_expiry_is_a_removal_for_subscribers(server: RunningServer) ->
         assert removed["key"] == added["key"] and removed["removed"] is True
 
 
-async def test_recovery_after_a_server_disconnect(server: RunningServer) -> None:
+@pytest.mark.parametrize("protobuf", [False, True], ids=["json", "protobuf"])
+async def test_recovery_after_a_server_disconnect(server: RunningServer, protobuf: bool) -> None:
     for i in range(20):
         await server.hub.maps.publish("board:d", f"k{i}", i)
-    async with js_state_client(server, token=server.token("dan"), reconnect_ms=1000) as js:
+    token = server.token("dan")
+    async with js_state_client(server, token=token, reconnect_ms=1000, protobuf=protobuf) as js:
         await js.request("map", channel="board:d")
         await js.next("sync", within=WAIT)
         await api_result(
@@ -215,3 +226,39 @@ async def test_map_presence_clients_and_users(server: RunningServer) -> None:
         )
         assert left["removed"] is True
         assert await js_entries(watcher, "clients:board:f") == {}
+
+
+async def test_delta_per_key(start_server: ServerFactory) -> None:
+    """Fossil delta on a map: each key's update travels as a patch of that key's last
+    value; the SDK rebuilds the same data (also from a snapshot and a reconnect)."""
+    config = merge(MAP_CONFIG, {})
+    board = config["channel"]["namespaces"][0]
+    board["allowed_delta_types"] = ["fossil"]
+    board["delta_publish"] = True
+    server = await start_server(config)
+    text = "the quick brown fox jumps over the lazy dog " * 8
+    for key in ("a", "b"):
+        await server.hub.maps.publish("board:delta", key, {"text": text, "n": 0})
+    async with js_state_client(server, token=server.token("fay"), reconnect_ms=300) as js:
+        await js.request("map", channel="board:delta", delta="fossil")
+        assert (await js.next("sync", within=WAIT))["count"] == 2
+        for n in range(1, 6):
+            for key in ("a", "b"):
+                await server.hub.maps.publish("board:delta", key, {"text": text, "n": n})
+        await converged(js, server, "board:delta")
+        stats = (await js.request("delta_stats", channel="board:delta"))["stats"]
+        # Each key's first update after the node began keeping bases goes whole.
+        assert stats["numDeltaPayloads"] == 8, stats
+        assert stats["bytesReceived"] < stats["bytesDecoded"] / 2, stats
+        # A reconnect: recovery from the stream, then patches again against the same bases.
+        await api_result(server, "disconnect", {"user": "fay", "disconnect": {"code": 3011}})
+        await server.hub.maps.publish("board:delta", "a", {"text": text, "n": 99})
+        await js.next("subscribed", where=lambda e: e["wasRecovering"], within=WAIT)
+        await server.hub.maps.publish("board:delta", "b", {"text": text, "n": 100})
+        assert (await converged(js, server, "board:delta"))["b"]["n"] == 100
+    async with js_state_client(server, label="plain") as plain:
+        await plain.request("map", channel="board:delta")  # no delta asked: whole values
+        await plain.next("sync", within=WAIT)
+        await server.hub.maps.publish("board:delta", "a", {"text": text, "n": 7})
+        update = await plain.next("update", within=WAIT)
+        assert update["data"] == {"text": text, "n": 7}

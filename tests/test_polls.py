@@ -97,9 +97,15 @@ def poll_config(backend: Backend, **overrides: Any) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def tracking(
-    server: RunningServer, backend: Backend, channel: str, keys: list[str], user: str = "u1"
+    server: RunningServer,
+    backend: Backend,
+    channel: str,
+    keys: list[str],
+    user: str = "u1",
+    protobuf: bool = False,
 ) -> AsyncIterator[EventProcess]:
-    async with js_state_client(server, token=server.token(user), label=user) as js:
+    token = server.token(user)
+    async with js_state_client(server, token=token, label=user, protobuf=protobuf) as js:
         await js.request("poll", channel=channel, signUrl=f"{backend.url}/sign?user={user}")
         await js.next("subscribed", within=WAIT)
         await js.request("track", channel=channel, keys=keys)
@@ -110,14 +116,16 @@ async def updates(js: EventProcess, count: int) -> list[dict[str, Any]]:
     return [await js.next("update", within=WAIT) for _ in range(count)]
 
 
+@pytest.mark.parametrize("protobuf", [False, True], ids=["json", "protobuf"])
 async def test_cold_keys_come_at_once_then_only_changes(
-    start_server: ServerFactory, backend: Backend
+    start_server: ServerFactory, backend: Backend, protobuf: bool
 ) -> None:
     for key, votes in (("p1", 1), ("p2", 2)):
         await backend.set(key=key, data={"votes": votes})
     server = await start_server(poll_config(backend, interval="30s"))
     started = time.monotonic()
-    async with tracking(server, backend, "votes:feed", ["p1", "p2", "p3"]) as js:
+    keys = ["p1", "p2", "p3"]
+    async with tracking(server, backend, "votes:feed", keys, protobuf=protobuf) as js:
         first = await updates(js, 2)
         assert time.monotonic() - started < 5  # not the 30 s cycle: the cold poll
         assert {u["key"]: u["data"] for u in first} == {"p1": {"votes": 1}, "p2": {"votes": 2}}

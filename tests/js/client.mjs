@@ -14,6 +14,12 @@
  *     "name": "js",                   // optional client name
  *     "data": {...},                  // optional connect data (e.g. for a connect proxy)
  *     "headers": {"Cookie": "..."},   // optional headers of the WebSocket upgrade request
+ *     "protobuf": true,               // optional: the SDK's Protobuf build (centrifuge/build/protobuf);
+ *                                     //   payloads are JSON bytes both ways, shown decoded
+ *     "transports": [{"transport": "http_stream", "endpoint": "http://..."}],
+ *                                     // optional: these transports instead of "url" (emulation)
+ *     "emulationEndpoint": "http://.../emulation",   // optional, with "transports"
+ *     "delta": "fossil",              // optional: the scenario's subscription asks for deltas
  *     "steps": [{"cmd": "..."}]       // optional commands run first, before stdin's
  *   }
  * then commands on stdin, one JSON object a line, run one at a time in order:
@@ -34,8 +40,27 @@
  */
 
 import { createInterface } from 'node:readline';
-import { Centrifuge } from 'centrifuge';
+import { EventSource } from 'eventsource';
 import WebSocket from 'ws';
+
+// The SDK build the scenario asks for: JSON (default) or Protobuf.
+let Centrifuge;
+let protobuf = false;
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder();
+
+/** Outgoing payload: the Protobuf build sends bytes (our JSON's). */
+function outgoing(data) {
+  return protobuf ? textEncoder.encode(JSON.stringify(data)) : data;
+}
+
+/** Incoming payload: the Protobuf build hands bytes (JSON here), shown decoded. */
+function incoming(data) {
+  if (protobuf && data instanceof Uint8Array) {
+    return data.length ? JSON.parse(textDecoder.decode(data)) : null;
+  }
+  return data;
+}
 
 function emit(event, fields = {}) {
   // Writes to a pipe are synchronous on Linux: nothing is lost when we exit.
@@ -54,15 +79,15 @@ function clientInfo(info) {
   return {
     client: info.client,
     user: info.user,
-    connInfo: info.connInfo ?? null,
-    chanInfo: info.chanInfo ?? null,
+    connInfo: incoming(info.connInfo) ?? null,
+    chanInfo: incoming(info.chanInfo) ?? null,
   };
 }
 
 function publicationFields(ctx) {
   return {
     channel: ctx.channel,
-    data: ctx.data,
+    data: incoming(ctx.data),
     offset: ctx.offset ?? null,
     info: clientInfo(ctx.info),
     tags: ctx.tags ?? null,
@@ -90,7 +115,8 @@ async function readScenario(lines) {
 }
 
 function createClient(scenario) {
-  const options = { websocket: WebSocket, name: scenario.name ?? 'js' };
+  const options = { websocket: WebSocket, eventsource: EventSource, name: scenario.name ?? 'js' };
+  if (scenario.emulationEndpoint) options.emulationEndpoint = scenario.emulationEndpoint;
   if (scenario.headers) {
     // What a browser sends by itself (cookies): Node's ws takes them as an option.
     const headers = scenario.headers;
@@ -100,7 +126,7 @@ function createClient(scenario) {
       }
     };
   }
-  if (scenario.data !== undefined) options.data = scenario.data;
+  if (scenario.data !== undefined) options.data = outgoing(scenario.data);
   if (scenario.token) options.token = scenario.token;
   if (scenario.tokenUrl) {
     options.getToken = async () => {
@@ -111,10 +137,10 @@ function createClient(scenario) {
   }
   if (scenario.minReconnectDelay !== undefined) options.minReconnectDelay = scenario.minReconnectDelay;
   if (scenario.maxReconnectDelay !== undefined) options.maxReconnectDelay = scenario.maxReconnectDelay;
-  const client = new Centrifuge(scenario.url, options);
+  const client = new Centrifuge(scenario.transports ?? scenario.url, options);
   client.on('connecting', (ctx) => emit('connecting', { code: ctx.code, reason: ctx.reason }));
   client.on('connected', (ctx) =>
-    emit('connected', { client: ctx.client, transport: ctx.transport, data: ctx.data ?? null }),
+    emit('connected', { client: ctx.client, transport: ctx.transport, data: incoming(ctx.data) ?? null }),
   );
   client.on('disconnected', (ctx) => emit('disconnected', { code: ctx.code, reason: ctx.reason }));
   client.on('error', (ctx) => emit('error', { type: ctx.type, error: errorFields(ctx.error) }));
@@ -124,6 +150,7 @@ function createClient(scenario) {
 
 function createSubscription(client, channel, scenario = {}) {
   const options = {};
+  if (scenario.delta) options.delta = scenario.delta;
   if (scenario.subTokenUrl) {
     options.getToken = async (ctx) => {
       const url = `${scenario.subTokenUrl}?channel=${encodeURIComponent(ctx.channel)}`;
@@ -164,7 +191,7 @@ async function execute(client, scenario, command) {
   const withChannel = sub ? [] : [channel];
   switch (command.cmd) {
     case 'publish':
-      await target.publish(...withChannel, command.data);
+      await target.publish(...withChannel, outgoing(command.data));
       return {};
     case 'presence': {
       const result = await target.presence(...withChannel);
@@ -187,8 +214,8 @@ async function execute(client, scenario, command) {
       };
     }
     case 'rpc': {
-      const result = await client.rpc(command.method, command.data ?? null);
-      return { data: result.data ?? null };
+      const result = await client.rpc(command.method, outgoing(command.data ?? null));
+      return { data: incoming(result.data) ?? null };
     }
     case 'disconnect':
       client.disconnect();
@@ -218,6 +245,8 @@ async function run(client, scenario, command) {
 async function main() {
   const lines = createInterface({ input: process.stdin, crlfDelay: Infinity })[Symbol.asyncIterator]();
   const scenario = await readScenario(lines);
+  protobuf = Boolean(scenario.protobuf);
+  ({ Centrifuge } = await import(protobuf ? 'centrifuge/build/protobuf' : 'centrifuge'));
   const client = createClient(scenario);
   if (scenario.channel) createSubscription(client, scenario.channel, scenario).subscribe();
   client.connect();

@@ -4,6 +4,7 @@
  *
  * Input: a JSON scenario as argv[2]:
  *   {"url": "ws://...", "token": "...", "name": "js", "data": {...} (connect data),
+ *    "protobuf": true (the SDK's Protobuf build; payloads JSON bytes),
  *    "minReconnectDelay": 500, "maxReconnectDelay": 500}
  * then commands on stdin, one JSON object a line, run in order (an "id" is echoed):
  *   {"cmd": "map", "channel": C, "kind": "map"|"clients"|"users",
@@ -15,6 +16,7 @@
  *   {"cmd": "publish", "channel": C, "key": K, "data": D}   MapSubscription.publish
  *   {"cmd": "remove", "channel": C, "key": K}
  *   {"cmd": "state", "channel": C}     the entries this client holds: {key: data}
+ *   {"cmd": "delta_stats", "channel": C}   the SDK's deltaStats() of the subscription
  *   {"cmd": "unsubscribe", "channel": C}   {"cmd": "disconnect"}  {"cmd": "connect"}
  *   {"cmd": "exit"}
  *
@@ -25,7 +27,6 @@
  * the SDK's sync and update events describe them, which "state" returns.
  */
 
-import { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
 import { createInterface } from 'node:readline';
 
@@ -50,9 +51,17 @@ process.on('unhandledRejection', (err) => {
 });
 
 const scenario = JSON.parse(process.argv[2]);
+const protobuf = Boolean(scenario.protobuf);
+const { Centrifuge } = await import(protobuf ? 'centrifuge/build/protobuf' : 'centrifuge');
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder();
+// Payloads are JSON to the tests: the Protobuf build carries them as bytes.
+const out = (data) => (protobuf ? textEncoder.encode(JSON.stringify(data)) : data);
+const back = (data) =>
+  protobuf && data instanceof Uint8Array ? (data.length ? JSON.parse(textDecoder.decode(data)) : null) : data;
 const options = { websocket: WebSocket, name: scenario.name ?? 'js' };
 if (scenario.token) options.token = scenario.token;
-if (scenario.data !== undefined) options.data = scenario.data;
+if (scenario.data !== undefined) options.data = out(scenario.data);
 if (scenario.minReconnectDelay !== undefined) options.minReconnectDelay = scenario.minReconnectDelay;
 if (scenario.maxReconnectDelay !== undefined) options.maxReconnectDelay = scenario.maxReconnectDelay;
 const client = new Centrifuge(scenario.url, options);
@@ -79,16 +88,16 @@ function watch(sub, channel) {
   sub.on('error', (ctx) => emit('sub_error', { channel, type: ctx.type, error: errorFields(ctx.error) }));
   sub.on('sync', (ctx) => {
     entries.clear();
-    for (const entry of ctx.entries) entries.set(entry.key, entry.data);
+    for (const entry of ctx.entries) entries.set(entry.key, back(entry.data));
     emit('sync', { channel, count: ctx.entries.length });
   });
   sub.on('update', (ctx) => {
     if (ctx.removed) entries.delete(ctx.key);
-    else entries.set(ctx.key, ctx.data);
+    else entries.set(ctx.key, back(ctx.data));
     emit('update', {
       channel,
       key: ctx.key,
-      data: ctx.data ?? null,
+      data: back(ctx.data) ?? null,
       removed: !!ctx.removed,
       version: ctx.version ?? null,
       offset: ctx.offset ?? null,
@@ -150,7 +159,7 @@ async function execute(command) {
       sub.untrack(command.keys);
       return {};
     case 'publish':
-      await sub.publish(command.key, command.data);
+      await sub.publish(command.key, out(command.data));
       return {};
     case 'remove':
       await sub.remove(command.key);
@@ -162,6 +171,8 @@ async function execute(command) {
     case 'unsubscribe':
       sub.unsubscribe();
       return {};
+    case 'delta_stats':
+      return { stats: sub.deltaStats() };
     case 'disconnect':
       client.disconnect();
       return {};

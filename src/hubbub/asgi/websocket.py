@@ -10,6 +10,10 @@ as on hubbub's own connections. A close waits for queued output, then sends
 the close; ``CLOSE_TIMEOUT`` later the application returns whatever the peer
 does, and the ASGI server drops the connection.
 
+A client asking for the Protobuf protocol (the ``centrifuge-protobuf``
+subprotocol, or ``format``/``cf_protocol=protobuf`` in the query) gets binary
+messages of length-prefixed replies both ways (issue 11).
+
 Limits the ASGI server applies first (documented in the README): it reads and
 buffers each whole message (uvicorn ``--ws-max-size``), answers WebSocket
 pings, negotiates compression itself and times the handshake; hubbub then
@@ -26,9 +30,16 @@ from typing import Any
 from hubbub.codes import Disconnect, DisconnectInfo
 from hubbub.hub.hub import Hub
 from hubbub.hub.transport import Shared
+from hubbub.protocol.codec import JSON, Codec
+from hubbub.protocol.protobuf import PROTOBUF
 from hubbub.server.wsconn import CLOSE_TIMEOUT, MAX_REASON
 from hubbub.websocket.frames import TOO_BIG, cut_reason
-from hubbub.websocket.handshake import origin_allowed
+from hubbub.websocket.handshake import (
+    PROTOBUF_SUBPROTOCOL,
+    RequestHead,
+    origin_allowed,
+    wants_protobuf,
+)
 
 log = logging.getLogger("hubbub.asgi")
 
@@ -51,10 +62,20 @@ def scope_headers(scope: Scope) -> dict[str, str]:
 class AsgiWebSocket:
     """The hub's Transport over an accepted ASGI WebSocket."""
 
-    __slots__ = ("_close", "_deadline", "_pending", "_pending_bytes", "_send", "_wakeup", "scope")
+    __slots__ = (
+        "_close",
+        "_codec",
+        "_deadline",
+        "_pending",
+        "_pending_bytes",
+        "_send",
+        "_wakeup",
+        "scope",
+    )
 
-    def __init__(self, send: Send, scope: Scope) -> None:
+    def __init__(self, send: Send, scope: Scope, codec: Codec = JSON) -> None:
         self._send = send
+        self._codec = codec
         self.scope = scope
         self._pending: list[bytes] = []  # what the hub wrote, not yet handed to the server
         self._pending_bytes = 0  # their size, plus the batch being sent
@@ -80,7 +101,7 @@ class AsgiWebSocket:
             self._wakeup.set()
 
     def write_shared(self, shared: Shared) -> int:
-        self.write(shared.payload)
+        self.write(shared.payload_for(self._codec))
         return self._pending_bytes
 
     def buffered(self) -> int:
@@ -109,10 +130,14 @@ class AsgiWebSocket:
             while True:
                 await self._wakeup.wait()
                 self._wakeup.clear()
+                codec = self._codec
                 while self._pending:
                     batch, self._pending = self._pending, []
-                    data = batch[0] if len(batch) == 1 else b"\n".join(batch)
-                    await send({"type": "websocket.send", "text": data.decode()})
+                    data = batch[0] if len(batch) == 1 else codec.separator.join(batch)
+                    if codec.binary:
+                        await send({"type": "websocket.send", "bytes": data})
+                    else:
+                        await send({"type": "websocket.send", "text": data.decode()})
                     self._pending_bytes -= sum(map(len, batch))
                 if self._close is not None:
                     code, reason = self._close
@@ -141,9 +166,15 @@ async def serve_websocket(hub: Hub, scope: Scope, receive: Receive, send: Send) 
         log.info("refused origin %s", headers.get("origin"))
         await send({"type": "websocket.close", "code": POLICY_VIOLATION})  # HTTP 403
         return
-    await send({"type": "websocket.accept"})
-    transport = AsgiWebSocket(send, scope)
-    session = hub.open_session(transport)
+    offered = PROTOBUF_SUBPROTOCOL in scope.get("subprotocols", ())
+    head = RequestHead("GET", "", "HTTP/1.1", [], scope.get("query_string", b"").decode())
+    codec: Codec = PROTOBUF if offered or wants_protobuf(head) else JSON
+    accept: Message = {"type": "websocket.accept"}
+    if offered:
+        accept["subprotocol"] = PROTOBUF_SUBPROTOCOL
+    await send(accept)
+    transport = AsgiWebSocket(send, scope, codec)
+    session = hub.open_session(transport, codec=codec)
     sender = asyncio.get_running_loop().create_task(transport.run_sender())
     limit = config.websocket.message_size_limit
     info: DisconnectInfo = Disconnect.CONNECTION_CLOSED
@@ -160,15 +191,18 @@ async def serve_websocket(hub: Hub, scope: Scope, receive: Receive, send: Send) 
                     break
                 if kind != "websocket.receive" or session.closed:
                     continue  # after our close, input means nothing
-                text = message.get("text")
-                if text is None:
-                    session.close(Disconnect.INAPPROPRIATE_PROTOCOL)  # binary: 3506
+                frame: str | bytes | None = message.get("bytes" if codec.binary else "text")
+                if frame is None:
+                    session.close(Disconnect.INAPPROPRIATE_PROTOCOL)  # the other kind: 3506
                     continue
-                size = len(text) if text.isascii() else len(text.encode())
+                if isinstance(frame, bytes) or frame.isascii():
+                    size = len(frame)
+                else:
+                    size = len(frame.encode())
                 if 0 < limit < size:
                     session.close(DisconnectInfo(TOO_BIG, "message too big"))
                     continue
-                await session.handle_frame(text)
+                await session.handle_frame(frame)
     except TimeoutError:
         pass  # the peer did not answer our close in time: the server drops it
     except Exception:

@@ -43,9 +43,11 @@ from hubbub.config.model import (
     RpcConfig,
     SubscriptionTokenConfig,
     TokenConfig,
+    UniWebSocketConfig,
     WebSocketConfig,
 )
 from hubbub.config.statesync import check_state_options
+from hubbub.config.streams import check_streams
 from hubbub.config.transport import check_transport  # TLS and websocket.* (issue 10)
 from hubbub.errors import ConfigError
 
@@ -67,8 +69,7 @@ _TOKEN_IGNORED = _names("audience_regex issuer_regex user_id_claim")
 _IGNORED: dict[type, frozenset[str]] = {
     Config: _names(
         """admin prometheus health swagger debug opentelemetry graphite usage_stats
-        grpc_api consumers unified_proxy uni_websocket uni_sse uni_http_stream
-        uni_grpc sse http_stream webtransport emulation shutdown node broker
+        grpc_api consumers unified_proxy uni_grpc webtransport shutdown node broker
         presence_manager dev init pid_file enable_unreleased_features"""
     ),
     HttpServerConfig: _names(""),
@@ -87,9 +88,8 @@ _IGNORED: dict[type, frozenset[str]] = {
     ChannelProxyConfig: _names("subscribe_stream cache_empty state"),
     ChannelOptions: _names(
         """subscribe_stream_proxy_enabled subscribe_stream_proxy_name
-        subscribe_stream_proxy_bidirectional subscribe_stream_bidirectional delta_publish
-        allowed_delta_types allow_tags_filter batch_max_size batch_max_delay
-        batch_flush_latest"""
+        subscribe_stream_proxy_bidirectional subscribe_stream_bidirectional
+        allow_tags_filter batch_max_size batch_max_delay batch_flush_latest"""
     ),
     ProxyOptions: _names("emulated_headers"),
     ProxyGrpcOptions: _names("static_metadata"),
@@ -100,6 +100,10 @@ _IGNORED: dict[type, frozenset[str]] = {
         "read_buffer_size write_buffer_size use_write_buffer_pool write_timeout"
     ),
     LogConfig: _names("file"),
+    UniWebSocketConfig: _names(
+        """compression compression_min_size compression_level read_buffer_size
+        use_write_buffer_pool write_buffer_size write_timeout join_push_messages"""
+    ),
     EngineConfig: _names(""),
     RedisConfig: _names(
         """cluster_address sentinel_address sentinel_master_name sentinel_user
@@ -512,7 +516,7 @@ def _validate(config: Config) -> list[str]:
         _check_redis(config.map_broker.redis, "map_broker.redis")
     warnings = check_backend(config)
     warnings += check_transport(config)  # TLS and websocket.* (issue 10)
-
+    warnings += check_streams(config)  # SSE, HTTP streaming, uni_*, deltas (issue 11)
     api = config.http_api
     if not api.key and not api.insecure and not api.disabled:
         warnings.append(

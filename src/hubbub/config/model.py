@@ -121,6 +121,10 @@ class ChannelOptions:
     publish_proxy_name: str = DEFAULT_PROXY_NAME
     sub_refresh_proxy_enabled: bool = False
     sub_refresh_proxy_name: str = DEFAULT_PROXY_NAME
+    # Delta compression: the types subscribers may ask for ("fossil"), and whether
+    # every publication is published as a delta (else only API ``delta: true``).
+    allowed_delta_types: tuple[str, ...] = ()
+    delta_publish: bool = False
 
     @property
     def history_enabled(self) -> bool:
@@ -322,6 +326,59 @@ class WebSocketConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpStreamConfig:
+    """``http_stream.*``: bidirectional emulation, server-to-client as a streamed POST."""
+
+    enabled: bool = False
+    handler_prefix: str = "/connection/http_stream"
+    max_request_body_size: int = 65536  # the connect request
+
+
+@dataclass(frozen=True, slots=True)
+class SseConfig:
+    """``sse.*``: bidirectional emulation, server-to-client as Server-Sent Events."""
+
+    enabled: bool = False
+    handler_prefix: str = "/connection/sse"
+    max_request_body_size: int = 65536  # the connect request (``cf_connect`` or a POST body)
+
+
+@dataclass(frozen=True, slots=True)
+class EmulationConfig:
+    """``emulation.*``: where emulated clients send their commands."""
+
+    handler_prefix: str = "/emulation"
+    max_request_body_size: int = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class UniWebSocketConfig:
+    """``uni_websocket.*``: a WebSocket the client only reads (bare pushes)."""
+
+    enabled: bool = False
+    handler_prefix: str = "/connection/uni_websocket"
+    message_size_limit: int = 65536  # the connect request, the only message read
+
+
+@dataclass(frozen=True, slots=True)
+class UniSseConfig:
+    """``uni_sse.*``: Server-Sent Events for clients without an SDK (EventSource)."""
+
+    enabled: bool = False
+    handler_prefix: str = "/connection/uni_sse"
+    max_request_body_size: int = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class UniHttpStreamConfig:
+    """``uni_http_stream.*``: newline-delimited JSON pushes answering a POST."""
+
+    enabled: bool = False
+    handler_prefix: str = "/connection/uni_http_stream"
+    max_request_body_size: int = 65536
+
+
+@dataclass(frozen=True, slots=True)
 class RpcConfig:
     """``rpc.*``: RPC namespaces (``ns:method``) and the proxies that answer RPC."""
 
@@ -391,6 +448,12 @@ class Config:
     client: ClientConfig = field(default_factory=ClientConfig)
     channel: ChannelConfig = field(default_factory=ChannelConfig)
     websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
+    http_stream: HttpStreamConfig = field(default_factory=HttpStreamConfig)
+    sse: SseConfig = field(default_factory=SseConfig)
+    emulation: EmulationConfig = field(default_factory=EmulationConfig)
+    uni_websocket: UniWebSocketConfig = field(default_factory=UniWebSocketConfig)
+    uni_sse: UniSseConfig = field(default_factory=UniSseConfig)
+    uni_http_stream: UniHttpStreamConfig = field(default_factory=UniHttpStreamConfig)
     rpc: RpcConfig = field(default_factory=RpcConfig)
     log: LogConfig = field(default_factory=LogConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)

@@ -13,7 +13,14 @@ marked and dropped when they would go live. The check costs one comparison
 per publication; a publication is encoded once, whatever the subscribers.
 Rule 3: nothing here awaits; the lifecycle module owns every state change
 that spans an await and calls in here before and after.
-Rule 4: a channel with a sink (shared poll: each key has its own trackers)
+Rule 4: a subscription with delta compression (``Subscription.delta``) is not
+in the shared broadcast: it is in ``deltas`` and gets each publication through
+its own outbox, the full data first and then, for publications published as
+deltas, a Fossil patch against the publication before it (hub/deltas.py). The
+patch and each encoding of it are made once per publication for every such
+subscriber. In a map channel the base of a key's patch is that key's previous
+publication (``keyed``), as the SDKs decode map deltas per key.
+Rule 5: a channel with a sink (shared poll: each key has its own trackers)
 hands its publications to the sink instead of broadcasting them.
 """
 
@@ -24,8 +31,11 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from hubbub.protocol.codec import encode_publication_push
-from hubbub.protocol.messages import Publication, StreamPosition
+import msgspec
+
+from hubbub.hub.deltas import DeltaFrames
+from hubbub.protocol.codec import Codec, encode_publication_push
+from hubbub.protocol.messages import Publication, Push, StreamPosition
 
 if TYPE_CHECKING:
     from hubbub.hub.delivery import Delivery
@@ -36,29 +46,53 @@ log = logging.getLogger("hubbub.hub")
 #: A pending offset in ``ChannelEntry.joining`` that marks lost events.
 GAP = -1
 
+#: A publication that arrived while a subscription was joining: its offset,
+#: its JSON push, and the publication (to encode it for other codecs).
+Pending = tuple[int, bytes, Publication | None]
+
 
 class ChannelEntry:
     """The local subscriptions of one channel, and the engine's subscription for it."""
 
-    __slots__ = ("catching_up", "epoch", "joining", "live", "offset", "ready", "sink")
+    __slots__ = (
+        "catching_up",
+        "deltas",
+        "epoch",
+        "joining",
+        "keyed",
+        "live",
+        "offset",
+        "previous",
+        "ready",
+        "sink",
+    )
 
     def __init__(self, ready: asyncio.Future[None]) -> None:
         self.live: dict[Session, Subscription] = {}
-        self.joining: dict[Session, list[tuple[int, bytes]]] = {}
+        self.deltas: dict[Session, Subscription] = {}  # live, with delta compression (Rule 4)
+        self.joining: dict[Session, list[Pending]] = {}
         self.catching_up: dict[Session, Subscription] = {}
         # The engine's subscribe for this channel: settled once; others joining wait on it.
         self.ready = ready
         # The last stream position delivered here (positioned channels), to detect gaps.
         self.epoch = ""
         self.offset = 0
+        # The last publication delivered here: the base of the next one's delta.
+        self.previous: Publication | None = None
+        # Map channels with delta subscribers: each key's last publication (Rule 4).
+        self.keyed: dict[str, Publication] | None = None
         # Shared poll channels: publications go here (to the key's trackers), not to all.
         self.sink: Callable[[Publication], None] | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.live or self.joining or self.catching_up)
+        return bool(self.live or self.joining or self.catching_up or self.deltas)
 
     def __len__(self) -> int:
-        return len(self.live) + len(self.joining) + len(self.catching_up)
+        return len(self.live) + len(self.joining) + len(self.catching_up) + len(self.deltas)
+
+    def members(self, subscription: Subscription) -> dict[Session, Subscription]:
+        """Where ``subscription`` is delivered once live: the broadcast or ``deltas``."""
+        return self.deltas if subscription.delta else self.live
 
 
 class ChannelTable:
@@ -106,12 +140,13 @@ class ChannelTable:
         pending = entry.joining.pop(session, None) if entry is not None else None
         if entry is None or pending is None:
             return False
-        if any(offset == GAP for offset, _ in pending):
+        if any(offset == GAP for offset, _, _ in pending):
             return False  # the caller's teardown takes it out of the table
         live_from = subscription.live_from
-        for offset, frame in pending:
-            if offset == 0 or offset > live_from:
-                session.send(frame)
+        codec = session.codec
+        for offset, frame, publication in pending:
+            if (offset == 0 or offset > live_from) and publication is not None:
+                session.send(_pending_frame(subscription, codec, name, frame, publication))
         if (
             subscription.positioned
             and entry.epoch
@@ -120,7 +155,7 @@ class ChannelTable:
         ):
             entry.catching_up[session] = subscription  # Rule 1: the channel is behind it
         else:
-            entry.live[session] = subscription
+            entry.members(subscription)[session] = subscription
             self._delivery().joined(session, name)
         return True
 
@@ -134,6 +169,8 @@ class ChannelTable:
         if entry.live.get(session) is subscription:
             self._delivery().take_share(session, name)  # publications queued before it left
             del entry.live[session]
+        elif entry.deltas.get(session) is subscription:
+            del entry.deltas[session]
         elif entry.catching_up.get(session) is subscription:
             del entry.catching_up[session]
         else:
@@ -160,6 +197,9 @@ class ChannelTable:
         if entry.sink is not None:
             entry.sink(publication)
             return
+        as_delta = publication.delta  # published as a delta: never sent with the flag
+        if as_delta:
+            publication = msgspec.structs.replace(publication, delta=False)
         offset = position.offset
         if offset:
             if position.epoch == entry.epoch and offset <= entry.offset:
@@ -169,7 +209,7 @@ class ChannelTable:
                 if entry.joining:
                     frame = encode_publication_push(channel, publication)
                     for pending in entry.joining.values():
-                        pending.append((offset, frame))
+                        pending.append((offset, frame, publication))
                 return
             if offset != entry.offset + 1 or position.epoch != entry.epoch:
                 if entry.epoch:  # not the first publication seen here: a gap
@@ -182,10 +222,48 @@ class ChannelTable:
                 self._catch_up(channel, entry, offset)
         frame = encode_publication_push(channel, publication)
         if entry.live:
-            self._delivery().broadcast(channel, entry.live, frame)
+            self._delivery().broadcast(channel, entry.live, frame, publication)
+        if entry.deltas:
+            self._send_deltas(channel, entry, publication, as_delta)
+        if publication.key:
+            if entry.deltas or entry.keyed is not None:
+                self._keep_keyed(entry, publication)
+        else:
+            entry.previous = publication
         if entry.joining:
             for pending in entry.joining.values():
-                pending.append((offset, frame))
+                pending.append((offset, frame, publication))
+
+    def _send_deltas(
+        self, channel: str, entry: ChannelEntry, publication: Publication, as_delta: bool
+    ) -> None:
+        """Rule 4: the first publication a delta subscriber gets is whole; after it, a
+        publication published as a delta goes as a patch against the one before (in a
+        map channel: the key's one before; its subscribers hold every key's value)."""
+        if publication.key:
+            if publication.removed:  # no payload: ends the key's chain at the subscribers
+                frames = DeltaFrames(channel, publication, None, raw=True)
+            else:
+                keyed = entry.keyed.get(publication.key) if entry.keyed is not None else None
+                frames = DeltaFrames(channel, publication, keyed if as_delta else None)
+            for session in entry.deltas:
+                session.send(frames.frame(session.codec, patch=True))
+            return
+        frames = DeltaFrames(channel, publication, entry.previous if as_delta else None)
+        for session, subscription in entry.deltas.items():
+            session.send(frames.frame(session.codec, patch=subscription.delta_ready))
+            subscription.delta_ready = True
+
+    @staticmethod
+    def _keep_keyed(entry: ChannelEntry, publication: Publication) -> None:
+        """A map key's last publication, the base of its next patch (Rule 4)."""
+        keyed = entry.keyed
+        if keyed is None:
+            keyed = entry.keyed = {}
+        if publication.removed:
+            keyed.pop(publication.key, None)
+        else:
+            keyed[publication.key] = publication
 
     def _catch_up(self, channel: str, entry: ChannelEntry, offset: int) -> None:
         """Subscriptions positioned before ``offset`` are live from this publication on."""
@@ -193,21 +271,25 @@ class ChannelTable:
         for session, subscription in list(entry.catching_up.items()):
             if subscription.live_from < offset:
                 del entry.catching_up[session]
-                entry.live[session] = subscription
+                entry.members(subscription)[session] = subscription
                 delivery.joined(session, channel)
 
-    def join_leave(self, channel: str, frame: bytes) -> None:
-        """A join or leave push for the subscriptions that asked for them."""
+    def join_leave(self, channel: str, push: Push) -> None:
+        """A join or leave push for the subscriptions that asked for them (encoded once
+        per codec)."""
         entry = self.entries.get(channel)
         if entry is None:
             return
-        wanting = [
-            session
-            for members in (entry.live, entry.catching_up)
-            for session, subscription in members.items()
-            if subscription.push_join_leave
-        ]
-        self._delivery().fanout(wanting, frame)
+        frames: dict[Codec, bytes] = {}
+        delivery = self._delivery()
+        for members in (entry.live, entry.deltas, entry.catching_up):
+            for session, subscription in members.items():
+                if subscription.push_join_leave:
+                    codec = session.codec
+                    frame = frames.get(codec)
+                    if frame is None:
+                        frame = frames[codec] = codec.push(push)
+                    delivery.send(session, frame)
 
     def broker_lost(self, channels: Iterable[str]) -> None:
         """Events of ``channels`` may be lost: every subscription of them loses state."""
@@ -221,9 +303,13 @@ class ChannelTable:
                 continue
             log.warning("%s: %d subscribers of %s must recover", why, len(entry), name)
             for pending in entry.joining.values():
-                pending.append((GAP, b""))
-            entry.epoch, entry.offset = "", 0
-            for subscription in [*entry.live.values(), *entry.catching_up.values()]:
+                pending.append((GAP, b"", None))
+            entry.epoch, entry.offset, entry.previous, entry.keyed = "", 0, None, None
+            for subscription in [
+                *entry.live.values(),
+                *entry.deltas.values(),
+                *entry.catching_up.values(),
+            ]:
                 self._insufficient(subscription)
 
     def _gap(self, channel: str, entry: ChannelEntry) -> None:
@@ -234,8 +320,23 @@ class ChannelTable:
             entry.epoch,
             entry.offset,
         )
+        entry.previous, entry.keyed = None, None
         for pending in entry.joining.values():
-            pending.append((GAP, b""))
-        for subscription in [*entry.live.values(), *entry.catching_up.values()]:
+            pending.append((GAP, b"", None))
+        for subscription in [
+            *entry.live.values(),
+            *entry.deltas.values(),
+            *entry.catching_up.values(),
+        ]:
             if subscription.positioned:
                 self._insufficient(subscription)
+
+
+def _pending_frame(
+    subscription: Subscription, codec: Codec, channel: str, frame: bytes, publication: Publication
+) -> bytes:
+    """A publication that arrived while ``subscription`` joined, in its session's encoding
+    (whole, for a delta subscription: its first publications are never patches)."""
+    if subscription.delta:
+        return DeltaFrames(channel, publication, None).frame(codec, patch=False)
+    return codec.publication_push_from(frame, channel, publication)

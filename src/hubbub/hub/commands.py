@@ -23,6 +23,7 @@ from hubbub.auth.tokens import InvalidToken, SubscriptionClaims, TokenExpired
 from hubbub.codes import Disconnect, Error
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.decisions import apply_override
+from hubbub.hub.deltas import FOSSIL
 from hubbub.hub.hooks import MessageEvent, SubscribeDecision, is_set
 from hubbub.hub.payloads import from_raw, to_raw
 from hubbub.hub.session import Answer, Session, SubscriptionGone, SubState
@@ -177,8 +178,9 @@ class Commands:
             data=reply_data or NO_DATA,
             subs={s.name: r for s, r in joined} or None,
             ping=int(client_cfg.ping_interval),
-            pong=True,
+            pong=not session.unidirectional,  # such a client has no way to answer
             node=hub.node_id,
+            session=session.session_id,  # emulation: what /emulation requests name
         )
         result.expires, result.ttl = bool(session.expire_at), ttl_until(session.expire_at)
         if hub.decisions.server_refresh:  # issue 12: the server refreshes, not the client
@@ -274,6 +276,9 @@ class Commands:
         assert request is not None
         hub = self.hub
         channel = hub.channel_rules.resolve(request.channel)
+        if request.delta and request.delta != FOSSIL:
+            log.info("client %s: unknown delta type %r", session.client_id, request.delta)
+            raise DisconnectRequest(Disconnect.BAD_REQUEST)
         if request.type or channel.options.subscription_type != "stream":
             # Map and shared poll subscriptions have their own flows (hub/map_flow.py).
             return await hub.map_flow.subscribe(session, channel, request)

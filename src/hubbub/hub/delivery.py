@@ -15,7 +15,12 @@ and it gets the rest of them there too; so does a connection subscribed to
 several channels that published in the same turn (their publications merged
 in publication order). Subscribers that arrive or leave mid-turn get exactly
 the publications queued while they were subscribed.
-Rule 4: a connection whose pending bytes (outbox plus the transport's buffer)
+Rule 4: a batch holds its publications in the JSON protocol (``items``); a
+subscriber with another codec (Protobuf, unidirectional JSON) gets the same
+publications encoded once per codec for the whole batch (``items_for``), so a
+channel with JSON and Protobuf subscribers encodes each publication at most
+once per codec, and the JSON path is what it was.
+Rule 5: a connection whose pending bytes (outbox plus the transport's buffer)
 pass ``queue_max_size`` is disconnected with 3008 (slow); publishers never wait
 for the slowest reader. A channel batch larger than that limit is written at
 once, so that a burst reaches the transports and only the slow ones are cut.
@@ -28,22 +33,47 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from hubbub.hub.transport import Shared
+from hubbub.protocol.codec import JSON, Codec
 
 if TYPE_CHECKING:
     from hubbub.hub.session import Session
+    from hubbub.protocol.messages import Publication
 
 
 class ChannelBatch:
     """A channel's publications queued in this loop turn."""
 
-    __slots__ = ("items", "members", "seqs", "size", "taken")
+    __slots__ = ("_others", "channel", "items", "members", "publications", "seqs", "size", "taken")
 
-    def __init__(self, members: Mapping[Session, Any]) -> None:
-        self.items: list[bytes] = []
+    def __init__(self, channel: str, members: Mapping[Session, Any]) -> None:
+        self.channel = channel
+        self.items: list[bytes] = []  # the publications' pushes in the JSON protocol
+        self.publications: list[Publication] = []  # what they encode (for other codecs)
         self.seqs: list[int] = []  # each item's place among all channels' items this turn
         self.size = 0  # bytes in items
         self.members = members  # the channel's live subscribers (read again at flush)
         self.taken: dict[Session, int] = {}  # session -> items already in its own outbox
+        self._others: dict[Codec, list[bytes]] | None = None  # items in other codecs
+
+    def items_for(self, codec: Codec) -> list[bytes]:
+        """``items`` in ``codec``, each encoded once (Rule 4)."""
+        if codec is JSON:
+            return self.items
+        others = self._others
+        if others is None:
+            others = self._others = {}
+        encoded = others.setdefault(codec, [])
+        items = self.items
+        for index in range(len(encoded), len(items)):  # the batch may have grown since
+            encoded.append(
+                codec.publication_push_from(items[index], self.channel, self.publications[index])
+            )
+        return encoded
+
+    def payload_for(self, codec: Codec) -> bytes:
+        """The whole batch as one frame payload in ``codec``."""
+        items = self.items_for(codec)
+        return items[0] if len(items) == 1 else codec.separator.join(items)
 
 
 class Delivery:
@@ -78,14 +108,22 @@ class Delivery:
 
     # --- queueing --------------------------------------------------------------------
 
-    def broadcast(self, channel: str, members: Mapping[Session, Any], data: bytes) -> None:
-        """Queue a publication for every live subscriber of ``channel`` (``members``)."""
+    def broadcast(
+        self,
+        channel: str,
+        members: Mapping[Session, Any],
+        data: bytes,
+        publication: Publication,
+    ) -> None:
+        """Queue a publication (``data``: its JSON push) for every live subscriber of
+        ``channel`` (``members``)."""
         batch = self._batches.get(channel)
         if batch is None:
-            batch = self._batches[channel] = ChannelBatch(members)
+            batch = self._batches[channel] = ChannelBatch(channel, members)
             if self._flush_handle is None:
                 self._flush_handle = self._loop.call_soon(self.flush)
         batch.items.append(data)
+        batch.publications.append(publication)
         batch.seqs.append(self._seq)
         self._seq += 1
         batch.size += len(data)
@@ -137,7 +175,8 @@ class Delivery:
             start = batch.taken.get(session, 0)
             end = len(batch.items)
             if start < end:
-                share += zip(batch.seqs[start:end], batch.items[start:end], strict=True)
+                items = batch.items_for(session.codec)
+                share += zip(batch.seqs[start:end], items[start:end], strict=True)
                 channels += 1
             batch.taken[session] = end
         if not share:
@@ -221,7 +260,7 @@ class Delivery:
 
     def _write_shared(self, batch: ChannelBatch) -> None:
         items = batch.items
-        shared = Shared(items[0] if len(items) == 1 else b"\n".join(items))
+        shared = Shared(items[0] if len(items) == 1 else b"\n".join(items), batch.payload_for)
         limit = self.limit
         taken = batch.taken
         slow: list[Session] = []

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 
 from hubbub.codes import Disconnect, Unsubscribe
 from hubbub.hub.timers import Timer
-from hubbub.protocol.codec import PING_FRAME
 
 if TYPE_CHECKING:
     from hubbub.hub.hub import Hub
@@ -75,10 +74,16 @@ class Heartbeat:
     def _ping(self, session: Session) -> None:
         if session.closed:
             return
+        if session.unidirectional:
+            # A unidirectional client cannot answer: the ping only keeps its stream alive.
+            session.send(session.codec.ping)
+            self._next_ping(session, self.config.ping_interval)
+            self.hub.lifecycle.refresh_presence(session)
+            return
         if not session.protocol.ping():
             session.close(Disconnect.NO_PONG)
             return
-        session.send(PING_FRAME)
+        session.send(session.codec.ping)
         due = self.timers.call_later(self.config.pong_timeout, lambda: self._pong_due(session))
         _set_heartbeat(session, due)
         self.hub.lifecycle.refresh_presence(session)

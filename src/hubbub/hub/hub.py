@@ -44,6 +44,7 @@ from hubbub.hub.channels import ChannelTable
 from hubbub.hub.commands import Commands, ttl_until
 from hubbub.hub.decisions import Decisions
 from hubbub.hub.delivery import Delivery
+from hubbub.hub.deltas import without_flags
 from hubbub.hub.heartbeat import Heartbeat
 from hubbub.hub.hooks import Hooks
 from hubbub.hub.lifecycle import Lifecycle
@@ -55,16 +56,14 @@ from hubbub.hub.polls import Polls
 from hubbub.hub.session import Session, SubscriptionGone
 from hubbub.hub.timers import TimerWheel
 from hubbub.hub.transport import Transport
-from hubbub.protocol.codec import (
-    encode_join_push,
-    encode_leave_push,
-    encode_publication_push,
-    encode_refresh_push,
-    encode_subscribe_push,
-)
+from hubbub.protocol.codec import JSON, Codec
 from hubbub.protocol.messages import (
     ClientInfo,
+    Join,
+    Leave,
     Publication,
+    Push,
+    RefreshPush,
     StreamPosition,
     SubscribePush,
     SubscribeRequest,
@@ -135,6 +134,8 @@ class Hub:
         self.polls = Polls(self)
         self._delivery: Delivery | None = None
         self._sessions: dict[str, Session] = {}  # every open session, connected or not
+        # Sessions whose commands come over /emulation requests, by session id.
+        self.emulated: dict[str, Session] = {}
         self._users: dict[str, set[Session]] = {}  # connected sessions by user
         self._background: set[asyncio.Task[Any]] = set()
         self._started_at = 0.0
@@ -243,13 +244,33 @@ class Hub:
 
     # --- sessions --------------------------------------------------------------------
 
-    def open_session(self, transport: Transport) -> Session:
-        """A new connection: it must send connect within ``client.stale_close_delay``."""
-        session = Session(self, uuid.uuid4().hex, transport)
+    def open_session(
+        self,
+        transport: Transport,
+        *,
+        codec: Codec = JSON,
+        emulation: bool = False,
+        unidirectional: bool = False,
+    ) -> Session:
+        """A new connection: it must send connect within ``client.stale_close_delay``.
+
+        ``codec``: the protocol it speaks; ``emulation``: its commands come over
+        ``/emulation`` requests; ``unidirectional``: it sends no commands at all.
+        """
+        session = Session(
+            self,
+            uuid.uuid4().hex,
+            transport,
+            codec=codec,
+            emulation=emulation,
+            unidirectional=unidirectional,
+        )
         if self._closing:
             session.close(Disconnect.SHUTDOWN)
             return session
         self._sessions[session.client_id] = session
+        if emulation:
+            self.emulated[session.session_id] = session
         self.heartbeat.watch_stale(session)
         return session
 
@@ -276,6 +297,8 @@ class Hub:
         """Remove a closed session now; leave, presence and hooks follow in the background."""
         if self._sessions.pop(session.client_id, None) is None:
             return
+        if session.emulation:
+            self.emulated.pop(session.session_id, None)
         if session in self._users.get(session.user, ()):  # it was connected (issue 12)
             self.webhooks.disconnected(
                 session.client_id, session.user, disconnect.code, disconnect.reason
@@ -315,10 +338,10 @@ class Hub:
         self.channels.publication(channel, publication, position)
 
     def handle_join(self, channel: str, info: ClientInfo) -> None:
-        self.channels.join_leave(channel, encode_join_push(channel, info))
+        self.channels.join_leave(channel, Push(channel=channel, join=Join(info)))
 
     def handle_leave(self, channel: str, info: ClientInfo) -> None:
-        self.channels.join_leave(channel, encode_leave_push(channel, info))
+        self.channels.join_leave(channel, Push(channel=channel, leave=Leave(info)))
 
     def handle_broker_lost(self, channels: Iterable[str]) -> None:
         """Events of ``channels`` may be lost: every subscriber must recover."""
@@ -362,6 +385,9 @@ class Hub:
             # A keyless publication would reach map and shared poll subscribers as garbage.
             raise ClientError(Error.BAD_REQUEST, "not a stream channel (map_publish for maps)")
         history = HistoryOptions() if skip_history else self.history_options(channel)
+        if channel.options.delta_publish and not publication.delta:
+            # Published as a delta: stored with the flag, so that every node patches it.
+            publication = msgspec.structs.replace(publication, delta=True)
         return await self.engine.publish(
             channel.name, publication, history, idempotency_key=idempotency_key
         )
@@ -374,10 +400,14 @@ class Hub:
         tags: dict[str, str] | None = None,
         skip_history: bool = False,
         idempotency_key: str = "",
+        delta: bool = False,
     ) -> StreamPosition:
-        """Publish ``data`` (any JSON value, or msgspec.Raw) to ``channel`` from app code."""
+        """Publish ``data`` (any JSON value, or msgspec.Raw) to ``channel`` from app code;
+        ``delta``: subscribers that agreed to delta compression may get it as a patch."""
         resolved = self.channel_rules.resolve(channel)
-        publication = Publication(data=to_raw(data) or msgspec.Raw(b"null"), tags=tags or None)
+        publication = Publication(
+            data=to_raw(data) or msgspec.Raw(b"null"), tags=tags or None, delta=delta
+        )
         result = await self.publish_publication(
             resolved, publication, skip_history=skip_history, idempotency_key=idempotency_key
         )
@@ -400,11 +430,14 @@ class Hub:
         if not resolved.options.history_enabled:
             raise ClientError(Error.NOT_AVAILABLE)
         try:
-            return await self.engine.history(
+            page = await self.engine.history(
                 channel, HistoryQuery(since, limit, reverse), self.history_options(resolved)
             )
         except EpochMismatch as exc:
             raise ClientError(Error.UNRECOVERABLE_POSITION) from exc
+        if page.publications:  # how a publication was published is not shown (deltas.py)
+            page = HistoryPage(without_flags(page.publications), page.position)
+        return page
 
     def client_history_limit(self, requested: int) -> int:
         """A client's or the API's ``limit``: -1 and anything above the cap give the cap."""
@@ -449,7 +482,7 @@ class Hub:
             session.expire_at = float(expire_at)
             self.heartbeat.watch_expiry(session)
             ttl = ttl_until(expire_at) if expire_at else 0
-            session.send(encode_refresh_push(bool(expire_at), ttl))
+            session.push(Push(refresh=RefreshPush(bool(expire_at), ttl)))
 
     def unsubscribe_user(self, user: str, channel: str, *, client: str = "") -> None:
         """Server-side unsubscribe: the client gets an ``unsubscribe`` push (2000)."""
@@ -501,11 +534,11 @@ class Hub:
                 positioned=result.positioned,
                 data=to_raw(data) or SubscribePush().data,
             )
-            session.send(encode_subscribe_push(channel, push))
+            session.push(Push(channel=channel, subscribe=push))
             # The subscribe push has no room for publications: what was recovered
             # since ``recover_since`` follows as ordinary publication pushes.
             for publication in result.publications or ():
-                session.send(encode_publication_push(channel, publication))
+                session.send(session.codec.publication_push(channel, publication))
             joined = self.lifecycle.go_live(subscription)
             if joined is not None:
                 await joined
@@ -524,6 +557,7 @@ class Hub:
         version_epoch: str = "",
         score: int = 0,
         tags: dict[str, str] | None = None,
+        delta: bool = False,
     ) -> MapResult:
         """Set ``key`` of map channel ``channel`` to ``data`` (any JSON value)."""
         return await self.maps.publish(
@@ -536,6 +570,7 @@ class Hub:
             version_epoch=version_epoch,
             score=score,
             tags=tags,
+            delta=delta,
         )
 
     async def map_remove(self, channel: str, key: str, *, idempotency_key: str = "") -> MapResult:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
@@ -36,10 +36,16 @@ from hubbub.engines.base import EngineUnavailable, EpochMismatch, HistoryPage
 from hubbub.errors import ClientError
 from hubbub.hub import recovery
 from hubbub.hub.channels import ChannelEntry
+from hubbub.hub.deltas import whole, without_flags
 from hubbub.hub.hooks import UnsubscribeEvent, disconnect_event
 from hubbub.hub.session import Session, Subscription, SubscriptionGone, SubState
-from hubbub.protocol.codec import encode_unsubscribe_push
-from hubbub.protocol.messages import StreamPosition, SubscribeRequest, SubscribeResult
+from hubbub.protocol.messages import (
+    Push,
+    StreamPosition,
+    SubscribeRequest,
+    SubscribeResult,
+    UnsubscribePush,
+)
 
 if TYPE_CHECKING:
     from hubbub.hub.hub import Hub
@@ -112,12 +118,19 @@ class Lifecycle:
             positioner = Positioner(
                 plan.recoverable, plan.positioned, lambda: self._position(channel, request, plan)
             )
+        # Delta compression needs a subscriber that gets every publication in order.
+        delta = (
+            positioner.positioned
+            and bool(request.delta)
+            and request.delta in channel.options.allowed_delta_types
+        )
         subscription = Subscription(
             session=session,
             channel=channel,
             chan_info=chan_info,
             recoverable=positioner.recoverable,
             positioned=positioner.positioned,
+            delta=delta,
             push_join_leave=push_join_leave,
             server_side=server_side,
             expire_at=expire_at,
@@ -146,7 +159,15 @@ class Lifecycle:
         except BaseException:
             self._detach(subscription, push=None, by_server=True)
             raise
-        return subscription, positioned.result
+        result = positioned.result
+        if delta:
+            result.delta = True
+            codec = session.codec
+            if result.publications:
+                result.publications = [whole(p, codec) for p in result.publications]
+            if result.state:  # a map's last state page
+                result.state = [whole(p, codec) for p in result.state]
+        return subscription, result
 
     def _recovery(self, channel: Channel, request: SubscribeRequest) -> recovery.Recovery:
         opts = channel.options
@@ -198,6 +219,8 @@ class Lifecycle:
             top = page.position
         except EpochMismatch as exc:
             page, top = None, exc.position
+        if page is not None and page.publications:
+            page = replace(page, publications=without_flags(page.publications))
         return recovery.conclude(plan, request, page, top)
 
     # --- live ------------------------------------------------------------------------
@@ -318,7 +341,7 @@ class Lifecycle:
             self.hub.webhooks.channel_idle(name)  # issue 12: vacated, if the cluster's last
             self.hub.spawn(self._engine_unsubscribe(name))
         if push is not None and was_live:
-            session.send(encode_unsubscribe_push(name, push.code, push.reason))
+            session.push(Push(channel=name, unsubscribe=UnsubscribePush(push.code, push.reason)))
         notify = was_live and self.hub.hooks.unsubscribe is not None
         extras = was_live and subscription.extras is not None
         if subscription.presence_added or subscription.announced or notify or extras:

@@ -19,19 +19,28 @@ from hubbub.codes import Disconnect
 from hubbub.hub.hub import Hub
 from hubbub.hub.session import Session
 from hubbub.hub.transport import Shared
+from hubbub.protocol.codec import JSON, Codec
+from hubbub.protocol.protowire import split_delimited
 
 
 class LocalClient:
     """A connection to ``hub`` whose frames are kept in memory."""
 
-    def __init__(self, hub: Hub, *, remote: str = "local", headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        remote: str = "local",
+        headers: dict[str, str] | None = None,
+        codec: Codec = JSON,
+    ):
         self.remote = remote
         self.headers = dict(headers or {})
         self.frames: list[bytes] = []  # every frame the hub wrote, in order
         self.close_code: int | None = None
         self.close_reason = ""
         self._arrived = asyncio.Event()
-        self.session: Session = hub.open_session(self)
+        self.session: Session = hub.open_session(self, codec=codec)
 
     # --- Transport -------------------------------------------------------------------
 
@@ -40,7 +49,7 @@ class LocalClient:
         self._arrived.set()
 
     def write_shared(self, shared: Shared) -> int:
-        self.write(shared.payload)
+        self.write(shared.payload_for(self.session.codec))
         return self.buffered()
 
     def buffered(self) -> int:
@@ -61,14 +70,19 @@ class LocalClient:
         await self.session.handle_frame(frame)
 
     async def receive(self) -> list[bytes]:
-        """The messages (replies and pushes) of the next frame(s), split on ``\\n``.
+        """The messages (replies and pushes) of the next frame(s), split on ``\\n``
+        (or, with the Protobuf codec, into its length-prefixed messages, without
+        their prefixes).
 
         Waits until the hub writes something; bound it with ``asyncio.timeout``.
         """
         if not self.frames and self.close_code is None:
             self._arrived.clear()
             await self._arrived.wait()
-        messages = [line for frame in self.frames for line in frame.split(b"\n")]
+        if self.session.codec.binary:
+            messages = [m for frame in self.frames for m in split_delimited(frame)]
+        else:
+            messages = [line for frame in self.frames for line in frame.split(b"\n")]
         self.frames.clear()
         return messages
 

@@ -36,6 +36,7 @@ from hubbub.engines.base import EpochMismatch, HistoryQuery
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub import recovery
 from hubbub.hub.commands import SubscribeGrant, ttl_until
+from hubbub.hub.deltas import whole, without_flags
 from hubbub.hub.lifecycle import Positioner
 from hubbub.hub.session import Answer, SubscriptionGone
 from hubbub.protocol.messages import Publication, StreamPosition, SubscribeResult
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from hubbub.config.model import MapOptions
     from hubbub.hub.hub import Hub
     from hubbub.hub.session import Session
+    from hubbub.protocol.codec import Codec
     from hubbub.protocol.messages import SubscribeRequest
 
 #: SubscribeRequest.type -> the namespace's subscription_type it must match.
@@ -204,7 +206,7 @@ class MapFlows:
             cursor=page.cursor,
             epoch=since.epoch,
             offset=since.offset,
-            state=page.entries or None,
+            state=_for_client(page.entries, _delta_agreed(channel, request), session.codec),
         )
         return Answer("subscribe", result)
 
@@ -238,12 +240,13 @@ class MapFlows:
         publications = page.publications
         if not _continues(since.offset, publications, page.position.offset):
             raise ClientError(Error.UNRECOVERABLE_POSITION)  # the stream lost some of it
+        delta = _delta_agreed(channel, request)
         result = SubscribeResult(
             type=RESULT_TYPE_MAP,
             phase=PHASE_STREAM,
             epoch=page.position.epoch,
             offset=publications[-1].offset if publications else since.offset,
-            publications=publications or None,
+            publications=_for_client(publications, delta, session.codec),
         )
         return Answer("subscribe", result)
 
@@ -283,14 +286,15 @@ class MapFlows:
                 or not _continues(since.offset, publications, top.offset)
             ):
                 raise ClientError(Error.UNRECOVERABLE_POSITION)
+            # Flags stripped here; the lifecycle escapes the data when delta is agreed.
             result = SubscribeResult(
                 type=RESULT_TYPE_MAP,
                 phase=PHASE_LIVE,
                 epoch=top.epoch,
                 offset=top.offset,
                 recoverable=recoverable,
-                publications=publications or None,
-                state=state or None,
+                publications=without_flags(publications) or None,
+                state=without_flags(state or []) or None,
                 publish_debounce=int(opts.client_publish_debounce_interval * 1000),
             )
             if recovering and request.recover:
@@ -312,6 +316,20 @@ class MapFlows:
         result.expires, result.ttl = bool(grant.expire_at), ttl_until(grant.expire_at)
         hub.commands.apply_subscribe_decision(result, channel, grant.decision)
         return Answer("subscribe", result, lambda: hub.lifecycle.go_live(subscription))
+
+
+def _for_client(entries: list[Publication], delta: bool, codec: Codec) -> list[Publication] | None:
+    """Page entries as a client gets them: without the published-as-delta flags and,
+    when the flow goes live with delta, with JSON-string data (hub/deltas.py Rule 1)."""
+    entries = without_flags(entries)
+    if delta:
+        entries = [p if p.removed else whole(p, codec) for p in entries]
+    return entries or None
+
+
+def _delta_agreed(channel: Channel, request: SubscribeRequest) -> bool:
+    """Whether the flow goes live with delta (the lifecycle decides the same way)."""
+    return bool(request.delta) and request.delta in channel.options.allowed_delta_types
 
 
 def _continues(offset: int, publications: list[Publication], top: int) -> bool:

@@ -179,7 +179,7 @@ class Maps:
         if request.removed:
             publication = Publication(info=info, key=key, removed=True)
         else:
-            publication = Publication(data=data, info=info, key=key)
+            publication = Publication(data=data, info=info, key=key, delta=opts.delta_publish)
         await self.engine.publish(channel.name, publication, self.store(channel), MapWrite())
         return Answer("publish", EmptyResult())
 
@@ -197,8 +197,10 @@ class Maps:
         version_epoch: str = "",
         score: int = 0,
         tags: dict[str, str] | None = None,
+        delta: bool = False,
     ) -> MapResult:
-        """Set ``key`` of map channel ``channel`` to ``data`` (any JSON value or Raw)."""
+        """Set ``key`` of map channel ``channel`` to ``data`` (any JSON value or Raw);
+        ``delta``: delta subscribers may get it as a patch of the key's last value."""
         resolved = self.resolve(channel)
         if not key:
             raise ClientError(Error.BAD_REQUEST, "key required")
@@ -206,7 +208,8 @@ class Maps:
             raise ClientError(Error.BAD_REQUEST, 'key_mode must be "if_new" or "if_exists"')
         raw = data if isinstance(data, msgspec.Raw) else msgspec.Raw(msgspec.json.encode(data))
         check_data(resolved.options, raw)
-        publication = Publication(data=raw, key=key, score=score, tags=tags or None)
+        delta = delta or resolved.options.delta_publish
+        publication = Publication(data=raw, key=key, score=score, tags=tags or None, delta=delta)
         write = MapWrite(
             key_mode=key_mode,
             idempotency_key=idempotency_key,

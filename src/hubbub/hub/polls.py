@@ -52,7 +52,7 @@ from hubbub.hub import recovery
 from hubbub.hub.commands import ttl_until
 from hubbub.hub.lifecycle import Positioner
 from hubbub.hub.session import Answer, SubState
-from hubbub.protocol.codec import encode_publication_push
+from hubbub.protocol.codec import Codec
 from hubbub.protocol.messages import Publication, SubRefreshResult, SubscribeResult
 from hubbub.proxy import messages as pm
 
@@ -314,30 +314,33 @@ class PollChannel:
 
     def _deliver(self, key: str, entry: _Key) -> None:
         assert entry.data is not None
-        frame = encode_publication_push(
-            self.name, Publication(data=entry.data, key=key, version=entry.version)
-        )
-        self._push(entry, frame, entry.version)
+        self._push(entry, Publication(data=entry.data, key=key, version=entry.version))
 
     def _removed(self, key: str, entry: _Key) -> None:
-        frame = encode_publication_push(self.name, Publication(key=key, removed=True))
-        self._push(entry, frame, 0)
+        self._push(entry, Publication(key=key, removed=True))
         del self.keys[key]
         for subscription in entry.trackers:
             keys = self.by_subscription.get(subscription)
             if keys is not None:
                 keys.discard(key)
 
-    def _push(self, entry: _Key, frame: bytes, version: int) -> None:
-        sessions: list[Session] = []
+    def _push(self, entry: _Key, publication: Publication) -> None:
+        """``publication`` to the key's trackers that lack it, encoded once per codec."""
+        version = publication.version
+        frames: dict[Codec, bytes] = {}
+        delivery = self.polls.hub.delivery
         for subscription, tracked in entry.trackers.items():
             if subscription.state is not SubState.LIVE:
                 continue
             if version and tracked.version >= version:
                 continue  # it has this one already
             tracked.version = version
-            sessions.append(subscription.session)
-        self.polls.hub.delivery.fanout(sessions, frame)
+            session = subscription.session
+            codec = session.codec
+            frame = frames.get(codec)
+            if frame is None:
+                frame = frames[codec] = codec.publication_push(self.name, publication)
+            delivery.send(session, frame)
 
 
 def _expired(entry: _Key | None, subscription: Subscription, now: float) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -33,8 +34,8 @@ from hubbub.hub.limits import CommandRate
 from hubbub.hub.timers import Timer
 from hubbub.hub.transport import Shared, Transport
 from hubbub.protocol import ClientProtocol, ProtocolViolation, Received, State
-from hubbub.protocol.codec import encode_error, encode_reply
-from hubbub.protocol.messages import NO_DATA, ClientInfo, Result
+from hubbub.protocol.codec import JSON, Codec
+from hubbub.protocol.messages import NO_DATA, ClientInfo, Push, Result
 
 if TYPE_CHECKING:
     from hubbub.hub.hub import Hub
@@ -63,6 +64,8 @@ class Subscription:
     positioned: bool = False
     push_join_leave: bool = False
     server_side: bool = False
+    delta: bool = False  # delta compression agreed (hub/deltas.py)
+    delta_ready: bool = False  # it holds a payload sent live: the next may be a patch
     expire_at: float = 0.0  # unix seconds; 0: no expiry (subscription token exp)
     state: SubState = SubState.JOINING
     epoch: str = ""  # the stream epoch the subscribe reply gave
@@ -124,7 +127,9 @@ class Session:
     __slots__ = (
         "client_id",
         "closed",
+        "codec",
         "conn_info",
+        "emulation",
         "expire_at",
         "expiry_timer",
         "heartbeat_timer",
@@ -136,18 +141,38 @@ class Session:
         "protocol",
         "rate",
         "remote",
+        "session_id",
         "subscriptions",
         "transport",
+        "unidirectional",
         "user",
         "version",
     )
 
-    def __init__(self, hub: Hub, client_id: str, transport: Transport) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        client_id: str,
+        transport: Transport,
+        *,
+        codec: Codec = JSON,
+        emulation: bool = False,
+        unidirectional: bool = False,
+    ) -> None:
         self.hub = hub
         self.client_id = client_id
         self.transport = transport
         self.remote = transport.remote  # kept after close, for logs and hooks
-        self.protocol = ClientProtocol()
+        self.codec = codec  # how everything sent to this client is encoded
+        # Commands come over separate HTTP requests (/emulation): the connect result
+        # carries ``session`` and ``node`` so that they find this session.
+        self.emulation = emulation
+        # The client sends no commands (uni_* transports): pushes only, no pongs.
+        self.unidirectional = unidirectional
+        # Emulation requests name their session by this (a secret: the client id is
+        # shown to others in presence and publication info); "" for WebSockets.
+        self.session_id = uuid.uuid4().hex if emulation or unidirectional else ""
+        self.protocol = ClientProtocol(codec)
         self.user = ""
         self.conn_info: msgspec.Raw | None = None
         self.meta: msgspec.Raw | None = None
@@ -201,7 +226,7 @@ class Session:
                     self.close(Disconnect.TOO_MANY_REQUESTS)
                     return
                 if received.command.id:
-                    self.send(encode_error(received.command.id, Error.TOO_MANY_REQUESTS))
+                    self.send(self.codec.error(received.command.id, Error.TOO_MANY_REQUESTS))
                 if received.method == "connect":
                     self.protocol.reject_connect()
                     return
@@ -237,7 +262,7 @@ class Session:
         if answer is None:
             return
         if command_id:
-            self.send(encode_reply(command_id, answer.method, answer.result))
+            self.send(self.codec.reply(command_id, answer.method, answer.result))
         if answer.then is not None:
             follow_up = answer.then()
             if follow_up is not None:
@@ -255,8 +280,14 @@ class Session:
     def _refused(self, method: str, command_id: int, error: ErrorInfo) -> None:
         if method == "connect":
             self.protocol.reject_connect()
+            if self.unidirectional:
+                # Such a client reads pushes only, never an error reply: as in
+                # Centrifugo, a refused connect closes it with 3004.
+                log.info("client %s: connect refused: %s", self.client_id, error.message)
+                self.close(Disconnect.SERVER_ERROR)
+                return
         if command_id:
-            self.send(encode_error(command_id, error))
+            self.send(self.codec.error(command_id, error))
 
     # --- output ----------------------------------------------------------------------
 
@@ -264,6 +295,11 @@ class Session:
         """Queue an encoded reply or push; it goes out with this loop turn's flush."""
         if not self.closed:
             self.hub.delivery.send(self, data)
+
+    def push(self, push: Push) -> None:
+        """Encode ``push`` with this session's codec and queue it."""
+        if not self.closed:
+            self.hub.delivery.send(self, self.codec.push(push))
 
     def close(self, disconnect: DisconnectInfo, *, flush: bool = True) -> None:
         """Close with ``disconnect``: pending output first (unless slow), then the close frame."""

@@ -1,13 +1,16 @@
-"""JSON encoding of replies and pushes, and decoding of command frames.
+"""JSON encoding of replies and pushes, decoding of command frames, and the Codec interface.
 
-Rule: one place turns bytes into Commands and Commands' answers into bytes.
-Decoding never raises anything but ``FrameError``; encoding builds the few
-hot shapes (a publication push) without intermediate dicts.
+Rule: one place per protocol turns bytes into Commands and Commands' answers
+into bytes: a ``Codec`` (this module's ``JSON`` and ``UNI_JSON``, and
+``PROTOBUF`` in protocol/protobuf.py). A session holds one codec and the hub
+encodes everything it sends to that session through it. Decoding never raises
+anything but ``FrameError``; encoding builds the few hot shapes (a publication
+push) without intermediate dicts.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Protocol
 
 import msgspec
 
@@ -15,6 +18,7 @@ from hubbub.codes import ErrorInfo
 from hubbub.protocol.messages import (
     ClientInfo,
     Command,
+    ConnectResult,
     Join,
     Leave,
     Publication,
@@ -125,3 +129,104 @@ def encode_subscribe_push(channel: str, push: SubscribePush) -> bytes:
 
 def encode_refresh_push(expires: bool, ttl: int) -> bytes:
     return _encode(PushFrame(Push(refresh=RefreshPush(expires, ttl))))
+
+
+# --- codecs ------------------------------------------------------------------------
+
+
+class Codec(Protocol):
+    """How one connection's messages are encoded: what the hub needs of a protocol."""
+
+    @property
+    def name(self) -> str:
+        """``json`` or ``protobuf`` (what a transport negotiated)."""
+
+    @property
+    def binary(self) -> bool:
+        """Frames are binary (WebSocket opcode 2), not text."""
+
+    @property
+    def separator(self) -> bytes:
+        """What joins several encoded messages in one frame."""
+
+    @property
+    def ping(self) -> bytes:
+        """The server's ping message."""
+
+    def decode_commands(self, frame: bytes | str) -> list[Command]: ...
+
+    def reply(self, command_id: int, method: str, result: Result) -> bytes: ...
+
+    def error(self, command_id: int, error: ErrorInfo) -> bytes: ...
+
+    def push(self, push: Push) -> bytes: ...
+
+    def publication_push(self, channel: str, publication: Publication) -> bytes: ...
+
+    def publication_push_from(
+        self, json_push: bytes, channel: str, publication: Publication
+    ) -> bytes:
+        """The push of ``publication`` in this codec, given its JSON push (a broadcast
+        encodes JSON first; other codecs reuse or ignore it)."""
+
+
+class JsonCodec:
+    """The JSON protocol: text frames of ``\\n``-separated objects."""
+
+    name: Final = "json"
+    binary: Final = False
+    separator: Final = b"\n"
+    ping: Final = PING_FRAME
+
+    def decode_commands(self, frame: bytes | str) -> list[Command]:
+        return decode_commands(frame)
+
+    def reply(self, command_id: int, method: str, result: Result) -> bytes:
+        return encode_reply(command_id, method, result)
+
+    def error(self, command_id: int, error: ErrorInfo) -> bytes:
+        return encode_error(command_id, error)
+
+    def push(self, push: Push) -> bytes:
+        return encode_push(push)
+
+    def publication_push(self, channel: str, publication: Publication) -> bytes:
+        return encode_publication_push(channel, publication)
+
+    def publication_push_from(
+        self, json_push: bytes, channel: str, publication: Publication
+    ) -> bytes:
+        return json_push
+
+
+#: ``{"push":`` before the push and ``}`` after it, in every JSON push.
+_PUSH_PREFIX: Final = len(b'{"push":')
+
+
+class UniJsonCodec(JsonCodec):
+    """Unidirectional transports (uni_websocket, uni_sse, uni_http_stream): bare pushes.
+
+    The client sends no commands; it gets ``{"connect": {...}}`` for the
+    connect result, then pushes without the ``{"push": ...}`` wrapper, and
+    ``{}`` as the server's ping (no pong is expected).
+    """
+
+    def reply(self, command_id: int, method: str, result: Result) -> bytes:
+        if not isinstance(result, ConnectResult):
+            raise TypeError(f"a unidirectional connection has no {method} replies")
+        return _encode(Push(connect=result))
+
+    def push(self, push: Push) -> bytes:
+        return _encode(push)
+
+    def publication_push(self, channel: str, publication: Publication) -> bytes:
+        return _encode(Push(channel=channel, pub=publication))
+
+    def publication_push_from(
+        self, json_push: bytes, channel: str, publication: Publication
+    ) -> bytes:
+        return json_push[_PUSH_PREFIX:-1]  # the same bytes, without the wrapper
+
+
+JSON: Final = JsonCodec()
+UNI_JSON: Final = UniJsonCodec()

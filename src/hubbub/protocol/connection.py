@@ -9,9 +9,11 @@ Rule 2: no asyncio, no sockets, no clock. The caller feeds received frames to
      ^                    |
      +---reject_connect()-+            any violation --> CLOSED (with a code)
 
-Outgoing replies and pushes are queued in a bounded outbox and joined with
-``\\n`` into one frame per flush: the protocol allows several replies and pushes
-per frame, and one write per connection per loop turn is what makes fan-out fast.
+Outgoing replies and pushes are queued in a bounded outbox and joined into one
+frame per flush (with ``\\n`` for JSON, back to back for Protobuf's
+length-prefixed messages): the protocol allows several replies and pushes per
+frame, and one write per connection per loop turn is what makes fan-out fast.
+The connection's ``codec`` decodes its frames and encodes what it is sent.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import enum
 from dataclasses import dataclass
 
 from hubbub.codes import Disconnect, DisconnectInfo
-from hubbub.protocol.codec import FrameError, command_method, decode_commands
+from hubbub.protocol.codec import JSON, Codec, FrameError, command_method
 from hubbub.protocol.messages import Command
 
 
@@ -51,9 +53,10 @@ class ProtocolViolation(Exception):
 class ClientProtocol:
     """State and outbox of one client connection."""
 
-    __slots__ = ("_ping_outstanding", "close_reason", "outbox", "outbox_bytes", "state")
+    __slots__ = ("_ping_outstanding", "close_reason", "codec", "outbox", "outbox_bytes", "state")
 
-    def __init__(self) -> None:
+    def __init__(self, codec: Codec = JSON) -> None:
+        self.codec = codec
         self.state = State.NEW
         self.outbox: list[bytes] = []
         self.outbox_bytes = 0
@@ -63,7 +66,7 @@ class ClientProtocol:
     # --- input -----------------------------------------------------------------------
 
     def receive_frame(self, frame: bytes | str) -> list[Received]:
-        """Validate a text frame and return the commands to run, in order.
+        """Validate a frame and return the commands to run, in order.
 
         Raises ProtocolViolation (and moves to CLOSED) on anything the protocol
         answers with a disconnect: undecodable JSON, a command before connect, a
@@ -73,7 +76,7 @@ class ClientProtocol:
         if self.state is State.CLOSED:
             return []
         try:
-            commands = decode_commands(frame)
+            commands = self.codec.decode_commands(frame)
         except FrameError as exc:
             raise self._violation(Disconnect.BAD_REQUEST, f"malformed frame: {exc}") from None
         received: list[Received] = []
@@ -141,7 +144,7 @@ class ClientProtocol:
         outbox = self.outbox
         if not outbox:
             return b""
-        data = outbox[0] if len(outbox) == 1 else b"\n".join(outbox)
+        data = outbox[0] if len(outbox) == 1 else self.codec.separator.join(outbox)
         outbox.clear()
         self.outbox_bytes = 0
         return data

@@ -170,6 +170,7 @@ class Publication(msgspec.Struct, omit_defaults=True):
     info: ClientInfo | None = None
     offset: int = 0
     tags: dict[str, str] | None = None
+    # Set only on a delta subscriber's copy: ``data`` is a Fossil patch (never stored).
     delta: bool = False
     time: int = 0
     key: str = ""
@@ -193,7 +194,7 @@ class SubscribeResult(msgspec.Struct, omit_defaults=True):
     positioned: bool = False
     data: Raw = NO_DATA
     was_recovering: bool = False
-    delta: bool = False
+    delta: bool = False  # delta compression agreed: publications' data are JSON strings
     # Map subscriptions: the result type (1), the phase it answers or moves to
     # (2 state, 1 stream, 0 live), the next state page's cursor, state entries.
     type: int = 0
@@ -301,6 +302,8 @@ class Push(msgspec.Struct, omit_defaults=True):
     subscribe: SubscribePush | None = None
     disconnect: DisconnectPush | None = None
     refresh: RefreshPush | None = None
+    # Unidirectional transports: the connect result, pushed (they send no commands).
+    connect: ConnectResult | None = None
 
 
 class PushFrame(msgspec.Struct):

@@ -38,15 +38,15 @@ MAX_BODY = 10 * 1024 * 1024
 _CHUNK = 65536
 
 
-async def _read_body(request: web.Request) -> bytes:
-    """The request body, at most MAX_BODY bytes (413 beyond, before reading it all)."""
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
+async def read_body(request: web.Request, limit: int = MAX_BODY) -> bytes:
+    """The request body, at most ``limit`` bytes (413 beyond, before reading it all)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     body = bytearray()
     while chunk := await request.content.read(_CHUNK):
         body += chunk
-        if len(body) > MAX_BODY:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(body))
+        if len(body) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
     return bytes(body)
 
 
@@ -59,6 +59,7 @@ class PublishParams(msgspec.Struct):
     skip_history: bool = False
     tags: dict[str, str] | None = None
     idempotency_key: str = ""
+    delta: bool = False  # delta subscribers may get it as a patch (hub/deltas.py)
 
 
 class BroadcastParams(msgspec.Struct):
@@ -67,6 +68,7 @@ class BroadcastParams(msgspec.Struct):
     skip_history: bool = False
     tags: dict[str, str] | None = None
     idempotency_key: str = ""
+    delta: bool = False
 
 
 class ChannelParams(msgspec.Struct):
@@ -276,7 +278,7 @@ class HttpApi:
         if isinstance(admitted, ApiAnswer):
             answer = admitted
         else:
-            answer = await self.answer(admitted, await _read_body(request))
+            answer = await self.answer(admitted, await read_body(request))
         return web.Response(
             status=answer.status, body=answer.body, headers={"Content-Type": answer.content_type}
         )
@@ -339,7 +341,12 @@ class HttpApi:
     async def publish(self, body: msgspec.Raw) -> dict[str, Any]:
         params: PublishParams = _decode(body, PublishParams)
         return await self._publish_one(
-            params.channel, params.data, params.skip_history, params.tags, params.idempotency_key
+            params.channel,
+            params.data,
+            params.skip_history,
+            params.tags,
+            params.idempotency_key,
+            params.delta,
         )
 
     async def _publish_one(
@@ -349,13 +356,14 @@ class HttpApi:
         skip_history: bool,
         tags: dict[str, str] | None,
         idempotency_key: str,
+        delta: bool = False,
     ) -> dict[str, Any]:
         if not data:
             raise ClientError(Error.BAD_REQUEST, "data required")
         resolved = self.hub.channel_rules.resolve(channel)
         result = await self.hub.publish_publication(
             resolved,
-            Publication(data=compact_json(data), tags=tags or None),
+            Publication(data=compact_json(data), tags=tags or None, delta=delta),
             skip_history=skip_history,
             idempotency_key=idempotency_key,
         )
@@ -368,7 +376,12 @@ class HttpApi:
         for channel in params.channels:
             try:
                 result = await self._publish_one(
-                    channel, params.data, params.skip_history, params.tags, params.idempotency_key
+                    channel,
+                    params.data,
+                    params.skip_history,
+                    params.tags,
+                    params.idempotency_key,
+                    params.delta,
                 )
                 responses.append({"result": result})
             except ClientError as exc:
@@ -483,6 +496,7 @@ class HttpApi:
             version_epoch=params.version_epoch,
             score=params.score,
             tags=params.tags,
+            delta=params.delta,
         )
         return _map_result(result)
 

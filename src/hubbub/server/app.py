@@ -3,6 +3,8 @@
 Routes (on one port, unless ``http_server.internal_port`` splits them):
     GET  /connection/websocket   the client protocol (``websocket.handler_prefix``;
                                  none with ``websocket.disabled``)   (public)
+    /connection/http_stream, /connection/sse, /emulation, /connection/uni_sse,
+    /connection/uni_http_stream  when enabled (server/streams.py)     (public)
     GET  /                       the demo chat page                   (public)
     POST /api/<method>           the server HTTP API (X-API-Key)      (internal port if set)
     GET  /health                 200 {} while the node serves         (both)
@@ -28,6 +30,7 @@ from hubbub.hub.hub import Hub
 from hubbub.server.api import HttpApi
 from hubbub.server.keys import ENDPOINT_KEY, HUB_KEY
 from hubbub.server.logs import quiet_peer_errors
+from hubbub.server.streams import Streams
 from hubbub.server.websocket import WebSocketEndpoint
 from hubbub.server.wsconn import SHUTDOWN_GRACE
 
@@ -50,6 +53,12 @@ def attach(
     endpoint = app[ENDPOINT_KEY] = WebSocketEndpoint(hub)
     if websocket and not hub.config.websocket.disabled:
         app.router.add_get(prefix + endpoint.path, endpoint.handle)
+    if websocket and hub.config.uni_websocket.enabled:
+        uni = hub.config.uni_websocket.handler_prefix
+        app.router.add_get(prefix + uni, endpoint.handle_unidirectional)
+    if websocket:
+        # SSE, HTTP streaming, /emulation and the uni_* streams, each when enabled.
+        Streams(hub).add_routes(app, prefix)
     if api:
         app.router.add_post(prefix + "/api/{method}", HttpApi(hub).handle)
     app.router.add_get(f"{prefix}/health", _health)

@@ -43,7 +43,12 @@ class Listener:
         self._server: asyncio.Server | None = None
         config = endpoint.hub.config
         server = config.http_server
-        self.path = None if config.websocket.disabled else endpoint.path.encode()
+        # Paths hubbub upgrades itself: the client protocol, and uni_websocket (issue 11).
+        self.paths: set[bytes] = set() if config.websocket.disabled else {endpoint.path.encode()}
+        self.uni_path: bytes | None = None
+        if config.uni_websocket.enabled:
+            self.uni_path = config.uni_websocket.handler_prefix.encode()
+            self.paths.add(self.uni_path)
         self.handshake_timeout = server.handshake_timeout
         self.max_header_count = server.max_header_count
         self.max_header_size = server.max_header_size
@@ -124,7 +129,7 @@ class Front(asyncio.Protocol):
                     self._hand_off()  # aiohttp refuses an overlong request line
                 return
             path = request_path(bytes(buffer[:line_end]))
-            if listener.path is None or path != listener.path:
+            if path not in listener.paths:
                 self._hand_off()
                 return
             self._ours = True
@@ -146,7 +151,9 @@ class Front(asyncio.Protocol):
         ):
             self._refuse(Refusal(400, "too many or too long header lines"))
         else:
-            decision = listener.endpoint.decide(head)
+            decision = listener.endpoint.decide(
+                head, unidirectional=head.path.encode() == listener.uni_path
+            )
             if isinstance(decision, Refusal):
                 self._refuse(decision)
             else:

@@ -11,7 +11,7 @@ permessage-deflate offer); ``open`` writes the 101 and hands the transport to a
   ``attach()`` (and for an upgrade arriving on an HTTP keep-alive connection
   aiohttp already serves). aiohttp has parsed the request head; the handler
   takes the transport over and ends without aiohttp writing a response or
-  reading another byte (see ``_take_over`` for the aiohttp calls this needs).
+  reading another byte (see ``take_over`` for the aiohttp calls this needs).
 
 The endpoint also keeps its open connections, so that shutdown can wait for
 their close handshakes, and the compressors its connections share.
@@ -28,7 +28,10 @@ from typing import Any, cast
 from aiohttp import web
 
 from hubbub.hub.hub import Hub
-from hubbub.server.wsconn import WebSocketConnection
+from hubbub.protocol.codec import JSON, UNI_JSON, Codec
+from hubbub.protocol.protobuf import PROTOBUF
+from hubbub.server.uniws import UniWebSocket
+from hubbub.server.wsconn import ProtobufWebSocket, WebSocketConnection
 from hubbub.websocket.deflate import (
     MAX_WINDOW_BITS,
     Compressor,
@@ -38,12 +41,14 @@ from hubbub.websocket.deflate import (
 )
 from hubbub.websocket.handshake import (
     HEAD_END,
+    PROTOBUF_SUBPROTOCOL,
     Refusal,
     RequestHead,
     accept_response,
     check_upgrade,
     origin_allowed,
     parse_head,
+    wants_protobuf,
 )
 
 log = logging.getLogger("hubbub.websocket")
@@ -55,10 +60,14 @@ DECOMPRESSED_LIMIT_FACTOR = 10
 
 @dataclass(frozen=True, slots=True)
 class Accept:
-    """A handshake hubbub answers with 101: the client's key and the agreed deflate."""
+    """A handshake hubbub answers with 101: the client's key, the agreed deflate, and
+    the kind of connection (issue 11: Protobuf, uni_websocket)."""
 
     key: str
     deflate: DeflateParams | None
+    protobuf: bool = False  # the Protobuf protocol: binary frames both ways
+    subprotocol: str | None = None  # echoed in the 101 when the client offered it
+    unidirectional: bool = False  # uni_websocket: bare connect in, bare pushes out
 
 
 class WebSocketEndpoint:
@@ -81,8 +90,9 @@ class WebSocketEndpoint:
 
     # --- judging and opening ---------------------------------------------------------
 
-    def decide(self, head: RequestHead) -> Accept | Refusal:
-        """Accept (with the agreed compression) or refuse an upgrade request."""
+    def decide(self, head: RequestHead, *, unidirectional: bool = False) -> Accept | Refusal:
+        """Accept (with the agreed compression) or refuse an upgrade request;
+        ``unidirectional``: it came to the ``uni_websocket`` path."""
         key = check_upgrade(head)
         if isinstance(key, Refusal):
             return key
@@ -94,7 +104,15 @@ class WebSocketEndpoint:
         if config.websocket.compression:
             offers = head.values("sec-websocket-extensions")
             deflate = negotiate(offers) if offers else None
-        return Accept(key, deflate)
+        if unidirectional:
+            return Accept(key, deflate, unidirectional=True)
+        offered = PROTOBUF_SUBPROTOCOL in head.tokens("sec-websocket-protocol")
+        return Accept(
+            key,
+            deflate,
+            protobuf=wants_protobuf(head),
+            subprotocol=PROTOBUF_SUBPROTOCOL if offered else None,
+        )
 
     def open(
         self, transport: asyncio.Transport, head: bytes, accept: Accept, rest: bytes = b""
@@ -103,9 +121,17 @@ class WebSocketEndpoint:
         what the client sent after the head (frames, already)."""
         params = accept.deflate
         extensions = params.header() if params is not None else None
-        transport.write(accept_response(accept.key, extensions=extensions))
+        transport.write(
+            accept_response(accept.key, extensions=extensions, subprotocol=accept.subprotocol)
+        )
         deflate = self._deflate(params) if params is not None else None
-        connection = WebSocketConnection(
+        kind: type[WebSocketConnection] = WebSocketConnection
+        codec: Codec = JSON
+        if accept.unidirectional:
+            kind, codec = UniWebSocket, UNI_JSON
+        elif accept.protobuf:
+            kind, codec = ProtobufWebSocket, PROTOBUF
+        connection = kind(
             self.hub,
             transport,
             head,
@@ -113,6 +139,7 @@ class WebSocketEndpoint:
             deflate=deflate,
             share_deflated=deflate is not None
             and deflate.compressor is self._compressors.get(MAX_WINDOW_BITS),
+            codec=codec,
         )
         self.connections.add(connection)
         transport.set_protocol(connection)
@@ -140,21 +167,31 @@ class WebSocketEndpoint:
 
     # --- the aiohttp door ------------------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(
+        self, request: web.Request, *, unidirectional: bool = False
+    ) -> web.StreamResponse:
         """aiohttp route handler: the same judgement, then hubbub owns the socket."""
         raw = _raw_head(request)
         head = parse_head(raw)
-        decision = self.decide(head) if head is not None else Refusal(400, "malformed request")
+        decision = (
+            self.decide(head, unidirectional=unidirectional)
+            if head is not None
+            else Refusal(400, "malformed request")
+        )
         if isinstance(decision, Refusal):
             return web.Response(
                 status=decision.status, text=decision.message + "\n", headers=decision.headers
             )
         transport = request.transport
         if transport is None or transport.is_closing():
-            return _TakenOver()  # the peer left before the answer
-        rest = _take_over(request)
+            return TakenOver()  # the peer left before the answer
+        rest = take_over(request)
         self.open(transport, raw, decision, rest)
-        return _TakenOver()
+        return TakenOver()
+
+    async def handle_unidirectional(self, request: web.Request) -> web.StreamResponse:
+        """aiohttp route handler of ``uni_websocket.handler_prefix``."""
+        return await self.handle(request, unidirectional=True)
 
     # --- the open connections --------------------------------------------------------
 
@@ -195,8 +232,9 @@ class _Tail:
         pass
 
 
-def _take_over(request: web.BaseRequest) -> bytes:
+def take_over(request: web.BaseRequest) -> bytes:
     """Detach aiohttp from the connection of ``request``; return what it read past the head.
+    (Also the streams' way to own their socket: server/streams.py.)
 
     aiohttp has no public "give me the socket" call, so this uses the same
     hooks its own WebSocketResponse uses, all without a leading underscore:
@@ -217,14 +255,14 @@ def _take_over(request: web.BaseRequest) -> bytes:
     return tail.data
 
 
-class _TakenOver(web.StreamResponse):
+class TakenOver(web.StreamResponse):
     """What the handler returns once hubbub owns the socket: aiohttp sends nothing.
 
-    Status 101 is what an access log should show.
+    Status 101 (200 for a stream, server/streams.py) is what an access log should show.
     """
 
-    def __init__(self) -> None:
-        super().__init__(status=101)
+    def __init__(self, status: int = 101) -> None:
+        super().__init__(status=status)
 
     async def prepare(self, request: web.BaseRequest) -> None:
         return None

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from hubbub.codes import Disconnect, DisconnectInfo
 from hubbub.hub.transport import Shared
+from hubbub.protocol.codec import JSON, Codec
 from hubbub.websocket.frames import (
     NO_STATUS,
     OP_BINARY,
@@ -35,6 +36,7 @@ from hubbub.websocket.frames import (
     SMALL_TEXT_HEADERS,
     FrameError,
     FrameReader,
+    binary_header,
     close_frame,
     compressed_text_header,
     control_frame,
@@ -76,7 +78,14 @@ def write_text_frame(socket: asyncio.WriteTransport, payload: bytes) -> None:
 
 
 class WebSocketConnection(asyncio.Protocol):
-    """A client connection after the 101: frames in, the hub's frames out."""
+    """A client connection after the 101: frames in, the hub's frames out.
+
+    JSON clients send and get text frames; with the Protobuf codec
+    (``centrifuge-protobuf``) both ways are binary frames (``ProtobufWebSocket``).
+    """
+
+    _data_opcode = OP_TEXT  # the frames commands arrive in
+    _unidirectional = False  # the client sends its connect only (uni_websocket)
 
     __slots__ = (
         "_closing",
@@ -105,6 +114,7 @@ class WebSocketConnection(asyncio.Protocol):
         *,
         deflate: PerMessageDeflate | None = None,
         share_deflated: bool = False,
+        codec: Codec = JSON,
     ) -> None:
         self._socket = socket
         self._head = head  # the raw request head: parsed only if a hook asks for headers
@@ -115,7 +125,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._reader: FrameReader | None = FrameReader(
             hub.config.websocket.message_size_limit, inflater=deflate
         )
-        self._inbox: list[str] | None = None  # messages waiting for the session
+        self._inbox: list[str | bytes] | None = None  # messages waiting for the session
         self._runner: asyncio.Task[None] | None = None
         self._paused = False  # reading paused: too many messages waiting
         self._write_blocked = False  # reading paused: the peer does not read
@@ -124,7 +134,9 @@ class WebSocketConnection(asyncio.Protocol):
         self._closing = False  # our close frame is sent (or the stream is broken)
         self._timer: asyncio.TimerHandle | None = None
         self._on_closed = on_closed
-        self.session: Session = hub.open_session(self)
+        self.session: Session = hub.open_session(
+            self, codec=codec, unidirectional=self._unidirectional
+        )
 
     # --- Transport (what the hub sees) -------------------------------------------------
 
@@ -215,16 +227,17 @@ class WebSocketConnection(asyncio.Protocol):
             self._broken(exc)
             return
         for opcode, payload in messages:
-            if opcode == OP_TEXT:
+            if opcode == self._data_opcode:
                 if not self._closing:
-                    self._deliver(payload)  # type: ignore[arg-type]
+                    self._deliver(payload)
             elif opcode == OP_CLOSE:
                 self._peer_closed(payload)  # type: ignore[arg-type]
                 return
             elif opcode == OP_PING:
                 if not self._closing:
                     self._socket.write(control_frame(OP_PONG, payload))  # type: ignore[arg-type]
-            elif opcode == OP_BINARY and not self._closing:
+            elif opcode in (OP_BINARY, OP_TEXT) and not self._closing:
+                # A text frame on the Protobuf protocol, a binary one on JSON.
                 self.session.close(Disconnect.INAPPROPRIATE_PROTOCOL)
             # pongs need no answer: liveness is the client protocol's ping
 
@@ -272,12 +285,12 @@ class WebSocketConnection(asyncio.Protocol):
 
     # --- input ---------------------------------------------------------------------------
 
-    def _deliver(self, text: str) -> None:
+    def _deliver(self, message: str | bytes) -> None:
         inbox = self._inbox
         if inbox is None:
-            self._inbox = [text]
+            self._inbox = [message]
         else:
-            inbox.append(text)
+            inbox.append(message)
             if len(inbox) >= MAX_WAITING and not self._paused:
                 self._paused = True
                 self._update_reading()
@@ -338,3 +351,26 @@ class WebSocketConnection(asyncio.Protocol):
             socket.write_eof()
         self._cancel_timer()
         self._timer = asyncio.get_running_loop().call_later(LINGER_AFTER_ERROR, socket.abort)
+
+
+class ProtobufWebSocket(WebSocketConnection):
+    """The Protobuf protocol's connection: binary frames both ways (a subclass, so that
+    the JSON path keeps its text writes unchanged)."""
+
+    __slots__ = ()
+    _data_opcode = OP_BINARY
+
+    def write(self, payload: bytes) -> None:
+        if not self._closing:
+            self._socket.writelines((binary_header(len(payload)), payload))
+
+    def write_shared(self, shared: Shared) -> int:
+        if self._closing:
+            return 0
+        socket = self._socket
+        socket.write(shared.framing("websocket", _binary_frame, self.session.codec))
+        return socket.get_write_buffer_size()
+
+
+def _binary_frame(payload: bytes) -> bytes:
+    return binary_header(len(payload)) + payload

@@ -26,6 +26,7 @@ class BenchOptions:
     scenario: str = "fanout"
     url: str | None = None  # None: start hubbub
     dialect: str = "centrifugo"
+    protobuf: bool = False  # subscribers speak the Protobuf protocol (publishers JSON)
     subscribers: int = 100  # fanout/idle/connect: clients; rpc: concurrent requesters
     channels: int = 1
     publishers: int = 1

@@ -61,6 +61,12 @@ class Worker:
         self.phase = phase
         self.progress = progress
         self.target = Target(opts.url or "", opts.dialect, compress=opts.compress)
+        # Subscribers' target: the same server, in Protobuf when asked.
+        self.sub_target = (
+            Target(opts.url or "", "protobuf", compress=opts.compress)
+            if opts.protobuf
+            else self.target
+        )
         self.latency = Histogram()
         self.result: dict[str, Any] = {"worker": index}
         self.cpu0 = time.process_time()
@@ -85,8 +91,10 @@ class Worker:
         latency: Histogram | None = None,
         seqs: SeqTracker | None = None,
         recover: dict[str, Any] | None = None,
+        subscriber: bool = False,  # a receiving client: Protobuf with opts.protobuf
     ) -> tuple[BenchConnection, dict[str, Any]]:
-        conn = await open_connection(self.target, latency=latency, seqs=seqs)
+        target = self.sub_target if subscriber else self.target
+        conn = await open_connection(target, latency=latency, seqs=seqs)
         reply: dict[str, Any] = {}
         if self.opts.dialect == "centrifugo":
             connect: dict[str, Any] = {"token": self.opts.token} if self.opts.token else {}
@@ -118,7 +126,10 @@ class Worker:
         async def one(k: int) -> BenchConnection:
             async with semaphore:
                 conn, _ = await self._client(
-                    channels[k], latency=self.latency if sampled[k] else None, seqs=seqs[k]
+                    channels[k],
+                    latency=self.latency if sampled[k] else None,
+                    seqs=seqs[k],
+                    subscriber=True,
                 )
                 return conn
 

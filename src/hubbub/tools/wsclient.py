@@ -9,7 +9,10 @@ decoded as JSON. Dialects:
 * ``centrifugo``: JSON client protocol v2 (``{}`` pings answered, replies by id);
 * ``text``: a bare WebSocket, every text frame is a message;
 * ``socketio``: Engine.IO v4 / Socket.IO v5 over WebSocket (``2`` ping -> ``3``,
-  ``42["m","..."]`` events).
+  ``42["m","..."]`` events);
+* ``protobuf``: the Protobuf client protocol (binary frames; ``format=protobuf``
+  in the query), for subscribers: publications are counted by the ``"@`` that
+  starts their JSON data (a lone ``@`` byte may be a length in binary framing).
 
 ``Target(..., compress=True)`` offers permessage-deflate (the codec of
 ``hubbub.websocket.deflate``, client role); compressed frames are inflated
@@ -29,6 +32,7 @@ import time
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from hubbub.protocol.protobuf import PROTOBUF, decode_replies, encode_command
 from hubbub.tools.histogram import Histogram
 from hubbub.websocket.deflate import (
     ClientOffer,
@@ -40,7 +44,9 @@ from hubbub.websocket.frames import FrameError, build_frame
 
 MARK = b"@"
 SAMPLE_RE = re.compile(rb"@(\d+),(\d+),(\d+),")
-DIALECTS = ("centrifugo", "text", "socketio")
+DIALECTS = ("centrifugo", "text", "socketio", "protobuf")
+#: What starts a publication's data in a binary (Protobuf) frame.
+BINARY_MARK = b'"@'
 
 
 def now_us() -> int:
@@ -96,6 +102,8 @@ class Target:
             path = "/socket.io/"
         if dialect == "socketio" and "EIO=" not in parts.query:
             query = "EIO=4&transport=websocket" + (f"&{parts.query}" if parts.query else "")
+        elif dialect == "protobuf":
+            query = "format=protobuf" + (f"&{parts.query}" if parts.query else "")
         else:
             query = parts.query
         self.path = path + (f"?{query}" if query else "")
@@ -215,6 +223,15 @@ class BenchConnection(asyncio.Protocol):
                         self.waiter.set_result(data[start:pos])
                 else:
                     self._control_text(data[start:pos])
+            elif opcode == 2:  # the Protobuf protocol
+                self.frames += 1
+                marks = data.count(BINARY_MARK, start, pos)
+                if marks:
+                    self.marks += marks
+                    if self.latency is not None:
+                        self._sample(data[start:pos])
+                if self.pending or not marks:
+                    self._control_binary(data[start:pos])
             elif opcode == 9:  # ping -> pong
                 self._write(client_frame(data[start:pos], 10))
             elif opcode == 8:
@@ -318,6 +335,19 @@ class BenchConnection(asyncio.Protocol):
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(payload)
 
+    def _control_binary(self, payload: bytes) -> None:
+        if payload == PROTOBUF.ping:
+            self._write(client_frame(PROTOBUF.ping, 2))  # the pong: an empty command
+            return
+        for reply in decode_replies(payload):
+            if "id" not in reply:
+                continue
+            self.replies += 1
+            self.reply_errors += "error" in reply
+            future = self.pending.pop(int(reply["id"]), None)
+            if future is not None and not future.done():
+                future.set_result(reply)
+
     def _replies(self, payload: bytes) -> None:
         lines = [line for line in payload.split(b"\n") if line.startswith(b'{"id"')]
         self.replies += len(lines)
@@ -356,6 +386,14 @@ class BenchConnection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         lines = []
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        if self.dialect == "protobuf":
+            frame = b""
+            for command in commands:
+                command_id = self.next_id()
+                frame += encode_command({"id": command_id, **command})
+            self.pending[command_id] = future
+            self._write(client_frame(frame, 2))
+            return future
         for command in commands:
             command_id = self.next_id()
             lines.append(json.dumps({"id": command_id, **command}, separators=(",", ":")))

@@ -306,6 +306,15 @@ def text_header(length: int) -> bytes:
     return struct.pack("!BBQ", 0x81, 127, length)
 
 
+def binary_header(length: int) -> bytes:
+    """Header of a final, unmasked binary frame carrying ``length`` bytes (Protobuf)."""
+    if length < 126:
+        return bytes((0x82, length))
+    if length < 65536:
+        return struct.pack("!BBH", 0x82, 126, length)
+    return struct.pack("!BBQ", 0x82, 127, length)
+
+
 def compressed_text_header(length: int) -> bytes:
     """Header of a final, unmasked text frame with RSV1 set (permessage-deflate)."""
     if length < 126:

@@ -23,7 +23,7 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 #: Appended to the client's key before hashing (RFC 6455 1.3).
 WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -47,6 +47,7 @@ class RequestHead:
     path: str  # without the query string
     version: str
     headers: list[tuple[str, str]]
+    query: str = ""  # after the "?" of the request target
 
     def get(self, name: str) -> str | None:
         """The first value of header ``name`` (lower-case), or None."""
@@ -109,7 +110,8 @@ def parse_head(raw: bytes) -> RequestHead | None:
         if not colon or not name or name != name.strip() or line[0] in " \t":
             return None  # no colon, empty name, space before the colon, obsolete folding
         headers.append((name.lower(), value.strip(" \t")))
-    return RequestHead(parts[0], parts[1].split("?", 1)[0], parts[2], headers)
+    path, _, query = parts[1].partition("?")
+    return RequestHead(parts[0], path, parts[2], headers, query)
 
 
 def check_upgrade(head: RequestHead) -> str | Refusal:
@@ -168,9 +170,11 @@ def accept_key(key: str) -> str:
     return base64.b64encode(digest).decode()
 
 
-def accept_response(key: str, *, extensions: str | None = None) -> bytes:
+def accept_response(
+    key: str, *, extensions: str | None = None, subprotocol: str | None = None
+) -> bytes:
     """The 101 response completing the handshake for ``key`` (with the agreed
-    ``Sec-WebSocket-Extensions`` value, if any)."""
+    ``Sec-WebSocket-Extensions`` value and subprotocol, if any)."""
     lines = [
         "HTTP/1.1 101 Switching Protocols",
         "Upgrade: websocket",
@@ -179,7 +183,23 @@ def accept_response(key: str, *, extensions: str | None = None) -> bytes:
     ]
     if extensions:
         lines.append(f"Sec-WebSocket-Extensions: {extensions}")
+    if subprotocol:
+        lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+#: The subprotocol of Centrifugo's Protobuf client protocol.
+PROTOBUF_SUBPROTOCOL = "centrifuge-protobuf"
+
+
+def wants_protobuf(head: RequestHead) -> bool:
+    """The client asks for the Protobuf protocol: the ``centrifuge-protobuf``
+    subprotocol, or (as Centrifugo accepts) ``format=protobuf`` or
+    ``cf_protocol=protobuf`` in the query."""
+    if PROTOBUF_SUBPROTOCOL in head.tokens("sec-websocket-protocol"):
+        return True
+    query = parse_qs(head.query)
+    return "protobuf" in (*query.get("format", ()), *query.get("cf_protocol", ()))
 
 
 # -- client role ---------------------------------------------------------------------
