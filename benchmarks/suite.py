@@ -9,6 +9,9 @@ itself (pinned to CPU 0 with ``taskset``), pins itself to CPU 1, and writes a
 JSON summary. Servers: hubbub (memory engine, Centrifugo protocol), Node ``ws``
 broadcast, python-socketio room broadcast, ``websockets`` broadcast(), and the
 floor (benchmarks/servers/floor.py). Non-hubbub servers are driven in plain mode.
+The ``scaleout`` workload runs benchmarks/scaleout.py (memory 1 node, Redis 2
+workers, Redis Cluster 2 nodes, NATS 2 nodes, and publishes/s of one connection
+on Redis; it starts redis-server, a 3-master cluster and nats-server itself).
 Figures are medians over the runs with min and max; ratios compare medians of
 the same suite run. Needs: ``pip install -r benchmarks/requirements.txt`` and
 ``npm install`` in benchmarks/servers/node_ws. Loopback only; every run bounded.
@@ -128,7 +131,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 run, smaller loads")
     parser.add_argument("--runs", type=int, help="runs per figure (default 3, quick 1)")
     parser.add_argument("--servers", default=",".join(SERVERS))
-    parser.add_argument("--workloads", default="fanout,fixed,idle,connect")
+    parser.add_argument("--workloads", default="fanout,fixed,idle,connect,scaleout")
     parser.add_argument("--out", default=str(HERE.parent / "docs" / "benchmarks"))
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 3)
@@ -141,19 +144,43 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(runs):
             for workload in args.workloads.split(","):
+                if workload == "scaleout":
+                    continue  # its own script, after the loop
                 for server in servers:
                     print(f"run {run + 1}/{runs}: {workload} on {server}", file=sys.stderr)
                     path = f"{tmp}/{workload}-{server}-{run}.json"
                     summary = run_bench(server, chosen[workload]["args"], path)
                     if summary is not None:
                         results.setdefault(workload, {}).setdefault(server, []).append(summary)
-    elapsed = time.monotonic() - started
     report = render(results, chosen, servers, runs, args.quick)
+    if "scaleout" in args.workloads.split(","):
+        report += "\n\n" + scaleout(runs, 2 if args.quick else 5)
+    elapsed = time.monotonic() - started
     print(report)
     print(f"\nsuite wall time: {elapsed / 60:.1f} min", file=sys.stderr)
     (out / "results.md").write_text(report + "\n")
     (out / "results.json").write_text(json.dumps(slim(results), indent=1) + "\n")
     plots(results, servers, out)
+
+
+def scaleout(runs: int, seconds: float) -> str:
+    """The scale-out table (benchmarks/scaleout.py), or why it is missing."""
+    print(f"scaleout: {runs} run(s) of {seconds:g} s per setup", file=sys.stderr)
+    command = [
+        sys.executable,
+        str(HERE / "scaleout.py"),
+        "--runs",
+        str(runs),
+        "--seconds",
+        str(seconds),
+    ]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600 * runs)
+    except subprocess.TimeoutExpired:
+        return "### scaling out\n\ntimed out"
+    if done.returncode != 0:
+        return f"### scaling out\n\nfailed: {done.stderr.strip()[-500:]}"
+    return "### scaling out\n\n" + done.stdout.strip()
 
 
 def slim(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:

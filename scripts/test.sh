@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the tests need, then run lint, types and the whole test suite.
-#   - redis-server (Debian package) for the engine tests, when missing
+#   - redis-server and redis-cli (Debian packages) for the engine tests, when missing
+#     (redis-cli makes the Redis Cluster the cluster tests start)
+#   - nats-server (Debian package) for the NATS broker tests, when missing
 #   - nginx (Debian package) in front of two nodes in the cluster fault test
 #   - a virtualenv in .venv with hubbub and its test extras
 #   - the Node packages of tests/js (centrifuge-js SDK and ws)
@@ -13,6 +15,22 @@ if ! command -v redis-server >/dev/null 2>&1; then
         apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
     else
         echo "warning: redis-server missing and not root: Redis tests will fail" >&2
+    fi
+fi
+
+if ! command -v redis-cli >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq redis-tools >/dev/null
+    else
+        echo "warning: redis-cli missing and not root: the Redis Cluster tests will fail" >&2
+    fi
+fi
+
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq nats-server >/dev/null
+    else
+        echo "warning: nats-server missing and not root: the NATS tests will fail" >&2
     fi
 fi
 

@@ -50,21 +50,34 @@ class Node:
     """``python -m hubbub.cli.main serve`` on its own port, with the Redis engine."""
 
     def __init__(
-        self, directory: Path, name: str, redis_addresses: Sequence[str], prefix: str
+        self,
+        directory: Path,
+        name: str,
+        redis_addresses: Sequence[str],
+        prefix: str,
+        *,
+        cluster_seeds: str = "",
+        nats_url: str = "",
     ) -> None:
         self.name = name
         self.port = free_port()
+        redis: dict[str, Any] = {"address": list(redis_addresses), "prefix": prefix}
+        if cluster_seeds:  # a Redis Cluster: engine.redis.cluster_address
+            redis = {"cluster_address": [cluster_seeds], "prefix": prefix}
         config = merge(
             DEFAULT_CONFIG,
             {
                 "http_server": {"port": self.port},
                 "log": {"level": "warn"},
-                "engine": {
-                    "type": "redis",
-                    "redis": {"address": list(redis_addresses), "prefix": prefix},
-                },
+                "engine": {"type": "redis", "redis": redis},
             },
         )
+        if nats_url:  # the NATS broker in front of the Redis engine
+            config["broker"] = {
+                "enabled": True,
+                "type": "nats",
+                "nats": {"url": nats_url, "prefix": prefix},
+            }
         self.config_path = directory / f"{name}.json"
         self.config_path.write_text(json.dumps(config))
         self.log_path = directory / f"{name}.log"

@@ -32,6 +32,7 @@ METHODS = (
     "remove_presence",
     "presence",
     "presence_stats",
+    "publish_control",
 )
 
 
@@ -95,6 +96,14 @@ class FaultyEngine:
 
     async def close(self) -> None:
         await self.inner.close()
+
+    @property
+    def available(self) -> bool:
+        return self.inner.available
+
+    @property
+    def pipelined(self) -> bool:
+        return self.inner.pipelined
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name not in METHODS:

@@ -107,6 +107,7 @@ async def test_the_sdks_and_the_api_meet_through_a_fastapi_mount() -> None:
         assert await get(f"{server.url}/hello") == (200, {"hello": "from fastapi"})
         assert await get(f"{server.url}{MOUNT}/health") == (200, {})
         assert server.hub._delivery is not None  # started on first use
+        assert await get(f"{server.url}{MOUNT}/ready") == (200, {})
         channel = "chat:asgi"
         scenario = {"url": server.ws_url, "name": "js-asgi", "channel": channel}
         js = await EventProcess.start(

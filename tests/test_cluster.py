@@ -26,6 +26,8 @@ from centrifuge import (
 )
 
 from tests.cluster_fixtures import Nginx, Node
+from tests.nats_fixtures import NatsProcess, nats_server  # noqa: F401 (fixture)
+from tests.redis_cluster_fixtures import RedisClusterProcesses, own_redis_cluster  # noqa: F401
 from tests.redis_fixtures import RedisProcess, own_redis  # noqa: F401 (fixture)
 from tests.sdk_helpers import DeliveryReport
 
@@ -248,3 +250,178 @@ async def test_redis_restart_tells_subscribers_and_never_loses_silently(
 def test_nginx_config_is_shown_in_readme() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert "proxy_set_header Upgrade $http_upgrade;" in readme
+
+
+# --- on a Redis Cluster (engine.redis.cluster_address) ---------------------------------
+
+
+@pytest.fixture
+async def cluster_nodes(
+    own_redis_cluster: RedisClusterProcesses,  # noqa: F811
+    workdir: Path,
+) -> AsyncIterator[tuple[Node, Node]]:
+    prefix = f"c{uuid.uuid4().hex[:6]}"
+    seeds = own_redis_cluster.seeds
+    a = Node(workdir, "a", [], prefix, cluster_seeds=seeds)
+    b = Node(workdir, "b", [], prefix, cluster_seeds=seeds)
+    try:
+        await asyncio.gather(a.start(), b.start())
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+        for node in (a, b):
+            print(f"--- node {node.name} log ---\n{node.log()[-3000:]}")
+
+
+async def publish_acknowledged(
+    node: Node, channel: str, count: int, rate: float, midway: Any, at: int
+) -> list[int]:
+    """Like ``publish_stream``, but a refused publish (an outage) is not counted as sent."""
+    sent: list[int] = []
+    for n in range(1, count + 1):
+        if n == at:
+            await asyncio.get_running_loop().run_in_executor(None, midway)
+        try:
+            await node.api("publish", {"channel": channel, "data": {"n": n}})
+            sent.append(n)
+        except (AssertionError, OSError, TimeoutError):
+            pass  # error 100 while the slot has no master: the publisher is told
+        await asyncio.sleep(1 / rate)
+    return sent
+
+
+async def test_cluster_master_failover_mid_stream_loss_counted_and_told(
+    cluster_nodes: tuple[Node, Node],
+    own_redis_cluster: RedisClusterProcesses,  # noqa: F811
+) -> None:
+    a, b = cluster_nodes
+    channel = "chat:failover"
+    clients = [Recorder(a.ws_url, channel), Recorder(b.ws_url, channel)]
+    for client in clients:
+        await client.start()
+    try:
+        victim = own_redis_cluster.owner_of("{" + channel + "}")
+        sent = await publish_acknowledged(b, channel, 300, 50.0, victim.kill, at=80)
+        assert len(sent) > 200, f"publishing did not resume: {len(sent)} acknowledged"
+        for client in clients:
+            await client.wait_for(lambda c=client: sent[-1] in c.numbers, 20)
+        for i, client in enumerate(clients):
+            result = report(f"client {i}", sent, client)
+            # The slot's master died: every subscriber was told (2500) and resubscribed.
+            assert 2500 in client.subscribing, client.subscribing
+            assert (result.duplicated, result.out_of_order, result.unexpected) == (0, 0, 0)
+            # A loss is allowed only where the client was told it could not recover.
+            told = any(s.was_recovering and not s.recovered for s in client.subscribed)
+            assert result.lost == 0 or told, result
+    finally:
+        for client in clients:
+            await client.stop()
+
+
+async def test_cluster_node_kill_clients_recover_through_nginx_without_loss(
+    cluster_nodes: tuple[Node, Node], workdir: Path
+) -> None:
+    a, b = cluster_nodes
+    nginx = Nginx(workdir, [a.port, b.port])
+    await nginx.start()
+    channel = "chat:cluster-kill"
+    clients = [Recorder(nginx.ws_url, channel) for _ in range(4)]
+    try:
+        for client in clients:
+            await client.start()
+        sent = await publish_stream(b, channel, 150, 50.0, a.kill, at=50)
+        for client in clients:
+            await client.wait_for(lambda c=client: len(set(c.numbers)) >= 150, 20)
+        reports = [report(f"client {i}", sent, c) for i, c in enumerate(clients)]
+        moved = [c for c in clients if len(c.subscribed) > 1]
+        assert moved, "no client was on the killed node"
+        for moved_client in moved:
+            assert moved_client.subscribed[-1].recovered
+        for result in reports:
+            assert (result.lost, result.duplicated, result.out_of_order) == (0, 0, 0), result
+    finally:
+        for client in clients:
+            await client.stop()
+        nginx.stop()
+
+
+# --- NATS broker in front of Redis (broker.type = "nats") ------------------------------
+
+
+@pytest.fixture
+async def nats_nodes(
+    own_redis: RedisProcess,  # noqa: F811
+    nats_server: NatsProcess,  # noqa: F811
+    workdir: Path,
+) -> AsyncIterator[tuple[Node, Node]]:
+    prefix = f"n{uuid.uuid4().hex[:6]}"
+    a = Node(workdir, "a", [own_redis.address], prefix, nats_url=nats_server.url)
+    b = Node(workdir, "b", [own_redis.address], prefix, nats_url=nats_server.url)
+    try:
+        await asyncio.gather(a.start(), b.start())
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+        for node in (a, b):
+            print(f"--- node {node.name} log ---\n{node.log()[-3000:]}")
+
+
+async def test_nats_carries_plain_channels_and_redis_keeps_history_across_nodes(
+    nats_nodes: tuple[Node, Node],
+) -> None:
+    a, b = nats_nodes
+    plain = Recorder(a.ws_url, "news")  # no history: through NATS
+    chat = Recorder(a.ws_url, "chat:nats")  # history and recovery: through Redis
+    for client in (plain, chat):
+        await client.start()
+    try:
+        for n in range(1, 51):
+            await b.api("publish", {"channel": "news", "data": {"n": n}})
+            result = await b.api("publish", {"channel": "chat:nats", "data": {"n": n}})
+            assert result["offset"] == n
+        for client in (plain, chat):
+            await client.wait_for(lambda c=client: len(c.numbers) >= 50, 10)
+            assert client.numbers == list(range(1, 51))
+        # Presence is Redis's: the subscriber on node A is seen from node B.
+        seen = await b.api("presence", {"channel": "chat:nats"})
+        assert len(seen["presence"]) == 1
+        # Node info travels as NATS control messages: each node lists both.
+        for _ in range(100):  # at most ~10 s
+            if len((await b.api("info", {}))["nodes"]) == 2:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(await b.api("info", {}))
+        # A server API action on node B reaches the client on node A.
+        await b.api("unsubscribe", {"user": "", "channel": "news"})
+        await plain.wait_for(lambda: bool(plain.unsubscribed), 10)
+        assert plain.unsubscribed == [2000]
+    finally:
+        for client in (plain, chat):
+            await client.stop()
+
+
+async def test_nats_node_kill_history_channel_clients_recover_without_loss(
+    nats_nodes: tuple[Node, Node], workdir: Path
+) -> None:
+    a, b = nats_nodes
+    nginx = Nginx(workdir, [a.port, b.port])
+    await nginx.start()
+    channel = "chat:nats-kill"
+    clients = [Recorder(nginx.ws_url, channel) for _ in range(4)]
+    try:
+        for client in clients:
+            await client.start()
+        sent = await publish_stream(b, channel, 150, 50.0, a.kill, at=50)
+        for client in clients:
+            await client.wait_for(lambda c=client: len(set(c.numbers)) >= 150, 20)
+        reports = [report(f"client {i}", sent, c) for i, c in enumerate(clients)]
+        assert [c for c in clients if len(c.subscribed) > 1], "no client was on the killed node"
+        for result in reports:
+            assert (result.lost, result.duplicated, result.out_of_order) == (0, 0, 0), result
+    finally:
+        for client in clients:
+            await client.stop()
+        nginx.stop()

@@ -381,7 +381,6 @@ def test_ignored_centrifugo_keys_warn_once_each(tmp_path: Path) -> None:
         "http_api.external",
         "admin",
         "prometheus",
-        "engine.redis.cluster_address",
         "client.proxy.connect.emulated_headers",
         "client.connection_limit",
         "websocket.write_timeout",

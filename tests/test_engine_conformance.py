@@ -31,6 +31,7 @@ from hubbub.engines.base import (
 from hubbub.engines.memory import IDEMPOTENCY_WINDOW, MemoryEngine
 from hubbub.engines.redis import RedisEngine
 from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
+from tests.redis_cluster_fixtures import RedisClusterProcesses, redis_cluster  # noqa: F401
 from tests.redis_fixtures import RedisProcess, redis_server  # noqa: F401 (fixture)
 
 HISTORY = HistoryOptions(size=100, ttl=60.0, meta_ttl=3600.0)
@@ -61,6 +62,8 @@ class Events:
     joins: list[tuple[str, ClientInfo]] = field(default_factory=list)
     leaves: list[tuple[str, ClientInfo]] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
+    controls: list[bytes] = field(default_factory=list)
+    node_id: str = "node-under-test"
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     def handle_publication(
@@ -78,6 +81,10 @@ class Events:
     def handle_broker_lost(self, channels: Iterable[str]) -> None:
         self.lost.extend(channels)
 
+    def handle_control(self, data: bytes) -> None:
+        self.controls.append(data)
+        self.arrived.set()
+
     def offsets(self, channel: str) -> list[int]:
         return [p.offset for c, p, _ in self.publications if c == channel]
 
@@ -92,7 +99,7 @@ def events() -> Events:
     return Events()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis_cluster"])
 async def engine(
     request: pytest.FixtureRequest, clock: FakeClock, events: Events
 ) -> AsyncIterator[Engine]:
@@ -104,8 +111,13 @@ async def engine(
         marker = request.node.get_closest_marker("memory_only")
         if marker is not None:
             pytest.skip("Redis expires keys on its own clock: see test_engine_redis.py")
-        server: RedisProcess = request.getfixturevalue("redis_server")
-        engine = RedisEngine([server.address], prefix=f"t{uuid.uuid4().hex[:8]}", clock=clock)
+        prefix = f"t{uuid.uuid4().hex[:8]}"
+        if request.param == "redis_cluster":
+            cluster: RedisClusterProcesses = request.getfixturevalue("redis_cluster")
+            engine = RedisEngine(clusters=[cluster.seeds], prefix=prefix, clock=clock)
+        else:
+            server: RedisProcess = request.getfixturevalue("redis_server")
+            engine = RedisEngine([server.address], prefix=prefix, clock=clock)
     await engine.start(events)
     for channel in ("a", "b", SYNC):
         await engine.subscribe(channel)
@@ -442,6 +454,25 @@ class TestPresence:
         assert await engine.presence_stats("nobody") == PresenceStats(0, 0)
 
 
+# --- control ------------------------------------------------------------------------
+
+
+class TestControl:
+    async def test_to_every_node_and_to_this_node_but_not_to_another(
+        self, engine: Engine, events: Events
+    ) -> None:
+        assert engine.available
+        await engine.publish_control(b"all")
+        await engine.publish_control(b"someone else", node="another-node")
+        await engine.publish_control(b"this one", node=events.node_id)
+        async with asyncio.timeout(5):
+            while len(events.controls) < 2:
+                events.arrived.clear()
+                await events.arrived.wait()
+        await delivered(engine, events)
+        assert events.controls == [b"all", b"this one"]
+
+
 # --- idempotency ---------------------------------------------------------------------
 
 
@@ -518,3 +549,70 @@ async def test_close_is_idempotent(clock: FakeClock, events: Events) -> None:
     await engine.start(events)
     await engine.close()
     await engine.close()
+
+
+async def test_sweep_work_is_proportional_to_what_expires(clock: FakeClock, events: Events) -> None:
+    """Streams kept 30 days cost nothing per sweep; only due heap entries are looked at."""
+    engine = MemoryEngine(clock=clock)
+    await engine.start(events)
+    try:
+        month = 30 * 24 * 3600.0
+        kept = HistoryOptions(size=10, ttl=month, meta_ttl=month)
+        short = HistoryOptions(size=10, ttl=10.0, meta_ttl=20.0)
+        for i in range(5000):
+            await engine.publish(f"kept{i}", pub(i), kept)
+            await engine.add_presence(f"kept{i}", "c", info("u", "c"), month)
+        for i in range(10):
+            await engine.publish(f"short{i}", pub(i), short)
+        # Publishing again and again on one stream does not grow the heap.
+        heap_before = engine.statistics()["heap"]
+        for i in range(1000):
+            await engine.publish("kept0", pub(i), kept)
+            await engine.add_presence("kept0", "c", info("u", "c"), month)
+        assert engine.statistics()["heap"] == heap_before
+        clock.advance(11)
+        engine.sweep()
+        assert engine.statistics()["last_sweep_visited"] == 10  # the short publications
+        assert engine.statistics()["streams"] == 5010
+        clock.advance(10)
+        engine.sweep()
+        assert engine.statistics()["last_sweep_visited"] == 10  # the short positions
+        assert engine.statistics()["streams"] == 5000
+        engine.sweep()
+        assert engine.statistics()["last_sweep_visited"] == 0
+        # Everything else expires when its time comes, including what was extended.
+        clock.advance(month)
+        engine.sweep()
+        stats = engine.statistics()
+        assert (stats["streams"], stats["presence_channels"], stats["heap"]) == (0, 0, 0)
+    finally:
+        await engine.close()
+
+
+async def test_sweep_reschedules_an_extended_expiry(clock: FakeClock, events: Events) -> None:
+    engine = MemoryEngine(clock=clock)
+    await engine.start(events)
+    try:
+        options = HistoryOptions(size=10, ttl=10.0, meta_ttl=20.0)
+        await engine.publish("a", pub(1), options)
+        await engine.add_presence("a", "c1", info("u", "c1"), 10)
+        clock.advance(8)
+        await engine.publish("a", pub(2), options)  # publications now expire at 18
+        await engine.add_presence("a", "c1", info("u", "c1"), 10)  # presence at 18
+        clock.advance(3)  # t=11: the first heap entries are due, the records are not
+        engine.sweep()
+        assert [
+            p.offset
+            for p in (await engine.history("a", HistoryQuery(limit=-1), options)).publications
+        ] == [1, 2]
+        assert set(await engine.presence("a")) == {"c1"}
+        clock.advance(8)  # t=19
+        engine.sweep()
+        assert (await engine.history("a", HistoryQuery(limit=-1), options)).publications == []
+        assert engine.statistics()["presence_channels"] == 0
+        clock.advance(10)  # t=29: the position (meta ttl 20 from t=8) is gone too
+        engine.sweep()
+        assert engine.statistics()["streams"] == 0
+        assert engine.statistics()["heap"] == 0
+    finally:
+        await engine.close()

@@ -9,14 +9,21 @@ cache-mode namespace the latest publication, asked for or not.
 
 from __future__ import annotations
 
+import json
+import tempfile
+import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from hubbub.auth.tokens import make_token
 from hubbub.config.loader import load_config
 from hubbub.errors import ConfigError
-from tests.conftest import DEFAULT_CONFIG, RunningServer, ServerFactory, merge
+from tests.cluster_fixtures import Node
+from tests.conftest import DEFAULT_CONFIG, SECRET, RunningServer, ServerFactory, merge
+from tests.redis_fixtures import RedisProcess, own_redis  # noqa: F401 (fixture)
 from tests.wsclient import connected_client, open_client
 
 PERSONAL: dict[str, Any] = {
@@ -96,6 +103,33 @@ async def test_single_connection_closes_the_older_connection(start_server: Serve
         await other_user.no_close(0.1)
         presence = await api(server, "presence", {"channel": "personal:#42"})
         assert list(presence["result"]["presence"]) == [second.client_id]
+
+
+async def test_single_connection_across_nodes(
+    own_redis: RedisProcess,  # noqa: F811 (the fixture)
+) -> None:
+    """The older connection lives on another node (two processes sharing Redis): the
+    control plane closes it."""
+    prefix = f"pc-{uuid.uuid4().hex[:8]}"
+    extra = merge(
+        PERSONAL, {"client": {"subscribe_to_user_personal_channel": {"single_connection": True}}}
+    )
+    with tempfile.TemporaryDirectory(prefix="hubbub-personal-") as tmp:
+        nodes = [Node(Path(tmp), name, [own_redis.address], prefix) for name in ("a", "b")]
+        try:
+            for node in nodes:
+                config = merge(json.loads(node.config_path.read_text()), extra)
+                node.config_path.write_text(json.dumps(config))
+                await node.start()
+            token = make_token(SECRET, "42", ttl=3600)
+            async with connected_client(nodes[0].ws_url, token) as first:
+                await first.no_close(0.1)
+                async with connected_client(nodes[1].ws_url, token) as second:
+                    assert await first.wait_closed() == 3504
+                    await second.no_close(0.3)
+        finally:
+            for node in nodes:
+                node.stop()
 
 
 @pytest.mark.parametrize(

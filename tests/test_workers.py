@@ -24,8 +24,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from hubbub.auth.tokens import make_token
 from tests.cluster_fixtures import Node
-from tests.conftest import DEFAULT_CONFIG, merge
+from tests.conftest import DEFAULT_CONFIG, SECRET, merge
 from tests.redis_fixtures import RedisProcess, free_port, redis_server  # noqa: F401 (fixture)
 
 CHANNEL = "workers"  # without namespace: no history, no join/leave pushes
@@ -77,7 +78,8 @@ async def connect(http: aiohttp.ClientSession, url: str) -> tuple[Any, str]:
     """A connected WebSocket client and the ``node`` of its connect result."""
     # autoclose off: aiohttp's automatic close reply, failing on a socket the exited
     # worker already closed, would overwrite the received code with 1006.
-    ws = await http.ws_connect(url, timeout=TIMEOUT, autoclose=False)
+    async with asyncio.timeout(10):  # a handshake never waits unbounded
+        ws = await http.ws_connect(url, timeout=TIMEOUT, autoclose=False)
     await ws.send_str(json.dumps({"id": 1, "connect": {}}))
     reply = await reply_to(ws, 1)
     return ws, reply["connect"]["node"]
@@ -134,7 +136,9 @@ async def test_two_workers_share_port_channels_and_stop_on_sigterm(
     workers = node.workers
     assert len(workers) == 2
     clients: list[tuple[Any, str]] = []
-    async with aiohttp.ClientSession() as http:
+    # No connection cap: aiohttp's default (100) made a connect wait forever when
+    # the kernel gave one worker every connection for a while (the other starting).
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         try:
             # The kernel spreads connections over both workers: two distinct nodes.
             deadline = time.monotonic() + 15
@@ -203,3 +207,145 @@ def test_workers_with_memory_engine_exit_1_naming_the_options() -> None:
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert "--workers" in done.stderr and "engine.type" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr + done.stdout
+
+
+async def connect_as(http: aiohttp.ClientSession, url: str, user: str) -> tuple[Any, str, str]:
+    """A client connected with a token for ``user``: (ws, node, client id)."""
+    async with asyncio.timeout(10):  # a handshake never waits unbounded
+        ws = await http.ws_connect(url, timeout=TIMEOUT, autoclose=False)
+    token = make_token(SECRET, user, ttl=3600)
+    await ws.send_str(json.dumps({"id": 1, "connect": {"token": token}}))
+    reply = await reply_to(ws, 1)
+    return ws, reply["connect"]["node"], reply["connect"]["client"]
+
+
+async def next_push(ws: Any, kind: str) -> dict[str, Any]:
+    async with asyncio.timeout(10):
+        while True:
+            msg = await ws.receive()
+            assert msg.type == aiohttp.WSMsgType.TEXT, msg
+            for line in msg.data.split("\n"):
+                if line and kind in (push := json.loads(line).get("push", {})):
+                    result: dict[str, Any] = push
+                    return result
+
+
+async def close_code(ws: Any) -> int | None:
+    async with asyncio.timeout(10):
+        while True:
+            msg = await ws.receive()
+            if msg.type is aiohttp.WSMsgType.CLOSE:
+                code: int = msg.data
+                return code
+            if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                return None
+
+
+async def test_api_actions_info_and_channels_reach_both_workers(
+    workers_node: WorkersNode,
+) -> None:
+    """Whichever worker answers the API call, the action reaches the other one too."""
+    # pytest-timeout cannot interrupt an idle uvloop: the bound is the test's own.
+    async with asyncio.timeout(90):
+        await api_actions_reach_both_workers(workers_node)
+
+
+async def api_actions_reach_both_workers(node: WorkersNode) -> None:
+    clients: dict[str, tuple[Any, str]] = {}  # node -> (ws, client id), one per worker
+    # No connection cap: aiohttp's default (100) made a connect wait forever when
+    # the kernel gave one worker every connection for a while (the other starting).
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        spare: list[Any] = []
+        try:
+            deadline = time.monotonic() + 15
+            while len(clients) < 2:
+                assert time.monotonic() < deadline, f"nodes seen: {list(clients)}"
+                ws, worker, client = await connect_as(http, node.ws_url, "alice")
+                if worker in clients:
+                    spare.append(ws)
+                else:
+                    clients[worker] = (ws, client)
+            for ws in spare:
+                await ws.close()
+            for index, (ws, _) in enumerate(clients.values()):
+                channel = f"chat:w{index}"
+                await ws.send_str(json.dumps({"id": 2, "subscribe": {"channel": channel}}))
+                await reply_to(ws, 2)
+
+            # info: both workers, each with one client (announced every 3 s).
+            async def info_ok() -> bool:
+                nodes = (await node.api("info", {}))["nodes"]
+                return {n["uid"] for n in nodes} == set(clients) and all(
+                    n["num_clients"] == 1 for n in nodes
+                )
+
+            deadline = time.monotonic() + 15
+            while not await info_ok():
+                assert time.monotonic() < deadline, await node.api("info", {})
+                await asyncio.sleep(0.2)
+            # channels: both workers' channels, whichever answers.
+            for _ in range(4):
+                channels = (await node.api("channels", {}))["channels"]
+                assert set(channels) == {"chat:w0", "chat:w1"}, channels
+            # unsubscribe, subscribe, refresh: every client of alice, on both workers.
+            for index, (ws, _) in enumerate(clients.values()):
+                await node.api("unsubscribe", {"user": "alice", "channel": f"chat:w{index}"})
+                push = await next_push(ws, "unsubscribe")
+                assert push["channel"] == f"chat:w{index}"
+            await node.api("subscribe", {"user": "alice", "channel": "chat:all"})
+            for ws, _ in clients.values():
+                assert (await next_push(ws, "subscribe"))["channel"] == "chat:all"
+            await node.api("refresh", {"user": "alice", "expire_at": int(time.time()) + 600})
+            for ws, _ in clients.values():
+                assert (await next_push(ws, "refresh"))["refresh"]["expires"] is True
+            # disconnect: both workers' clients close with the code given.
+            await node.api("disconnect", {"user": "alice", "disconnect": {"code": 4100}})
+            for ws, _ in clients.values():
+                assert await close_code(ws) == 4100
+        finally:
+            for ws, _ in clients.values():
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(2):
+                        await ws.close()
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_sigterm_during_start_up_leaves_no_worker_behind(
+    redis_server: RedisProcess,  # noqa: F811
+    workers: int,
+) -> None:
+    """SIGTERM as soon as the first worker exists (the others still being forked)."""
+    with tempfile.TemporaryDirectory(prefix="hubbub-workers-") as directory:
+        node = WorkersNode(
+            Path(directory), "early", [redis_server.address], f"e{uuid.uuid4().hex[:8]}:"
+        )
+        node.serve_args = ("--workers", str(workers))
+        seen: set[int] = set()
+        try:
+            node.launch()
+            assert node.process is not None
+            parent = node.process.pid
+            deadline = time.monotonic() + 30
+            while not seen:  # a tight loop: the window between forks is short
+                assert time.monotonic() < deadline, node.log()
+                assert node.process.poll() is None, node.log()
+                seen |= children(parent)
+            node.process.send_signal(signal.SIGTERM)
+            while node.process.poll() is None:
+                seen |= children(parent)
+                assert time.monotonic() < deadline, "the parent did not exit"
+                time.sleep(0.001)
+            deadline = time.monotonic() + 10
+            while any(running(pid) for pid in seen):
+                assert time.monotonic() < deadline, (
+                    f"orphaned workers {[p for p in seen if running(p)]}",
+                    node.log(),
+                )
+                time.sleep(0.05)
+            assert "Traceback" not in node.log(), node.log()
+        finally:
+            node.stop()
+            for pid in seen:
+                if running(pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)

@@ -2,7 +2,8 @@
 
 Rule: paths are relative to where the application is mounted (``root_path``),
 so ``app.mount("/rt", create_asgi_app(hub))`` serves ``/rt/connection/websocket``
-(``websocket.handler_prefix``), ``POST /rt/api/<method>`` and ``GET /rt/health``.
+(``websocket.handler_prefix``), ``POST /rt/api/<method>``, ``GET /rt/health``
+and ``GET /rt/ready`` (503 while the engine is unreachable).
 The hub starts on first use, because frameworks do not pass lifespan events to
 mounted applications; for a graceful shutdown (every client closed with 3001,
 so they reconnect elsewhere) run ``lifespan`` (or ``running()``) from the
@@ -115,6 +116,13 @@ class HubAsgiApp:
         method = scope["method"]
         if path == "/health" and method == "GET":
             answer = ApiAnswer(200, b"{}")
+        elif path == "/ready" and method == "GET":  # 503 while the engine is unreachable
+            ready = self.hub.engine.available
+            answer = (
+                ApiAnswer(200, b"{}")
+                if ready
+                else ApiAnswer(503, b'{"error":"engine unavailable"}')
+            )
         elif path.startswith(API_PREFIX) and method == "POST":
             answer = await self._api(path[len(API_PREFIX) :], scope, receive)
         elif path == self.websocket_path:

@@ -30,7 +30,9 @@ from hubbub.config.backend import ChannelProxyConfig, ProxyGrpcOptions, ProxyOpt
 from hubbub.config.backend_checks import check_backend
 from hubbub.config.durations import parse_duration
 from hubbub.config.durations import show as _show
+from hubbub.config.engine_checks import check_broker, check_redis
 from hubbub.config.model import (
+    BrokerConfig,
     ChannelOptions,
     ClientConfig,
     Config,
@@ -39,6 +41,7 @@ from hubbub.config.model import (
     HttpServerConfig,
     LogConfig,
     Namespace,
+    NatsBrokerConfig,
     RedisConfig,
     RpcConfig,
     SubscriptionTokenConfig,
@@ -69,7 +72,7 @@ _TOKEN_IGNORED = _names("audience_regex issuer_regex user_id_claim")
 _IGNORED: dict[type, frozenset[str]] = {
     Config: _names(
         """admin prometheus health swagger debug opentelemetry graphite usage_stats
-        grpc_api consumers unified_proxy uni_grpc webtransport shutdown node broker
+        grpc_api consumers unified_proxy uni_grpc webtransport shutdown node
         presence_manager dev init pid_file enable_unreleased_features"""
     ),
     HttpServerConfig: _names(""),
@@ -105,8 +108,10 @@ _IGNORED: dict[type, frozenset[str]] = {
         use_write_buffer_pool write_buffer_size write_timeout join_push_messages"""
     ),
     EngineConfig: _names(""),
+    BrokerConfig: _names("name redis"),
+    NatsBrokerConfig: _names("write_timeout tls allow_wildcards"),
     RedisConfig: _names(
-        """cluster_address sentinel_address sentinel_master_name sentinel_user
+        """sentinel_address sentinel_master_name sentinel_user
         sentinel_password sentinel_client_name sentinel_tls tls client_name force_resp2
         presence_hash_field_ttl presence_user_mapping replica_client"""
     ),
@@ -119,7 +124,6 @@ def _ignored(cls: type) -> frozenset[str]:
 
 
 ENGINE_TYPES = ("memory", "redis")
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 _INT_RANGES: dict[str, tuple[int, int]] = {
     "http_server.port": (0, 65535),
@@ -418,7 +422,11 @@ def _convert(tp: Any, value: object, key: str) -> object:
             raise ConfigError(key, f"expected a string, got {_show(value)}")
         return value
     if tp == _STR_LIST:
-        if key in ("engine.redis.address", "map_broker.redis.address") and isinstance(value, str):
+        if key in (
+            "engine.redis.address",
+            "engine.redis.cluster_address",
+            "map_broker.redis.address",
+        ) and isinstance(value, str):
             value = [value]  # Centrifugo takes one address as a string
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, f"expected a list of strings, got {_show(value)}")
@@ -511,9 +519,15 @@ def _validate(config: Config) -> list[str]:
         raise ConfigError(
             "engine.type", f'{_show(config.engine.type)} is unknown: use "memory" or "redis"'
         )
-    _check_redis(config.engine.redis)
+    check_redis(config.engine.redis)
     if config.map_broker.type == "redis":
-        _check_redis(config.map_broker.redis, "map_broker.redis")
+        check_redis(config.map_broker.redis, "map_broker.redis")
+        if config.map_broker.redis.cluster_address:
+            raise ConfigError(
+                "map_broker.redis.cluster_address",
+                "maps on a Redis Cluster are not supported yet: use map_broker.redis.address",
+            )
+    check_broker(config)
     warnings = check_backend(config)
     warnings += check_transport(config)  # TLS and websocket.* (issue 10)
     warnings += check_streams(config)  # SSE, HTTP streaming, uni_*, deltas (issue 11)
@@ -523,38 +537,6 @@ def _validate(config: Config) -> list[str]:
             "http_api.key is empty: the HTTP API rejects every request until you set it"
         )
     return warnings
-
-
-def _check_redis(redis: RedisConfig, path: str = "engine.redis") -> None:
-    for i, address in enumerate(redis.address):
-        key = f"{path}.address[{i}]" if len(redis.address) > 1 else f"{path}.address"
-        text = address.strip()
-        if "://" in text:
-            scheme, _, rest = text.partition("://")
-            if scheme not in _REDIS_SCHEMES:
-                raise ConfigError(
-                    key,
-                    f"expected redis://, rediss:// or unix:// (or host:port), got {_show(address)}",
-                )
-            if scheme == "unix":
-                continue
-            text = rest.rpartition("@")[2].partition("/")[0].partition("?")[0]
-            if text and ":" not in text:
-                continue  # a URL may leave the port out (6379)
-        host, colon, port = text.rpartition(":")
-        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(key, f"expected host:port or a redis:// URL, got {_show(address)}")
-    if len(set(redis.address)) != len(redis.address):
-        raise ConfigError(f"{path}.address", "lists the same address twice")
-    if not redis.prefix:
-        raise ConfigError(f"{path}.prefix", "must not be empty")
-    for key, value in (
-        (f"{path}.connect_timeout", redis.connect_timeout),
-        (f"{path}.io_timeout", redis.io_timeout),
-        (f"{path}.presence_ttl", redis.presence_ttl),
-    ):
-        if value <= 0:
-            raise ConfigError(key, f"must be more than 0, got {value:g}s")
 
 
 def _check_options(options: ChannelOptions, path: str, global_meta_ttl: float) -> None:

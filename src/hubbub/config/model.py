@@ -402,6 +402,9 @@ class RedisConfig:
     # "host:port" or a redis:// (rediss://, unix://) URL; several: channels are
     # spread over them (client-side sharding). Empty: 127.0.0.1:6379.
     address: tuple[str, ...] = ()
+    # Redis Cluster: each entry one cluster, as comma-separated seed "host:port"s;
+    # several: channels are spread over the clusters. Takes precedence over address.
+    cluster_address: tuple[str, ...] = ()
     prefix: str = "hubbub"  # of every key and Redis channel
     db: int = 0
     user: str = ""
@@ -440,6 +443,28 @@ class SharedPollConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NatsBrokerConfig:
+    """``broker.nats.*``: the NATS server the nodes publish through."""
+
+    url: str = "nats://127.0.0.1:4222"
+    prefix: str = "centrifugo"  # of every subject
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    """``broker.*`` (Centrifugo v6): a separate PUB/SUB broker, used only when enabled.
+
+    With ``type = "nats"``, channels without history (and join/leave, control)
+    travel through NATS; history, channels with history and presence stay with
+    the engine.
+    """
+
+    enabled: bool = False
+    type: str = ""
+    nats: NatsBrokerConfig = field(default_factory=NatsBrokerConfig)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; every part has a working default."""
 
@@ -459,5 +484,6 @@ class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     map_broker: MapBrokerConfig = field(default_factory=MapBrokerConfig)
     shared_poll: SharedPollConfig = field(default_factory=SharedPollConfig)
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
     proxies: tuple[NamedProxy, ...] = ()  # named proxies for namespaces and client events
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)

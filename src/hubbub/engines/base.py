@@ -7,6 +7,11 @@ Rule 2: offsets are assigned by the engine, gap-free and increasing per
 channel stream; an ``epoch`` names one life of a stream and changes when the
 stream is lost, so a client can tell a gap from a quiet channel.
 Rule 3: every engine passes the shared conformance suite in tests/engines.
+Rule 4: a control message (``publish_control``) reaches every node, this one
+included, or the one node named; it is at most once (a node that is away
+misses it), and its bytes are the control plane's business, not the engine's.
+Rule 5: whatever a backing server raises leaves an engine as ``EngineUnavailable``
+(an expected outage: a clear message, never a traceback) or as a bug.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
 class EventHandler(Protocol):
     """What an engine calls on the node when something happens in a channel."""
 
+    #: This node's id: control messages addressed to it are delivered to it.
+    node_id: str
+
     def handle_publication(
         self, channel: str, publication: Publication, position: StreamPosition
     ) -> None: ...
@@ -33,6 +41,9 @@ class EventHandler(Protocol):
     def handle_broker_lost(self, channels: Iterable[str]) -> None:
         """Events of ``channels`` may have been lost (the broker connection broke):
         their subscribers must recover. The memory engine never calls it."""
+
+    def handle_control(self, data: bytes) -> None:
+        """A control message published by a node (maybe this one) for every node or this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +115,21 @@ class PresenceStats:
 class Engine(Protocol):
     """Broker (publish/subscribe), history and presence for a node."""
 
+    #: True when calls made in one loop turn travel together (one round trip), so a
+    #: connection's publishes gain from being in flight at once (hub/inflight.py).
+    pipelined: bool
+
     async def start(self, handler: EventHandler) -> None:
         """Begin delivering events to ``handler``."""
 
     async def close(self) -> None: ...
+
+    @property
+    def available(self) -> bool:
+        """False while the backing server is unreachable (``/ready`` answers 503)."""
+
+    async def publish_control(self, data: bytes, node: str = "") -> None:
+        """Deliver ``data`` to ``handle_control`` of every node, or of the node ``node``."""
 
     async def subscribe(self, channel: str) -> None:
         """The node has a local subscriber: deliver this channel's events to it."""

@@ -17,13 +17,24 @@ DEFAULT_REDIS_ADDRESS = "127.0.0.1:6379"
 
 
 def engine_from_config(config: Config) -> Engine:
-    """A new, not yet started engine for ``config.engine``."""
+    """A new, not yet started engine for ``config.engine`` (and ``config.broker``)."""
+    engine = _engine(config)
+    broker = config.broker
+    if broker.enabled and broker.type == "nats":
+        from hubbub.engines.nats import NatsBroker  # nats-py only when asked for
+
+        return NatsBroker(engine, broker.nats.url, prefix=broker.nats.prefix)
+    return engine
+
+
+def _engine(config: Config) -> Engine:
     if config.engine.type == "redis":
         from hubbub.engines.redis import RedisEngine  # redis-py only when asked for
 
         redis = config.engine.redis
         return RedisEngine(
             redis.address or (DEFAULT_REDIS_ADDRESS,),
+            clusters=redis.cluster_address,
             prefix=redis.prefix,
             db=redis.db,
             user=redis.user,

@@ -4,19 +4,25 @@ Rule 1: every write that must be ordered runs in one Lua script on the channel's
 shard (see redis_scripts.py); the script also PUBLISHes the event, so every
 node sees a channel's publications in offset order.
 Rule 2: a node SUBSCRIBEs a channel's Redis channel only while it has a local
-subscriber, on one pub/sub connection per shard, and ``subscribe`` returns only
-once Redis confirmed the subscription (so a history read after it cannot miss
-a publication).
+subscriber, on one pub/sub connection per server, and ``subscribe`` returns
+only once Redis confirmed the subscription (so a history read after it cannot
+miss a publication).
 Rule 3: when a pub/sub connection breaks, events may be lost: the node is told
 (``handle_broker_lost``) at once, and the connection is re-made with backoff.
 Rule 4: a channel lives on one shard, chosen by jump hash of its CRC32, so
-every node agrees without talking to each other.
+every node agrees without talking to each other. A shard is one Redis server
+(``address``) or one Redis Cluster (``cluster_address``: keys carry the channel
+as a hash tag, events use sharded pub/sub; see redis_cluster.py).
+Rule 5: redis-py's connection and timeout errors stop at the shard: each
+becomes ``EngineUnavailable`` and is counted by the shard's ``Reachability``
+(one log line when Redis is lost, one when it is back); nothing above sees
+redis-py. Control messages travel on the first shard: ``P.control`` to every
+node and ``P.node.<id>`` to one node, both subscribed on its pub/sub.
+Rule 6: calls of one loop turn go to Redis together (redis_batch.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 import secrets
@@ -26,9 +32,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
-from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import RedisError
 
 from hubbub.engines.base import (
     EpochMismatch,
@@ -39,34 +42,20 @@ from hubbub.engines.base import (
     PresenceStats,
     PublishResult,
 )
-from hubbub.engines.redis_scripts import HISTORY, PRESENCE_ADD, PRESENCE_GET, PUBLISH
+from hubbub.engines.redis_shard import OUTAGE_ERRORS, ServerShard, Shard, normalize_address
 from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
+
+__all__ = ["OUTAGE_ERRORS", "RedisEngine", "jump_hash", "normalize_address", "shard_index"]
 
 log = logging.getLogger("hubbub.engines.redis")
 
 #: How long a publish idempotency key is remembered (as the memory engine).
 IDEMPOTENCY_WINDOW = 300
-#: Silence on a pub/sub connection after which it is pinged, and declared dead.
-PING_AFTER = 5.0
-DEAD_AFTER = 12.0
-#: Command connections per shard (per node); more concurrent commands queue.
-MAX_CONNECTIONS = 32
-#: Reconnect backoff bounds, seconds.
-BACKOFF_MIN = 0.05
-BACKOFF_MAX = 2.0
 
 _publication_decoder = msgspec.json.Decoder(Publication)
 _info_decoder = msgspec.json.Decoder(ClientInfo)
 _encode = msgspec.json.encode
 _Arg = bytes | str | int | float
-
-
-def normalize_address(address: str) -> str:
-    """``host:port`` or a ``redis://`` / ``rediss://`` / ``unix://`` URL, as a URL."""
-    address = address.strip()
-    if "://" in address:
-        return address
-    return f"redis://{address}"
 
 
 def jump_hash(key: int, buckets: int) -> int:
@@ -95,127 +84,17 @@ def _position(text: bytes) -> StreamPosition:
     return StreamPosition(int(offset), epoch.decode())
 
 
-class _Shard:
-    """One Redis server: a command pool, one pub/sub connection and its reader task."""
-
-    def __init__(self, engine: RedisEngine, url: str, options: dict[str, Any]) -> None:
-        self.engine = engine
-        self.url = url
-        # Commands wait for a free connection rather than open without bound.
-        self.pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=MAX_CONNECTIONS, **options
-        )
-        self.client: aioredis.Redis = aioredis.Redis(connection_pool=self.pool)
-        self.publish_script = self.client.register_script(PUBLISH)
-        self.history_script = self.client.register_script(HISTORY)
-        self.presence_add = self.client.register_script(PRESENCE_ADD)
-        self.presence_get = self.client.register_script(PRESENCE_GET)
-        self.channels: set[bytes] = set()  # Redis channels this node wants
-        self._acks: dict[bytes, list[asyncio.Future[None]]] = {}
-        self._conn: AbstractConnection | None = None
-        self._connected = asyncio.Event()
-        self._reader: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._reader is None:
-            self._reader = asyncio.create_task(self._run(), name=f"redis-pubsub {self.url}")
-
-    async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
-        await self.client.aclose()
-        await self.pool.disconnect()
-
-    # --- interest --------------------------------------------------------------------
-
-    async def subscribe(self, name: bytes, wait: float) -> None:
-        self.channels.add(name)
-        try:
-            async with asyncio.timeout(wait):
-                await self._connected.wait()
-                conn = self._conn
-                assert conn is not None
-                ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                self._acks.setdefault(name, []).append(ack)
-                await conn.send_command("SUBSCRIBE", name)
-                await ack
-        except TimeoutError as exc:
-            raise ConnectionError(f"redis {self.url}: no pub/sub connection") from exc
-
-    async def unsubscribe(self, name: bytes) -> None:
-        self.channels.discard(name)
-        conn = self._conn
-        if conn is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await conn.send_command("UNSUBSCRIBE", name)
-
-    # --- the reader ------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        delay = BACKOFF_MIN
-        while True:
-            conn = self.pool.make_connection()  # type: ignore[no-untyped-call]
-            was_live = False
-            try:
-                await conn.connect()
-                if self.channels:
-                    await conn.send_command("SUBSCRIBE", *self.channels)
-                self._conn = conn
-                self._connected.set()
-                was_live = True
-                delay = BACKOFF_MIN
-                log.info("redis %s: pub/sub connected", self.url)
-                await self._read(conn)
-            except (RedisError, OSError) as exc:
-                if was_live:
-                    log.warning("redis %s: pub/sub connection lost: %s", self.url, exc)
-            finally:
-                self._conn = None
-                self._connected.clear()
-                for waiters in self._acks.values():
-                    for ack in waiters:
-                        if not ack.done():
-                            ack.set_exception(ConnectionError(f"redis {self.url}: connection lost"))
-                self._acks.clear()
-                with contextlib.suppress(Exception):
-                    await conn.disconnect(nowait=True)
-            if was_live and self.channels:
-                self.engine.broker_lost(self.channels)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_MAX)
-
-    async def _read(self, conn: AbstractConnection) -> None:
-        silent = 0.0
-        dispatch = self.engine.dispatch
-        while True:
-            message = await conn.read_response(timeout=PING_AFTER, push_request=True)
-            if message is None:
-                silent += PING_AFTER
-                if silent >= DEAD_AFTER:
-                    raise ConnectionError("no answer to PING")
-                await conn.send_command("PING")
-                continue
-            silent = 0.0
-            kind = message[0]
-            if kind == b"message":
-                dispatch(message[1], message[2])
-            elif kind == b"subscribe":
-                waiters = self._acks.pop(message[1], None)
-                for ack in waiters or ():
-                    if not ack.done():
-                        ack.set_result(None)
-
-
 class RedisEngine:
     """Engine over one or more Redis servers (client-side sharding by channel)."""
+
+    #: Publishes of one loop turn travel together: a connection's publishes may overlap.
+    pipelined = True
 
     def __init__(
         self,
         addresses: Sequence[str] = ("127.0.0.1:6379",),
         *,
+        clusters: Sequence[str] = (),
         prefix: str = "hubbub",
         db: int = 0,
         user: str = "",
@@ -225,13 +104,16 @@ class RedisEngine:
         presence_ttl: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not addresses:
+        if not addresses and not clusters:
             raise ValueError("RedisEngine needs at least one address")
         options: dict[str, Any] = {
             "timeout": io_timeout,  # waiting for a free pool connection
             "socket_connect_timeout": connect_timeout,
             "socket_timeout": io_timeout,
             "health_check_interval": 0,
+            # RESP2: pub/sub messages are plain arrays (RESP3 pushes cost redis-py a
+            # str() of every message for a debug line nobody reads).
+            "protocol": 2,
         }
         if db:
             options["db"] = db
@@ -243,16 +125,42 @@ class RedisEngine:
         self.presence_ttl = presence_ttl
         self._connect_timeout = connect_timeout
         self._clock = clock
-        self._shards = [_Shard(self, normalize_address(a), options) for a in addresses]
+        self.cluster = bool(clusters)
+        self._shards: list[Shard]
+        if clusters:  # cluster_address takes precedence over address (as in Centrifugo)
+            from hubbub.engines.redis_cluster import ClusterShard
+
+            self._shards = [
+                ClusterShard(seeds, options, self.dispatch, self.broker_lost) for seeds in clusters
+            ]
+        else:
+            self._shards = [
+                ServerShard(normalize_address(a), options, self.dispatch, self.broker_lost)
+                for a in addresses
+            ]
         self._handler: EventHandler | None = None
         self._channel_prefix = f"{prefix}.channel.".encode()
+        self._control_all = f"{prefix}.control".encode()
+        self._control_prefix = f"{prefix}.node.".encode()
 
     # --- lifecycle -------------------------------------------------------------------
 
     async def start(self, handler: EventHandler) -> None:
         self._handler = handler
-        for shard in self._shards:
-            shard.start()
+        control = {self._control_all, self._control_node(handler.node_id)}
+        for index, shard in enumerate(self._shards):
+            shard.start(control if index == 0 else set())
+
+    @property
+    def available(self) -> bool:
+        return all(shard.health.up for shard in self._shards)
+
+    def _control_node(self, node: str) -> bytes:
+        return self._control_prefix + node.encode()
+
+    async def publish_control(self, data: bytes, node: str = "") -> None:
+        target = self._control_node(node) if node else self._control_all
+        await self._shards[0].post(target, data)
 
     async def close(self) -> None:
         for shard in self._shards:
@@ -266,7 +174,7 @@ class RedisEngine:
 
     # --- keys ------------------------------------------------------------------------
 
-    def _shard(self, channel: str) -> _Shard:
+    def _shard(self, channel: str) -> Shard:
         return self._shards[shard_index(channel, len(self._shards))]
 
     def shard_url(self, channel: str) -> str:
@@ -274,19 +182,33 @@ class RedisEngine:
         return self._shard(channel).url
 
     def _redis_channel(self, channel: str) -> bytes:
-        return self._channel_prefix + channel.encode()
+        return self._channel_prefix + self._tag(channel).encode()
 
-    def _key(self, kind: str, channel: str) -> str:
-        return f"{self.prefix}.{kind}.{channel}"
+    def _key(self, kind: str, channel: str, suffix: str = "") -> str:
+        return f"{self.prefix}.{kind}.{self._tag(channel)}{suffix}"
+
+    def _tag(self, channel: str) -> str:
+        """On a cluster, ``{channel}``: a hash tag, so a channel's keys share one slot."""
+        return f"{{{channel}}}" if self.cluster else channel
+
+    def _untag(self, name: str) -> str:
+        return name[1:-1] if self.cluster else name
 
     # --- events from the pub/sub reader ----------------------------------------------
 
     def dispatch(self, redis_channel: bytes, data: bytes) -> None:
         """Decode one pub/sub message and hand it to the handler."""
         handler = self._handler
-        if handler is None or not redis_channel.startswith(self._channel_prefix):
+        if handler is None:
             return
-        channel = redis_channel[len(self._channel_prefix) :].decode()
+        if not redis_channel.startswith(self._channel_prefix):
+            if redis_channel == self._control_all or redis_channel.startswith(self._control_prefix):
+                try:
+                    handler.handle_control(data)
+                except Exception:
+                    log.exception("redis engine: a control message failed")
+            return
+        channel = self._untag(redis_channel[len(self._channel_prefix) :].decode())
         try:
             kind = data[:1]
             if kind == b"p":
@@ -309,7 +231,13 @@ class RedisEngine:
         if handler is None:
             return
         cut = len(self._channel_prefix)
-        channels = [c[cut:].decode() for c in redis_channels]
+        channels = [
+            self._untag(c[cut:].decode())
+            for c in redis_channels
+            if c.startswith(self._channel_prefix)
+        ]
+        if not channels:
+            return
         try:
             handler.handle_broker_lost(channels)
         except Exception:
@@ -331,7 +259,7 @@ class RedisEngine:
         keys = [
             self._key("stream", channel),
             self._key("meta", channel),
-            self._key("idem", f"{channel}.{idempotency_key}")
+            self._key("idem", channel, f".{idempotency_key}")
             if idempotency_key
             else self._key("meta", channel),
         ]
@@ -344,21 +272,18 @@ class RedisEngine:
             self._redis_channel(channel),
             IDEMPOTENCY_WINDOW if idempotency_key else 0,
             1 if enabled else 0,
+            shard.publish_command,
         ]
-        duplicate, position = await shard.publish_script(keys=keys, args=args)
+        duplicate, position = await shard.publish.call(keys, args)
         result = PublishResult(_position(position), duplicate=bool(duplicate))
         publication.offset = result.position.offset
         return result
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
-        await self._shard(channel).client.publish(
-            self._redis_channel(channel), b"j" + _encode(info)
-        )
+        await self._shard(channel).post(self._redis_channel(channel), b"j" + _encode(info))
 
     async def publish_leave(self, channel: str, info: ClientInfo) -> None:
-        await self._shard(channel).client.publish(
-            self._redis_channel(channel), b"l" + _encode(info)
-        )
+        await self._shard(channel).post(self._redis_channel(channel), b"l" + _encode(info))
 
     # --- history ---------------------------------------------------------------------
 
@@ -385,9 +310,7 @@ class RedisEngine:
             query.limit if query.limit > 0 else -1,
         ]
         keys = [self._key("stream", channel), self._key("meta", channel)]
-        top, epoch, mismatch, entries = await self._shard(channel).history_script(
-            keys=keys, args=args
-        )
+        top, epoch, mismatch, entries = await self._shard(channel).history.call(keys, args)
         if mismatch:
             raise EpochMismatch(channel, StreamPosition(int(top), epoch.decode()))
         publications = []
@@ -398,7 +321,7 @@ class RedisEngine:
         return HistoryPage(publications, StreamPosition(int(top), epoch.decode()))
 
     async def remove_history(self, channel: str) -> None:
-        await self._shard(channel).client.delete(self._key("stream", channel))
+        await self._shard(channel).delete(self._key("stream", channel))
 
     # --- presence --------------------------------------------------------------------
 
@@ -415,18 +338,14 @@ class RedisEngine:
             repr(self._clock() + ttl),
             max(math.ceil(ttl), 1),
         ]
-        await self._shard(channel).presence_add(keys=self._presence_keys(channel), args=args)
+        await self._shard(channel).presence_add.call(self._presence_keys(channel), args)
 
     async def remove_presence(self, channel: str, client_id: str) -> None:
-        hash_key, expiry_key = self._presence_keys(channel)
-        async with self._shard(channel).client.pipeline(transaction=True) as pipe:
-            pipe.hdel(hash_key, client_id)
-            pipe.zrem(expiry_key, client_id)
-            await pipe.execute()
+        await self._shard(channel).presence_remove.call(self._presence_keys(channel), [client_id])
 
     async def presence(self, channel: str) -> dict[str, ClientInfo]:
-        flat = await self._shard(channel).presence_get(
-            keys=self._presence_keys(channel), args=[repr(self._clock())]
+        flat = await self._shard(channel).presence_get.call(
+            self._presence_keys(channel), [repr(self._clock())]
         )
         return {flat[i].decode(): _info_decoder.decode(flat[i + 1]) for i in range(0, len(flat), 2)}
 

@@ -51,6 +51,7 @@ from hubbub.engines.redis_maps_scripts import (
     MAP_READ_ORDERED,
 )
 from hubbub.engines.redis_scripts import HISTORY
+from hubbub.engines.redis_shard import ServerShard, Shard
 from hubbub.protocol.messages import Publication, StreamPosition
 
 log = logging.getLogger("hubbub.engines.redis_maps")
@@ -120,10 +121,10 @@ class RedisMapEngine:
 
     def _clients(self) -> list[Any]:
         """The command client of every shard."""
-        return [shard.client for shard in self._broker._shards]
+        return [_server(shard).client for shard in self._broker._shards]
 
     def _client(self, channel: str) -> Any:
-        return self._broker._shard(channel).client
+        return _server(self._broker._shard(channel)).client
 
     def _script(self, client: Any, name: str) -> Any:
         scripts = self._scripts.setdefault(id(client), {})
@@ -369,3 +370,9 @@ def _meta_ttl(store: MapStore) -> int:
     if not store.key_ttl:
         return 0
     return _ms(max(store.meta_ttl, store.stream_ttl, store.key_ttl))
+
+
+def _server(shard: Shard) -> ServerShard:
+    """The map broker runs on servers (its RedisEngine gets no cluster seeds)."""
+    assert isinstance(shard, ServerShard)
+    return shard

@@ -10,13 +10,19 @@ field ``d`` the JSON publication without its offset, lives ``history_ttl``),
 ``P.idem.C.K`` (idempotency key K: ``<offset>:<epoch>``), ``P.presence.C``
 (hash client -> JSON ClientInfo) and ``P.presence_exp.C`` (sorted set client ->
 expiry time). Pub/sub messages go to Redis channel ``P.channel.C``.
+
+On a Redis Cluster, C is written ``{C}`` in every key and in the channel (a
+hash tag), so all of a channel's keys and its shard channel live in one slot,
+and the scripts (which touch only those) run on the slot's master; events go
+out with SPUBLISH (sharded pub/sub), reaching only the nodes that serve the slot.
 """
 
 from __future__ import annotations
 
 #: KEYS: stream, meta, idempotency key. ARGV: 1 body, 2 history size, 3 history ttl
 #: (ms), 4 meta ttl (ms), 5 a fresh epoch (used when the meta key is gone), 6 the
-#: Redis pub/sub channel, 7 idempotency window in s ("0": no key), 8 "1": keep history.
+#: Redis pub/sub channel, 7 idempotency window in s ("0": no key), 8 "1": keep history,
+#: 9 the publish command ("PUBLISH", or "SPUBLISH" on a cluster).
 #: Returns {duplicate (0/1), "<offset>:<epoch>"}; publishes "p<offset>:<epoch>:<body>".
 PUBLISH = """
 if ARGV[7] ~= '0' then
@@ -41,7 +47,7 @@ local position = offset .. ':' .. epoch
 if ARGV[7] ~= '0' then
   redis.call('SET', KEYS[3], position, 'EX', ARGV[7])
 end
-redis.call('PUBLISH', ARGV[6], 'p' .. position .. ':' .. ARGV[1])
+redis.call(ARGV[9], ARGV[6], 'p' .. position .. ':' .. ARGV[1])
 return {0, position}
 """
 
@@ -99,4 +105,11 @@ if #expired > 0 then
   end
 end
 return redis.call('HGETALL', KEYS[1])
+"""
+
+#: KEYS: presence hash, expiry set. ARGV: 1 client. Removes the client's entry.
+PRESENCE_REMOVE = """
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
 """

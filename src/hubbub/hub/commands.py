@@ -21,6 +21,7 @@ import msgspec
 from hubbub.auth.permissions import Action, Actor, Verdict, decide
 from hubbub.auth.tokens import InvalidToken, SubscriptionClaims, TokenExpired
 from hubbub.codes import Disconnect, Error
+from hubbub.engines.base import EngineUnavailable
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.decisions import apply_override
 from hubbub.hub.deltas import FOSSIL
@@ -206,11 +207,16 @@ class Commands:
         presence, the user's other connections are closed (3504), as Centrifugo does."""
         if joins is not None:
             await joins
-        stats = await self.hub.engine.presence_stats(personal_channel)
-        if stats.num_clients >= 2 and not session.closed:
-            self.hub.disconnect_user(
-                session.user, Disconnect.CONNECTION_LIMIT, whitelist=(session.client_id,)
-            )
+        hub = self.hub
+        try:
+            stats = await hub.engine.presence_stats(personal_channel)
+            if stats.num_clients >= 2 and not session.closed:
+                # Every node closes the user's other connections (the control plane).
+                await hub.control.disconnect_user(
+                    session.user, Disconnect.CONNECTION_LIMIT, whitelist=(session.client_id,)
+                )
+        except EngineUnavailable as exc:
+            hub.outages.failed("single_connection", exc)
 
     async def _server_side(
         self,

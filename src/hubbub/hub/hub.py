@@ -42,6 +42,7 @@ from hubbub.engines.memory_maps import MemoryMapEngine
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.channels import ChannelTable
 from hubbub.hub.commands import Commands, ttl_until
+from hubbub.hub.control import Control
 from hubbub.hub.decisions import Decisions
 from hubbub.hub.delivery import Delivery
 from hubbub.hub.deltas import without_flags
@@ -132,6 +133,7 @@ class Hub:
         self.maps = Maps(self, self.map_engine)
         self.map_flow = MapFlows(self)
         self.polls = Polls(self)
+        self.control = Control(self)  # server API actions and node info across nodes
         self._delivery: Delivery | None = None
         self._sessions: dict[str, Session] = {}  # every open session, connected or not
         # Sessions whose commands come over /emulation requests, by session id.
@@ -154,10 +156,13 @@ class Hub:
         try:
             await self.engine.start(self)
             await self.map_engine.start(self)
+            self.control.start()
             self.timers.start()
             await self.webhooks.start(self.node_id)
         except BaseException:
             await self.timers.stop()
+            with contextlib.suppress(Exception):
+                await self.control.close()
             with contextlib.suppress(Exception):
                 await self.map_engine.close()
             with contextlib.suppress(Exception):
@@ -176,6 +181,7 @@ class Hub:
         await self.webhooks.close()
         await self.decisions.close()
         await self.timers.stop()
+        await self.control.close()
         await self.map_engine.close()
         await self.engine.close()
 
@@ -342,6 +348,9 @@ class Hub:
 
     def handle_leave(self, channel: str, info: ClientInfo) -> None:
         self.channels.join_leave(channel, Push(channel=channel, leave=Leave(info)))
+
+    def handle_control(self, data: bytes) -> None:
+        self.control.handle(data)
 
     def handle_broker_lost(self, channels: Iterable[str]) -> None:
         """Events of ``channels`` may be lost: every subscriber must recover."""

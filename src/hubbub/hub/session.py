@@ -1,9 +1,11 @@
 """One client connection inside the hub: its identity, subscriptions and lifecycle.
 
-Rule 1: a session runs its commands one at a time, in the order they arrived;
-each command's outcome is decided in ``_run`` alone and is exactly one of: a
-reply (the handler's ``Answer``, queued here), an error reply (ClientError, or
-error 100 for anything unexpected), a close (DisconnectRequest), or nothing
+Rule 1: a session runs its commands one at a time, in the order they arrived
+(the one exception, publishes overlapping on a pipelined engine with replies
+still in arrival order, is hub/inflight.py); each command's outcome is decided
+in ``_run`` alone and is exactly one of: a reply (the handler's ``Answer``,
+queued here), an error reply (ClientError, or error 100 for anything
+unexpected), a close (DisconnectRequest), or nothing
 (``send``, or a session that closed meanwhile). Handlers never write replies,
 so a command cannot be answered twice.
 Rule 2: what must follow a reply in the same loop turn (a subscription going
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -30,6 +33,7 @@ from hubbub.auth.channels import Channel
 from hubbub.codes import Disconnect, DisconnectInfo, Error, ErrorInfo, UnsubscribeInfo
 from hubbub.engines.base import EngineUnavailable
 from hubbub.errors import ClientError, DisconnectRequest, HubbubError
+from hubbub.hub.inflight import InFlight, held_output
 from hubbub.hub.limits import CommandRate
 from hubbub.hub.timers import Timer
 from hubbub.hub.transport import Shared, Transport
@@ -134,6 +138,7 @@ class Session:
         "expiry_timer",
         "heartbeat_timer",
         "hub",
+        "inflight",
         "leaving",
         "map_flows",
         "meta",
@@ -186,6 +191,7 @@ class Session:
         # Map subscribes between their first page and live (hub/maps.py), by channel.
         self.map_flows: dict[str, MapFlow] | None = None
         self.closed = False
+        self.inflight: InFlight | None = None  # publishes in flight together (made on use)
         self.heartbeat_timer: Timer | None = None  # stale check, then ping/pong
         self.expiry_timer: Timer | None = None  # the connection token's expiry check
         limits = hub.config.client
@@ -226,15 +232,32 @@ class Session:
                     self.close(Disconnect.TOO_MANY_REQUESTS)
                     return
                 if received.command.id:
+                    if self.inflight:
+                        await self.inflight.drain()  # replies in arrival order
                     self.send(self.codec.error(received.command.id, Error.TOO_MANY_REQUESTS))
                 if received.method == "connect":
                     self.protocol.reject_connect()
                     return
                 continue
+            # --- overlapping publishes (hub/inflight.py): the one exception to Rule 1's
+            # "one at a time"; anything else first waits for them.
+            if received.method == "publish" and self._may_overlap():
+                if self.inflight is None:
+                    self.inflight = InFlight()
+                await self.inflight.start(self, functools.partial(self._run, received))
+                continue
+            if self.inflight:
+                await self.inflight.drain()
+            # ---
             await self._run(received)
             if received.method == "connect" and not self.connected:
                 # The connect failed: what followed it in the frame has no connection.
                 return
+
+    def _may_overlap(self) -> bool:
+        hub = self.hub
+        # No publish hook or proxy: their awaits could reorder a connection's publishes.
+        return hub.engine.pipelined and hub.hooks.publish is None and not hub.decisions.proxies.any
 
     async def _run(self, received: Received) -> None:
         """Run one command and give it its one outcome (Rule 1)."""
@@ -294,6 +317,10 @@ class Session:
     def send(self, data: bytes) -> None:
         """Queue an encoded reply or push; it goes out with this loop turn's flush."""
         if not self.closed:
+            held = held_output(self)  # a publish in flight: its reply waits its turn
+            if held is not None:
+                held.append(data)
+                return
             self.hub.delivery.send(self, data)
 
     def push(self, push: Push) -> None:

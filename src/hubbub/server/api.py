@@ -428,7 +428,7 @@ class HttpApi:
     async def channels(self, body: msgspec.Raw) -> dict[str, Any]:
         params: ChannelsParams = _decode(body, ChannelsParams)
         pattern = params.pattern
-        counts = self.hub.channel_counts()
+        counts = await self.hub.control.channel_counts()  # every node's
         return {
             "channels": {
                 name: {"num_clients": count}
@@ -439,7 +439,7 @@ class HttpApi:
 
     async def info(self, body: msgspec.Raw) -> dict[str, Any]:
         _decode(body, EmptyParams)
-        return {"nodes": [self.hub.stats()]}
+        return {"nodes": [msgspec.to_builtins(node) for node in self.hub.control.nodes()]}
 
     async def disconnect(self, body: msgspec.Raw) -> dict[str, Any]:
         params: UserDisconnectParams = _decode(body, UserDisconnectParams)
@@ -449,7 +449,7 @@ class HttpApi:
             if not (3000 <= code <= 4999):
                 raise ClientError(Error.BAD_REQUEST, "disconnect code must be 3000..4999")
             reason = disconnect_info(code, params.disconnect.reason)
-        self.hub.disconnect_user(
+        await self.hub.control.disconnect_user(
             params.user, reason, client=params.client, whitelist=params.whitelist or ()
         )
         return {}
@@ -457,12 +457,12 @@ class HttpApi:
     async def unsubscribe(self, body: msgspec.Raw) -> dict[str, Any]:
         params: UserChannelParams = _decode(body, UserChannelParams)
         self.hub.channel_rules.resolve(params.channel)
-        self.hub.unsubscribe_user(params.user, params.channel, client=params.client)
+        await self.hub.control.unsubscribe_user(params.user, params.channel, client=params.client)
         return {}
 
     async def subscribe(self, body: msgspec.Raw) -> dict[str, Any]:
         params: UserSubscribeParams = _decode(body, UserSubscribeParams)
-        await self.hub.subscribe_user(
+        await self.hub.control.subscribe_user(
             params.user,
             params.channel,
             client=params.client,
@@ -474,7 +474,7 @@ class HttpApi:
 
     async def refresh(self, body: msgspec.Raw) -> dict[str, Any]:
         params: RefreshParams = _decode(body, RefreshParams)
-        self.hub.refresh_user(
+        await self.hub.control.refresh_user(
             params.user, client=params.client, expired=params.expired, expire_at=params.expire_at
         )
         return {}

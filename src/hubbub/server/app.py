@@ -8,6 +8,7 @@ Routes (on one port, unless ``http_server.internal_port`` splits them):
     GET  /                       the demo chat page                   (public)
     POST /api/<method>           the server HTTP API (X-API-Key)      (internal port if set)
     GET  /health                 200 {} while the node serves         (both)
+    GET  /ready                  200 {} when the engine is reachable, else 503 (both)
 
 ``attach`` adds them to an application the user already has; ``create_app``
 makes a new one. The WebSocket route is the endpoint's aiohttp door
@@ -62,6 +63,7 @@ def attach(
     if api:
         app.router.add_post(prefix + "/api/{method}", HttpApi(hub).handle)
     app.router.add_get(f"{prefix}/health", _health)
+    app.router.add_get(f"{prefix}/ready", _ready)
     if demo:
         app.router.add_get(f"{prefix}/", _demo_page)
     if owns_hub:
@@ -109,6 +111,13 @@ def runner_options(server: HttpServerConfig) -> dict[str, Any]:
 
 async def _health(_: web.Request) -> web.Response:
     return web.json_response({})
+
+
+async def _ready(request: web.Request) -> web.Response:
+    """Readiness: a node whose engine (Redis) cannot be reached should get no traffic."""
+    if request.app[HUB_KEY].engine.available:
+        return web.json_response({})
+    return web.json_response({"error": "engine unavailable"}, status=503)
 
 
 async def _demo_page(_: web.Request) -> web.Response:

@@ -7,6 +7,12 @@ running with fewer workers than asked is worse than one that stops), and the
 parent's exit code is the first non-zero one. The kernel spreads new
 connections over the workers; they share channels through the engine, which
 must therefore be Redis.
+
+Start-up is not a window: SIGTERM/SIGINT are blocked while the workers are
+forked and the forwarding handler is installed before they are unblocked, so
+a signal that arrives meanwhile waits and is then forwarded to every worker
+(none is orphaned). Each worker restores the default handlers and unblocks
+them before anything else.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import FrameType
+from typing import NoReturn
 
 from hubbub.config.model import Config
 
@@ -30,10 +37,14 @@ def workers_error(config: Config, workers: int) -> str | None:
         return f"--workers must be at least 1, got {workers}"
     if workers == 1:
         return None
-    if config.engine.type != "redis":
+    shared = config.engine.type == "redis" or (
+        config.broker.enabled and config.broker.type == "nats"
+    )
+    if not shared:
         return (
-            f'--workers {workers} needs engine.type "redis" (got {config.engine.type!r}): '
-            "each worker is a node, and only Redis shares channels between nodes"
+            f'--workers {workers} needs engine.type "redis" (got {config.engine.type!r}) '
+            'or broker.type "nats": each worker is a node, and only Redis or NATS share '
+            "channels between nodes"
         )
     if config.http_server.port == 0:
         return f"--workers {workers} needs a fixed http_server.port, not 0"
@@ -50,30 +61,6 @@ def run_workers(
     from hubbub.server.run import run  # imported before forking, shared by the children
 
     children: set[int] = set()
-    for index in range(workers):
-        pid = os.fork()
-        if pid == 0:  # the worker
-            code = 0
-            try:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                run(config, ready=ready, reuse_port=True)
-            except OSError as exc:
-                print(
-                    f"error: worker {index}: http_server: cannot listen: {exc.strerror or exc}",
-                    file=sys.stderr,
-                )
-                code = 1
-            except BaseException:
-                log.exception("worker %d failed", index)
-                code = 1
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        children.add(pid)
-    log.info("supervising %d workers: %s", workers, " ".join(map(str, sorted(children))))
-
     stopping = False
 
     def forward(signum: int, frame: FrameType | None) -> None:
@@ -83,8 +70,19 @@ def run_workers(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    try:
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        for index in range(workers):
+            pid = os.fork()
+            if pid == 0:  # the worker
+                _worker(run, config, index, ready, mask)
+            children.add(pid)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending signal is forwarded now
+    log.info("supervising %d workers: %s", workers, " ".join(map(str, sorted(children))))
     exit_code = 0
     while children:
         try:
@@ -99,3 +97,32 @@ def run_workers(
             log.warning("worker %d exited (%d): stopping the others", pid, code)
             forward(signal.SIGTERM, None)
     return exit_code
+
+
+def _worker(
+    run: Callable[..., None],
+    config: Config,
+    index: int,
+    ready: Callable[[int], None] | None,
+    mask: Iterable[int],
+) -> NoReturn:
+    """The body of a forked worker: serve until stopped, then leave without cleanup."""
+    code = 0
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        run(config, ready=ready, reuse_port=True)
+    except OSError as exc:
+        print(
+            f"error: worker {index}: http_server: cannot listen: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        code = 1
+    except BaseException:
+        log.exception("worker %d failed", index)
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

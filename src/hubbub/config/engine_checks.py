@@ -1,0 +1,89 @@
+"""Checks of the keys that say where data goes: ``engine.redis.*`` and ``broker.*``.
+
+Rule: such a key is never ignored: a value hubbub cannot honour stops startup
+with a ConfigError naming the key (an address that is not one, a broker type
+hubbub has no client for, a NATS broker that would leave history or presence
+inside each node).
+"""
+
+from __future__ import annotations
+
+from hubbub.config.durations import show as _show
+from hubbub.config.model import Config, RedisConfig
+from hubbub.errors import ConfigError
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def check_redis(redis: RedisConfig, path: str = "engine.redis") -> None:
+    for i, address in enumerate(redis.address):
+        key = f"{path}.address[{i}]" if len(redis.address) > 1 else f"{path}.address"
+        text = address.strip()
+        if "://" in text:
+            scheme, _, rest = text.partition("://")
+            if scheme not in _REDIS_SCHEMES:
+                raise ConfigError(
+                    key,
+                    f"expected redis://, rediss:// or unix:// (or host:port), got {_show(address)}",
+                )
+            if scheme == "unix":
+                continue
+            text = rest.rpartition("@")[2].partition("/")[0].partition("?")[0]
+            if text and ":" not in text:
+                continue  # a URL may leave the port out (6379)
+        host, colon, port = text.rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(key, f"expected host:port or a redis:// URL, got {_show(address)}")
+    for i, cluster in enumerate(redis.cluster_address):
+        key = f"{path}.cluster_address[{i}]"
+        seeds = [seed.strip() for seed in cluster.split(",")]
+        for seed in seeds:
+            host, colon, port = seed.removeprefix("redis://").rpartition(":")
+            if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(
+                    key, f"expected comma-separated host:port seeds, got {_show(cluster)}"
+                )
+    if len(set(redis.address)) != len(redis.address):
+        raise ConfigError(f"{path}.address", "lists the same address twice")
+    if not redis.prefix:
+        raise ConfigError(f"{path}.prefix", "must not be empty")
+    for key, value in (
+        (f"{path}.connect_timeout", redis.connect_timeout),
+        (f"{path}.io_timeout", redis.io_timeout),
+        (f"{path}.presence_ttl", redis.presence_ttl),
+    ):
+        if value <= 0:
+            raise ConfigError(key, f"must be more than 0, got {value:g}s")
+
+
+def check_broker(config: Config) -> None:
+    broker = config.broker
+    if not broker.enabled:
+        return
+    if broker.type != "nats":
+        raise ConfigError(
+            "broker.type", f'{_show(broker.type)} is not supported: use "nats" (or disable broker)'
+        )
+    url = broker.nats.url.strip()
+    if not url.startswith(("nats://", "tls://")) or not url.partition("://")[2]:
+        raise ConfigError("broker.nats.url", f"expected nats://host:port, got {_show(url)}")
+    if not broker.nats.prefix:
+        raise ConfigError("broker.nats.prefix", "must not be empty")
+    if config.engine.type == "memory":
+        # NATS carries events only: history and presence would stay inside each node.
+        channel = config.channel
+        scopes = [("channel.without_namespace", channel.without_namespace)]
+        scopes += [
+            (f"channel.namespaces[{i}]", ns.options) for i, ns in enumerate(channel.namespaces)
+        ]
+        for path, options in scopes:
+            for name, on in (
+                ("history_size", options.history_enabled),
+                ("presence", options.presence),
+            ):
+                if on:
+                    raise ConfigError(
+                        f"{path}.{name}",
+                        "with broker nats and engine.type memory every node would keep its own "
+                        'history and presence: use engine.type "redis" (Redis keeps them)',
+                    )

@@ -1,0 +1,280 @@
+"""The NATS broker: channels without history travel between nodes through NATS.
+
+Centrifugo v6 keys: ``broker.enabled: true``, ``broker.type: "nats"``,
+``broker.nats.url``, ``broker.nats.prefix``. The broker wraps the engine
+(``engine.type``) and splits the work:
+
+Rule 1: NATS carries what needs no state: publications of channels without
+history (and without an idempotency key), join/leave, and control messages
+(``P.control``, ``P.node.<id>``). Channel C's subject is ``P.channel.C``
+(C encoded when it holds characters a subject cannot: ``P.channel.~<base64>``).
+This is at most once: a publication sent while a node's NATS connection is
+down does not reach that node, and the node is told (``handle_broker_lost``:
+its subscribers get 2500 and resubscribe).
+Rule 2: the engine keeps the rest: channels with history (or an idempotency
+key) are published through it, so offsets, epochs and recovery are exactly
+the engine's (Redis: ordered, recoverable); history and presence are read
+from it. With the memory engine, the loader refuses history and presence
+(each node would keep its own).
+Rule 3: ``subscribe`` returns once the NATS server has the subscription (a
+flush), so a history read after it cannot miss a publication; the engine's
+subscription is made as well (a channel may have history).
+Rule 4: NATS errors stop here as ``EngineUnavailable``; the connection is
+made in the background and re-made by nats-py; lost/back are logged once each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import re
+
+import msgspec
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
+
+from hubbub.engines.base import (
+    Engine,
+    EngineUnavailable,
+    EventHandler,
+    HistoryOptions,
+    HistoryPage,
+    HistoryQuery,
+    PresenceStats,
+    PublishResult,
+)
+from hubbub.engines.health import Reachability
+from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
+
+log = logging.getLogger("hubbub.engines.nats")
+
+#: Reconnect pacing (seconds) while the NATS server cannot be reached.
+RECONNECT_WAIT = 1
+CONNECT_TIMEOUT = 2
+#: Characters a channel may keep in its subject (anything else: the encoded form).
+_SUBJECT_SAFE = re.compile(r"[A-Za-z0-9_\-:#$@!,=+/]+")
+
+_publication_decoder = msgspec.json.Decoder(Publication)
+_info_decoder = msgspec.json.Decoder(ClientInfo)
+_encode = msgspec.json.encode
+_NATS_ERRORS = (NatsError, OSError, TimeoutError)
+
+
+def channel_subject(prefix: str, channel: str) -> str:
+    if _SUBJECT_SAFE.fullmatch(channel):
+        return f"{prefix}.channel.{channel}"
+    encoded = base64.urlsafe_b64encode(channel.encode()).decode().rstrip("=")
+    return f"{prefix}.channel.~{encoded}"
+
+
+class NatsBroker:
+    """An Engine: NATS for stateless events, ``engine`` for history and presence."""
+
+    def __init__(self, engine: Engine, url: str, *, prefix: str = "centrifugo") -> None:
+        self.engine = engine
+        self.url = url
+        self.prefix = prefix
+        self.pipelined = engine.pipelined
+        self.health = Reachability(f"nats {url}", log)
+        self._nc: NatsClient | None = None
+        self._handler: EventHandler | None = None
+        self._subs: dict[str, Subscription] = {}  # channel -> its NATS subscription
+        self._channels: dict[str, str] = {}  # subject -> channel
+        self._control: list[Subscription] = []
+        self._connector: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self, handler: EventHandler) -> None:
+        self._handler = handler
+        await self.engine.start(handler)
+        self._connector = asyncio.get_running_loop().create_task(
+            self._connect_until_done(), name=f"nats-connect {self.url}"
+        )
+
+    async def _connect_until_done(self) -> None:
+        """The first connection (nats-py makes the later ones itself)."""
+        while True:
+            nc = NatsClient()
+            try:
+                await nc.connect(
+                    servers=[self.url],
+                    connect_timeout=CONNECT_TIMEOUT,
+                    reconnect_time_wait=RECONNECT_WAIT,
+                    max_reconnect_attempts=-1,
+                    allow_reconnect=True,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                    name="hubbub",
+                )
+            except _NATS_ERRORS as exc:
+                self.health.failed(exc)
+                with contextlib.suppress(Exception):
+                    await nc.close()
+                await asyncio.sleep(RECONNECT_WAIT)
+                continue
+            break
+        self._nc = nc
+        handler = self._handler
+        assert handler is not None
+        for subject in (f"{self.prefix}.control", f"{self.prefix}.node.{handler.node_id}"):
+            self._control.append(await nc.subscribe(subject, cb=self._on_control))
+        await nc.flush()
+        self.health.succeeded()
+        self._connected.set()
+
+    async def close(self) -> None:
+        if self._connector is not None:
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connector
+            self._connector = None
+        nc, self._nc = self._nc, None
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                await nc.drain()
+        await self.engine.close()
+
+    @property
+    def available(self) -> bool:
+        nc = self._nc
+        return nc is not None and nc.is_connected and self.engine.available
+
+    # --- NATS connection events --------------------------------------------------------
+
+    async def _on_error(self, exc: Exception) -> None:
+        self.health.failed(exc)
+
+    async def _on_disconnected(self) -> None:
+        self.health.failed("disconnected")
+        handler = self._handler
+        if handler is not None and self._subs:
+            # What was published meanwhile does not come back: subscribers must recover.
+            handler.handle_broker_lost(list(self._subs))
+
+    async def _on_reconnected(self) -> None:
+        self.health.succeeded()  # nats-py subscribed everything again
+
+    def _client(self) -> NatsClient:
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            raise EngineUnavailable(f"nats {self.url}: not connected")
+        return nc
+
+    # --- interest ----------------------------------------------------------------------
+
+    async def subscribe(self, channel: str) -> None:
+        await self.engine.subscribe(channel)
+        if channel in self._subs:
+            return
+        nc = self._client()
+        subject = channel_subject(self.prefix, channel)
+        try:
+            subscription = await nc.subscribe(subject, cb=self._on_message)
+            self._subs[channel] = subscription
+            self._channels[subject] = channel
+            await nc.flush(timeout=CONNECT_TIMEOUT)  # the server has it: nothing is missed
+        except _NATS_ERRORS as exc:
+            self.health.failed(exc)
+            raise EngineUnavailable(f"nats {self.url}: {exc}") from exc
+
+    async def unsubscribe(self, channel: str) -> None:
+        subscription = self._subs.pop(channel, None)
+        if subscription is not None:
+            self._channels.pop(subscription.subject, None)
+            with contextlib.suppress(*_NATS_ERRORS):
+                await subscription.unsubscribe()
+        await self.engine.unsubscribe(channel)
+
+    # --- events ------------------------------------------------------------------------
+
+    async def _publish(self, subject: str, data: bytes) -> None:
+        nc = self._client()
+        try:
+            await nc.publish(subject, data)
+        except _NATS_ERRORS as exc:
+            self.health.failed(exc)
+            raise EngineUnavailable(f"nats {self.url}: {exc}") from exc
+
+    async def publish(
+        self,
+        channel: str,
+        publication: Publication,
+        history: HistoryOptions,
+        *,
+        idempotency_key: str = "",
+    ) -> PublishResult:
+        if history.enabled or idempotency_key:
+            return await self.engine.publish(
+                channel, publication, history, idempotency_key=idempotency_key
+            )
+        publication.offset = 0
+        await self._publish(channel_subject(self.prefix, channel), b"p0::" + _encode(publication))
+        return PublishResult(StreamPosition())
+
+    async def publish_join(self, channel: str, info: ClientInfo) -> None:
+        await self._publish(channel_subject(self.prefix, channel), b"j" + _encode(info))
+
+    async def publish_leave(self, channel: str, info: ClientInfo) -> None:
+        await self._publish(channel_subject(self.prefix, channel), b"l" + _encode(info))
+
+    async def publish_control(self, data: bytes, node: str = "") -> None:
+        subject = f"{self.prefix}.node.{node}" if node else f"{self.prefix}.control"
+        await self._publish(subject, data)
+
+    async def _on_message(self, msg: Msg) -> None:
+        handler = self._handler
+        channel = self._channels.get(msg.subject)
+        if handler is None or channel is None:
+            return
+        data = msg.data
+        try:
+            kind = data[:1]
+            if kind == b"p":
+                handler.handle_publication(
+                    channel, _publication_decoder.decode(data[4:]), StreamPosition()
+                )
+            elif kind == b"j":
+                handler.handle_join(channel, _info_decoder.decode(data[1:]))
+            elif kind == b"l":
+                handler.handle_leave(channel, _info_decoder.decode(data[1:]))
+        except Exception:
+            log.exception("nats broker: bad message on %s", msg.subject)
+
+    async def _on_control(self, msg: Msg) -> None:
+        handler = self._handler
+        if handler is not None:
+            try:
+                handler.handle_control(msg.data)
+            except Exception:
+                log.exception("nats broker: a control message failed")
+
+    # --- the engine's part -------------------------------------------------------------
+
+    async def history(
+        self, channel: str, query: HistoryQuery, history: HistoryOptions
+    ) -> HistoryPage:
+        return await self.engine.history(channel, query, history)
+
+    async def remove_history(self, channel: str) -> None:
+        await self.engine.remove_history(channel)
+
+    async def add_presence(
+        self, channel: str, client_id: str, info: ClientInfo, expire: float
+    ) -> None:
+        await self.engine.add_presence(channel, client_id, info, expire)
+
+    async def remove_presence(self, channel: str, client_id: str) -> None:
+        await self.engine.remove_presence(channel, client_id)
+
+    async def presence(self, channel: str) -> dict[str, ClientInfo]:
+        return await self.engine.presence(channel)
+
+    async def presence_stats(self, channel: str) -> PresenceStats:
+        return await self.engine.presence_stats(channel)

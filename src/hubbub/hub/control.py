@@ -1,0 +1,356 @@
+"""The control plane: server API actions and questions that reach every node.
+
+Rule 1: an action of the server API (disconnect, unsubscribe, subscribe,
+refresh) is applied to this node's sessions first (awaited, so its errors
+reach the caller), then published on the engine's control channel; every other
+node applies it to its own sessions. A node ignores its own messages (it
+already acted). With the memory engine there is no other node, and nothing
+changes: the message comes back to this node and is ignored.
+Rule 2: each node announces itself every ``ANNOUNCE_INTERVAL`` (nodes.py keeps
+the registry), once more when it meets a node it did not know, and says
+goodbye when it closes. ``info`` lists this node and every live one.
+Rule 3: a survey (``channels``) asks every live node and waits for all of them
+at most ``SURVEY_TIMEOUT``; a node that does not answer makes the survey fail
+with error 100, never a partial answer presented as whole.
+Rule 4: control is at most once (as Centrifugo's): a node that is away when an
+action is published does not apply it later; its clients reconnect and are
+subject to the action's cause (token, permission) like anyone.
+
+The messages are JSON objects with a ``kind`` (Centrifugo's control command
+kinds: node, shutdown, disconnect, unsubscribe, subscribe, refresh,
+survey_request, survey_response) and the ``sender`` node's uid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from hubbub.codes import DisconnectInfo, Error, disconnect_info
+from hubbub.engines.base import EngineUnavailable
+from hubbub.errors import ClientError
+from hubbub.hub.nodes import ANNOUNCE_INTERVAL, NodeInfo, NodeRegistry
+from hubbub.protocol.messages import NO_DATA, StreamPosition
+
+if TYPE_CHECKING:
+    from hubbub.hub.hub import Hub
+
+log = logging.getLogger("hubbub.control")
+
+#: How long a survey waits for the other nodes' answers (seconds).
+SURVEY_TIMEOUT = 3.0
+
+
+# --- messages --------------------------------------------------------------------------
+
+
+class _Message(msgspec.Struct, tag_field="kind", kw_only=True, omit_defaults=True):
+    sender: str  # the uid of the node that published it
+
+
+class Announce(_Message, tag="node"):
+    node: NodeInfo
+
+
+class Shutdown(_Message, tag="shutdown"):
+    pass
+
+
+class DisconnectUser(_Message, tag="disconnect"):
+    user: str
+    code: int
+    client: str = ""
+    whitelist: list[str] = []
+    reason: str = ""
+
+
+class UnsubscribeUser(_Message, tag="unsubscribe"):
+    user: str
+    channel: str
+    client: str = ""
+
+
+class SubscribeUser(_Message, tag="subscribe"):
+    user: str
+    channel: str
+    client: str = ""
+    info: msgspec.Raw = NO_DATA  # absent: omitted
+    data: msgspec.Raw = NO_DATA
+    recover_since: StreamPosition | None = None
+
+
+class RefreshUser(_Message, tag="refresh"):
+    user: str
+    client: str = ""
+    expired: bool = False
+    expire_at: int = 0
+
+
+class SurveyRequest(_Message, tag="survey_request"):
+    id: str
+    op: str
+
+
+class SurveyResponse(_Message, tag="survey_response"):
+    id: str
+    data: msgspec.Raw
+
+
+ControlMessage = (
+    Announce
+    | Shutdown
+    | DisconnectUser
+    | UnsubscribeUser
+    | SubscribeUser
+    | RefreshUser
+    | SurveyRequest
+    | SurveyResponse
+)
+_decoder = msgspec.json.Decoder(ControlMessage)
+_encode = msgspec.json.encode
+
+
+class _Survey:
+    """The answers gathered for one survey request."""
+
+    def __init__(self, expected: set[str]) -> None:
+        self.expected = expected
+        self.answers: dict[str, msgspec.Raw] = {}
+        self.complete = asyncio.Event()
+        if not expected:
+            self.complete.set()
+
+    def answer(self, node: str, data: msgspec.Raw) -> None:
+        self.answers[node] = data
+        if self.expected <= self.answers.keys():
+            self.complete.set()
+
+
+class Control:
+    """One hub's side of the control plane."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.registry = NodeRegistry()
+        self._surveys: dict[str, _Survey] = {}
+        self._announcer: asyncio.Task[None] | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._announcer is None:
+            self._announcer = asyncio.get_running_loop().create_task(
+                self._announce_forever(), name="hubbub-node-announce"
+            )
+
+    async def close(self) -> None:
+        """Stop announcing and tell the other nodes this one is gone."""
+        if self._announcer is None:
+            return
+        self._announcer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._announcer
+        self._announcer = None
+        await self._publish(Shutdown(sender=self.hub.node_id), quiet=True)
+
+    async def _announce_forever(self) -> None:
+        while True:
+            await self.announce()
+            await asyncio.sleep(ANNOUNCE_INTERVAL)
+
+    async def announce(self) -> None:
+        await self._publish(Announce(sender=self.hub.node_id, node=self.local_info()), quiet=True)
+
+    def local_info(self) -> NodeInfo:
+        return msgspec.convert(self.hub.stats(), NodeInfo)
+
+    # --- server API actions: this node, then every other -------------------------------
+
+    async def disconnect_user(
+        self,
+        user: str,
+        disconnect: DisconnectInfo,
+        *,
+        client: str = "",
+        whitelist: Iterable[str] = (),
+    ) -> None:
+        keep = list(whitelist)
+        self.hub.disconnect_user(user, disconnect, client=client, whitelist=keep)
+        message = DisconnectUser(
+            sender=self.hub.node_id,
+            user=user,
+            client=client,
+            whitelist=keep,
+            code=disconnect.code,
+            reason=disconnect.reason,
+        )
+        await self._publish(message)
+
+    async def unsubscribe_user(self, user: str, channel: str, *, client: str = "") -> None:
+        self.hub.unsubscribe_user(user, channel, client=client)
+        message = UnsubscribeUser(
+            sender=self.hub.node_id, user=user, channel=channel, client=client
+        )
+        await self._publish(message)
+
+    async def subscribe_user(
+        self,
+        user: str,
+        channel: str,
+        *,
+        client: str = "",
+        info: msgspec.Raw | None = None,
+        data: msgspec.Raw | None = None,
+        recover_since: StreamPosition | None = None,
+    ) -> None:
+        await self.hub.subscribe_user(
+            user, channel, client=client, info=info, data=data, recover_since=recover_since
+        )
+        message = SubscribeUser(
+            sender=self.hub.node_id,
+            user=user,
+            channel=channel,
+            client=client,
+            info=info or NO_DATA,
+            data=data or NO_DATA,
+            recover_since=recover_since,
+        )
+        await self._publish(message)
+
+    async def refresh_user(
+        self, user: str, *, client: str = "", expired: bool = False, expire_at: int = 0
+    ) -> None:
+        self.hub.refresh_user(user, client=client, expired=expired, expire_at=expire_at)
+        message = RefreshUser(
+            sender=self.hub.node_id,
+            user=user,
+            client=client,
+            expired=expired,
+            expire_at=expire_at,
+        )
+        await self._publish(message)
+
+    # --- questions to every node -------------------------------------------------------
+
+    def nodes(self) -> list[NodeInfo]:
+        """This node and every other live one, by name."""
+        return sorted([self.local_info(), *self.registry.live()], key=lambda n: (n.name, n.uid))
+
+    async def channel_counts(self) -> dict[str, int]:
+        """Channels with subscribers on any node, and how many (summed over the nodes)."""
+        totals = dict(self.hub.channel_counts())
+        for answer in await self.survey("channels"):
+            for name, count in msgspec.json.decode(answer, type=dict[str, int]).items():
+                totals[name] = totals.get(name, 0) + count
+        return totals
+
+    async def survey(self, op: str) -> list[msgspec.Raw]:
+        """Ask every other live node ``op``; their answers (ClientError 100 on timeout)."""
+        expected = self.registry.uids()
+        if not expected:
+            return []
+        survey_id = uuid.uuid4().hex
+        survey = self._surveys[survey_id] = _Survey(expected)
+        try:
+            await self._publish(SurveyRequest(sender=self.hub.node_id, id=survey_id, op=op))
+            try:
+                async with asyncio.timeout(SURVEY_TIMEOUT):
+                    await survey.complete.wait()
+            except TimeoutError:
+                missing = sorted(survey.expected - survey.answers.keys())
+                log.warning("survey %s: no answer from node(s) %s", op, ", ".join(missing))
+                raise ClientError(Error.INTERNAL, f"no answer from node(s) {missing}") from None
+            return list(survey.answers.values())
+        finally:
+            del self._surveys[survey_id]
+
+    def _answer(self, op: str) -> Any:
+        if op == "channels":
+            return self.hub.channel_counts()
+        raise ValueError(f"unknown survey {op!r}")
+
+    # --- messages from the engine ------------------------------------------------------
+
+    def handle(self, data: bytes) -> None:
+        """A control message from the engine (called synchronously, on the loop)."""
+        try:
+            message = _decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            log.warning("control: an undecodable message ignored: %s", exc)
+            return
+        hub = self.hub
+        if message.sender == hub.node_id:
+            return  # ours: already applied here
+        match message:
+            case Announce(node=info):
+                if self.registry.update(info):
+                    log.info("node %s (%s) joined", info.name, info.uid)
+                    hub.spawn(self.announce())  # so the newcomer knows this node at once
+            case Shutdown():
+                self.registry.remove(message.sender)
+                log.info("node %s left", message.sender)
+            case DisconnectUser():
+                hub.disconnect_user(
+                    message.user,
+                    disconnect_info(message.code, message.reason),
+                    client=message.client,
+                    whitelist=message.whitelist,
+                )
+            case UnsubscribeUser():
+                hub.unsubscribe_user(message.user, message.channel, client=message.client)
+            case SubscribeUser():
+                hub.spawn(self._subscribe_here(message))
+            case RefreshUser():
+                hub.refresh_user(
+                    message.user,
+                    client=message.client,
+                    expired=message.expired,
+                    expire_at=message.expire_at,
+                )
+            case SurveyRequest():
+                hub.spawn(self._reply(message))
+            case SurveyResponse():
+                survey = self._surveys.get(message.id)
+                if survey is not None:
+                    survey.answer(message.sender, message.data)
+
+    async def _subscribe_here(self, message: SubscribeUser) -> None:
+        try:
+            await self.hub.subscribe_user(
+                message.user,
+                message.channel,
+                client=message.client,
+                info=message.info or None,
+                data=message.data or None,
+                recover_since=message.recover_since,
+            )
+        except ClientError as exc:
+            log.info("control: subscribe %s to %s refused: %s", message.user, message.channel, exc)
+        except EngineUnavailable as exc:
+            self.hub.outages.failed(f"subscribe {message.user} to {message.channel}", exc)
+
+    async def _reply(self, request: SurveyRequest) -> None:
+        try:
+            data = msgspec.Raw(_encode(self._answer(request.op)))
+        except ValueError as exc:
+            log.warning("control: %s", exc)
+            return
+        response = SurveyResponse(sender=self.hub.node_id, id=request.id, data=data)
+        try:
+            await self.hub.engine.publish_control(_encode(response), request.sender)
+        except EngineUnavailable as exc:
+            self.hub.outages.failed(f"answering survey {request.op}", exc)
+
+    async def _publish(self, message: _Message, *, quiet: bool = False) -> None:
+        """Publish to every node; ``quiet``: an outage is only counted (by the engine)."""
+        try:
+            await self.hub.engine.publish_control(_encode(message))
+        except EngineUnavailable:
+            if not quiet:
+                raise

@@ -1,0 +1,93 @@
+"""Real nats-server processes for tests: 127.0.0.1, a free port, stopped by PID.
+
+Rule: every server started here is stopped by its own PID (SIGTERM, then
+SIGKILL), never by name; ``restart()`` comes back on the same port. A missing
+nats-server is a test failure, not a skip: scripts/test.sh installs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.redis_fixtures import free_port
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            return sock.recv(4) == b"INFO"
+    except OSError:
+        return False
+
+
+class NatsProcess:
+    def __init__(self, port: int = 0) -> None:
+        binary = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin")
+        if binary is None:
+            pytest.fail("nats-server is not installed: scripts/test.sh installs it")
+        self.binary = binary
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "-a", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while not _answers(self.port):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nats-server exited with {self.process.returncode}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"nats-server on port {self.port} did not answer")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@contextlib.contextmanager
+def running_nats() -> Iterator[NatsProcess]:
+    server = NatsProcess()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[NatsProcess]:
+    with running_nats() as server:
+        yield server
+
+
+@pytest.fixture
+def own_nats() -> Iterator[NatsProcess]:
+    with running_nats() as server:
+        yield server

@@ -1,0 +1,227 @@
+"""A real Redis Cluster for tests: 3 masters (and, when asked, 3 replicas) on 127.0.0.1.
+
+Rule: each redis-server runs in its own temp dir on a free port whose cluster
+bus port (port + 10000) is free too, and is stopped by its own PID; the
+cluster is made with ``redis-cli --cluster create ... --cluster-yes`` and used
+only once every node reports ``cluster_state:ok``. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.redis_fixtures import _ping
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def cluster_port() -> int:
+    """A free port whose bus port (+10000) is free as well."""
+    for _ in range(200):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port < 55000 and _free(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def redis_cli(*args: str, timeout: float = 30) -> str:
+    done = subprocess.run(
+        ["redis-cli", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"redis-cli {' '.join(args)}: {done.stdout} {done.stderr}")
+    return done.stdout
+
+
+class ClusterNodeProcess:
+    def __init__(self, directory: Path, node_timeout_ms: int) -> None:
+        self.port = cluster_port()
+        self.directory = directory / str(self.port)
+        self.directory.mkdir()
+        self.node_timeout_ms = node_timeout_ms
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                str(self.node_timeout_ms),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not _ping(self.port):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cluster node {self.port} did not answer PING")
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=5)
+            self.process = None
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+    def cli(self, *args: str) -> str:
+        return redis_cli("-p", str(self.port), *args)
+
+    def role(self) -> str:
+        return self.cli("ROLE").split()[0]
+
+
+class RedisClusterProcesses:
+    """The nodes of one cluster; ``seeds`` is the ``cluster_address`` entry."""
+
+    def __init__(self, directory: Path, *, replicas: bool, node_timeout_ms: int = 1000) -> None:
+        if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+            raise RuntimeError("redis-server/redis-cli missing (scripts/test.sh installs them)")
+        count = 6 if replicas else 3
+        self.replicas = replicas
+        self.nodes = [ClusterNodeProcess(directory, node_timeout_ms) for _ in range(count)]
+
+    @property
+    def seeds(self) -> str:
+        return ",".join(node.address for node in self.nodes[:3])
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        args = ["--cluster", "create", *(n.address for n in self.nodes)]
+        if self.replicas:
+            args += ["--cluster-replicas", "1"]
+        redis_cli(*args, "--cluster-yes", timeout=60)
+        self.wait_ok()
+
+    def wait_ok(self, within: float = 30.0) -> None:
+        deadline = time.monotonic() + within
+        for node in self.nodes:
+            if node.process is None:
+                continue
+            while "cluster_state:ok" not in node.cli("CLUSTER", "INFO"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"cluster not ok on {node.port}")
+                time.sleep(0.1)
+        # Replicas must be in sync, or none could take its master's slots over.
+        for node in self.nodes:
+            if node.process is None or node.role() != "slave":
+                continue
+            while "master_link_status:up" not in node.cli("INFO", "replication"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"replica {node.port} not in sync")
+                time.sleep(0.1)
+        # Every live node must also agree on the slots (replicas learn late).
+        while True:
+            views = {n.cli("CLUSTER", "SLOTS") for n in self.nodes if n.process is not None}
+            if len(views) == 1 or time.monotonic() > deadline:
+                return
+            time.sleep(0.1)
+
+    def masters(self) -> list[ClusterNodeProcess]:
+        return [n for n in self.nodes if n.process is not None and n.role() == "master"]
+
+    def owner_of(self, key: str) -> ClusterNodeProcess:
+        """The master that serves ``key``'s slot now."""
+        slot = int(self.nodes[0].cli("CLUSTER", "KEYSLOT", key).strip())
+        for node in self.masters():
+            if slot in self.slots_of(node):
+                return node
+        raise RuntimeError(f"no master serves slot {slot}")
+
+    def slots_of(self, node: ClusterNodeProcess) -> set[int]:
+        """The slots ``node`` serves as a master, from its own CLUSTER NODES line."""
+        for line in node.cli("CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            if "myself" in fields[2]:
+                slots: set[int] = set()
+                for part in fields[8:]:
+                    if part.startswith("["):
+                        continue  # a slot being migrated
+                    low, _, high = part.partition("-")
+                    slots.update(range(int(low), int(high or low) + 1))
+                return slots
+        return set()
+
+    def node_id(self, node: ClusterNodeProcess) -> str:
+        return node.cli("CLUSTER", "MYID").strip()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            with contextlib.suppress(Exception):
+                node.stop()
+
+
+@contextlib.contextmanager
+def running_cluster(*, replicas: bool) -> Iterator[RedisClusterProcesses]:
+    with tempfile.TemporaryDirectory(prefix="hubbub-cluster-") as directory:
+        cluster = RedisClusterProcesses(Path(directory), replicas=replicas)
+        try:
+            cluster.start()
+            yield cluster
+        finally:
+            cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster() -> Iterator[RedisClusterProcesses]:
+    """3 masters, no replicas, shared by a module's tests (each uses its own prefix)."""
+    with running_cluster(replicas=False) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def own_redis_cluster() -> Iterator[RedisClusterProcesses]:
+    """3 masters with a replica each, for this test alone (it may be failed over)."""
+    with running_cluster(replicas=True) as cluster:
+        yield cluster
