@@ -609,7 +609,9 @@ def test_checkconfig_ok_with_warnings(
     path = write(tmp_path, "c.json", '{"admin": {"enabled": true}}')
     assert checkconfig(str(path)) == 0
     out, err = capsys.readouterr()
-    assert out == f"config OK: {path}\n"
+    assert out == (
+        f"config OK: {path}\n1 option set: 0 implemented, 1 accepted but not implemented (admin)\n"
+    )
     assert "warning: admin is a Centrifugo option hubbub ignores\n" in err
     assert f"warning: {API_KEY_WARNING}\n" in err
 

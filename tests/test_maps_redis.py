@@ -34,7 +34,13 @@ pytestmark = pytest.mark.timeout(120)
 
 def redis_maps(redis: RedisProcess, prefix: str) -> dict[str, Any]:
     config = merge(MAP_CONFIG, {"map_broker": {"type": "redis"}})
-    config["map_broker"]["redis"] = {"address": [redis.address], "prefix": prefix}
+    # Generous timeouts: the suite runs on a loaded 2-core machine.
+    config["map_broker"]["redis"] = {
+        "address": [redis.address],
+        "prefix": prefix,
+        "connect_timeout": "5s",
+        "io_timeout": "10s",
+    }
     config["channel"]["namespaces"][0]["map"]["stream_size"] = 5000
     return config
 
@@ -58,6 +64,7 @@ async def pair(own_redis: RedisProcess) -> AsyncIterator[tuple[Node, Node, Nginx
             nginx.stop()
             for node in nodes:
                 node.stop()
+                print(f"--- node {node.name} log ---\n{node.log()}")  # shown if the test fails
 
 
 async def js_client(url: str, label: str) -> EventProcess:

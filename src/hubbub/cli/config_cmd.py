@@ -18,7 +18,8 @@ __all__ = ["checkconfig", "genconfig"]
 
 
 def checkconfig(path: str) -> int:
-    """Load ``path`` (with the ``HUBBUB_*`` environment); print OK or the error."""
+    """Load ``path`` (with the ``HUBBUB_*`` environment); print OK and which of the
+    options it sets hubbub implements, or the error."""
     if not os.path.isfile(path):
         what = "is not a file" if os.path.exists(path) else "does not exist"
         print(f"error: config file {path} {what}", file=sys.stderr)
@@ -29,6 +30,13 @@ def checkconfig(path: str) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"config OK: {path}")
+    ignored = len(loaded.ignored)
+    total = len(loaded.implemented) + ignored
+    print(
+        f"{total} option{'' if total == 1 else 's'} set: {len(loaded.implemented)} "
+        f"implemented, {ignored} accepted but not implemented"
+        + (f" ({', '.join(loaded.ignored)})" if ignored else "")
+    )
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0

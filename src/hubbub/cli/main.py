@@ -24,19 +24,11 @@ from hubbub.auth.tokens import make_token
 from hubbub.cli import audit_cmd, bench_cmd
 from hubbub.cli.config_cmd import checkconfig, genconfig
 from hubbub.config.generate import FORMATS, demo_config
-from hubbub.config.loader import LoadedConfig, load_config
+from hubbub.config.loader import LOG_LEVELS, LoadedConfig, load_config
 from hubbub.errors import ConfigError
 
 if TYPE_CHECKING:
     from hubbub.hub.hub import Hub
-
-LOG_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,10 +103,15 @@ def _serve(args: argparse.Namespace) -> int:
     if loaded is None:
         return 1
     config = loaded.config
-    logging.basicConfig(
-        level=LOG_LEVELS.get(config.log.level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        logging.basicConfig(
+            level=LOG_LEVELS.get(config.log.level, logging.INFO),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            filename=config.log.file or None,  # log.file: append there instead of stderr
+        )
+    except OSError as exc:
+        print(f"error: log.file: can not open {config.log.file}: {exc.strerror}", file=sys.stderr)
+        return 1
     for warning in loaded.warnings:
         logging.getLogger("hubbub.config").warning("%s", warning)
     if args.config is None:

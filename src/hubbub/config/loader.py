@@ -15,6 +15,7 @@ import difflib
 import functools
 import ipaddress
 import json
+import logging
 import os
 import re
 import tomllib
@@ -26,29 +27,18 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped, unused-ignore]
 
-from hubbub.config.backend import ChannelProxyConfig, ProxyGrpcOptions, ProxyOptions, StrPairs
+from hubbub.config.backend import StrPairs
 from hubbub.config.backend_checks import check_backend
 from hubbub.config.durations import parse_duration
 from hubbub.config.durations import show as _show
 from hubbub.config.engine_checks import check_broker, check_redis
 from hubbub.config.model import (
-    BrokerConfig,
     ChannelOptions,
-    ClientConfig,
     Config,
-    EngineConfig,
-    HttpApiConfig,
-    HttpServerConfig,
-    LogConfig,
     Namespace,
-    NatsBrokerConfig,
-    RedisConfig,
-    RpcConfig,
-    SubscriptionTokenConfig,
-    TokenConfig,
-    UniWebSocketConfig,
-    WebSocketConfig,
 )
+from hubbub.config.parity import ignored as _ignored
+from hubbub.config.parity import ignored_warning, refuse_unimplemented
 from hubbub.config.statesync import check_state_options
 from hubbub.config.streams import check_streams
 from hubbub.config.transport import check_transport  # TLS and websocket.* (issue 10)
@@ -57,70 +47,18 @@ from hubbub.errors import ConfigError
 __all__ = ["ENV_PREFIX", "LoadedConfig", "env_var_name", "load_config", "parse_duration"]
 
 ENV_PREFIX = "HUBBUB_"
-LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
-NAMESPACE_NAME_RE = re.compile(r"^[-a-zA-Z0-9_.]{2,}$")
-
-
-def _names(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-_TOKEN_IGNORED = _names("audience_regex issuer_regex user_id_claim")
-
-# Centrifugo v6 options hubbub accepts but does not implement (one warning each).
-# A name stands for its whole subtree.
-_IGNORED: dict[type, frozenset[str]] = {
-    Config: _names(
-        """admin prometheus health swagger debug opentelemetry graphite usage_stats
-        grpc_api consumers unified_proxy uni_grpc webtransport shutdown node
-        presence_manager dev init pid_file enable_unreleased_features"""
-    ),
-    HttpServerConfig: _names(""),
-    HttpApiConfig: _names("handler_prefix external error_mode"),
-    ClientConfig: _names(
-        """connection_limit
-        connection_rate_limit concurrency disallow_anonymous_connection_tokens
-        allowed_delta_types expired_sub_close_delay presence_update_interval
-        channel_position_check_delay channel_position_max_time_lag
-        connect_include_server_time insecure_skip_token_signature_verify
-        user_id_http_header
-        connect_code_to_unidirectional_disconnect"""
-    ),
-    TokenConfig: _TOKEN_IGNORED,
-    SubscriptionTokenConfig: _TOKEN_IGNORED,
-    ChannelProxyConfig: _names("subscribe_stream cache_empty state"),
-    ChannelOptions: _names(
-        """subscribe_stream_proxy_enabled subscribe_stream_proxy_name
-        subscribe_stream_proxy_bidirectional subscribe_stream_bidirectional
-        allow_tags_filter batch_max_size batch_max_delay batch_flush_latest"""
-    ),
-    ProxyOptions: _names("emulated_headers"),
-    ProxyGrpcOptions: _names("static_metadata"),
-    RpcConfig: _names("ping ping_method"),
-    # Buffer sizes tune gorilla/websocket; hubbub's writes are not per-message
-    # (slow clients are cut by client.queue_max_size, not a write timeout).
-    WebSocketConfig: _names(
-        "read_buffer_size write_buffer_size use_write_buffer_pool write_timeout"
-    ),
-    LogConfig: _names("file"),
-    UniWebSocketConfig: _names(
-        """compression compression_min_size compression_level read_buffer_size
-        use_write_buffer_pool write_buffer_size write_timeout join_push_messages"""
-    ),
-    EngineConfig: _names(""),
-    BrokerConfig: _names("name redis"),
-    NatsBrokerConfig: _names("write_timeout tls allow_wildcards"),
-    RedisConfig: _names(
-        """sentinel_address sentinel_master_name sentinel_user
-        sentinel_password sentinel_client_name sentinel_tls tls client_name force_resp2
-        presence_hash_field_ttl presence_user_mapping replica_client"""
-    ),
+#: ``log.level`` -> the logging level (Centrifugo 6.8's names; "none" logs nothing).
+LOG_LEVELS: dict[str, int] = {
+    "none": logging.CRITICAL + 10,
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "fatal": logging.CRITICAL,
 }
-
-
-def _ignored(cls: type) -> frozenset[str]:
-    """The ignored option names of ``cls``, including those of its base classes."""
-    return frozenset().union(*(_IGNORED.get(base, frozenset()) for base in cls.__mro__))
+NAMESPACE_NAME_RE = re.compile(r"^[-a-zA-Z0-9_.]{2,}$")
 
 
 ENGINE_TYPES = ("memory", "redis")
@@ -142,6 +80,10 @@ class LoadedConfig:
 
     config: Config
     warnings: tuple[str, ...] = ()
+    # The keys the file, environment and overrides set: the options hubbub
+    # implements, and the Centrifugo options it accepts without implementing.
+    implemented: tuple[str, ...] = dataclasses.field(default=(), compare=False)
+    ignored: tuple[str, ...] = dataclasses.field(default=(), compare=False)
 
 
 def load_config(
@@ -167,14 +109,19 @@ def load_config(
         if value is not None:
             _set_dotted(raw, key, value)
     unknown: list[str] = []
-    _scan(Config, raw, "", unknown, warnings)
+    seen = _Seen()
+    _scan(Config, raw, "", unknown, seen)
     if unknown:
         unknown.sort()
         raise ConfigError(unknown[0], _unknown_message(unknown))
+    refuse_unimplemented(raw)
+    warnings.extend(ignored_warning(key) for key in seen.ignored)
     config = _build(Config, raw, "")
     warnings.extend(_validate(config))
     warnings.extend(check_state_options(config))
-    return LoadedConfig(config, tuple(dict.fromkeys(warnings)))
+    return LoadedConfig(
+        config, tuple(dict.fromkeys(warnings)), tuple(seen.implemented), tuple(seen.ignored)
+    )
 
 
 def env_var_name(key: str) -> str:
@@ -342,8 +289,16 @@ def _from_env(tp: Any, text: str, key: str, var: str) -> object:
 # ---------------------------------------------------------------- unknown keys
 
 
-def _scan(cls: type, raw: object, path: str, unknown: list[str], warnings: list[str]) -> None:
-    """Collect unknown keys and warn about ignored ones; types are checked later."""
+@dataclass(slots=True)
+class _Seen:
+    """The keys a configuration sets, as ``_scan`` finds them."""
+
+    implemented: list[str] = dataclasses.field(default_factory=list)
+    ignored: list[str] = dataclasses.field(default_factory=list)
+
+
+def _scan(cls: type, raw: object, path: str, unknown: list[str], seen: _Seen) -> None:
+    """Sort the keys into implemented, ignored and unknown; types are checked later."""
     if not isinstance(raw, dict):
         return
     types = _field_types(cls)
@@ -352,17 +307,23 @@ def _scan(cls: type, raw: object, path: str, unknown: list[str], warnings: list[
         tp = types.get(name)
         if tp is None:
             if name in _ignored(cls):
-                warnings.append(f"{key} is a Centrifugo option hubbub ignores")
-            elif not (cls is ChannelOptions and name == "name" and path.endswith("]")):
+                seen.ignored.append(key)
+            elif cls is ChannelOptions and name == "name" and path.endswith("]"):
+                seen.implemented.append(key)
+            else:
                 unknown.append(key)
         elif _is_section(tp):
-            _scan(tp, value, key, unknown, warnings)
-        elif tp == _NAMESPACES and isinstance(value, list):
+            _scan(tp, value, key, unknown, seen)
+        elif value == [] or not isinstance(value, list):
+            seen.implemented.append(key)
+        elif tp == _NAMESPACES:
             for i, item in enumerate(value):
-                _scan(ChannelOptions, item, f"{key}[{i}]", unknown, warnings)
-        elif (item_cls := _section_list(tp)) is not None and isinstance(value, list):
+                _scan(ChannelOptions, item, f"{key}[{i}]", unknown, seen)
+        elif (item_cls := _section_list(tp)) is not None:
             for i, item in enumerate(value):
-                _scan(item_cls, item, f"{key}[{i}]", unknown, warnings)
+                _scan(item_cls, item, f"{key}[{i}]", unknown, seen)
+        else:
+            seen.implemented.append(key)
 
 
 def _unknown_message(unknown: list[str]) -> str:
@@ -414,12 +375,16 @@ def _convert(tp: Any, value: object, key: str) -> object:
         return value
     if tp is float:
         seconds = parse_duration(value, key=key)  # type: ignore[arg-type]
+        if seconds == -1 and key.endswith(".cleanup_interval"):
+            return 0.0  # Centrifugo's "-1": no cleanup worker
         if seconds < 0:
             raise ConfigError(key, f"expected a duration >= 0, got {_show(value)}")
         return seconds
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(key, f"expected a string, got {_show(value)}")
+        if not value and key.endswith((".subscription_type", ".force_recovery_mode")):
+            return "stream"  # Centrifugo's empty default
         return value
     if tp == _STR_LIST:
         if key in (

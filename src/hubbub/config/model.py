@@ -151,6 +151,8 @@ class ChannelConfig:
     user_boundary: str = "#"
     user_separator: str = ","
     history_meta_ttl: float = 30 * 24 * 3600.0
+    # The namespaces' default publication_data_format ("", json, json_object, binary).
+    publication_data_format: str = ""
     without_namespace: ChannelOptions = field(default_factory=ChannelOptions)
     namespaces: tuple[Namespace, ...] = ()
     proxy: ChannelProxyConfig = field(default_factory=ChannelProxyConfig)
@@ -161,6 +163,10 @@ class TokenConfig:
     """``client.token.*``: how connection JWTs are verified."""
 
     hmac_secret_key: str = ""
+    # Key rotation: tokens signed with the previous HMAC key stay valid until then
+    # (unix seconds; 0: as long as the key is set).
+    hmac_previous_secret_key: str = ""
+    hmac_previous_secret_key_valid_until: int = 0
     rsa_public_key: str = ""
     ecdsa_public_key: str = ""
     jwks_public_endpoint: str = ""
@@ -183,6 +189,10 @@ class SubscriptionTokenConfig:
 
     enabled: bool = False
     hmac_secret_key: str = ""
+    # Key rotation: tokens signed with the previous HMAC key stay valid until then
+    # (unix seconds; 0: as long as the key is set).
+    hmac_previous_secret_key: str = ""
+    hmac_previous_secret_key_valid_until: int = 0
     rsa_public_key: str = ""
     ecdsa_public_key: str = ""
     jwks_public_endpoint: str = ""
@@ -392,7 +402,8 @@ class RpcConfig:
 class LogConfig:
     """``log.*``."""
 
-    level: str = "info"  # debug, info, warn, error
+    level: str = "info"  # none, trace, debug, info, warn, error (fatal)
+    file: str = ""  # a file to append log lines to instead of stderr
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,12 +435,21 @@ class EngineConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MapRedisConfig(RedisConfig):
+    """``map_broker.redis.*``: the Redis servers of map channels, and their sweeper."""
+
+    cleanup_interval: float = 1.0  # how often due key TTLs are swept; -1 (0): never here
+    cleanup_batch_size: int = 100  # keys removed per channel per sweep
+    idempotent_result_ttl: float = 300.0  # how long an idempotency key is remembered
+
+
+@dataclass(frozen=True, slots=True)
 class MapBrokerConfig:
     """``map_broker.*``: where map channels keep their state (Centrifugo's default is
     memory, whatever the engine: set "redis" to share maps between nodes)."""
 
     type: str = "memory"
-    redis: RedisConfig = field(default_factory=RedisConfig)
+    redis: MapRedisConfig = field(default_factory=MapRedisConfig)
 
 
 @dataclass(frozen=True, slots=True)

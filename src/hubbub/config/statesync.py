@@ -30,6 +30,12 @@ def check_state_options(config: Config) -> list[str]:
     """Validate the options of this module's concern; return warnings."""
     _check_personal_channel(config)
     channel = config.channel
+    if channel.publication_data_format not in DATA_FORMATS:
+        raise ConfigError(
+            "channel.publication_data_format",
+            f"expected one of {', '.join(map(_show, DATA_FORMATS))}, "
+            f"got {_show(channel.publication_data_format)}",
+        )
     scopes = [("channel.without_namespace", channel.without_namespace)]
     scopes += [(f"channel.namespaces[{i}]", ns.options) for i, ns in enumerate(channel.namespaces)]
     for path, options in scopes:
@@ -75,6 +81,17 @@ def _check_types(options: ChannelOptions, path: str, config: Config) -> None:
             )
         if m.min_page_size and m.max_page_size and m.min_page_size > m.max_page_size:
             raise ConfigError(f"{path}.map.min_page_size", "must not exceed map.max_page_size")
+        for name, on in (
+            ("publish_proxy_enabled", m.publish_proxy_enabled),
+            ("remove_proxy_enabled", m.remove_proxy_enabled),
+        ):
+            if on:  # refused, not ignored: the backend would never see the writes
+                raise ConfigError(
+                    f"{path}.map.{name}",
+                    "map publish and remove proxies are not supported yet: authorise map "
+                    "writes with map.allow_publish_* / map.allow_remove_* and the "
+                    "on_map_publish hook",
+                )
     elif m.remove_client_on_unsubscribe:
         raise ConfigError(
             f"{path}.map.remove_client_on_unsubscribe",

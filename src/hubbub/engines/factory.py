@@ -61,5 +61,8 @@ def map_engine_from_config(config: Config) -> MapEngine:
             password=redis.password,
             connect_timeout=redis.connect_timeout,
             io_timeout=redis.io_timeout,
+            cleanup_interval=redis.cleanup_interval,
+            cleanup_batch_size=redis.cleanup_batch_size,
+            idempotent_result_ttl=redis.idempotent_result_ttl,
         )
     return MemoryMapEngine()

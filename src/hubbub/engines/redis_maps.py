@@ -60,6 +60,7 @@ log = logging.getLogger("hubbub.engines.redis_maps")
 #: keys per channel per sweep (cleanup_batch_size).
 CLEANUP_INTERVAL = 1.0
 CLEANUP_BATCH = 100
+CHANNELS_PER_SWEEP = 1000  # channels with due keys, per shard per sweep
 _OUTAGE = (RedisError, OSError, TimeoutError, ConnectionError)
 _publication = msgspec.json.Decoder(Publication)
 _encode = msgspec.json.encode
@@ -80,10 +81,14 @@ class RedisMapEngine:
         io_timeout: float = 4.0,
         clock: Callable[[], float] = time.time,
         cleanup_interval: float = CLEANUP_INTERVAL,
+        cleanup_batch_size: int = CLEANUP_BATCH,
+        idempotent_result_ttl: float = IDEMPOTENCY_WINDOW,
     ) -> None:
         self.prefix = prefix
         self._clock = clock
-        self._cleanup_interval = cleanup_interval
+        self._cleanup_interval = cleanup_interval  # 0: no sweeping on this node
+        self._cleanup_batch = max(cleanup_batch_size, 1)
+        self._idempotent_ttl = max(math.ceil(idempotent_result_ttl), 1)
         # Pub/sub, shards and connections: a RedisEngine of the map broker's own.
         self._broker = RedisEngine(
             addresses,
@@ -190,7 +195,7 @@ class RedisMapEngine:
             _meta_ttl(store),
             new_epoch(),
             self._broker._redis_channel(channel),
-            int(IDEMPOTENCY_WINDOW) if write.idempotency_key else 0,
+            self._idempotent_ttl if write.idempotency_key else 0,
             int(self._clock() * 1000),
             "1" if store.ordered else "0",
             publication.score,
@@ -322,13 +327,15 @@ class RedisMapEngine:
         for client in self._clients():
             now = int(self._clock() * 1000)
             try:
-                due = await client.zrangebyscore(self._registry(), "-inf", now, 0, CLEANUP_BATCH)
+                due = await client.zrangebyscore(
+                    self._registry(), "-inf", now, 0, CHANNELS_PER_SWEEP
+                )
             except _OUTAGE as exc:
                 raise EngineUnavailable(f"redis map sweep: {exc}") from exc
             for raw in due:
                 channel = _text(raw)
                 keys = [*self._keys(channel), self._registry()]
-                args = [now, CLEANUP_BATCH, self._broker._redis_channel(channel), channel]
+                args = [now, self._cleanup_batch, self._broker._redis_channel(channel), channel]
                 count, _ = await self._run(channel, "expire", keys, args)
                 removed += int(count)
         return removed

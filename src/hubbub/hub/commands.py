@@ -26,7 +26,7 @@ from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.decisions import apply_override
 from hubbub.hub.deltas import FOSSIL
 from hubbub.hub.hooks import MessageEvent, SubscribeDecision, is_set
-from hubbub.hub.payloads import from_raw, to_raw
+from hubbub.hub.payloads import check_data, data_format, from_raw, to_raw
 from hubbub.hub.session import Answer, Session, SubscriptionGone, SubState
 from hubbub.protocol.messages import (
     NO_DATA,
@@ -382,8 +382,7 @@ class Commands:
         channel = hub.channel_rules.resolve(request.channel)
         if request.type or channel.options.subscription_type != "stream":
             return await hub.maps.client_publish(session, channel, request)
-        if not request.data:
-            raise ClientError(Error.BAD_REQUEST)
+        check_data(data_format(hub.config, channel.options), request.data)
         data: msgspec.Raw = request.data
         skip_history, tags, idempotency_key = False, None, ""
         # --- issue 12: the decision point (permissions, then publish proxy or on_publish) ---

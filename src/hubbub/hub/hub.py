@@ -112,6 +112,8 @@ class Hub:
             TokenVerifier(
                 TokenConfig(
                     hmac_secret_key=sub_cfg.hmac_secret_key,
+                    hmac_previous_secret_key=sub_cfg.hmac_previous_secret_key,
+                    hmac_previous_secret_key_valid_until=sub_cfg.hmac_previous_secret_key_valid_until,
                     rsa_public_key=sub_cfg.rsa_public_key,
                     ecdsa_public_key=sub_cfg.ecdsa_public_key,
                     jwks_public_endpoint=sub_cfg.jwks_public_endpoint,

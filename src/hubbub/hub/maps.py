@@ -38,6 +38,7 @@ from hubbub.engines.maps import (
 from hubbub.errors import ClientError
 from hubbub.hub.hooks import is_set
 from hubbub.hub.map_presence import MapMembership
+from hubbub.hub.payloads import check_data, data_format
 from hubbub.hub.session import Answer
 from hubbub.protocol.messages import EmptyResult, Publication, StreamPosition
 
@@ -53,8 +54,6 @@ log = logging.getLogger("hubbub.maps")
 PRESENCE_KEY_TTL = 60.0
 #: ``map.client_key`` values: the key a client writes is its client id or user id.
 CLIENT_KEYS = ("", "client_id", "user_id")
-#: ``publication_data_format`` values.
-DATA_FORMATS = ("", "json", "json_object", "binary")
 
 
 def map_store(options: ChannelOptions, default_meta_ttl: float) -> MapStore:
@@ -70,17 +69,6 @@ def map_store(options: ChannelOptions, default_meta_ttl: float) -> MapStore:
         meta_ttl=m.meta_ttl or default_meta_ttl,
         ordered=m.ordered,
     )
-
-
-def check_data(options: ChannelOptions, data: msgspec.Raw) -> None:
-    """``publication_data_format`` of the namespace: 107 for data it does not allow."""
-    fmt = options.publication_data_format
-    if not data:
-        if fmt != "binary":
-            raise ClientError(Error.BAD_REQUEST, "data required")
-        return
-    if fmt == "json_object" and not bytes(data).lstrip().startswith(b"{"):
-        raise ClientError(Error.BAD_REQUEST, "data must be a JSON object")
 
 
 class Maps:
@@ -163,7 +151,7 @@ class Maps:
             key = session.user
         data: msgspec.Raw = request.data
         if not request.removed:
-            check_data(opts, data)
+            check_data(data_format(hub.config, opts), data)
         decision = await hub.decisions.map_publish(
             session, channel, key, data, removed=request.removed
         )
@@ -207,7 +195,7 @@ class Maps:
         if key_mode not in KEY_MODES:
             raise ClientError(Error.BAD_REQUEST, 'key_mode must be "if_new" or "if_exists"')
         raw = data if isinstance(data, msgspec.Raw) else msgspec.Raw(msgspec.json.encode(data))
-        check_data(resolved.options, raw)
+        check_data(data_format(self.hub.config, resolved.options), raw)
         delta = delta or resolved.options.delta_publish
         publication = Publication(data=raw, key=key, score=score, tags=tags or None, delta=delta)
         write = MapWrite(
