@@ -4,6 +4,7 @@
 #     (redis-cli makes the Redis Cluster the cluster tests start)
 #   - nats-server (Debian package) for the NATS broker tests, when missing
 #   - nginx (Debian package) in front of two nodes in the cluster fault test
+#   - chromium, tmux and promtool (Debian packages) for the operator tools' tests
 #   - a virtualenv in .venv with hubbub and its test extras
 #   - the Node packages of tests/js (centrifuge-js SDK and ws)
 # Safe to run again: each step is skipped or quick when already done.
@@ -39,6 +40,21 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
         apt-get update -qq && apt-get install -y -qq nginx >/dev/null
     else
         echo "warning: nginx missing and not root: the cluster fault test will fail" >&2
+    fi
+fi
+
+# Operator tools under test: Chromium (admin UI and demo page, driven through
+# puppeteer-core), tmux (hubbub top), promtool (from Debian's prometheus package:
+# the metrics scrape is parsed by it).
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "warning: ${missing[*]} missing and not root: their tests will fail" >&2
     fi
 fi
 

@@ -60,6 +60,8 @@ CHAT_NAMESPACE: dict[str, Any] = {
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "http_server": {"address": "127.0.0.1", "port": 0},
+    "demo": {"enabled": True},
+    "health": {"enabled": True},
     "http_api": {"key": API_KEY},
     "client": {
         "token": {"hmac_secret_key": SECRET},

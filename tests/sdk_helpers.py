@@ -9,6 +9,7 @@ They prove nothing by themselves; they let SDK tests prove things briefly:
 * ``PythonSubscriber``: a centrifuge-python client subscribed to one channel.
 * ``DeliveryReport``: sent vs received sequence numbers, as counts of lost,
   duplicated and out-of-order messages.
+* ``install_js_dependencies``: ``npm ci`` in tests/js when node_modules is stale.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ import asyncio
 import contextlib
 import itertools
 import json
+import shutil
 import ssl
+import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import pytest
 from centrifuge import (
     Client,
     PublicationContext,
@@ -35,6 +39,38 @@ Event = dict[str, Any]
 EventFilter = Callable[[Event], bool]
 
 DEFAULT_TIMEOUT = 5.0
+JS_DIR = Path(__file__).parent / "js"
+NPM_CI_TIMEOUT = 300.0
+
+
+def _installed_version(package: str) -> str | None:
+    manifest = JS_DIR / "node_modules" / package / "package.json"
+    if not manifest.is_file():
+        return None
+    version: str = json.loads(manifest.read_text())["version"]
+    return version
+
+
+def install_js_dependencies() -> None:
+    """Make ``tests/js/node_modules`` match package.json, running ``npm ci`` if not."""
+    if shutil.which("node") is None:
+        pytest.fail("node is not installed: the tests under tests/js need Node >= 18")
+    wanted: dict[str, str] = json.loads((JS_DIR / "package.json").read_text())["dependencies"]
+    if all(_installed_version(name) == version for name, version in wanted.items()):
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.fail("tests/js/node_modules is missing and npm is not installed")
+    result = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund"],
+        cwd=JS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=NPM_CI_TIMEOUT,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"npm ci failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
 
 
 class EventProcess:

@@ -242,6 +242,10 @@ async def test_redis_restart_tells_subscribers_and_never_loses_silently(
             assert (result.duplicated, result.out_of_order) == (0, 0)
             # Anything missing was published while the client was being told.
             assert result.lost == 0 or 2500 in client.subscribing
+        for node in nodes:  # the outage is a few warning lines, never a traceback
+            text = node.log()
+            assert "Traceback" not in text and " ERROR " not in text, text[-3000:]
+            assert text.count("broker connection lost") <= 2, text[-3000:]
     finally:
         for client in clients:
             await client.stop()

@@ -302,10 +302,10 @@ def test_env_port_error_message() -> None:
 
 
 def test_unknown_and_ignored_env_vars_warn() -> None:
-    env = {"HUBBUB_HTTP_API_KEY": "k", "HUBBUB_NOPE": "1", "HUBBUB_ADMIN_ENABLED": "true"}
+    env = {"HUBBUB_HTTP_API_KEY": "k", "HUBBUB_NOPE": "1", "HUBBUB_SWAGGER_ENABLED": "true"}
     warnings = load_config(env=env).warnings
     assert any("HUBBUB_NOPE" in w and "unknown" in w for w in warnings)
-    assert "admin is a Centrifugo option hubbub ignores (from HUBBUB_ADMIN_ENABLED)" in warnings
+    assert "swagger is a Centrifugo option hubbub ignores (from HUBBUB_SWAGGER_ENABLED)" in warnings
 
 
 def test_default_env_is_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -359,8 +359,9 @@ def test_unknown_keys_are_all_listed(tmp_path: Path) -> None:
 def test_ignored_centrifugo_keys_warn_once_each(tmp_path: Path) -> None:
     data = {
         "http_api": {"key": "k", "handler_prefix": "/api", "external": True},
-        "admin": {"enabled": True, "password": "p"},
-        "prometheus": {"enabled": True},
+        "admin": {"web_path": "/srv/ui", "web_proxy_address": "http://x"},
+        "swagger": {"enabled": True},
+        "prometheus": {"enabled": True, "instrument_http_handlers": True},
         "engine": {"type": "memory", "redis": {"address": "redis://x", "cluster_address": []}},
         "http_server": {"tls": {"enabled": False}, "http3": {"enabled": False}},
         "client": {"proxy": {"connect": {"emulated_headers": []}}, "connection_limit": 10},
@@ -379,8 +380,10 @@ def test_ignored_centrifugo_keys_warn_once_each(tmp_path: Path) -> None:
     expected = {
         "http_api.handler_prefix",
         "http_api.external",
-        "admin",
-        "prometheus",
+        "admin.web_path",
+        "admin.web_proxy_address",
+        "swagger",
+        "prometheus.instrument_http_handlers",
         "client.proxy.connect.emulated_headers",
         "client.connection_limit",
         "websocket.write_timeout",
@@ -606,13 +609,14 @@ def test_checkconfig_ok_with_warnings(
     for name in list(os.environ):
         if name.startswith("HUBBUB_"):
             monkeypatch.delenv(name)
-    path = write(tmp_path, "c.json", '{"admin": {"enabled": true}}')
+    path = write(tmp_path, "c.json", '{"swagger": {"enabled": true}}')
     assert checkconfig(str(path)) == 0
     out, err = capsys.readouterr()
     assert out == (
-        f"config OK: {path}\n1 option set: 0 implemented, 1 accepted but not implemented (admin)\n"
+        f"config OK: {path}\n"
+        "1 option set: 0 implemented, 1 accepted but not implemented (swagger)\n"
     )
-    assert "warning: admin is a Centrifugo option hubbub ignores\n" in err
+    assert "warning: swagger is a Centrifugo option hubbub ignores\n" in err
     assert f"warning: {API_KEY_WARNING}\n" in err
 
 

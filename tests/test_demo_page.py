@@ -2,7 +2,7 @@
 
 The page (src/hubbub/server/static/demo.html) is a plain-WebSocket client; the
 second test replays its commands over a raw aiohttp WebSocket so that its
-protocol usage is checked without a browser.
+protocol usage is checked without a browser; the last runs it in Chromium.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 
 from hubbub.config.generate import demo_config
+from tests.browser import Browser, browser  # noqa: F401 (fixture)
 from tests.conftest import RunningServer, ServerFactory
 
 CHANNEL = "chat:lobby"
@@ -112,3 +113,26 @@ async def test_demo_page_protocol_sequence(start_server: ServerFactory) -> None:
             )
             assert recovered["recovered"] is True
             assert [pub["data"] for pub in recovered["publications"]] == [data]
+
+
+async def test_demo_page_in_chromium_names_who_joins_and_leaves(
+    start_server: ServerFactory,
+    browser: Browser,  # noqa: F811
+) -> None:
+    server = await start_server(demo_config(), replace=True)
+    url = server.http_url + "/"
+    await browser.open(url)
+    await browser.eval("localStorage.setItem('hubbub-demo-name', 'Alice')")
+    await browser.open(url)  # reload: the page reads the name at load
+    await browser.wait_for("#messages li.system", "you joined")
+    await browser.eval("localStorage.setItem('hubbub-demo-name', 'Bob')")
+    await browser.open(url, page="bob")
+    await browser.wait_for("#messages li.system", "Bob joined")  # Alice's page
+    await browser.wait_for("#send:not([disabled])", page="bob")
+    await browser.type("#text", "hi from bob", page="bob")
+    await browser.press("#text", "Enter", page="bob")
+    line = await browser.wait_for("#messages li:not(.system)", "hi from bob")
+    assert line == "Bobhi from bob"  # the name span, then the text
+    await browser.do("close", page="bob")
+    await browser.wait_for("#messages li.system", "Bob left")
+    browser.assert_no_errors()

@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -36,11 +34,16 @@ from hubbub.errors import ClientError
 from hubbub.hub.hooks import RPCEvent, RPCResponse
 from hubbub.hub.hub import Hub
 from tests.conftest import CHAT_NAMESPACE, RunningServer, ServerFactory
-from tests.sdk_helpers import DeliveryReport, Event, EventProcess, PythonSubscriber
+from tests.sdk_helpers import (
+    DeliveryReport,
+    Event,
+    EventProcess,
+    PythonSubscriber,
+    install_js_dependencies,
+)
 
 JS_DIR = Path(__file__).parent / "js"
 CLIENT_SCRIPT = JS_DIR / "client.mjs"
-NPM_CI_TIMEOUT = 300.0
 #: Reconnect delay (min == max: exact) for the recovery tests: the client stays
 #: away this long, so publications made meanwhile can only reach it by recovery.
 RECONNECT_DELAY_MS = 1500
@@ -49,35 +52,9 @@ RECONNECT_DELAY_MS = 1500
 # --- the Node side -------------------------------------------------------------------
 
 
-def _installed_version(package: str) -> str | None:
-    manifest = JS_DIR / "node_modules" / package / "package.json"
-    if not manifest.is_file():
-        return None
-    version: str = json.loads(manifest.read_text())["version"]
-    return version
-
-
 @pytest.fixture(scope="module", autouse=True)
 def js_dependencies() -> None:
-    """Make ``tests/js/node_modules`` match package.json, running ``npm ci`` if not."""
-    if shutil.which("node") is None:
-        pytest.fail("node is not installed: the centrifuge-js tests need Node >= 18")
-    wanted: dict[str, str] = json.loads((JS_DIR / "package.json").read_text())["dependencies"]
-    if all(_installed_version(name) == version for name, version in wanted.items()):
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.fail("tests/js/node_modules is missing and npm is not installed")
-    result = subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund"],
-        cwd=JS_DIR,
-        capture_output=True,
-        text=True,
-        timeout=NPM_CI_TIMEOUT,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"npm ci failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    install_js_dependencies()
 
 
 @contextlib.asynccontextmanager

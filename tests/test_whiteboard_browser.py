@@ -7,8 +7,7 @@ entries of the cursors map and who is here as map presence; after one page's
 client disconnects and reconnects, while the other draws, erases and moves,
 both pages hold the same board again.
 
-The ``browser`` fixture is the shared headless-Chromium one (tests/browser.py);
-without it this module is skipped.
+The ``browser`` fixture is the shared headless-Chromium one (tests/browser.py).
 """
 
 from __future__ import annotations
@@ -20,11 +19,8 @@ from typing import Any
 
 import pytest
 
+from tests.browser import Browser, browser  # noqa: F401 (fixture)
 from tests.test_whiteboard import Whiteboard, whiteboard  # noqa: F401 (fixture)
-
-browser_module = pytest.importorskip("tests.browser", reason="needs the tests/browser.py fixture")
-Browser = browser_module.Browser
-browser = browser_module.browser  # the fixture
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,7 +29,7 @@ PAGES = ("alice", "bob")
 
 
 async def until(
-    page: Any, expression: str, expected: Any, *, name: str, within: float = 15.0
+    page: Browser, expression: str, expected: Any, *, name: str, within: float = 15.0
 ) -> Any:
     """Evaluate ``expression`` in page ``name`` until it equals ``expected``."""
     deadline = time.monotonic() + within
@@ -46,7 +42,9 @@ async def until(
         await asyncio.sleep(0.05)
 
 
-async def pointer_drag(page: Any, name: str, start: tuple[int, int], end: tuple[int, int]) -> None:
+async def pointer_drag(
+    page: Browser, name: str, start: tuple[int, int], end: tuple[int, int]
+) -> None:
     """Drag on the board the way a mouse does: the page's own pointer handlers run."""
     points = json.dumps([start, end])
     script = f"""(() => {{
@@ -61,7 +59,7 @@ async def pointer_drag(page: Any, name: str, start: tuple[int, int], end: tuple[
 
 
 async def test_two_visitors_share_shapes_cursors_and_converge_after_a_reconnect(
-    browser: Any,
+    browser: Browser,  # noqa: F811 (the fixture)
     whiteboard: Whiteboard,  # noqa: F811 (the fixture)
 ) -> None:
     for name in PAGES:

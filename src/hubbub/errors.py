@@ -2,6 +2,7 @@
 
     HubbubError
     ├── ConfigError            a configuration value is wrong; names the key
+    │                          (``problems``: every problem found in one load)
     ├── ClientError            a command fails; becomes a reply `error` (codes.Error)
     └── DisconnectRequest      the connection must close with a code (codes.Disconnect)
 
@@ -23,12 +24,25 @@ class ConfigError(HubbubError):
     """A configuration value is invalid or a combination is unsafe.
 
     ``key`` is the dotted Centrifugo-style key (``channel.namespaces[0].history_ttl``).
+    A load that finds several problems raises one ConfigError for all of them:
+    ``problems`` holds each (one line each in ``str()``); ``key`` and
+    ``message`` are the first one's. A single problem is its own ``problems``.
     """
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}" if key else message)
+    def __init__(self, key: str, message: str, *, problems: tuple[ConfigError, ...] = ()) -> None:
+        text = "\n".join(str(p) for p in problems) if problems else None
+        super().__init__(text or (f"{key}: {message}" if key else message))
         self.key = key
         self.message = message
+        self.problems: tuple[ConfigError, ...] = problems or (self,)
+
+    @classmethod
+    def combine(cls, problems: list[ConfigError]) -> ConfigError:
+        """One error for ``problems`` (at least one): itself when there is only one."""
+        if len(problems) == 1:
+            return problems[0]
+        first = problems[0]
+        return cls(first.key, first.message, problems=tuple(problems))
 
 
 class ClientError(HubbubError):
@@ -51,8 +65,12 @@ class ClientError(HubbubError):
 
 
 class DisconnectRequest(HubbubError):
-    """The connection must be closed with this disconnect code and reason."""
+    """The connection must be closed with this disconnect code and reason.
 
-    def __init__(self, disconnect: DisconnectInfo) -> None:
+    ``detail`` says why, for the log line of the disconnect (never sent to the client).
+    """
+
+    def __init__(self, disconnect: DisconnectInfo, *, detail: str = "") -> None:
         super().__init__(f"{disconnect.code}: {disconnect.reason}")
         self.disconnect = disconnect
+        self.detail = detail

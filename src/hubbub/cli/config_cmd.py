@@ -1,8 +1,9 @@
 """The ``checkconfig`` and ``genconfig`` commands.
 
 Rule: each returns an exit status (0 or 1) and reports in one line per problem
-on stderr; an expected failure (bad value, missing file, existing output) never
-shows a traceback. Results go to stdout.
+on stderr (every problem of a config file, not only the first); an expected
+failure (bad value, missing file, existing output) never shows a traceback.
+Results go to stdout.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 import sys
 
 from hubbub.config.generate import FORMATS, generate_config
-from hubbub.config.loader import load_config
+from hubbub.config.loader import connect_warnings, load_config
 from hubbub.errors import ConfigError
 
 __all__ = ["checkconfig", "genconfig"]
@@ -19,7 +20,11 @@ __all__ = ["checkconfig", "genconfig"]
 
 def checkconfig(path: str) -> int:
     """Load ``path`` (with the ``HUBBUB_*`` environment); print OK and which of the
-    options it sets hubbub implements, or the error."""
+    options it sets hubbub implements, or every problem.
+
+    Warnings (ignored Centrifugo options, a configuration no client could
+    connect with) do not fail the check.
+    """
     if not os.path.isfile(path):
         what = "is not a file" if os.path.exists(path) else "does not exist"
         print(f"error: config file {path} {what}", file=sys.stderr)
@@ -27,7 +32,8 @@ def checkconfig(path: str) -> int:
     try:
         loaded = load_config(path)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
         return 1
     print(f"config OK: {path}")
     ignored = len(loaded.ignored)
@@ -37,7 +43,7 @@ def checkconfig(path: str) -> int:
         f"implemented, {ignored} accepted but not implemented"
         + (f" ({', '.join(loaded.ignored)})" if ignored else "")
     )
-    for warning in loaded.warnings:
+    for warning in (*loaded.warnings, *connect_warnings(loaded.config)):
         print(f"warning: {warning}", file=sys.stderr)
     return 0
 

@@ -1,31 +1,34 @@
 """The ``hubbub`` command: argument parsing only; each subcommand calls the library.
 
+    hubbub --version
     hubbub serve [--config FILE] [--port N] [--address A] [--workers N]
     hubbub checkconfig FILE
     hubbub genconfig [--format json|toml|yaml] [--output FILE]
     hubbub gentoken --user U [--ttl S] [--config FILE] [--info JSON] [--channel C]
+    hubbub checktoken TOKEN [--config FILE]
+    hubbub top [--url URL] [--api-key KEY] [--config FILE] [--interval S] [--once]
     hubbub bench fanout|rpc|connect|idle [--url URL] [...]
     hubbub audit URL [--mode echo|centrifugo] [--cases PATTERN] [--json F] [--html F]
 
-Rule: expected failures (bad config, bad arguments) print one line and exit 1;
-never a traceback.
+Rule: expected failures (bad config, bad arguments, a bad token) print one
+line per problem and exit 1; never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from hubbub.auth.tokens import make_token
-from hubbub.cli import audit_cmd, bench_cmd
+from hubbub.cli import audit_cmd, bench_cmd, top_cmd
 from hubbub.cli.config_cmd import checkconfig, genconfig
+from hubbub.cli.token_cmd import checktoken, gentoken
 from hubbub.config.generate import FORMATS, demo_config
-from hubbub.config.loader import LOG_LEVELS, LoadedConfig, load_config
+from hubbub.config.loader import LoadedConfig, connect_warnings, load_config
 from hubbub.errors import ConfigError
+from hubbub.version import __version__
 
 if TYPE_CHECKING:
     from hubbub.hub.hub import Hub
@@ -35,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hubbub", description="Real-time messaging server (Centrifugo protocol compatible)."
     )
+    parser.add_argument("--version", "-v", action="version", version=f"hubbub {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the server")
@@ -68,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--config", "-c", help="config file with client.token.hmac_secret_key")
     token.add_argument("--info", help="info claim, as JSON")
     token.add_argument("--channel", help="make a subscription token for this channel")
+
+    check_token = sub.add_parser(
+        "checktoken", help="verify a connection or subscription token with the configured keys"
+    )
+    check_token.add_argument("token")
+    check_token.add_argument("--config", "-c", help="config file with the token keys")
+    top_cmd.add_parser(sub)
     bench_cmd.add_parser(sub)
     audit_cmd.add_parser(sub)
     return parser
@@ -79,8 +90,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return checkconfig(args.file)
     if args.command == "genconfig":
         return genconfig(args.format, args.output)
-    if args.command == "gentoken":
-        return _gentoken(args)
+    if args.command in ("gentoken", "checktoken"):
+        loaded = _load(args.config)
+        if loaded is None:
+            return 1
+        if args.command == "checktoken":
+            return checktoken(loaded.config, args.token)
+        return gentoken(
+            loaded.config, args.user, ttl=args.ttl, info=args.info, channel=args.channel
+        )
+    if args.command == "top":
+        loaded = _load(args.config)
+        return 1 if loaded is None else top_cmd.run(args, loaded.config)
     if args.command == "bench":
         return bench_cmd.run(args)
     if args.command == "audit":
@@ -92,7 +113,8 @@ def _load(path: str | None, overrides: dict[str, object] | None = None) -> Loade
     try:
         return load_config(path, overrides=overrides, base=None if path else demo_config())
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
         return None
 
 
@@ -103,16 +125,14 @@ def _serve(args: argparse.Namespace) -> int:
     if loaded is None:
         return 1
     config = loaded.config
+    from hubbub.server.logs import setup_logging  # the server stack is only imported to serve
+
     try:
-        logging.basicConfig(
-            level=LOG_LEVELS.get(config.log.level, logging.INFO),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            filename=config.log.file or None,  # log.file: append there instead of stderr
-        )
+        setup_logging(config.log)
     except OSError as exc:
-        print(f"error: log.file: can not open {config.log.file}: {exc.strerror}", file=sys.stderr)
+        print(f"error: log.file: cannot open {config.log.file}: {exc.strerror}", file=sys.stderr)
         return 1
-    for warning in loaded.warnings:
+    for warning in (*loaded.warnings, *connect_warnings(config)):
         logging.getLogger("hubbub.config").warning("%s", warning)
     if args.config is None:
         logging.getLogger("hubbub").info(
@@ -125,12 +145,15 @@ def _serve(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 1
-    from hubbub.server.run import run  # the server stack is only imported to serve
+    from hubbub.server.app import served_urls
+    from hubbub.server.run import run
 
     def ready(port: int) -> None:
         host = config.http_server.address or "0.0.0.0"
         scheme = "https" if config.http_server.tls.enabled else "http"
-        print(f"hubbub serving on {scheme}://{host}:{port}/ (demo page at /)", flush=True)
+        lines = [f"hubbub {__version__} serving on {scheme}://{host}:{port}/"]
+        lines += [f"  {what:<11} {url}" for what, url in served_urls(config, port)]
+        print("\n".join(lines), flush=True)
 
     echo_rpc = getattr(args, "echo_rpc", False) or args.config is None
     if workers > 1:
@@ -160,27 +183,6 @@ def _echo_rpc(hub: Hub) -> None:
         if event.method != "echo":
             raise ClientError(Error.METHOD_NOT_FOUND)
         return RPCResponse(data=event.data)
-
-
-def _gentoken(args: argparse.Namespace) -> int:
-    loaded = _load(args.config)
-    if loaded is None:
-        return 1
-    secret = loaded.config.client.token.hmac_secret_key
-    if not secret:
-        print("error: client.token.hmac_secret_key is not set (use --config FILE)", file=sys.stderr)
-        return 1
-    extra: dict[str, object] = {}
-    if args.info:
-        try:
-            extra["info"] = json.loads(args.info)
-        except json.JSONDecodeError as exc:
-            print(f"error: --info is not JSON: {exc}", file=sys.stderr)
-            return 1
-    if args.channel:
-        extra["channel"] = args.channel
-    print(make_token(secret, args.user, ttl=args.ttl or None, extra=extra))
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -67,12 +67,15 @@ def starter_config(*, secrets: bool = True) -> dict[str, Any]:
 def demo_config() -> dict[str, Any]:
     """What ``hubbub serve`` runs without a config file: the demo chat, on loopback.
 
-    Anonymous visitors may connect and use the ``chat`` namespace (presence,
-    join/leave, history with recovery). There is no API key, so the HTTP API
+    The demo page is on (``demo.enabled``; off in any config file unless set),
+    and ``/health`` answers. Anonymous visitors may connect and use the ``chat``
+    namespace (presence, join/leave, history with recovery). There is no API key, so the HTTP API
     refuses every call until one is configured.
     """
     return {
         "http_server": {"address": "127.0.0.1", "port": 8000},
+        "demo": {"enabled": True},
+        "health": {"enabled": True},
         "client": {"allow_anonymous_connect_without_token": True},
         "channel": {
             "namespaces": [chat_namespace(anonymous=True)],

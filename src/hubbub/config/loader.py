@@ -1,10 +1,12 @@
 """Read a config file, the environment and overrides into one validated ``Config``.
 
 Rule: values are layered file < ``HUBBUB_*`` environment < overrides, then
-converted field by field against the model. Every bad value raises
-``ConfigError`` naming its dotted key; a Centrifugo option hubbub does not
-implement is accepted with one warning; any other unknown key is an error.
-Nothing is read from the environment at import time.
+converted field by field against the model. Every bad value is a problem
+naming its dotted key; loading goes on past a problem (a bad value keeps its
+default, combinations that involve it are not checked) so that one
+``ConfigError`` reports every problem found. A Centrifugo option hubbub does
+not implement is accepted with one warning; any other unknown key is an
+error. Nothing is read from the environment at import time.
 """
 
 from __future__ import annotations
@@ -15,12 +17,11 @@ import difflib
 import functools
 import ipaddress
 import json
-import logging
 import os
 import re
 import tomllib
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from hubbub.config.durations import parse_duration
 from hubbub.config.durations import show as _show
 from hubbub.config.engine_checks import check_broker, check_redis
 from hubbub.config.model import (
+    AdminConfig,
     ChannelOptions,
     Config,
     Namespace,
@@ -44,20 +46,19 @@ from hubbub.config.streams import check_streams
 from hubbub.config.transport import check_transport  # TLS and websocket.* (issue 10)
 from hubbub.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "LoadedConfig", "env_var_name", "load_config", "parse_duration"]
+__all__ = [
+    "ENV_PREFIX",
+    "LoadedConfig",
+    "connect_warnings",
+    "env_var_name",
+    "load_config",
+    "parse_duration",
+]
 
 ENV_PREFIX = "HUBBUB_"
-#: ``log.level`` -> the logging level (Centrifugo 6.8's names; "none" logs nothing).
-LOG_LEVELS: dict[str, int] = {
-    "none": logging.CRITICAL + 10,
-    "trace": logging.DEBUG,
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "fatal": logging.CRITICAL,
-}
+# Centrifugo's levels (any case), and "warning" as Python spells it.
+LOG_LEVELS = ("none", "trace", "debug", "info", "warn", "warning", "error", "fatal")
+LOG_FORMATS = ("text", "json")
 NAMESPACE_NAME_RE = re.compile(r"^[-a-zA-Z0-9_.]{2,}$")
 
 
@@ -86,6 +87,30 @@ class LoadedConfig:
     ignored: tuple[str, ...] = dataclasses.field(default=(), compare=False)
 
 
+class _Problems:
+    """The problems found while loading, and the keys they are about."""
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.errors)
+
+    def add(self, error: ConfigError) -> None:
+        self.errors.extend(error.problems)
+
+    def fail(self, key: str, message: str) -> None:
+        self.add(ConfigError(key, message))
+
+    def about(self, *keys: str) -> bool:
+        """Whether a problem was found in one of ``keys`` (or inside it)."""
+        return any(
+            error.key == key or error.key.startswith((key + ".", key + "["))
+            for error in self.errors
+            for key in keys
+        )
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -100,28 +125,57 @@ def load_config(
     ``base`` is configuration data used when no ``path`` is given (a preset).
     """
     warnings: list[str] = []
+    problems = _Problems()
     if path is not None:
         raw: dict[str, Any] = _read_file(Path(path))
     else:
         raw = copy.deepcopy(dict(base or {}))
-    _apply_env(raw, os.environ if env is None else env, warnings)
+    _apply_env(raw, os.environ if env is None else env, warnings, problems)
     for key, value in (overrides or {}).items():
         if value is not None:
-            _set_dotted(raw, key, value)
+            try:
+                _set_dotted(raw, key, value)
+            except ConfigError as exc:
+                problems.add(exc)
     unknown: list[str] = []
     seen = _Seen()
     _scan(Config, raw, "", unknown, seen)
     if unknown:
         unknown.sort()
-        raise ConfigError(unknown[0], _unknown_message(unknown))
-    refuse_unimplemented(raw)
+        problems.fail(unknown[0], _unknown_message(unknown))
+    try:
+        refuse_unimplemented(raw)
+    except ConfigError as exc:
+        problems.add(exc)
     warnings.extend(ignored_warning(key) for key in seen.ignored)
-    config = _build(Config, raw, "")
-    warnings.extend(_validate(config))
-    warnings.extend(check_state_options(config))
+    config = _build(Config, raw, "", problems)
+    warnings.extend(_validate(config, problems))
+    if problems:
+        raise ConfigError.combine(problems.errors)
     return LoadedConfig(
         config, tuple(dict.fromkeys(warnings)), tuple(seen.implemented), tuple(seen.ignored)
     )
+
+
+def connect_warnings(config: Config) -> list[str]:
+    """Warnings about a configuration no client could ever connect with.
+
+    For ``hubbub serve`` and ``checkconfig``: an application that embeds the
+    hub may still let clients in with an ``on_connect`` hook.
+    """
+    client = config.client
+    if (
+        client.token.configured
+        or client.allow_anonymous_connect_without_token
+        or client.insecure
+        or client.proxy.connect.enabled  # the backend decides who connects
+    ):
+        return []
+    return [
+        "no client can connect: set a token key (client.token.hmac_secret_key, "
+        "rsa_public_key, ecdsa_public_key or jwks_public_endpoint), "
+        "client.proxy.connect or client.allow_anonymous_connect_without_token"
+    ]
 
 
 def env_var_name(key: str) -> str:
@@ -234,12 +288,17 @@ def _set_dotted(raw: dict[str, Any], key: str, value: object) -> None:
     node[leaf] = value
 
 
-def _apply_env(raw: dict[str, Any], env: Mapping[str, str], warnings: list[str]) -> None:
+def _apply_env(
+    raw: dict[str, Any], env: Mapping[str, str], warnings: list[str], problems: _Problems
+) -> None:
     leaves = _env_leaves()
     for var in sorted(name for name in env if name.startswith(ENV_PREFIX)):
         if var in leaves:
             key, tp = leaves[var]
-            _set_dotted(raw, key, _from_env(tp, env[var], key, var))
+            try:
+                _set_dotted(raw, key, _from_env(tp, env[var], key, var))
+            except ConfigError as exc:
+                problems.add(exc)
             continue
         ignored = next(
             (
@@ -342,15 +401,18 @@ def _unknown_message(unknown: list[str]) -> str:
 # ---------------------------------------------------------------- conversion
 
 
-def _build(cls: type[_T], raw: object, path: str) -> _T:
+def _build(cls: type[_T], raw: object, path: str, problems: _Problems) -> _T:
+    """``cls`` from ``raw``; a field with a bad value is a problem and keeps its default."""
     if not isinstance(raw, dict):
         raise ConfigError(path, f"expected an object, got {_show(raw)}")
     types = _field_types(cls)
-    kwargs = {
-        name: _convert(types[name], value, _join(path, name))
-        for name, value in raw.items()
-        if name in types
-    }
+    kwargs = {}
+    for name, value in raw.items():
+        if name in types:
+            try:
+                kwargs[name] = _convert(types[name], value, _join(path, name), problems)
+            except ConfigError as exc:
+                problems.add(exc)
     return cls(**kwargs)
 
 
@@ -359,9 +421,9 @@ def _int_wanted(key: str) -> str:
     return f"an integer {low}..{high}" if high is not None else f"an integer >= {low}"
 
 
-def _convert(tp: Any, value: object, key: str) -> object:
+def _convert(tp: Any, value: object, key: str, problems: _Problems) -> object:
     if _is_section(tp):
-        return _build(tp, value, key)
+        return _build(tp, value, key, problems)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(key, f"expected true or false, got {_show(value)}")
@@ -385,6 +447,8 @@ def _convert(tp: Any, value: object, key: str) -> object:
             raise ConfigError(key, f"expected a string, got {_show(value)}")
         if not value and key.endswith((".subscription_type", ".force_recovery_mode")):
             return "stream"  # Centrifugo's empty default
+        if key == "log.level":
+            return value.lower()  # Centrifugo accepts any case
         return value
     if tp == _STR_LIST:
         if key in (
@@ -397,7 +461,7 @@ def _convert(tp: Any, value: object, key: str) -> object:
             raise ConfigError(key, f"expected a list of strings, got {_show(value)}")
         return tuple(value)
     if tp == _NAMESPACES:
-        return _namespaces(value, key)
+        return _namespaces(value, key, problems)
     if tp == StrPairs:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise ConfigError(key, f"expected an object of strings, got {_show(value)}")
@@ -406,96 +470,133 @@ def _convert(tp: Any, value: object, key: str) -> object:
     if item_cls is not None:
         if not isinstance(value, list):
             raise ConfigError(key, f"expected a list of objects, got {_show(value)}")
-        return tuple(_build(item_cls, item, f"{key}[{i}]") for i, item in enumerate(value))
+        return tuple(
+            _build(item_cls, item, f"{key}[{i}]", problems) for i, item in enumerate(value)
+        )
     raise TypeError(f"no converter for {key}: {tp!r}")  # a model field of a new type
 
 
-def _namespaces(value: object, key: str) -> tuple[Namespace, ...]:
+def _namespaces(value: object, key: str, problems: _Problems) -> tuple[Namespace, ...]:
     if not isinstance(value, list):
         raise ConfigError(key, f"expected a list of namespace objects, got {_show(value)}")
     result = []
     for i, item in enumerate(value):
         item_key = f"{key}[{i}]"
         if not isinstance(item, dict):
-            raise ConfigError(item_key, f"expected an object, got {_show(item)}")
+            problems.fail(item_key, f"expected an object, got {_show(item)}")
+            continue
         if "name" not in item:
-            raise ConfigError(f"{item_key}.name", "missing: every namespace needs a name")
+            problems.fail(f"{item_key}.name", "missing: every namespace needs a name")
+            continue
         name = item["name"]
         if not isinstance(name, str):
-            raise ConfigError(f"{item_key}.name", f"expected a string, got {_show(name)}")
-        options = _build(ChannelOptions, {k: v for k, v in item.items() if k != "name"}, item_key)
-        result.append(Namespace(name, options))
+            problems.fail(f"{item_key}.name", f"expected a string, got {_show(name)}")
+            continue
+        fields = {k: v for k, v in item.items() if k != "name"}
+        result.append(Namespace(name, _build(ChannelOptions, fields, item_key, problems)))
     return tuple(result)
 
 
 # ---------------------------------------------------------------- combinations
 
 
-def _validate(config: Config) -> list[str]:
-    """Check value sets and combinations; return the warnings."""
+def _validate(config: Config, problems: _Problems) -> list[str]:
+    """Check value sets and combinations (each problem once); return the warnings.
+
+    A combination is not checked when one of its keys already has a problem:
+    its value is the default, and a complaint about it would mislead.
+    """
+    warnings: list[str] = []
     channel = config.channel
-    if not channel.namespace_boundary:
-        raise ConfigError("channel.namespace_boundary", "must not be empty")
-    _check_options(channel.without_namespace, "channel.without_namespace", channel.history_meta_ttl)
-    seen: set[str] = set()
-    for i, ns in enumerate(channel.namespaces):
-        key = f"channel.namespaces[{i}]"
-        if not NAMESPACE_NAME_RE.match(ns.name):
-            pattern = NAMESPACE_NAME_RE.pattern
-            raise ConfigError(
-                f"{key}.name", f"invalid namespace name {_show(ns.name)}: it must match {pattern}"
-            )
-        if ns.name in seen:
-            raise ConfigError(f"{key}.name", f"duplicate namespace name {_show(ns.name)}")
-        seen.add(ns.name)
-        _check_options(ns.options, key, channel.history_meta_ttl)
+    if not channel.namespace_boundary and not problems.about("channel.namespace_boundary"):
+        problems.fail("channel.namespace_boundary", "must not be empty")
+    meta_ttl = channel.history_meta_ttl
+    _check_options(channel.without_namespace, "channel.without_namespace", meta_ttl, problems)
+    if not problems.about("channel.namespaces"):
+        seen: set[str] = set()
+        for i, ns in enumerate(channel.namespaces):
+            key = f"channel.namespaces[{i}]"
+            if not NAMESPACE_NAME_RE.match(ns.name):
+                pattern = NAMESPACE_NAME_RE.pattern
+                problems.fail(
+                    f"{key}.name",
+                    f"invalid namespace name {_show(ns.name)}: it must match {pattern}",
+                )
+            elif ns.name in seen:
+                problems.fail(f"{key}.name", f"duplicate namespace name {_show(ns.name)}")
+            seen.add(ns.name)
+            _check_options(ns.options, key, meta_ttl, problems)
+    else:
+        # A malformed entry shifted the list: check the options of each, not the names.
+        for i, ns in enumerate(channel.namespaces):
+            _check_options(ns.options, f"channel.namespaces[{i}]", meta_ttl, problems)
 
     client = config.client
-    if client.pong_timeout >= client.ping_interval:
-        raise ConfigError(
+    if client.pong_timeout >= client.ping_interval and not problems.about(
+        "client.pong_timeout", "client.ping_interval"
+    ):
+        problems.fail(
             "client.pong_timeout",
             f"must be less than client.ping_interval ({client.ping_interval:g}s), "
             f"got {client.pong_timeout:g}s",
         )
     server = config.http_server
     if server.internal_port and server.internal_port == server.port:
-        raise ConfigError(
+        problems.fail(
             "http_server.internal_port", f"must differ from http_server.port ({server.port})"
         )
     if client.command_rate_limit and client.command_rate_burst < 1:
-        raise ConfigError("client.command_rate_burst", "must be at least 1 when a rate is set")
-    # The API listens on the internal address when there is an internal port.
-    api_address = server.internal_address if server.internal_port else server.address
+        problems.fail("client.command_rate_burst", "must be at least 1 when a rate is set")
+    for i, proxy in enumerate(server.trusted_proxies):
+        try:
+            ipaddress.ip_network(proxy.strip(), strict=False)
+        except ValueError:
+            problems.fail(
+                f"http_server.trusted_proxies[{i}]",
+                f"expected an IP address or a network like 10.0.0.0/8, got {_show(proxy)}",
+            )
+    # The API (and admin, metrics) listen on the internal address when there is an
+    # internal port.
+    internal_address = server.internal_address if server.internal_port else server.address
+    admin_address = server.address if config.admin.external else internal_address
     for key, on, address in (
         ("client.insecure", client.insecure, server.address),
-        ("http_api.insecure", config.http_api.insecure, api_address),
+        ("http_api.insecure", config.http_api.insecure, internal_address),
+        ("admin.insecure", config.admin.enabled and config.admin.insecure, admin_address),
     ):
         if on and not _is_loopback(address):
-            raise ConfigError(
+            problems.fail(
                 key,
                 "is only for local development: the address it is served on must be a "
                 f"loopback address (127.0.0.1, ::1, localhost), not {_show(address)}",
             )
-    if config.log.level not in LOG_LEVELS:
-        raise ConfigError(
-            "log.level", f"expected one of {', '.join(LOG_LEVELS)}, got {_show(config.log.level)}"
-        )
+    _check_log(config, problems)
     if config.engine.type not in ENGINE_TYPES:
-        raise ConfigError(
+        problems.fail(
             "engine.type", f'{_show(config.engine.type)} is unknown: use "memory" or "redis"'
         )
-    check_redis(config.engine.redis)
-    if config.map_broker.type == "redis":
-        check_redis(config.map_broker.redis, "map_broker.redis")
-        if config.map_broker.redis.cluster_address:
-            raise ConfigError(
-                "map_broker.redis.cluster_address",
-                "maps on a Redis Cluster are not supported yet: use map_broker.redis.address",
-            )
-    check_broker(config)
-    warnings = check_backend(config)
-    warnings += check_transport(config)  # TLS and websocket.* (issue 10)
-    warnings += check_streams(config)  # SSE, HTTP streaming, uni_*, deltas (issue 11)
+    warnings += _check_admin(config.admin, problems)
+    # The other rooms' checks stop at their first problem; it joins the others.
+    checks: tuple[Callable[[Config], list[str] | None], ...] = (
+        _redis,
+        check_broker,
+        check_backend,
+        check_transport,
+        check_streams,
+        check_state_options,  # personal channels, cache recovery, maps, shared poll
+    )
+    for check in checks:
+        try:
+            warnings += check(config) or []  # engines, proxies, TLS, streams
+        except ConfigError as exc:
+            problems.add(exc)
+    for key, prefix in (
+        ("prometheus.handler_prefix", config.prometheus.handler_prefix),
+        ("health.handler_prefix", config.health.handler_prefix),
+    ):
+        if not prefix.startswith("/"):
+            problems.fail(key, f'must start with "/", got {_show(prefix)}')
+
     api = config.http_api
     if not api.key and not api.insecure and not api.disabled:
         warnings.append(
@@ -504,26 +605,80 @@ def _validate(config: Config) -> list[str]:
     return warnings
 
 
-def _check_options(options: ChannelOptions, path: str, global_meta_ttl: float) -> None:
-    if options.history_size > 0 and options.history_ttl == 0:
-        raise ConfigError(f"{path}.history_ttl", "history_size is set: history_ttl is required too")
-    if options.history_ttl > 0 and options.history_size == 0:
-        raise ConfigError(
-            f"{path}.history_size", "history_ttl is set: history_size is required too"
+def _check_log(config: Config, problems: _Problems) -> None:
+    log = config.log
+    if log.level not in LOG_LEVELS:
+        problems.fail(
+            "log.level", f"expected one of {', '.join(LOG_LEVELS)}, got {_show(log.level)}"
         )
+    if log.format not in LOG_FORMATS:
+        problems.fail(
+            "log.format", f"expected one of {', '.join(LOG_FORMATS)}, got {_show(log.format)}"
+        )
+
+
+#: Shorter admin secrets could be guessed from a token offline.
+MIN_ADMIN_SECRET = 16
+
+
+def _check_admin(admin: AdminConfig, problems: _Problems) -> list[str]:
+    """The admin UI is refused unless it is protected: a password and a token
+    secret, or ``admin.insecure`` on a loopback address (checked above)."""
+    prefix = admin.handler_prefix
+    if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
+        problems.fail(
+            "admin.handler_prefix", f'must start with "/" and not end with one, got {_show(prefix)}'
+        )
+    if not admin.enabled or admin.insecure:
+        return []
+    for key, value in (("admin.password", admin.password), ("admin.secret", admin.secret)):
+        if not value:
+            problems.fail(
+                key,
+                "is required when admin.enabled is true: set admin.password and admin.secret "
+                "(or admin.insecure for local development on a loopback address)",
+            )
+    if admin.secret and len(admin.secret) < MIN_ADMIN_SECRET:
+        return [
+            f"admin.secret is shorter than {MIN_ADMIN_SECRET} characters: admin tokens "
+            "signed with it could be forged (hubbub genconfig makes a long one)"
+        ]
+    return []
+
+
+def _redis(config: Config) -> None:
+    check_redis(config.engine.redis)
+    if config.map_broker.type == "redis":
+        check_redis(config.map_broker.redis, "map_broker.redis")
+        if config.map_broker.redis.cluster_address:
+            raise ConfigError(
+                "map_broker.redis.cluster_address",
+                "maps on a Redis Cluster are not supported yet: use map_broker.redis.address",
+            )
+
+
+def _check_options(
+    options: ChannelOptions, path: str, global_meta_ttl: float, problems: _Problems
+) -> None:
+    if problems.about(path):
+        return  # a value of this section is wrong: its combinations are not checked
+    if options.history_size > 0 and options.history_ttl == 0:
+        problems.fail(f"{path}.history_ttl", "history_size is set: history_ttl is required too")
+    if options.history_ttl > 0 and options.history_size == 0:
+        problems.fail(f"{path}.history_size", "history_ttl is set: history_size is required too")
     meta_ttl = options.history_meta_ttl or global_meta_ttl
     if options.history_ttl > meta_ttl:
-        raise ConfigError(
+        problems.fail(
             f"{path}.history_ttl",
             f"must not exceed the history meta ttl ({meta_ttl:g}s), got {options.history_ttl:g}s",
         )
     for name in ("force_recovery", "allow_recovery"):
         if getattr(options, name) and not options.history_enabled:
-            raise ConfigError(
+            problems.fail(
                 f"{path}.{name}", "recovery needs history: set history_size and history_ttl"
             )
     if options.force_recovery_mode not in ("stream", "cache"):
-        raise ConfigError(
+        problems.fail(
             f"{path}.force_recovery_mode",
             f'expected "stream" or "cache", got {_show(options.force_recovery_mode)}',
         )
@@ -531,9 +686,7 @@ def _check_options(options: ChannelOptions, path: str, global_meta_ttl: float) -
         try:
             re.compile(options.channel_regex)
         except re.error as exc:
-            raise ConfigError(
-                f"{path}.channel_regex", f"invalid regular expression: {exc}"
-            ) from None
+            problems.fail(f"{path}.channel_regex", f"invalid regular expression: {exc}")
 
 
 def _is_loopback(address: str) -> bool:

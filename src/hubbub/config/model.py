@@ -297,6 +297,10 @@ class HttpServerConfig:
     # that the public port serves only WebSocket, the demo page and /health.
     internal_address: str = "127.0.0.1"
     internal_port: int = 0  # 0: no internal listener; the API is on the main port
+    # Peers (IP addresses or CIDR networks) whose X-Forwarded-For / X-Real-IP
+    # headers name the client's address in logs and hooks (hubbub's key); empty:
+    # the socket's peer address is the client's, whatever the headers say.
+    trusted_proxies: tuple[str, ...] = ()
     # Timeouts
     handshake_timeout: float = 10.0  # an HTTP request (or upgrade) must arrive within this
     # Limits
@@ -402,8 +406,9 @@ class RpcConfig:
 class LogConfig:
     """``log.*``."""
 
-    level: str = "info"  # none, trace, debug, info, warn, error (fatal)
-    file: str = ""  # a file to append log lines to instead of stderr
+    level: str = "info"  # none, trace, debug, info, warn, error, fatal (as Centrifugo)
+    file: str = ""  # append log lines to this file instead of stderr
+    format: str = "text"  # hubbub's key: "text" lines, or "json" (one object per line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,6 +490,41 @@ class BrokerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DemoConfig:
+    """``demo.*`` (hubbub's key): the demo chat page at ``/``."""
+
+    enabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """``admin.*``: the admin web UI and its API (``/admin/``)."""
+
+    enabled: bool = False
+    handler_prefix: str = ""  # prepended to /admin/... (and to / when the UI is there)
+    password: str = ""  # what an operator types to log in
+    secret: str = ""  # signs the admin tokens handed out after login
+    insecure: bool = False  # no login (loopback only)
+    external: bool = False  # on the public port even when an internal port is set
+
+
+@dataclass(frozen=True, slots=True)
+class PrometheusConfig:
+    """``prometheus.*``: metrics in the Prometheus text format."""
+
+    enabled: bool = False
+    handler_prefix: str = "/metrics"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    """``health.*``: ``GET /health`` answers 200 while the node serves."""
+
+    enabled: bool = False
+    handler_prefix: str = "/health"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; every part has a working default."""
 
@@ -507,3 +547,8 @@ class Config:
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     proxies: tuple[NamedProxy, ...] = ()  # named proxies for namespaces and client events
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    # Operating the node: what it serves besides clients and the API.
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)

@@ -16,6 +16,7 @@ from typing import Any
 
 from hubbub.config.backend import ChannelProxyConfig, ProxyGrpcOptions, ProxyOptions
 from hubbub.config.model import (
+    AdminConfig,
     BrokerConfig,
     ChannelOptions,
     ClientConfig,
@@ -26,6 +27,7 @@ from hubbub.config.model import (
     MapBrokerConfig,
     MapRedisConfig,
     NatsBrokerConfig,
+    PrometheusConfig,
     RedisConfig,
     RpcConfig,
     SubscriptionTokenConfig,
@@ -50,7 +52,7 @@ _TOKEN_IGNORED = _names(
 #: the model class whose section holds them (base classes' names apply too).
 IGNORED: dict[type, frozenset[str]] = {
     Config: _names(
-        """admin prometheus health swagger debug opentelemetry graphite usage_stats
+        """swagger debug opentelemetry graphite usage_stats
         grpc_api consumers unified_proxy uni_grpc webtransport shutdown node
         presence_manager controller dev init pid_file enable_unreleased_features tls"""
     ),
@@ -85,6 +87,10 @@ IGNORED: dict[type, frozenset[str]] = {
         """compression compression_min_size compression_level read_buffer_size
         use_write_buffer_pool write_buffer_size write_timeout join_push_messages
         decompressed_message_size_limit disable_closing_handshake disable_disconnect_push"""
+    ),
+    AdminConfig: _names("web_path web_proxy_address"),
+    PrometheusConfig: _names(
+        "instrument_http_handlers recovered_publications_histogram native_histograms"
     ),
     UniSseConfig: _names("connect_code_to_http_response"),
     UniHttpStreamConfig: _names("connect_code_to_http_response"),

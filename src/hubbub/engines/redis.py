@@ -139,6 +139,7 @@ class RedisEngine:
                 for a in addresses
             ]
         self._handler: EventHandler | None = None
+        self.pubsub_losses = 0  # pub/sub connections lost while carrying channels (metrics)
         self._channel_prefix = f"{prefix}.channel.".encode()
         self._control_all = f"{prefix}.control".encode()
         self._control_prefix = f"{prefix}.node.".encode()
@@ -227,6 +228,7 @@ class RedisEngine:
             log.exception("redis engine: bad message on %s", channel)
 
     def broker_lost(self, redis_channels: set[bytes]) -> None:
+        self.pubsub_losses += 1
         handler = self._handler
         if handler is None:
             return

@@ -297,11 +297,18 @@ class ChannelTable:
 
     def lost(self, channels: Iterable[str], why: str) -> None:
         """Every subscription of ``channels`` loses state (``why`` is logged)."""
-        for name in channels:
+        affected = [name for name in channels if name in self.entries]
+        if affected:  # one line for the whole loss, however many channels it hit
+            log.warning(
+                "%s: %d subscribers of %d channels must recover",
+                why,
+                sum(len(self.entries[name]) for name in affected),
+                len(affected),
+            )
+        for name in affected:
             entry = self.entries.get(name)
             if entry is None:
                 continue
-            log.warning("%s: %d subscribers of %s must recover", why, len(entry), name)
             for pending in entry.joining.values():
                 pending.append((GAP, b"", None))
             entry.epoch, entry.offset, entry.previous, entry.keyed = "", 0, None, None

@@ -112,8 +112,8 @@ class Commands:
             except TokenExpired as exc:
                 raise ClientError(Error.TOKEN_EXPIRED) from exc
             except InvalidToken as exc:
-                log.info("client %s: invalid connection token: %s", session.client_id, exc)
-                raise DisconnectRequest(Disconnect.INVALID_TOKEN) from exc
+                detail = f"invalid connection token: {exc}"
+                raise DisconnectRequest(Disconnect.INVALID_TOKEN, detail=detail) from exc
             session.user = claims.user
             session.conn_info = claims.info
             session.meta = claims.meta
@@ -264,9 +264,11 @@ class Commands:
         except TokenExpired as exc:
             raise ClientError(Error.TOKEN_EXPIRED) from exc
         except InvalidToken as exc:
-            raise DisconnectRequest(Disconnect.INVALID_TOKEN) from exc
+            detail = f"invalid refresh token: {exc}"
+            raise DisconnectRequest(Disconnect.INVALID_TOKEN, detail=detail) from exc
         if claims.user != session.user:
-            raise DisconnectRequest(Disconnect.INVALID_TOKEN)
+            detail = "refresh token for another user"
+            raise DisconnectRequest(Disconnect.INVALID_TOKEN, detail=detail)
         session.expire_at = float(claims.expire_at)
         if claims.info is not None:
             session.conn_info = claims.info
@@ -497,8 +499,6 @@ class Commands:
             or claims.user != session.user
             or (claims.client and claims.client != session.client_id)
         ):
-            log.info(
-                "client %s: subscription token for another channel or client", session.client_id
-            )
-            raise DisconnectRequest(Disconnect.INVALID_TOKEN)
+            detail = "subscription token for another channel, user or client"
+            raise DisconnectRequest(Disconnect.INVALID_TOKEN, detail=detail)
         return claims

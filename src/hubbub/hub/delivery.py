@@ -87,7 +87,11 @@ class Delivery:
         "_on_slow",
         "_seq",
         "limit",
+        "stats_bytes",
         "stats_frames",
+        "stats_messages",
+        "stats_shared_bytes",
+        "stats_shared_messages",
     )
 
     def __init__(
@@ -104,7 +108,12 @@ class Delivery:
         self._batches: dict[str, ChannelBatch] = {}
         self._seq = 0  # counts publications queued, to merge channels in their order
         self._flush_handle: asyncio.Handle | None = None
-        self.stats_frames = 0  # WebSocket frames written (for metrics and benchmarks)
+        # What was written, for metrics and benchmarks (counted per batch, Rule 1):
+        self.stats_frames = 0  # WebSocket frames (writes)
+        self.stats_messages = 0  # replies and pushes written through connections' outboxes
+        self.stats_bytes = 0  # their payload bytes
+        self.stats_shared_messages = 0  # publications written in shared channel frames
+        self.stats_shared_bytes = 0  # their payload bytes (a frame's, times its writes)
 
     # --- queueing --------------------------------------------------------------------
 
@@ -221,9 +230,14 @@ class Delivery:
     def flush_session(self, session: Session) -> None:
         """Write what ``session`` has pending now (before a close frame)."""
         self.take_share(session)
-        data = session.protocol.data_to_send()
+        protocol = session.protocol
+        messages = len(protocol.outbox)
+        data = protocol.data_to_send()
         if data:
             session.transport.write(data)
+            self.stats_frames += 1
+            self.stats_messages += messages
+            self.stats_bytes += len(data)
 
     @staticmethod
     def _merged_sessions(batches: dict[str, ChannelBatch]) -> set[Session]:
@@ -244,19 +258,25 @@ class Delivery:
 
     def _flush_outboxes(self, dirty: list[Session]) -> None:
         limit = self.limit
-        frames = 0
+        frames = messages = size = 0
         for session in dirty:
             if session.closed:
                 continue
-            data = session.protocol.data_to_send()
+            protocol = session.protocol
+            queued = len(protocol.outbox)
+            data = protocol.data_to_send()
             if not data:
                 continue
             transport = session.transport
             transport.write(data)
             frames += 1
+            messages += queued
+            size += len(data)
             if transport.buffered() > limit:
                 self._on_slow(session)
         self.stats_frames += frames
+        self.stats_messages += messages
+        self.stats_bytes += size
 
     def _write_shared(self, batch: ChannelBatch) -> None:
         items = batch.items
@@ -274,6 +294,8 @@ class Delivery:
             if session.transport.write_shared(shared) > limit:
                 slow.append(session)
         self.stats_frames += frames
+        self.stats_shared_messages += frames * len(items)
+        self.stats_shared_bytes += frames * len(shared.payload)
         for session in slow:
             self._on_slow(session)
 

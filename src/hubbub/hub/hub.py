@@ -43,14 +43,17 @@ from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.channels import ChannelTable
 from hubbub.hub.commands import Commands, ttl_until
 from hubbub.hub.control import Control
+from hubbub.hub.counters import Counters, node_metrics, process_usage
 from hubbub.hub.decisions import Decisions
 from hubbub.hub.delivery import Delivery
 from hubbub.hub.deltas import without_flags
+from hubbub.hub.eventlog import EventLog
 from hubbub.hub.heartbeat import Heartbeat
 from hubbub.hub.hooks import Hooks
 from hubbub.hub.lifecycle import Lifecycle
 from hubbub.hub.map_flow import MapFlows
 from hubbub.hub.maps import Maps
+from hubbub.hub.observer import Observers
 from hubbub.hub.outages import Outages
 from hubbub.hub.payloads import to_raw
 from hubbub.hub.polls import Polls
@@ -126,6 +129,11 @@ class Hub:
         )
         self.timers = TimerWheel()
         self.outages = Outages()
+        # Logs, metrics and live traces see connections through these (observer.py).
+        self.observers = Observers()
+        self.counters = Counters()  # what info, hubbub top and /metrics report
+        self.observers.add(self.counters)
+        self.observers.add(EventLog())
         self.channels = ChannelTable(lambda: self.delivery, self._insufficient)
         self.lifecycle = Lifecycle(self)
         self.heartbeat = Heartbeat(self)
@@ -294,6 +302,7 @@ class Hub:
             raise DisconnectRequest(Disconnect.CONNECTION_LIMIT)
         self._users.setdefault(session.user, set()).add(session)
         self.heartbeat.start(session)
+        self.observers.connected(session)
 
     def withdraw_session(self, session: Session) -> None:
         """A connect failed after ``accept_session``: back to waiting for a connect."""
@@ -301,10 +310,21 @@ class Hub:
         if not session.closed:
             self.heartbeat.watch_stale(session)
 
-    def forget_session(self, session: Session, disconnect: DisconnectInfo) -> None:
-        """Remove a closed session now; leave, presence and hooks follow in the background."""
+    def forget_session(
+        self,
+        session: Session,
+        disconnect: DisconnectInfo,
+        *,
+        by_server: bool = False,
+        detail: str = "",
+    ) -> None:
+        """Remove a closed session now; leave, presence and hooks follow in the background.
+
+        ``by_server``: the server closed it (``detail`` says why, for the log).
+        """
         if self._sessions.pop(session.client_id, None) is None:
             return
+        self.observers.disconnected(session, disconnect, by_server=by_server, detail=detail)
         if session.emulation:
             self.emulated.pop(session.session_id, None)
         if session in self._users.get(session.user, ()):  # it was connected (issue 12)
@@ -335,21 +355,34 @@ class Hub:
             log.error("background task failed", exc_info=task.exception())
 
     def _slow(self, session: Session) -> None:
-        log.info("client %s: slow, outbox over %d bytes", session.client_id, self.delivery.limit)
-        session.close(Disconnect.SLOW, flush=False)
+        detail = f"pending output over client.queue_max_size ({self.delivery.limit} bytes)"
+        session.close(Disconnect.SLOW, flush=False, detail=detail)
 
     # --- engine events (EventHandler) ------------------------------------------------
 
     def handle_publication(
         self, channel: str, publication: Publication, position: StreamPosition
     ) -> None:
+        self.counters.received_publications += 1
+        traced = self.observers.traced_channels
+        if traced and channel in traced:  # an admin traces it (empty while nobody does)
+            frame = JSON.publication_push(channel, publication)
+            self.observers.channel_event(channel, "publication", frame)
         self.channels.publication(channel, publication, position)
 
     def handle_join(self, channel: str, info: ClientInfo) -> None:
-        self.channels.join_leave(channel, Push(channel=channel, join=Join(info)))
+        self.counters.received_joins += 1
+        push = Push(channel=channel, join=Join(info))
+        if channel in self.observers.traced_channels:
+            self.observers.channel_event(channel, "join", JSON.push(push))
+        self.channels.join_leave(channel, push)
 
     def handle_leave(self, channel: str, info: ClientInfo) -> None:
-        self.channels.join_leave(channel, Push(channel=channel, leave=Leave(info)))
+        self.counters.received_leaves += 1
+        push = Push(channel=channel, leave=Leave(info))
+        if channel in self.observers.traced_channels:
+            self.observers.channel_event(channel, "leave", JSON.push(push))
+        self.channels.join_leave(channel, push)
 
     def handle_control(self, data: bytes) -> None:
         self.control.handle(data)
@@ -399,9 +432,18 @@ class Hub:
         if channel.options.delta_publish and not publication.delta:
             # Published as a delta: stored with the flag, so that every node patches it.
             publication = msgspec.structs.replace(publication, delta=True)
-        return await self.engine.publish(
+        counters = self.counters
+        counters.published[channel.namespace] += 1
+        if not counters.timing:
+            return await self.engine.publish(
+                channel.name, publication, history, idempotency_key=idempotency_key
+            )
+        started = time.perf_counter()
+        result = await self.engine.publish(
             channel.name, publication, history, idempotency_key=idempotency_key
         )
+        counters.publish_seconds.observe(time.perf_counter() - started)
+        return result
 
     async def publish(
         self,
@@ -640,6 +682,12 @@ class Hub:
             "num_channels": len(self.channels.entries),
             "num_subs": sum(len(s.subscriptions) for s in self._sessions.values()),
             "uptime": int(time.time() - self._started_at) if self._started_at else 0,
+            # As Centrifugo's node info; the items are cumulative (interval 0: read now).
+            "metrics": {
+                "interval": 0,
+                "items": node_metrics(self.counters, self._delivery, self.outages.failures),
+            },
+            "process": process_usage(),
         }
 
     @property

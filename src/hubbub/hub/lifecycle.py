@@ -342,6 +342,7 @@ class Lifecycle:
             self.hub.spawn(self._engine_unsubscribe(name))
         if push is not None and was_live:
             session.push(Push(channel=name, unsubscribe=UnsubscribePush(push.code, push.reason)))
+            self.hub.counters.unsubscribes[push.code] += 1
         notify = was_live and self.hub.hooks.unsubscribe is not None
         extras = was_live and subscription.extras is not None
         if subscription.presence_added or subscription.announced or notify or extras:
@@ -383,7 +384,8 @@ class Lifecycle:
         await self._quietly("presence removal", removal)
 
     async def _engine_unsubscribe(self, name: str) -> None:
-        if name not in self.hub.channels.entries:  # nobody came back meanwhile
+        # Nobody came back meanwhile, and no admin traces it (the tracer lets go of it).
+        if name not in self.hub.channels.entries and name not in self.hub.observers.traced_channels:
             unsubscribe = self.hub.pubsub_for(name).unsubscribe(name)
             await self._quietly("unsubscribe", unsubscribe)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
@@ -33,6 +34,10 @@ class NodeInfo(msgspec.Struct, kw_only=True):
     num_subs: int = 0
     num_channels: int = 0
     uptime: int = 0
+    # As Centrifugo's node info: cumulative counters ({"interval", "items"}) and the
+    # process's figures; hubbub top turns two readings into rates.
+    metrics: dict[str, Any] = msgspec.field(default_factory=dict)
+    process: dict[str, float] = msgspec.field(default_factory=dict)
 
 
 class NodeRegistry:

@@ -22,6 +22,7 @@ import asyncio
 import enum
 import functools
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -217,11 +218,13 @@ class Session:
 
     async def handle_frame(self, frame: bytes | str) -> None:
         """Run every command of a received text frame, in order."""
+        counters = self.hub.counters
+        counters.frames_in += 1
+        counters.bytes_in += len(frame)
         try:
             commands = self.protocol.receive_frame(frame)
         except ProtocolViolation as exc:
-            log.info("client %s: %s", self.client_id, exc.detail)
-            self.close(exc.disconnect)
+            self.close(exc.disconnect, detail=exc.detail)  # the disconnect's one log line
             return
         rate = self.rate
         for received in commands:
@@ -229,12 +232,14 @@ class Session:
                 return
             if rate is not None and not rate.take():
                 if rate.exhausted:
-                    self.close(Disconnect.TOO_MANY_REQUESTS)
+                    detail = "commands refused in a row past client.command_rate_burst"
+                    self.close(Disconnect.TOO_MANY_REQUESTS, detail=detail)
                     return
                 if received.command.id:
                     if self.inflight:
                         await self.inflight.drain()  # replies in arrival order
                     self.send(self.codec.error(received.command.id, Error.TOO_MANY_REQUESTS))
+                self.hub.observers.command_done(self, received, 0.0, Error.TOO_MANY_REQUESTS.code)
                 if received.method == "connect":
                     self.protocol.reject_connect()
                     return
@@ -263,29 +268,37 @@ class Session:
         """Run one command and give it its one outcome (Rule 1)."""
         command_id = received.command.id
         method = received.method
+        started = time.perf_counter()
         try:
             answer = await self.hub.commands.run(self, received)
         except ClientError as exc:
             self._refused(method, command_id, exc.error)
+            self._done(received, started, exc.error.code)
             return
         except DisconnectRequest as exc:
-            self.close(exc.disconnect)
+            self.close(exc.disconnect, detail=exc.detail)
+            self._done(received, started, exc.disconnect.code)
             return
         except SubscriptionGone:
             self._refused(method, command_id, Error.INTERNAL)  # nothing is sent once closed
+            self._done(received, started, Error.INTERNAL.code)
             return
         except EngineUnavailable as exc:
             self.hub.outages.failed(f"{method} of client {self.client_id}", exc)
             self._refused(method, command_id, Error.INTERNAL)
+            self._done(received, started, Error.INTERNAL.code)
             return
         except Exception:
             log.exception("client %s: %s failed", self.client_id, method)
             self._refused(method, command_id, Error.INTERNAL)
+            self._done(received, started, Error.INTERNAL.code)
             return
         if answer is None:
+            self._done(received, started, 0)
             return
         if command_id:
             self.send(self.codec.reply(command_id, answer.method, answer.result))
+        self._done(received, started, 0)
         if answer.then is not None:
             follow_up = answer.then()
             if follow_up is not None:
@@ -299,6 +312,11 @@ class Session:
             self.hub.outages.failed(f"{method} of client {self.client_id}", exc)
         except Exception:
             log.exception("client %s: after %s", self.client_id, method)
+
+    def _done(self, received: Received, started: float, error: int) -> None:
+        """Tell the observers (logs, metrics, traces): answered, in that long, with ``error``
+        (a reply error code, a disconnect code, or 0)."""
+        self.hub.observers.command_done(self, received, time.perf_counter() - started, error)
 
     def _refused(self, method: str, command_id: int, error: ErrorInfo) -> None:
         if method == "connect":
@@ -328,8 +346,11 @@ class Session:
         if not self.closed:
             self.hub.delivery.send(self, self.codec.push(push))
 
-    def close(self, disconnect: DisconnectInfo, *, flush: bool = True) -> None:
-        """Close with ``disconnect``: pending output first (unless slow), then the close frame."""
+    def close(self, disconnect: DisconnectInfo, *, flush: bool = True, detail: str = "") -> None:
+        """Close with ``disconnect``: pending output first (unless slow), then the close frame.
+
+        ``detail`` says why, for the log line (a misbehaving client's offence).
+        """
         if self.closed:
             return
         self.protocol.close(disconnect)
@@ -340,13 +361,19 @@ class Session:
         self.closed = True
         transport, self.transport = self.transport, CLOSED_TRANSPORT
         transport.close(disconnect.code, disconnect.reason)
-        self.hub.forget_session(self, disconnect)
+        self.hub.forget_session(self, disconnect, by_server=True, detail=detail)
 
-    def transport_closed(self, disconnect: DisconnectInfo) -> None:
-        """The peer went away (or the transport failed) without us closing."""
+    def transport_closed(
+        self, disconnect: DisconnectInfo, *, by_server: bool = False, detail: str = ""
+    ) -> None:
+        """The peer went away (or the transport failed) without us closing.
+
+        ``by_server``: the transport closed it for the peer's fault (a framing
+        error, described by ``detail``).
+        """
         if not self.closed:
             self.closed = True
             self.transport = CLOSED_TRANSPORT
             self.protocol.close(disconnect)
             self.protocol.drop_output()
-            self.hub.forget_session(self, disconnect)
+            self.hub.forget_session(self, disconnect, by_server=by_server, detail=detail)

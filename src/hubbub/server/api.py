@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -206,6 +207,11 @@ def _map_result(result: MapResult) -> dict[str, Any]:
     return reply
 
 
+class ConnectionsParams(msgspec.Struct):
+    user: str = ""  # "": every connection (up to ``limit``)
+    limit: int = 100
+
+
 class BatchParams(msgspec.Struct):
     commands: list[dict[str, msgspec.Raw]]
     parallel: bool = False
@@ -258,6 +264,7 @@ class HttpApi:
             "unsubscribe": self.unsubscribe,
             "subscribe": self.subscribe,
             "refresh": self.refresh,
+            "connections": self.connections,
             "batch": self.batch,
             "map_publish": self.map_publish,
             "map_remove": self.map_remove,
@@ -310,6 +317,18 @@ class HttpApi:
             reply = reply["result"]  # Centrifugo answers a batch with {"replies": [...]} itself
         return ApiAnswer(200, msgspec.json.encode(reply))
 
+    async def execute(self, method: str, params: msgspec.Raw) -> dict[str, Any] | None:
+        """Run API ``method`` with ``params`` (JSON) for another door (the admin API):
+        ``{"result": ...}`` or ``{"error": ...}``; None for an unknown method.
+        Raises BadParams when ``params`` do not have the method's shape."""
+        handler = self._methods.get(method)
+        if handler is None:
+            return None
+        reply = await self._call(handler, params)
+        if handler == self.batch and "result" in reply:
+            reply = reply["result"]
+        return reply
+
     def _authorized(self, header: Callable[[str], str | None]) -> bool:
         expected = self.hub.config.http_api.key
         if not expected:
@@ -323,18 +342,28 @@ class HttpApi:
         return hmac.compare_digest(given.encode(), expected.encode())
 
     async def _call(self, handler: Handler, body: msgspec.Raw) -> dict[str, Any]:
+        """Run ``handler``: its result or its error reply; counted (hub.counters)."""
+        method = getattr(handler, "__name__", "call")
+        started = time.perf_counter()
+        error = Error.INTERNAL.code
         try:
-            return {"result": await handler(body)}
+            reply = {"result": await handler(body)}
+            error = 0
+            return reply
         except ClientError as exc:
+            error = exc.error.code
             return {"error": {"code": exc.error.code, "message": exc.error.message}}
         except BadParams:
+            error = Error.BAD_REQUEST.code
             raise
         except EngineUnavailable as exc:
-            self.hub.outages.failed("api call", exc)
+            self.hub.outages.failed(f"api {method}", exc)
             return {"error": {"code": Error.INTERNAL.code, "message": Error.INTERNAL.message}}
         except Exception:
             log.exception("api call failed")
             return {"error": {"code": Error.INTERNAL.code, "message": Error.INTERNAL.message}}
+        finally:
+            self.hub.counters.api_call(method, time.perf_counter() - started, error)
 
     # --- methods ---------------------------------------------------------------------
 
@@ -562,6 +591,29 @@ class HttpApi:
         data = compact_json(params.data) if params.data else NO_DATA
         await self.hub.polls.publish(params.channel, params.key, data, params.version, params.epoch)
         return {}
+
+    async def connections(self, body: msgspec.Raw) -> dict[str, Any]:
+        """This node's connections (of ``user``, or all up to ``limit``), as
+        Centrifugo PRO's ``connections`` method shapes them."""
+        params: ConnectionsParams = _decode(body, ConnectionsParams)
+        hub = self.hub
+        if params.user:
+            sessions = hub.sessions_of(params.user)
+        else:
+            sessions = [s for s in hub.sessions.values() if s.connected]
+        found: dict[str, Any] = {}
+        for session in sessions[: max(params.limit, 0)]:
+            found[session.client_id] = {
+                "user": session.user,
+                "app_name": session.name,
+                "app_version": session.version,
+                "transport": "websocket",
+                "protocol": "json",
+                "addr": session.remote,
+                "node": hub.node_id,
+                "channels": sorted(session.subscriptions),
+            }
+        return {"connections": found}
 
     async def batch(self, body: msgspec.Raw) -> dict[str, Any]:
         params: BatchParams = _decode(body, BatchParams)

@@ -5,10 +5,14 @@ Routes (on one port, unless ``http_server.internal_port`` splits them):
                                  none with ``websocket.disabled``)   (public)
     /connection/http_stream, /connection/sse, /emulation, /connection/uni_sse,
     /connection/uni_http_stream  when enabled (server/streams.py)     (public)
-    GET  /                       the demo chat page                   (public)
+    GET  /                       the demo chat page (demo.enabled)    (public)
     POST /api/<method>           the server HTTP API (X-API-Key)      (internal port if set)
-    GET  /health                 200 {} while the node serves         (both)
+    GET  /health                 200 {} while the node serves         (both; health.enabled)
     GET  /ready                  200 {} when the engine is reachable, else 503 (both)
+    GET  /metrics                Prometheus text format               (internal port if set;
+                                                                        prometheus.enabled)
+    *    /admin/...              the admin UI and its API (admin.py)  (internal port if set,
+                                 and / too where no demo page is       unless admin.external)
 
 ``attach`` adds them to an application the user already has; ``create_app``
 makes a new one. The WebSocket route is the endpoint's aiohttp door
@@ -26,11 +30,13 @@ from typing import Any
 
 from aiohttp import web
 
-from hubbub.config.model import HttpServerConfig
+from hubbub.config.model import Config, HttpServerConfig
 from hubbub.hub.hub import Hub
+from hubbub.server.admin import Admin
 from hubbub.server.api import HttpApi
 from hubbub.server.keys import ENDPOINT_KEY, HUB_KEY
 from hubbub.server.logs import quiet_peer_errors
+from hubbub.server.metrics import metrics_handler
 from hubbub.server.streams import Streams
 from hubbub.server.websocket import WebSocketEndpoint
 from hubbub.server.wsconn import SHUTDOWN_GRACE
@@ -43,13 +49,21 @@ def attach(
     hub: Hub,
     *,
     prefix: str = "",
-    demo: bool = True,
+    demo: bool | None = None,
     api: bool = True,
     websocket: bool = True,
+    health: bool | None = None,
+    admin: bool | None = None,
+    metrics: bool | None = None,
     owns_hub: bool = True,
 ) -> None:
-    """Serve ``hub`` from ``app`` (an existing aiohttp application) under ``prefix``."""
+    """Serve ``hub`` from ``app`` (an existing aiohttp application) under ``prefix``.
+
+    ``demo``, ``health``, ``admin`` and ``metrics`` default to the hub's
+    ``demo.enabled``, ``health.enabled``, ``admin.enabled`` and ``prometheus.enabled``.
+    """
     quiet_peer_errors()
+    config = hub.config
     app[HUB_KEY] = hub
     endpoint = app[ENDPOINT_KEY] = WebSocketEndpoint(hub)
     if websocket and not hub.config.websocket.disabled:
@@ -62,10 +76,18 @@ def attach(
         Streams(hub).add_routes(app, prefix)
     if api:
         app.router.add_post(prefix + "/api/{method}", HttpApi(hub).handle)
-    app.router.add_get(f"{prefix}/health", _health)
+    if config.health.enabled if health is None else health:
+        app.router.add_get(prefix + config.health.handler_prefix, _health)
     app.router.add_get(f"{prefix}/ready", _ready)
-    if demo:
+    if config.prometheus.enabled if metrics is None else metrics:
+        hub.counters.timing = True  # durations are measured only when someone reads them
+        app.router.add_get(prefix + config.prometheus.handler_prefix, metrics_handler)
+    with_demo = config.demo.enabled if demo is None else demo
+    if with_demo:
         app.router.add_get(f"{prefix}/", _demo_page)
+    if config.admin.enabled if admin is None else admin:
+        # The admin UI takes / where there is no demo page (as Centrifugo's does).
+        Admin(hub, HttpApi(hub)).add_routes(app, prefix=prefix, root=not with_demo)
     if owns_hub:
 
         async def start_hub(_: web.Application) -> None:
@@ -79,18 +101,66 @@ def attach(
         app.on_shutdown.append(close_hub)
 
 
-def create_app(hub: Hub, *, demo: bool = True, api: bool = True) -> web.Application:
-    """The public application (it owns the hub's lifecycle)."""
+def create_app(hub: Hub, *, api: bool = True) -> web.Application:
+    """The public application (it owns the hub's lifecycle); ``api=False`` when an
+    internal port serves the API (and the admin UI, unless ``admin.external``)."""
     app = web.Application()
-    attach(app, hub, demo=demo, api=api)
+    admin = hub.config.admin
+    attach(
+        app,
+        hub,
+        api=api,
+        admin=admin.enabled and (api or admin.external),
+        metrics=hub.config.prometheus.enabled and api,
+    )
     return app
 
 
 def create_internal_app(hub: Hub) -> web.Application:
-    """The application of the internal port: the API and /health, nothing public."""
+    """The application of the internal port: the API, /health and the admin UI."""
     app = web.Application()
-    attach(app, hub, demo=False, websocket=False, owns_hub=False)
+    admin = hub.config.admin
+    attach(
+        app,
+        hub,
+        demo=False,
+        websocket=False,
+        admin=admin.enabled and not admin.external,
+        metrics=hub.config.prometheus.enabled,
+        owns_hub=False,
+    )
     return app
+
+
+def served_urls(config: Config, port: int) -> list[tuple[str, str]]:
+    """(what, URL) of each endpoint ``hubbub serve`` offers, for its start-up lines;
+    ``port`` is the bound public port."""
+    server = config.http_server
+    tls = server.tls.enabled
+    # The internal port: its own TLS, else the public one's unless tls_external.
+    internal_tls = server.internal_tls.enabled or (tls and not server.tls_external)
+    web_scheme, ws_scheme = ("https", "wss") if tls else ("http", "ws")
+    public = f"{web_scheme}://{server.address or '0.0.0.0'}:{port}"
+    private = public
+    if server.internal_port:
+        scheme = "https" if internal_tls else "http"
+        private = f"{scheme}://{server.internal_address or '0.0.0.0'}:{server.internal_port}"
+    urls = []
+    if not config.websocket.disabled:
+        address = public.removeprefix(f"{web_scheme}://")
+        urls.append(("websocket", f"{ws_scheme}://{address}{config.websocket.handler_prefix}"))
+    if config.demo.enabled:
+        urls.append(("demo page", f"{public}/"))
+    if not config.http_api.disabled:
+        urls.append(("server API", f"{private}/api"))
+    if config.admin.enabled:
+        where = public if config.admin.external else private
+        urls.append(("admin UI", f"{where}{config.admin.handler_prefix}/admin/"))
+    if config.prometheus.enabled:
+        urls.append(("metrics", f"{private}{config.prometheus.handler_prefix}"))
+    if config.health.enabled:
+        urls.append(("health", f"{public}{config.health.handler_prefix}"))
+    return urls
 
 
 def runner_options(server: HttpServerConfig) -> dict[str, Any]:

@@ -110,7 +110,7 @@ class Front(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._listener.handshake_timeout, transport.close)
+        self._timer = loop.call_later(self._listener.handshake_timeout, self._timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
@@ -152,15 +152,26 @@ class Front(asyncio.Protocol):
             self._refuse(Refusal(400, "too many or too long header lines"))
         else:
             decision = listener.endpoint.decide(
-                head, unidirectional=head.path.encode() == listener.uni_path
+                head, unidirectional=head.path.encode() == listener.uni_path, peer=self._peer()
             )
             if isinstance(decision, Refusal):
-                self._refuse(decision)
+                # The origin check logs its refusal itself, with what it compared.
+                self._refuse(decision, logged=decision.status == 403)
             else:
                 transport = self._detach()
                 listener.endpoint.open(transport, raw, decision, rest)
 
-    def _refuse(self, refusal: Refusal) -> None:
+    def _peer(self) -> str:
+        peer = self._transport.get_extra_info("peername") if self._transport else None
+        return str(peer[0]) if peer else ""
+
+    def _refuse(self, refusal: Refusal, *, logged: bool = False) -> None:
+        """Answer ``refusal`` and close; one log line for it (the peer's address)."""
+        if not logged:
+            fields = {"addr": self._peer()}
+            log.info(
+                f"refused handshake: {refusal.status} {refusal.message}", extra={"fields": fields}
+            )
         transport = self._detach()
         transport.write(refusal.response())
         transport.close()  # after the response is written
@@ -172,6 +183,22 @@ class Front(asyncio.Protocol):
         transport.set_protocol(handler)
         handler.connection_made(transport)
         handler.data_received(buffer)
+
+    def _timed_out(self) -> None:
+        """No complete request head within ``http_server.handshake_timeout`` (slowloris)."""
+        self._timer = None
+        transport = self._transport
+        if transport is None:
+            return
+        if log.isEnabledFor(logging.DEBUG):
+            peer = transport.get_extra_info("peername")
+            log.debug(
+                "refused handshake: incomplete after http_server.handshake_timeout",
+                extra={
+                    "fields": {"addr": str(peer[0]) if peer else "", "bytes": len(self._buffer)}
+                },
+            )
+        transport.close()
 
     def _detach(self) -> asyncio.Transport:
         """This request is decided: stop the clock, forget the transport and the bytes."""

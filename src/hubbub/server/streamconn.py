@@ -26,6 +26,7 @@ from hubbub.codes import Disconnect, DisconnectInfo
 from hubbub.hub.transport import Shared
 from hubbub.protocol.codec import Codec
 from hubbub.protocol.messages import DisconnectPush, Push
+from hubbub.server.address import client_address
 
 if TYPE_CHECKING:
     from hubbub.hub.hub import Hub
@@ -82,6 +83,11 @@ class StreamConnection(asyncio.Protocol):
         self._runner: asyncio.Task[None] | None = None
         self._peer_gone = False
         self._on_closed = on_closed
+        peer = socket.get_extra_info("peername")
+        # The client's address, through http_server.trusted_proxies (as WebSockets').
+        self._remote = client_address(
+            str(peer[0]) if peer else "", headers.get, hub.config.http_server.trusted_proxies
+        )
         self.session: Session = hub.open_session(
             self, codec=codec, emulation=emulation, unidirectional=unidirectional
         )
@@ -90,8 +96,14 @@ class StreamConnection(asyncio.Protocol):
 
     @property
     def remote(self) -> str:
-        peer = self._socket.get_extra_info("peername")
-        return str(peer[0]) if peer else ""
+        return self._remote
+
+    @property
+    def transport_name(self) -> str:
+        """Centrifugo's name of the transport (metrics labels)."""
+        session = self.session
+        streamed = "sse" if self._framing is Framing.EVENTS else "http_stream"
+        return f"uni_{streamed}" if session.unidirectional else streamed
 
     @property
     def headers(self) -> dict[str, str]:

@@ -31,6 +31,7 @@ class UniWebSocket(WebSocketConnection):
 
     __slots__ = ("_connect_seen",)
     _unidirectional = True
+    transport_name = "uni_websocket"
     _connect_seen: bool
 
     def write(self, payload: bytes) -> None:

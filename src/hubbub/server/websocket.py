@@ -24,12 +24,14 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from hubbub.hub.hub import Hub
 from hubbub.protocol.codec import JSON, UNI_JSON, Codec
 from hubbub.protocol.protobuf import PROTOBUF
+from hubbub.server.address import client_address
 from hubbub.server.uniws import UniWebSocket
 from hubbub.server.wsconn import ProtobufWebSocket, WebSocketConnection
 from hubbub.websocket.deflate import (
@@ -90,15 +92,23 @@ class WebSocketEndpoint:
 
     # --- judging and opening ---------------------------------------------------------
 
-    def decide(self, head: RequestHead, *, unidirectional: bool = False) -> Accept | Refusal:
+    def decide(
+        self, head: RequestHead, *, unidirectional: bool = False, peer: str = ""
+    ) -> Accept | Refusal:
         """Accept (with the agreed compression) or refuse an upgrade request;
-        ``unidirectional``: it came to the ``uni_websocket`` path."""
+        ``unidirectional``: it came to the ``uni_websocket`` path; ``peer``: the
+        socket's peer address, for the log line of a refusal."""
         key = check_upgrade(head)
         if isinstance(key, Refusal):
             return key
         config = self.hub.config
-        if not origin_allowed(head.get("origin"), head.get("host"), config.client.allowed_origins):
-            log.info("refused origin %s", head.get("origin"))
+        origin, host = head.get("origin"), head.get("host")
+        allowed = config.client.allowed_origins
+        if not origin_allowed(origin, host, allowed):
+            addr = client_address(peer, head.get, config.http_server.trusted_proxies)
+            detail = origin_refusal(origin or "", host, allowed)
+            fields = {"addr": addr, "detail": detail}
+            log.info("refused handshake: 403 origin not allowed", extra={"fields": fields})
             return Refusal(403, "origin not allowed")
         deflate = None
         if config.websocket.compression:
@@ -174,7 +184,7 @@ class WebSocketEndpoint:
         raw = _raw_head(request)
         head = parse_head(raw)
         decision = (
-            self.decide(head, unidirectional=unidirectional)
+            self.decide(head, unidirectional=unidirectional, peer=request.remote or "")
             if head is not None
             else Refusal(400, "malformed request")
         )
@@ -208,6 +218,16 @@ class WebSocketEndpoint:
                 await asyncio.wait_for(self._all_closed.wait(), grace)
         for connection in list(self.connections):
             connection.abort()
+
+
+def origin_refusal(origin: str, host: str | None, allowed: tuple[str, ...]) -> str:
+    """What a refused origin was compared with, for the one log line of the refusal."""
+    netloc = urlsplit(origin).netloc or origin
+    return (
+        f"Origin {netloc!r} is not the request's Host {host or ''!r} and matches no "
+        f"client.allowed_origins entry ({', '.join(allowed) if allowed else 'none set'}); "
+        "behind a proxy, pass the browser's Host on (nginx: proxy_set_header Host $http_host)"
+    )
 
 
 def _raw_head(request: web.BaseRequest) -> bytes:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from hubbub.codes import Disconnect, DisconnectInfo
 from hubbub.hub.transport import Shared
 from hubbub.protocol.codec import JSON, Codec
+from hubbub.server.address import client_address
 from hubbub.websocket.frames import (
     NO_STATUS,
     OP_BINARY,
@@ -65,6 +66,10 @@ MAX_REASON = 32
 MAX_WAITING = 64
 
 
+def _no_header(name: str) -> str | None:
+    return None
+
+
 def write_text_frame(socket: asyncio.WriteTransport, payload: bytes) -> None:
     """Write ``payload`` as one unmasked text frame: one buffer when small, two when
     large (no copy of a big payload just to prepend its header)."""
@@ -97,6 +102,7 @@ class WebSocketConnection(asyncio.Protocol):
         "_peer_gone",
         "_reader",
         "_reading_paused",
+        "_remote",
         "_runner",
         "_share_deflated",
         "_socket",
@@ -104,6 +110,9 @@ class WebSocketConnection(asyncio.Protocol):
         "_write_blocked",
         "session",
     )
+
+    #: Centrifugo's name of the transport (metrics labels).
+    transport_name = "websocket"
 
     def __init__(
         self,
@@ -130,10 +139,18 @@ class WebSocketConnection(asyncio.Protocol):
         self._paused = False  # reading paused: too many messages waiting
         self._write_blocked = False  # reading paused: the peer does not read
         self._reading_paused = False  # what the transport was told
-        self._peer_gone: DisconnectInfo | None = None  # reported once the inbox is done
+        # (why, detail) reported once the inbox is done; a detail: our close for its fault
+        self._peer_gone: tuple[DisconnectInfo, str] | None = None
         self._closing = False  # our close frame is sent (or the stream is broken)
         self._timer: asyncio.TimerHandle | None = None
         self._on_closed = on_closed
+        peer = socket.get_extra_info("peername")
+        proxies = hub.config.http_server.trusted_proxies
+        self._remote = str(peer[0]) if peer else ""
+        if proxies:  # the handshake's X-Forwarded-For, if a trusted proxy sent it
+            parsed = parse_head(head)
+            header = parsed.get if parsed is not None else _no_header
+            self._remote = client_address(self._remote, header, proxies)
         self.session: Session = hub.open_session(
             self, codec=codec, unidirectional=self._unidirectional
         )
@@ -142,8 +159,8 @@ class WebSocketConnection(asyncio.Protocol):
 
     @property
     def remote(self) -> str:
-        peer = self._socket.get_extra_info("peername")
-        return str(peer[0]) if peer else ""
+        """The client's address (through ``http_server.trusted_proxies``)."""
+        return self._remote
 
     @property
     def compressed(self) -> bool:
@@ -276,12 +293,13 @@ class WebSocketConnection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
 
-    def _end_session(self, info: DisconnectInfo) -> None:
-        """The peer is gone; messages it sent before that still run first."""
+    def _end_session(self, info: DisconnectInfo, detail: str = "") -> None:
+        """The peer is gone (``detail``: sent away for it); messages it sent before
+        that still run first."""
         if self._runner is not None:
-            self._peer_gone = info  # _run_inbox ends the session when done
+            self._peer_gone = (info, detail)  # _run_inbox ends the session when done
         else:
-            self.session.transport_closed(info)
+            self.session.transport_closed(info, by_server=bool(detail), detail=detail)
 
     # --- input ---------------------------------------------------------------------------
 
@@ -320,7 +338,8 @@ class WebSocketConnection(asyncio.Protocol):
                 self._paused = False
                 self._update_reading()
             if self._peer_gone is not None:
-                self.session.transport_closed(self._peer_gone)
+                info, detail = self._peer_gone
+                self.session.transport_closed(info, by_server=bool(detail), detail=detail)
                 self._peer_gone = None
 
     # --- closing -------------------------------------------------------------------------
@@ -340,13 +359,15 @@ class WebSocketConnection(asyncio.Protocol):
         self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, socket.abort)
 
     def _broken(self, error: FrameError) -> None:
-        log.info("client %s: %s", self.session.client_id, error.reason)
         self._reader = None
         socket = self._socket
         if not self._closing:
             self._closing = True
             socket.write(close_frame(error.code))
-            self._end_session(DisconnectInfo(error.code, error.reason))
+            # The disconnect's log line says what was wrong (once per connection).
+            self._end_session(
+                DisconnectInfo(error.code, error.reason), f"bad frame: {error.reason}"
+            )
         if socket.can_write_eof():
             socket.write_eof()
         self._cancel_timer()
