@@ -7,8 +7,8 @@ Rule 2: the rooms behind the facade each keep one rule: the subscription
 lifecycle (hub/lifecycle.py: joining -> live -> gone, one teardown),
 positioning and recovery (hub/recovery.py, pure), deadlines
 (hub/heartbeat.py), the outboxes and flush (hub/delivery.py), and the client
-commands (hub/commands.py). The application API below goes through the same
-rooms as the client protocol, never around them.
+commands (hub/commands.py). The application API below (maps: hub/state_api.py)
+goes through the same rooms as the client protocol, never around them.
 Rule 3: hub state has one owner, the event loop: no locks, no threads.
 """
 
@@ -36,7 +36,7 @@ from hubbub.engines.base import (
     HistoryQuery,
     PublishResult,
 )
-from hubbub.engines.maps import MapEngine, MapResult, StatePage
+from hubbub.engines.maps import MapEngine
 from hubbub.engines.memory import MemoryEngine
 from hubbub.engines.memory_maps import MemoryMapEngine
 from hubbub.errors import ClientError, DisconnectRequest
@@ -58,6 +58,7 @@ from hubbub.hub.outages import Outages
 from hubbub.hub.payloads import to_raw
 from hubbub.hub.polls import Polls
 from hubbub.hub.session import Session, SubscriptionGone
+from hubbub.hub.state_api import StateApi
 from hubbub.hub.timers import TimerWheel
 from hubbub.hub.transport import Transport
 from hubbub.protocol.codec import JSON, Codec
@@ -80,20 +81,7 @@ log = logging.getLogger("hubbub.hub")
 _F = TypeVar("_F")
 
 
-class _NoBroker:
-    """The broker of channels whose events come from elsewhere (shared poll)."""
-
-    async def subscribe(self, channel: str) -> None:
-        return None
-
-    async def unsubscribe(self, channel: str) -> None:
-        return None
-
-
-NO_BROKER = _NoBroker()
-
-
-class Hub:
+class Hub(StateApi):
     """A hubbub node: create it, register hooks, ``await start()``, attach transports."""
 
     def __init__(
@@ -391,19 +379,6 @@ class Hub:
         """Events of ``channels`` may be lost: every subscriber must recover."""
         self.channels.broker_lost(channels)
 
-    def pubsub_for(self, channel: str) -> Engine | MapEngine | _NoBroker:
-        """The broker that delivers ``channel``'s events: the map engine for map
-        channels; none for shared poll channels unless they take direct publishes."""
-        try:
-            options = self.channel_rules.resolve(channel).options
-        except ClientError:
-            return self.engine
-        if options.is_map:
-            return self.map_engine
-        if options.subscription_type == "shared_poll" and not options.shared_poll.publish_enabled:
-            return NO_BROKER
-        return self.engine
-
     def _insufficient(self, subscription: Any) -> None:
         self.lifecycle.insufficient(subscription)
 
@@ -595,77 +570,6 @@ class Hub:
             joined = self.lifecycle.go_live(subscription)
             if joined is not None:
                 await joined
-
-    # --- map channels (the same operations as the map_* server API methods) -------------
-
-    async def map_publish(
-        self,
-        channel: str,
-        key: str,
-        data: Any,
-        *,
-        key_mode: str = "",
-        idempotency_key: str = "",
-        version: int = 0,
-        version_epoch: str = "",
-        score: int = 0,
-        tags: dict[str, str] | None = None,
-        delta: bool = False,
-    ) -> MapResult:
-        """Set ``key`` of map channel ``channel`` to ``data`` (any JSON value)."""
-        return await self.maps.publish(
-            channel,
-            key,
-            data,
-            key_mode=key_mode,
-            idempotency_key=idempotency_key,
-            version=version,
-            version_epoch=version_epoch,
-            score=score,
-            tags=tags,
-            delta=delta,
-        )
-
-    async def map_remove(self, channel: str, key: str, *, idempotency_key: str = "") -> MapResult:
-        """Remove ``key`` from map channel ``channel``."""
-        return await self.maps.remove(channel, key, idempotency_key=idempotency_key)
-
-    async def map_state(self, channel: str) -> dict[str, Any]:
-        """Every entry of map channel ``channel``: key -> decoded data."""
-        entries: dict[str, Any] = {}
-        cursor = ""
-        while True:
-            page = await self.maps.read_state(channel, cursor=cursor, limit=1000)
-            for publication in page.entries:
-                entries[publication.key] = msgspec.json.decode(publication.data)
-            cursor = page.cursor
-            if not cursor:
-                return entries
-
-    async def map_read_state(
-        self, channel: str, *, cursor: str = "", limit: int = 0, key: str = "", asc: bool = False
-    ) -> StatePage:
-        """One page of map channel ``channel``'s entries (``cursor`` of the next page)."""
-        return await self.maps.read_state(channel, cursor=cursor, limit=limit, key=key, asc=asc)
-
-    async def map_read_stream(
-        self,
-        channel: str,
-        *,
-        since: StreamPosition | None = None,
-        limit: int = 0,
-        reverse: bool = False,
-    ) -> HistoryPage:
-        """Map channel ``channel``'s change stream."""
-        return await self.maps.read_stream(channel, since=since, limit=limit, reverse=reverse)
-
-    async def map_stats(self, channel: str) -> int:
-        """How many entries map channel ``channel`` has."""
-        return await self.maps.stats(channel)
-
-    async def map_clear(self, channel: str) -> None:
-        """Drop every entry of map channel ``channel`` (subscribers reload)."""
-        await self.maps.clear(channel)
 
     def channel_counts(self) -> dict[str, int]:
         """Channels with local subscribers and how many."""
