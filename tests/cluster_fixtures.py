@@ -58,13 +58,14 @@ class Node:
         *,
         cluster_seeds: str = "",
         nats_url: str = "",
+        config: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.port = free_port()
         redis: dict[str, Any] = {"address": list(redis_addresses), "prefix": prefix}
         if cluster_seeds:  # a Redis Cluster: engine.redis.cluster_address
             redis = {"cluster_address": [cluster_seeds], "prefix": prefix}
-        config = merge(
+        settings = merge(
             DEFAULT_CONFIG,
             {
                 "http_server": {"port": self.port},
@@ -73,13 +74,15 @@ class Node:
             },
         )
         if nats_url:  # the NATS broker in front of the Redis engine
-            config["broker"] = {
+            settings["broker"] = {
                 "enabled": True,
                 "type": "nats",
                 "nats": {"url": nats_url, "prefix": prefix},
             }
+        if config:
+            settings = merge(settings, config)  # the caller's keys win
         self.config_path = directory / f"{name}.json"
-        self.config_path.write_text(json.dumps(config))
+        self.config_path.write_text(json.dumps(settings))
         self.log_path = directory / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 

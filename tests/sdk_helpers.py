@@ -80,9 +80,15 @@ class EventProcess:
     test reads each kind of event in arrival order, whatever else came between.
     """
 
-    def __init__(self, process: asyncio.subprocess.Process, label: str) -> None:
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process,
+        label: str,
+        listener: Callable[[Event], None] | None = None,
+    ) -> None:
         self.process = process
         self.label = label
+        self.listener = listener  # called with each event as it arrives
         self.events: list[Event] = []  # everything received, in order
         self._taken: set[int] = set()  # indexes of ``events`` already returned by next()
         self._eof = False
@@ -96,7 +102,12 @@ class EventProcess:
 
     @classmethod
     async def start(
-        cls, *argv: str, cwd: Path, label: str, env: dict[str, str] | None = None
+        cls,
+        *argv: str,
+        cwd: Path,
+        label: str,
+        env: dict[str, str] | None = None,
+        listener: Callable[[Event], None] | None = None,
     ) -> EventProcess:
         process = await asyncio.create_subprocess_exec(
             *argv,
@@ -106,7 +117,7 @@ class EventProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        return cls(process, label)
+        return cls(process, label, listener)
 
     async def _read_stdout(self) -> None:
         assert self.process.stdout is not None
@@ -118,6 +129,8 @@ class EventProcess:
                     event = json.loads(line)
                 except ValueError:
                     event = {"event": "unparsed", "line": line.decode(errors="replace")}
+                if self.listener is not None:
+                    self.listener(event)
                 async with self._changed:
                     self.events.append(event)
                     self._changed.notify_all()

@@ -11,6 +11,8 @@
  *     "channel": "chat:room",         // optional: subscribe to it on start
  *     "minReconnectDelay": 1500,      // optional, ms (SDK defaults otherwise)
  *     "maxReconnectDelay": 1500,      // optional, ms; min == max gives an exact delay
+ *     "minResubscribeDelay": 100,     // optional, ms: the subscription's resubscribe backoff
+ *     "maxResubscribeDelay": 1000,    // optional, ms
  *     "name": "js",                   // optional client name
  *     "data": {...},                  // optional connect data (e.g. for a connect proxy)
  *     "headers": {"Cookie": "..."},   // optional headers of the WebSocket upgrade request
@@ -150,6 +152,8 @@ function createClient(scenario) {
 
 function createSubscription(client, channel, scenario = {}) {
   const options = {};
+  if (scenario.minResubscribeDelay !== undefined) options.minResubscribeDelay = scenario.minResubscribeDelay;
+  if (scenario.maxResubscribeDelay !== undefined) options.maxResubscribeDelay = scenario.maxResubscribeDelay;
   if (scenario.delta) options.delta = scenario.delta;
   if (scenario.subTokenUrl) {
     options.getToken = async (ctx) => {

@@ -51,7 +51,7 @@ from hubbub.engines.redis_maps_scripts import (
     MAP_READ_ORDERED,
 )
 from hubbub.engines.redis_scripts import HISTORY
-from hubbub.engines.redis_shard import ServerShard, Shard
+from hubbub.engines.redis_shard import OUTAGE_ERRORS, ServerShard, Shard
 from hubbub.protocol.messages import Publication, StreamPosition
 
 log = logging.getLogger("hubbub.engines.redis_maps")
@@ -61,7 +61,9 @@ log = logging.getLogger("hubbub.engines.redis_maps")
 CLEANUP_INTERVAL = 1.0
 CLEANUP_BATCH = 100
 CHANNELS_PER_SWEEP = 1000  # channels with due keys, per shard per sweep
-_OUTAGE = (RedisError, OSError, TimeoutError, ConnectionError)
+# The shards' outages (uvloop's RuntimeError of a reset transport included), and
+# any other Redis error: a map write never ends in a traceback.
+_OUTAGE: tuple[type[BaseException], ...] = (*OUTAGE_ERRORS, RedisError, ConnectionError)
 _publication = msgspec.json.Decoder(Publication)
 _encode = msgspec.json.encode
 

@@ -32,6 +32,10 @@ log = logging.getLogger("hubbub.engines.redis")
 #: Silence on a pub/sub connection after which it is pinged, and declared dead.
 PING_AFTER = 5.0
 DEAD_AFTER = 12.0
+#: What a broken connection raises: redis-py's errors, the socket's, and on uvloop a
+#: RuntimeError ("the handler is closed") for a write to a transport the peer reset
+#: (see redis_shard.OUTAGE_ERRORS). Anything of these means: the connection is lost.
+LOST = (RedisError, OSError, RuntimeError)
 #: Reconnect backoff bounds, seconds.
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 2.0
@@ -97,7 +101,7 @@ class PubSubConnection:
                 await ack
         except TimeoutError as exc:
             raise EngineUnavailable(f"{self.name}: no pub/sub connection") from exc
-        except (RedisError, OSError) as exc:
+        except LOST as exc:
             raise EngineUnavailable(f"{self.name}: {exc}") from exc
 
     async def unsubscribe(self, channel: bytes) -> None:
@@ -105,7 +109,7 @@ class PubSubConnection:
         conn = self._conn
         if conn is not None:
             command = "SUNSUBSCRIBE" if self._sharded else "UNSUBSCRIBE"
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*LOST):
                 await conn.send_command(command, channel)
 
     def forget(self, channel: bytes) -> None:
@@ -143,7 +147,9 @@ class PubSubConnection:
                 delay = BACKOFF_MIN
                 self._health.succeeded()
                 await self._read(conn)
-            except (RedisError, OSError, TimeoutError) as exc:
+            except LOST as exc:
+                # Uncaught (a RuntimeError once was), it would end this task: no pub/sub
+                # until the node was restarted, its subscribers silent.
                 self._health.failed(exc)
             finally:
                 self._conn = None

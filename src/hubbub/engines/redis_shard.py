@@ -35,11 +35,15 @@ from hubbub.engines.redis_scripts import (
 #: Command connections per server (per node); more concurrent commands queue.
 MAX_CONNECTIONS = 32
 #: What redis-py (and the socket below it) raises when Redis cannot be reached in time.
+#: RuntimeError: on uvloop, redis-py writing to a connection the peer has reset (also
+#: one reset right after accepting it, as an L4 proxy with no backend does) raises
+#: "unable to perform operation on <TCPTransport closed=True>; the handler is closed".
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     OSError,
     TimeoutError,
+    RuntimeError,
 )
 
 OnMessage = Callable[[bytes, bytes], None]
