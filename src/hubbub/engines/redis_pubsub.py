@@ -169,6 +169,7 @@ class PubSubConnection:
     async def _read(self, conn: AbstractConnection) -> None:
         silent = 0.0
         on_message = self._on_message
+        channels = self.channels  # the same set object for the node's life
         while True:
             try:
                 message = await conn.read_response(timeout=PING_AFTER, push_request=True)
@@ -186,7 +187,10 @@ class PubSubConnection:
             silent = 0.0
             kind = message[0]
             if kind == b"message" or kind == b"smessage":
-                on_message(message[1], message[2])
+                # UNSUBSCRIBE is not awaited: what Redis sent before it took effect
+                # may still arrive, for a channel this node no longer carries.
+                if message[1] in channels:
+                    on_message(message[1], message[2])
             elif kind == b"subscribe" or kind == b"ssubscribe":
                 if self._asked and self._asked[0] == message[1]:
                     self._asked.popleft()
