@@ -93,6 +93,10 @@ class Node:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/connection/websocket"
 
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     async def start(self) -> None:
         self.launch()
         await wait_port(self.port, process=self.process)

@@ -5,8 +5,8 @@
   and no case of Autobahn's groups may be FAILED; each run must stay under 2
   minutes. The security checks find one real fault: aiohttp answers unmasked
   client frames (RFC 6455 5.1 says it MUST close the connection).
-* ``hubbub serve`` with no config (the demo preset) passes its own audit in
-  Centrifugo mode with the security checks, through the CLI (exit status 0).
+* hubbub's own audit, on every door (``hubbub serve``, an aiohttp app, TLS), is
+  in test_audit_doors.py.
 * Each deliberately broken server (tests/broken_ws.py) breaks one rule of one
   group, and the audit reports the case that checks that rule as FAILED.
 * The reports: JSON with the documented keys, an HTML page with every case.
@@ -15,8 +15,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import socket
 import subprocess
 import sys
@@ -32,6 +30,8 @@ from hubbub.tools.audit.report import document
 from hubbub.tools.audit.runner import AuditError, run_audit
 from hubbub.tools.audit.verdicts import FAILED, summarise
 from tests.broken_ws import BrokenServer, FakeCentrifugo
+from tests.conftest import ServerFactory
+from tests.tls_fixtures import TlsFiles
 
 TESTS = Path(__file__).parent
 ECHO_GROUPS = "1,2,3,4,5,6,7,9,10,12,13"
@@ -55,8 +55,12 @@ def wait_port(port: int, process: subprocess.Popen[bytes], within: float = 30.0)
     raise TimeoutError(f"nothing listens on {port}")
 
 
-def start(command: list[str], port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start(
+    command: list[str], port: int, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
     try:
         wait_port(port, process)
     except BaseException:
@@ -106,53 +110,6 @@ async def test_real_echo_servers_pass_the_whole_echo_audit(echo_servers: dict[st
         assert summary["verdicts"]["OK"] > 250, (name, summary["verdicts"])
         print(f"{name}: {summary['cases']} cases in {seconds:.1f} s: {summary['verdicts']}")
         assert seconds < 120, f"{name}: the echo run took {seconds:.0f} s"
-
-
-@pytest.mark.timeout(240)
-def test_hubbub_serve_passes_its_own_audit(tmp_path: Path) -> None:
-    port = free_port()
-    server = start([sys.executable, "-m", "hubbub.cli.main", "serve", "--port", str(port)], port)
-    try:
-        out = tmp_path / "hubbub.json"
-        html = tmp_path / "hubbub.html"
-        done = subprocess.run(
-            [sys.executable, "-m", "hubbub.cli.main", "audit",
-             f"ws://127.0.0.1:{port}/connection/websocket", "--mode", "centrifugo",
-             "--json", str(out), "--html", str(html), "--quiet"],
-            capture_output=True, text=True, timeout=200,
-        )  # fmt: skip
-    finally:
-        server.terminate()
-        server.wait(15)
-    assert done.returncode == 0, done.stdout + done.stderr
-    report = json.loads(out.read_text())
-    verdicts = {c["id"]: c["verdict"] for c in report["cases"]}
-    assert FAILED not in verdicts.values()
-    groups = set(report["summary"]["groups"])
-    assert {"1", "2", "6", "7", "C1", "C3", "C5", "S1", "S5"} <= groups, groups
-    # hubbub's own limits make these OK, not just "not failed".
-    for case_id in ("C3.2", "C5.2", "S1.1", "S2.1", "S2.3", "S4.1", "S5.1", "C6.4"):
-        assert verdicts[case_id] == "OK", (case_id, report["cases"])
-    assert "no case FAILED" in done.stdout
-
-
-@pytest.mark.timeout(120)
-def test_hubbub_with_compression_passes_the_deflate_groups() -> None:
-    port = free_port()
-    env = {**os.environ, "HUBBUB_WEBSOCKET_COMPRESSION": "true"}
-    command = [sys.executable, "-m", "hubbub.cli.main", "serve", "--port", str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env=env)  # fmt: skip
-    try:
-        wait_port(port, process)
-        url = f"ws://127.0.0.1:{port}/connection/websocket"
-        results = asyncio.run(run_audit(AuditOptions(url=url, mode="centrifugo", cases="12,13,S3")))
-    finally:
-        process.terminate()
-        process.wait(15)
-    verdicts = {r.id: r.verdict for r in results}
-    assert FAILED not in verdicts.values() and "UNIMPLEMENTED" not in verdicts.values()
-    assert verdicts["S3.1"] == "OK" and verdicts["13.8.3"] == "OK", verdicts
 
 
 BROKEN = [
@@ -226,3 +183,23 @@ def test_cli_exit_status() -> None:
     )  # fmt: skip
     assert done.returncode == 2 and "cannot connect" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_wss_targets_are_verified_against_the_given_ca(
+    start_server: ServerFactory, tls_files: TlsFiles
+) -> None:
+    server = await start_server(tls=True)
+    url = server.ws_url
+    assert url.startswith("wss://")
+    with pytest.raises(AuditError, match="certificate verify failed"):
+        await run_audit(AuditOptions(url=url, mode="centrifugo", cases="1.1.2"))
+    results = await run_audit(
+        AuditOptions(url=url, mode="centrifugo", cases="1.1.2,6.4.3", ca=str(tls_files.ca))
+    )
+    assert [(r.id, r.verdict) for r in results] == [("1.1.2", "OK"), ("6.4.3", "OK")]
+    for options, message in [
+        (AuditOptions(url=url, ca="/nonexistent/ca.pem"), "--ca /nonexistent/ca.pem"),
+        (AuditOptions(url=url.replace("wss:", "ws:"), ca=str(tls_files.ca)), "for wss://"),
+    ]:
+        with pytest.raises(AuditError, match=message):
+            await run_audit(options)

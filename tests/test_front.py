@@ -24,12 +24,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from hubbub.hub.hooks import ConnectEvent, DisconnectEvent
+from hubbub.hub.hooks import ConnectEvent, DisconnectEvent, RPCEvent, RPCResponse
 from hubbub.hub.hub import Hub
 from hubbub.server import run as run_module
 from hubbub.server import wsconn
 from hubbub.server.run import start
 from tests.conftest import DEFAULT_CONFIG, RunningServer, ServerFactory, merge
+from tests.doors import Door
 from tests.rawws import (
     OP_CLOSE,
     RawWS,
@@ -390,3 +391,39 @@ def test_a_handler_prefix_that_is_not_a_path_is_refused(prefix: str) -> None:
             None, env={}, base=merge(DEFAULT_CONFIG, {"websocket": {"handler_prefix": prefix}})
         )
     assert caught.value.key == "websocket.handler_prefix"
+
+
+async def test_commands_before_a_bad_frame_are_answered_then_the_connection_fails(
+    door: Door,
+) -> None:
+    """Each command gets its reply: the ones that came before a framing error in the same
+    read are answered (an RPC hook that awaits, a ping), then the close 1002 (audit 3.x)."""
+
+    def setup(hub: Hub) -> None:
+        @hub.on_rpc
+        async def slow_echo(event: RPCEvent) -> RPCResponse:
+            await asyncio.sleep(0.1)  # the bad frame is read long before the reply is ready
+            return RPCResponse(data=event.data)
+
+    server = await door.start(setup=setup)
+    ws = await door.connected(server)
+    try:
+        rpc = text({"id": 2, "rpc": {"method": "m", "data": {"n": 1}}})
+        ping = build_frame(b"p", opcode=0x9)
+        bad = build_frame(b'{"id":3,"rpc":{}}', rsv=2)  # RSV2: no extension defines it
+        after = build_frame(b"q", opcode=0x9)  # after the bad frame: never answered
+        await ws.send(rpc + ping + bad + after)
+        frames = []
+        while True:
+            frame = await ws.read_frame()
+            frames.append(frame)
+            if frame.opcode == OP_CLOSE:
+                break
+        assert frames[0].opcode == 0xA and frames[0].payload == b"p"  # the pong, at once
+        replies = [json.loads(f.payload) for f in frames if f.opcode == 0x1]
+        assert replies == [{"id": 2, "rpc": {"data": {"n": 1}}}]
+        assert frames[-1].close_code == 1002
+        assert [f.opcode for f in frames].count(0xA) == 1
+        assert await ws.eof()
+    finally:
+        ws.abort()

@@ -79,7 +79,11 @@ async def run_uni(server: RunningServer, messages: AsyncIterator[Any]) -> dict[s
 
 
 async def test_uni_http_stream_and_uni_sse_with_aiohttp(start_server: ServerFactory) -> None:
-    server = await start_server(CONFIG)
+    await check_uni_streams(await start_server(CONFIG))
+
+
+async def check_uni_streams(server: RunningServer) -> None:
+    """uni_http_stream and uni_sse read with aiohttp, then a recovering reconnect."""
     connect = {"token": server.token("uni", channels=[CHANNEL])}
     async with aiohttp.ClientSession() as http:
         url = f"{server.http_url}/connection/uni_http_stream"
@@ -114,7 +118,11 @@ async def test_uni_http_stream_and_uni_sse_with_aiohttp(start_server: ServerFact
 
 @pytest.mark.parametrize("embedded", [False, True], ids=["listener", "aiohttp-door"])
 async def test_uni_websocket(start_server: ServerFactory, embedded: bool) -> None:
-    server = await start_server(CONFIG, embedded=embedded)
+    await check_uni_websocket(await start_server(CONFIG, embedded=embedded))
+
+
+async def check_uni_websocket(server: RunningServer) -> None:
+    """uni_websocket read with ``websockets``, and a first message that is no connect."""
     url = server.ws_url.replace("/connection/websocket", "/connection/uni_websocket")
     async with websockets.connect(url) as ws:
         await ws.send(json.dumps({"token": server.token("uni", channels=[CHANNEL])}))
@@ -170,10 +178,16 @@ async def test_curl_reads_uni_http_stream_and_uni_sse(start_server: ServerFactor
         assert await asyncio.wait_for(curl.wait(), 10) == 0  # the stream ended: curl exits
 
 
+REFUSALS_CONFIG = {**CONFIG, "uni_http_stream": {"enabled": True, "max_request_body_size": 100}}
+
+
 async def test_refusals(start_server: ServerFactory) -> None:
-    server = await start_server(
-        {**CONFIG, "uni_http_stream": {"enabled": True, "max_request_body_size": 100}}
-    )
+    server = await start_server(REFUSALS_CONFIG)
+    await check_refusals(server)
+
+
+async def check_refusals(server: RunningServer) -> None:
+    """The HTTP answers to bad stream and emulation requests (REFUSALS_CONFIG)."""
     base = server.http_url
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{base}/connection/uni_http_stream", data="{nope") as response:

@@ -1,9 +1,11 @@
-"""The ASGI application: the WebSocket endpoint, the HTTP API and /health of one hub.
+"""The ASGI application: every endpoint of one hub, as the aiohttp app serves them.
 
 Rule: paths are relative to where the application is mounted (``root_path``),
 so ``app.mount("/rt", create_asgi_app(hub))`` serves ``/rt/connection/websocket``
 (``websocket.handler_prefix``), ``POST /rt/api/<method>``, ``GET /rt/health``
-and ``GET /rt/ready`` (503 while the engine is unreachable).
+and ``GET /rt/ready`` (503 while the engine is unreachable), and, each when
+enabled, ``uni_websocket``, HTTP streaming, SSE, ``/emulation``, ``uni_sse``
+and ``uni_http_stream`` (asgi/streams.py, with server/streamgate.py's rules).
 The hub starts on first use, because frameworks do not pass lifespan events to
 mounted applications; for a graceful shutdown (every client closed with 3001,
 so they reconnect elsewhere) run ``lifespan`` (or ``running()``) from the
@@ -16,12 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
+from hubbub.asgi.http import read_body, respond
+from hubbub.asgi.streams import serve_stream, stream_request
 from hubbub.asgi.websocket import Receive, Scope, Send, scope_headers, serve_websocket
 from hubbub.hub.hub import Hub
 from hubbub.server.api import MAX_BODY, ApiAnswer, HttpApi
+from hubbub.server.streamgate import StreamGate
 
 log = logging.getLogger("hubbub.asgi")
 
@@ -34,8 +39,13 @@ class HubAsgiApp:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.api = HttpApi(hub)
-        websocket = hub.config.websocket
-        self.websocket_path = None if websocket.disabled else websocket.handler_prefix
+        config = hub.config
+        self.websocket_path = None if config.websocket.disabled else config.websocket.handler_prefix
+        uni = config.uni_websocket
+        self.uni_websocket_path = uni.handler_prefix if uni.enabled else None
+        # SSE, HTTP streaming, /emulation and the uni streams, each when enabled.
+        self.gate = StreamGate(hub)
+        self.streams = {(method, path): endpoint for method, path, endpoint in self.gate.routes()}
         self._started: asyncio.Future[None] | None = None
         self._connections: set[asyncio.Task[Any]] = set()
 
@@ -48,24 +58,35 @@ class HubAsgiApp:
             await self.start()
         except Exception:  # the hub could not start (logged once): refuse, never a traceback
             if kind == "http":
-                await _respond(send, ApiAnswer.refusal(503, "the hub is not running"))
+                await respond(send, ApiAnswer.refusal(503, "the hub is not running"))
             else:
                 await send({"type": "websocket.close", "code": 1013})  # try again later
             return
         path = _relative_path(scope)
         if kind == "websocket":
-            if path != self.websocket_path:
+            if path == self.websocket_path:
+                await self._tracked(serve_websocket(self.hub, scope, receive, send))
+            elif path == self.uni_websocket_path:
+                uni = serve_websocket(self.hub, scope, receive, send, unidirectional=True)
+                await self._tracked(uni)
+            else:
                 await send({"type": "websocket.close", "code": 1008})  # HTTP 403
-                return
-            task = asyncio.current_task()
-            assert task is not None
-            self._connections.add(task)
-            try:
-                await serve_websocket(self.hub, scope, receive, send)
-            finally:
-                self._connections.discard(task)
         elif kind == "http":
-            await self._http(path, scope, receive, send)
+            endpoint = self.streams.get((scope["method"], path))
+            if endpoint is not None:
+                await self._tracked(serve_stream(self.gate, endpoint, scope, receive, send))
+            else:
+                await self._http(path, scope, receive, send)
+
+    async def _tracked(self, connection: Coroutine[Any, Any, None]) -> None:
+        """Run one client's connection; ``close`` waits for those still running."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            await connection
+        finally:
+            self._connections.discard(task)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -125,11 +146,14 @@ class HubAsgiApp:
             )
         elif path.startswith(API_PREFIX) and method == "POST":
             answer = await self._api(path[len(API_PREFIX) :], scope, receive)
-        elif path == self.websocket_path:
+        elif path in (self.websocket_path, self.uni_websocket_path):
             answer = ApiAnswer.refusal(426, "this endpoint speaks WebSocket only")
+        elif method == "OPTIONS" and any(path == p for _, p in self.streams):
+            request, _ = stream_request(scope)  # a browser's CORS preflight
+            answer = self.gate.refuse_origin(request) or self.gate.preflight(request)
         else:
             answer = ApiAnswer.refusal(404, "not found")
-        await _respond(send, answer)
+        await respond(send, answer)
 
     async def _api(self, method: str, scope: Scope, receive: Receive) -> ApiAnswer:
         headers = scope_headers(scope)
@@ -141,7 +165,7 @@ class HubAsgiApp:
         )
         if isinstance(admitted, ApiAnswer):
             return admitted
-        body = await _read_body(receive)
+        body = await read_body(receive, MAX_BODY)
         if body is None:
             return ApiAnswer.refusal(413, f"the body is over {MAX_BODY} bytes")
         return await self.api.answer(admitted, body)
@@ -152,37 +176,6 @@ def _log_failure(started: asyncio.Future[None]) -> None:
         exc = started.exception()
         log.error("the hub did not start (%s: %s): every request is refused with 503 "
                   "until the application restarts", type(exc).__name__, exc)  # fmt: skip
-
-
-async def _respond(send: Send, answer: ApiAnswer) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": answer.status,
-            "headers": [
-                (b"content-type", answer.content_type.encode()),
-                (b"content-length", str(len(answer.body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": answer.body})
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    """The request body, or None past ``MAX_BODY`` (chunked bodies have no length)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b""
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 def _relative_path(scope: Scope) -> str:

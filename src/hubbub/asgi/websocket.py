@@ -30,8 +30,9 @@ from typing import Any
 from hubbub.codes import Disconnect, DisconnectInfo
 from hubbub.hub.hub import Hub
 from hubbub.hub.transport import Shared
-from hubbub.protocol.codec import JSON, Codec
+from hubbub.protocol.codec import JSON, UNI_JSON, Codec
 from hubbub.protocol.protobuf import PROTOBUF
+from hubbub.server.streamgate import connect_command
 from hubbub.server.wsconn import CLOSE_TIMEOUT, MAX_REASON
 from hubbub.websocket.frames import TOO_BIG, cut_reason
 from hubbub.websocket.handshake import (
@@ -69,13 +70,17 @@ class AsgiWebSocket:
         "_pending",
         "_pending_bytes",
         "_send",
+        "_unidirectional",
         "_wakeup",
         "scope",
     )
 
-    def __init__(self, send: Send, scope: Scope, codec: Codec = JSON) -> None:
+    def __init__(
+        self, send: Send, scope: Scope, codec: Codec = JSON, *, unidirectional: bool = False
+    ) -> None:
         self._send = send
         self._codec = codec
+        self._unidirectional = unidirectional  # one push per message
         self.scope = scope
         self._pending: list[bytes] = []  # what the hub wrote, not yet handed to the server
         self._pending_bytes = 0  # their size, plus the batch being sent
@@ -93,6 +98,11 @@ class AsgiWebSocket:
     @property
     def headers(self) -> dict[str, str]:
         return scope_headers(self.scope)
+
+    @property
+    def transport_name(self) -> str:
+        """Centrifugo's name of the transport (metrics labels)."""
+        return "uni_websocket" if self._unidirectional else "websocket"
 
     def write(self, payload: bytes) -> None:
         if self._close is None:
@@ -136,6 +146,9 @@ class AsgiWebSocket:
                     data = batch[0] if len(batch) == 1 else codec.separator.join(batch)
                     if codec.binary:
                         await send({"type": "websocket.send", "bytes": data})
+                    elif self._unidirectional:  # JSON.parse(event.data) per push
+                        for push in data.split(b"\n"):
+                            await send({"type": "websocket.send", "text": push.decode()})
                     else:
                         await send({"type": "websocket.send", "text": data.decode()})
                     self._pending_bytes -= sum(map(len, batch))
@@ -153,8 +166,15 @@ class AsgiWebSocket:
             return
 
 
-async def serve_websocket(hub: Hub, scope: Scope, receive: Receive, send: Send) -> None:
-    """Run one ASGI WebSocket connection until either side closes it."""
+async def serve_websocket(
+    hub: Hub, scope: Scope, receive: Receive, send: Send, *, unidirectional: bool = False
+) -> None:
+    """Run one ASGI WebSocket connection until either side closes it.
+
+    ``unidirectional``: a ``uni_websocket`` client, whose first message is a bare
+    connect request (anything after it is ignored) and who gets one push per
+    message (server/uniws.py's rules).
+    """
     message = await receive()
     if message["type"] != "websocket.connect":
         return
@@ -166,17 +186,24 @@ async def serve_websocket(hub: Hub, scope: Scope, receive: Receive, send: Send) 
         log.info("refused origin %s", headers.get("origin"))
         await send({"type": "websocket.close", "code": POLICY_VIOLATION})  # HTTP 403
         return
-    offered = PROTOBUF_SUBPROTOCOL in scope.get("subprotocols", ())
+    offered = not unidirectional and PROTOBUF_SUBPROTOCOL in scope.get("subprotocols", ())
     head = RequestHead("GET", "", "HTTP/1.1", [], scope.get("query_string", b"").decode())
     codec: Codec = PROTOBUF if offered or wants_protobuf(head) else JSON
+    if unidirectional:
+        codec = UNI_JSON
     accept: Message = {"type": "websocket.accept"}
     if offered:
         accept["subprotocol"] = PROTOBUF_SUBPROTOCOL
     await send(accept)
-    transport = AsgiWebSocket(send, scope, codec)
-    session = hub.open_session(transport, codec=codec)
+    transport = AsgiWebSocket(send, scope, codec, unidirectional=unidirectional)
+    session = hub.open_session(transport, codec=codec, unidirectional=unidirectional)
     sender = asyncio.get_running_loop().create_task(transport.run_sender())
-    limit = config.websocket.message_size_limit
+    limit = (
+        config.uni_websocket.message_size_limit
+        if unidirectional
+        else config.websocket.message_size_limit
+    )
+    connect_seen = False
     info: DisconnectInfo = Disconnect.CONNECTION_CLOSED
     failed = False
     try:
@@ -202,6 +229,16 @@ async def serve_websocket(hub: Hub, scope: Scope, receive: Receive, send: Send) 
                 if 0 < limit < size:
                     session.close(DisconnectInfo(TOO_BIG, "message too big"))
                     continue
+                if unidirectional:
+                    if connect_seen:
+                        continue  # after the connect: a unidirectional client has nothing to say
+                    connect_seen = True
+                    try:
+                        frame = connect_command(frame).decode()
+                    except ValueError as exc:
+                        log.info("client %s: bad uni_websocket connect: %s", session.client_id, exc)
+                        session.close(Disconnect.BAD_REQUEST)
+                        continue
                 await session.handle_frame(frame)
     except TimeoutError:
         pass  # the peer did not answer our close in time: the server drops it

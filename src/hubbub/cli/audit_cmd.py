@@ -23,6 +23,7 @@ examples:
   hubbub audit ws://127.0.0.1:9001/                      # an echo server
   hubbub audit ws://127.0.0.1:8000/connection/websocket --mode centrifugo
   hubbub audit ws://127.0.0.1:9001/ --cases 6.4,7.* --html report.html
+  hubbub audit wss://127.0.0.1:8443/connection/websocket --mode centrifugo --ca ca.pem
 """
 
 
@@ -35,7 +36,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     audit.add_argument(
-        "url", help="ws://HOST:PORT/PATH of the server (a loopback host, unless --allow-remote)"
+        "url",
+        help="ws://HOST:PORT/PATH or wss://... of the server (a loopback host, unless "
+        "--allow-remote)",
     )
     audit.add_argument(
         "--mode",
@@ -102,6 +105,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="S",
         help="centrifugo mode: longest wait for the server's first ping (default 40)",
     )
+    audit.add_argument(
+        "--ca",
+        default="",
+        metavar="FILE",
+        help="wss://: verify the server's certificate against this CA certificate (PEM) "
+        "instead of the system's authorities",
+    )
     audit.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
 
@@ -123,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         slow_seconds=args.slow_seconds,
         ping_wait=args.ping_wait,
         quiet=args.quiet,
+        ca=args.ca,
     )
     if options.concurrency < 1 or options.flood < 0 or options.slow_seconds <= 0:
         print(

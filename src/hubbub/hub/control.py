@@ -11,7 +11,9 @@ the registry), once more when it meets a node it did not know, and says
 goodbye when it closes. ``info`` lists this node and every live one.
 Rule 3: a survey (``channels``) asks every live node and waits for all of them
 at most ``SURVEY_TIMEOUT``; a node that does not answer makes the survey fail
-with error 100, never a partial answer presented as whole.
+with error 100, never a partial answer presented as whole. ``ask`` is a survey
+of one node, sent to that node only (``emulation``: the commands of a session
+it holds, hub/emulation.py).
 Rule 4: control is at most once (as Centrifugo's): a node that is away when an
 action is published does not apply it later; its clients reconnect and are
 subject to the action's cause (token, permission) like anyone.
@@ -95,6 +97,7 @@ class RefreshUser(_Message, tag="refresh"):
 class SurveyRequest(_Message, tag="survey_request"):
     id: str
     op: str
+    data: msgspec.Raw = NO_DATA  # the question's arguments, when it has any
 
 
 class SurveyResponse(_Message, tag="survey_response"):
@@ -255,24 +258,44 @@ class Control:
         expected = self.registry.uids()
         if not expected:
             return []
-        survey_id = uuid.uuid4().hex
-        survey = self._surveys[survey_id] = _Survey(expected)
+        answers = await self._ask(expected, SurveyRequest(sender=self.hub.node_id, id="", op=op))
+        return list(answers.values())
+
+    async def ask(self, node: str, op: str, data: msgspec.Raw) -> msgspec.Raw:
+        """Ask the live node ``node`` alone (a survey of one, sent to it only); its answer.
+
+        ``KeyError`` when no such node is alive; ClientError 100 when it does not
+        answer within ``SURVEY_TIMEOUT``; ``EngineUnavailable`` as ``survey``.
+        """
+        if node not in self.registry.uids():
+            raise KeyError(node)
+        request = SurveyRequest(sender=self.hub.node_id, id="", op=op, data=data)
+        answers = await self._ask({node}, request, to=node)
+        return answers[node]
+
+    async def _ask(
+        self, expected: set[str], request: SurveyRequest, *, to: str = ""
+    ) -> dict[str, msgspec.Raw]:
+        request.id = uuid.uuid4().hex
+        survey = self._surveys[request.id] = _Survey(expected)
         try:
-            await self._publish(SurveyRequest(sender=self.hub.node_id, id=survey_id, op=op))
+            await self.hub.engine.publish_control(_encode(request), to)
             try:
                 async with asyncio.timeout(SURVEY_TIMEOUT):
                     await survey.complete.wait()
             except TimeoutError:
                 missing = sorted(survey.expected - survey.answers.keys())
-                log.warning("survey %s: no answer from node(s) %s", op, ", ".join(missing))
+                log.warning("survey %s: no answer from node(s) %s", request.op, ", ".join(missing))
                 raise ClientError(Error.INTERNAL, f"no answer from node(s) {missing}") from None
-            return list(survey.answers.values())
+            return survey.answers
         finally:
-            del self._surveys[survey_id]
+            del self._surveys[request.id]
 
-    def _answer(self, op: str) -> Any:
+    def _answer(self, op: str, data: msgspec.Raw) -> Any:
         if op == "channels":
             return self.hub.channel_counts()
+        if op == "emulation":
+            return self.hub.emulation.answer(data)
         raise ValueError(f"unknown survey {op!r}")
 
     # --- messages from the engine ------------------------------------------------------
@@ -337,7 +360,7 @@ class Control:
 
     async def _reply(self, request: SurveyRequest) -> None:
         try:
-            data = msgspec.Raw(_encode(self._answer(request.op)))
+            data = msgspec.Raw(_encode(self._answer(request.op, request.data)))
         except ValueError as exc:
             log.warning("control: %s", exc)
             return

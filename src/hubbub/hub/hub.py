@@ -47,6 +47,7 @@ from hubbub.hub.counters import Counters, node_metrics, process_usage
 from hubbub.hub.decisions import Decisions
 from hubbub.hub.delivery import Delivery
 from hubbub.hub.deltas import without_flags
+from hubbub.hub.emulation import Emulation
 from hubbub.hub.eventlog import EventLog
 from hubbub.hub.heartbeat import Heartbeat
 from hubbub.hub.hooks import Hooks
@@ -136,6 +137,7 @@ class Hub(StateApi):
         self._sessions: dict[str, Session] = {}  # every open session, connected or not
         # Sessions whose commands come over /emulation requests, by session id.
         self.emulated: dict[str, Session] = {}
+        self.emulation = Emulation(self)  # /emulation requests, routed to the session's node
         self._users: dict[str, set[Session]] = {}  # connected sessions by user
         self._background: set[asyncio.Task[Any]] = set()
         self._started_at = 0.0

@@ -17,7 +17,7 @@ permessage-deflate, no context takeover, for transports sharing one compressor).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from hubbub.protocol.codec import JSON, Codec
 
@@ -83,3 +83,11 @@ class Transport(Protocol):
 
     def close(self, code: int, reason: str) -> None:
         """Send a close frame with ``code`` and ``reason`` and drop the connection."""
+
+
+@runtime_checkable
+class CommandInbox(Protocol):
+    """A transport whose client sends its commands apart, in ``/emulation`` requests."""
+
+    def deliver(self, frame: bytes | str) -> bool:
+        """Queue a frame of commands for the session; False when too many wait."""

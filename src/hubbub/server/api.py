@@ -151,6 +151,7 @@ class ApiAnswer:
     status: int
     body: bytes
     content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()  # more response headers (CORS)
 
     @classmethod
     def refusal(cls, status: int, text: str) -> ApiAnswer:

@@ -1,6 +1,6 @@
 """A client connection carried by one streamed HTTP response (SSE or HTTP streaming).
 
-Rule 1: once the request is judged (server/streams.py), hubbub owns the
+Rule 1: once the request is judged (server/streamgate.py), hubbub owns the
 socket, as it does a WebSocket: the response head is written here, then every
 frame the hub writes becomes one HTTP chunk, framed for the transport
 (``Framing``): Server-Sent Events (one ``data:`` event per message), JSON lines
@@ -9,7 +9,7 @@ No task runs while the connection is idle; the hub's flush writes to the socket.
 Rule 2: the same limits as a WebSocket: the hub disconnects a client whose
 unsent bytes pass ``client.queue_max_size`` (3008), and commands that arrive
 over ``/emulation`` run one at a time in arrival order, at most ``MAX_WAITING``
-frames waiting (``deliver`` refuses more).
+frames waiting (``deliver`` refuses more; ``CommandQueue``, shared with ASGI).
 Rule 3: a close is a ``disconnect`` push (the stream has no close code), then
 the last chunk; the peer closing its socket ends the session.
 """
@@ -48,15 +48,72 @@ class Framing(enum.Enum):
     LINES = "lines"  # one JSON message per line
     DELIMITED = "delimited"  # Protobuf: length-prefixed messages, back to back
 
-    def frame(self, payload: bytes) -> bytes:
-        """``payload`` (messages joined by the codec's separator) as one HTTP chunk."""
+    def body(self, payload: bytes) -> bytes:
+        """``payload`` (messages joined by the codec's separator) as response body bytes."""
         if self is Framing.EVENTS:
-            body = b"".join(b"data: " + line + b"\n\n" for line in payload.split(b"\n"))
-        elif self is Framing.LINES:
-            body = payload + b"\n"
-        else:
-            body = payload
+            return b"".join(b"data: " + line + b"\n\n" for line in payload.split(b"\n"))
+        if self is Framing.LINES:
+            return payload + b"\n"
+        return payload
+
+    def frame(self, payload: bytes) -> bytes:
+        """``payload`` as one HTTP chunk of the response body."""
+        body = self.body(payload)
         return b"%x\r\n%s\r\n" % (len(body), body)
+
+
+class CommandQueue:
+    """The commands of one emulated session, run one at a time in arrival order.
+
+    ``put`` queues a frame (False past ``MAX_WAITING``) and starts one short task
+    that runs what waits, then ends; ``after`` defers what must happen once the
+    commands in flight are done (the peer left meanwhile). Every transport that
+    carries an emulated session uses it (this module's, and ASGI's).
+    """
+
+    __slots__ = ("_frames", "_runner", "_then")
+
+    def __init__(self) -> None:
+        self._frames: list[bytes | str] | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._then: Callable[[], None] | None = None
+
+    def put(self, session: Session, frame: bytes | str) -> bool:
+        frames = self._frames
+        if frames is None:
+            self._frames = [frame]
+        elif len(frames) >= MAX_WAITING:
+            return False
+        else:
+            frames.append(frame)
+        if self._runner is None:
+            self._runner = asyncio.get_running_loop().create_task(self._run(session))
+        return True
+
+    def after(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` now, or once the commands in flight are done."""
+        if self._runner is None:
+            callback()
+        else:
+            self._then = callback
+
+    async def _run(self, session: Session) -> None:
+        try:
+            while self._frames and not session.closed:
+                frames, self._frames = self._frames, []
+                for frame in frames:
+                    await session.handle_frame(frame)
+                    if session.closed:
+                        break
+        except Exception:
+            log.exception("client %s: command handling failed", session.client_id)
+            session.close(Disconnect.SERVER_ERROR)
+        finally:
+            self._frames = None
+            self._runner = None
+            then, self._then = self._then, None
+            if then is not None:
+                then()
 
 
 class StreamConnection(asyncio.Protocol):
@@ -79,9 +136,7 @@ class StreamConnection(asyncio.Protocol):
         self._headers = headers
         self._closing = False
         self._timer: asyncio.TimerHandle | None = None
-        self._inbox: list[bytes | str] | None = None
-        self._runner: asyncio.Task[None] | None = None
-        self._peer_gone = False
+        self._commands = CommandQueue()  # what arrives over /emulation
         self._on_closed = on_closed
         peer = socket.get_extra_info("peername")
         # The client's address, through http_server.trusted_proxies (as WebSockets').
@@ -150,34 +205,7 @@ class StreamConnection(asyncio.Protocol):
         """Queue a frame of commands for the session; False when too many wait."""
         if self._closing or self.session.closed:
             return True  # nobody to run them for: accepted and dropped, as a closed socket's
-        inbox = self._inbox
-        if inbox is None:
-            self._inbox = [frame]
-        elif len(inbox) >= MAX_WAITING:
-            return False
-        else:
-            inbox.append(frame)
-        if self._runner is None:
-            self._runner = asyncio.get_running_loop().create_task(self._run_inbox())
-        return True
-
-    async def _run_inbox(self) -> None:
-        session = self.session
-        try:
-            while self._inbox and not session.closed:
-                frames, self._inbox = self._inbox, []
-                for frame in frames:
-                    await session.handle_frame(frame)
-                    if session.closed:
-                        break
-        except Exception:
-            log.exception("client %s: command handling failed", session.client_id)
-            session.close(Disconnect.SERVER_ERROR)
-        finally:
-            self._inbox = None
-            self._runner = None
-            if self._peer_gone:
-                session.transport_closed(Disconnect.CONNECTION_CLOSED)
+        return self._commands.put(self.session, frame)
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -192,9 +220,8 @@ class StreamConnection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._runner is not None:
-            self._peer_gone = True  # commands in flight finish first
-        else:
-            self.session.transport_closed(Disconnect.CONNECTION_CLOSED)
+        session = self.session
+        # Commands in flight finish first.
+        self._commands.after(lambda: session.transport_closed(Disconnect.CONNECTION_CLOSED))
         if self._on_closed is not None:
             self._on_closed(self)

@@ -13,17 +13,13 @@ from __future__ import annotations
 
 import logging
 
-import msgspec
-
 from hubbub.codes import Disconnect
 from hubbub.hub.transport import Shared
-from hubbub.protocol.messages import Command, ConnectRequest
+from hubbub.server.streamgate import connect_command
 from hubbub.server.wsconn import WebSocketConnection, write_text_frame
 from hubbub.websocket.frames import text_header
 
 log = logging.getLogger("hubbub.websocket")
-
-_connect_decoder = msgspec.json.Decoder(ConnectRequest)
 
 
 class UniWebSocket(WebSocketConnection):
@@ -52,12 +48,12 @@ class UniWebSocket(WebSocketConnection):
             return  # after the connect: a unidirectional client has nothing to say
         self._connect_seen = True
         try:
-            request = _connect_decoder.decode(message)
-        except msgspec.DecodeError as exc:
+            command = connect_command(message)
+        except ValueError as exc:
             log.info("client %s: bad uni_websocket connect: %s", session.client_id, exc)
             session.close(Disconnect.BAD_REQUEST)
             return
-        super()._deliver(msgspec.json.encode(Command(id=1, connect=request)).decode())
+        super()._deliver(command.decode())
 
 
 def _text_frames(payload: bytes) -> bytes:

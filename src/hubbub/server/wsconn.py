@@ -12,8 +12,10 @@ subscriber that shares the endpoint's compressor (``Shared.deflated``).
 
 Closing follows RFC 6455 7.1: whoever closes first sends a close frame; the
 server drops TCP when the peer's close frame arrives or ``CLOSE_TIMEOUT`` later.
-After a framing error the stream cannot be trusted: the close frame is sent,
-the write side shut, and input is discarded until the peer goes.
+After a framing error the stream cannot be trusted: the messages that came
+before the bad frame are answered (each command gets its reply), then the
+close frame is sent, the write side shut, and input is discarded until the
+peer goes.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from hubbub.websocket.frames import (
     SMALL_TEXT_HEADERS,
     FrameError,
     FrameReader,
+    Message,
     binary_header,
     close_frame,
     compressed_text_header,
@@ -95,6 +98,7 @@ class WebSocketConnection(asyncio.Protocol):
     __slots__ = (
         "_closing",
         "_deflate",
+        "_failure",
         "_head",
         "_inbox",
         "_on_closed",
@@ -141,6 +145,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._reading_paused = False  # what the transport was told
         # (why, detail) reported once the inbox is done; a detail: our close for its fault
         self._peer_gone: tuple[DisconnectInfo, str] | None = None
+        self._failure: FrameError | None = None  # a framing error, acted on once it is done
         self._closing = False  # our close frame is sent (or the stream is broken)
         self._timer: asyncio.TimerHandle | None = None
         self._on_closed = on_closed
@@ -241,15 +246,22 @@ class WebSocketConnection(asyncio.Protocol):
         try:
             messages = reader.feed(data)
         except FrameError as exc:
-            self._broken(exc)
+            # What came before the bad frame is answered first; a close among it wins.
+            self._reader = None
+            if self._handle(exc.messages):
+                self._broken(exc)
             return
+        self._handle(messages)
+
+    def _handle(self, messages: list[Message]) -> bool:
+        """Act on received messages in order; False once the peer's close came."""
         for opcode, payload in messages:
             if opcode == self._data_opcode:
                 if not self._closing:
                     self._deliver(payload)
             elif opcode == OP_CLOSE:
                 self._peer_closed(payload)  # type: ignore[arg-type]
-                return
+                return False
             elif opcode == OP_PING:
                 if not self._closing:
                     self._socket.write(control_frame(OP_PONG, payload))  # type: ignore[arg-type]
@@ -257,6 +269,7 @@ class WebSocketConnection(asyncio.Protocol):
                 # A text frame on the Protobuf protocol, a binary one on JSON.
                 self.session.close(Disconnect.INAPPROPRIATE_PROTOCOL)
             # pongs need no answer: liveness is the client protocol's ping
+        return True
 
     def eof_received(self) -> bool | None:
         return False  # the transport closes itself; connection_lost reports it
@@ -341,6 +354,9 @@ class WebSocketConnection(asyncio.Protocol):
                 info, detail = self._peer_gone
                 self.session.transport_closed(info, by_server=bool(detail), detail=detail)
                 self._peer_gone = None
+            elif self._failure is not None:
+                failure, self._failure = self._failure, None
+                self._broken(failure)
 
     # --- closing -------------------------------------------------------------------------
 
@@ -359,15 +375,21 @@ class WebSocketConnection(asyncio.Protocol):
         self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, socket.abort)
 
     def _broken(self, error: FrameError) -> None:
+        """A framing error: fail the connection, once the messages before it are answered."""
         self._reader = None
+        if self._runner is not None and not self._closing:
+            self._failure = error  # _run_inbox fails the connection when they are done
+            return
         socket = self._socket
         if not self._closing:
+            # Through the session: replies still in its outbox go out before the close;
+            # the disconnect's log line says what was wrong (once per connection).
+            self.session.close(
+                DisconnectInfo(error.code, error.reason), detail=f"bad frame: {error.reason}"
+            )
+        if not self._closing:  # the session was closed already: the frame is ours to send
             self._closing = True
             socket.write(close_frame(error.code))
-            # The disconnect's log line says what was wrong (once per connection).
-            self._end_session(
-                DisconnectInfo(error.code, error.reason), f"bad frame: {error.reason}"
-            )
         if socket.can_write_eof():
             socket.write_eof()
         self._cancel_timer()

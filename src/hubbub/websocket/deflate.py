@@ -44,6 +44,7 @@ __all__ = [
     "Compressor",
     "Decompressor",
     "DeflateParams",
+    "InflateStream",
     "NegotiationError",
     "PerMessageDeflate",
     "ServerPolicy",
@@ -383,6 +384,47 @@ class Decompressor:
             self._zlib = zlib.decompressobj(self._wbits)
         return data
 
+    def stream(self) -> InflateStream:
+        """Inflate one message piece by piece (a text checked as it arrives)."""
+        return InflateStream(self)
+
+
+class InflateStream:
+    """One message inflated as its compressed bytes arrive, bounded as a whole.
+
+    ``feed`` returns what the bytes given so far inflate to (the same
+    ``FrameError`` 1007/1009 as ``Decompressor.decompress``, as soon as they
+    are known); ``end`` restores the tail the sender removed and returns the rest.
+    """
+
+    __slots__ = ("_inflater", "_left", "_owner")
+
+    def __init__(self, owner: Decompressor) -> None:
+        self._owner = owner
+        self._inflater = owner._zlib or zlib.decompressobj(owner._wbits)
+        # Bytes the message may still inflate to (0: no bound).
+        self._left = owner.max_size if owner.max_size > 0 else -1
+
+    def feed(self, data: bytes) -> bytes:
+        inflater = self._inflater
+        left = self._left
+        try:
+            out = inflater.decompress(data, left + 1 if left >= 0 else 0)
+        except zlib.error as exc:
+            raise FrameError(INVALID_DATA, f"bad compressed data: {exc}") from None
+        if left >= 0:
+            if len(out) > left or inflater.unconsumed_tail:
+                raise FrameError(TOO_BIG, "message too big once decompressed")
+            self._left = left - len(out)
+        return out
+
+    def end(self) -> bytes:
+        out = self.feed(TAIL)
+        owner = self._owner
+        if self._inflater.eof and owner._zlib is not None:
+            owner._zlib = zlib.decompressobj(owner._wbits)  # as in ``decompress``
+        return out
+
 
 class PerMessageDeflate:
     """The extension on one connection: a compressor for what we send, a
@@ -450,3 +492,7 @@ class PerMessageDeflate:
     def decompress(self, payload: bytes) -> bytes:
         """Inflate one received message whose first frame had RSV1 set."""
         return self.decompressor.decompress(payload)
+
+    def stream(self) -> InflateStream:
+        """Inflate one received message piece by piece (see ``InflateStream``)."""
+        return InflateStream(self.decompressor)

@@ -9,9 +9,10 @@ reserved bits must be clear, except RSV1 on the first frame of a text or
 binary message when permessage-deflate was agreed (the reader is then given
 an ``Inflater``, see ``hubbub.websocket.deflate``). Text messages come out as
 ``str`` (validated UTF-8, after inflating); the other kinds as bytes. A
-fragmented uncompressed text is validated fragment by fragment, so invalid
-UTF-8 fails the connection when it arrives, not when the message ends. hubbub's
-own frames are never masked or fragmented.
+fragmented text, or a text frame that arrives in several reads, compressed or
+not, is validated as its bytes arrive, so invalid UTF-8 fails the connection
+with the read that brings it, not when the message ends. hubbub's own frames
+are never masked or fragmented.
 """
 
 from __future__ import annotations
@@ -46,19 +47,36 @@ RSV1 = 0x40
 
 
 class FrameError(Exception):
-    """The peer broke the framing rules; close the connection with ``code``."""
+    """The peer broke the framing rules; close the connection with ``code``.
+
+    Raised by ``FrameReader.feed``, ``messages`` holds the messages the same
+    bytes completed before the bad frame: they arrived first, and a server
+    answers them before it fails the connection.
+    """
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.messages: list[Message] = []
+
+
+class InflatePieces(Protocol):
+    """One compressed message inflated piece by piece (a text checked as it arrives)."""
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def end(self) -> bytes: ...
 
 
 class Inflater(Protocol):
-    """What the reader needs of permessage-deflate: inflate one whole message,
-    raising ``FrameError`` (1007 corrupt, 1009 too big once inflated)."""
+    """What the reader needs of permessage-deflate: inflate one whole message, or
+    one message piece by piece, raising ``FrameError`` (1007 corrupt, 1009 too big
+    once inflated)."""
 
     def decompress(self, payload: bytes) -> bytes: ...
+
+    def stream(self) -> InflatePieces: ...
 
 
 class Message(NamedTuple):
@@ -90,11 +108,18 @@ class FrameReader:
     when given, is called with each complete frame's first header byte (FIN,
     RSV, opcode) and its (unmasked) payload before the frame is interpreted: a
     wire log for the audit, at no cost to readers without one.
+
+    UTF-8 fails fast: a text message that is fragmented, or whose frame arrives
+    in several reads, is decoded as its bytes arrive (inflated first when it is
+    compressed), so invalid UTF-8 raises 1007 with the read that brings it. A
+    whole unfragmented text frame in one read, what a server reads most, is
+    decoded once when complete, as before.
     """
 
     __slots__ = (
         "_chunks",
         "_compressed",
+        "_consumed",
         "_decoder",
         "_fragments",
         "_have",
@@ -104,7 +129,9 @@ class FrameReader:
         "_need",
         "_observer",
         "_opcode",
+        "_piece_key",
         "_size",
+        "_stream",
         "_texts",
     )
 
@@ -122,13 +149,18 @@ class FrameReader:
         self._chunks: list[bytes] = []  # bytes received and not yet parsed
         self._have = 0  # their total length
         self._need = 2  # parsing cannot progress before this many bytes are there
-        self._fragments: list[bytes] | None = None  # payloads of an unfinished message
+        self._fragments: list[bytes] | None = None  # an unfinished message (texts: empty)
         self._opcode = 0  # opcode of that message
         self._size = 0  # its size so far
         self._compressed = 0  # RSV1 of its first frame
-        # A fragmented uncompressed text is decoded as it comes (fail fast on bad UTF-8):
+        # A text decoded as it arrives (fragmented, or a frame in several reads):
         self._decoder: codecs.IncrementalDecoder | None = None
         self._texts: list[str] | None = None  # what it decoded so far (no list per idle reader)
+        self._stream: InflatePieces | None = None  # its inflater, when it is compressed
+        # The frame of such a text that is still arriving: its mask key (b"" when
+        # unmasked; None: no such frame) and how many of its payload bytes were decoded.
+        self._piece_key: bytes | None = None
+        self._consumed = 0
         self._inflater = inflater
         self._observer = observer
 
@@ -137,10 +169,16 @@ class FrameReader:
         self._have += len(data)
         self._chunks.append(data)
         if self._have < self._need:
+            if self._piece_key is not None:  # more of a text frame: check it now
+                self._decode_arriving(data)
             return []  # a large frame is collected in pieces, joined once
         buffer = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
         messages: list[Message] = []
-        position = self._parse(buffer, messages)
+        try:
+            position = self._parse(buffer, messages)
+        except FrameError as exc:
+            exc.messages = messages
+            raise
         rest = buffer[position:] if position else buffer
         self._chunks = [rest] if rest else []
         self._have = len(rest)
@@ -175,17 +213,26 @@ class FrameReader:
                 if length >> 63:
                     raise FrameError(PROTOCOL_ERROR, "64-bit length with the high bit set")
             self._check_header(first, second, opcode, length)
-            end = position + header + length
+            start = position + header
+            end = start + length
             if end > end_of_buffer:
+                if available < header:  # parse again once the mask key is here
+                    self._need = header
+                    return position
                 self._need = header + length
+                if opcode == OP_TEXT or (opcode == OP_CONTINUATION and self._decoder is not None):
+                    self._text_arriving(first, buffer, start, end_of_buffer)
                 return position
-            payload = buffer[position + header : end]
-            if self._mask_bit:
-                payload = unmask(payload, buffer[position + header - 4 : position + header])
+            if self._piece_key is None:  # the usual case: the frame came whole
+                payload = buffer[start:end]
+                if self._mask_bit:
+                    payload = unmask(payload, buffer[start - 4 : start])
+                if self._observer is not None:
+                    self._observer(first, payload)
+            else:
+                payload = self._rest_of_frame(first, buffer, start, end)
             position = end
-            if self._observer is not None:
-                self._observer(first, payload)
-            message = self._message(first, opcode, payload)
+            message = self._message(first, opcode, payload, length)
             if message is not None:
                 messages.append(message)
 
@@ -214,34 +261,60 @@ class FrameReader:
         elif length > self._limit:
             raise FrameError(TOO_BIG, "message too big")
 
-    def _message(self, first: int, opcode: int, payload: bytes) -> Message | None:
+    # --- a text frame that arrives in several reads ----------------------------------------
+
+    def _text_arriving(self, first: int, buffer: bytes, start: int, available_end: int) -> None:
+        """The header of a text frame is here, not all its payload: decode what is."""
+        if self._piece_key is None:
+            self._piece_key = buffer[start - 4 : start] if self._mask_bit else b""
+            if self._decoder is None:  # its first frame: the message starts
+                self._open_text(first & RSV1)
+        self._decode_arriving(buffer[start + self._consumed : available_end])
+
+    def _decode_arriving(self, data: bytes) -> None:
+        """Decode the next received bytes of the frame that is arriving."""
+        if not data:
+            return
+        key = self._piece_key
+        consumed = self._consumed
+        if key:
+            shift = consumed & 3  # the mask continues where the previous piece ended
+            data = unmask(data, key[shift:] + key[:shift])
+        self._consumed = consumed + len(data)
+        self._decode(data, False)
+
+    def _rest_of_frame(self, first: int, buffer: bytes, start: int, end: int) -> bytes:
+        """The arriving frame is complete: its payload bytes not decoded yet."""
+        key = self._piece_key
+        consumed = self._consumed
+        self._piece_key = None
+        self._consumed = 0
+        if self._observer is not None:  # the wire log shows the whole frame
+            whole = buffer[start:end]
+            self._observer(first, unmask(whole, buffer[start - 4 : start]) if key else whole)
+        rest = buffer[start + consumed : end]
+        if key:
+            shift = consumed & 3
+            rest = unmask(rest, key[shift:] + key[:shift])
+        return rest
+
+    # --- messages --------------------------------------------------------------------------
+
+    def _message(self, first: int, opcode: int, payload: bytes, length: int) -> Message | None:
         fin = first & 0x80
-        compressed = first & RSV1
         if opcode >= OP_CLOSE:
             if opcode == OP_CLOSE:
                 parse_close(payload)  # validates before anyone answers it
             return Message(opcode, payload)
-        if opcode == OP_CONTINUATION:
+        if self._decoder is not None:  # a text decoded as it arrives
+            return self._text_frame(opcode, payload, fin, length)
+        compressed = first & RSV1
+        if opcode == OP_CONTINUATION:  # of a binary message (a text has a decoder)
             fragments = self._fragments
             assert fragments is not None  # checked with the header
-            decoder = self._decoder
-            if decoder is not None:
-                self._size += len(payload)
-                text = _decoded(decoder, payload, bool(fin))
-                texts = self._texts
-                assert texts is not None  # set with the decoder
-                if text:  # empty fragments must not grow the list
-                    texts.append(text)
-                if not fin:
-                    return None
-                text = "".join(texts)
-                self._fragments = self._decoder = None
-                self._texts = None
-                self._size = 0
-                return Message(OP_TEXT, text)
             if payload:  # empty fragments would grow the list without counting as size
                 fragments.append(payload)
-                self._size += len(payload)
+                self._size += length
             if not fin:
                 return None
             opcode = self._opcode
@@ -250,15 +323,13 @@ class FrameReader:
             self._fragments = None
             self._size = 0
         elif not fin:
+            if opcode == OP_TEXT:
+                self._open_text(compressed)
+                return self._text_frame(opcode, payload, fin, length)
             self._opcode = opcode
             self._compressed = compressed
-            self._size = len(payload)
-            if opcode == OP_TEXT and not compressed:
-                self._decoder = codecs.getincrementaldecoder("utf-8")()
-                self._texts = [_decoded(self._decoder, payload, False)]
-                self._fragments = []  # marks the message as open
-            else:
-                self._fragments = [payload]
+            self._size = length
+            self._fragments = [payload]
             return None
         if compressed:
             assert self._inflater is not None  # checked with the header
@@ -269,6 +340,47 @@ class FrameReader:
             except UnicodeDecodeError:
                 raise FrameError(INVALID_DATA, "text is not UTF-8") from None
         return Message(opcode, payload)
+
+    def _open_text(self, compressed: int) -> None:
+        """A text message starts that is decoded as it arrives."""
+        self._decoder = _utf8_decoder()
+        self._texts = []
+        if compressed:
+            assert self._inflater is not None  # checked with the header
+            self._stream = self._inflater.stream()
+
+    def _text_frame(self, opcode: int, payload: bytes, fin: int, length: int) -> Message | None:
+        """A complete frame of a text decoded as it arrives (``payload``: what is left of it)."""
+        if opcode == OP_TEXT:  # the first frame: the message is open from now on
+            self._fragments = []
+            self._size = 0
+        self._size += length
+        self._decode(payload, bool(fin))
+        if not fin:
+            return None
+        texts = self._texts
+        assert texts is not None  # set with the decoder
+        text = texts[0] if len(texts) == 1 else "".join(texts)
+        self._decoder = self._stream = None
+        self._texts = self._fragments = None
+        self._size = 0
+        return Message(OP_TEXT, text)
+
+    def _decode(self, data: bytes, final: bool) -> None:
+        stream = self._stream
+        if stream is not None:
+            data = stream.feed(data) if data else b""
+            if final:
+                data += stream.end()
+        decoder = self._decoder
+        texts = self._texts
+        assert decoder is not None and texts is not None  # set together
+        text = _decoded(decoder, data, final)
+        if text:  # empty pieces must not grow the list
+            texts.append(text)
+
+
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
 def _decoded(decoder: codecs.IncrementalDecoder, data: bytes, final: bool) -> str:

@@ -57,6 +57,7 @@ class AuditOptions:
     slow_seconds: float = 15.0  # how long the slowloris check dribbles a handshake
     ping_wait: float = 40.0  # Centrifugo mode: longest wait for the server's first ping
     quiet: bool = False
+    ca: str = ""  # wss://: trust this authority (a PEM file) instead of the system's
 
 
 CaseRun = Callable[["CaseContext"], Awaitable[None]]

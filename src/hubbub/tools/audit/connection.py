@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -66,21 +67,37 @@ WIRE_TAIL = 50
 
 
 class AuditTarget:
-    """The server under audit: host, port, request path, and the Host header."""
+    """The server under audit: host, port, request path, the Host header, and TLS.
 
-    def __init__(self, url: str) -> None:
+    ``wss://`` URLs are audited over TLS, verifying the server's certificate
+    against the system's authorities, or only against ``ca`` (a PEM file) when
+    given: a server with a certificate of its own authority is audited by
+    trusting that authority, never by skipping the check.
+    """
+
+    def __init__(self, url: str, *, ca: str = "") -> None:
         parts = urlsplit(url)
-        if parts.scheme not in ("ws", "http"):
-            raise ValueError(f"only ws:// URLs can be audited, got {url!r}")
+        if parts.scheme not in ("ws", "http", "wss", "https"):
+            raise ValueError(f"only ws:// and wss:// URLs can be audited, got {url!r}")
         if not parts.hostname:
             raise ValueError(f"no host in {url!r}")
+        secure = parts.scheme in ("wss", "https")
         self.url = url
         self.host = parts.hostname
-        self.port = parts.port or 80
+        default_port = 443 if secure else 80
+        self.port = parts.port or default_port
         self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        default = self.port == 80
+        default = self.port == default_port
         self.host_header = self.host if default else f"{self.host}:{self.port}"
-        self.origin = f"http://{self.host_header}"
+        self.origin = f"{'https' if secure else 'http'}://{self.host_header}"
+        self.tls: ssl.SSLContext | None = None
+        if secure:
+            try:
+                self.tls = ssl.create_default_context(cafile=ca or None)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"--ca {ca}: cannot load it: {exc}") from None
+        elif ca:
+            raise ValueError("--ca is for wss:// URLs")
 
     @property
     def loopback(self) -> bool:
@@ -88,6 +105,18 @@ class AuditTarget:
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return self.host == "localhost"
+
+    async def open_stream(
+        self, *, limit: int = 1 << 16
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A TCP connection to the server (TLS, with the handshake done, for wss://)."""
+        return await asyncio.open_connection(
+            self.host,
+            self.port,
+            limit=limit,
+            ssl=self.tls,
+            server_hostname=self.host if self.tls is not None else None,
+        )
 
 
 class HandshakeError(ConnectionError):
@@ -215,9 +244,7 @@ class AuditConnection:
         when it breaks RFC 7692) and, when agreed, frames with RSV1 are inflated."""
         if offer is not None:
             extensions = offer.header()
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(target.host, target.port, limit=1 << 20), within
-        )
+        reader, writer = await asyncio.wait_for(target.open_stream(limit=1 << 20), within)
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -282,6 +309,8 @@ class AuditConnection:
             try:
                 messages = self.frames.feed(data)
             except FrameError as exc:
+                for opcode, payload in exc.messages:  # what came before the bad frame
+                    self._dispatch(opcode, payload)
                 self.parsing = False
                 self.wire.add("!", f"server broke a framing rule: {exc.reason}")
                 self.events.put_nowait(Event("violation", code=exc.code, reason=exc.reason))

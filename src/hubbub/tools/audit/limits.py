@@ -5,15 +5,18 @@ Rule: these cases time the server as much as they check it, so they run one at
 a time (``serial``) after the others, each bounded. The RFC lets a server cap
 the size of what it accepts (10.4): a close 1009 on a large message is
 INFORMATIONAL (its limit), never FAILED; so is a close 1008 (a policy such as a
-cap on the number of fragments). Echo mode only: a Centrifugo server
-answers commands, not arbitrary payloads, and limits commands per second.
+cap on the number of fragments). In Centrifugo mode the text cases run too,
+each message an ``rpc`` command carrying the text (the probe's), cut into the
+same fragments and writes; a close 3013 (too many requests: the server's
+command rate limit) in the round trips is its limit too. Binary messages have
+no answer in the JSON protocol: echo mode only.
 """
 
 from __future__ import annotations
 
 import time
 
-from hubbub.tools.audit.case import ECHO_ONLY, Case, CaseContext, CaseRun
+from hubbub.tools.audit.case import BOTH, CENTRIFUGO, ECHO_ONLY, Case, CaseContext, CaseRun
 from hubbub.websocket.frames import OP_BINARY, OP_CONTINUATION, OP_TEXT
 
 MB = 1 << 20
@@ -22,6 +25,12 @@ ECHO = "The message comes back unchanged (or a close 1009: the server's limit, I
 #: Closes that announce a limit of the server's own: 1009 (too big), 1008 (policy: Node's
 #: ws, for one, caps the number of fragments of a message).
 LIMIT_CODES = (1009, 1008)
+#: Centrifugo mode: also 3013, a client protocol's command rate limit.
+RATE_LIMITED = 3013
+
+
+def _limit_codes(ctx: CaseContext) -> tuple[int, ...]:
+    return (*LIMIT_CODES, RATE_LIMITED) if ctx.options.mode == CENTRIFUGO else LIMIT_CODES
 
 
 def _budget(size: int) -> float:
@@ -38,12 +47,14 @@ def _big(
 ) -> CaseRun:
     async def run(ctx: CaseContext) -> None:
         ws = ctx.ws
-        payload = _fill(size, binary)
+        content = _fill(size, binary)
+        answer = ctx.probe.binary(content) if binary else ctx.probe.text(content)
+        payload = answer.payload  # the content itself, or a command carrying it
         opcode = OP_BINARY if binary else OP_TEXT
         started = time.monotonic()
         if fragment is not None:
-            count = max(1, -(-size // fragment))
-            ws.wire.add(">", f"(a {size}-byte message in {count} fragments of {fragment})")
+            count = max(1, -(-len(payload) // fragment))
+            ws.wire.add(">", f"(a {len(payload)}-byte message in {count} fragments of {fragment})")
             frames = []
             for index in range(count):
                 piece = payload[index * fragment : (index + 1) * fragment]
@@ -55,8 +66,7 @@ def _big(
         else:
             ws.send_frame(payload, opcode=opcode)
         await ws.drain()
-        answer = ctx.probe.binary(payload) if binary else ctx.probe.text(payload)
-        if await ctx.expect_answer(answer, within=_budget(size), limit_codes=LIMIT_CODES):
+        if await ctx.expect_answer(answer, within=_budget(size), limit_codes=_limit_codes(ctx)):
             seconds = time.monotonic() - started
             rate = 2 * size / MB / max(seconds, 1e-6)
             ctx.note(f"round trip {seconds * 1000:.0f} ms ({rate:.1f} MB/s both ways)")
@@ -67,12 +77,12 @@ def _big(
 
 def _round_trips(size: int, binary: bool, count: int = 1000) -> CaseRun:
     async def run(ctx: CaseContext) -> None:
-        payload = _fill(size, binary)
-        answer = ctx.probe.binary(payload) if binary else ctx.probe.text(payload)
+        content = _fill(size, binary)
+        answer = ctx.probe.binary(content) if binary else ctx.probe.text(content)
         started = time.monotonic()
         for index in range(count):
-            ctx.ws.send_frame(payload, opcode=answer.opcode, log=index < 3)
-            if not await ctx.expect_answer(answer, log=index < 3):
+            ctx.ws.send_frame(answer.payload, opcode=answer.opcode, log=index < 3)
+            if not await ctx.expect_answer(answer, log=index < 3, limit_codes=_limit_codes(ctx)):
                 ctx.note(f"after {index} round trips")
                 break
         else:
@@ -120,5 +130,6 @@ def group10() -> list[Case]:
 
 
 def _serial(case: Case, *, limit: float) -> Case:
-    return Case(case.id, case.description, case.expectation, case.run, modes=ECHO_ONLY,
-                serial=True, limit=limit)  # fmt: skip
+    binary = case.description.startswith(("Binary", "1000 binary"))
+    return Case(case.id, case.description, case.expectation, case.run,
+                modes=ECHO_ONLY if binary else BOTH, serial=True, limit=limit)  # fmt: skip

@@ -110,7 +110,10 @@ async def run_case(case: Case, options: AuditOptions, target: AuditTarget) -> Ca
 
 async def run_audit(options: AuditOptions, progress: Progress | None = None) -> list[CaseResult]:
     """Run every selected case; results in catalog order."""
-    target = AuditTarget(options.url)
+    try:
+        target = AuditTarget(options.url, ca=options.ca)
+    except ValueError as exc:
+        raise AuditError(str(exc)) from None
     if not target.loopback and not options.allow_remote:
         raise AuditError(
             f"{target.host} is not a loopback address: the audit opens many connections and "

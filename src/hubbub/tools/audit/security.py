@@ -100,7 +100,7 @@ async def _slowloris(ctx: CaseContext) -> None:
     request = client_request(target.host_header, target.path, new_key(), origin=target.origin)
 
     async def dribble() -> float | None:
-        reader, writer = await asyncio.open_connection(target.host, target.port)
+        reader, writer = await target.open_stream()
         started = time.monotonic()
         try:
             for byte in request[:-2]:  # never the final CRLF: the head stays incomplete
