@@ -16,10 +16,17 @@ actions (publish through the API, open raw WebSockets) between them::
 
 Every command waits at most ``within`` seconds and fails with what the browser
 reported. Pages are named (``page="second"``) to drive several at once.
+
+A page can also talk to the test: what it passes to ``window.hubbubEmit`` is read
+with ``browser.page_events(page)`` (``PageEvents``: ``next``, ``request``,
+``events``, the interface of ``EventProcess``), so a test written for a Node
+driver runs a page unchanged (tests/js/browser_client.html runs the same
+scenario.mjs as tests/js/client.mjs).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import AsyncIterator
@@ -28,7 +35,14 @@ from typing import Any
 
 import pytest
 
-from tests.sdk_helpers import JS_DIR, Event, EventProcess, install_js_dependencies
+from tests.sdk_helpers import (
+    DEFAULT_TIMEOUT,
+    JS_DIR,
+    Event,
+    EventFilter,
+    EventProcess,
+    install_js_dependencies,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 SCRIPT = JS_DIR / "browser.mjs"
@@ -95,6 +109,10 @@ class Browser:
         await self.do("screenshot", **fields)
         return path
 
+    def page_events(self, page: str = "main") -> PageEvents:
+        """What ``page`` sends through ``window.hubbubEmit``, and commands to it."""
+        return PageEvents(self, page)
+
     def errors(self) -> list[Event]:
         """Console errors and uncaught exceptions of every page so far."""
         return [
@@ -108,6 +126,50 @@ class Browser:
         """No page logged an error (except messages containing one of ``allow``)."""
         bad = [e for e in self.errors() if not any(a in e.get("text", "") for a in allow)]
         assert not bad, json.dumps(bad, indent=1)
+
+
+class PageEvents:
+    """A page's ``window.hubbubEmit`` values as events, and commands to its
+    ``window.hubbubCommand``: what ``EventProcess`` offers for a Node driver."""
+
+    def __init__(self, browser: Browser, page: str) -> None:
+        self.browser = browser
+        self.page = page
+        self._ids = itertools.count(1)
+
+    @property
+    def events(self) -> list[Event]:
+        """Everything the page emitted, in order."""
+        return [
+            e["data"]
+            for e in self.browser.process.events
+            if e.get("event") == "page_event" and e.get("page") == self.page
+        ]
+
+    async def next(
+        self, name: str, *, where: EventFilter | None = None, within: float = DEFAULT_TIMEOUT
+    ) -> Event:
+        """The oldest event ``name`` of the page not returned yet (matching ``where``)."""
+
+        def match(event: Event) -> bool:
+            data = event.get("data")
+            return (
+                event.get("page") == self.page
+                and isinstance(data, dict)
+                and data.get("event") == name
+                and (where is None or where(data))
+            )
+
+        found = await self.browser.process.next("page_event", where=match, within=within)
+        data: Event = found["data"]
+        return data
+
+    async def request(self, cmd: str, *, within: float = DEFAULT_TIMEOUT, **fields: Any) -> Event:
+        """Hand command ``cmd`` to the page; its result event (matched by a fresh id)."""
+        command_id = next(self._ids)
+        command = json.dumps({"cmd": cmd, "id": command_id, **fields})
+        await self.browser.eval(f"window.hubbubCommand({command})", page=self.page)
+        return await self.next(cmd, where=lambda e: e.get("id") == command_id, within=within)
 
 
 @pytest.fixture

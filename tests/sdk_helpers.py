@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from centrifuge import (
@@ -209,6 +209,22 @@ class EventProcess:
             await asyncio.wait_for(
                 asyncio.gather(*self._tasks, return_exceptions=True), DEFAULT_TIMEOUT
             )
+
+
+class ScenarioEvents(Protocol):
+    """What a test reads a driven SDK through: an ``EventProcess`` (Node) or a page
+    (tests/browser.py's ``PageEvents``)."""
+
+    @property
+    def events(self) -> list[Event]: ...
+
+    async def next(
+        self, name: str, *, where: EventFilter | None = None, within: float = DEFAULT_TIMEOUT
+    ) -> Event: ...
+
+    async def request(
+        self, cmd: str, *, within: float = DEFAULT_TIMEOUT, **fields: Any
+    ) -> Event: ...
 
 
 class PythonSubscriber:

@@ -23,8 +23,8 @@ from hubbub.config.loader import load_config
 from hubbub.engines.factory import engine_from_config
 from hubbub.errors import ConfigError
 from hubbub.hub.hub import Hub
+from hubbub.hub.tracing import QUEUE_LIMIT, Watch
 from hubbub.server.run import start
-from hubbub.server.trace import QUEUE_LIMIT, Watch
 from tests.conftest import API_KEY, DEFAULT_CONFIG, RunningServer, ServerFactory, merge
 from tests.redis_fixtures import RedisProcess, free_port, own_redis  # noqa: F401 (fixture)
 from tests.wsclient import connected_client

@@ -9,6 +9,7 @@ to one node and the HTTP API is called on the other. Node processes and
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -241,3 +242,42 @@ def test_registry_forgets_a_node_that_stops_announcing() -> None:
     now[0] += 0.2
     assert registry.live() == []
     assert registry.update(NodeInfo(uid="n1", name="n1", version="v"))  # back: new again
+
+
+async def test_traces_are_followed_on_other_nodes_under_a_lease(
+    redis_nodes: NodeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hubbub.hub import tracing
+
+    monkeypatch.setattr(tracing, "ANNOUNCE_INTERVAL", 0.2)  # renewals
+    monkeypatch.setattr(tracing, "NODE_TTL", 0.8)  # the lease
+    a, b = await two_nodes(redis_nodes)
+    assert b.hub.tracer.statistics() == {"watching": 0, "following": 0, "observing": False}
+
+    async def b_follows(count: int) -> bool:
+        return b.hub.tracer.statistics()["following"] == count
+
+    watch = await a.hub.tracer.watch(user="erin")
+    await eventually(lambda: b_follows(1))
+    assert b.hub.tracer.statistics()["observing"] is True
+    async with connected_client(b.ws_url, b.token("erin")) as erin:
+        seen: list[dict[str, Any]] = []
+        async with asyncio.timeout(5):
+            while not any(e["kind"] == "connect" for e in seen):
+                seen.append(json.loads(await watch.queue.get() or b"{}"))
+        [connect] = [e for e in seen if e["kind"] == "connect"]
+        assert (connect["client"], connect["node"]) == (erin.client_id, b.hub.node_id)
+    await asyncio.sleep(1.5)  # past the lease: renewed meanwhile
+    assert await b_follows(1)
+    await a.hub.tracer.unwatch(watch)  # withdrawn: B stops at once
+    await eventually(lambda: b_follows(0), within=2.0)
+    assert b.hub.tracer.statistics()["observing"] is False
+
+    # A node that dies without a word: its traces lapse on the others.
+    await a.hub.tracer.watch(user="frank")
+    await eventually(lambda: b_follows(1))
+    renewer = a.hub.tracer._renewer
+    assert renewer is not None
+    renewer.cancel()  # no more renewals, as if node A were killed
+    await eventually(lambda: b_follows(0), within=3.0)
+    assert b.hub.tracer.statistics()["observing"] is False

@@ -28,6 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hubbub.hub.counters import SentCounts
 from hubbub.hub.delivery import Delivery
 from hubbub.hub.transport import Shared
 from hubbub.protocol.codec import JSON
@@ -73,6 +74,8 @@ class FakeSession:
         self.subscriptions: dict[str, object] = {}
         self.closed = False
         self.transport = RecordingTransport(backlog)
+        self.transport_name = "websocket"
+        self.transport_apart = False
 
     def __repr__(self) -> str:
         return f"<{self.name}>"
@@ -132,11 +135,11 @@ class Harness:
     def send(self, session: FakeSession, data: bytes) -> None:
         """``Session.send``."""
         if not session.closed:
-            self.delivery.send(_s(session), data)
+            self.delivery.send(_s(session), data, "publish")
 
     def fanout(self, sessions: Iterable[FakeSession], data: bytes) -> None:
         """``Hub._push_join_leave``: live (so open) sessions only."""
-        self.delivery.fanout([_s(s) for s in sessions if not s.closed], data)
+        self.delivery.fanout([_s(s) for s in sessions if not s.closed], data, "push_join")
 
     def close(self, session: FakeSession) -> None:
         """``Session.close(flush=True)`` then ``Hub.forget_session``."""
@@ -540,3 +543,41 @@ async def test_order_across_channels(then: str) -> None:
     harness.flush()
     want = [b"p1", b"p2", b"p3"] + ([b"r1"] if then == "send" else [])
     assert a.transport.messages() == want
+
+
+class ApartTransport(RecordingTransport):
+    """A transport other than the WebSocket: it counts its shared writes itself, as
+    server/streamconn.py's does (delivery.py Rule 6)."""
+
+    def __init__(self, sent: SentCounts) -> None:
+        super().__init__()
+        self.sent = sent
+
+    def write_shared(self, shared: Shared) -> int:
+        self.sent.add_apart("sse", "push_publication", shared.messages, shared.message_bytes)
+        return super().write_shared(shared)
+
+
+async def test_sent_messages_by_transport_and_frame_type() -> None:
+    harness = Harness()
+    websocket, sse = FakeSession("websocket"), FakeSession("sse")
+    sse.transport = ApartTransport(harness.delivery.sent)
+    sse.transport_name, sse.transport_apart = "sse", True
+    harness.join(websocket, "ch")
+    harness.join(sse, "ch")
+    harness.broadcast("ch", b"p1")
+    harness.broadcast("ch", b"p22")
+    harness.send(websocket, b"r1")  # takes its share of the batch into its outbox first
+    harness.fanout([websocket], b"j1")
+    harness.flush()
+    assert websocket.transport.messages() == [b"p1", b"p22", b"r1", b"j1"]
+    assert sse.transport.writes == [("shared", b"p1\np22")]  # the channel's shared frame
+    harness.fanout([websocket, sse], b"j2")
+    harness.flush()
+    assert harness.delivery.sent.by_transport() == [  # (transport, frame type, n, bytes)
+        ("sse", "push_join", 1, 2),
+        ("sse", "push_publication", 2, 5),
+        ("websocket", "publish", 1, 2),
+        ("websocket", "push_join", 2, 4),
+        ("websocket", "push_publication", 2, 5),
+    ]

@@ -459,7 +459,7 @@ async def test_16_outbox_and_transport_buffer_are_one_limit() -> None:
         client = await connected(hub)
         taken(client)
         client.frames.append(b"x" * 600)  # written, not read by the peer
-        client.session.send(b'"' + b"y" * 500 + b'"')
+        client.session.send(b'"' + b"y" * 500 + b'"', "push_message")
         # refused when queued: 1,100 bytes would be pending (never up to twice the limit)
         assert client.session.closed
         await settle(hub)

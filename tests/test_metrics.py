@@ -10,6 +10,7 @@ and any parse error, fails the test.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 import subprocess
@@ -128,6 +129,9 @@ async def test_counters_move_as_expected(start_server: ServerFactory) -> None:
         assert delta("centrifugo_transport_connect_count", transport="websocket") == 2
         sent = "centrifugo_node_messages_sent_count"
         assert delta(sent, type="publication", channel_namespace="chat") == 5
+        assert delta(sent, type="join", channel_namespace="chat") == 2  # alice's and bob's
+        assert delta(sent, type="leave", channel_namespace="chat") == 2  # bob gone, alice left
+        assert value(after, "centrifugo_node_num_nodes") == 1  # the memory engine: this one
         received = "centrifugo_node_messages_received_count"
         assert delta(received, type="publication", channel_namespace="") == 5
         assert delta(received, type="join", channel_namespace="") == 2
@@ -148,15 +152,25 @@ async def test_counters_move_as_expected(start_server: ServerFactory) -> None:
         assert value(after, duration, method="publish", channel_namespace="", quantile="0.5") > 0
         histogram = "hubbub_client_command_duration_seconds"
         assert delta(f"{histogram}_bucket", method="publish", le="+Inf") == 4
-        # 5 publications reached two subscribers each, plus joins, leaves, replies...
-        written = sum(
-            delta("centrifugo_transport_messages_sent", **labels)
-            for labels in (
-                {"transport": "websocket", "frame_type": kind, "channel_namespace": ""}
-                for kind in ("push_publication", "reply_or_push")
-            )
-        )
-        assert written >= 10 + 7  # publications, plus one reply per command with an id
+
+        # By Centrifugo's frame types: pushes by kind, replies by their command's method.
+        def sent(kind: str) -> float:
+            labels = {"transport": "websocket", "frame_type": kind, "channel_namespace": ""}
+            return delta("centrifugo_transport_messages_sent", **labels)
+
+        assert sent("push_publication") == 10  # 5 publications, 2 subscribers each
+        for method, count in (("connect", 2), ("subscribe", 2), ("publish", 4)):
+            assert sent(method) == count, method  # the 4th: bob's error reply
+        assert sent("push_join") >= 1 and sent("push_leave") >= 1  # bob's, to alice
+        assert sent("push_unsubscribe") == 1  # the API's, to alice
+        assert sent("reply_or_push") == 0  # no such frame type any more
+        size = "centrifugo_transport_messages_sent_size"
+        labels = {
+            "transport": "websocket",
+            "frame_type": "push_publication",
+            "channel_namespace": "",
+        }
+        assert delta(size, **labels) > 10 * 10
         assert delta("hubbub_transport_frames_written_total") >= 1
         assert delta("hubbub_api_calls_total", method="publish") == 2
         assert delta("hubbub_api_calls_total", method="disconnect") == 1
@@ -215,3 +229,50 @@ def test_summary_quantiles_from_buckets() -> None:
     assert 0 < histogram.quantile(0.5) <= 0.001
     assert 0.01 < histogram.quantile(0.99) <= 0.1
     assert histogram.cumulative()[-1] == (float("inf"), 100)
+
+
+async def test_messages_are_labelled_by_their_transport(start_server: ServerFactory) -> None:
+    """A uni_http_stream client and a WebSocket client on one channel: each transport's
+    messages under its own name, as Centrifugo labels them."""
+    server = await start_server({**METRICS, "uni_http_stream": {"enabled": True}})
+    channel = "chat:mixed"
+    url = f"{server.http_url}/metrics"
+    before = parse(await scrape(url))
+    token = server.token("streamer", channels=[channel])
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{server.http_url}/connection/uni_http_stream", json={"token": token}) as stream,
+        connected_client(server.ws_url, server.token("ws"), channels=(channel,)) as ws,
+    ):
+        lines = stream.content
+        assert "connect" in json.loads(await lines.readline())
+        for n in range(3):
+            assert "result" in await api(server, "publish", {"channel": channel, "data": {"n": n}})
+        got = []
+        while len(got) < 3:
+            message = json.loads(await asyncio.wait_for(lines.readline(), 5))
+            if "pub" in message:
+                got.append(message["pub"]["data"]["n"])
+        assert got == [0, 1, 2]
+        for _ in range(3):
+            await ws.push(channel, "pub")
+        after = parse(await scrape(url))
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    def sent(transport: str, kind: str) -> float:
+        labels = {"transport": transport, "frame_type": kind, "channel_namespace": ""}
+        return delta("centrifugo_transport_messages_sent", **labels)
+
+    assert sent("uni_http_stream", "push_publication") == 3
+    assert sent("websocket", "push_publication") == 3
+    assert sent("uni_http_stream", "connect") == 1  # its connect result (a push for it)
+    assert sent("websocket", "connect") == 1
+    assert delta("centrifugo_transport_connect_count", transport="uni_http_stream") == 1
+    received = "centrifugo_transport_messages_received"
+    labels = {"frame_type": "connect", "channel_namespace": ""}
+    assert delta(received, transport="uni_http_stream", **labels) == 1
+    assert delta(received, transport="websocket", **labels) == 1
+    size = "centrifugo_transport_messages_received_size"
+    assert delta(size, transport="uni_http_stream", frame_type="", channel_namespace="") > 0

@@ -16,10 +16,12 @@ server refreshes connections and subscriptions at expiry (client told
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 from centrifuge import (
     Client,
@@ -112,6 +114,26 @@ async def test_connect_without_token_gets_the_backends_user(
         assert headers["content-type"] == "application/json"
     else:  # per-call credentials are gRPC metadata
         assert headers["x-proxy-key"] == "k1"
+
+
+async def test_requests_name_the_clients_transport(
+    start_server: ServerFactory, backend: Backend
+) -> None:
+    """Not "websocket" for everyone: a uni_http_stream client's connect says so."""
+    server = await start_server({**proxy_config(backend), "uni_http_stream": {"enabled": True}})
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{server.http_url}/connection/uni_http_stream", json={}, headers=cookie("uma")
+        ) as stream,
+    ):
+        connect = json.loads(await asyncio.wait_for(stream.content.readline(), TIMEOUT))
+        client_id = connect["connect"]["client"]
+    [entry] = [e for e in await backend.requests("connect") if e["request"]["client"] == client_id]
+    assert (entry["request"]["transport"], entry["request"]["protocol"]) == (
+        "uni_http_stream",
+        "json",
+    )
 
 
 async def test_connect_result_shapes_the_connection(server: RunningServer) -> None:

@@ -145,6 +145,28 @@ def error_key(data: dict[str, Any]) -> str:
             {"webhooks": {"enabled": True, "endpoint": HTTP, "secret": "s" * 32, "events": ["x"]}},
             "webhooks.events[0]",
         ),
+        (
+            {
+                "webhooks": {
+                    "enabled": True,
+                    "endpoint": HTTP,
+                    "secret": "s" * 32,
+                    "queue_max_length": 0,
+                }
+            },
+            "webhooks.queue_max_length",
+        ),
+        (
+            {
+                "webhooks": {
+                    "enabled": True,
+                    "endpoint": HTTP,
+                    "secret": "s" * 32,
+                    "queue_max_age": "-1s",
+                }
+            },
+            "webhooks.queue_max_age",
+        ),
     ],
 )
 def test_configuration_errors_name_the_key(data: dict[str, Any], key: str) -> None:

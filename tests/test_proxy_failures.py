@@ -94,6 +94,7 @@ async def server(
             "proxies": proxies,
             "channel": {"namespaces": namespaces},
             "rpc": {"namespaces": [{"name": "gr", "proxy_enabled": True, "proxy_name": "grpc"}]},
+            "prometheus": {"enabled": True},
         }
     )
 
@@ -211,3 +212,40 @@ async def test_a_burst_of_failures_is_summed_up_not_logged_one_by_one(
     # 20 failures in well under the 1 s log interval: one line (the next one, if
     # any, would carry the count of those not logged).
     assert len(proxy_lines(caplog)) == 1
+
+
+async def test_proxy_calls_errors_and_durations_are_counted(server: RunningServer) -> None:
+    from tests.test_metrics import parse, promtool, scrape
+
+    async with connected_client(server.ws_url, server.token("u")) as client:
+        await client.result("subscribe", {"channel": "ok:room"})
+        await client.result("subscribe", {"channel": "ok:again"})
+        assert (await client.error("subscribe", {"channel": "down:room"})) == INTERNAL
+        assert (await client.error("subscribe", {"channel": "mapped:room"}))["code"] == 4404
+        await client.result("rpc", {"method": "gr:sum", "data": {"a": 1, "b": 2}})
+        assert (await client.error("rpc", {"method": "gr:crash", "data": {}})) == INTERNAL
+    text = await scrape(f"{server.http_url}/metrics")
+    promtool(text)
+    samples = parse(text)
+
+    def of(family: str, protocol: str, kind: str, proxy: str) -> float:
+        labels = frozenset({"protocol": protocol, "type": kind, "name": proxy}.items())
+        return samples.get((family, labels), 0.0)
+
+    expected = {  # (protocol, type, name): (calls, errors)
+        ("http", "subscribe", "ok"): (2, 0),
+        ("http", "subscribe", "down"): (1, 1),  # nothing listens: no usable answer
+        ("http", "subscribe", "mapped"): (1, 0),  # a configured answer, not a failure
+        ("grpc", "rpc", "grpc"): (2, 1),  # gr:crash: the backend aborted the call
+    }
+    for (protocol, kind, proxy), (calls, errors) in expected.items():
+        labels = (protocol, kind, proxy)
+        assert of("hubbub_proxy_calls_total", *labels) == calls, labels
+        assert of("centrifugo_proxy_duration_seconds_count", *labels) == calls, labels
+        assert of("centrifugo_proxy_duration_seconds_histogram_count", *labels) == calls
+        assert of("centrifugo_proxy_errors", *labels) == errors, labels
+        assert of("centrifugo_proxy_inflight_requests", *labels) == 0, labels
+        assert of("centrifugo_proxy_duration_seconds_sum", *labels) > 0, labels
+    bucket = "centrifugo_proxy_duration_seconds_histogram_bucket"
+    labels = {"protocol": "http", "type": "subscribe", "name": "ok", "le": "+Inf"}
+    assert samples[bucket, frozenset(labels.items())] == 2

@@ -9,8 +9,8 @@ duplicated or reordered.
 
 Modes: centrifuge-js (Node) over ``http_stream`` and over ``sse`` only (the
 bidirectional emulation, commands through ``/emulation``), and its Protobuf
-build over ``http_stream``; the WebSocket modes of both SDKs are in the same
-table once the WebSocket door negotiates Protobuf.
+build over ``http_stream``, and the WebSocket modes of both SDKs (JSON and
+Protobuf). The same scenario runs in headless Chromium in test_browser_sdk.py.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from centrifuge import (
 )
 
 from tests.conftest import RunningServer, ServerFactory
-from tests.sdk_helpers import DeliveryReport, EventProcess, PythonSubscriber
+from tests.sdk_helpers import DeliveryReport, EventProcess, PythonSubscriber, ScenarioEvents
 from tests.test_sdk_js import CLIENT_SCRIPT, JS_DIR, js_dependencies, ok
 
 __all__ = ["js_dependencies"]  # the module fixture that installs tests/js
@@ -64,10 +64,10 @@ def js_transports(server: RunningServer, mode: str) -> dict[str, Any]:
     }
 
 
-@contextlib.asynccontextmanager
-async def js_client(
+def js_scenario(
     server: RunningServer, mode: str, channel: str, token: str, *, delta: str | None = None
-) -> AsyncIterator[EventProcess]:
+) -> dict[str, Any]:
+    """The scenario (tests/js/client.mjs's fields) of one mode, for Node or a browser."""
     scenario: dict[str, Any] = {
         **js_transports(server, mode),
         "name": f"js-{mode}",
@@ -78,6 +78,14 @@ async def js_client(
     }
     if delta is not None:
         scenario["delta"] = delta
+    return scenario
+
+
+@contextlib.asynccontextmanager
+async def js_client(
+    server: RunningServer, mode: str, channel: str, token: str, *, delta: str | None = None
+) -> AsyncIterator[EventProcess]:
+    scenario = js_scenario(server, mode, channel, token, delta=delta)
     process = await EventProcess.start(
         "node", str(CLIENT_SCRIPT), json.dumps(scenario), cwd=JS_DIR, label=f"js-{mode}"
     )
@@ -87,7 +95,7 @@ async def js_client(
         await process.close({"cmd": "exit"})
 
 
-async def run_scenario(server: RunningServer, js: EventProcess, channel: str, mode: str) -> None:
+async def run_scenario(server: RunningServer, js: ScenarioEvents, channel: str, mode: str) -> None:
     connected = await js.next("connected", within=10)
     expected_transport = mode.partition("+")[0]
     assert connected["transport"] == expected_transport

@@ -37,6 +37,8 @@ from tests.redis_fixtures import (  # noqa: F401 (fixtures)
 )
 from tests.wsclient import connected_client
 
+METRICS = {"prometheus": {"enabled": True}}
+
 ROOT = Path(__file__).parents[1]
 SECRET = "webhook-test-secret-of-enough-length"
 EVERYTHING = ["connect", "disconnect", "occupied", "vacated", "join", "leave", "publication"]
@@ -383,3 +385,121 @@ async def _wait_accepted(
         if loop.time() > deadline:
             raise AssertionError(f"{key} lacks {wanted - found}")
         await asyncio.sleep(0.05)
+
+
+# --- the queue's bounds: a receiver that stays down ------------------------------------
+
+
+async def _scrape_dropped(server: Any) -> dict[str, float]:
+    from tests.test_metrics import parse, scrape, value
+
+    samples = parse(await scrape(f"{server.http_url}/metrics"))
+    return {
+        reason: value(samples, "hubbub_webhook_events_dropped_total", reason=reason)
+        for reason in ("max_pending", "queue_max_length", "queue_max_age")
+    } | {"queued": value(samples, "hubbub_webhook_events_queued")}
+
+
+async def test_redis_stream_is_bounded_while_the_receiver_is_down(
+    start_server: ServerFactory,
+    receiver: Receiver,
+    redis_server: RedisProcess,  # noqa: F811 (the fixture)
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    prefix = f"whb-{uuid.uuid4().hex[:8]}"
+    bounded = webhooks(receiver, events=["connect"], queue_max_length=5)
+    config = merge(merge(redis_config(redis_server, prefix), bounded), METRICS)
+    server = await start_server(config)
+    stream = aioredis.Redis.from_url(redis_server.url)
+    key = f"{prefix}.webhooks.stream"
+    receiver.kill()
+    lengths = []
+    try:
+        for i in range(12):
+            async with connected_client(server.ws_url, server.token(f"b{i}")):
+                pass
+            if i == 0:  # b0 alone is the batch being posted (and failing) meanwhile
+                await _post_failed(caplog)
+            await _eventually(
+                lambda i=i: server.hub.webhooks.dropped["queue_max_length"] >= i - 4,
+                f"connect b{i} accepted",
+            )
+            lengths.append(await stream.xlen(key))
+        entries = await stream.xrange(key)
+    finally:
+        await stream.aclose()
+    # Never more than 5 entries; the 7 oldest were dropped, and the 5 newest wait.
+    assert max(lengths) <= 5 and lengths[-1] == 5, lengths
+    assert [json.loads(f[b"e"])["user"] for _, f in entries] == [f"b{i}" for i in range(7, 12)]
+    assert server.hub.webhooks.dropped == {"queue_max_length": 7}
+    scraped = await _scrape_dropped(server)
+    assert scraped == {"max_pending": 0, "queue_max_length": 7, "queue_max_age": 0, "queued": 5}
+    # Loud, once for the burst (not once per event), no traceback.
+    drops = [r for r in caplog.records if "DROPPED" in r.getMessage()]
+    assert len(drops) == 1 and drops[0].levelno == logging.ERROR, drops
+    assert "webhooks.queue_max_length" in drops[0].getMessage()
+    assert all(r.exc_info is None for r in caplog.records)
+    # The receiver is back: what was kept arrives; what was dropped does not (except
+    # b0, if it was the batch being posted when it was dropped: documented).
+    await receiver.start()
+    events = await receiver.wait_for(
+        lambda e: {x["user"] for x in e} >= {f"b{i}" for i in range(7, 12)}, "the kept events"
+    )
+    assert {e["user"] for e in events} - {"b0"} == {f"b{i}" for i in range(7, 12)}
+
+
+async def test_old_events_are_dropped_by_age(
+    start_server: ServerFactory,
+    receiver: Receiver,
+    redis_server: RedisProcess,  # noqa: F811 (the fixture)
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    prefix = f"wha-{uuid.uuid4().hex[:8]}"
+    aged = webhooks(receiver, events=["connect"], queue_max_age="1s")
+    server = await start_server(merge(redis_config(redis_server, prefix), aged))
+    receiver.kill()
+    for i in range(3):
+        async with connected_client(server.ws_url, server.token(f"old{i}")):
+            pass
+        if i == 0:  # old0 alone is the batch being posted (and failing) meanwhile
+            await _post_failed(caplog)
+    # Trimmed by the heartbeat (every claim_after / 4) once they are a second old.
+    await _eventually(
+        lambda: server.hub.webhooks.dropped["queue_max_age"] >= 2, "old events dropped", 10.0
+    )
+    await receiver.start()
+    async with connected_client(server.ws_url, server.token("fresh")):
+        pass
+    events = await receiver.wait_for(lambda e: of(e, "connect", user="fresh"), "the fresh one")
+    # old0 may have been in flight (posted again when the receiver came back).
+    assert {e["user"] for e in events} - {"old0"} == {"fresh"}
+
+
+async def _post_failed(caplog: pytest.LogCaptureFixture) -> None:
+    """Until hubbub logged that its POST failed (the receiver is down)."""
+    await _eventually(
+        lambda: any("POST to" in r.getMessage() for r in caplog.records), "a failed POST"
+    )
+
+
+async def test_memory_queue_is_bounded_too(
+    start_server: ServerFactory, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    server = await start_server(webhooks(receiver, events=["connect"], queue_max_length=3))
+    receiver.kill()
+    for i in range(8):
+        async with connected_client(server.ws_url, server.token(f"m{i}")):
+            pass
+        if i == 0:  # m0 alone is the batch being posted (and failing) meanwhile
+            await _post_failed(caplog)
+    await _eventually(
+        lambda: server.hub.webhooks.dropped["queue_max_length"] == 5, "5 dropped", 10.0
+    )
+    assert server.hub.webhooks.queue.queued == 3  # one in flight, the two newest waiting
+    await receiver.start()
+    await receiver.wait_for(lambda e: len(e) >= 3, "the kept events")
+    await asyncio.sleep(0.3)
+    assert [e["user"] for e in receiver.events()] == ["m0", "m6", "m7"]

@@ -147,6 +147,10 @@ async def test_two_workers_share_port_channels_and_stop_on_sigterm(
                 clients.append(await connect(http, node.ws_url))
             nodes = {n for _, n in clients}
             assert len(nodes) == 2, nodes
+            # Both serve; what is served was printed once, not once per worker.
+            served = [line for line in node.log().splitlines() if "serving on" in line]
+            assert len(served) == 1 and served[0].endswith("/ (2 workers)"), node.log()
+            assert node.log().count("  websocket   ws://") == 1
             for ws, _ in clients:
                 await ws.send_str(json.dumps({"id": 2, "subscribe": {"channel": CHANNEL}}))
                 await reply_to(ws, 2)

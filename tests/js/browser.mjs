@@ -28,6 +28,10 @@
  * "type", "text"} for the pages' console errors and warnings and {"event":
  * "pageerror", "page", "text"} for uncaught exceptions, so a test can require none.
  * The browser runs with a fresh profile directory, removed at exit.
+ *
+ * A page may talk to the test itself: every page has `window.hubbubEmit(value)`, which
+ * arrives as {"event": "page_event", "page", "data": value} in the order the page called
+ * it (tests/browser.py's PageEvents reads them; browser_client.html runs scenario.mjs so).
  */
 
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -72,6 +76,8 @@ async function page(name, create = false) {
       }
     });
     found.on('pageerror', (error) => emit('pageerror', { page: name, text: String(error) }));
+    // Before any navigation, so that the page's scripts find it at once.
+    await found.exposeFunction('hubbubEmit', (data) => emit('page_event', { page: name, data }));
     pages.set(name, found);
   }
   if (!found) throw new Error(`no page ${JSON.stringify(name)}: open it first`);

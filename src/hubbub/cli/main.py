@@ -151,7 +151,8 @@ def _serve(args: argparse.Namespace) -> int:
     def ready(port: int) -> None:
         host = config.http_server.address or "0.0.0.0"
         scheme = "https" if config.http_server.tls.enabled else "http"
-        lines = [f"hubbub {__version__} serving on {scheme}://{host}:{port}/"]
+        processes = f" ({workers} workers)" if workers > 1 else ""
+        lines = [f"hubbub {__version__} serving on {scheme}://{host}:{port}/{processes}"]
         lines += [f"  {what:<11} {url}" for what, url in served_urls(config, port)]
         print("\n".join(lines), flush=True)
 

@@ -163,3 +163,7 @@ class WebhooksConfig:
     # Limits
     batch_max_size: int = 100  # events per POST
     max_pending: int = 100_000  # events waiting in memory for Redis; more are dropped (logged)
+    # Accepted events waiting for delivery (the Redis stream, or the memory queue) while
+    # the receiver is down: beyond this many, the oldest are dropped (logged, counted) ...
+    queue_max_length: int = 1_000_000
+    queue_max_age: float = 0.0  # ... and those older than this (0: no age limit)

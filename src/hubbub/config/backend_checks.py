@@ -296,6 +296,12 @@ def _check_webhooks(config: Config, warnings: list[str]) -> None:
         raise ConfigError("webhooks.batch_max_size", "must be at least 1")
     if hooks.max_pending < 1:
         raise ConfigError("webhooks.max_pending", "must be at least 1")
+    if hooks.queue_max_length < 1:
+        raise ConfigError(
+            "webhooks.queue_max_length", "must be at least 1 (the queue is always bounded)"
+        )
+    if hooks.queue_max_age < 0:
+        raise ConfigError("webhooks.queue_max_age", "must be 0 (no age limit) or more")
     for name in ("timeout", "retry_min_delay", "retry_max_delay", "claim_after"):
         if getattr(hooks, name) <= 0:
             raise ConfigError(f"webhooks.{name}", "must be more than 0")

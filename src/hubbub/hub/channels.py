@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from hubbub.hub.counters import PUSH_JOIN, PUSH_LEAVE, PUSH_PUBLICATION
 from hubbub.hub.deltas import DeltaFrames
 from hubbub.protocol.codec import Codec, encode_publication_push
 from hubbub.protocol.messages import Publication, Push, StreamPosition
@@ -146,7 +147,8 @@ class ChannelTable:
         codec = session.codec
         for offset, frame, publication in pending:
             if (offset == 0 or offset > live_from) and publication is not None:
-                session.send(_pending_frame(subscription, codec, name, frame, publication))
+                pending_frame = _pending_frame(subscription, codec, name, frame, publication)
+                session.send(pending_frame, PUSH_PUBLICATION)
         if (
             subscription.positioned
             and entry.epoch
@@ -247,12 +249,17 @@ class ChannelTable:
                 keyed = entry.keyed.get(publication.key) if entry.keyed is not None else None
                 frames = DeltaFrames(channel, publication, keyed if as_delta else None)
             for session in entry.deltas:
-                session.send(frames.frame(session.codec, patch=True))
+                session.send(frames.frame(session.codec, patch=True), PUSH_PUBLICATION)
             return
         frames = DeltaFrames(channel, publication, entry.previous if as_delta else None)
+        count = size = 0  # counted once for the batch (counters Rule 4)
         for session, subscription in entry.deltas.items():
-            session.send(frames.frame(session.codec, patch=subscription.delta_ready))
+            frame = frames.frame(session.codec, patch=subscription.delta_ready)
+            session.send(frame, PUSH_PUBLICATION, batched=True)
+            count += 1
+            size += len(frame)
             subscription.delta_ready = True
+        self._delivery().sent.add(PUSH_PUBLICATION, count, size)
 
     @staticmethod
     def _keep_keyed(entry: ChannelEntry, publication: Publication) -> None:
@@ -282,6 +289,8 @@ class ChannelTable:
             return
         frames: dict[Codec, bytes] = {}
         delivery = self._delivery()
+        kind = PUSH_JOIN if push.join is not None else PUSH_LEAVE
+        count = size = 0  # counted once for the batch (counters Rule 4)
         for members in (entry.live, entry.deltas, entry.catching_up):
             for session, subscription in members.items():
                 if subscription.push_join_leave:
@@ -289,7 +298,10 @@ class ChannelTable:
                     frame = frames.get(codec)
                     if frame is None:
                         frame = frames[codec] = codec.push(push)
-                    delivery.send(session, frame)
+                    delivery.send(session, frame, kind, batched=True)
+                    count += 1
+                    size += len(frame)
+        delivery.sent.add(kind, count, size)
 
     def broker_lost(self, channels: Iterable[str]) -> None:
         """Events of ``channels`` may be lost: every subscription of them loses state."""

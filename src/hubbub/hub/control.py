@@ -17,10 +17,18 @@ it holds, hub/emulation.py).
 Rule 4: control is at most once (as Centrifugo's): a node that is away when an
 action is published does not apply it later; its clients reconnect and are
 subject to the action's cause (token, permission) like anyone.
+Rule 5: a live trace (the admin UI's) is cluster-wide: the node serving it asks
+every node to trace the channel or user too (``trace_start``, renewed every
+``ANNOUNCE_INTERVAL`` as a lease that lapses after ``NODE_TTL`` if the asker
+dies, withdrawn by ``trace_stop``), and they send their events back to that
+node alone (``trace_events``). What to trace and how is the ``TraceRelay``'s
+(hub/tracing.py); this module carries the messages.
 
 The messages are JSON objects with a ``kind`` (Centrifugo's control command
 kinds: node, shutdown, disconnect, unsubscribe, subscribe, refresh,
-survey_request, survey_response) and the ``sender`` node's uid.
+survey_request, survey_response; and hubbub's trace_start, trace_stop,
+trace_events) and the ``sender`` node's uid. Survey ops: ``channels`` (counts
+per channel) and ``connections`` (a user's connections, or all up to a limit).
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -42,6 +50,7 @@ from hubbub.protocol.messages import NO_DATA, StreamPosition
 
 if TYPE_CHECKING:
     from hubbub.hub.hub import Hub
+    from hubbub.hub.session import Session
 
 log = logging.getLogger("hubbub.control")
 
@@ -97,12 +106,37 @@ class RefreshUser(_Message, tag="refresh"):
 class SurveyRequest(_Message, tag="survey_request"):
     id: str
     op: str
-    data: msgspec.Raw = NO_DATA  # the question's arguments, when it has any
+    params: msgspec.Raw = NO_DATA  # the op's parameters (JSON), if it has any
 
 
 class SurveyResponse(_Message, tag="survey_response"):
     id: str
     data: msgspec.Raw
+
+
+class TraceStart(_Message, tag="trace_start"):
+    """Trace ``channel`` or ``user`` here too and send the events to the sender
+    (Rule 5); sent again while the trace lasts."""
+
+    id: str
+    channel: str = ""
+    user: str = ""
+
+
+class TraceStop(_Message, tag="trace_stop"):
+    id: str
+
+
+class TraceEvents(_Message, tag="trace_events"):
+    """Events of the trace ``id`` (each a JSON object), to the node that asked."""
+
+    id: str
+    events: list[msgspec.Raw]
+
+
+class ConnectionsParams(msgspec.Struct, omit_defaults=True):
+    user: str = ""
+    limit: int = 0
 
 
 ControlMessage = (
@@ -114,9 +148,40 @@ ControlMessage = (
     | RefreshUser
     | SurveyRequest
     | SurveyResponse
+    | TraceStart
+    | TraceStop
+    | TraceEvents
 )
 _decoder = msgspec.json.Decoder(ControlMessage)
 _encode = msgspec.json.encode
+
+
+class TraceRelay(Protocol):
+    """The traces of one node (hub/tracing.py's Tracer), as the control plane sees them."""
+
+    def remote_watch(self, trace_id: str, node: str, channel: str, user: str) -> None:
+        """Node ``node`` traces ``channel`` or ``user``: send it what happens here
+        (a new trace, or the renewal of one)."""
+
+    def remote_unwatch(self, trace_id: str) -> None:
+        """That trace ended."""
+
+    def remote_events(self, trace_id: str, events: list[msgspec.Raw]) -> None:
+        """Another node's events of this node's trace ``trace_id``."""
+
+
+def describe_connection(session: Session, node: str) -> dict[str, Any]:
+    """One connection as the ``connections`` API shows it (Centrifugo PRO's shape)."""
+    return {
+        "user": session.user,
+        "app_name": session.name,
+        "app_version": session.version,
+        "transport": session.transport_name,
+        "protocol": session.codec.name,
+        "addr": session.remote,
+        "node": node,
+        "channels": sorted(session.subscriptions),
+    }
 
 
 class _Survey:
@@ -141,6 +206,7 @@ class Control:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.registry = NodeRegistry()
+        self.tracing: TraceRelay | None = None  # set by the server when it serves traces
         self._surveys: dict[str, _Survey] = {}
         self._announcer: asyncio.Task[None] | None = None
 
@@ -253,15 +319,38 @@ class Control:
                 totals[name] = totals.get(name, 0) + count
         return totals
 
-    async def survey(self, op: str) -> list[msgspec.Raw]:
+    async def connections(self, user: str = "", limit: int = 0) -> dict[str, Any]:
+        """Connections of ``user`` (every connected one if "") on every node, by client
+        id; at most ``limit`` of them when it is more than 0."""
+        found = self.local_connections(user, limit)
+        params = msgspec.Raw(_encode(ConnectionsParams(user=user, limit=limit)))
+        for answer in await self.survey("connections", params):
+            found.update(msgspec.json.decode(answer, type=dict[str, dict[str, Any]]))
+        if limit > 0 and len(found) > limit:
+            found = dict(list(found.items())[:limit])
+        return found
+
+    def local_connections(self, user: str, limit: int) -> dict[str, Any]:
+        hub = self.hub
+        if user:
+            sessions = hub.sessions_of(user)
+        else:
+            sessions = [s for s in hub.sessions.values() if s.connected]
+        if limit > 0:
+            sessions = sessions[:limit]
+        return {s.client_id: describe_connection(s, hub.node_id) for s in sessions}
+
+    async def survey(self, op: str, params: msgspec.Raw = NO_DATA) -> list[msgspec.Raw]:
         """Ask every other live node ``op``; their answers (ClientError 100 on timeout)."""
         expected = self.registry.uids()
         if not expected:
             return []
-        answers = await self._ask(expected, SurveyRequest(sender=self.hub.node_id, id="", op=op))
+        answers = await self._ask(
+            expected, SurveyRequest(sender=self.hub.node_id, id="", op=op, params=params)
+        )
         return list(answers.values())
 
-    async def ask(self, node: str, op: str, data: msgspec.Raw) -> msgspec.Raw:
+    async def ask(self, node: str, op: str, params: msgspec.Raw) -> msgspec.Raw:
         """Ask the live node ``node`` alone (a survey of one, sent to it only); its answer.
 
         ``KeyError`` when no such node is alive; ClientError 100 when it does not
@@ -269,7 +358,7 @@ class Control:
         """
         if node not in self.registry.uids():
             raise KeyError(node)
-        request = SurveyRequest(sender=self.hub.node_id, id="", op=op, data=data)
+        request = SurveyRequest(sender=self.hub.node_id, id="", op=op, params=params)
         answers = await self._ask({node}, request, to=node)
         return answers[node]
 
@@ -291,12 +380,33 @@ class Control:
         finally:
             del self._surveys[request.id]
 
-    def _answer(self, op: str, data: msgspec.Raw) -> Any:
+    def _answer(self, op: str, params: msgspec.Raw) -> Any:
         if op == "channels":
             return self.hub.channel_counts()
         if op == "emulation":
-            return self.hub.emulation.answer(data)
+            return self.hub.emulation.answer(params)
+        if op == "connections":
+            asked = msgspec.json.decode(params or b"{}", type=ConnectionsParams)
+            return self.local_connections(asked.user, asked.limit)
         raise ValueError(f"unknown survey {op!r}")
+
+    # --- traces across nodes (Rule 5) --------------------------------------------------
+
+    async def trace_start(self, trace_id: str, *, channel: str = "", user: str = "") -> None:
+        """Ask every other node to trace ``channel`` or ``user`` for this one (again)."""
+        message = TraceStart(sender=self.hub.node_id, id=trace_id, channel=channel, user=user)
+        await self._publish(message, quiet=True)
+
+    async def trace_stop(self, trace_id: str) -> None:
+        await self._publish(TraceStop(sender=self.hub.node_id, id=trace_id), quiet=True)
+
+    async def trace_events(self, node: str, trace_id: str, events: list[msgspec.Raw]) -> None:
+        """Events of ``node``'s trace ``trace_id``, to that node alone."""
+        message = TraceEvents(sender=self.hub.node_id, id=trace_id, events=events)
+        try:
+            await self.hub.engine.publish_control(_encode(message), node)
+        except EngineUnavailable as exc:
+            self.hub.outages.failed("sending trace events", exc)
 
     # --- messages from the engine ------------------------------------------------------
 
@@ -342,6 +452,12 @@ class Control:
                 survey = self._surveys.get(message.id)
                 if survey is not None:
                     survey.answer(message.sender, message.data)
+            case TraceStart() if self.tracing is not None:
+                self.tracing.remote_watch(message.id, message.sender, message.channel, message.user)
+            case TraceStop() if self.tracing is not None:
+                self.tracing.remote_unwatch(message.id)
+            case TraceEvents() if self.tracing is not None:
+                self.tracing.remote_events(message.id, message.events)
 
     async def _subscribe_here(self, message: SubscribeUser) -> None:
         try:
@@ -360,8 +476,8 @@ class Control:
 
     async def _reply(self, request: SurveyRequest) -> None:
         try:
-            data = msgspec.Raw(_encode(self._answer(request.op, request.data)))
-        except ValueError as exc:
+            data = msgspec.Raw(_encode(self._answer(request.op, request.params)))
+        except (ValueError, msgspec.DecodeError) as exc:
             log.warning("control: %s", exc)
             return
         response = SurveyResponse(sender=self.hub.node_id, id=request.id, data=data)

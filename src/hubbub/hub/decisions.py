@@ -33,8 +33,6 @@ from hubbub.auth.permissions import Action, Actor, Verdict, decide
 from hubbub.codes import Disconnect, Error, Unsubscribe
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.hooks import (
-    PROTOCOL,
-    TRANSPORT,
     UNSET,
     ChannelOverride,
     ConnectDecision,
@@ -75,7 +73,7 @@ class Decisions:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.proxies = ProxyRouter(hub.config)
+        self.proxies = ProxyRouter(hub.config, recorder=hub.counters)
 
     async def close(self) -> None:
         await self.proxies.close()
@@ -103,8 +101,8 @@ class Decisions:
             result = await proxy.call(
                 pm.ConnectRequest(
                     client=session.client_id,
-                    transport=TRANSPORT,
-                    protocol=PROTOCOL,
+                    transport=session.transport_name,
+                    protocol=session.codec.name,
                     data=request.data or pm.NO_DATA,
                     name=request.name,
                     version=request.version,
@@ -127,6 +125,7 @@ class Decisions:
                 remote=session.remote,
                 headers=session.transport.headers,
                 channels=tuple(request.subs or ()),
+                **_transport_of(session),
             )
         )
 
@@ -142,8 +141,8 @@ class Decisions:
             result = await proxy.call(
                 pm.RefreshRequest(
                     client=session.client_id,
-                    transport=TRANSPORT,
-                    protocol=PROTOCOL,
+                    transport=session.transport_name,
+                    protocol=session.codec.name,
                     user=session.user,
                     meta=session.meta or pm.NO_DATA,
                 ),
@@ -157,7 +156,10 @@ class Decisions:
             )
         hook = self.hub.hooks.refresh
         assert hook is not None  # only called when server_refresh
-        return await hook(RefreshEvent(session.client_id, session.user, from_raw(session.meta)))
+        event = RefreshEvent(
+            session.client_id, session.user, from_raw(session.meta), **_transport_of(session)
+        )
+        return await hook(event)
 
     def refresh_due(self, session: Session, expire_at: float) -> None:
         """The expiry timer fired (``heartbeat.watch_expiry``): ask the decider."""
@@ -214,8 +216,8 @@ class Decisions:
             result = await proxy.call(
                 pm.SubscribeRequest(
                     client=session.client_id,
-                    transport=TRANSPORT,
-                    protocol=PROTOCOL,
+                    transport=session.transport_name,
+                    protocol=session.codec.name,
                     user=session.user,
                     channel=channel.name,
                     meta=session.meta or pm.NO_DATA,
@@ -232,6 +234,7 @@ class Decisions:
                 channel.name,
                 from_raw(request.data),
                 meta=from_raw(session.meta),
+                **_transport_of(session),
             )
         )
 
@@ -255,8 +258,8 @@ class Decisions:
             result = await proxy.call(
                 pm.PublishRequest(
                     client=session.client_id,
-                    transport=TRANSPORT,
-                    protocol=PROTOCOL,
+                    transport=session.transport_name,
+                    protocol=session.codec.name,
                     user=session.user,
                     channel=channel.name,
                     data=data or pm.NO_DATA,
@@ -278,6 +281,7 @@ class Decisions:
                 channel.name,
                 from_raw(data),
                 meta=from_raw(session.meta),
+                **_transport_of(session),
             )
         )
 
@@ -311,8 +315,8 @@ class Decisions:
             result = await proxy.call(
                 pm.SubRefreshRequest(
                     client=session.client_id,
-                    transport=TRANSPORT,
-                    protocol=PROTOCOL,
+                    transport=session.transport_name,
+                    protocol=session.codec.name,
                     user=session.user,
                     channel=channel.name,
                     meta=session.meta or pm.NO_DATA,
@@ -328,7 +332,11 @@ class Decisions:
         assert hook is not None  # only called when server_sub_refresh
         return await hook(
             SubRefreshEvent(
-                session.client_id, session.user, channel.name, meta=from_raw(session.meta)
+                session.client_id,
+                session.user,
+                channel.name,
+                meta=from_raw(session.meta),
+                **_transport_of(session),
             )
         )
 
@@ -380,8 +388,8 @@ class Decisions:
             result = await proxy.call(
                 pm.RPCRequest(
                     client=session.client_id,
-                    transport=TRANSPORT,
-                    protocol=PROTOCOL,
+                    transport=session.transport_name,
+                    protocol=session.codec.name,
                     user=session.user,
                     method=method,
                     data=data or pm.NO_DATA,
@@ -395,10 +403,21 @@ class Decisions:
             raise ClientError(Error.NOT_AVAILABLE)
         response = await hook(
             RPCEvent(
-                session.client_id, session.user, method, from_raw(data), meta=from_raw(session.meta)
+                session.client_id,
+                session.user,
+                method,
+                from_raw(data),
+                meta=from_raw(session.meta),
+                **_transport_of(session),
             )
         )
         return to_raw(response.data if isinstance(response, RPCResponse) else response)
+
+
+def _transport_of(session: Session) -> dict[str, str]:
+    """The transport and protocol of ``session``, as hook events and proxy requests name
+    them (Centrifugo's names: websocket, sse, http_stream, uni_*; json, protobuf)."""
+    return {"transport": session.transport_name, "protocol": session.codec.name}
 
 
 def apply_override(channel: Channel, override: ChannelOverride | None) -> Channel:

@@ -24,6 +24,12 @@ Rule 5: a connection whose pending bytes (outbox plus the transport's buffer)
 pass ``queue_max_size`` is disconnected with 3008 (slow); publishers never wait
 for the slowest reader. A channel batch larger than that limit is written at
 once, so that a burst reaches the transports and only the slow ones are cut.
+Rule 6 (metrics): what is written is counted by frame type per batch, never
+per subscriber of a broadcast: a channel batch once, a join or leave once (by
+its caller), a reply or a push to one connection on its own. A connection of
+another transport than the WebSocket adds its share apart (counters.py Rule
+4): on the outbox path through its ``transport_apart`` flag, on the shared
+path in its transport's own ``write_shared``.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from hubbub.hub.counters import PUSH_PUBLICATION, SentCounts
 from hubbub.hub.transport import Shared
 from hubbub.protocol.codec import JSON, Codec
 
@@ -87,6 +94,7 @@ class Delivery:
         "_on_slow",
         "_seq",
         "limit",
+        "sent",
         "stats_bytes",
         "stats_frames",
         "stats_messages",
@@ -114,6 +122,7 @@ class Delivery:
         self.stats_bytes = 0  # their payload bytes
         self.stats_shared_messages = 0  # publications written in shared channel frames
         self.stats_shared_bytes = 0  # their payload bytes (a frame's, times its writes)
+        self.sent = SentCounts()  # messages queued or written, by frame type (Rule 6)
 
     # --- queueing --------------------------------------------------------------------
 
@@ -141,8 +150,15 @@ class Delivery:
             # so that transports' buffers (not this batch) tell who is slow.
             self.flush()
 
-    def send(self, session: Session, data: bytes) -> None:
-        """Queue one encoded reply or push for ``session``."""
+    def send(self, session: Session, data: bytes, kind: str, *, batched: bool = False) -> None:
+        """Queue one encoded reply or push of frame type ``kind`` for ``session``;
+        ``batched``: one of a broadcast, whose caller counts them all at once (Rule 6)."""
+        if not batched:
+            sent = self.sent
+            sent.messages[kind] += 1
+            sent.bytes[kind] += len(data)
+        if session.transport_apart:
+            self.sent.add_apart(session.transport_name, kind, 1, len(data))
         if self._batches and session.subscriptions:
             self.take_share(session)
         protocol = session.protocol
@@ -155,10 +171,13 @@ class Delivery:
         if protocol.queue(data) + session.transport.buffered() > self.limit:
             self._on_slow(session)
 
-    def fanout(self, sessions: Iterable[Session], data: bytes) -> None:
-        """Queue the same frame for some sessions (join and leave pushes)."""
+    def fanout(self, sessions: Iterable[Session], data: bytes, kind: str) -> None:
+        """Queue the same frame (of frame type ``kind``) for some sessions."""
+        count = 0
         for session in sessions:
-            self.send(session, data)
+            self.send(session, data, kind, batched=True)
+            count += 1
+        self.sent.add(kind, count, count * len(data))
 
     def take_share(self, session: Session, leaving: str | None = None) -> None:
         """Move the publications queued so far for ``session``'s channels into its
@@ -195,8 +214,13 @@ class Delivery:
         protocol = session.protocol
         if not protocol.outbox:
             self._dirty.append(session)
+        size = 0
         for _, data in share:
             protocol.queue(data)
+            size += len(data)
+        self.sent.add(PUSH_PUBLICATION, len(share), size)
+        if session.transport_apart:
+            self.sent.add_apart(session.transport_name, PUSH_PUBLICATION, len(share), size)
 
     def joined(self, session: Session, channel: str) -> None:
         """``session`` just became a live subscriber: it gets only what comes next."""
@@ -280,7 +304,10 @@ class Delivery:
 
     def _write_shared(self, batch: ChannelBatch) -> None:
         items = batch.items
-        shared = Shared(items[0] if len(items) == 1 else b"\n".join(items), batch.payload_for)
+        count = len(items)
+        shared = Shared(
+            items[0] if count == 1 else b"\n".join(items), batch.payload_for, messages=count
+        )
         limit = self.limit
         taken = batch.taken
         slow: list[Session] = []
@@ -294,8 +321,9 @@ class Delivery:
             if session.transport.write_shared(shared) > limit:
                 slow.append(session)
         self.stats_frames += frames
-        self.stats_shared_messages += frames * len(items)
+        self.stats_shared_messages += frames * count
         self.stats_shared_bytes += frames * len(shared.payload)
+        self.sent.add(PUSH_PUBLICATION, frames * count, frames * batch.size)
         for session in slow:
             self._on_slow(session)
 

@@ -76,14 +76,14 @@ class Heartbeat:
             return
         if session.unidirectional:
             # A unidirectional client cannot answer: the ping only keeps its stream alive.
-            session.send(session.codec.ping)
+            session.ping()
             self._next_ping(session, self.config.ping_interval)
             self.hub.lifecycle.refresh_presence(session)
             return
         if not session.protocol.ping():
             session.close(Disconnect.NO_PONG)
             return
-        session.send(session.codec.ping)
+        session.ping()
         due = self.timers.call_later(self.config.pong_timeout, lambda: self._pong_due(session))
         _set_heartbeat(session, due)
         self.hub.lifecycle.refresh_presence(session)

@@ -32,7 +32,8 @@ from hubbub.codes import DisconnectInfo
 # --- events --------------------------------------------------------------------------
 
 
-#: What every connection is, in events and proxy requests.
+#: Defaults of an event's ``transport`` and ``protocol`` (the hub passes the
+#: connection's own: websocket, http_stream, sse, uni_*; json, protobuf).
 TRANSPORT = "websocket"
 PROTOCOL = "json"
 

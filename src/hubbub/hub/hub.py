@@ -20,6 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import fields
 from typing import Any, TypeVar
 
 import msgspec
@@ -43,7 +44,14 @@ from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.channels import ChannelTable
 from hubbub.hub.commands import Commands, ttl_until
 from hubbub.hub.control import Control
-from hubbub.hub.counters import Counters, node_metrics, process_usage
+from hubbub.hub.counters import (
+    PUSH_PUBLICATION,
+    PUSH_REFRESH,
+    PUSH_SUBSCRIBE,
+    Counters,
+    node_metrics,
+    process_usage,
+)
 from hubbub.hub.decisions import Decisions
 from hubbub.hub.delivery import Delivery
 from hubbub.hub.deltas import without_flags
@@ -61,6 +69,7 @@ from hubbub.hub.polls import Polls
 from hubbub.hub.session import Session, SubscriptionGone
 from hubbub.hub.state_api import StateApi
 from hubbub.hub.timers import TimerWheel
+from hubbub.hub.tracing import Tracer
 from hubbub.hub.transport import Transport
 from hubbub.protocol.codec import JSON, Codec
 from hubbub.protocol.messages import (
@@ -99,22 +108,10 @@ class Hub(StateApi):
         self.node_id = uuid.uuid4().hex[:12]
         self.channel_rules = ChannelRules(self.config.channel)
         self.tokens = TokenVerifier(self.config.client.token)
-        sub_cfg = self.config.client.subscription_token
+        sub_cfg = self.config.client.subscription_token  # the same keys as client.token
+        keys = {f.name: getattr(sub_cfg, f.name) for f in fields(TokenConfig)}
         self.subscription_tokens = (
-            TokenVerifier(
-                TokenConfig(
-                    hmac_secret_key=sub_cfg.hmac_secret_key,
-                    hmac_previous_secret_key=sub_cfg.hmac_previous_secret_key,
-                    hmac_previous_secret_key_valid_until=sub_cfg.hmac_previous_secret_key_valid_until,
-                    rsa_public_key=sub_cfg.rsa_public_key,
-                    ecdsa_public_key=sub_cfg.ecdsa_public_key,
-                    jwks_public_endpoint=sub_cfg.jwks_public_endpoint,
-                    audience=sub_cfg.audience,
-                    issuer=sub_cfg.issuer,
-                )
-            )
-            if sub_cfg.enabled
-            else self.tokens
+            TokenVerifier(TokenConfig(**keys)) if sub_cfg.enabled else self.tokens
         )
         self.timers = TimerWheel()
         self.outages = Outages()
@@ -133,6 +130,7 @@ class Hub(StateApi):
         self.map_flow = MapFlows(self)
         self.polls = Polls(self)
         self.control = Control(self)  # server API actions and node info across nodes
+        self.tracer = self.control.tracing = Tracer(self)  # live traces, on every node
         self._delivery: Delivery | None = None
         self._sessions: dict[str, Session] = {}  # every open session, connected or not
         # Sessions whose commands come over /emulation requests, by session id.
@@ -177,6 +175,7 @@ class Hub(StateApi):
         for session in list(self._sessions.values()):
             session.close(disconnect)
         await self.polls.close()
+        self.tracer.close()
         await self.wait_idle()
         await self.webhooks.close()
         await self.decisions.close()
@@ -225,11 +224,6 @@ class Hub(StateApi):
 
     def on_publish(self, fn: _F) -> _F:
         self.hooks.publish = fn  # type: ignore[assignment]
-        return fn
-
-    def on_map_publish(self, fn: _F) -> _F:
-        """Decide client writes to map channels (instead of the map.allow_* options)."""
-        self.hooks.map_publish = fn  # type: ignore[assignment]
         return fn
 
     def on_rpc(self, fn: _F) -> _F:
@@ -512,7 +506,7 @@ class Hub(StateApi):
             session.expire_at = float(expire_at)
             self.heartbeat.watch_expiry(session)
             ttl = ttl_until(expire_at) if expire_at else 0
-            session.push(Push(refresh=RefreshPush(bool(expire_at), ttl)))
+            session.push(Push(refresh=RefreshPush(bool(expire_at), ttl)), PUSH_REFRESH)
 
     def unsubscribe_user(self, user: str, channel: str, *, client: str = "") -> None:
         """Server-side unsubscribe: the client gets an ``unsubscribe`` push (2000)."""
@@ -564,11 +558,11 @@ class Hub(StateApi):
                 positioned=result.positioned,
                 data=to_raw(data) or SubscribePush().data,
             )
-            session.push(Push(channel=channel, subscribe=push))
+            session.push(Push(channel=channel, subscribe=push), PUSH_SUBSCRIBE)
             # The subscribe push has no room for publications: what was recovered
             # since ``recover_since`` follows as ordinary publication pushes.
             for publication in result.publications or ():
-                session.send(session.codec.publication_push(channel, publication))
+                session.send(session.codec.publication_push(channel, publication), PUSH_PUBLICATION)
             joined = self.lifecycle.go_live(subscription)
             if joined is not None:
                 await joined

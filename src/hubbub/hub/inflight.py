@@ -36,12 +36,12 @@ if TYPE_CHECKING:
 WINDOW = 256
 
 #: The slot of the command this code runs for: (its session, its held output).
-_slot: ContextVar[tuple[Session, list[bytes]] | None] = ContextVar(
-    "hubbub_reply_slot", default=None
-)
+#: Held output: (data, frame type, counted by a broadcast already), as ``Session.send``'s.
+Held = list[tuple[bytes, str, bool]]
+_slot: ContextVar[tuple[Session, Held] | None] = ContextVar("hubbub_reply_slot", default=None)
 
 
-def held_output(session: Session) -> list[bytes] | None:
+def held_output(session: Session) -> Held | None:
     """Where ``session``'s output goes instead of its outbox (in a publish in flight)."""
     slot = _slot.get()
     if slot is not None and slot[0] is session:
@@ -82,7 +82,7 @@ class InFlight:
         previous: asyncio.Future[None] | None,
         finished: asyncio.Future[None],
     ) -> None:
-        held: list[bytes] = []
+        held: Held = []
         _slot.set((session, held))  # this task's context only
         try:
             await run()
@@ -91,8 +91,8 @@ class InFlight:
             try:
                 if previous is not None and not previous.done():
                     await asyncio.shield(previous)
-                for data in held:
-                    session.send(data)
+                for data, kind, batched in held:
+                    session.send(data, kind, batched=batched)
             finally:
                 if not finished.done():  # never left unset: drain() would wait forever
                     finished.set_result(None)

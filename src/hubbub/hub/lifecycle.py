@@ -36,6 +36,7 @@ from hubbub.engines.base import EngineUnavailable, EpochMismatch, HistoryPage
 from hubbub.errors import ClientError
 from hubbub.hub import recovery
 from hubbub.hub.channels import ChannelEntry
+from hubbub.hub.counters import PUSH_UNSUBSCRIBE
 from hubbub.hub.deltas import whole, without_flags
 from hubbub.hub.hooks import UnsubscribeEvent, disconnect_event
 from hubbub.hub.session import Session, Subscription, SubscriptionGone, SubState
@@ -256,6 +257,7 @@ class Lifecycle:
         join: Awaitable[None] | None = None
         if subscription.channel.options.join_leave:
             subscription.announced = True
+            hub.counters.sent_joins[subscription.channel.namespace] += 1
             info = subscription.session.client_info(subscription.chan_info)
             join = self._quietly("join", hub.engine.publish_join(subscription.name, info))
         if subscription.extras is not None:
@@ -341,7 +343,8 @@ class Lifecycle:
             self.hub.webhooks.channel_idle(name)  # issue 12: vacated, if the cluster's last
             self.hub.spawn(self._engine_unsubscribe(name))
         if push is not None and was_live:
-            session.push(Push(channel=name, unsubscribe=UnsubscribePush(push.code, push.reason)))
+            unsubscribe = UnsubscribePush(push.code, push.reason)
+            session.push(Push(channel=name, unsubscribe=unsubscribe), PUSH_UNSUBSCRIBE)
             self.hub.counters.unsubscribes[push.code] += 1
         notify = was_live and self.hub.hooks.unsubscribe is not None
         extras = was_live and subscription.extras is not None
@@ -355,6 +358,7 @@ class Lifecycle:
         if subscription.presence_added:
             await self._remove_presence(subscription)
         if subscription.announced:
+            self.hub.counters.sent_leaves[subscription.channel.namespace] += 1
             info = subscription.session.client_info(subscription.chan_info)
             await self._quietly("leave", self.hub.engine.publish_leave(subscription.name, info))
         if subscription.extras is not None:

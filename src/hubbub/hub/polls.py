@@ -50,6 +50,7 @@ from hubbub.engines.memory import new_epoch
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub import recovery
 from hubbub.hub.commands import ttl_until
+from hubbub.hub.counters import PUSH_PUBLICATION
 from hubbub.hub.lifecycle import Positioner
 from hubbub.hub.session import Answer, SubState
 from hubbub.protocol.codec import Codec
@@ -340,7 +341,7 @@ class PollChannel:
             frame = frames.get(codec)
             if frame is None:
                 frame = frames[codec] = codec.publication_push(self.name, publication)
-            delivery.send(session, frame)
+            delivery.send(session, frame, PUSH_PUBLICATION)
 
 
 def _expired(entry: _Key | None, subscription: Subscription, now: float) -> bool:

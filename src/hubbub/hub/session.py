@@ -34,6 +34,7 @@ from hubbub.auth.channels import Channel
 from hubbub.codes import Disconnect, DisconnectInfo, Error, ErrorInfo, UnsubscribeInfo
 from hubbub.engines.base import EngineUnavailable
 from hubbub.errors import ClientError, DisconnectRequest, HubbubError
+from hubbub.hub.counters import SERVER_PING, WEBSOCKET
 from hubbub.hub.inflight import InFlight, held_output
 from hubbub.hub.limits import CommandRate
 from hubbub.hub.timers import Timer
@@ -150,6 +151,8 @@ class Session:
         "session_id",
         "subscriptions",
         "transport",
+        "transport_apart",
+        "transport_name",
         "unidirectional",
         "user",
         "version",
@@ -169,6 +172,10 @@ class Session:
         self.client_id = client_id
         self.transport = transport
         self.remote = transport.remote  # kept after close, for logs and hooks
+        # Centrifugo's name of the transport (metrics, admin), kept after close; the
+        # WebSocket's messages are counted per batch, the others' apart (counters Rule 4).
+        self.transport_name: str = getattr(transport, "transport_name", WEBSOCKET)
+        self.transport_apart = self.transport_name != WEBSOCKET
         self.codec = codec  # how everything sent to this client is encoded
         # Commands come over separate HTTP requests (/emulation): the connect result
         # carries ``session`` and ``node`` so that they find this session.
@@ -220,7 +227,7 @@ class Session:
         """Run every command of a received text frame, in order."""
         counters = self.hub.counters
         counters.frames_in += 1
-        counters.bytes_in += len(frame)
+        counters.bytes_in[self.transport_name] += len(frame)
         try:
             commands = self.protocol.receive_frame(frame)
         except ProtocolViolation as exc:
@@ -238,7 +245,8 @@ class Session:
                 if received.command.id:
                     if self.inflight:
                         await self.inflight.drain()  # replies in arrival order
-                    self.send(self.codec.error(received.command.id, Error.TOO_MANY_REQUESTS))
+                    error = self.codec.error(received.command.id, Error.TOO_MANY_REQUESTS)
+                    self.send(error, received.method)
                 self.hub.observers.command_done(self, received, 0.0, Error.TOO_MANY_REQUESTS.code)
                 if received.method == "connect":
                     self.protocol.reject_connect()
@@ -297,7 +305,7 @@ class Session:
             self._done(received, started, 0)
             return
         if command_id:
-            self.send(self.codec.reply(command_id, answer.method, answer.result))
+            self.send(self.codec.reply(command_id, answer.method, answer.result), method)
         self._done(received, started, 0)
         if answer.then is not None:
             follow_up = answer.then()
@@ -328,23 +336,29 @@ class Session:
                 self.close(Disconnect.SERVER_ERROR)
                 return
         if command_id:
-            self.send(self.codec.error(command_id, error))
+            self.send(self.codec.error(command_id, error), method)
 
     # --- output ----------------------------------------------------------------------
 
-    def send(self, data: bytes) -> None:
-        """Queue an encoded reply or push; it goes out with this loop turn's flush."""
+    def send(self, data: bytes, kind: str, *, batched: bool = False) -> None:
+        """Queue an encoded reply or push (``kind``: its frame type for the metrics, the
+        method for a reply); it goes out with this loop turn's flush. ``batched``: the
+        caller counts it with the rest of a broadcast (``Delivery.send``)."""
         if not self.closed:
             held = held_output(self)  # a publish in flight: its reply waits its turn
             if held is not None:
-                held.append(data)
+                held.append((data, kind, batched))
                 return
-            self.hub.delivery.send(self, data)
+            self.hub.delivery.send(self, data, kind, batched=batched)
 
-    def push(self, push: Push) -> None:
-        """Encode ``push`` with this session's codec and queue it."""
+    def push(self, push: Push, kind: str) -> None:
+        """Encode ``push`` (of frame type ``kind``) with this session's codec and queue it."""
         if not self.closed:
-            self.hub.delivery.send(self, self.codec.push(push))
+            self.hub.delivery.send(self, self.codec.push(push), kind)
+
+    def ping(self) -> None:
+        """Queue the server's ping."""
+        self.send(self.codec.ping, SERVER_PING)
 
     def close(self, disconnect: DisconnectInfo, *, flush: bool = True, detail: str = "") -> None:
         """Close with ``disconnect``: pending output first (unless slow), then the close frame.

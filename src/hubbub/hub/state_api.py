@@ -8,7 +8,7 @@ a shared poll channel fed by its backend).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -19,7 +19,11 @@ from hubbub.protocol.messages import StreamPosition
 
 if TYPE_CHECKING:
     from hubbub.auth.channels import ChannelRules
+    from hubbub.hub.hooks import Hooks
     from hubbub.hub.maps import Maps
+
+
+_F = TypeVar("_F")
 
 
 class _NoBroker:
@@ -36,13 +40,20 @@ NO_BROKER = _NoBroker()
 
 
 class StateApi:
-    """Map channels for the application (``hub.map_publish(...)``), and brokers."""
+    """Map channels for the application (``hub.map_publish(...)``, ``on_map_publish``),
+    and brokers."""
 
     # Set by the Hub.
     maps: Maps
     engine: Engine
     map_engine: MapEngine
     channel_rules: ChannelRules
+    hooks: Hooks
+
+    def on_map_publish(self, fn: _F) -> _F:
+        """Decide client writes to map channels (instead of the map.allow_* options)."""
+        self.hooks.map_publish = fn  # type: ignore[assignment]
+        return fn
 
     def pubsub_for(self, channel: str) -> Engine | MapEngine | _NoBroker:
         """The broker that delivers ``channel``'s events: the map engine for map

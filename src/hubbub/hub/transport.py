@@ -25,16 +25,28 @@ from hubbub.protocol.codec import JSON, Codec
 class Shared:
     """One frame payload for many connections, with slots for its encoded forms."""
 
-    __slots__ = ("_others", "_source", "deflated", "encoded", "framed", "payload")
+    __slots__ = ("_others", "_source", "deflated", "encoded", "framed", "messages", "payload")
 
-    def __init__(self, payload: bytes, source: Callable[[Codec], bytes] | None = None) -> None:
+    def __init__(
+        self,
+        payload: bytes,
+        source: Callable[[Codec], bytes] | None = None,
+        *,
+        messages: int = 1,
+    ) -> None:
         self.payload = payload  # the JSON protocol's
+        self.messages = messages  # how many it joins (for the metrics)
         self.encoded: bytes | None = None  # set by the first transport that encodes it
         self.deflated: bytes | None = None  # the same, compressed, by the first that compresses
         # Framings of a payload, by framing and codec (first transport to frame it).
         self.framed: dict[tuple[str, Codec], bytes] | None = None
         self._source = source  # makes the payload in another codec
         self._others: dict[Codec, bytes] | None = None
+
+    @property
+    def message_bytes(self) -> int:
+        """The bytes of its messages without the newlines that join them (metrics)."""
+        return len(self.payload) - self.messages + 1
 
     def payload_for(self, codec: Codec) -> bytes:
         """The payload in ``codec``: made on first use, then shared."""

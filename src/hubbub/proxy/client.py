@@ -11,6 +11,8 @@ Exactly one of four things comes out of ``call``:
     not the schema. That case logs ONE line (no traceback) naming the proxy,
     the endpoint and what went wrong; a burst of failures of one proxy is
     summed up in the next line rather than logged one by one.
+Every call is reported to the ``CallRecorder`` (the hub's counters): when it
+starts, and when it ends with its duration and whether it was that last case.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import msgspec
 
@@ -34,9 +36,6 @@ log = logging.getLogger("hubbub.proxy")
 #: After a failure is logged, further failures of the same proxy within this
 #: many seconds are counted and reported with the next line.
 LOG_INTERVAL = 1.0
-#: What hubbub's connections are, in every request.
-TRANSPORT = "websocket"
-PROTOCOL = "json"
 #: The longest disconnect reason a close frame carries (bytes).
 MAX_REASON = 32
 
@@ -57,6 +56,28 @@ _DECODERS = {request: msgspec.json.Decoder(response) for request, response in RE
 _encode = msgspec.json.encode
 
 
+#: A proxy's metric labels, as Centrifugo's: protocol ("http", "grpc"), type (the
+#: event: connect, refresh, subscribe, publish, sub_refresh, rpc), name.
+CallKey = tuple[str, str, str]
+
+
+class CallRecorder(Protocol):
+    """Who counts proxy calls (``hub.counters``)."""
+
+    def proxy_started(self, key: CallKey) -> None: ...
+
+    def proxy_done(self, key: CallKey, seconds: float, failed: bool) -> None:
+        """``failed``: no usable answer (the client got ``ProxyUnavailable``)."""
+
+
+class _NoRecorder:
+    def proxy_started(self, key: CallKey) -> None:
+        pass
+
+    def proxy_done(self, key: CallKey, seconds: float, failed: bool) -> None:
+        pass
+
+
 class ProxyUnavailable(ClientError):
     """The backend gave no usable answer; the reply carries ``error`` (100 by default)."""
 
@@ -75,9 +96,12 @@ class ProxyClient(Generic[_Result]):
         key: str,
         pool: HttpPool,
         grpc: GrpcTransport | None = None,
+        recorder: CallRecorder | None = None,
     ) -> None:
         self.event = event
         self.name = name
+        self.key: CallKey = ("grpc" if grpc is not None else "http", event, name)
+        self._recorder: CallRecorder = recorder or _NoRecorder()
         self.endpoint = options.endpoint
         self.timeout = options.timeout
         self.binary = options.binary_encoding
@@ -109,6 +133,10 @@ class ProxyClient(Generic[_Result]):
         if self.header_names and headers is not None:
             available = headers()
             forwarded = [(n, available[n]) for n in self.header_names if n in available]
+        recorder = self._recorder
+        recorder.proxy_started(self.key)
+        started = time.perf_counter()
+        failed = False
         try:
             response = await self._exchange(request, forwarded)
             result = response.result
@@ -121,7 +149,10 @@ class ProxyClient(Generic[_Result]):
                 result = _empty_result(response)
             m.normalize_result(result, checked=self._grpc is None)
         except (TransportFailure, m.MalformedAnswer) as exc:
+            failed = True
             raise self._unavailable(str(exc), Error.INTERNAL) from None
+        finally:
+            recorder.proxy_done(self.key, time.perf_counter() - started, failed)
         return result  # type: ignore[return-value]
 
     async def _exchange(

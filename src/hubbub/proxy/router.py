@@ -15,7 +15,7 @@ from typing import Any
 from hubbub.config.backend import DEFAULT_PROXY_NAME, ProxyGrpcOptions, ProxyOptions
 from hubbub.config.model import ChannelOptions, Config
 from hubbub.proxy import messages as m
-from hubbub.proxy.client import ProxyClient
+from hubbub.proxy.client import CallRecorder, ProxyClient
 from hubbub.proxy.grpc_transport import GrpcTransport
 from hubbub.proxy.http_transport import HttpPool
 
@@ -35,8 +35,9 @@ NO_CHANNEL_PROXIES = ChannelProxies()
 class ProxyRouter:
     """The proxies a configuration switches on."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, recorder: CallRecorder | None = None) -> None:
         self.pool = HttpPool()
+        self._recorder = recorder  # counts every call (hub.counters)
         self._grpc: dict[tuple[str, ProxyGrpcOptions], GrpcTransport] = {}
         self._clients: dict[tuple[str, str], ProxyClient[Any]] = {}
         self._named = {p.name: (p, f"proxies[{i}]") for i, p in enumerate(config.proxies)}
@@ -138,6 +139,8 @@ class ProxyRouter:
                 grpc = self._grpc.get(transport_key)
                 if grpc is None:
                     grpc = self._grpc[transport_key] = GrpcTransport(options, key)
-            found = ProxyClient(event, name, options, key=key, pool=self.pool, grpc=grpc)
+            found = ProxyClient(
+                event, name, options, key=key, pool=self.pool, grpc=grpc, recorder=self._recorder
+            )
             self._clients[(event, key)] = found
         return found

@@ -33,7 +33,6 @@ from aiohttp import web
 from hubbub.auth.admin_tokens import admin_token_valid, make_admin_token
 from hubbub.hub.hub import Hub
 from hubbub.server.api import BadParams, HttpApi
-from hubbub.server.trace import Tracer
 
 log = logging.getLogger("hubbub.admin")
 
@@ -65,8 +64,7 @@ class Admin:
         self.hub = hub
         self.api = api
         self.config = hub.config.admin
-        self.tracer = Tracer(hub)
-        hub.observers.add(self.tracer)
+        self.tracer = hub.tracer  # one per hub, whatever number of apps serve it
         self._failures: dict[str, list[float]] = {}  # peer -> times of wrong passwords
         self._base = "/admin"
 

@@ -421,27 +421,12 @@ class HttpApi(MapApiMethods):
         return {}
 
     async def connections(self, body: msgspec.Raw) -> dict[str, Any]:
-        """This node's connections (of ``user``, or all up to ``limit``), as
+        """Connections (of ``user``, or all up to ``limit``) on every node, as
         Centrifugo PRO's ``connections`` method shapes them."""
         params: ConnectionsParams = _decode(body, ConnectionsParams)
-        hub = self.hub
-        if params.user:
-            sessions = hub.sessions_of(params.user)
-        else:
-            sessions = [s for s in hub.sessions.values() if s.connected]
-        found: dict[str, Any] = {}
-        for session in sessions[: max(params.limit, 0)]:
-            found[session.client_id] = {
-                "user": session.user,
-                "app_name": session.name,
-                "app_version": session.version,
-                "transport": "websocket",
-                "protocol": "json",
-                "addr": session.remote,
-                "node": hub.node_id,
-                "channels": sorted(session.subscriptions),
-            }
-        return {"connections": found}
+        if params.limit <= 0:
+            return {"connections": {}}
+        return {"connections": await self.hub.control.connections(params.user, params.limit)}
 
     async def batch(self, body: msgspec.Raw) -> dict[str, Any]:
         params: BatchParams = _decode(body, BatchParams)

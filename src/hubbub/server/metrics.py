@@ -27,13 +27,13 @@ from hubbub.hub.counters import Histogram
 from hubbub.hub.hub import Hub
 from hubbub.server.keys import HUB_KEY
 from hubbub.version import __version__
+from hubbub.webhooks import DROP_REASONS
 
 __all__ = ["CONTENT_TYPE", "collect", "metrics_handler", "render"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: The quantiles of Centrifugo's summaries (estimated here from histogram buckets).
 QUANTILES = (0.5, 0.99, 0.999)
-TRANSPORT = "websocket"
 
 
 def _family(name: str, kind: str, help_text: str) -> Metric:
@@ -96,14 +96,23 @@ def collect(hub: Hub) -> Iterator[Metric]:
         "Number of channels with one or more subscribers.",
         stats["num_channels"],
     )
-    yield _gauge("centrifugo_node_num_nodes", "Number of nodes in the cluster.", 1)
+    yield _gauge(
+        "centrifugo_node_num_nodes",
+        "Number of nodes in the cluster.",
+        1 + len(hub.control.registry.live()),  # this node and every live one it heard from
+    )
     yield _gauge("centrifugo_node_build", "Node build info.", 1, {"version": __version__})
     yield _counter(
         "centrifugo_node_messages_sent_count",
         "Number of messages sent by node to broker.",
         (
-            ({"type": "publication", "channel_namespace": namespace}, n)
-            for namespace, n in sorted(counters.published.items())
+            ({"type": kind, "channel_namespace": namespace}, n)
+            for kind, by_namespace in (
+                ("publication", counters.published),
+                ("join", counters.sent_joins),
+                ("leave", counters.sent_leaves),
+            )
+            for namespace, n in sorted(by_namespace.items())
         ),
     )
     yield _counter(
@@ -158,16 +167,13 @@ def collect(hub: Hub) -> Iterator[Metric]:
         (({"transport": name}, n) for name, n in sorted(counters.connects.items())),
     )
     delivery = hub.delivery
-    sent = (
-        ("push_publication", delivery.stats_shared_messages, delivery.stats_shared_bytes),
-        ("reply_or_push", delivery.stats_messages, delivery.stats_bytes),
-    )
+    sent = delivery.sent.by_transport()  # (transport, frame type, messages, bytes)
     yield _counter(
         "centrifugo_transport_messages_sent",
         "Number of messages sent to client connections over specific transport.",
         (
-            ({"transport": TRANSPORT, "frame_type": kind, "channel_namespace": ""}, n)
-            for kind, n, _ in sent
+            ({"transport": transport, "frame_type": kind, "channel_namespace": ""}, n)
+            for transport, kind, n, _ in sent
         ),
     )
     yield _counter(
@@ -175,23 +181,26 @@ def collect(hub: Hub) -> Iterator[Metric]:
         "Size in bytes of messages sent to client connections over specific transport "
         "(uncompressed and does not include framing overhead).",
         (
-            ({"transport": TRANSPORT, "frame_type": kind, "channel_namespace": ""}, size)
-            for kind, _, size in sent
+            ({"transport": transport, "frame_type": kind, "channel_namespace": ""}, size)
+            for transport, kind, _, size in sent
         ),
     )
     yield _counter(
         "centrifugo_transport_messages_received",
         "Number of messages received from client connections over specific transport.",
         (
-            ({"transport": TRANSPORT, "frame_type": method, "channel_namespace": ""}, n)
-            for method, n in sorted(counters.commands.items())
+            ({"transport": transport, "frame_type": method, "channel_namespace": ""}, n)
+            for (transport, method), n in sorted(counters.received.items())
         ),
     )
     yield _counter(
         "centrifugo_transport_messages_received_size",
         "Size in bytes of messages received from client connections over specific "
         "transport (uncompressed and does not include framing overhead).",
-        [({"transport": TRANSPORT, "frame_type": "", "channel_namespace": ""}, counters.bytes_in)],
+        (
+            ({"transport": transport, "frame_type": "", "channel_namespace": ""}, size)
+            for transport, size in sorted(counters.bytes_in.items())
+        ),
     )
     api = sorted(counters.api_seconds.items())
     yield _summary(
@@ -205,7 +214,41 @@ def collect(hub: Hub) -> Iterator[Metric]:
         (({"protocol": "http", "method": method}, histogram) for method, histogram in api),
     )
 
+    proxies = sorted(counters.proxy_seconds.items())
+    yield _summary(
+        "centrifugo_proxy_duration_seconds",
+        "Duration of proxy call.",
+        (({"protocol": p, "type": t, "name": n}, h) for (p, t, n), h in proxies),
+    )
+    yield _histogram(
+        "centrifugo_proxy_duration_seconds_histogram",
+        "Histogram of duration of proxy call.",
+        (({"protocol": p, "type": t, "name": n}, h) for (p, t, n), h in proxies),
+    )
+    yield _counter(
+        "centrifugo_proxy_errors",
+        "Proxy call error count.",
+        (
+            ({"protocol": p, "type": t, "name": n}, counters.proxy_errors[p, t, n])
+            for (p, t, n) in sorted(counters.proxy_calls)
+        ),
+    )
+    inflight = _family(
+        "centrifugo_proxy_inflight_requests", "gauge", "Number of inflight proxy requests."
+    )
+    for (p, t, n), count in sorted(counters.proxy_inflight.items()):
+        inflight.add_sample(inflight.name, {"protocol": p, "type": t, "name": n}, float(count))
+    yield inflight
+
     # --- hubbub's families ------------------------------------------------------------
+    yield _counter(
+        "hubbub_proxy_calls_total",
+        "Event proxy calls, by protocol, type (the event) and proxy name.",
+        (
+            ({"protocol": p, "type": t, "name": n}, count)
+            for (p, t, n), count in sorted(counters.proxy_calls.items())
+        ),
+    )
     yield _histogram(
         "hubbub_client_command_duration_seconds",
         "Time from a client command's arrival to its reply being queued, by method.",
@@ -257,6 +300,20 @@ def collect(hub: Hub) -> Iterator[Metric]:
         "1 while the engine's backend (Redis, NATS) is reachable, 0 while it is not.",
         1 if hub.engine.available else 0,
     )
+    webhooks = hub.webhooks
+    if webhooks.enabled:
+        yield _counter(
+            "hubbub_webhook_events_dropped_total",
+            "Webhook events dropped before delivery, by reason: the queue's bounds "
+            "(webhooks.queue_max_length, queue_max_age) or events waiting to be queued "
+            "(webhooks.max_pending).",
+            (({"reason": reason}, webhooks.dropped[reason]) for reason in DROP_REASONS),
+        )
+        yield _gauge(
+            "hubbub_webhook_events_queued",
+            "Webhook events accepted and not yet delivered, as last seen by this node.",
+            webhooks.queue.queued,
+        )
     losses = getattr(hub.engine, "pubsub_losses", None)
     if isinstance(losses, int):
         yield _counter(

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hubbub.codes import Disconnect, DisconnectInfo
+from hubbub.hub.counters import PUSH_PUBLICATION
 from hubbub.hub.transport import Shared
 from hubbub.protocol.codec import Codec
 from hubbub.protocol.messages import DisconnectPush, Push
@@ -138,6 +139,9 @@ class StreamConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._commands = CommandQueue()  # what arrives over /emulation
         self._on_closed = on_closed
+        # Centrifugo's name of the transport (metrics labels), before the session reads it.
+        streamed = "sse" if framing is Framing.EVENTS else "http_stream"
+        self.transport_name = f"uni_{streamed}" if unidirectional else streamed
         peer = socket.get_extra_info("peername")
         # The client's address, through http_server.trusted_proxies (as WebSockets').
         self._remote = client_address(
@@ -154,13 +158,6 @@ class StreamConnection(asyncio.Protocol):
         return self._remote
 
     @property
-    def transport_name(self) -> str:
-        """Centrifugo's name of the transport (metrics labels)."""
-        session = self.session
-        streamed = "sse" if self._framing is Framing.EVENTS else "http_stream"
-        return f"uni_{streamed}" if session.unidirectional else streamed
-
-    @property
     def headers(self) -> dict[str, str]:
         return self._headers
 
@@ -169,6 +166,10 @@ class StreamConnection(asyncio.Protocol):
             self._socket.write(self._framing.frame(payload))
 
     def write_shared(self, shared: Shared) -> int:
+        # Counted here, not by the hub's broadcast loop (hub/delivery.py Rule 6).
+        self.session.hub.delivery.sent.add_apart(
+            self.transport_name, PUSH_PUBLICATION, shared.messages, shared.message_bytes
+        )
         if self._closing:
             return 0
         socket = self._socket

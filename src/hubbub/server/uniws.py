@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 
 from hubbub.codes import Disconnect
+from hubbub.hub.counters import PUSH_PUBLICATION
 from hubbub.hub.transport import Shared
 from hubbub.server.streamgate import connect_command
 from hubbub.server.wsconn import WebSocketConnection, write_text_frame
@@ -36,6 +37,10 @@ class UniWebSocket(WebSocketConnection):
                 write_text_frame(self._socket, message)
 
     def write_shared(self, shared: Shared) -> int:
+        # Counted here, not by the hub's broadcast loop (hub/delivery.py Rule 6).
+        self.session.hub.delivery.sent.add_apart(
+            self.transport_name, PUSH_PUBLICATION, shared.messages, shared.message_bytes
+        )
         if self._closing:
             return 0
         socket = self._socket

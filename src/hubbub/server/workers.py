@@ -57,7 +57,10 @@ def run_workers(
     *,
     ready: Callable[[int], None] | None = None,
 ) -> int:
-    """Fork ``workers`` servers on the same port and supervise them; the exit code."""
+    """Fork ``workers`` servers on the same port and supervise them; the exit code.
+
+    ``ready(port)`` is called by the first worker once it listens (the port is
+    served from then on), not by each: the served URLs are printed once."""
     from hubbub.server.run import run  # imported before forking, shared by the children
 
     children: set[int] = set()
@@ -77,8 +80,8 @@ def run_workers(
         signal.signal(signal.SIGINT, forward)
         for index in range(workers):
             pid = os.fork()
-            if pid == 0:  # the worker
-                _worker(run, config, index, ready, mask)
+            if pid == 0:  # the worker; the first one tells what is served (once)
+                _worker(run, config, index, ready if index == 0 else None, mask)
             children.add(pid)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending signal is forwarded now

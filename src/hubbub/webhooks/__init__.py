@@ -13,6 +13,13 @@ rest runs in the service's own tasks, and nothing here imports the hub.
 from __future__ import annotations
 
 from hubbub.webhooks.events import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature, verify
-from hubbub.webhooks.service import Webhooks
+from hubbub.webhooks.service import DROP_REASONS, Webhooks
 
-__all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "Webhooks", "signature", "verify"]
+__all__ = [
+    "DROP_REASONS",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "Webhooks",
+    "signature",
+    "verify",
+]

@@ -7,15 +7,34 @@ node's until ``ack``; an unacknowledged batch of a node that died is handed
 out again (at-least-once: a receiver may see an event twice, never zero
 times). A channel transition becomes an occupied/vacated event only when it
 is the cluster's (the first node to hold the channel, the last to drop it).
+Rule 2: a queue is bounded (``Bounds``: ``webhooks.queue_max_length`` and
+``queue_max_age``), so a receiver that stays down cannot fill Redis or the
+node's memory: ``accept`` and ``heartbeat`` drop the oldest undelivered events
+beyond the bounds and return how many, by reason (the service logs and counts
+them); ``queued`` is the queue's length as last seen.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
+
+#: Reasons accepted events are dropped before delivery (the metric's ``reason`` label).
+OVER_LENGTH = "queue_max_length"
+OVER_AGE = "queue_max_age"
+
+Dropped = dict[str, int]
+
+
+class Bounds(NamedTuple):
+    """How much an event queue may hold (Rule 2)."""
+
+    max_length: int  # events
+    max_age: float = 0.0  # seconds since accepted; 0: no age limit
 
 
 class QueueUnavailable(Exception):
@@ -33,11 +52,15 @@ class Item(NamedTuple):
 class EventQueue(Protocol):
     durable: bool  # accepted events survive the node
 
+    @property
+    def queued(self) -> int:
+        """Events waiting for delivery (or being delivered), as last seen."""
+
     async def open(self, node: str) -> None: ...
 
     async def close(self) -> None: ...
 
-    async def accept(self, items: Sequence[Item]) -> None: ...
+    async def accept(self, items: Sequence[Item]) -> Dropped: ...
 
     async def next_batch(self, size: int, wait: float) -> list[tuple[str, bytes]]: ...
 
@@ -45,7 +68,7 @@ class EventQueue(Protocol):
 
     async def hold(self, ids: Sequence[str]) -> None: ...
 
-    async def heartbeat(self) -> None: ...
+    async def heartbeat(self) -> Dropped: ...
 
 
 class MemoryQueue:
@@ -53,8 +76,9 @@ class MemoryQueue:
 
     durable = False
 
-    def __init__(self) -> None:
-        self._ready: deque[tuple[str, bytes]] = deque()
+    def __init__(self, bounds: Bounds) -> None:
+        self.bounds = bounds
+        self._ready: deque[tuple[str, bytes, float]] = deque()  # id, event, accepted at
         self._held: dict[str, bytes] = {}
         self._occupied: set[str] = set()
         self._ids = itertools.count(1)
@@ -73,7 +97,12 @@ class MemoryQueue:
     def waiting(self) -> int:
         return len(self._ready) + len(self._held)
 
-    async def accept(self, items: Sequence[Item]) -> None:
+    @property
+    def queued(self) -> int:
+        return self.waiting
+
+    async def accept(self, items: Sequence[Item]) -> Dropped:
+        now = time.monotonic()
         for item in items:
             if item.kind == "occupy":
                 if item.channel in self._occupied:
@@ -83,10 +112,34 @@ class MemoryQueue:
                 if item.channel not in self._occupied:
                     continue
                 self._occupied.discard(item.channel)
-            self._ready.append((f"{self._node}-{next(self._ids)}", item.payload))
+            self._ready.append((f"{self._node}-{next(self._ids)}", item.payload, now))
+        dropped = self._trim()
         if self._ready:
             self._arrived.set()
             self._empty.clear()
+        return dropped
+
+    def _trim(self) -> Dropped:
+        """Rule 2: the oldest waiting events beyond the bounds go (not those in flight)."""
+        ready = self._ready
+        dropped: Dropped = {}
+        if self.bounds.max_age > 0:
+            oldest = time.monotonic() - self.bounds.max_age
+            aged = 0
+            while ready and ready[0][2] < oldest:
+                ready.popleft()
+                aged += 1
+            if aged:
+                dropped[OVER_AGE] = aged
+        over = self.waiting - self.bounds.max_length
+        if over > 0:
+            over = min(over, len(ready))
+            for _ in range(over):
+                ready.popleft()
+            dropped[OVER_LENGTH] = over
+        if dropped and not self.waiting:
+            self._empty.set()
+        return dropped
 
     async def next_batch(self, size: int, wait: float) -> list[tuple[str, bytes]]:
         if not self._ready:
@@ -96,7 +149,7 @@ class MemoryQueue:
                     await self._arrived.wait()
             except TimeoutError:
                 return []
-        batch = [self._ready.popleft() for _ in range(min(size, len(self._ready)))]
+        batch = [self._ready.popleft()[:2] for _ in range(min(size, len(self._ready)))]
         self._held.update(batch)
         return batch
 
@@ -109,8 +162,8 @@ class MemoryQueue:
     async def hold(self, ids: Sequence[str]) -> None:
         return None
 
-    async def heartbeat(self) -> None:
-        return None
+    async def heartbeat(self) -> Dropped:
+        return self._trim()
 
     async def wait_empty(self) -> None:
         """Until every accepted event was delivered."""

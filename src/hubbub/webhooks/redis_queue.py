@@ -12,6 +12,10 @@ holder gone) in the same atomic step, so each happens once cluster-wide.
 Rule 3: nodes heartbeat in a sorted set; any node removes the holdings of a
 node silent for ``claim_after`` (killed without shutdown), appending the
 vacated events it owed, in one script.
+Rule 4: the stream is bounded (queues.py Rule 2): each accept and heartbeat
+trims it exactly to ``webhooks.queue_max_length`` entries and, with
+``queue_max_age``, drops entries older than that (entry ids are Redis's
+milliseconds), in the same round trip, and reports how many went.
 """
 
 from __future__ import annotations
@@ -28,7 +32,14 @@ from hubbub.config.model import RedisConfig
 from hubbub.engines.factory import DEFAULT_REDIS_ADDRESS
 from hubbub.engines.redis import normalize_address
 from hubbub.webhooks.events import now_ms
-from hubbub.webhooks.queues import Item, QueueUnavailable
+from hubbub.webhooks.queues import (
+    OVER_AGE,
+    OVER_LENGTH,
+    Bounds,
+    Dropped,
+    Item,
+    QueueUnavailable,
+)
 
 GROUP = "hubbub-webhooks"
 
@@ -82,7 +93,9 @@ class RedisQueue:
 
     durable = True
 
-    def __init__(self, config: RedisConfig, *, claim_after: float) -> None:
+    def __init__(self, config: RedisConfig, *, claim_after: float, bounds: Bounds) -> None:
+        self.bounds = bounds
+        self.queued = 0
         address = (config.address or (DEFAULT_REDIS_ADDRESS,))[0]
         options: dict[str, Any] = {
             "socket_connect_timeout": config.connect_timeout,
@@ -135,7 +148,7 @@ class RedisQueue:
             )
         await self.client.aclose()
 
-    async def accept(self, items: Sequence[Item]) -> None:
+    async def accept(self, items: Sequence[Item]) -> Dropped:
         pipe = self.client.pipeline(transaction=False)
         for item in items:
             if item.kind == "event":
@@ -144,10 +157,30 @@ class RedisQueue:
             script = self._occupy if item.kind == "occupy" else self._vacate
             keys = [self.prefix + "chan." + item.channel, self._held_key, self.stream]
             await script(keys=keys, args=[self._node, item.channel, item.payload], client=pipe)
+        trims = self._trim(pipe)
         try:
-            await pipe.execute()
+            replies = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise QueueUnavailable(str(exc) or type(exc).__name__) from None
+        return self._trimmed(trims, replies)
+
+    def _trim(self, pipe: Any) -> list[str]:
+        """Queue Rule 4's trims and a length read on ``pipe``; the reasons, in order."""
+        reasons = []
+        if self.bounds.max_age > 0:
+            oldest = now_ms() - int(self.bounds.max_age * 1000)
+            pipe.xtrim(self.stream, minid=str(max(oldest, 0)), approximate=False)
+            reasons.append(OVER_AGE)
+        pipe.xtrim(self.stream, maxlen=self.bounds.max_length, approximate=False)
+        reasons.append(OVER_LENGTH)
+        pipe.xlen(self.stream)
+        return reasons
+
+    def _trimmed(self, reasons: list[str], replies: list[Any]) -> Dropped:
+        """What the trims of ``_trim`` (the last replies of a pipeline) dropped."""
+        self.queued = int(replies[-1])
+        counts = replies[-1 - len(reasons) : -1]
+        return {reason: int(n) for reason, n in zip(reasons, counts, strict=True) if n}
 
     @property
     def _held_key(self) -> str:
@@ -194,15 +227,19 @@ class RedisQueue:
         except (RedisError, OSError) as exc:
             raise QueueUnavailable(str(exc) or type(exc).__name__) from None
 
-    async def heartbeat(self) -> None:
+    async def heartbeat(self) -> Dropped:
         now = now_ms()
         try:
             await self.client.zadd(self.nodes, {self._node: now})
             await self._release(
                 keys=[self.nodes, self.stream], args=[self.prefix, now, now - self.claim_ms, ""]
             )
+            pipe = self.client.pipeline(transaction=False)
+            trims = self._trim(pipe)  # also while nothing new arrives (age)
+            replies = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise QueueUnavailable(str(exc) or type(exc).__name__) from None
+        return self._trimmed(trims, replies)
 
     async def length(self) -> int:
         """Entries in the stream (accepted, not yet delivered): for tests and tools."""

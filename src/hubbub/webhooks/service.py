@@ -15,6 +15,12 @@ never a traceback.
 Rule 4: ``close`` (SIGTERM) moves what is buffered into the queue and lets a
 POST in flight finish; with the Redis queue nothing accepted is lost, with
 the memory queue what is still queued after ``webhooks.timeout`` is.
+Rule 5: the queue is bounded (``webhooks.queue_max_length``,
+``queue_max_age``): while a receiver stays down, the oldest undelivered events
+are dropped. Every event dropped (there, or beyond ``max_pending``) is counted
+by reason in ``dropped`` (the metric ``hubbub_webhook_events_dropped_total``),
+and the queue's drops are logged as errors: the first at once, then at most
+one line per ``DROP_LOG_INTERVAL`` with the count, and one when they stop.
 """
 
 from __future__ import annotations
@@ -23,18 +29,34 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
+from collections import Counter
 from typing import Any
 
 from msgspec import Raw
 
 from hubbub.config.model import Config
 from hubbub.webhooks.events import NO_DATA, WebhookEvent, batch_body, encode_event, now_ms
-from hubbub.webhooks.queues import EventQueue, Item, MemoryQueue, QueueUnavailable
+from hubbub.webhooks.queues import (
+    OVER_AGE,
+    OVER_LENGTH,
+    Bounds,
+    Dropped,
+    EventQueue,
+    Item,
+    MemoryQueue,
+    QueueUnavailable,
+)
 from hubbub.webhooks.sender import Sender
 
 log = logging.getLogger("hubbub.webhooks")
 
 BATCH_WAIT = 1.0  # a delivery task waits this long for a batch before looking again
+DROP_LOG_INTERVAL = 10.0  # seconds between log lines while the queue drops events
+#: ``dropped``'s reason for events refused beyond ``webhooks.max_pending``.
+OVER_PENDING = "max_pending"
+#: Every reason an event is dropped (``Webhooks.dropped``'s keys).
+DROP_REASONS = (OVER_PENDING, OVER_LENGTH, OVER_AGE)
 
 
 class _Outage:
@@ -53,6 +75,44 @@ class _Outage:
         if self.failures:
             log.warning("webhooks: %s works again (after %d failures)", self.what, self.failures)
             self.failures = 0
+
+
+class _Drops:
+    """Rule 5's log lines: loud, but never one per event or per batch."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.total = 0  # dropped since the drops began
+        self.unlogged = 0
+        self._logged_at = -DROP_LOG_INTERVAL
+
+    def dropped(self, counts: Dropped, queued: int) -> None:
+        if not counts:
+            if self.total:
+                log.error(
+                    "webhooks: the queue is within its bounds again (%d events were dropped "
+                    "in all, %d wait)",
+                    self.total,
+                    queued,
+                )
+                self.total = self.unlogged = 0
+            return
+        n = sum(counts.values())
+        self.total += n
+        self.unlogged += n
+        now = time.monotonic()
+        if now - self._logged_at >= DROP_LOG_INTERVAL:
+            reasons = ", ".join(f"webhooks.{reason}" for reason in sorted(counts))
+            log.error(
+                "webhooks: DROPPED %d undelivered events, the oldest: the queue passed %s "
+                "(%d wait; is %s down?); %d dropped since this began",
+                self.unlogged,
+                reasons,
+                queued,
+                self.endpoint,
+                self.total,
+            )
+            self._logged_at, self.unlogged = now, 0
 
 
 class _Backoff:
@@ -77,11 +137,16 @@ class Webhooks:
         self.enabled = self.config.enabled
         self._wants = frozenset(self.config.events) if self.enabled else frozenset()
         self._channels = bool(self._wants & {"occupied", "vacated"})
-        self.queue: EventQueue = MemoryQueue()
+        bounds = Bounds(self.config.queue_max_length, self.config.queue_max_age)
+        self.queue: EventQueue = MemoryQueue(bounds)
         if self.enabled and config.engine.type == "redis":
             from hubbub.webhooks.redis_queue import RedisQueue  # redis-py only when asked for
 
-            self.queue = RedisQueue(config.engine.redis, claim_after=self.config.claim_after)
+            self.queue = RedisQueue(
+                config.engine.redis, claim_after=self.config.claim_after, bounds=bounds
+            )
+        self.dropped: Counter[str] = Counter()  # events dropped, by reason (Rule 5)
+        self._drops = _Drops(self.config.endpoint)
         self._sender = Sender(self.config)
         self._buffer: list[Item] = []
         self._node = ""
@@ -168,6 +233,7 @@ class Webhooks:
     def _event(self, event: WebhookEvent) -> None:
         if len(self._buffer) >= self.config.max_pending:
             self._drop_outage.failed("the queue does not take them: new events are dropped")
+            self.dropped[OVER_PENDING] += 1
             return
         self._drop_outage.ok()
         event.node = self._node
@@ -225,7 +291,7 @@ class Webhooks:
         while self._buffer:
             items, self._buffer = self._buffer, []
             try:
-                await self.queue.accept(items)
+                dropped = await self.queue.accept(items)
             except QueueUnavailable as exc:
                 self._buffer = items + self._buffer  # keep the order
                 self._accept_outage.failed(str(exc))
@@ -233,7 +299,12 @@ class Webhooks:
                     return
                 continue
             self._accept_outage.ok()
+            self._count_drops(dropped)
             backoff.reset()
+
+    def _count_drops(self, dropped: Dropped) -> None:
+        self.dropped.update(dropped)
+        self._drops.dropped(dropped, self.queue.queued)
 
     async def _accept_loop(self) -> None:
         while not self._stopping.is_set():
@@ -276,9 +347,11 @@ class Webhooks:
         interval = self.config.claim_after / 4
         while not await self._stopped_within(interval):
             try:
-                await self.queue.heartbeat()
+                dropped = await self.queue.heartbeat()
             except QueueUnavailable as exc:
                 self._read_outage.failed(str(exc))
+                continue
+            self._count_drops(dropped)
 
     async def _stopped_within(self, seconds: float) -> bool:
         """Sleep ``seconds`` unless the service stops first; whether it stopped."""
@@ -288,4 +361,9 @@ class Webhooks:
         return self._stopping.is_set()
 
     def statistics(self) -> dict[str, Any]:
-        return {"buffered": len(self._buffer), "enabled": self.enabled}
+        return {
+            "buffered": len(self._buffer),
+            "enabled": self.enabled,
+            "queued": self.queue.queued,
+            "dropped": dict(self.dropped),
+        }

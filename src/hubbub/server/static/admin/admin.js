@@ -14,6 +14,12 @@ let pollTimer = 0;
 let trace = null;          // the EventSource of the running trace
 let channelShown = "";     // the channel in the detail panel
 let connectionsUser = null;
+const nodeNames = new Map();  // uid -> name, from the last reading of the nodes
+
+/** A node as people know it: its name (its uid until the nodes were read). */
+function nodeName(uid) {
+  return nodeNames.get(uid) || String(uid || "").slice(0, 8);
+}
 
 // ---- the admin API ----
 async function api(method, params = {}) {
@@ -158,6 +164,7 @@ async function loadNodes() {
     return;
   }
   const nodes = (result.nodes || []).slice().sort((a, b) => String(a.name).localeCompare(b.name));
+  for (const node of nodes) nodeNames.set(node.uid, node.name);
   const body = $("nodes").tBodies[0];
   body.replaceChildren(...nodes.map((node) => {
     const row = el("tr", null, "node");
@@ -272,6 +279,7 @@ async function loadConnections(user) {
     }
     row.append(el("td", client, "mono"), el("td", info.user || "(anonymous)"), el("td", info.addr),
       el("td", [info.app_name, info.app_version].filter(Boolean).join(" ")),
+      el("td", `${nodeName(info.node)} · ${info.transport || "websocket"}`),
       el("td", (info.channels || []).join(", ")), actions);
     return row;
   }));
@@ -386,6 +394,7 @@ function addTraceEvent(event) {
   item.dataset.kind = event.kind;
   const time = new Date((event.time || Date.now() / 1000) * 1000);
   item.append(el("span", time.toLocaleTimeString(), "time"), el("span", event.kind, `kind ${event.kind}`),
+    el("span", event.node && event.kind !== "tracing" ? nodeName(event.node) : "", "node"),
     el("pre", summary(event)));
   list.append(item);
   while (list.children.length > 2000) list.firstChild.remove();
