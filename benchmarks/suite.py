@@ -8,7 +8,12 @@ Each measurement is one ``hubbub bench`` subprocess that starts the server
 itself (pinned to CPU 0 with ``taskset``), pins itself to CPU 1, and writes a
 JSON summary. Servers: hubbub (memory engine, Centrifugo protocol), Node ``ws``
 broadcast, python-socketio room broadcast, ``websockets`` broadcast(), and the
-floor (benchmarks/servers/floor.py). Non-hubbub servers are driven in plain mode.
+floors: the Python one (benchmarks/servers/floor.py) and the C one
+(benchmarks/servers/floor_c, built here with make and gcc). Non-hubbub servers
+are driven in plain mode. The ``floor-ratio`` workload runs
+benchmarks/floor_ratio.py: hubbub against both floors at 64, 256 and 1024
+publications in flight, driven by the C load generator (benchmarks/loadgen_c),
+since one Python bench process saturates before these servers do.
 The ``scaleout`` workload runs benchmarks/scaleout.py (memory 1 node, Redis 2
 workers, Redis Cluster 2 nodes, NATS 2 nodes, and publishes/s of one connection
 on Redis; it starts redis-server, a 3-master cluster and nats-server itself).
@@ -32,6 +37,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import floor_ratio  # benchmarks/floor_ratio.py, next to this file
+
 HERE = Path(__file__).resolve().parent
 SERVERS_DIR = HERE / "servers"
 
@@ -50,6 +57,7 @@ SERVERS: dict[str, tuple[str | None, str | None, str | None]] = {
         "socketio",
     ),
     "floor": (f"{sys.executable} {SERVERS_DIR}/floor.py --port {{port}}", "ws://127.0.0.1:{port}/", "text"),
+    "floor-c": (f"{SERVERS_DIR}/floor_c/floor_c --port {{port}}", "ws://127.0.0.1:{port}/", "text"),
 }  # fmt: skip
 
 
@@ -131,7 +139,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 run, smaller loads")
     parser.add_argument("--runs", type=int, help="runs per figure (default 3, quick 1)")
     parser.add_argument("--servers", default=",".join(SERVERS))
-    parser.add_argument("--workloads", default="fanout,fixed,idle,connect,scaleout")
+    parser.add_argument("--workloads", default="fanout,fixed,idle,connect,floor-ratio,scaleout")
     parser.add_argument("--out", default=str(HERE.parent / "docs" / "benchmarks"))
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 3)
@@ -141,11 +149,15 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     started = time.monotonic()
+    problem = floor_ratio.build()  # the C floor and the C load generator
+    if problem is not None:
+        print(f"no C floor: {problem}", file=sys.stderr)
+        servers = [s for s in servers if s != "floor-c"]
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(runs):
             for workload in args.workloads.split(","):
-                if workload == "scaleout":
-                    continue  # its own script, after the loop
+                if workload in ("floor-ratio", "scaleout"):
+                    continue  # their own runs, after the loop
                 for server in servers:
                     print(f"run {run + 1}/{runs}: {workload} on {server}", file=sys.stderr)
                     path = f"{tmp}/{workload}-{server}-{run}.json"
@@ -153,6 +165,8 @@ def main() -> None:
                     if summary is not None:
                         results.setdefault(workload, {}).setdefault(server, []).append(summary)
     report = render(results, chosen, servers, runs, args.quick)
+    if "floor-ratio" in args.workloads.split(","):
+        report += "\n\n" + floor_table(runs, 3 if args.quick else 5, problem)
     if "scaleout" in args.workloads.split(","):
         report += "\n\n" + scaleout(runs, 2 if args.quick else 5)
     elapsed = time.monotonic() - started
@@ -161,6 +175,14 @@ def main() -> None:
     (out / "results.md").write_text(report + "\n")
     (out / "results.json").write_text(json.dumps(slim(results), indent=1) + "\n")
     plots(results, servers, out)
+
+
+def floor_table(runs: int, seconds: float, problem: str | None) -> str:
+    """hubbub / floor at 64, 256 and 1024 publications in flight (benchmarks/floor_ratio.py)."""
+    title = "### fan-out against the floors at several publications in flight (C load generator)"
+    if problem is not None:
+        return f"{title}\n\nnot run: {problem}"
+    return f"{title}\n\n" + floor_ratio.render(floor_ratio.run_all(runs, seconds), runs)
 
 
 def scaleout(runs: int, seconds: float) -> str:

@@ -237,6 +237,38 @@ def test_one_byte_pieces_yield_the_same_messages(stream: Stream) -> None:
     check_stream(stream, [1])
 
 
+@settings(max_examples=200, deadline=None)
+@given(stream=streams(), pieces=piece_sizes)
+def test_a_reader_at_rest_can_be_replaced_by_a_new_one(stream: Stream, pieces: list[int]) -> None:
+    """What the server's connection does to hold no reader while idle: whenever the
+    reader is at rest it is dropped, and the next bytes go to a fresh one."""
+    reader: FrameReader | None = None
+    messages: list[Message] = []
+    position = 0
+    for size in itertools.cycle(pieces):
+        if position >= len(stream.data):
+            break
+        reader = reader or FrameReader(LIMIT)
+        messages.extend(reader.feed(stream.data[position : position + size]))
+        position += size
+        if reader.at_rest:
+            reader = None
+    assert tuple(messages) == stream.expected
+    assert reader is None  # the stream ends with whole messages: nothing is left partial
+
+
+def test_at_rest_only_without_a_partial_frame_or_message() -> None:
+    reader = FrameReader(LIMIT)
+    assert reader.at_rest
+    frame = build_frame("hello", mask_key=KEY)
+    assert reader.feed(frame[:3]) == [] and not reader.at_rest  # a partial frame
+    assert reader.feed(frame[3:]) == [Message(OP_TEXT, "hello")] and reader.at_rest
+    first = build_frame("hel", fin=False, mask_key=KEY)
+    assert reader.feed(first) == [] and not reader.at_rest  # an unfinished message
+    last = build_frame("lo", opcode=0, mask_key=KEY)
+    assert reader.feed(last) == [Message(OP_TEXT, "hello")] and reader.at_rest
+
+
 @settings(max_examples=100, deadline=None)
 @given(stream=streams(), bad=st.binary(max_size=200), pieces=piece_sizes)
 def test_an_unmasked_frame_after_valid_ones_is_refused_whatever_the_splits(

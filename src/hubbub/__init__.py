@@ -14,33 +14,88 @@ It speaks Centrifugo's client protocol and HTTP API, so the existing SDKs and
     await hub.publish("news", {"x": 1})  # from application code
 """
 
-from hubbub.codes import Disconnect, Error, Unsubscribe
-from hubbub.config import Config, load_config
-from hubbub.errors import ClientError, ConfigError, DisconnectRequest, HubbubError
-from hubbub.hub.hooks import (
-    ChannelOverride,
-    ConnectDecision,
-    ConnectEvent,
-    DisconnectEvent,
-    MapPublishDecision,
-    MapPublishEvent,
-    MessageEvent,
-    PublishDecision,
-    PublishEvent,
-    RefreshDecision,
-    RefreshEvent,
-    RPCEvent,
-    RPCResponse,
-    SubRefreshDecision,
-    SubRefreshEvent,
-    SubscribeDecision,
-    SubscribeEvent,
-    UnsubscribeEvent,
-)
-from hubbub.hub.hub import Hub
-from hubbub.server.app import attach, create_app
-from hubbub.server.run import serve
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from hubbub.version import __version__
+
+if TYPE_CHECKING:
+    from hubbub.codes import Disconnect, Error, Unsubscribe
+    from hubbub.config import Config, load_config
+    from hubbub.errors import ClientError, ConfigError, DisconnectRequest, HubbubError
+    from hubbub.hub.hooks import (
+        ChannelOverride,
+        ConnectDecision,
+        ConnectEvent,
+        DisconnectEvent,
+        MapPublishDecision,
+        MapPublishEvent,
+        MessageEvent,
+        PublishDecision,
+        PublishEvent,
+        RefreshDecision,
+        RefreshEvent,
+        RPCEvent,
+        RPCResponse,
+        SubRefreshDecision,
+        SubRefreshEvent,
+        SubscribeDecision,
+        SubscribeEvent,
+        UnsubscribeEvent,
+    )
+    from hubbub.hub.hub import Hub
+    from hubbub.server.app import attach, create_app
+    from hubbub.server.run import serve
+
+# The public names are imported on first use (PEP 562), not with the package:
+# ``hubbub serve`` and every ``python -m hubbub...`` start import ``hubbub`` first,
+# and the whole stack (aiohttp, the proxies' gRPC, JWT) costs more start-up time
+# than the server needs before it listens.
+_SOURCES = {
+    "hubbub.codes": ("Disconnect", "Error", "Unsubscribe"),
+    "hubbub.config": ("Config", "load_config"),
+    "hubbub.errors": ("ClientError", "ConfigError", "DisconnectRequest", "HubbubError"),
+    "hubbub.hub.hooks": (
+        "ChannelOverride",
+        "ConnectDecision",
+        "ConnectEvent",
+        "DisconnectEvent",
+        "MapPublishDecision",
+        "MapPublishEvent",
+        "MessageEvent",
+        "PublishDecision",
+        "PublishEvent",
+        "RefreshDecision",
+        "RefreshEvent",
+        "RPCEvent",
+        "RPCResponse",
+        "SubRefreshDecision",
+        "SubRefreshEvent",
+        "SubscribeDecision",
+        "SubscribeEvent",
+        "UnsubscribeEvent",
+    ),
+    "hubbub.hub.hub": ("Hub",),
+    "hubbub.server.app": ("attach", "create_app"),
+    "hubbub.server.run": ("serve",),
+}
+_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hubbub' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next access is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "ChannelOverride",

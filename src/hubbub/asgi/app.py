@@ -25,7 +25,8 @@ from hubbub.asgi.http import read_body, respond
 from hubbub.asgi.streams import serve_stream, stream_request
 from hubbub.asgi.websocket import Receive, Scope, Send, scope_headers, serve_websocket
 from hubbub.hub.hub import Hub
-from hubbub.server.api import MAX_BODY, ApiAnswer, HttpApi
+from hubbub.server.api import MAX_BODY, HttpApi
+from hubbub.server.http_answer import ApiAnswer
 from hubbub.server.streamgate import StreamGate
 
 log = logging.getLogger("hubbub.asgi")

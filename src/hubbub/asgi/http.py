@@ -8,7 +8,7 @@ read through ``read_body`` with the bound of the endpoint that reads it.
 from __future__ import annotations
 
 from hubbub.asgi.websocket import Message, Receive, Send
-from hubbub.server.api import ApiAnswer
+from hubbub.server.http_answer import ApiAnswer
 
 
 async def read_body(receive: Receive, limit: int) -> bytes | None:

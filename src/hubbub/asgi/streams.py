@@ -28,7 +28,7 @@ from hubbub.hub.session import Session
 from hubbub.hub.transport import Shared
 from hubbub.protocol.messages import DisconnectPush, Push
 from hubbub.server.address import client_address
-from hubbub.server.api import ApiAnswer
+from hubbub.server.http_answer import ApiAnswer
 from hubbub.server.streamconn import CLOSE_TIMEOUT, CommandQueue, Framing
 from hubbub.server.streamgate import Endpoint, StreamGate, StreamRequest, StreamStart
 

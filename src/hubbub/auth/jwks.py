@@ -12,9 +12,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-import aiohttp
-import jwt
+if TYPE_CHECKING:
+    import jwt
 
 log = logging.getLogger("hubbub.jwks")
 
@@ -22,10 +23,16 @@ Fetch = Callable[[str], Awaitable[str]]
 
 
 async def http_get(url: str) -> str:
+    """The body at ``url``; a failed request raises ``ConnectionError``."""
+    import aiohttp  # only a node that verifies tokens with JWKS needs the HTTP client
+
     timeout = aiohttp.ClientTimeout(total=5)
-    async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as response:
-        response.raise_for_status()
-        return await response.text()
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as response:
+            response.raise_for_status()
+            return await response.text()
+    except aiohttp.ClientError as exc:
+        raise ConnectionError(str(exc) or type(exc).__name__) from exc
 
 
 class JwksKeys:
@@ -61,9 +68,11 @@ class JwksKeys:
             if self._clock() - self._fetched_at <= self._refetch_interval:
                 return  # another caller refreshed while we waited
             self._fetched_at = self._clock()
+            import jwt  # imported with the first token (tokens.py): a lookup
+
             try:
                 keys = jwt.PyJWKSet.from_json(await self._fetch(self.url))
-            except (aiohttp.ClientError, TimeoutError, jwt.PyJWTError, ValueError) as exc:
+            except (OSError, TimeoutError, jwt.PyJWTError, ValueError) as exc:
                 log.warning("JWKS fetch from %s failed: %s", self.url, exc)
                 return
             self._keys = {k.key_id: k for k in keys.keys if k.key_id}

@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import jwt
 import msgspec
 
 from hubbub.auth.jwks import JwksKeys
@@ -116,6 +115,8 @@ class TokenVerifier:
 
     async def _decode(self, token: str) -> dict[str, Any]:
         """Find the key (configured, or from JWKS by ``kid``), then verify."""
+        import jwt  # loaded by the first token, not at start-up (it brings cryptography)
+
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -148,6 +149,8 @@ class TokenVerifier:
     ) -> dict[str, Any]:
         """Verify with ``key``; ``signature_only``: a bad signature raises
         ``_BadSignature`` (another key may still verify the token)."""
+        import jwt  # loaded by _decode already: a lookup
+
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -226,6 +229,8 @@ def make_token(
     now: float | None = None,
 ) -> str:
     """An HS256 connection (or, with ``channel`` in ``extra``, subscription) token."""
+    import jwt
+
     issued = int(time.time() if now is None else now)
     claims: dict[str, Any] = {"sub": user, "iat": issued}
     if ttl is not None:

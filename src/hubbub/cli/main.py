@@ -22,9 +22,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from hubbub.cli import audit_cmd, bench_cmd, top_cmd
 from hubbub.cli.config_cmd import checkconfig, genconfig
-from hubbub.cli.token_cmd import checktoken, gentoken
 from hubbub.config.generate import FORMATS, demo_config
 from hubbub.config.loader import LoadedConfig, connect_warnings, load_config
 from hubbub.errors import ConfigError
@@ -34,7 +32,14 @@ if TYPE_CHECKING:
     from hubbub.hub.hub import Hub
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Commands whose parsers import the tools (hubbub top, the load generator, the
+#: audit): only built when one of them runs (or for help), so that ``serve`` starts
+#: faster.
+TOOLS = ("top", "bench", "audit")
+
+
+def build_parser(*, tools: bool = True) -> argparse.ArgumentParser:
+    """The ``hubbub`` parser; ``tools=False``: ``bench`` and ``audit`` are named only."""
     parser = argparse.ArgumentParser(
         prog="hubbub", description="Real-time messaging server (Centrifugo protocol compatible)."
     )
@@ -78,19 +83,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check_token.add_argument("token")
     check_token.add_argument("--config", "-c", help="config file with the token keys")
-    top_cmd.add_parser(sub)
-    bench_cmd.add_parser(sub)
-    audit_cmd.add_parser(sub)
+    if tools:
+        from hubbub.cli import audit_cmd, bench_cmd, top_cmd
+
+        top_cmd.add_parser(sub)
+        bench_cmd.add_parser(sub)
+        audit_cmd.add_parser(sub)
+    else:
+        for name in TOOLS:
+            sub.add_parser(name)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv else ""
+    tools = command in TOOLS or command.startswith("-") or not command
+    args = build_parser(tools=tools).parse_args(argv)
     if args.command == "checkconfig":
         return checkconfig(args.file)
     if args.command == "genconfig":
         return genconfig(args.format, args.output)
     if args.command in ("gentoken", "checktoken"):
+        from hubbub.cli.token_cmd import checktoken, gentoken  # PyJWT: not for serve
+
         loaded = _load(args.config)
         if loaded is None:
             return 1
@@ -100,11 +116,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             loaded.config, args.user, ttl=args.ttl, info=args.info, channel=args.channel
         )
     if args.command == "top":
+        from hubbub.cli import top_cmd
+
         loaded = _load(args.config)
         return 1 if loaded is None else top_cmd.run(args, loaded.config)
     if args.command == "bench":
+        from hubbub.cli import bench_cmd
+
         return bench_cmd.run(args)
     if args.command == "audit":
+        from hubbub.cli import audit_cmd
+
         return audit_cmd.run(args)
     return _serve(args)
 
@@ -145,8 +167,8 @@ def _serve(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 1
-    from hubbub.server.app import served_urls
     from hubbub.server.run import run
+    from hubbub.server.urls import served_urls
 
     def ready(port: int) -> None:
         host = config.http_server.address or "0.0.0.0"

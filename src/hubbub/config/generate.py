@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from secrets import token_urlsafe
 from typing import Any
 
-import yaml  # type: ignore[import-untyped, unused-ignore]
-
 __all__ = ["FORMATS", "demo_config", "generate_config", "starter_config"]
 
 FORMATS = ("json", "toml", "yaml")
@@ -92,6 +90,8 @@ def generate_config(fmt: str = "json", *, secrets: bool = True) -> str:
     if fmt == "toml":
         return to_toml(data)
     if fmt in ("yaml", "yml"):
+        import yaml  # type: ignore[import-untyped, unused-ignore]  # (start-up time)
+
         text: str = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
         return text
     raise ValueError(f"unknown config format {fmt!r}: use one of {', '.join(FORMATS)}")

@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml  # type: ignore[import-untyped, unused-ignore]
-
 from hubbub.config.backend import StrPairs
 from hubbub.config.backend_checks import check_backend
 from hubbub.config.durations import parse_duration
@@ -188,6 +186,17 @@ def env_var_name(key: str) -> str:
 _PARSERS = {".json": "JSON", ".toml": "TOML", ".yaml": "YAML", ".yml": "YAML"}
 
 
+def _yaml(text: str) -> object:
+    """YAML parsed; a syntax error raised as ValueError. PyYAML is imported here, for
+    YAML files only (it costs start-up time)."""
+    import yaml  # type: ignore[import-untyped, unused-ignore]
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _read_file(path: Path) -> dict[str, Any]:
     try:
         data = path.read_bytes()
@@ -201,10 +210,10 @@ def _read_file(path: Path) -> dict[str, Any]:
         if fmt == "TOML":
             parsed: object = tomllib.loads(text)
         elif fmt == "YAML":
-            parsed = yaml.safe_load(text) if text.strip() else {}
+            parsed = _yaml(text) if text.strip() else {}
         else:
             parsed = json.loads(text) if text.strip() else {}
-    except (ValueError, yaml.YAMLError) as exc:  # JSON, TOML and Unicode errors are ValueError
+    except ValueError as exc:  # JSON, TOML, YAML (_yaml) and Unicode errors
         raise ConfigError("", f"can not parse config file {path} as {fmt}: {exc}") from None
     if not isinstance(parsed, dict):
         raise ConfigError("", f"config file {path}: the top level must be an object")

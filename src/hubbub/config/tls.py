@@ -17,9 +17,6 @@ import ssl
 import tempfile
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
 from hubbub.config.model import TlsConfig
 from hubbub.errors import ConfigError
 
@@ -62,6 +59,10 @@ def server_context(tls: TlsConfig, key: str) -> ssl.SSLContext:
         raise ConfigError(key_key, f"missing: {key}.enabled needs the certificate's private key")
     cert = load_pem(tls.cert_pem, cert_key)
     private = load_pem(tls.key_pem, key_key)
+    # Imported here: a node without TLS does not pay for them at start-up.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     try:
         x509.load_pem_x509_certificates(cert)
     except ValueError as exc:

@@ -89,6 +89,14 @@ class Decisions:
     # --- connection ------------------------------------------------------------------
 
     @property
+    def reads_headers(self) -> bool:
+        """Whether a decider may ask for a connection's handshake headers: any proxy
+        (each may forward them) or ``on_connect`` (its event carries them). Without
+        one, transports need not keep them (a browser's head, cookies included,
+        would be most of an idle connection's memory)."""
+        return self.proxies.any or self.hub.hooks.connect is not None
+
+    @property
     def accepts_without_token(self) -> bool:
         """Whether a decider can authenticate a connection that sent no token."""
         return self.proxies.connect is not None or self.hub.hooks.connect is not None

@@ -255,7 +255,7 @@ class Delivery:
         """Write what ``session`` has pending now (before a close frame)."""
         self.take_share(session)
         protocol = session.protocol
-        messages = len(protocol.outbox)
+        messages = len(protocol.outbox or ())
         data = protocol.data_to_send()
         if data:
             session.transport.write(data)
@@ -287,7 +287,7 @@ class Delivery:
             if session.closed:
                 continue
             protocol = session.protocol
-            queued = len(protocol.outbox)
+            queued = len(protocol.outbox or ())
             data = protocol.data_to_send()
             if not data:
                 continue

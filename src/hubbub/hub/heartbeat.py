@@ -37,6 +37,10 @@ class Heartbeat:
         self.hub = hub
         self.timers = hub.timers
         self.config = hub.config.client
+        # Bound once, shared by every session's timer (Rule 1 of timers.py: no closure
+        # per connection; an idle connection's ping deadline is one Timer).
+        self._ping_for = self._ping
+        self._pong_due_for = self._pong_due
 
     # --- before connect ------------------------------------------------------------------
 
@@ -69,7 +73,7 @@ class Heartbeat:
         _set_expiry(session, None)
 
     def _next_ping(self, session: Session, delay: float) -> None:
-        _set_heartbeat(session, self.timers.call_later(delay, lambda: self._ping(session)))
+        _set_heartbeat(session, self.timers.call_later_for(delay, self._ping_for, session))
 
     def _ping(self, session: Session) -> None:
         if session.closed:
@@ -84,7 +88,7 @@ class Heartbeat:
             session.close(Disconnect.NO_PONG)
             return
         session.ping()
-        due = self.timers.call_later(self.config.pong_timeout, lambda: self._pong_due(session))
+        due = self.timers.call_later_for(self.config.pong_timeout, self._pong_due_for, session)
         _set_heartbeat(session, due)
         self.hub.lifecycle.refresh_presence(session)
 

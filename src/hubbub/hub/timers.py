@@ -5,7 +5,9 @@ Rule: connections own no task and no loop timer handle; a deadline is a
 ``resolution`` seconds, calling what fell due. ``Timer.cancel`` takes the
 timer out of its bucket and drops its callback at once, so a closed
 connection is not kept alive by deadlines it will never meet (a 24-hour token
-must not hold a closed session for 24 hours).
+must not hold a closed session for 24 hours). ``call_later_for(delay, f, arg)``
+calls ``f(arg)``: with ``f`` shared by every connection (a method bound once),
+an idle connection's deadline costs one ``Timer``, not a closure and its cells.
 """
 
 from __future__ import annotations
@@ -16,17 +18,24 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 log = logging.getLogger("hubbub.timers")
+
+T = TypeVar("T")
+_NO_ARG: Any = object()  # the callback takes no argument
 
 
 class Timer:
     """A callback due at one tick; ``cancel()`` forgets it (idempotent)."""
 
-    __slots__ = ("_bucket", "callback")
+    __slots__ = ("_bucket", "arg", "callback")
 
-    def __init__(self, callback: Callable[[], None], bucket: dict[Timer, None]) -> None:
-        self.callback: Callable[[], None] | None = callback
+    def __init__(
+        self, callback: Callable[..., None], bucket: dict[Timer, None], arg: Any = _NO_ARG
+    ) -> None:
+        self.callback: Callable[..., None] | None = callback
+        self.arg = arg  # what the callback is called with (_NO_ARG: nothing)
         self._bucket: dict[Timer, None] | None = bucket
 
     def cancel(self) -> None:
@@ -35,6 +44,7 @@ class Timer:
             bucket.pop(self, None)
             self._bucket = None
         self.callback = None
+        self.arg = None
 
     @property
     def pending(self) -> bool:
@@ -56,11 +66,18 @@ class TimerWheel:
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         """Call ``callback`` once, ``delay`` seconds from now (rounded up to the resolution)."""
+        return self._add(delay, callback, _NO_ARG)
+
+    def call_later_for(self, delay: float, callback: Callable[[T], None], arg: T) -> Timer:
+        """Call ``callback(arg)`` once, ``delay`` seconds from now."""
+        return self._add(delay, callback, arg)
+
+    def _add(self, delay: float, callback: Callable[..., None], arg: Any) -> Timer:
         tick = self._tick_of(self._clock() + delay)
         bucket = self._buckets.get(tick)
         if bucket is None:
             bucket = self._buckets[tick] = {}
-        timer = Timer(callback, bucket)
+        timer = Timer(callback, bucket, arg)
         bucket[timer] = None
         return timer
 
@@ -74,12 +91,15 @@ class TimerWheel:
                 continue
             # A copy: a callback may cancel another timer of this tick (it is then skipped).
             for timer in list(bucket):
-                callback = timer.callback
-                timer.callback = None
+                callback, arg = timer.callback, timer.arg
+                timer.callback = timer.arg = None
                 if callback is None:
                     continue
                 try:
-                    callback()
+                    if arg is _NO_ARG:
+                        callback()
+                    else:
+                        callback(arg)
                 except Exception:
                     log.exception("timer callback failed")
 

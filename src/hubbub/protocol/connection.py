@@ -58,7 +58,7 @@ class ClientProtocol:
     def __init__(self, codec: Codec = JSON) -> None:
         self.codec = codec
         self.state = State.NEW
-        self.outbox: list[bytes] = []
+        self.outbox: list[bytes] | None = None  # None when empty: an idle client holds no list
         self.outbox_bytes = 0
         self._ping_outstanding = False
         self.close_reason: DisconnectInfo | None = None
@@ -135,7 +135,11 @@ class ClientProtocol:
 
     def queue(self, data: bytes) -> int:
         """Queue an encoded reply or push; returns the bytes now pending."""
-        self.outbox.append(data)
+        outbox = self.outbox
+        if outbox is None:
+            self.outbox = [data]
+        else:
+            outbox.append(data)
         self.outbox_bytes += len(data)
         return self.outbox_bytes
 
@@ -145,7 +149,7 @@ class ClientProtocol:
         if not outbox:
             return b""
         data = outbox[0] if len(outbox) == 1 else self.codec.separator.join(outbox)
-        outbox.clear()
+        self.outbox = None
         self.outbox_bytes = 0
         return data
 
@@ -157,7 +161,7 @@ class ClientProtocol:
 
     def drop_output(self) -> None:
         """Forget queued output (a slow client gets only the close frame)."""
-        self.outbox.clear()
+        self.outbox = None
         self.outbox_bytes = 0
 
     def _violation(self, disconnect: DisconnectInfo, detail: str) -> ProtocolViolation:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import msgspec
 
@@ -28,8 +28,10 @@ from hubbub.codes import DisconnectInfo, Error, ErrorInfo
 from hubbub.config.backend import ProxyOptions, TransformDisconnect
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.proxy import messages as m
-from hubbub.proxy.grpc_transport import GrpcTransport
 from hubbub.proxy.http_transport import HttpPool, HttpTransport, TransportFailure
+
+if TYPE_CHECKING:
+    from hubbub.proxy.grpc_transport import GrpcTransport
 
 log = logging.getLogger("hubbub.proxy")
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Sequence
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from hubbub.config.backend import ProxyOptions
 from hubbub.proxy.tls import ssl_context
+
+if TYPE_CHECKING:
+    import aiohttp
 
 #: Connections open to backends at once (all HTTP proxies of the node); calls
 #: beyond wait for a free one, within their timeout.
@@ -38,6 +40,9 @@ class HttpPool:
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
+        # aiohttp is imported by the first call, not with hubbub: most nodes proxy nothing.
+        import aiohttp
+
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
                 limit=POOL_LIMIT, keepalive_timeout=KEEPALIVE, enable_cleanup_closed=True
@@ -73,6 +78,8 @@ class HttpTransport:
         headers = dict(self._static)
         headers.update(forwarded)  # headers of the client's request win over static ones
         headers["Content-Type"] = "application/json"
+        import aiohttp  # loaded by the pool already: a lookup
+
         try:
             async with asyncio.timeout(self.timeout):
                 async with self.pool.session().post(

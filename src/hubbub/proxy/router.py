@@ -10,14 +10,16 @@ one channel.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hubbub.config.backend import DEFAULT_PROXY_NAME, ProxyGrpcOptions, ProxyOptions
 from hubbub.config.model import ChannelOptions, Config
 from hubbub.proxy import messages as m
 from hubbub.proxy.client import CallRecorder, ProxyClient
-from hubbub.proxy.grpc_transport import GrpcTransport
 from hubbub.proxy.http_transport import HttpPool
+
+if TYPE_CHECKING:
+    from hubbub.proxy.grpc_transport import GrpcTransport
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +140,9 @@ class ProxyRouter:
                 transport_key = (options.endpoint, options.grpc)
                 grpc = self._grpc.get(transport_key)
                 if grpc is None:
+                    # gRPC and protobuf are loaded only by a config that proxies over gRPC.
+                    from hubbub.proxy.grpc_transport import GrpcTransport
+
                     grpc = self._grpc[transport_key] = GrpcTransport(options, key)
             found = ProxyClient(
                 event, name, options, key=key, pool=self.pool, grpc=grpc, recorder=self._recorder

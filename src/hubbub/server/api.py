@@ -16,7 +16,6 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -31,6 +30,7 @@ from hubbub.protocol.messages import NO_DATA, Publication, StreamPosition
 from hubbub.server.api_bodies import BadParams as BadParams  # admin.py catches it too
 from hubbub.server.api_bodies import decode as _decode
 from hubbub.server.api_maps import MapApiMethods
+from hubbub.server.http_answer import ApiAnswer
 
 log = logging.getLogger("hubbub.api")
 
@@ -142,20 +142,6 @@ class BatchParams(msgspec.Struct):
 
 
 Handler = Callable[[msgspec.Raw], Awaitable[dict[str, Any]]]
-
-
-@dataclass(frozen=True, slots=True)
-class ApiAnswer:
-    """An HTTP response of the API, whatever serves it."""
-
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    headers: tuple[tuple[str, str], ...] = ()  # more response headers (CORS)
-
-    @classmethod
-    def refusal(cls, status: int, text: str) -> ApiAnswer:
-        return cls(status, (text + "\n").encode(), "text/plain; charset=utf-8")
 
 
 class HttpApi(MapApiMethods):

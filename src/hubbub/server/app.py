@@ -30,14 +30,16 @@ from typing import Any
 
 from aiohttp import web
 
-from hubbub.config.model import Config, HttpServerConfig
+from hubbub.config.model import HttpServerConfig
 from hubbub.hub.hub import Hub
 from hubbub.server.admin import Admin
+from hubbub.server.aiohttp_door import websocket_route
 from hubbub.server.api import HttpApi
 from hubbub.server.keys import ENDPOINT_KEY, HUB_KEY
 from hubbub.server.logs import quiet_peer_errors
 from hubbub.server.metrics import metrics_handler
 from hubbub.server.streams import Streams
+from hubbub.server.urls import served_urls  # noqa: F401 - re-exported (it moved)
 from hubbub.server.websocket import WebSocketEndpoint
 from hubbub.server.wsconn import SHUTDOWN_GRACE
 
@@ -56,21 +58,23 @@ def attach(
     admin: bool | None = None,
     metrics: bool | None = None,
     owns_hub: bool = True,
+    endpoint: WebSocketEndpoint | None = None,
 ) -> None:
     """Serve ``hub`` from ``app`` (an existing aiohttp application) under ``prefix``.
 
     ``demo``, ``health``, ``admin`` and ``metrics`` default to the hub's
-    ``demo.enabled``, ``health.enabled``, ``admin.enabled`` and ``prometheus.enabled``.
+    ``demo.enabled``, ``health.enabled``, ``admin.enabled`` and ``prometheus.enabled``;
+    ``endpoint``: the WebSocket endpoint another door of the same hub uses.
     """
     quiet_peer_errors()
     config = hub.config
     app[HUB_KEY] = hub
-    endpoint = app[ENDPOINT_KEY] = WebSocketEndpoint(hub)
+    endpoint = app[ENDPOINT_KEY] = endpoint or WebSocketEndpoint(hub)
     if websocket and not hub.config.websocket.disabled:
-        app.router.add_get(prefix + endpoint.path, endpoint.handle)
+        app.router.add_get(prefix + endpoint.path, websocket_route(endpoint))
     if websocket and hub.config.uni_websocket.enabled:
         uni = hub.config.uni_websocket.handler_prefix
-        app.router.add_get(prefix + uni, endpoint.handle_unidirectional)
+        app.router.add_get(prefix + uni, websocket_route(endpoint, unidirectional=True))
     if websocket:
         # SSE, HTTP streaming, /emulation and the uni_* streams, each when enabled.
         Streams(hub).add_routes(app, prefix)
@@ -101,7 +105,9 @@ def attach(
         app.on_shutdown.append(close_hub)
 
 
-def create_app(hub: Hub, *, api: bool = True) -> web.Application:
+def create_app(
+    hub: Hub, *, api: bool = True, endpoint: WebSocketEndpoint | None = None
+) -> web.Application:
     """The public application (it owns the hub's lifecycle); ``api=False`` when an
     internal port serves the API (and the admin UI, unless ``admin.external``)."""
     app = web.Application()
@@ -112,6 +118,7 @@ def create_app(hub: Hub, *, api: bool = True) -> web.Application:
         api=api,
         admin=admin.enabled and (api or admin.external),
         metrics=hub.config.prometheus.enabled and api,
+        endpoint=endpoint,
     )
     return app
 
@@ -130,37 +137,6 @@ def create_internal_app(hub: Hub) -> web.Application:
         owns_hub=False,
     )
     return app
-
-
-def served_urls(config: Config, port: int) -> list[tuple[str, str]]:
-    """(what, URL) of each endpoint ``hubbub serve`` offers, for its start-up lines;
-    ``port`` is the bound public port."""
-    server = config.http_server
-    tls = server.tls.enabled
-    # The internal port: its own TLS, else the public one's unless tls_external.
-    internal_tls = server.internal_tls.enabled or (tls and not server.tls_external)
-    web_scheme, ws_scheme = ("https", "wss") if tls else ("http", "ws")
-    public = f"{web_scheme}://{server.address or '0.0.0.0'}:{port}"
-    private = public
-    if server.internal_port:
-        scheme = "https" if internal_tls else "http"
-        private = f"{scheme}://{server.internal_address or '0.0.0.0'}:{server.internal_port}"
-    urls = []
-    if not config.websocket.disabled:
-        address = public.removeprefix(f"{web_scheme}://")
-        urls.append(("websocket", f"{ws_scheme}://{address}{config.websocket.handler_prefix}"))
-    if config.demo.enabled:
-        urls.append(("demo page", f"{public}/"))
-    if not config.http_api.disabled:
-        urls.append(("server API", f"{private}/api"))
-    if config.admin.enabled:
-        where = public if config.admin.external else private
-        urls.append(("admin UI", f"{where}{config.admin.handler_prefix}/admin/"))
-    if config.prometheus.enabled:
-        urls.append(("metrics", f"{private}{config.prometheus.handler_prefix}"))
-    if config.health.enabled:
-        urls.append(("health", f"{public}{config.health.handler_prefix}"))
-    return urls
 
 
 def runner_options(server: HttpServerConfig) -> dict[str, Any]:

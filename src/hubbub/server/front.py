@@ -10,7 +10,10 @@ memory), or refuses it with the HTTP status RFC 6455 asks for and closes.
 Every other request (the API, the demo page, /health) is handed, with the
 bytes read so far, to the aiohttp application's own protocol through
 ``transport.set_protocol``, so aiohttp answers it exactly as if it had
-accepted the connection.
+accepted the connection. The application is the ``HttpDoor``'s: ``hubbub
+serve`` loads it (and aiohttp) when the first such request arrives, which then
+waits, its bytes kept, until the door is ready; WebSocket clients never wait
+for it.
 """
 
 from __future__ import annotations
@@ -19,9 +22,8 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from typing import cast
-
-from aiohttp import web
+from collections.abc import Callable
+from typing import Protocol, cast
 
 from hubbub.server.websocket import WebSocketEndpoint
 from hubbub.server.wsconn import WebSocketConnection
@@ -31,15 +33,29 @@ log = logging.getLogger("hubbub.server")
 
 #: Bytes of request line read before a request is left to aiohttp (which refuses it).
 FIRST_LINE_LIMIT = 16384
+#: Bytes of a request kept while the HTTP application loads; then reading pauses.
+LOADING_BUFFER_LIMIT = 1 << 20
+#: What a request gets when the HTTP application failed to load.
+UNAVAILABLE = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+class HttpDoor(Protocol):
+    """Where the listener sends every request that is not a WebSocket upgrade."""
+
+    def protocol(self) -> asyncio.Protocol | None:
+        """aiohttp's protocol for one more connection; None while the application loads."""
+
+    def when_loaded(self, callback: Callable[[bool], None]) -> None:
+        """Load the application (once) and call ``callback(ok)`` when that ended."""
 
 
 class Listener:
     """The public port: accepts connections, hands each to the endpoint or to aiohttp."""
 
-    def __init__(self, endpoint: WebSocketEndpoint, http: web.Server) -> None:
+    def __init__(self, endpoint: WebSocketEndpoint, http: HttpDoor) -> None:
         self.endpoint = endpoint
         self.hub = endpoint.hub
-        self.http = http  # aiohttp's protocol factory for everything but WebSocket requests
+        self.http = http  # aiohttp's application, for everything but WebSocket requests
         self._server: asyncio.Server | None = None
         config = endpoint.hub.config
         server = config.http_server
@@ -95,13 +111,14 @@ class Listener:
 class Front(asyncio.Protocol):
     """A new connection until its request line tells who serves it."""
 
-    __slots__ = ("_buffer", "_listener", "_ours", "_searched", "_timer", "_transport")
+    __slots__ = ("_buffer", "_listener", "_ours", "_searched", "_timer", "_transport", "_waiting")
 
     def __init__(self, listener: Listener) -> None:
         self._listener = listener
         self._buffer = bytearray()
         self._searched = 0  # the head's end is not before this offset of the buffer
         self._ours = False  # the request line asked for the WebSocket path
+        self._waiting = False  # for the HTTP application to load
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -121,6 +138,10 @@ class Front(asyncio.Protocol):
             return  # refused: the rest of the request means nothing
         buffer = self._buffer
         buffer += data
+        if self._waiting:  # the HTTP application loads: its request's bytes are kept
+            if len(buffer) > LOADING_BUFFER_LIMIT:
+                self._transport.pause_reading()
+            return
         listener = self._listener
         if not self._ours:
             line_end = buffer.find(b"\r\n")
@@ -177,12 +198,31 @@ class Front(asyncio.Protocol):
         transport.close()  # after the response is written
 
     def _hand_off(self) -> None:
+        handler = self._listener.http.protocol()
+        if handler is None:
+            self._waiting = True
+            self._listener.http.when_loaded(self._loaded)
+            return
         buffer = bytes(self._buffer)
         transport = self._detach()
-        handler = self._listener.http()
         transport.set_protocol(handler)
         handler.connection_made(transport)
         handler.data_received(buffer)
+
+    def _loaded(self, ok: bool) -> None:
+        """The HTTP application is ready (or failed to load): hand the request over."""
+        transport = self._transport
+        if transport is None:
+            return  # the peer left (or the handshake timeout passed) meanwhile
+        self._waiting = False
+        if not transport.is_reading():
+            transport.resume_reading()
+        if ok:
+            self._hand_off()
+        else:
+            self._detach()
+            transport.write(UNAVAILABLE)
+            transport.close()
 
     def _timed_out(self) -> None:
         """No complete request head within ``http_server.handshake_timeout`` (slowloris)."""

@@ -17,14 +17,15 @@ import sys
 import time
 from typing import Any, TextIO
 
-from aiohttp.http_exceptions import HttpProcessingError
-
 from hubbub.config.model import LogConfig
 from hubbub.hub.eventlog import TRACE
 
 
 class PeerErrorFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
+        # Installed on aiohttp's logger once aiohttp serves: importing it here is a lookup.
+        from aiohttp.http_exceptions import HttpProcessingError
+
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError):
             # aiohttp's message is "Error handling request from %s" with the peer.

@@ -5,6 +5,9 @@ Rule: shutdown is graceful: stop accepting, disconnect every client with 3001
 finish, then exit. uvloop is used when available. With ``http_server.tls``
 both ports serve TLS (the internal one its own ``internal_tls`` if enabled,
 none with ``tls_external``), through the same listener and WebSocket path.
+Start-up: the hub starts, then the listener; the public port's aiohttp
+application is made by the first request that needs it (``PublicHttp``), so a
+restarted node answers its WebSocket clients without loading aiohttp first.
 """
 
 from __future__ import annotations
@@ -15,37 +18,105 @@ import logging
 import signal
 import ssl
 from collections.abc import Callable
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from hubbub.config.model import Config, HttpServerConfig
 from hubbub.config.tls import server_context
 from hubbub.engines.factory import engine_from_config, map_engine_from_config
 from hubbub.hub.hub import Hub
-from hubbub.server.app import create_app, create_internal_app, runner_options
 from hubbub.server.front import Listener
-from hubbub.server.keys import ENDPOINT_KEY
-from hubbub.server.wsconn import CLOSE_TIMEOUT
+from hubbub.server.websocket import WebSocketEndpoint
+from hubbub.server.wsconn import CLOSE_TIMEOUT, SHUTDOWN_GRACE
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger("hubbub.server")
+
+
+class PublicHttp:
+    """The public port's aiohttp application (API, demo page, /health, streams), made
+    when the first request that is not a WebSocket upgrade arrives: a node starts
+    (and a restarted node takes its clients back) without loading aiohttp.
+
+    It shares the listener's WebSocket endpoint and owns the hub's lifecycle like
+    ``create_app``'s: once made, its shutdown closes the hub.
+    """
+
+    def __init__(self, hub: Hub, endpoint: WebSocketEndpoint, *, api: bool) -> None:
+        self.hub = hub
+        self.endpoint = endpoint
+        self.api = api
+        self._runner: web.AppRunner | None = None
+        self._factory: web.Server | None = None  # aiohttp's protocol factory, once made
+        self._loading: asyncio.Task[None] | None = None
+        self._callbacks: list[Callable[[bool], None]] = []
+
+    def protocol(self) -> asyncio.Protocol | None:
+        return None if self._factory is None else self._factory()
+
+    def when_loaded(self, callback: Callable[[bool], None]) -> None:
+        self._callbacks.append(callback)
+        if self._loading is None:
+            self._loading = asyncio.get_running_loop().create_task(self._load())
+
+    async def _load(self) -> None:
+        ok = False
+        try:
+            from aiohttp import web
+
+            from hubbub.server.app import create_app, runner_options
+
+            app = create_app(self.hub, api=self.api, endpoint=self.endpoint)
+            options = runner_options(self.hub.config.http_server)
+            runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0, **options)
+            await runner.setup()  # its start_hub finds the hub started: nothing to do
+            assert runner.server is not None  # set by setup()
+            self._runner, self._factory, ok = runner, runner.server, True
+        except Exception:
+            log.exception("the HTTP application failed to start")
+            self._loading = None  # the next request tries again
+        finally:
+            callbacks, self._callbacks = self._callbacks, []
+            for callback in callbacks:
+                callback(ok)
+
+    async def close(self) -> bool:
+        """Shut the application down if it was made (that closes the hub): True then."""
+        if self._loading is not None:
+            await self._loading
+        if self._runner is None:
+            return False
+        await self._runner.cleanup()
+        return True
 
 
 class Serving:
     """A hub's listeners while they run: the public port, and the internal one if set."""
 
     def __init__(
-        self, listener: Listener, runners: list[web.AppRunner], port: int, *, tls: bool = False
+        self,
+        listener: Listener,
+        http: PublicHttp,
+        port: int,
+        *,
+        internal: web.AppRunner | None = None,
+        tls: bool = False,
     ) -> None:
         self.listener = listener
-        self.runners = runners  # cleaned up in reverse: the public app (which owns the hub) first
+        self.http = http
+        self.internal = internal  # cleaned up last, after the hub is closed
         self.port = port  # the bound public port
         self.scheme = "https" if tls else "http"
 
     async def stop(self) -> None:
         """Stop accepting, disconnect every client with 3001, wait for the closes."""
         self.listener.stop_accepting()
-        for runner in reversed(self.runners):
-            await runner.cleanup()
+        if not await self.http.close():  # no application was made: close the hub here
+            await self.http.hub.close()
+            await self.listener.endpoint.wait_closed(SHUTDOWN_GRACE)
+        if self.internal is not None:
+            await self.internal.cleanup()
         await self.listener.wait_closed(CLOSE_TIMEOUT)
 
 
@@ -58,29 +129,45 @@ async def start(hub: Hub, *, host: str, port: int, reuse_port: bool = False) -> 
     """
     server = hub.config.http_server
     public_tls, internal_tls = tls_contexts(server)
-    options = runner_options(server)
     internal = server.internal_port > 0
-    app = create_app(hub, api=not internal)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0, **options)
+    endpoint = WebSocketEndpoint(hub)
+    await hub.start()
+    http = PublicHttp(hub, endpoint, api=not internal)
+    listener = Listener(endpoint, http)
+    try:
+        bound = await listener.start(
+            host or None, port, reuse_port=reuse_port, ssl_context=public_tls
+        )
+        internal_runner = await _start_internal(hub, internal_tls, reuse_port) if internal else None
+    except BaseException:
+        listener.stop_accepting()
+        await hub.close()
+        raise
+    return Serving(listener, http, bound, internal=internal_runner, tls=public_tls is not None)
+
+
+async def _start_internal(
+    hub: Hub, internal_tls: ssl.SSLContext | None, reuse_port: bool
+) -> web.AppRunner:
+    """The internal port's application (the API and /health) on its own aiohttp site."""
+    from aiohttp import web
+
+    from hubbub.server.app import create_internal_app, runner_options
+
+    server = hub.config.http_server
+    options = runner_options(server)
+    runner = web.AppRunner(create_internal_app(hub), handle_signals=False, **options)
     await runner.setup()
-    assert runner.server is not None  # set by setup()
-    runners = [runner]
-    listener = Listener(app[ENDPOINT_KEY], runner.server)
-    bound = await listener.start(host or None, port, reuse_port=reuse_port, ssl_context=public_tls)
-    if internal:
-        internal_runner = web.AppRunner(create_internal_app(hub), handle_signals=False, **options)
-        await internal_runner.setup()
-        runners.insert(0, internal_runner)  # cleaned up last, after the hub is closed
-        await web.TCPSite(
-            internal_runner,
-            server.internal_address or None,
-            server.internal_port,
-            reuse_port=reuse_port or None,
-            ssl_context=internal_tls,
-        ).start()
-        scheme = "https" if internal_tls else "http"
-        log.info("server API on %s://%s:%d", scheme, server.internal_address, server.internal_port)
-    return Serving(listener, runners, bound, tls=public_tls is not None)
+    await web.TCPSite(
+        runner,
+        server.internal_address or None,
+        server.internal_port,
+        reuse_port=reuse_port or None,
+        ssl_context=internal_tls,
+    ).start()
+    scheme = "https" if internal_tls else "http"
+    log.info("server API on %s://%s:%d", scheme, server.internal_address, server.internal_port)
+    return runner
 
 
 def tls_contexts(server: HttpServerConfig) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:

@@ -37,7 +37,7 @@ from hubbub.hub.hub import Hub
 from hubbub.protocol.codec import JSON, UNI_JSON, Codec, FrameError
 from hubbub.protocol.messages import Command, ConnectRequest
 from hubbub.protocol.protobuf import PROTOBUF, decode_emulation_request
-from hubbub.server.api import ApiAnswer
+from hubbub.server.http_answer import ApiAnswer
 from hubbub.server.streamconn import Framing
 from hubbub.websocket.handshake import origin_allowed
 

@@ -14,10 +14,11 @@ from typing import Any, cast
 from aiohttp import web
 
 from hubbub.hub.hub import Hub
-from hubbub.server.api import ApiAnswer, read_body
+from hubbub.server.aiohttp_door import TakenOver, take_over
+from hubbub.server.api import read_body
+from hubbub.server.http_answer import ApiAnswer
 from hubbub.server.streamconn import StreamConnection
 from hubbub.server.streamgate import Endpoint, StreamGate, StreamRequest, StreamStart
-from hubbub.server.websocket import TakenOver, take_over
 
 
 class Streams:

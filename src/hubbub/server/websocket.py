@@ -7,11 +7,11 @@ permessage-deflate offer); ``open`` writes the 101 and hands the transport to a
 ``WebSocketConnection`` (wsconn.py). Two doors call it:
 
 * the listener (front.py), for the connections it accepts itself;
-* ``handle``, an aiohttp route handler, for applications that embed hubbub with
+* the aiohttp door (aiohttp_door.py), for applications that embed hubbub with
   ``attach()`` (and for an upgrade arriving on an HTTP keep-alive connection
-  aiohttp already serves). aiohttp has parsed the request head; the handler
-  takes the transport over and ends without aiohttp writing a response or
-  reading another byte (see ``take_over`` for the aiohttp calls this needs).
+  aiohttp already serves): aiohttp has parsed the head, the door takes the
+  socket over. This module does not import aiohttp: ``hubbub serve`` starts
+  without it.
 
 The endpoint also keeps its open connections, so that shutdown can wait for
 their close handshakes, and the compressors its connections share.
@@ -23,10 +23,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any, cast
 from urllib.parse import urlsplit
-
-from aiohttp import web
 
 from hubbub.hub.hub import Hub
 from hubbub.protocol.codec import JSON, UNI_JSON, Codec
@@ -42,14 +39,12 @@ from hubbub.websocket.deflate import (
     negotiate,
 )
 from hubbub.websocket.handshake import (
-    HEAD_END,
     PROTOBUF_SUBPROTOCOL,
     Refusal,
     RequestHead,
     accept_response,
     check_upgrade,
     origin_allowed,
-    parse_head,
     wants_protobuf,
 )
 
@@ -80,6 +75,7 @@ class WebSocketEndpoint:
         websocket = hub.config.websocket
         self.path = websocket.handler_prefix
         self.connections: set[WebSocketConnection] = set()
+        self._on_closed = self._closed  # bound once: every connection shares it
         self._all_closed: asyncio.Event | None = None  # set when the last one closes
         limit = websocket.message_size_limit
         self._inflated_limit = websocket.decompressed_message_size_limit or (
@@ -145,7 +141,7 @@ class WebSocketEndpoint:
             self.hub,
             transport,
             head,
-            self._closed,
+            self._on_closed,
             deflate=deflate,
             share_deflated=deflate is not None
             and deflate.compressor is self._compressors.get(MAX_WINDOW_BITS),
@@ -175,34 +171,6 @@ class WebSocketEndpoint:
             compressor=compressor,
         )
 
-    # --- the aiohttp door ------------------------------------------------------------
-
-    async def handle(
-        self, request: web.Request, *, unidirectional: bool = False
-    ) -> web.StreamResponse:
-        """aiohttp route handler: the same judgement, then hubbub owns the socket."""
-        raw = _raw_head(request)
-        head = parse_head(raw)
-        decision = (
-            self.decide(head, unidirectional=unidirectional, peer=request.remote or "")
-            if head is not None
-            else Refusal(400, "malformed request")
-        )
-        if isinstance(decision, Refusal):
-            return web.Response(
-                status=decision.status, text=decision.message + "\n", headers=decision.headers
-            )
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            return TakenOver()  # the peer left before the answer
-        rest = take_over(request)
-        self.open(transport, raw, decision, rest)
-        return TakenOver()
-
-    async def handle_unidirectional(self, request: web.Request) -> web.StreamResponse:
-        """aiohttp route handler of ``uni_websocket.handler_prefix``."""
-        return await self.handle(request, unidirectional=True)
-
     # --- the open connections --------------------------------------------------------
 
     def _closed(self, connection: WebSocketConnection) -> None:
@@ -228,64 +196,3 @@ def origin_refusal(origin: str, host: str | None, allowed: tuple[str, ...]) -> s
         f"client.allowed_origins entry ({', '.join(allowed) if allowed else 'none set'}); "
         "behind a proxy, pass the browser's Host on (nginx: proxy_set_header Host $http_host)"
     )
-
-
-def _raw_head(request: web.BaseRequest) -> bytes:
-    """The request head as it came, rebuilt from aiohttp's parse (for hooks' headers)."""
-    version = request.version
-    lines = [f"{request.method} {request.raw_path} HTTP/{version.major}.{version.minor}".encode()]
-    lines += [name + b": " + value for name, value in request.raw_headers]
-    return b"\r\n".join(lines) + HEAD_END
-
-
-class _Tail:
-    """Receives the bytes aiohttp read past the upgrade request's head."""
-
-    def __init__(self) -> None:
-        self.data = b""
-
-    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
-        self.data += data
-        return False, b""
-
-    def feed_eof(self) -> None:
-        pass
-
-
-def take_over(request: web.BaseRequest) -> bytes:
-    """Detach aiohttp from the connection of ``request``; return what it read past the head.
-    (Also the streams' way to own their socket: server/streams.py.)
-
-    aiohttp has no public "give me the socket" call, so this uses the same
-    hooks its own WebSocketResponse uses, all without a leading underscore:
-    ``request.protocol`` (the connection's RequestHandler), its ``set_parser``
-    (aiohttp feeds the bytes it buffered after an upgrade request to the given
-    parser; ours just keeps them), its ``transport`` attribute (set to None,
-    aiohttp can neither write to nor close the socket any more) and the asyncio
-    protocol call ``connection_lost`` (aiohttp forgets the connection: its server
-    stops tracking it, its keep-alive timer stops, its request loop ends once
-    the handler returns). Checked by tests/test_embedding.py against the
-    pinned aiohttp.
-    """
-    protocol = request.protocol
-    tail = _Tail()
-    protocol.set_parser(cast(Any, tail))
-    protocol.transport = None
-    protocol.connection_lost(None)
-    return tail.data
-
-
-class TakenOver(web.StreamResponse):
-    """What the handler returns once hubbub owns the socket: aiohttp sends nothing.
-
-    Status 101 (200 for a stream, server/streams.py) is what an access log should show.
-    """
-
-    def __init__(self, status: int = 101) -> None:
-        super().__init__(status=status)
-
-    async def prepare(self, request: web.BaseRequest) -> None:
-        return None
-
-    async def write_eof(self, data: bytes = b"") -> None:
-        return None

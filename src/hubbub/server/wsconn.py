@@ -1,8 +1,10 @@
 """One WebSocket connection served by hubbub itself: an asyncio protocol, no task while idle.
 
-Rule: an idle connection costs a transport, this object, a frame reader and
-its hub session: no task, no stream reader, no copy of the request. Bytes are
-framed synchronously in ``data_received``; text messages are handed to the
+Rule: an idle connection costs a transport, this object and its hub session:
+no task, no stream reader, no frame reader at rest (one is made when bytes
+arrive and dropped when no partial frame or message is left), no copy of the
+request unless a decider may ask for its headers. Bytes are framed
+synchronously in ``data_received``; text messages are handed to the
 session in arrival order by one short-lived task, started when a message
 arrives and ended when none is waiting (reading pauses while many wait).
 Outgoing frames are written straight to the transport by the hub's flush.
@@ -98,6 +100,7 @@ class WebSocketConnection(asyncio.Protocol):
     __slots__ = (
         "_closing",
         "_deflate",
+        "_discard",
         "_failure",
         "_head",
         "_inbox",
@@ -130,14 +133,15 @@ class WebSocketConnection(asyncio.Protocol):
         codec: Codec = JSON,
     ) -> None:
         self._socket = socket
-        self._head = head  # the raw request head: parsed only if a hook asks for headers
+        # The raw request head, parsed only if a decider asks for headers; not kept
+        # when none can ask (no proxy, no on_connect when the connection opened).
+        self._head = head if hub.decisions.reads_headers else b""
         self._deflate = deflate
         # True: our compressor is the endpoint's default one, whose output for a
         # channel batch is kept in the Shared for every other such subscriber.
         self._share_deflated = share_deflated
-        self._reader: FrameReader | None = FrameReader(
-            hub.config.websocket.message_size_limit, inflater=deflate
-        )
+        self._reader: FrameReader | None = None  # only while a frame or message is partial
+        self._discard = False  # after a framing error: the peer's bytes mean nothing
         self._inbox: list[str | bytes] | None = None  # messages waiting for the session
         self._runner: asyncio.Task[None] | None = None
         self._paused = False  # reading paused: too many messages waiting
@@ -242,15 +246,20 @@ class WebSocketConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         reader = self._reader
         if reader is None:
-            return  # after a framing error the peer's bytes mean nothing any more
+            if self._discard:
+                return  # after a framing error the peer's bytes mean nothing any more
+            limit = self.session.hub.config.websocket.message_size_limit
+            reader = FrameReader(limit, inflater=self._deflate)
         try:
             messages = reader.feed(data)
         except FrameError as exc:
             # What came before the bad frame is answered first; a close among it wins.
             self._reader = None
+            self._discard = True
             if self._handle(exc.messages):
                 self._broken(exc)
             return
+        self._reader = None if reader.at_rest else reader
         self._handle(messages)
 
     def _handle(self, messages: list[Message]) -> bool:
@@ -377,6 +386,7 @@ class WebSocketConnection(asyncio.Protocol):
     def _broken(self, error: FrameError) -> None:
         """A framing error: fail the connection, once the messages before it are answered."""
         self._reader = None
+        self._discard = True
         if self._runner is not None and not self._closing:
             self._failure = error  # _run_inbox fails the connection when they are done
             return

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from hubbub.config.backend import WebhooksConfig
 from hubbub.proxy.tls import ssl_context
 from hubbub.webhooks.events import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 class Sender:
@@ -31,6 +33,8 @@ class Sender:
         self.last_failure = ""
 
     async def post(self, body: bytes) -> bool:
+        import aiohttp  # with the first batch, not at start-up: most nodes send no webhooks
+
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 cookie_jar=aiohttp.DummyCookieJar(), trust_env=False

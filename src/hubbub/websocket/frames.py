@@ -146,7 +146,8 @@ class FrameReader:
         # 0 (or less) means no limit, as for aiohttp and Centrifugo.
         self._limit = max_message if max_message > 0 else sys.maxsize
         self._mask_bit = 0x80 if masked else 0
-        self._chunks: list[bytes] = []  # bytes received and not yet parsed
+        # Bytes received and not yet parsed (None: none; an idle reader holds no list).
+        self._chunks: list[bytes] | None = None
         self._have = 0  # their total length
         self._need = 2  # parsing cannot progress before this many bytes are there
         self._fragments: list[bytes] | None = None  # an unfinished message (texts: empty)
@@ -164,15 +165,28 @@ class FrameReader:
         self._inflater = inflater
         self._observer = observer
 
+    @property
+    def at_rest(self) -> bool:
+        """Nothing received waits for more bytes (no partial frame, no unfinished
+        fragmented message): a new reader would continue exactly as this one."""
+        return self._chunks is None and self._fragments is None
+
     def feed(self, data: bytes) -> list[Message]:
         """Add received bytes; return the messages they complete."""
         self._have += len(data)
-        self._chunks.append(data)
-        if self._have < self._need:
-            if self._piece_key is not None:  # more of a text frame: check it now
-                self._decode_arriving(data)
-            return []  # a large frame is collected in pieces, joined once
-        buffer = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        chunks = self._chunks
+        if chunks is None:
+            if self._have < self._need:
+                self._chunks = [data]
+                return []
+            buffer = data
+        else:
+            chunks.append(data)
+            if self._have < self._need:
+                if self._piece_key is not None:  # more of a text frame: check it now
+                    self._decode_arriving(data)
+                return []  # a large frame is collected in pieces, joined once
+            buffer = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         messages: list[Message] = []
         try:
             position = self._parse(buffer, messages)
@@ -180,7 +194,7 @@ class FrameReader:
             exc.messages = messages
             raise
         rest = buffer[position:] if position else buffer
-        self._chunks = [rest] if rest else []
+        self._chunks = [rest] if rest else None
         self._have = len(rest)
         return messages
 
