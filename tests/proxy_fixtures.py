@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import selectors
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,14 @@ class Backend:
     process: subprocess.Popen[bytes]
     port: int
     control: int  # the HTTP port serving GET /requests
+    tls_ports: dict[str, int] = field(default_factory=dict)  # started with --tls: see listeners.py
+
+    def tls_endpoint(self, listener: str, event: str, host: str = "127.0.0.1") -> str:
+        """Where hubbub sends ``event`` over TLS at the backend's ``listener``."""
+        port = self.tls_ports[listener]
+        if self.kind == "grpc":
+            return f"grpc://{host}:{port}"
+        return f"https://{host}:{port}/{event}"
 
     def endpoint(self, event: str, mode: str = "") -> str:
         """Where hubbub sends ``event`` (``mode``: a failure the HTTP backends act out)."""
@@ -87,12 +96,21 @@ class Backend:
             self.process.stdout.close()
 
 
-def start_backend(kind: str) -> Backend:
+def start_backend(kind: str, tls: Path | None = None) -> Backend:
     """Start a backend process; return once it printed its ports (synchronous, so
-    module-scoped fixtures can share one backend between tests)."""
+    module-scoped fixtures can share one backend between tests). ``tls``: a
+    tests/tls_fixtures.py directory; the backend then serves TLS ports too."""
     process = subprocess.Popen(
-        [sys.executable, "-m", f"tests.proxy_backends.{kind}_app"],
+        [
+            sys.executable,
+            "-m",
+            f"tests.proxy_backends.{kind}_app",
+            *(("--tls", str(tls)) if tls is not None else ()),
+        ],
         cwd=ROOT,
+        # grpcio writes failed TLS handshakes to stderr at INFO: tests that make them
+        # on purpose check that hubbub's own process does not.
+        env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
         stdout=subprocess.PIPE,
         stderr=None,  # inherited: pytest shows what a backend printed when a test fails
     )
@@ -107,7 +125,9 @@ def start_backend(kind: str) -> Backend:
         process.kill()
         process.wait(10)
         raise AssertionError(f"{kind} backend did not start (printed {line!r})") from None
-    return Backend(kind, process, ports["port"], ports.get("control", ports["port"]))
+    return Backend(
+        kind, process, ports["port"], ports.get("control", ports["port"]), ports.get("tls", {})
+    )
 
 
 @contextlib.contextmanager

@@ -9,7 +9,9 @@ only once every node reports ``cluster_state:ok``. Every wait is bounded.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -114,6 +116,15 @@ class ClusterNodeProcess:
             process.kill()
             process.wait(timeout=5)
 
+    def pause(self) -> None:
+        """SIGSTOP: the node stops reading (a replica falls behind its master)."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+
     def cli(self, *args: str) -> str:
         return redis_cli("-p", str(self.port), *args)
 
@@ -195,6 +206,41 @@ class RedisClusterProcesses:
 
     def node_id(self, node: ClusterNodeProcess) -> str:
         return node.cli("CLUSTER", "MYID").strip()
+
+    def replica_of(self, master: ClusterNodeProcess) -> ClusterNodeProcess:
+        """The live replica of ``master``."""
+        for node in self.nodes:
+            if node.process is None or node is master or node.role() != "slave":
+                continue
+            if f"master_port:{master.port}" in node.cli("INFO", "replication"):
+                return node
+        raise RuntimeError(f"{master.port} has no replica")
+
+    def cut_off_replica(self, master: ClusterNodeProcess) -> ClusterNodeProcess:
+        """Stop ``master``'s replica (SIGSTOP) once it has everything, and close its
+        replication link: what ``master`` acknowledges from now on never reaches it
+        (not even through a socket buffer). ``resume()`` it before it is promoted."""
+        replica = self.replica_of(master)
+        self.wait_replicated(master)
+        replica.pause()
+        master.cli("CLIENT", "KILL", "TYPE", "replica")
+        return replica
+
+    def wait_replicated(self, master: ClusterNodeProcess, within: float = 10.0) -> None:
+        """Until ``master``'s replica has everything ``master`` wrote."""
+        replica = self.replica_of(master)
+        deadline = time.monotonic() + within
+
+        def offset(node: ClusterNodeProcess, field: str) -> int:
+            for line in node.cli("INFO", "replication").splitlines():
+                if line.startswith(field + ":"):
+                    return int(line.partition(":")[2])
+            return -1
+
+        while offset(replica, "slave_repl_offset") < offset(master, "master_repl_offset"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"replica {replica.port} did not catch up")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         for node in self.nodes:

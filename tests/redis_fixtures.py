@@ -37,11 +37,12 @@ def _ping(port: int) -> bool:
 class RedisProcess:
     """One redis-server; ``url`` to connect, ``restart()`` to lose its data."""
 
-    def __init__(self, directory: Path, port: int = 0) -> None:
+    def __init__(self, directory: Path, port: int = 0, extra: tuple[str, ...] = ()) -> None:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed (scripts/test.sh installs it)")
         self.directory = directory
         self.port = port or free_port()
+        self.extra = extra  # more redis-server arguments (--replicaof host port)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -68,6 +69,7 @@ class RedisProcess:
                 str(self.directory),
                 "--loglevel",
                 "warning",
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

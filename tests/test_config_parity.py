@@ -2,9 +2,11 @@
 
 Every option of Centrifugo 6.8 loads (tests/centrifugo_keys.py lists them):
 hubbub implements it, or accepts it with one warning; ``checkconfig`` reports
-which. Centrifugo's own example configurations (its internal/config/testdata,
-transcribed below) load in all three formats. Only real errors are refused:
-values hubbub can not honour without sending data elsewhere or in the clear.
+which. Only real errors are refused: values hubbub can not honour without
+sending data elsewhere or in the clear. Centrifugo's own example configuration
+(its internal/config/testdata, transcribed below, in all three formats) is
+refused for one key only, its enabled Kafka consumer (hubbub has no consumers),
+and loads once that consumer is disabled.
 """
 
 from __future__ import annotations
@@ -160,10 +162,23 @@ def test_every_centrifugo_6_8_option_loads() -> None:
     assert len(loaded.implemented) > 3 * len(ignored)
 
 
+def _without_consumer(text: str) -> str:
+    """The example with its Kafka consumer disabled (the one thing hubbub refuses)."""
+    for enabled in ('"enabled": true,\n      "type": "kafka"', "enabled: true\n    type: kafka"):
+        text = text.replace(enabled, enabled.replace("true", "false"))
+    return text.replace('enabled = true\ntype = "kafka"', 'enabled = false\ntype = "kafka"')
+
+
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_centrifugo_example_configs_load(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
+    # As written: refused for one key only, its enabled Kafka consumer (hubbub has
+    # no consumers: its commands would never be applied).
     path.write_text(EXAMPLES[name])
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert [p.key for p in info.value.problems] == ["consumers[0].enabled"]
+    path.write_text(_without_consumer(EXAMPLES[name]))
     loaded = load_config(path, env={})
     config = loaded.config
     assert config.client.allowed_origins == ("http://localhost:3000",)
@@ -175,17 +190,17 @@ def test_centrifugo_example_configs_load(tmp_path: Path, name: str) -> None:
         ("ns2", False),
     ]
     assert [p.name for p in config.proxies] == ["ppp"]
-    expected = {"tls", "consumers", "websocket.write_timeout"}
+    expected = {"tls", "consumers[0].kafka", "websocket.write_timeout"}
     if name == "config.json":
         expected.add("unified_proxy")
     assert set(loaded.ignored) == expected
     assert any(w.startswith("tls is not a Centrifugo v6 option") for w in loaded.warnings)
-    assert "consumers" + IGNORES in loaded.warnings
+    assert "consumers[0].kafka" + IGNORES in loaded.warnings
 
 
 def test_checkconfig_reports_implemented_and_accepted(tmp_path: Path) -> None:
     path = tmp_path / "config.json"
-    path.write_text(EXAMPLE_JSON)
+    path.write_text(_without_consumer(EXAMPLE_JSON))
     done = subprocess.run(
         [sys.executable, "-m", "hubbub.cli.main", "checkconfig", str(path)],
         capture_output=True,
@@ -197,10 +212,10 @@ def test_checkconfig_reports_implemented_and_accepted(tmp_path: Path) -> None:
     lines = done.stdout.splitlines()
     assert lines == [
         f"config OK: {path}",
-        "13 options set: 9 implemented, 4 accepted but not implemented "
-        "(tls, consumers, unified_proxy, websocket.write_timeout)",
+        "16 options set: 12 implemented, 4 accepted but not implemented "
+        "(tls, consumers[0].kafka, unified_proxy, websocket.write_timeout)",
     ]
-    assert "warning: consumers" + IGNORES in done.stderr
+    assert "warning: consumers[0].kafka" + IGNORES in done.stderr
 
 
 @pytest.mark.parametrize("level", sorted(LOG_LEVELS))
@@ -228,10 +243,6 @@ _REDIS = {"address": ["127.0.0.1:6379"]}
 @pytest.mark.parametrize(
     ("data", "key"),
     [
-        (
-            {"engine": {"type": "redis", "redis": {"sentinel_address": ["127.0.0.1:26379"]}}},
-            "engine.redis.sentinel_address",
-        ),
         ({"engine": {"redis": {"tls": {"enabled": True}}}}, "engine.redis.tls.enabled"),
         (
             {"map_broker": {"type": "redis", "redis": {**_REDIS, "tls": {"enabled": True}}}},
@@ -246,7 +257,10 @@ _REDIS = {"address": ["127.0.0.1:6379"]}
             "map_broker.redis.cluster_address",
         ),
         ({"map_broker": {"type": "postgres"}}, "map_broker.type"),
-        ({"broker": {"nats": {"tls": {"enabled": True}}}}, "broker.nats.tls.enabled"),
+        (
+            {"broker": {"enabled": True, "type": "nats", "nats": {"tls": {"enabled": True}}}},
+            "broker.nats.tls.enabled",
+        ),
         ({"broker": {"nats": {"raw_mode": {"enabled": True}}}}, "broker.nats.raw_mode.enabled"),
         ({"presence_manager": {"enabled": True, "type": "redis"}}, "presence_manager.enabled"),
         (

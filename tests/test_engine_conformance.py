@@ -3,9 +3,11 @@
 Every test class below uses only the ``engine`` (a started Engine, subscribed to
 channels "a" and "b"), ``clock`` (advances the engine's notion of time) and
 ``events`` (what the engine delivered to its EventHandler) fixtures, and runs
-once per engine: memory, and Redis (a real redis-server, one key prefix per
-test). Deliveries may be asynchronous: ``await delivered(engine, events)``
-before looking at ``events``. Tests that need the fake clock to move time on
+once per engine: memory, and Redis (one key prefix per test) on a real
+redis-server, a real 3-master Redis Cluster and a real Sentinel setup (master,
+replica, sentinel; the engine finds the master through the sentinel).
+Deliveries may be asynchronous: ``await delivered(engine, events)`` before
+looking at ``events``. Tests that need the fake clock to move time on
 the engine's side (history and idempotency expiry, done by Redis itself) are
 marked ``memory_only``; tests/test_engine_redis.py covers them with real short
 TTLs. Memory-only details (``sweep``) are at the end.
@@ -33,6 +35,7 @@ from hubbub.engines.redis import RedisEngine
 from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
 from tests.redis_cluster_fixtures import RedisClusterProcesses, redis_cluster  # noqa: F401
 from tests.redis_fixtures import RedisProcess, redis_server  # noqa: F401 (fixture)
+from tests.redis_sentinel_fixtures import SentinelSetup, redis_sentinel  # noqa: F401
 
 HISTORY = HistoryOptions(size=100, ttl=60.0, meta_ttl=3600.0)
 NO_HISTORY = HistoryOptions()
@@ -99,7 +102,7 @@ def events() -> Events:
     return Events()
 
 
-@pytest.fixture(params=["memory", "redis", "redis_cluster"])
+@pytest.fixture(params=["memory", "redis", "redis_cluster", "redis_sentinel"])
 async def engine(
     request: pytest.FixtureRequest, clock: FakeClock, events: Events
 ) -> AsyncIterator[Engine]:
@@ -115,6 +118,11 @@ async def engine(
         if request.param == "redis_cluster":
             cluster: RedisClusterProcesses = request.getfixturevalue("redis_cluster")
             engine = RedisEngine(clusters=[cluster.seeds], prefix=prefix, clock=clock)
+        elif request.param == "redis_sentinel":
+            setup: SentinelSetup = request.getfixturevalue("redis_sentinel")
+            engine = RedisEngine(
+                sentinels=[setup.spec], master_name=setup.master_name, prefix=prefix, clock=clock
+            )
         else:
             server: RedisProcess = request.getfixturevalue("redis_server")
             engine = RedisEngine([server.address], prefix=prefix, clock=clock)

@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 
-from hubbub.engines.base import EngineUnavailable, HistoryOptions, HistoryQuery
+from hubbub.engines.base import EngineUnavailable, EpochMismatch, HistoryOptions, HistoryQuery
 from hubbub.engines.redis import RedisEngine
 from tests.redis_cluster_fixtures import (  # noqa: F401 (fixtures)
     ClusterNodeProcess,
@@ -205,6 +205,69 @@ async def test_master_failover_during_traffic_tells_the_subscriber_and_moves_on(
         after_failover = [n for n in acknowledged if n > max(missing, default=0)]
         assert set(after_failover) <= set(kept)
         assert len(after_failover) > 50, "publishing did not resume after the failover"
+    finally:
+        with contextlib.suppress(Exception):
+            await subscriber.close()
+        with contextlib.suppress(Exception):
+            await publisher.close()
+
+
+async def test_a_failover_that_lost_acknowledged_publications_starts_a_new_epoch(
+    own_redis_cluster: RedisClusterProcesses,  # noqa: F811
+    prefix: str,
+) -> None:
+    """The promoted replica lacks acknowledged publications: the stream must not hand
+    their offsets out again in the same epoch (a client positioned among them would
+    miss the replacements without being told)."""
+    cluster = own_redis_cluster
+    sub_events, pub_events = Events(), Events()
+    subscriber = await started(cluster, sub_events, prefix)
+    publisher = await started(cluster, pub_events, prefix)
+    channel = "replaced"
+    tag = "{" + channel + "}"
+    victim = cluster.owner_of(tag)
+    replica = cluster.replica_of(victim)
+    try:
+        await subscriber.subscribe(channel)
+        for n in range(1, 11):
+            await publisher.publish(channel, pub(n), HISTORY)
+        # The replica stops: what the master acknowledges now never reaches it.
+        cluster.cut_off_replica(victim)
+        try:
+            lost = [(await publisher.publish(channel, pub(n), HISTORY)).position for n in (11, 12)]
+            await wait_until(lambda: 12 in sub_events.offsets(channel), sub_events)
+            last_seen = lost[-1]  # where a client that saw everything stands
+            assert last_seen.offset == 12
+            victim.kill()
+        finally:
+            replica.resume()
+        replica.cli("CLUSTER", "FAILOVER", "TAKEOVER")
+        await asyncio.get_running_loop().run_in_executor(None, cluster.wait_ok)
+        assert cluster.owner_of(tag) is replica
+        # Publishing goes on at the new master, past the old top.
+        positions = []
+        deadline = time.monotonic() + 20
+        while len(positions) < 3:
+            try:
+                positions.append((await publisher.publish(channel, pub(100), HISTORY)).position)
+            except EngineUnavailable:
+                assert time.monotonic() < deadline, "publishing did not resume"
+                await asyncio.sleep(0.1)
+        assert positions[-1].offset >= last_seen.offset  # offsets 11, 12 were handed out again
+        # ... in a new epoch: the client positioned at 12 is told, not silently moved on.
+        assert {p.epoch for p in positions} == {positions[0].epoch} != {last_seen.epoch}
+        with pytest.raises(EpochMismatch):
+            await publisher.history(channel, HistoryQuery(since=last_seen, limit=-1), HISTORY)
+        # A live subscriber sees the epoch change (the hub treats it as a gap).
+        await wait_until(
+            lambda: any(pos.epoch == positions[0].epoch for _, _, pos in sub_events.publications),
+            sub_events,
+            15,
+        )
+        # What the new master kept is still readable in the new epoch.
+        page = await publisher.history(channel, HistoryQuery(limit=-1), HISTORY)
+        assert numbers_of(page.publications)[:10] == list(range(1, 11))
+        assert page.position == positions[-1]
     finally:
         with contextlib.suppress(Exception):
             await subscriber.close()

@@ -4,10 +4,11 @@ The receiver (``tests/webhook_receiver.py``) is its own process; it runs the
 README's ``verify_webhook`` snippet and writes every event it accepted to a
 file. Proved here: every event type arrives, signed, with the documented
 fields; a wrong secret is refused by the receiver and retried by hubbub (one
-log line); occupied/vacated are sent once for the cluster, not per node; and
-with the Redis engine, killing the receiver AND the node, then restarting
-both, loses no accepted event (duplicates only with the same id, as
-documented).
+log line); occupied/vacated are sent once for the cluster, not per node (on
+one Redis server, and on the master a Sentinel names); webhooks on a Redis
+Cluster are refused at start (not queued elsewhere); and with the Redis
+engine, killing the receiver AND the node, then restarting both, loses no
+accepted event (duplicates only with the same id, as documented).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from hubbub.config.loader import load_config
+from hubbub.errors import ConfigError
 from tests.cluster_fixtures import Node, wait_port
 from tests.conftest import ServerFactory, merge
 from tests.redis_fixtures import (  # noqa: F401 (fixtures)
@@ -35,6 +38,7 @@ from tests.redis_fixtures import (  # noqa: F401 (fixtures)
     own_redis,
     redis_server,
 )
+from tests.redis_sentinel_fixtures import SentinelSetup, redis_sentinel  # noqa: F401
 from tests.wsclient import connected_client
 
 METRICS = {"prometheus": {"enabled": True}}
@@ -227,6 +231,51 @@ async def test_occupied_and_vacated_once_for_the_cluster(
     assert len(of(events, "vacated", channel=channel)) == 1
     nodes = {e["node"] for e in of(events, "join")}
     assert nodes == {first.hub.node_id, second.hub.node_id}
+
+
+async def test_with_sentinel_the_queue_is_on_the_master_it_names(
+    start_server: ServerFactory,
+    receiver: Receiver,
+    redis_sentinel: SentinelSetup,  # noqa: F811 (the fixture)
+) -> None:
+    prefix = f"ws-{uuid.uuid4().hex[:8]}"
+    engine = {
+        "type": "redis",
+        "redis": {
+            "sentinel_address": [redis_sentinel.spec],
+            "sentinel_master_name": redis_sentinel.master_name,
+            "prefix": prefix,
+        },
+    }
+    config = merge({"engine": engine}, webhooks(receiver))
+    first = await start_server(config)
+    second = await start_server(config)
+    channel = "chat:sentinel"
+    async with (
+        connected_client(first.ws_url, first.token("a"), channels=(channel,)),
+        connected_client(second.ws_url, second.token("b"), channels=(channel,)),
+    ):
+        await receiver.wait_for(lambda e: len(of(e, "join", channel=channel)) == 2, "2 joins")
+    await receiver.wait_for(lambda e: of(e, "vacated", channel=channel), "vacated")
+    await asyncio.sleep(0.5)  # anything duplicated would have arrived by now
+    events = receiver.events()
+    assert len(of(events, "occupied", channel=channel)) == 1
+    assert len(of(events, "vacated", channel=channel)) == 1
+    # The queue's keys are on the master the sentinel names (not on 127.0.0.1:6379).
+    master = aioredis.Redis.from_url(redis_sentinel.master.url)
+    try:
+        assert await master.exists(f"{prefix}.webhooks.nodes") == 1
+    finally:
+        await master.aclose()
+
+
+def test_webhooks_on_a_redis_cluster_are_refused_at_start() -> None:
+    engine = {"type": "redis", "redis": {"cluster_address": ["127.0.0.1:7000"]}}
+    hooks = {"enabled": True, "endpoint": "http://127.0.0.1:1/hooks", "secret": SECRET}
+    with pytest.raises(ConfigError) as info:
+        load_config(None, env={}, base={"engine": engine, "webhooks": hooks})
+    assert info.value.key == "webhooks.enabled"
+    assert "cluster_address" in info.value.message
 
 
 async def test_redis_outage_delays_events_without_losing_or_crashing(

@@ -1,4 +1,6 @@
-"""``hubbub serve --workers 2``: two processes on one port, sharing channels through Redis.
+"""``hubbub serve --workers 2``: two processes on one port, sharing channels through Redis
+(and with a NATS broker: NATS carries channels without history and the control
+messages, Redis keeps history and presence).
 
 Rule: the parent is started here (through ``cluster_fixtures.Node``) and its
 workers are found as its children in /proc; every one of them is killed by its
@@ -27,6 +29,7 @@ import pytest
 from hubbub.auth.tokens import make_token
 from tests.cluster_fixtures import Node
 from tests.conftest import DEFAULT_CONFIG, SECRET, merge
+from tests.nats_fixtures import NatsProcess, nats_server  # noqa: F401 (fixture)
 from tests.redis_fixtures import RedisProcess, free_port, redis_server  # noqa: F401 (fixture)
 
 CHANNEL = "workers"  # without namespace: no history, no join/leave pushes
@@ -108,11 +111,15 @@ async def next_pub(ws: Any) -> dict[str, Any]:
                     return result
 
 
-@pytest.fixture
-async def workers_node(redis_server: RedisProcess) -> AsyncIterator[WorkersNode]:  # noqa: F811
+@contextlib.asynccontextmanager
+async def started_workers(redis: RedisProcess, nats_url: str = "") -> AsyncIterator[WorkersNode]:
     with tempfile.TemporaryDirectory(prefix="hubbub-workers-") as directory:
         node = WorkersNode(
-            Path(directory), "workers", [redis_server.address], f"w{uuid.uuid4().hex[:8]}:"
+            Path(directory),
+            "workers",
+            [redis.address],
+            f"w{uuid.uuid4().hex[:8]}:",
+            nats_url=nats_url,
         )
         try:
             await node.start()
@@ -125,6 +132,22 @@ async def workers_node(redis_server: RedisProcess) -> AsyncIterator[WorkersNode]
                 if running(pid):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+async def workers_node(redis_server: RedisProcess) -> AsyncIterator[WorkersNode]:  # noqa: F811
+    async with started_workers(redis_server) as node:
+        yield node
+
+
+@pytest.fixture
+async def nats_workers_node(
+    redis_server: RedisProcess,  # noqa: F811
+    nats_server: NatsProcess,  # noqa: F811
+) -> AsyncIterator[WorkersNode]:
+    """Two workers with the NATS broker in front of the Redis engine."""
+    async with started_workers(redis_server, nats_server.url) as node:
+        yield node
 
 
 async def test_two_workers_share_port_channels_and_stop_on_sigterm(
@@ -353,3 +376,72 @@ def test_sigterm_during_start_up_leaves_no_worker_behind(
                 if running(pid):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
+
+
+async def test_with_a_nats_broker_api_actions_reach_both_workers(
+    nats_workers_node: WorkersNode,
+) -> None:
+    """The control messages travel on NATS: every API action still reaches both."""
+    assert "nats" in nats_workers_node.config_path.read_text()
+    async with asyncio.timeout(90):
+        await api_actions_reach_both_workers(nats_workers_node)
+
+
+async def test_with_a_nats_broker_a_burst_crosses_workers_with_none_lost(
+    nats_workers_node: WorkersNode,
+) -> None:
+    """A burst published through the API reaches subscribers on both workers, all of
+    it, in order: channels without history through NATS, with history through Redis
+    (gap-free offsets)."""
+    async with asyncio.timeout(90):
+        await burst_reaches_both_workers(nats_workers_node, count=600)
+
+
+async def burst_reaches_both_workers(node: WorkersNode, count: int) -> None:
+    channels = (CHANNEL, "chat:burst")  # no history (NATS), history (Redis)
+    clients: list[tuple[Any, str]] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        try:
+            deadline = time.monotonic() + 15
+            while len({n for _, n in clients}) < 2 or len(clients) < 6:
+                assert time.monotonic() < deadline, f"nodes seen: {[n for _, n in clients]}"
+                clients.append(await connect(http, node.ws_url))
+            for ws, _ in clients:
+                for index, channel in enumerate(channels):
+                    command_id = 10 + index
+                    subscribe = {"id": command_id, "subscribe": {"channel": channel}}
+                    await ws.send_str(json.dumps(subscribe))
+                    await reply_to(ws, command_id)
+            # The burst: batches of publish commands (in order within a batch), as
+            # fast as the API takes them, over fresh connections (either worker).
+            started = time.monotonic()
+            for first in range(0, count, 100):
+                for channel in channels:
+                    commands = [
+                        {"publish": {"channel": channel, "data": {"n": n}}}
+                        for n in range(first, min(first + 100, count))
+                    ]
+                    await node.api("batch", {"commands": commands})
+            seconds = time.monotonic() - started
+            for ws, worker in clients:
+                got: dict[str, list[int]] = {channel: [] for channel in channels}
+                offsets: list[int] = []
+                async with asyncio.timeout(30):
+                    while any(len(numbers) < count for numbers in got.values()):
+                        msg = await ws.receive()
+                        assert msg.type == aiohttp.WSMsgType.TEXT, msg
+                        for line in msg.data.split("\n"):
+                            push = json.loads(line).get("push", {}) if line else {}
+                            if "pub" in push:
+                                got[push["channel"]].append(push["pub"]["data"]["n"])
+                                if push["channel"] == "chat:burst":
+                                    offsets.append(push["pub"]["offset"])
+                for channel, numbers in got.items():
+                    assert numbers == list(range(count)), (worker, channel, len(numbers))
+                assert offsets == list(range(offsets[0], offsets[0] + count)), worker
+            print(f"burst: {2 * count} publications in {seconds:.2f} s, to {len(clients)} clients")
+        finally:
+            for ws, _ in clients:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(2):
+                        await ws.close()

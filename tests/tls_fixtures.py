@@ -19,6 +19,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+#: The only name in ``TlsFiles.named_cert``.
+NAMED_HOST = "backend.hubbub.test"
+
 
 @dataclass(frozen=True)
 class TlsFiles:
@@ -28,6 +31,11 @@ class TlsFiles:
     other_key: Path  # a valid key of another pair: must be refused with ``cert``
     client_cert: Path  # a client certificate signed by the CA (mutual TLS)
     client_key: Path
+    # A server certificate naming only NAMED_HOST (no IP address): reached at
+    # 127.0.0.1, it verifies only when the client checks it against that name
+    # (``server_name``).
+    named_cert: Path
+    named_key: Path
 
     def client_context(self, *, with_certificate: bool = False) -> ssl.SSLContext:
         """A client context that trusts only the test CA (and checks host names);
@@ -117,6 +125,24 @@ def make_tls_files(directory: Path) -> TlsFiles:
         )
         .sign(ca_key, hashes.SHA256())
     )
+    named_key = ec.generate_private_key(ec.SECP256R1())
+    named_cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(NAMED_HOST))
+        .issuer_name(ca_cert.subject)
+        .public_key(named_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(NAMED_HOST)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     files = TlsFiles(
         ca=directory / "ca.pem",
         cert=directory / "cert.pem",
@@ -124,7 +150,11 @@ def make_tls_files(directory: Path) -> TlsFiles:
         other_key=directory / "other-key.pem",
         client_cert=directory / "client.pem",
         client_key=directory / "client-key.pem",
+        named_cert=directory / "named.pem",
+        named_key=directory / "named-key.pem",
     )
+    files.named_cert.write_bytes(named_cert.public_bytes(serialization.Encoding.PEM))
+    files.named_key.write_bytes(_pem_key(named_key))
     files.client_cert.write_bytes(client_cert.public_bytes(serialization.Encoding.PEM))
     files.client_key.write_bytes(_pem_key(client_key))
     files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))

@@ -5,18 +5,21 @@
 Routes: POST /{event} (logic.py decides), and the failures a backend can have:
 POST /slow/{event} (answers after SLOW seconds), /status500/{event},
 /status404/{event}, /garbage/{event} (200 with a body that is not JSON);
-GET /requests (what was received, for assertions).
+GET /requests (what was received, for assertions). ``--tls DIR``: the same
+on three TLS ports as well (see listeners.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sys
 
 from aiohttp import web
 
 from tests.proxy_backends import logic
+from tests.proxy_backends.listeners import common_name, server_contexts, tls_directory
 from tests.proxy_backends.wire import RequestLog, decode_request, encode_response
 
 SLOW = 3.0
@@ -30,6 +33,8 @@ def create_app() -> web.Application:
         name = request.match_info["event"]
         body, binary = decode_request(await request.read())
         headers = {k.lower(): v for k, v in request.headers.items()}
+        if request.transport is not None and request.transport.get_extra_info("sslcontext"):
+            headers["_tls_client"] = common_name(request.transport.get_extra_info("peercert"))
         requests.add(name, body, headers)
         if mode == "slow":
             await asyncio.sleep(SLOW)
@@ -58,7 +63,15 @@ async def main() -> None:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    print(json.dumps({"port": port}), flush=True)
+    ports: dict[str, int] = {}
+    directory = tls_directory()
+    if directory is not None:
+        for name, context in server_contexts(directory).items():
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            ports[name] = sock.getsockname()[1]
+            await web.SockSite(runner, sock, ssl_context=context).start()
+    print(json.dumps({"port": port, "tls": ports}), flush=True)
     await asyncio.Event().wait()
 
 

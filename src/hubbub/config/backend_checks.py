@@ -8,11 +8,8 @@ is accepted but has no effect in hubbub gives one warning.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -24,12 +21,13 @@ from hubbub.config.backend import (
     StrPairs,
     TLSConfig,
 )
+from hubbub.config.tls import load_pem  # one reader of PEM values (raw, base64, file)
 from hubbub.errors import ConfigError
 
 if TYPE_CHECKING:
     from hubbub.config.model import ChannelOptions, Config
 
-__all__ = ["CHANNEL_PROXY_EVENTS", "check_backend", "read_pem"]
+__all__ = ["CHANNEL_PROXY_EVENTS", "check_backend"]
 
 NAME_RE = re.compile(r"^[-a-zA-Z0-9_.]{2,}$")
 #: HTTP header names (RFC 9110 tokens).
@@ -38,26 +36,6 @@ HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 CHANNEL_PROXY_EVENTS = ("subscribe", "publish", "sub_refresh")
 #: A webhook secret shorter than this is refused: it could be guessed.
 MIN_SECRET_LENGTH = 16
-
-
-def read_pem(value: str, key: str) -> bytes:
-    """PEM bytes from a ``*_pem`` option: the PEM text, a file path, or base64 of the text."""
-    text = value.strip()
-    if text.startswith("-----BEGIN"):
-        return text.encode()
-    path = Path(text)
-    try:
-        if path.is_file():
-            return path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(key, f"can not read {text}: {exc.strerror}") from None
-    try:
-        decoded = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        decoded = b""
-    if decoded.lstrip().startswith(b"-----BEGIN"):
-        return decoded
-    raise ConfigError(key, "expected PEM text, a path to a PEM file, or base64 of PEM text")
 
 
 def check_backend(config: Config) -> list[str]:
@@ -265,7 +243,7 @@ def _check_tls(tls: TLSConfig, key: str, warnings: list[str]) -> None:
     for name in ("cert_pem", "key_pem", "server_ca_pem"):
         value = getattr(tls, name)
         if value:
-            read_pem(value, f"{key}.{name}")
+            load_pem(value, f"{key}.{name}")
     if bool(tls.cert_pem) != bool(tls.key_pem):
         raise ConfigError(f"{key}.cert_pem", "cert_pem and key_pem go together")
     if tls.insecure_skip_verify:
@@ -276,6 +254,14 @@ def _check_webhooks(config: Config, warnings: list[str]) -> None:
     hooks = config.webhooks
     if not hooks.enabled:
         return
+    if config.engine.type == "redis" and config.engine.redis.cluster_address:
+        # The queue's scripts touch keys of many slots: it would have to live
+        # elsewhere than where the configuration puts the node's data.
+        raise ConfigError(
+            "webhooks.enabled",
+            "the webhook queue does not run on a Redis Cluster (engine.redis.cluster_address) "
+            "yet: use a Redis server (address) or Sentinel (sentinel_address)",
+        )
     parts = urlsplit(hooks.endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(

@@ -1,9 +1,11 @@
-"""Checks of the keys that say where data goes: ``engine.redis.*`` and ``broker.*``.
+"""Checks of the keys that say where data goes: ``engine.redis.*``, ``broker.*``,
+``presence_manager.*`` and ``consumers[]``.
 
 Rule: such a key is never ignored: a value hubbub cannot honour stops startup
-with a ConfigError naming the key (an address that is not one, a broker type
-hubbub has no client for, a NATS broker that would leave history or presence
-inside each node).
+with a ConfigError naming the key (an address that is not one, Sentinel without
+a master name, TLS settings hubbub does not apply, a broker type hubbub has no
+client for, a NATS broker that would leave history or presence inside each
+node, a separate presence manager, a consumer whose commands would never run).
 """
 
 from __future__ import annotations
@@ -43,6 +45,26 @@ def check_redis(redis: RedisConfig, path: str = "engine.redis") -> None:
                 raise ConfigError(
                     key, f"expected comma-separated host:port seeds, got {_show(cluster)}"
                 )
+    for i, sentinels in enumerate(redis.sentinel_address):
+        key = f"{path}.sentinel_address[{i}]"
+        for sentinel in sentinels.split(","):
+            host, colon, port = sentinel.strip().removeprefix("redis://").rpartition(":")
+            if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(
+                    key, f"expected comma-separated sentinel host:port, got {_show(sentinels)}"
+                )
+    if redis.sentinel_address and not redis.cluster_address and not redis.sentinel_master_name:
+        raise ConfigError(f"{path}.sentinel_master_name", "must be set when sentinel_address is")
+    for key, tls in (
+        (f"{path}.tls", redis.tls),
+        (f"{path}.sentinel_tls", redis.sentinel_tls),
+    ):
+        if tls.enabled:
+            raise ConfigError(
+                f"{key}.enabled",
+                "TLS settings for Redis are not supported: use rediss:// addresses "
+                "(checked against the system's certificate authorities)",
+            )
     if len(set(redis.address)) != len(redis.address):
         raise ConfigError(f"{path}.address", "lists the same address twice")
     if not redis.prefix:
@@ -54,6 +76,24 @@ def check_redis(redis: RedisConfig, path: str = "engine.redis") -> None:
     ):
         if value <= 0:
             raise ConfigError(key, f"must be more than 0, got {value:g}s")
+
+
+def check_routing(config: Config) -> None:
+    """``presence_manager`` and ``consumers``: refused when they would route anything."""
+    presence = config.presence_manager
+    if presence.enabled:
+        raise ConfigError(
+            "presence_manager.enabled",
+            "a separate presence manager is not supported: presence is kept by the engine "
+            f"(engine.type {_show(config.engine.type)}); remove presence_manager",
+        )
+    for i, consumer in enumerate(config.consumers):
+        if consumer.enabled:
+            raise ConfigError(
+                f"consumers[{i}].enabled",
+                f"consumers are not supported ({_show(consumer.type)} consumer "
+                f"{_show(consumer.name)}): send the commands to the HTTP API instead",
+            )
 
 
 def check_broker(config: Config) -> None:
@@ -69,6 +109,17 @@ def check_broker(config: Config) -> None:
         raise ConfigError("broker.nats.url", f"expected nats://host:port, got {_show(url)}")
     if not broker.nats.prefix:
         raise ConfigError("broker.nats.prefix", "must not be empty")
+    if broker.nats.tls.enabled:
+        raise ConfigError(
+            "broker.nats.tls.enabled",
+            "TLS settings for NATS are not supported: use a tls:// url "
+            "(checked against the system's certificate authorities)",
+        )
+    if broker.nats.allow_wildcards:
+        raise ConfigError(
+            "broker.nats.allow_wildcards",
+            "wildcard subscriptions are not supported: channel names are matched exactly",
+        )
     if config.engine.type == "memory":
         # NATS carries events only: history and presence would stay inside each node.
         channel = config.channel

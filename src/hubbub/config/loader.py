@@ -30,7 +30,7 @@ from hubbub.config.backend import StrPairs
 from hubbub.config.backend_checks import check_backend
 from hubbub.config.durations import parse_duration
 from hubbub.config.durations import show as _show
-from hubbub.config.engine_checks import check_broker, check_redis
+from hubbub.config.engine_checks import check_broker, check_redis, check_routing
 from hubbub.config.model import (
     AdminConfig,
     ChannelOptions,
@@ -464,6 +464,7 @@ def _convert(tp: Any, value: object, key: str, problems: _Problems) -> object:
             "engine.redis.address",
             "engine.redis.cluster_address",
             "map_broker.redis.address",
+            "engine.redis.sentinel_address",
         ) and isinstance(value, str):
             value = [value]  # Centrifugo takes one address as a string
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -589,6 +590,7 @@ def _validate(config: Config, problems: _Problems) -> list[str]:
     checks: tuple[Callable[[Config], list[str] | None], ...] = (
         _redis,
         check_broker,
+        check_routing,
         check_backend,
         check_transport,
         check_streams,

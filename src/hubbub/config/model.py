@@ -19,6 +19,7 @@ from hubbub.config.backend import (
     ProxyOptions,
     RpcNamespace,
     RpcOptions,
+    TLSConfig,
     WebhooksConfig,
 )
 
@@ -421,10 +422,22 @@ class RedisConfig:
     # Redis Cluster: each entry one cluster, as comma-separated seed "host:port"s;
     # several: channels are spread over the clusters. Takes precedence over address.
     cluster_address: tuple[str, ...] = ()
+    # Redis Sentinel: each entry one master (named sentinel_master_name), found through
+    # the comma-separated sentinel "host:port"s of the entry; several: channels are
+    # spread over them. Takes precedence over address (cluster_address over it).
+    sentinel_address: tuple[str, ...] = ()
+    sentinel_master_name: str = ""
+    sentinel_user: str = ""  # authentication with the sentinels (user, password above:
+    sentinel_password: str = ""  # with the Redis servers)
+    sentinel_client_name: str = ""
     prefix: str = "hubbub"  # of every key and Redis channel
     db: int = 0
     user: str = ""
     password: str = ""
+    client_name: str = ""  # CLIENT SETNAME of every connection
+    # TLS to Redis and to the sentinels: refused when enabled (use a rediss:// address).
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    sentinel_tls: TLSConfig = field(default_factory=TLSConfig)
     # Timeouts
     connect_timeout: float = 1.0
     io_timeout: float = 4.0
@@ -473,6 +486,34 @@ class NatsBrokerConfig:
 
     url: str = "nats://127.0.0.1:4222"
     prefix: str = "centrifugo"  # of every subject
+    # Refused when set (they would change security or routing): use a tls:// url.
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    allow_wildcards: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceManagerConfig:
+    """``presence_manager.*`` (Centrifugo v6): presence kept apart from the engine.
+
+    hubbub keeps presence in the engine; an enabled presence manager is refused
+    at start rather than ignored (presence would not be where the config says).
+    """
+
+    enabled: bool = False
+    type: str = "memory"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConfig:
+    """One entry of ``consumers[]`` (Centrifugo v6): API commands read from a queue.
+
+    hubbub has no consumers: an enabled one is refused at start (its commands
+    would never be applied); the type's own section is accepted and unused.
+    """
+
+    name: str = ""
+    enabled: bool = False
+    type: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,6 +586,8 @@ class Config:
     map_broker: MapBrokerConfig = field(default_factory=MapBrokerConfig)
     shared_poll: SharedPollConfig = field(default_factory=SharedPollConfig)
     broker: BrokerConfig = field(default_factory=BrokerConfig)
+    presence_manager: PresenceManagerConfig = field(default_factory=PresenceManagerConfig)
+    consumers: tuple[ConsumerConfig, ...] = ()
     proxies: tuple[NamedProxy, ...] = ()  # named proxies for namespaces and client events
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     # Operating the node: what it serves besides clients and the API.

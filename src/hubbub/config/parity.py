@@ -21,12 +21,14 @@ from hubbub.config.model import (
     ChannelOptions,
     ClientConfig,
     Config,
+    ConsumerConfig,
     EngineConfig,
     HttpApiConfig,
     HttpServerConfig,
     MapBrokerConfig,
     MapRedisConfig,
     NatsBrokerConfig,
+    PresenceManagerConfig,
     PrometheusConfig,
     RedisConfig,
     RpcConfig,
@@ -53,8 +55,8 @@ _TOKEN_IGNORED = _names(
 IGNORED: dict[type, frozenset[str]] = {
     Config: _names(
         """swagger debug opentelemetry graphite usage_stats
-        grpc_api consumers unified_proxy uni_grpc webtransport shutdown node
-        presence_manager controller dev init pid_file enable_unreleased_features tls"""
+        grpc_api unified_proxy uni_grpc webtransport shutdown node
+        controller dev init pid_file enable_unreleased_features tls"""
     ),
     HttpServerConfig: _names("h2c_external"),
     HttpApiConfig: _names("handler_prefix external error_mode"),
@@ -96,11 +98,17 @@ IGNORED: dict[type, frozenset[str]] = {
     UniHttpStreamConfig: _names("connect_code_to_http_response"),
     EngineConfig: _names(""),
     BrokerConfig: _names("name redis postgres redisnats"),
-    NatsBrokerConfig: _names("dial_timeout write_timeout tls allow_wildcards raw_mode"),
+    NatsBrokerConfig: _names("dial_timeout write_timeout raw_mode"),
+    # RESP2 is what hubbub speaks anyway; the presence layout, reads from replicas and
+    # Redis lists for history are Centrifugo's choices (reads stay on the master here).
     RedisConfig: _names(
-        """sentinel_address sentinel_master_name sentinel_user
-        sentinel_password sentinel_client_name sentinel_tls tls client_name force_resp2
-        presence_hash_field_ttl presence_user_mapping replica_client history_use_lists"""
+        """force_resp2 presence_hash_field_ttl presence_user_mapping replica_client
+        history_use_lists"""
+    ),
+    PresenceManagerConfig: _names("redis"),
+    ConsumerConfig: _names(
+        """postgresql kafka nats_jetstream redis_stream google_pub_sub aws_sqs
+        azure_service_bus"""
     ),
     MapBrokerConfig: _names("postgres"),
     MapRedisConfig: _names("skip_pub_sub"),
@@ -115,25 +123,19 @@ REASONS: dict[str, str] = {
     "unified_proxy": "unified_proxy is not a Centrifugo v6 option: ignored",
 }
 
-_SENTINEL = "Redis Sentinel is not supported: list the Redis server in {path}.address"
-_REDIS_TLS = "use a rediss:// URL in {path}.address for TLS to Redis"
-
-#: Values of ignored options that are refused: (dotted key, why and what to do).
-#: Each would otherwise send data elsewhere than asked, or in the clear.
+#: Values of options hubbub does not apply that are refused: (dotted key, why and
+#: what to do). Each would otherwise send data elsewhere than asked, or in the
+#: clear. (engine.redis, broker.nats, presence_manager and consumers have their
+#: own refusals: config/engine_checks.py.)
 _REFUSED: tuple[tuple[str, str], ...] = (
-    ("engine.redis.sentinel_address", _SENTINEL.format(path="engine.redis")),
-    ("engine.redis.tls.enabled", _REDIS_TLS.format(path="engine.redis")),
-    ("map_broker.redis.sentinel_address", _SENTINEL.format(path="map_broker.redis")),
-    ("map_broker.redis.tls.enabled", _REDIS_TLS.format(path="map_broker.redis")),
-    ("broker.nats.tls.enabled", "NATS over TLS is not supported yet"),
+    (
+        "map_broker.redis.sentinel_address",
+        "maps through Redis Sentinel are not supported yet: list the Redis server in "
+        "map_broker.redis.address",
+    ),
     (
         "broker.nats.raw_mode.enabled",
         "NATS raw mode (subjects without prefix, data passed as is) is not supported",
-    ),
-    (
-        "presence_manager.enabled",
-        "a separate presence manager is not supported: presence lives in the engine "
-        '(engine.type "redis" shares it between nodes)',
     ),
 )
 

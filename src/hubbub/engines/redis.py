@@ -11,8 +11,9 @@ Rule 3: when a pub/sub connection breaks, events may be lost: the node is told
 (``handle_broker_lost``) at once, and the connection is re-made with backoff.
 Rule 4: a channel lives on one shard, chosen by jump hash of its CRC32, so
 every node agrees without talking to each other. A shard is one Redis server
-(``address``) or one Redis Cluster (``cluster_address``: keys carry the channel
-as a hash tag, events use sharded pub/sub; see redis_cluster.py).
+(``address``), one master found through Sentinel (``sentinel_address``; see
+redis_sentinel.py) or one Redis Cluster (``cluster_address``: keys carry the
+channel as a hash tag, events use sharded pub/sub; see redis_cluster.py).
 Rule 5: redis-py's connection and timeout errors stop at the shard: each
 becomes ``EngineUnavailable`` and is counted by the shard's ``Reachability``
 (one log line when Redis is lost, one when it is back); nothing above sees
@@ -95,17 +96,25 @@ class RedisEngine:
         addresses: Sequence[str] = ("127.0.0.1:6379",),
         *,
         clusters: Sequence[str] = (),
+        sentinels: Sequence[str] = (),
+        master_name: str = "",
+        sentinel_user: str = "",
+        sentinel_password: str = "",
+        sentinel_client_name: str = "",
         prefix: str = "hubbub",
         db: int = 0,
         user: str = "",
         password: str = "",
+        client_name: str = "",
         connect_timeout: float = 1.0,
         io_timeout: float = 4.0,
         presence_ttl: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not addresses and not clusters:
+        if not addresses and not clusters and not sentinels:
             raise ValueError("RedisEngine needs at least one address")
+        if sentinels and not clusters and not master_name:
+            raise ValueError("RedisEngine with sentinels needs the master's name")
         options: dict[str, Any] = {
             "timeout": io_timeout,  # waiting for a free pool connection
             "socket_connect_timeout": connect_timeout,
@@ -121,6 +130,8 @@ class RedisEngine:
             options["username"] = user
         if password:
             options["password"] = password
+        if client_name:
+            options["client_name"] = client_name
         self.prefix = prefix
         self.presence_ttl = presence_ttl
         self._connect_timeout = connect_timeout
@@ -132,6 +143,18 @@ class RedisEngine:
 
             self._shards = [
                 ClusterShard(seeds, options, self.dispatch, self.broker_lost) for seeds in clusters
+            ]
+        elif sentinels:  # sentinel_address takes precedence over address (as in Centrifugo)
+            from hubbub.engines.redis_sentinel import sentinel_options, sentinel_shard
+
+            to_sentinels = sentinel_options(
+                connect_timeout, io_timeout, sentinel_user, sentinel_password, sentinel_client_name
+            )
+            self._shards = [
+                sentinel_shard(
+                    spec, master_name, options, to_sentinels, self.dispatch, self.broker_lost
+                )
+                for spec in sentinels
             ]
         else:
             self._shards = [

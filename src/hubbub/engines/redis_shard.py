@@ -3,7 +3,8 @@
 Rule: the engine talks to a shard only through ``Shard``: four batched scripts
 (publish, history, presence add / read / remove), ``post`` (an event without
 state: join, leave, control), ``delete``, and pub/sub interest. A
-``ServerShard`` is one Redis server (PUBLISH / SUBSCRIBE); a ``ClusterShard``
+``ServerShard`` is one Redis server (PUBLISH / SUBSCRIBE), named by its
+address or found through Sentinel (redis_sentinel.py); a ``ClusterShard``
 (redis_cluster.py) is a whole Redis Cluster (SPUBLISH / SSUBSCRIBE, routed by
 slot). Every redis-py error that means "Redis cannot be reached" leaves a
 shard as ``EngineUnavailable`` (Rule 5 of redis.py).
@@ -119,11 +120,19 @@ class ServerShard:
     presence_remove: ScriptBatcher
 
     def __init__(
-        self, url: str, options: dict[str, Any], on_message: OnMessage, on_lost: OnLost
+        self,
+        url: str,
+        options: dict[str, Any],
+        on_message: OnMessage,
+        on_lost: OnLost,
+        *,
+        pool: aioredis.BlockingConnectionPool | None = None,
     ) -> None:
         self.url = url
-        # Commands wait for a free connection rather than open without bound.
-        self.pool = aioredis.BlockingConnectionPool.from_url(
+        # Commands wait for a free connection rather than open without bound. A
+        # Sentinel shard brings its own pool (redis_sentinel.py): its connections
+        # ask the sentinels where the master is.
+        self.pool = pool or aioredis.BlockingConnectionPool.from_url(
             url, max_connections=MAX_CONNECTIONS, **options
         )
         self.client: aioredis.Redis = aioredis.Redis(connection_pool=self.pool)

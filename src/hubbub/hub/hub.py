@@ -37,9 +37,8 @@ from hubbub.engines.base import (
     HistoryQuery,
     PublishResult,
 )
+from hubbub.engines.factory import engine_from_config, map_engine_from_config
 from hubbub.engines.maps import MapEngine
-from hubbub.engines.memory import MemoryEngine
-from hubbub.engines.memory_maps import MemoryMapEngine
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.channels import ChannelTable
 from hubbub.hub.commands import Commands, ttl_until
@@ -102,8 +101,12 @@ class Hub(StateApi):
         map_engine: MapEngine | None = None,
     ) -> None:
         self.config = config or Config()
-        self.engine: Engine = engine or MemoryEngine()
-        self.map_engine: MapEngine = map_engine or MemoryMapEngine()
+        # The engines the configuration names (engine.*, broker.*, map_broker.*), unless
+        # given: an embedded hub must not fall back to memory when the config says Redis.
+        self.engine: Engine = engine if engine is not None else engine_from_config(self.config)
+        self.map_engine: MapEngine = (
+            map_engine if map_engine is not None else map_engine_from_config(self.config)
+        )
         self.hooks = Hooks()
         self.node_id = uuid.uuid4().hex[:12]
         self.channel_rules = ChannelRules(self.config.channel)

@@ -11,8 +11,15 @@ returns the response Struct or raises ``TransportFailure``.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
+
+# grpcio's C core writes a failed TLS handshake (an untrusted backend, a missing
+# client certificate) to stderr at INFO, beside the logging module: one more line
+# per failure, unformatted. The proxy's own WARNING line says it; only the core's
+# errors are kept (a value set by the user wins). It must be set before grpc loads.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import grpc
 import grpc.aio
@@ -24,7 +31,7 @@ from hubbub.config.backend import ProxyOptions
 from hubbub.proxy import messages as m
 from hubbub.proxy.grpcproto import proxy_pb2 as pb
 from hubbub.proxy.http_transport import TransportFailure
-from hubbub.proxy.tls import grpc_credentials
+from hubbub.proxy.tls import grpc_credentials, grpc_tls_failure
 
 SERVICE = "centrifugal.centrifugo.proxy.CentrifugoProxy"
 #: Calls in flight on one channel at once; more wait (within their timeout).
@@ -142,7 +149,13 @@ class GrpcTransport:
         except TimeoutError:
             raise TransportFailure(f"no answer within {seconds:g}s") from None
         except grpc.aio.AioRpcError as exc:
-            raise TransportFailure(f"gRPC {exc.code().name}: {exc.details()}") from None
+            details = exc.details() or ""
+            if self._tls.enabled and exc.code() == grpc.StatusCode.UNAVAILABLE:
+                host = self._tls.server_name or self.target.rpartition(":")[0]
+                cause = grpc_tls_failure(details, host)
+                if cause is not None:
+                    raise TransportFailure(f"gRPC UNAVAILABLE: {cause}") from None
+            raise TransportFailure(f"gRPC {exc.code().name}: {details}") from None
         except ValueError as exc:  # metadata grpc refuses (a header value it can not send)
             raise TransportFailure(f"gRPC call refused: {exc}") from None
         try:

@@ -10,12 +10,13 @@ or a body means: ``client`` does.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ssl
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from hubbub.config.backend import ProxyOptions
-from hubbub.proxy.tls import ssl_context
+from hubbub.proxy.tls import CLOSED, ssl_context, verify_failure
 
 if TYPE_CHECKING:
     import aiohttp
@@ -72,6 +73,7 @@ class HttpTransport:
         self._static = tuple(options.http.static_headers)
         self._ssl: ssl.SSLContext | bool = ssl_context(options.http.tls, f"{key}.http.tls") or True
         self._server_hostname = options.http.tls.server_name or None
+        self._tls = self.url.startswith("https://")
 
     async def post(self, body: bytes, forwarded: Sequence[tuple[str, str]]) -> tuple[int, bytes]:
         """POST ``body``; the status and the answer, or TransportFailure."""
@@ -96,7 +98,26 @@ class HttpTransport:
                     return response.status, answer
         except TimeoutError:
             raise TransportFailure(f"no answer within {self.timeout:g}s") from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            host = self._server_hostname or exc.host
+            raise TransportFailure(verify_failure(exc.certificate_error, host)) from None
+        except aiohttp.ClientConnectorSSLError as exc:
+            reason = getattr(exc.os_error, "reason", None) or exc.os_error.strerror or exc
+            raise TransportFailure(
+                f"TLS: the handshake with the backend failed: {reason}"
+            ) from None
         except aiohttp.ClientConnectorError as exc:
             raise TransportFailure(f"can not connect: {exc.os_error.strerror or exc}") from None
+        except aiohttp.ServerDisconnectedError:
+            raise TransportFailure(self._closed("closed")) from None
+        except aiohttp.ClientOSError as exc:
+            # A backend refusing a client certificate closes, or resets, the connection.
+            if exc.errno in (errno.ECONNRESET, errno.EPIPE):
+                raise TransportFailure(self._closed("reset")) from None
+            raise TransportFailure(f"{type(exc).__name__}: {exc}") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise TransportFailure(f"{type(exc).__name__}: {exc}") from None
+
+    def _closed(self, how: str) -> str:
+        """The cause when the backend ended the connection without an answer."""
+        return CLOSED if self._tls else f"the backend {how} the connection without answering"

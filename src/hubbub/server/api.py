@@ -11,6 +11,7 @@ API error. Success is ``{"result": {...}}``. ``HttpApi.admit`` and
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import hmac
 import logging
@@ -284,13 +285,17 @@ class HttpApi(MapApiMethods):
         tags: dict[str, str] | None,
         idempotency_key: str,
         delta: bool = False,
+        *,
+        compacted: bool = False,
     ) -> dict[str, Any]:
         if not data:
             raise ClientError(Error.BAD_REQUEST, "data required")
         resolved = self.hub.channel_rules.resolve(channel)
         result = await self.hub.publish_publication(
             resolved,
-            Publication(data=compact_json(data), tags=tags or None, delta=delta),
+            Publication(
+                data=data if compacted else compact_json(data), tags=tags or None, delta=delta
+            ),
             skip_history=skip_history,
             idempotency_key=idempotency_key,
         )
@@ -298,22 +303,32 @@ class HttpApi(MapApiMethods):
         return {"offset": position.offset, "epoch": position.epoch} if position.epoch else {}
 
     async def broadcast(self, body: msgspec.Raw) -> dict[str, Any]:
+        """Publish to every channel at once (as Centrifugo does): the publishes start
+        in one loop turn, so a pipelined engine sends them as one batch; the
+        responses keep the channels' order, each its result or its own error."""
         params: BroadcastParams = _decode(body, BroadcastParams)
-        responses = []
-        for channel in params.channels:
+        data = compact_json(params.data) if params.data else params.data  # once, not per channel
+
+        async def one(channel: str) -> dict[str, Any]:
             try:
                 result = await self._publish_one(
                     channel,
-                    params.data,
+                    data,
                     params.skip_history,
                     params.tags,
                     params.idempotency_key,
                     params.delta,
+                    compacted=True,
                 )
-                responses.append({"result": result})
             except ClientError as exc:
-                responses.append({"error": {"code": exc.error.code, "message": exc.error.message}})
-        return {"responses": responses}
+                return {"error": {"code": exc.error.code, "message": exc.error.message}}
+            except EngineUnavailable as exc:  # this channel's shard is away: its own error
+                self.hub.outages.failed("api broadcast", exc)
+                return {"error": {"code": Error.INTERNAL.code, "message": Error.INTERNAL.message}}
+            return {"result": result}
+
+        responses = await asyncio.gather(*(one(channel) for channel in params.channels))
+        return {"responses": list(responses)}
 
     async def presence(self, body: msgspec.Raw) -> dict[str, Any]:
         params: ChannelParams = _decode(body, ChannelParams)
@@ -416,17 +431,20 @@ class HttpApi(MapApiMethods):
 
     async def batch(self, body: msgspec.Raw) -> dict[str, Any]:
         params: BatchParams = _decode(body, BatchParams)
-        replies: list[dict[str, Any]] = []
         for command in params.commands:
             if len(command) != 1:
                 raise BadParams("each batch command has exactly one method")
+
+        async def run(command: dict[str, msgspec.Raw]) -> dict[str, Any]:
             ((method, method_body),) = command.items()
             handler = self._methods.get(method)
             if handler is None or method == "batch":
-                replies.append(
-                    {"error": {"code": Error.METHOD_NOT_FOUND.code, "message": "method not found"}}
-                )
-                continue
+                return {
+                    "error": {"code": Error.METHOD_NOT_FOUND.code, "message": "method not found"}
+                }
             reply = await self._call(handler, method_body)
-            replies.append({method: reply["result"]} if "result" in reply else reply)
-        return {"replies": replies}
+            return {method: reply["result"]} if "result" in reply else reply
+
+        if params.parallel:  # at once (publishes travel together); replies in command order
+            return {"replies": list(await asyncio.gather(*map(run, params.commands)))}
+        return {"replies": [await run(command) for command in params.commands]}

@@ -1,11 +1,13 @@
 """The webhook queue in Redis: a stream with a consumer group, and channel holders.
 
 Rule 1: accepted events are entries of one stream (``<prefix>.webhooks.stream``)
-on the first Redis of ``engine.redis.address``, with the engine's connection
-settings; every node reads it through one consumer group, so each batch goes
-to one node. An entry is deleted when its POST succeeded; an entry a node
-took and did not acknowledge within ``webhooks.claim_after`` (the node died,
-or the receiver is down and the node stopped holding it) is taken over.
+on the first Redis of ``engine.redis.address`` (with ``sentinel_address``: the
+master the first entry's sentinels name; a Redis Cluster is refused at start),
+with the engine's connection settings; every node reads it through one
+consumer group, so each batch goes to one node. An entry is deleted when its
+POST succeeded; an entry a node took and did not acknowledge within
+``webhooks.claim_after`` (the node died, or the receiver is down and the node
+stopped holding it) is taken over.
 Rule 2: a channel's holders are a set of node ids; a Lua script adds or
 removes this node and appends occupied (first holder) or vacated (last
 holder gone) in the same atomic step, so each happens once cluster-wide.
@@ -108,7 +110,24 @@ class RedisQueue:
             options["username"] = config.user
         if config.password:
             options["password"] = config.password
-        self.client: aioredis.Redis = aioredis.Redis.from_url(normalize_address(address), **options)
+        self._sentinel: Any = None  # the Sentinel manager to close, with sentinel_address
+        if config.sentinel_address:
+            from hubbub.engines.redis_sentinel import master_client, sentinel_options
+
+            self.client, self._sentinel = master_client(
+                config.sentinel_address[0],
+                config.sentinel_master_name,
+                options,
+                sentinel_options(
+                    config.connect_timeout,
+                    config.io_timeout,
+                    config.sentinel_user,
+                    config.sentinel_password,
+                    config.sentinel_client_name,
+                ),
+            )
+        else:
+            self.client = aioredis.Redis.from_url(normalize_address(address), **options)
         self.prefix = f"{config.prefix}.webhooks."
         self.stream = self.prefix + "stream"
         self.nodes = self.prefix + "nodes"
@@ -147,6 +166,8 @@ class RedisQueue:
                 keys=[self.nodes, self.stream], args=[self.prefix, now_ms(), 0, self._node]
             )
         await self.client.aclose()
+        if self._sentinel is not None:
+            await self._sentinel.aclose()
 
     async def accept(self, items: Sequence[Item]) -> Dropped:
         pipe = self.client.pipeline(transaction=False)
