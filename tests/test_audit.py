@@ -31,16 +31,11 @@ from hubbub.tools.audit.runner import AuditError, run_audit
 from hubbub.tools.audit.verdicts import FAILED, summarise
 from tests.broken_ws import BrokenServer, FakeCentrifugo
 from tests.conftest import ServerFactory
+from tests.redis_fixtures import free_port
 from tests.tls_fixtures import TlsFiles
 
 TESTS = Path(__file__).parent
 ECHO_GROUPS = "1,2,3,4,5,6,7,9,10,12,13"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, process: subprocess.Popen[bytes], within: float = 30.0) -> None:

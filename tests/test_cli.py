@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,14 +19,9 @@ from hubbub.cli.main import main
 from hubbub.config.model import TokenConfig
 from hubbub.version import __version__
 from tests.conftest import API_KEY, SECRET
+from tests.redis_fixtures import free_port
 
 TIMEOUT = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_config(tmp_path: Path, data: dict[str, object]) -> Path:

@@ -113,12 +113,7 @@ async def test_too_many_server_side_channels_close_with_3505(server: RunningServ
 
 
 async def test_internal_port_serves_the_api_and_the_public_port_does_not() -> None:
-    import socket
-
-    def free_port() -> int:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
+    from tests.redis_fixtures import free_port
 
     internal = free_port()
     base = merge(DEFAULT_CONFIG, {"http_server": {"internal_port": internal}})
