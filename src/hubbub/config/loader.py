@@ -26,33 +26,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hubbub.config.backend import ChannelProxyConfig, ProxyGrpcOptions, ProxyOptions, StrPairs
+from hubbub.config.backend import StrPairs
 from hubbub.config.backend_checks import check_backend
 from hubbub.config.durations import parse_duration
 from hubbub.config.durations import show as _show
 from hubbub.config.engine_checks import check_broker, check_redis, check_routing
 from hubbub.config.model import (
     AdminConfig,
-    BrokerConfig,
     ChannelOptions,
-    ClientConfig,
     Config,
-    ConsumerConfig,
-    EngineConfig,
-    HttpApiConfig,
-    HttpServerConfig,
-    LogConfig,
     Namespace,
-    NatsBrokerConfig,
-    PresenceManagerConfig,
-    PrometheusConfig,
-    RedisConfig,
-    RpcConfig,
-    SubscriptionTokenConfig,
-    TokenConfig,
-    UniWebSocketConfig,
-    WebSocketConfig,
 )
+from hubbub.config.parity import ignored as _ignored
+from hubbub.config.parity import ignored_warning, refuse_unimplemented
+from hubbub.config.statesync import check_state_options
 from hubbub.config.streams import check_streams
 from hubbub.config.transport import check_transport  # TLS and websocket.* (issue 10)
 from hubbub.errors import ConfigError
@@ -73,80 +60,12 @@ LOG_FORMATS = ("text", "json")
 NAMESPACE_NAME_RE = re.compile(r"^[-a-zA-Z0-9_.]{2,}$")
 
 
-def _names(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-_TOKEN_IGNORED = _names("audience_regex issuer_regex user_id_claim")
-
-# Centrifugo v6 options hubbub accepts but does not implement (one warning each).
-# A name stands for its whole subtree.
-_IGNORED: dict[type, frozenset[str]] = {
-    Config: _names(
-        """swagger debug opentelemetry graphite usage_stats
-        grpc_api unified_proxy uni_grpc webtransport shutdown node
-        map_broker dev init pid_file enable_unreleased_features"""
-    ),
-    HttpServerConfig: _names(""),
-    HttpApiConfig: _names("handler_prefix external error_mode"),
-    ClientConfig: _names(
-        """connection_limit
-        connection_rate_limit concurrency disallow_anonymous_connection_tokens
-        allowed_delta_types expired_sub_close_delay presence_update_interval
-        channel_position_check_delay channel_position_max_time_lag
-        connect_include_server_time insecure_skip_token_signature_verify
-        user_id_http_header subscribe_to_user_personal_channel
-        connect_code_to_unidirectional_disconnect"""
-    ),
-    TokenConfig: _TOKEN_IGNORED,
-    SubscriptionTokenConfig: _TOKEN_IGNORED,
-    ChannelProxyConfig: _names("subscribe_stream cache_empty state"),
-    ChannelOptions: _names(
-        """subscribe_stream_proxy_enabled subscribe_stream_proxy_name
-        subscribe_stream_proxy_bidirectional subscribe_stream_bidirectional
-        allow_tags_filter batch_max_size batch_max_delay batch_flush_latest"""
-    ),
-    ProxyOptions: _names("emulated_headers"),
-    ProxyGrpcOptions: _names("static_metadata"),
-    RpcConfig: _names("ping ping_method"),
-    # Buffer sizes tune gorilla/websocket; hubbub's writes are not per-message
-    # (slow clients are cut by client.queue_max_size, not a write timeout).
-    WebSocketConfig: _names(
-        "read_buffer_size write_buffer_size use_write_buffer_pool write_timeout"
-    ),
-    LogConfig: _names(""),
-    AdminConfig: _names("web_path web_proxy_address"),
-    PrometheusConfig: _names(
-        "instrument_http_handlers recovered_publications_histogram native_histograms"
-    ),
-    UniWebSocketConfig: _names(
-        """compression compression_min_size compression_level read_buffer_size
-        use_write_buffer_pool write_buffer_size write_timeout join_push_messages"""
-    ),
-    EngineConfig: _names(""),
-    BrokerConfig: _names("name redis"),
-    NatsBrokerConfig: _names("write_timeout"),
-    # RESP2 is what hubbub speaks anyway; the presence layout and reads from
-    # replicas are Centrifugo optimisations (reads stay on the master here).
-    RedisConfig: _names("force_resp2 presence_hash_field_ttl presence_user_mapping replica_client"),
-    PresenceManagerConfig: _names("redis"),
-    ConsumerConfig: _names(
-        """postgresql kafka nats_jetstream redis_stream google_pub_sub aws_sqs
-        azure_service_bus"""
-    ),
-}
-
-
-def _ignored(cls: type) -> frozenset[str]:
-    """The ignored option names of ``cls``, including those of its base classes."""
-    return frozenset().union(*(_IGNORED.get(base, frozenset()) for base in cls.__mro__))
-
-
 ENGINE_TYPES = ("memory", "redis")
 
 _INT_RANGES: dict[str, tuple[int, int]] = {
     "http_server.port": (0, 65535),
     "engine.redis.db": (0, 15),
+    "map_broker.redis.db": (0, 15),
     "websocket.compression_level": (-2, 9),  # zlib's levels, -2: Huffman only
 }
 _STR_LIST = tuple[str, ...]
@@ -160,6 +79,10 @@ class LoadedConfig:
 
     config: Config
     warnings: tuple[str, ...] = ()
+    # The keys the file, environment and overrides set: the options hubbub
+    # implements, and the Centrifugo options it accepts without implementing.
+    implemented: tuple[str, ...] = dataclasses.field(default=(), compare=False)
+    ignored: tuple[str, ...] = dataclasses.field(default=(), compare=False)
 
 
 class _Problems:
@@ -213,15 +136,23 @@ def load_config(
             except ConfigError as exc:
                 problems.add(exc)
     unknown: list[str] = []
-    _scan(Config, raw, "", unknown, warnings)
+    seen = _Seen()
+    _scan(Config, raw, "", unknown, seen)
     if unknown:
         unknown.sort()
         problems.fail(unknown[0], _unknown_message(unknown))
+    try:
+        refuse_unimplemented(raw)
+    except ConfigError as exc:
+        problems.add(exc)
+    warnings.extend(ignored_warning(key) for key in seen.ignored)
     config = _build(Config, raw, "", problems)
     warnings.extend(_validate(config, problems))
     if problems:
         raise ConfigError.combine(problems.errors)
-    return LoadedConfig(config, tuple(dict.fromkeys(warnings)))
+    return LoadedConfig(
+        config, tuple(dict.fromkeys(warnings)), tuple(seen.implemented), tuple(seen.ignored)
+    )
 
 
 def connect_warnings(config: Config) -> list[str]:
@@ -426,8 +357,16 @@ def _from_env(tp: Any, text: str, key: str, var: str) -> object:
 # ---------------------------------------------------------------- unknown keys
 
 
-def _scan(cls: type, raw: object, path: str, unknown: list[str], warnings: list[str]) -> None:
-    """Collect unknown keys and warn about ignored ones; types are checked later."""
+@dataclass(slots=True)
+class _Seen:
+    """The keys a configuration sets, as ``_scan`` finds them."""
+
+    implemented: list[str] = dataclasses.field(default_factory=list)
+    ignored: list[str] = dataclasses.field(default_factory=list)
+
+
+def _scan(cls: type, raw: object, path: str, unknown: list[str], seen: _Seen) -> None:
+    """Sort the keys into implemented, ignored and unknown; types are checked later."""
     if not isinstance(raw, dict):
         return
     types = _field_types(cls)
@@ -436,17 +375,23 @@ def _scan(cls: type, raw: object, path: str, unknown: list[str], warnings: list[
         tp = types.get(name)
         if tp is None:
             if name in _ignored(cls):
-                warnings.append(f"{key} is a Centrifugo option hubbub ignores")
-            elif not (cls is ChannelOptions and name == "name" and path.endswith("]")):
+                seen.ignored.append(key)
+            elif cls is ChannelOptions and name == "name" and path.endswith("]"):
+                seen.implemented.append(key)
+            else:
                 unknown.append(key)
         elif _is_section(tp):
-            _scan(tp, value, key, unknown, warnings)
-        elif tp == _NAMESPACES and isinstance(value, list):
+            _scan(tp, value, key, unknown, seen)
+        elif value == [] or not isinstance(value, list):
+            seen.implemented.append(key)
+        elif tp == _NAMESPACES:
             for i, item in enumerate(value):
-                _scan(ChannelOptions, item, f"{key}[{i}]", unknown, warnings)
-        elif (item_cls := _section_list(tp)) is not None and isinstance(value, list):
+                _scan(ChannelOptions, item, f"{key}[{i}]", unknown, seen)
+        elif (item_cls := _section_list(tp)) is not None:
             for i, item in enumerate(value):
-                _scan(item_cls, item, f"{key}[{i}]", unknown, warnings)
+                _scan(item_cls, item, f"{key}[{i}]", unknown, seen)
+        else:
+            seen.implemented.append(key)
 
 
 def _unknown_message(unknown: list[str]) -> str:
@@ -501,12 +446,16 @@ def _convert(tp: Any, value: object, key: str, problems: _Problems) -> object:
         return value
     if tp is float:
         seconds = parse_duration(value, key=key)  # type: ignore[arg-type]
+        if seconds == -1 and key.endswith(".cleanup_interval"):
+            return 0.0  # Centrifugo's "-1": no cleanup worker
         if seconds < 0:
             raise ConfigError(key, f"expected a duration >= 0, got {_show(value)}")
         return seconds
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(key, f"expected a string, got {_show(value)}")
+        if not value and key.endswith((".subscription_type", ".force_recovery_mode")):
+            return "stream"  # Centrifugo's empty default
         if key == "log.level":
             return value.lower()  # Centrifugo accepts any case
         return value
@@ -514,6 +463,7 @@ def _convert(tp: Any, value: object, key: str, problems: _Problems) -> object:
         if key in (
             "engine.redis.address",
             "engine.redis.cluster_address",
+            "map_broker.redis.address",
             "engine.redis.sentinel_address",
         ) and isinstance(value, str):
             value = [value]  # Centrifugo takes one address as a string
@@ -644,6 +594,7 @@ def _validate(config: Config, problems: _Problems) -> list[str]:
         check_backend,
         check_transport,
         check_streams,
+        check_state_options,  # personal channels, cache recovery, maps, shared poll
     )
     for check in checks:
         try:
@@ -708,6 +659,13 @@ def _check_admin(admin: AdminConfig, problems: _Problems) -> list[str]:
 
 def _redis(config: Config) -> None:
     check_redis(config.engine.redis)
+    if config.map_broker.type == "redis":
+        check_redis(config.map_broker.redis, "map_broker.redis")
+        if config.map_broker.redis.cluster_address:
+            raise ConfigError(
+                "map_broker.redis.cluster_address",
+                "maps on a Redis Cluster are not supported yet: use map_broker.redis.address",
+            )
 
 
 def _check_options(
