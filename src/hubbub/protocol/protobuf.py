@@ -95,6 +95,23 @@ def _bool(number: int, value: bool) -> bytes:
     return _V[number] + _TRUE if value else b""
 
 
+def _number(number: int, value: int) -> bytes:
+    """A varint field of any number (fields above 15 take a two-byte key)."""
+    return _tag(number, 0) + varint(value) if value else b""
+
+
+def _text(number: int, value: str) -> bytes:
+    if not value:
+        return b""
+    data = value.encode()
+    return _tag(number, 2) + varint(len(data)) + data
+
+
+def _zigzag(value: int) -> int:
+    """sint64 (map scores may be negative)."""
+    return ((value << 1) ^ (value >> 63)) & ((1 << 64) - 1)
+
+
 def _string_map(number: int, values: dict[str, str] | None) -> bytes:
     if not values:
         return b""
@@ -123,6 +140,11 @@ def _publication(pub: Publication) -> bytes:
         body += _V[8] + _TRUE
     if pub.time:
         body += _V[9] + varint(pub.time)
+    if pub.key:  # map and shared poll publications (the epoch is hubbub's own)
+        body += _str(11, pub.key) + _bool(12, pub.removed)
+        if pub.score:
+            body += _V[13] + varint(_zigzag(pub.score))
+        body += _number(16, pub.version)
     return body
 
 
@@ -139,6 +161,11 @@ def _subscribe_result(result: SubscribeResult) -> bytes:
         + _bytes(11, result.data)
         + _bool(12, result.was_recovering)
         + _bool(13, result.delta)
+        + _number(15, result.type)
+        + _number(16, result.phase)
+        + _text(17, result.cursor)
+        + b"".join(_tag(18, 2) + delimited(_publication(p)) for p in result.state or ())
+        + _number(19, result.publish_debounce)
     )
 
 
@@ -203,7 +230,8 @@ def _result(result: Result) -> bytes:
     if isinstance(result, RefreshResult):
         return _refresh_result(result)
     if isinstance(result, SubRefreshResult):
-        return _bool(1, result.expires) + _uint(2, result.ttl)
+        items = b"".join(_msg(3, _publication(p)) for p in result.items or ())
+        return _bool(1, result.expires) + _uint(2, result.ttl) + items
     raise TypeError(f"no protobuf encoding for {type(result).__name__}")
 
 
@@ -300,6 +328,11 @@ def _payload(name: str) -> Field:
     return Field(name, Kind.BYTES, convert=_json_payload)
 
 
+_FILTER_GIVEN: Final = msgspec.Raw(b"{}")
+_TRACK_BATCH: Final[Schema] = {
+    1: _f("signature", _S),
+    2: Field("items", _M, {1: _f("key", _S), 2: _f("version", _U64)}, repeated=True),
+}
 SUBSCRIBE_REQUEST: Final[Schema] = {
     1: _f("channel", _S),
     2: _f("token", _S),
@@ -311,7 +344,14 @@ SUBSCRIBE_REQUEST: Final[Schema] = {
     10: _f("recoverable", _B),
     11: _f("join_leave", _B),
     12: _f("delta", _S),
+    # A tags filter: hubbub refuses it (107), so only its presence matters.
+    13: Field("tf", Kind.BYTES, convert=lambda _: _FILTER_GIVEN),
     14: _f("flag", _I64),
+    15: _f("type", _I32),
+    16: _f("phase", _I32),
+    17: _f("cursor", _S),
+    18: _f("limit", _I32),
+    19: _f("asc", _B),
 }
 _CHANNEL_ONLY: Final[Schema] = {1: _f("channel", _S)}
 COMMAND: Final[Schema] = {
@@ -331,7 +371,17 @@ COMMAND: Final[Schema] = {
     ),
     5: _f("subscribe", _M, SUBSCRIBE_REQUEST),
     6: _f("unsubscribe", _M, _CHANNEL_ONLY),
-    7: _f("publish", _M, {1: _f("channel", _S), 2: _payload("data")}),
+    7: _f(
+        "publish",
+        _M,
+        {
+            1: _f("channel", _S),
+            2: _payload("data"),
+            3: _f("type", _I32),
+            4: _f("key", _S),
+            5: _f("removed", _B),
+        },
+    ),
     8: _f("presence", _M, _CHANNEL_ONLY),
     9: _f("presence_stats", _M, _CHANNEL_ONLY),
     10: _f(
@@ -348,7 +398,17 @@ COMMAND: Final[Schema] = {
     12: _f("send", _M, {1: _payload("data")}),
     13: _f("rpc", _M, {1: _payload("data"), 2: _f("method", _S)}),
     14: _f("refresh", _M, {1: _f("token", _S)}),
-    15: _f("sub_refresh", _M, {1: _f("channel", _S), 2: _f("token", _S)}),
+    15: _f(
+        "sub_refresh",
+        _M,
+        {
+            1: _f("channel", _S),
+            2: _f("token", _S),
+            3: _f("type", _I32),
+            4: Field("track", _M, _TRACK_BATCH, repeated=True),
+            5: Field("untrack", _S, repeated=True),
+        },
+    ),
 }
 EMULATION_REQUEST: Final[Schema] = {
     1: _f("node", _S),

@@ -28,6 +28,9 @@ from hubbub.errors import ClientError
 from hubbub.hub.hub import Hub
 from hubbub.protocol.codec import compact_json
 from hubbub.protocol.messages import NO_DATA, Publication, StreamPosition
+from hubbub.server.api_bodies import BadParams as BadParams  # admin.py catches it too
+from hubbub.server.api_bodies import decode as _decode
+from hubbub.server.api_maps import MapApiMethods
 from hubbub.server.http_answer import ApiAnswer
 
 log = logging.getLogger("hubbub.api")
@@ -139,23 +142,10 @@ class BatchParams(msgspec.Struct):
     parallel: bool = False
 
 
-class BadParams(Exception):
-    """The body does not have the method's shape (HTTP 400)."""
-
-
 Handler = Callable[[msgspec.Raw], Awaitable[dict[str, Any]]]
 
 
-def _decode(raw: msgspec.Raw | bytes, shape: type[Any]) -> Any:
-    try:
-        return msgspec.json.decode(raw, type=shape)
-    except msgspec.DecodeError as exc:
-        raise BadParams(str(exc)) from exc
-    except RecursionError:
-        raise BadParams("JSON nested too deep") from None
-
-
-class HttpApi:
+class HttpApi(MapApiMethods):
     """The API methods of one hub, dispatched by name."""
 
     def __init__(self, hub: Hub) -> None:
@@ -175,6 +165,13 @@ class HttpApi:
             "refresh": self.refresh,
             "connections": self.connections,
             "batch": self.batch,
+            "map_publish": self.map_publish,
+            "map_remove": self.map_remove,
+            "map_read_state": self.map_read_state,
+            "map_read_stream": self.map_read_stream,
+            "map_stats": self.map_stats,
+            "map_clear": self.map_clear,
+            "shared_poll_publish": self.shared_poll_publish,
         }
 
     # --- HTTP boundary ---------------------------------------------------------------
