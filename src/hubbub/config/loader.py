@@ -32,6 +32,7 @@ from hubbub.config.durations import parse_duration
 from hubbub.config.durations import show as _show
 from hubbub.config.engine_checks import check_broker, check_redis, check_routing
 from hubbub.config.model import (
+    DATA_FORMATS,
     AdminConfig,
     BrokerConfig,
     ChannelOptions,
@@ -571,6 +572,10 @@ def _validate(config: Config, problems: _Problems) -> list[str]:
     if not channel.namespace_boundary and not problems.about("channel.namespace_boundary"):
         problems.fail("channel.namespace_boundary", "must not be empty")
     meta_ttl = channel.history_meta_ttl
+    if channel.publication_data_format not in DATA_FORMATS:
+        problems.fail(
+            "channel.publication_data_format", _data_format(channel.publication_data_format)
+        )
     _check_options(channel.without_namespace, "channel.without_namespace", meta_ttl, problems)
     if not problems.about("channel.namespaces"):
         seen: set[str] = set()
@@ -735,11 +740,19 @@ def _check_options(
             f"{path}.force_recovery_mode",
             f'expected "stream" or "cache", got {_show(options.force_recovery_mode)}',
         )
+    if options.publication_data_format not in DATA_FORMATS:
+        problems.fail(
+            f"{path}.publication_data_format", _data_format(options.publication_data_format)
+        )
     if options.channel_regex:
         try:
             re.compile(options.channel_regex)
         except re.error as exc:
             problems.fail(f"{path}.channel_regex", f"invalid regular expression: {exc}")
+
+
+def _data_format(value: str) -> str:
+    return f'expected "json", "json_object", "binary" or "", got {_show(value)}'
 
 
 def _is_loopback(address: str) -> bool:

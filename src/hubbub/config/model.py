@@ -64,10 +64,17 @@ class ChannelOptions:
     # every publication is published as a delta (else only API ``delta: true``).
     allowed_delta_types: tuple[str, ...] = ()
     delta_publish: bool = False
+    # What publications may carry (Centrifugo 6.5.2+): "" (the global value; if that
+    # is "" too, any non-empty data), "json", "json_object" or "binary" (empty allowed).
+    publication_data_format: str = ""
 
     @property
     def history_enabled(self) -> bool:
         return self.history_size > 0 and self.history_ttl > 0
+
+
+#: Values of ``publication_data_format``.
+DATA_FORMATS = ("", "json", "json_object", "binary")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +93,7 @@ class ChannelConfig:
     user_boundary: str = "#"
     user_separator: str = ","
     history_meta_ttl: float = 30 * 24 * 3600.0
+    publication_data_format: str = ""  # for namespaces that do not set theirs
     without_namespace: ChannelOptions = field(default_factory=ChannelOptions)
     namespaces: tuple[Namespace, ...] = ()
     proxy: ChannelProxyConfig = field(default_factory=ChannelProxyConfig)

@@ -42,7 +42,6 @@ from hubbub.hub.channels import ChannelTable
 from hubbub.hub.commands import Commands, ttl_until
 from hubbub.hub.control import Control
 from hubbub.hub.counters import (
-    PUSH_PUBLICATION,
     PUSH_REFRESH,
     PUSH_SUBSCRIBE,
     Counters,
@@ -59,13 +58,15 @@ from hubbub.hub.hooks import Hooks
 from hubbub.hub.lifecycle import Lifecycle
 from hubbub.hub.observer import Observers
 from hubbub.hub.outages import Outages
-from hubbub.hub.payloads import to_raw
+from hubbub.hub.payloads import check_data_format, to_payload, to_raw
 from hubbub.hub.session import Session, SubscriptionGone
 from hubbub.hub.timers import TimerWheel
 from hubbub.hub.tracing import Tracer
 from hubbub.hub.transport import Transport
 from hubbub.protocol.codec import JSON, Codec
+from hubbub.protocol.payload import NotJSON, to_container
 from hubbub.protocol.messages import (
+    NO_DATA,
     ClientInfo,
     Join,
     Leave,
@@ -340,7 +341,10 @@ class Hub:
         self.counters.received_publications += 1
         traced = self.observers.traced_channels
         if traced and channel in traced:  # an admin traces it (empty while nobody does)
-            frame = JSON.publication_push(channel, publication)
+            try:
+                frame = JSON.publication_push(channel, publication)
+            except NotJSON:  # binary data: shown as the API shows it, in b64data
+                frame = JSON.publication_push(channel, to_container(publication))
             self.observers.channel_event(channel, "publication", frame)
         self.channels.publication(channel, publication, position)
 
@@ -369,6 +373,12 @@ class Hub:
         self.lifecycle.insufficient(subscription)
 
     # --- application API -------------------------------------------------------------
+
+    def data_format(self, channel: Channel) -> str:
+        """``publication_data_format`` of ``channel``: its namespace's, else the global."""
+        return (
+            channel.options.publication_data_format or self.config.channel.publication_data_format
+        )
 
     def history_options(self, channel: Channel) -> HistoryOptions:
         opts = channel.options
@@ -413,12 +423,14 @@ class Hub:
         idempotency_key: str = "",
         delta: bool = False,
     ) -> StreamPosition:
-        """Publish ``data`` (any JSON value, or msgspec.Raw) to ``channel`` from app code;
-        ``delta``: subscribers that agreed to delta compression may get it as a patch."""
+        """Publish ``data`` (any JSON value, msgspec.Raw, or bytes: a binary payload) to
+        ``channel`` from app code; ``delta``: subscribers that agreed to delta
+        compression may get it as a patch. The channel's ``publication_data_format``
+        applies (error 107)."""
         resolved = self.channel_rules.resolve(channel)
-        publication = Publication(
-            data=to_raw(data) or msgspec.Raw(b"null"), tags=tags or None, delta=delta
-        )
+        payload = to_payload(data) or msgspec.Raw(b"null")
+        check_data_format(payload, self.data_format(resolved))
+        publication = Publication(data=payload, tags=tags or None, delta=delta)
         result = await self.publish_publication(
             resolved, publication, skip_history=skip_history, idempotency_key=idempotency_key
         )
@@ -539,13 +551,13 @@ class Hub:
                 epoch=result.epoch,
                 offset=result.offset,
                 positioned=result.positioned,
-                data=to_raw(data) or SubscribePush().data,
+                data=to_payload(data) or NO_DATA,
             )
             session.push(Push(channel=channel, subscribe=push), PUSH_SUBSCRIBE)
             # The subscribe push has no room for publications: what was recovered
             # since ``recover_since`` follows as ordinary publication pushes.
             for publication in result.publications or ():
-                session.send(session.codec.publication_push(channel, publication), PUSH_PUBLICATION)
+                session.push_publication(channel, publication)
             joined = self.lifecycle.go_live(subscription)
             if joined is not None:
                 await joined

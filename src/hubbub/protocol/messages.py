@@ -3,7 +3,9 @@
 Rule: field names and meaning follow ``client.proto`` of centrifugal/protocol;
 zero values are omitted on encode; payload fields (``data``, ``info``,
 ``conn_info``, ``chan_info``) are embedded raw JSON (``msgspec.Raw``), never
-re-encoded. Unknown fields sent by newer SDKs are ignored.
+re-encoded; a ``data`` field may instead hold a ``Binary`` payload (from a
+Protobuf client, the API's ``b64data``...: protocol/payload.py says how each
+crosses JSON). Unknown fields sent by newer SDKs are ignored.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta, Raw
 
-#: An absent payload: omitted on encode (it is the default), falsy when tested.
-NO_DATA = Raw(b"")
+from hubbub.protocol.payload import NO_DATA as NO_DATA
+from hubbub.protocol.payload import Payload
 
 # --- requests (client -> server) ---------------------------------------------------
 
@@ -25,7 +27,7 @@ class SubscribeRequest(msgspec.Struct, omit_defaults=True):
     recover: bool = False
     epoch: str = ""
     offset: int = 0
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
     positioned: bool = False
     recoverable: bool = False
     join_leave: bool = False
@@ -35,7 +37,7 @@ class SubscribeRequest(msgspec.Struct, omit_defaults=True):
 
 class ConnectRequest(msgspec.Struct, omit_defaults=True):
     token: str = ""
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
     subs: dict[str, SubscribeRequest] | None = None
     name: str = ""
     version: str = ""
@@ -49,7 +51,7 @@ class UnsubscribeRequest(msgspec.Struct):
 
 class PublishRequest(msgspec.Struct):
     channel: str = ""
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
 
 
 class PresenceRequest(msgspec.Struct):
@@ -76,11 +78,11 @@ class HistoryRequest(msgspec.Struct):
 
 class RPCRequest(msgspec.Struct):
     method: str = ""
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
 
 
 class SendRequest(msgspec.Struct):
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
 
 
 class RefreshRequest(msgspec.Struct):
@@ -133,13 +135,16 @@ class ClientInfo(msgspec.Struct, omit_defaults=True):
 class Publication(msgspec.Struct, omit_defaults=True):
     """A publication as stored in history and sent to subscribers."""
 
-    data: Raw = Raw(b"null")
+    data: Payload = NO_DATA
     info: ClientInfo | None = None
     offset: int = 0
     tags: dict[str, str] | None = None
     time: int = 0
     # Set only on a delta subscriber's copy: ``data`` is a Fossil patch (never stored).
     delta: bool = False
+    # Only where JSON is a container (Redis, NATS, API answers): a Binary ``data``
+    # as base64, ``data`` absent. Never set on a publication in memory.
+    b64data: str = ""
 
 
 # --- results (server -> client) ------------------------------------------------------
@@ -154,7 +159,7 @@ class SubscribeResult(msgspec.Struct, omit_defaults=True):
     recovered: bool = False
     offset: int = 0
     positioned: bool = False
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
     was_recovering: bool = False
     delta: bool = False  # delta compression agreed: publications' data are JSON strings
 
@@ -164,7 +169,7 @@ class ConnectResult(msgspec.Struct, omit_defaults=True):
     version: str = ""
     expires: bool = False
     ttl: int = 0
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
     subs: dict[str, SubscribeResult] | None = None
     ping: int = 0
     pong: bool = False
@@ -204,7 +209,7 @@ class HistoryResult(msgspec.Struct, omit_defaults=True):
 
 
 class RPCResult(msgspec.Struct, omit_defaults=True):
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
 
 
 # --- pushes --------------------------------------------------------------------------
@@ -224,7 +229,7 @@ class UnsubscribePush(msgspec.Struct):
 
 
 class MessagePush(msgspec.Struct):
-    data: Raw
+    data: Payload
 
 
 class SubscribePush(msgspec.Struct, omit_defaults=True):
@@ -232,7 +237,7 @@ class SubscribePush(msgspec.Struct, omit_defaults=True):
     epoch: str = ""
     offset: int = 0
     positioned: bool = False
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
 
 
 class DisconnectPush(msgspec.Struct):

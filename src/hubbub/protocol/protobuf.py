@@ -5,10 +5,10 @@ every message on the wire is preceded by its length as a varint, and a frame
 (a WebSocket binary message, an HTTP-stream chunk) holds any number of them.
 Rule 2: commands decode into the same msgspec Structs as the JSON protocol, so
 the hub runs one command path for both; replies and pushes encode from them.
-Payloads (``data``, ``info``) are bytes fields carrying the JSON the rest of
-hubbub keeps (history, Redis, JSON subscribers of the same channel, hooks): a
-protobuf client's payload must be JSON, and a command whose payload is not is
-a bad frame (the connection closes with 3501), never forwarded.
+Payload bytes (``data``) are opaque, as in Centrifugo: they reach other
+Protobuf clients exactly as they came. One line of valid JSON is kept as JSON
+(``msgspec.Raw``: JSON subscribers, hooks and JSON proxies take it as it is);
+anything else is a ``Binary`` payload (protocol/payload.py).
 Rule 3: encoding builds bytes directly, field by field (no intermediate
 message objects): the publication push is the hot path of a broadcast.
 ``benchmarks/protobuf_codec.py`` measures it against the ``protobuf``
@@ -22,27 +22,40 @@ from typing import Any, Final
 import msgspec
 
 from hubbub.codes import ErrorInfo
-from hubbub.protocol.codec import FrameError, compact_json
+from hubbub.protocol.codec import FrameError
 from hubbub.protocol.messages import (
-    NO_DATA,
     ClientInfo,
     Command,
+    ConnectRequest,
     ConnectResult,
     DisconnectPush,
     EmptyResult,
+    HistoryRequest,
     HistoryResult,
+    PingRequest,
+    PresenceRequest,
     PresenceResult,
+    PresenceStatsRequest,
     PresenceStatsResult,
     Publication,
+    PublishRequest,
     Push,
     RefreshPush,
+    RefreshRequest,
     RefreshResult,
     Result,
+    RPCRequest,
     RPCResult,
+    SendRequest,
+    StreamPosition,
+    SubRefreshRequest,
     SubRefreshResult,
     SubscribePush,
+    SubscribeRequest,
     SubscribeResult,
+    UnsubscribeRequest,
 )
+from hubbub.protocol.payload import from_wire
 from hubbub.protocol.protowire import (
     Field,
     Kind,
@@ -267,18 +280,6 @@ def _refresh_push(push: RefreshPush) -> bytes:
 
 # --- decoding ------------------------------------------------------------------------
 
-_raw_decoder: Final = msgspec.json.Decoder(msgspec.Raw)
-
-
-def _json_payload(data: bytes) -> msgspec.Raw:
-    """A payload bytes field as the JSON hubbub keeps (Rule 2)."""
-    if not data:
-        return NO_DATA
-    try:
-        return compact_json(_raw_decoder.decode(data))
-    except msgspec.DecodeError as exc:
-        raise WireError(f"payload is not JSON: {exc}") from exc
-
 
 def _f(name: str, kind: Kind, schema: Schema | None = None, **extra: Any) -> Field:
     return Field(name, kind, schema, **extra)
@@ -297,7 +298,7 @@ _S, _B, _U32, _U64, _I32, _I64, _M, _MAP = (
 
 
 def _payload(name: str) -> Field:
-    return Field(name, Kind.BYTES, convert=_json_payload)
+    return Field(name, Kind.BYTES, convert=from_wire)
 
 
 SUBSCRIBE_REQUEST: Final[Schema] = {
@@ -357,14 +358,42 @@ EMULATION_REQUEST: Final[Schema] = {
 }
 
 
+#: The request Struct of each method field of a Command.
+_REQUESTS: Final[dict[str, type[Any]]] = {
+    "connect": ConnectRequest,
+    "subscribe": SubscribeRequest,
+    "unsubscribe": UnsubscribeRequest,
+    "publish": PublishRequest,
+    "presence": PresenceRequest,
+    "presence_stats": PresenceStatsRequest,
+    "history": HistoryRequest,
+    "ping": PingRequest,
+    "send": SendRequest,
+    "rpc": RPCRequest,
+    "refresh": RefreshRequest,
+    "sub_refresh": SubRefreshRequest,
+}
+
+
+def _command(values: dict[str, Any]) -> Command:
+    """A Command from ``read_message``'s dict. Built directly, not by msgspec.convert:
+    a Binary payload is not the ``Raw`` the Structs declare (payload.py), and the
+    reader already typed every scalar (a uint32 id is masked to 32 bits)."""
+    command = Command(id=values.pop("id", 0))
+    for method, body in values.items():
+        if method == "connect" and body.get("subs"):
+            body["subs"] = {name: SubscribeRequest(**sub) for name, sub in body["subs"].items()}
+        elif method == "history" and "since" in body:
+            body["since"] = StreamPosition(**body["since"])
+        setattr(command, method, _REQUESTS[method](**body))
+    return command
+
+
 def decode_commands(frame: bytes) -> list[Command]:
     """The length-prefixed commands of a binary frame, in order."""
     try:
-        return [
-            msgspec.convert(read_message(message, COMMAND), Command)
-            for message in split_delimited(frame)
-        ]
-    except (WireError, msgspec.ValidationError) as exc:
+        return [_command(read_message(message, COMMAND)) for message in split_delimited(frame)]
+    except WireError as exc:
         raise FrameError(str(exc)) from exc
 
 
