@@ -26,8 +26,10 @@ from hubbub.codes import Disconnect, DisconnectInfo, Error, disconnect_info
 from hubbub.engines.base import EngineUnavailable
 from hubbub.errors import ClientError
 from hubbub.hub.hub import Hub
+from hubbub.hub.payloads import check_data_format
 from hubbub.protocol.codec import compact_json
 from hubbub.protocol.messages import NO_DATA, Publication, StreamPosition
+from hubbub.protocol.payload import Payload, from_b64, to_container
 from hubbub.server.http_answer import ApiAnswer
 
 log = logging.getLogger("hubbub.api")
@@ -57,6 +59,7 @@ async def read_body(request: web.Request, limit: int = MAX_BODY) -> bytes:
 class PublishParams(msgspec.Struct):
     channel: str
     data: msgspec.Raw = NO_DATA
+    b64data: str = ""  # binary data as base64 (protocol/payload.py): used instead of data
     skip_history: bool = False
     tags: dict[str, str] | None = None
     idempotency_key: str = ""
@@ -66,6 +69,7 @@ class PublishParams(msgspec.Struct):
 class BroadcastParams(msgspec.Struct):
     channels: list[str]
     data: msgspec.Raw = NO_DATA
+    b64data: str = ""
     skip_history: bool = False
     tags: dict[str, str] | None = None
     idempotency_key: str = ""
@@ -144,6 +148,16 @@ class BadParams(Exception):
 
 
 Handler = Callable[[msgspec.Raw], Awaitable[dict[str, Any]]]
+
+
+def _payload(data: msgspec.Raw, b64data: str) -> Payload:
+    """A publish's data: ``b64data`` decoded (binary, as Centrifugo) when given."""
+    if not b64data:
+        return data
+    try:
+        return from_b64(b64data)
+    except ValueError as exc:
+        raise ClientError(Error.BAD_REQUEST, f"b64data {exc}") from None
 
 
 def _decode(raw: msgspec.Raw | bytes, shape: type[Any]) -> Any:
@@ -273,7 +287,7 @@ class HttpApi:
         params: PublishParams = _decode(body, PublishParams)
         return await self._publish_one(
             params.channel,
-            params.data,
+            _payload(params.data, params.b64data),
             params.skip_history,
             params.tags,
             params.idempotency_key,
@@ -283,7 +297,7 @@ class HttpApi:
     async def _publish_one(
         self,
         channel: str,
-        data: msgspec.Raw,
+        data: Payload,
         skip_history: bool,
         tags: dict[str, str] | None,
         idempotency_key: str,
@@ -291,14 +305,13 @@ class HttpApi:
         *,
         compacted: bool = False,
     ) -> dict[str, Any]:
-        if not data:
-            raise ClientError(Error.BAD_REQUEST, "data required")
         resolved = self.hub.channel_rules.resolve(channel)
+        check_data_format(data, self.hub.data_format(resolved))
+        if not compacted and isinstance(data, msgspec.Raw):
+            data = compact_json(data)
         result = await self.hub.publish_publication(
             resolved,
-            Publication(
-                data=data if compacted else compact_json(data), tags=tags or None, delta=delta
-            ),
+            Publication(data=data, tags=tags or None, delta=delta),
             skip_history=skip_history,
             idempotency_key=idempotency_key,
         )
@@ -310,7 +323,9 @@ class HttpApi:
         in one loop turn, so a pipelined engine sends them as one batch; the
         responses keep the channels' order, each its result or its own error."""
         params: BroadcastParams = _decode(body, BroadcastParams)
-        data = compact_json(params.data) if params.data else params.data  # once, not per channel
+        data = _payload(params.data, params.b64data)
+        if data and isinstance(data, msgspec.Raw):
+            data = compact_json(data)  # once, not per channel
 
         async def one(channel: str) -> dict[str, Any]:
             try:
@@ -358,7 +373,7 @@ class HttpApi:
             reverse=params.reverse,
         )
         result: dict[str, Any] = {
-            "publications": page.publications,
+            "publications": [to_container(p) for p in page.publications],
             "epoch": page.position.epoch,
             "offset": page.position.offset,
         }
