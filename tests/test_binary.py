@@ -6,15 +6,17 @@ bytes that are neither JSON nor UTF-8, published by either SDK or by the HTTP
 API's ``b64data``, reach the other Protobuf subscribers byte for byte, stay
 exact in history and in a recovery after a server-side disconnect; a JSON
 subscriber of the same channel is closed with 3506 (inappropriate protocol),
-as Centrifugo closes it. An RPC and a ``send`` carry bytes to the hooks and
-back. A namespace with ``publication_data_format: "json"`` refuses such a
-publish with 107 (bad request), from a client and from the API.
+as Centrifugo closes it. Fossil deltas work over the bytes. An RPC and a
+``send`` carry bytes to the hooks and back. A namespace with
+``publication_data_format: "json"`` refuses such a publish with 107 (bad
+request), from a client and from the API.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import random
 import uuid
 from typing import Any
 
@@ -25,6 +27,7 @@ from centrifuge import (
     Client,
     ClientEventHandler,
     ConnectingContext,
+    DeltaType,
     DisconnectedContext,
     PublicationContext,
     SubscribedContext,
@@ -32,10 +35,12 @@ from centrifuge import (
 )
 from centrifuge.exceptions import ReplyError
 
+from hubbub.codes import Disconnect
 from hubbub.hub.hooks import MessageEvent, RPCEvent
 from hubbub.hub.hub import Hub
 from tests.conftest import CHAT_NAMESPACE, RunningServer, ServerFactory
 from tests.redis_fixtures import RedisProcess, redis_server  # noqa: F401
+from tests.test_delta import CONFIG as DELTA_CONFIG
 from tests.test_http_api import post
 from tests.test_sdk_js import js_dependencies, ok
 from tests.test_sdk_modes import js_client
@@ -239,5 +244,62 @@ async def test_publication_data_format_json_refuses_bytes(start_server: ServerFa
             server, "publish", {"channel": "chat:a", "b64data": b64(b"\x00\xff")}
         )
         assert status == 200 and "error" not in answer, answer
+    finally:
+        await client.disconnect()
+
+
+def binary_versions(count: int, seed: int = 5) -> list[bytes]:
+    """Successive versions of ~2 KB of bytes that are not UTF-8 (small edits)."""
+    rnd = random.Random(seed)
+    doc = bytearray(rnd.randbytes(2048))
+    doc[0:2] = b"\xff\x00"
+    out = []
+    for _ in range(count):
+        at = rnd.randrange(len(doc) - 8)
+        doc[at : at + 4] = rnd.randbytes(rnd.randrange(1, 8))
+        out.append(bytes(doc))
+    return out
+
+
+async def test_fossil_deltas_over_exact_bytes(start_server: ServerFactory) -> None:
+    """Protobuf delta subscribers (both SDKs) rebuild every binary version exactly
+    from patches made over the bytes; recovery sends whole versions."""
+    server = await start_server(DELTA_CONFIG)
+    channel = "docs:bin"
+    docs = binary_versions(24)
+    events = Events()
+    client = python_client(server, "ann", events, protobuf=True)
+    sub = client.new_subscription(channel, events, delta=DeltaType.FOSSIL)
+    try:
+        async with js_client(
+            server, "websocket+protobuf", channel, server.token("cy"), delta="fossil"
+        ) as js:
+            await js.next("subscribed", within=10)
+            await client.connect()
+            await sub.subscribe()
+            await next_of(events.subscribed)
+            for doc in docs[:12]:
+                await server.hub.publish(channel, doc)
+            got = [await next_of(events.publications) for _ in range(12)]
+            assert [ctx.pub.data for ctx in got] == docs[:12]
+            # Patches, not whole versions, after the first (small edits of 2 KB).
+            assert [bool(ctx.pub.delta) for ctx in got] == [False] + [True] * 11
+            js_got = [(await js.next("publication"))["b64"] for _ in range(12)]
+            assert js_got == [b64(doc) for doc in docs[:12]]
+            # A server-side disconnect: what was missed is recovered whole, then patches.
+            for session in server.hub.sessions_of("ann"):
+                session.close(Disconnect.SHUTDOWN)
+            for doc in docs[12:18]:
+                await server.hub.publish(channel, doc)
+            again: SubscribedContext = await next_of(events.subscribed, RECONNECT_S + 10)
+            assert again.recovered
+            for doc in docs[18:]:
+                await server.hub.publish(channel, doc)
+            rest = [await next_of(events.publications) for _ in docs[12:]]
+            assert [ctx.pub.data for ctx in rest] == docs[12:]
+            js_rest = [(await js.next("publication"))["b64"] for _ in docs[12:]]
+            assert js_rest == [b64(doc) for doc in docs[12:]]
+        page = await server.hub.history(channel, limit=-1)
+        assert [bytes(p.data) for p in page.publications] == docs
     finally:
         await client.disconnect()

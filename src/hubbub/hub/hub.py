@@ -64,7 +64,6 @@ from hubbub.hub.timers import TimerWheel
 from hubbub.hub.tracing import Tracer
 from hubbub.hub.transport import Transport
 from hubbub.protocol.codec import JSON, Codec
-from hubbub.protocol.payload import NotJSON, to_container
 from hubbub.protocol.messages import (
     NO_DATA,
     ClientInfo,
@@ -77,6 +76,7 @@ from hubbub.protocol.messages import (
     SubscribePush,
     SubscribeRequest,
 )
+from hubbub.protocol.payload import NotJSON, to_container
 from hubbub.version import __version__
 from hubbub.webhooks import Webhooks
 
