@@ -20,6 +20,7 @@ import random
 import uuid
 from typing import Any
 
+import aiohttp
 import pytest
 from cent import AsyncClient, DisconnectRequest
 from cent import Disconnect as CentDisconnect
@@ -40,6 +41,7 @@ from hubbub.hub.hooks import MessageEvent, RPCEvent
 from hubbub.hub.hub import Hub
 from tests.conftest import CHAT_NAMESPACE, RunningServer, ServerFactory
 from tests.redis_fixtures import RedisProcess, redis_server  # noqa: F401
+from tests.test_admin import ADMIN, login, trace_stream
 from tests.test_delta import CONFIG as DELTA_CONFIG
 from tests.test_http_api import post
 from tests.test_sdk_js import js_dependencies, ok
@@ -301,5 +303,34 @@ async def test_fossil_deltas_over_exact_bytes(start_server: ServerFactory) -> No
             assert js_rest == [b64(doc) for doc in docs[12:]]
         page = await server.hub.history(channel, limit=-1)
         assert [bytes(p.data) for p in page.publications] == docs
+    finally:
+        await client.disconnect()
+
+
+async def test_admin_traces_show_binary_payloads(start_server: ServerFactory) -> None:
+    """A traced channel and a traced user keep working with binary payloads: the
+    publication and the command show the bytes as base64."""
+    server = await start_server({**ADMIN, "demo": {"enabled": False}})
+    base = server.http_url
+    async with aiohttp.ClientSession() as http:
+        token = await login(http, base)
+    events = Events()
+    client = python_client(server, "tina", events, protobuf=True)
+    sub = client.new_subscription("chat:traced", events)
+    try:
+        async with (
+            trace_stream(base, token, channel="chat:traced") as channel_trace,
+            trace_stream(base, token, user="tina") as user_trace,
+        ):
+            await client.connect()
+            await sub.subscribe()
+            await next_of(events.subscribed)
+            await sub.publish(b"\x00\xff\xfe")
+            assert (await next_of(events.publications)).pub.data == b"\x00\xff\xfe"
+            publication = await channel_trace.next("publication")
+            assert publication["message"]["push"]["pub"]["b64data"] == b64(b"\x00\xff\xfe")
+            while (command := await user_trace.next("command"))["method"] != "publish":
+                pass
+            assert command["command"]["publish"]["data"] == b64(b"\x00\xff\xfe")
     finally:
         await client.disconnect()

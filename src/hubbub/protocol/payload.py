@@ -140,3 +140,10 @@ def from_container(struct: Any) -> Any:
             raise ValueError(f"b64data is not valid base64: {exc}") from None
         struct.b64data = ""
     return struct
+
+
+def display_hook(value: Any) -> Any:
+    """``enc_hook`` of JSON written for people (traces): a Binary as its base64 text."""
+    if type(value) is Binary:
+        return to_b64(value)
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
