@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import json
 import random
 import uuid
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 from cent import AsyncClient, DisconnectRequest
 from cent import Disconnect as CentDisconnect
@@ -39,6 +42,8 @@ from centrifuge.exceptions import ReplyError
 from hubbub.codes import Disconnect
 from hubbub.hub.hooks import MessageEvent, RPCEvent
 from hubbub.hub.hub import Hub
+from hubbub.protocol.payload import Binary
+from hubbub.webhooks.events import WebhookEvent, encode_event
 from tests.conftest import CHAT_NAMESPACE, RunningServer, ServerFactory
 from tests.redis_fixtures import RedisProcess, redis_server  # noqa: F401
 from tests.test_admin import ADMIN, login, trace_stream
@@ -332,5 +337,39 @@ async def test_admin_traces_show_binary_payloads(start_server: ServerFactory) ->
             while (command := await user_trace.next("command"))["method"] != "publish":
                 pass
             assert command["command"]["publish"]["data"] == b64(b"\x00\xff\xfe")
+    finally:
+        await client.disconnect()
+
+
+def test_webhook_events_carry_bytes_as_b64data() -> None:
+    event = WebhookEvent("publication", 1, channel="chat:a", data=Binary(b"\x00\xff"), offset=2)
+    assert json.loads(encode_event(event)) == {
+        "type": "publication",
+        "time_ms": 1,
+        "channel": "chat:a",
+        "b64data": b64(b"\x00\xff"),
+        "offset": 2,
+    }
+    json_event = WebhookEvent("publication", 1, data=msgspec.Raw(b'{"n":1}'))
+    assert json.loads(encode_event(json_event))["data"] == {"n": 1}  # JSON stays JSON
+
+
+async def test_json_client_reading_bytes_in_history_is_closed_with_3506(
+    start_server: ServerFactory,
+) -> None:
+    server = await start_server()
+    status, _ = await post(server, "publish", {"channel": "chat:h", "b64data": b64(b"\xff")})
+    assert status == 200
+    events = Events()
+    client = python_client(server, "dan", events, protobuf=False)
+    sub = client.new_subscription("chat:h", events)
+    try:
+        await client.connect()
+        await sub.subscribe()
+        await next_of(events.subscribed)
+        with contextlib.suppress(Exception):  # the SDK's call fails as its connection closes
+            await sub.history(limit=-1, timeout=5)
+        closed: DisconnectedContext = await next_of(events.disconnected)
+        assert closed.code == 3506
     finally:
         await client.disconnect()
