@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.redis_fixtures import free_port
+from tests.redis_fixtures import free_port, listens
 
 
 def _answers(port: int) -> bool:
@@ -34,26 +34,32 @@ class NatsProcess:
             pytest.fail("nats-server is not installed: scripts/test.sh installs it")
         self.binary = binary
         self.port = port or free_port()
+        #: A port chosen here may change until the server first listens; a restart keeps it.
+        self._may_move = not port
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 10.0) -> None:
+    def start(self, timeout: float = 10.0, attempts_left: int = 3) -> None:
         self.process = subprocess.Popen(
             [self.binary, "-a", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
-        while not _answers(self.port):
+        while not (_answers(self.port) and listens(self.process.pid, self.port)):
             if self.process.poll() is not None:
+                if self._may_move and attempts_left > 0:  # the port was taken meanwhile
+                    self.port = free_port()
+                    return self.start(timeout, attempts_left - 1)
                 raise RuntimeError(f"nats-server exited with {self.process.returncode}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"nats-server on port {self.port} did not answer")
             time.sleep(0.02)
+        self._may_move = False
 
     def stop(self) -> None:
         process, self.process = self.process, None

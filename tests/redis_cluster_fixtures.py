@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.redis_fixtures import _ping
+from tests.redis_fixtures import _ping, listens
 
 
 def _free(port: int) -> bool:
@@ -92,7 +92,7 @@ class ClusterNodeProcess:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
-        while not _ping(self.port):
+        while not (_ping(self.port) and listens(self.process.pid, self.port)):
             if self.process.poll() is not None:
                 raise RuntimeError(f"redis-server exited with {self.process.returncode}")
             if time.monotonic() > deadline:

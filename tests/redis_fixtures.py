@@ -8,6 +8,7 @@ as a Redis that lost its data.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import shutil
 import socket
@@ -25,12 +26,15 @@ import pytest
 #: of a port nobody listens on must not connect to itself.
 _PORTS = range(20000, 32000)
 _given: set[int] = set()
+#: Its own generator: tests that seed the global ``random`` (hypothesis does) must
+#: not make two test runs on one machine pick the same ports in the same order.
+_chooser = random.Random()
 
 
 def free_port() -> int:
     """A port on 127.0.0.1 that nothing listens on, outside the ephemeral range."""
     for _ in range(200):
-        port = random.choice(_PORTS)
+        port = _chooser.choice(_PORTS)
         if port in _given:
             continue
         with socket.socket() as sock:
@@ -41,6 +45,30 @@ def free_port() -> int:
         _given.add(port)
         return port
     raise RuntimeError("no free port below the ephemeral range")
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds the listening socket of 127.0.0.1:``port``.
+
+    A server that answers on its port may be another run's: ours exits when the
+    port is taken, but may not have exited yet when the other one answers.
+    """
+    wanted = f"0100007F:{port:04X}"
+    inodes: set[str] = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[1] == wanted and fields[3] == "0A":  # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return False
+    fds = Path(f"/proc/{pid}/fd")
+    with contextlib.suppress(OSError):
+        for fd in fds.iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) in inodes:
+                    return True
+    return False
 
 
 def _ping(port: int) -> bool:
@@ -60,6 +88,8 @@ class RedisProcess:
             raise RuntimeError("redis-server is not installed (scripts/test.sh installs it)")
         self.directory = directory
         self.port = port or free_port()
+        #: A port chosen here may change until the server first listens; a restart keeps it.
+        self._may_move = not port
         self.extra = extra  # more redis-server arguments (--replicaof host port)
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -71,7 +101,7 @@ class RedisProcess:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 10.0) -> None:
+    def start(self, timeout: float = 10.0, attempts_left: int = 3) -> None:
         self.process = subprocess.Popen(
             [
                 "redis-server",
@@ -93,13 +123,17 @@ class RedisProcess:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
-        while not _ping(self.port):
+        while not (_ping(self.port) and listens(self.process.pid, self.port)):
             if self.process.poll() is not None:
+                if self._may_move and attempts_left > 0:  # the port was taken meanwhile
+                    self.port = free_port()
+                    return self.start(timeout, attempts_left - 1)
                 raise RuntimeError(f"redis-server exited with {self.process.returncode}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"redis-server on port {self.port} did not answer PING")
             time.sleep(0.02)
+        self._may_move = False
 
     def stop(self) -> None:
         process, self.process = self.process, None
