@@ -18,8 +18,10 @@ invalid frame, nor a base64 string it would take for the data (msgspec would
 silently write plain ``bytes`` that way: ``Binary`` is a type msgspec does
 not know, so forgetting the hook fails loudly instead).
 Rule 3: where JSON is only a container (Redis and NATS messages, HTTP API
-answers, webhooks, proxies with ``binary_encoding``), a Binary travels as
-base64 in a ``b64data`` field next to an absent ``data``.
+answers, webhooks, proxy requests), a Binary travels as base64 in a
+``b64data`` field next to an absent ``data`` (``to_container``,
+``from_container``); JSON written for people (admin traces) shows it as
+base64 text (``display_hook``).
 """
 
 from __future__ import annotations
