@@ -71,7 +71,7 @@ if ! command -v node >/dev/null 2>&1; then
 fi
 npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 
-.venv/bin/ruff check src tests benchmarks
-.venv/bin/ruff format --check src tests benchmarks
+.venv/bin/ruff check src tests benchmarks examples
+.venv/bin/ruff format --check src tests benchmarks examples
 .venv/bin/mypy src
 exec .venv/bin/python -m pytest -q "$@"

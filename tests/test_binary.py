@@ -42,9 +42,13 @@ from centrifuge.exceptions import ReplyError
 from hubbub.codes import Disconnect
 from hubbub.hub.hooks import MessageEvent, RPCEvent
 from hubbub.hub.hub import Hub
+from hubbub.hub.local import LocalClient
 from hubbub.protocol.payload import Binary
+from hubbub.protocol.protobuf import PROTOBUF, decode_replies, encode_command
+from hubbub.protocol.protowire import delimited
 from hubbub.webhooks.events import WebhookEvent, encode_event
 from tests.conftest import CHAT_NAMESPACE, RunningServer, ServerFactory
+from tests.map_fixtures import MAP_CONFIG
 from tests.redis_fixtures import RedisProcess, redis_server  # noqa: F401
 from tests.test_admin import ADMIN, login, trace_stream
 from tests.test_delta import CONFIG as DELTA_CONFIG
@@ -373,3 +377,25 @@ async def test_json_client_reading_bytes_in_history_is_closed_with_3506(
         assert closed.code == 3506
     finally:
         await client.disconnect()
+
+
+async def test_map_channels_refuse_binary_writes(start_server: ServerFactory) -> None:
+    """Map state is JSON: a Protobuf client's binary write to a key gets 107 (before
+    permissions, as any data check)."""
+    server = await start_server(MAP_CONFIG)
+    client = LocalClient(server.hub, codec=PROTOBUF)
+    await client.send(encode_command({"id": 1, "connect": {}}))
+    write = {"channel": "board:b", "type": 1, "key": "k"}
+    await client.send(
+        encode_command({"id": 2, "publish": {**write, "data": b"\xff"}})
+        + encode_command({"id": 3, "publish": {**write, "data": b"[1]"}})
+    )
+    replies: dict[int, Any] = {}
+    async with asyncio.timeout(10):
+        while len(replies) < 3:
+            for message in await client.receive():  # one Reply each, without its length
+                (reply,) = decode_replies(delimited(message))
+                replies[reply.get("id", 0)] = reply
+    assert replies[2]["error"]["code"] == 107
+    # JSON bytes pass the data check; permission comes next (not subscribed: 103).
+    assert replies[3]["error"]["code"] == 103

@@ -612,7 +612,10 @@ def test_checkconfig_ok_with_warnings(
     path = write(tmp_path, "c.json", '{"swagger": {"enabled": true}}')
     assert checkconfig(str(path)) == 0
     out, err = capsys.readouterr()
-    assert out == f"config OK: {path}\n"
+    assert out == (
+        f"config OK: {path}\n"
+        "1 option set: 0 implemented, 1 accepted but not implemented (swagger)\n"
+    )
     assert "warning: swagger is a Centrifugo option hubbub ignores\n" in err
     assert f"warning: {API_KEY_WARNING}\n" in err
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from hubbub.auth.channels import Channel
 from hubbub.auth.permissions import Action, Actor, Verdict, decide
-from hubbub.config.model import ChannelOptions
+from hubbub.config.model import ChannelOptions, MapOptions
 
 ALLOW, DENY, ASK_HOOK = Verdict.ALLOW, Verdict.DENY, Verdict.ASK_HOOK
 
@@ -33,6 +33,16 @@ OPTION_NAMES: dict[Action, tuple[str, str | None, str]] = {
         "allow_presence_for_subscriber",
         "allow_presence_for_anonymous",
     ),
+    Action.MAP_PUBLISH: (
+        "map.allow_publish_for_client",
+        "map.allow_publish_for_subscriber",
+        "map.allow_publish_for_anonymous",
+    ),
+    Action.MAP_REMOVE: (
+        "map.allow_remove_for_client",
+        "map.allow_remove_for_subscriber",
+        "map.allow_remove_for_anonymous",
+    ),
 }
 ALL_ALLOW_OPTIONS = sorted(
     {name for names in OPTION_NAMES.values() for name in names if name is not None}
@@ -46,7 +56,25 @@ def channel(
     users: tuple[str, ...] | None = None,
     **options: bool,
 ) -> Channel:
-    return Channel(name, "ns", ChannelOptions(**options), private, users)
+    """A channel with these options; ``map.*`` names go to the namespace's MapOptions."""
+    nested = {k.removeprefix("map."): v for k, v in options.items() if k.startswith("map.")}
+    flat = {k: v for k, v in options.items() if not k.startswith("map.")}
+    return Channel(name, "ns", ChannelOptions(**flat, map=MapOptions(**nested)), private, users)
+
+
+def option_value(options: ChannelOptions, name: str) -> bool:
+    """An option by its dotted name (``map.allow_publish_for_client``)."""
+    if name.startswith("map."):
+        return bool(getattr(options.map, name.removeprefix("map.")))
+    return bool(getattr(options, name))
+
+
+def with_option(options: ChannelOptions, name: str) -> ChannelOptions:
+    """``options`` with the option named (dotted) turned on."""
+    if name.startswith("map."):
+        nested = dataclasses.replace(options.map, **{name.removeprefix("map."): True})
+        return dataclasses.replace(options, map=nested)
+    return dataclasses.replace(options, **{name: True})
 
 
 def everything_allowed(**extra: bool) -> dict[str, bool]:
@@ -251,7 +279,7 @@ def cases(draw: st.DrawFn) -> tuple[Action, Channel, Actor, bool]:
     private = draw(st.booleans())
     limited = draw(st.none() | st.lists(users, max_size=3).map(tuple))
     name = ("$" if private else "") + "ns:room" + ("#" + ",".join(limited) if limited else "")
-    target = Channel(name, "ns", ChannelOptions(**draw(option_flags)), private, limited)
+    target = channel(name, private=private, users=limited, **draw(option_flags))
     actor = Actor(
         user=draw(users),
         subscribed=draw(st.booleans()),
@@ -288,7 +316,7 @@ def test_anonymous_is_never_allowed_without_an_anonymous_option_or_insecure(
         return  # a verified subscription token is the one grant that needs no user
     anonymous_option = OPTION_NAMES[action][2]
     if decide(action, target, actor, hook=hook) is ALLOW:
-        assert getattr(target.options, anonymous_option)
+        assert option_value(target.options, anonymous_option)
 
 
 @PROPERTY_SETTINGS
@@ -321,9 +349,7 @@ def test_turning_an_option_on_never_takes_a_permission_away(
 ) -> None:
     action, target, actor, _ = case
     before = decide(action, target, actor, hook=False)
-    wider = dataclasses.replace(
-        target, options=dataclasses.replace(target.options, **{option: True})
-    )
+    wider = dataclasses.replace(target, options=with_option(target.options, option))
     after = decide(action, wider, actor, hook=False)
     if before is ALLOW:
         assert after is ALLOW

@@ -82,7 +82,33 @@ def error_key(data: dict[str, Any]) -> str:
             {"proxies": [{"name": "aa", "endpoint": HTTP}, {"name": "aa", "endpoint": HTTP}]},
             "proxies[1].name",
         ),
-        ({"proxies": [{"name": "aa"}]}, "proxies[0].endpoint"),
+        # A proxy without endpoint only fails where something uses it.
+        (
+            {
+                "proxies": [{"name": "aa"}],
+                "channel": {
+                    "namespaces": [
+                        {
+                            "name": "ns",
+                            "subscribe_proxy_enabled": True,
+                            "subscribe_proxy_name": "aa",
+                        }
+                    ],
+                },
+            },
+            "channel.namespaces[0].subscribe_proxy_name",
+        ),
+        (
+            {
+                "proxies": [{"name": "aa"}],
+                "rpc": {"without_namespace": {"proxy_enabled": True, "proxy_name": "aa"}},
+            },
+            "rpc.without_namespace.proxy_name",
+        ),
+        (
+            {"proxies": [{"name": "aa"}], "client": {"connect_proxy_name": "aa"}},
+            "client.connect_proxy_name",
+        ),
         (
             {"proxies": [{"name": "aa", "endpoint": HTTP, "http_headers": ["Bad Header"]}]},
             "proxies[0].http_headers[0]",
@@ -146,6 +172,11 @@ def error_key(data: dict[str, Any]) -> str:
 )
 def test_configuration_errors_name_the_key(data: dict[str, Any], key: str) -> None:
     assert error_key(data) == key
+
+
+def test_a_named_proxy_without_endpoint_nothing_uses_loads_with_a_warning() -> None:
+    loaded = load({"proxies": [{"name": "aa"}]})
+    assert "proxies[0].endpoint is empty: nothing can use proxy 'aa'" in loaded.warnings
 
 
 def test_a_full_centrifugo_proxy_configuration_loads() -> None:

@@ -56,6 +56,12 @@ class ChannelRules:
             self._cache[name] = channel
         return channel
 
+    def personal_channel(self, user: str, namespace: str = "") -> str:
+        """The name of ``user``'s personal channel: ``ns:#user``, or ``#user``."""
+        cfg = self._config
+        prefix = f"{namespace}{cfg.namespace_boundary}" if namespace else ""
+        return f"{prefix}{cfg.user_boundary}{user}"
+
     def _resolve(self, name: str) -> Channel:
         cfg = self._config
         if not name or len(name) > cfg.max_length:

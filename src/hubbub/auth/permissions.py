@@ -26,6 +26,8 @@ class Action(enum.Enum):
     PUBLISH = "publish"
     HISTORY = "history"
     PRESENCE = "presence"
+    MAP_PUBLISH = "map_publish"  # a client writes a key of a map channel
+    MAP_REMOVE = "map_remove"  # a client removes a key of a map channel
 
 
 class Verdict(enum.Enum):
@@ -81,6 +83,18 @@ def _by_options(action: Action, channel: Channel, actor: Actor) -> Verdict:
             opts.allow_publish_for_client,
             opts.allow_publish_for_subscriber,
             opts.allow_publish_for_anonymous,
+        )
+    elif action is Action.MAP_PUBLISH:
+        for_client, for_subscriber, for_anonymous = (
+            opts.map.allow_publish_for_client,
+            opts.map.allow_publish_for_subscriber,
+            opts.map.allow_publish_for_anonymous,
+        )
+    elif action is Action.MAP_REMOVE:
+        for_client, for_subscriber, for_anonymous = (
+            opts.map.allow_remove_for_client,
+            opts.map.allow_remove_for_subscriber,
+            opts.map.allow_remove_for_anonymous,
         )
     elif action is Action.HISTORY:
         for_client, for_subscriber, for_anonymous = (

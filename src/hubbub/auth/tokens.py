@@ -77,6 +77,10 @@ class TokenVerifier:
                 self._keys[alg] = config.ecdsa_public_key
         self._audience = config.audience or None
         self._issuer = config.issuer or None
+        # Key rotation: the previous HMAC key verifies what the current one does not,
+        # until hmac_previous_secret_key_valid_until (0: no limit).
+        self._previous = config.hmac_previous_secret_key
+        self._previous_until = config.hmac_previous_secret_key_valid_until
 
     @property
     def configured(self) -> bool:
@@ -128,11 +132,23 @@ class TokenVerifier:
             # verifies an ES256 token and no JWKS key verifies an HMAC token.
             if jwk is not None and alg in _FAMILY.get(jwk.key_type or "", ()):
                 key = jwk.key
+        previous = self._previous if alg in _HMAC else ""
+        if previous and (not self._previous_until or time.time() < self._previous_until):
+            if key is None:
+                return self._verify(token, previous, alg)
+            try:
+                return self._verify(token, key, alg, signature_only=True)
+            except _BadSignature:
+                return self._verify(token, previous, alg)
         if key is None:
             raise InvalidToken(f"no configured key for algorithm {alg!r}")
         return self._verify(token, key, alg)
 
-    def _verify(self, token: str, key: Any, alg: str) -> dict[str, Any]:
+    def _verify(
+        self, token: str, key: Any, alg: str, *, signature_only: bool = False
+    ) -> dict[str, Any]:
+        """Verify with ``key``; ``signature_only``: a bad signature raises
+        ``_BadSignature`` (another key may still verify the token)."""
         import jwt  # loaded by _decode already: a lookup
 
         try:
@@ -146,9 +162,17 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError as exc:
             raise TokenExpired("token expired") from exc
+        except jwt.InvalidSignatureError as exc:
+            if signature_only:
+                raise _BadSignature from exc
+            raise InvalidToken(str(exc)) from exc
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise InvalidToken(str(exc)) from exc
         return claims
+
+
+class _BadSignature(Exception):
+    """The key did not sign this token (another one may have)."""
 
 
 def _string_claim(claims: dict[str, Any], name: str) -> str:

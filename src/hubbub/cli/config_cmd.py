@@ -19,7 +19,8 @@ __all__ = ["checkconfig", "genconfig"]
 
 
 def checkconfig(path: str) -> int:
-    """Load ``path`` (with the ``HUBBUB_*`` environment); print OK or every problem.
+    """Load ``path`` (with the ``HUBBUB_*`` environment); print OK and which of the
+    options it sets hubbub implements, or every problem.
 
     Warnings (ignored Centrifugo options, a configuration no client could
     connect with) do not fail the check.
@@ -35,6 +36,13 @@ def checkconfig(path: str) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return 1
     print(f"config OK: {path}")
+    ignored = len(loaded.ignored)
+    total = len(loaded.implemented) + ignored
+    print(
+        f"{total} option{'' if total == 1 else 's'} set: {len(loaded.implemented)} "
+        f"implemented, {ignored} accepted but not implemented"
+        + (f" ({', '.join(loaded.ignored)})" if ignored else "")
+    )
     for warning in (*loaded.warnings, *connect_warnings(loaded.config)):
         print(f"warning: {warning}", file=sys.stderr)
     return 0

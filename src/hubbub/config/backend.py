@@ -120,6 +120,8 @@ class ChannelProxyConfig:
     subscribe: ProxyOptions = field(default_factory=ProxyOptions)
     publish: ProxyOptions = field(default_factory=ProxyOptions)
     sub_refresh: ProxyOptions = field(default_factory=ProxyOptions)
+    # Shared poll namespaces poll their backend here (shared_poll.proxy_name "default").
+    shared_poll_refresh: ProxyOptions = field(default_factory=ProxyOptions)
 
 
 @dataclass(frozen=True, slots=True)

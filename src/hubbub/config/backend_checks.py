@@ -61,13 +61,29 @@ def check_backend(config: Config) -> list[str]:
                 raise ConfigError(
                     f"client.{event}_proxy_name", f"no entry of proxies[] is named {by_name!r}"
                 )
+            if not named[by_name]:
+                raise ConfigError(
+                    f"client.{event}_proxy_name", f"proxy {by_name!r} has no endpoint"
+                )
 
     channel = config.channel
     for event in CHANNEL_PROXY_EVENTS:
         proxy = getattr(channel.proxy, event)
         if proxy != ProxyOptions():
             _check_proxy(proxy, f"channel.proxy.{event}", warnings, required=False)
+    if channel.proxy.shared_poll_refresh != ProxyOptions():
+        proxy = channel.proxy.shared_poll_refresh
+        _check_proxy(proxy, "channel.proxy.shared_poll_refresh", warnings, required=False)
     for path, options in _namespace_options(config):
+        if options.subscription_type == "shared_poll":
+            name = options.shared_poll.proxy_name or DEFAULT_PROXY_NAME
+            _check_reference(
+                name,
+                default=channel.proxy.shared_poll_refresh,
+                default_key="channel.proxy.shared_poll_refresh.endpoint",
+                key=f"{path}.shared_poll.proxy_name",
+                named=named,
+            )
         for event in CHANNEL_PROXY_EVENTS:
             if not getattr(options, f"{event}_proxy_enabled"):
                 continue
@@ -114,13 +130,20 @@ def _namespace_options(config: Config) -> Iterator[tuple[str, ChannelOptions]]:
         yield f"channel.namespaces[{i}]", ns.options
 
 
-def _check_named(config: Config, warnings: list[str]) -> set[str]:
+def _check_named(config: Config, warnings: list[str]) -> dict[str, str]:
+    """``proxies[]``: name -> the key of its entry."""
     seen: set[str] = set()
+    named: dict[str, str] = {}
     for i, proxy in enumerate(config.proxies):
         key = f"proxies[{i}]"
         _check_name(proxy.name, f"{key}.name", seen)
-        _check_proxy(proxy, key, warnings, required=True)
-    return seen
+        # Without an endpoint an entry is accepted (Centrifugo's own example has
+        # one) as long as nothing uses it (_check_reference).
+        _check_proxy(proxy, key, warnings, required=False)
+        named[proxy.name] = key if proxy.endpoint else ""
+        if not proxy.endpoint:
+            warnings.append(f"{key}.endpoint is empty: nothing can use proxy {proxy.name!r}")
+    return named
 
 
 def _check_name(name: str, key: str, seen: set[str]) -> None:
@@ -132,7 +155,7 @@ def _check_name(name: str, key: str, seen: set[str]) -> None:
 
 
 def _check_reference(
-    name: str, *, default: ProxyOptions, default_key: str, key: str, named: set[str]
+    name: str, *, default: ProxyOptions, default_key: str, key: str, named: dict[str, str]
 ) -> None:
     if name == DEFAULT_PROXY_NAME:
         if not default.endpoint:
@@ -141,6 +164,8 @@ def _check_reference(
             )
     elif name not in named:
         raise ConfigError(key, f"no entry of proxies[] is named {name!r}")
+    elif not named[name]:
+        raise ConfigError(key, f"proxy {name!r} has no endpoint")
 
 
 def _check_proxy(proxy: ProxyOptions, key: str, warnings: list[str], *, required: bool) -> None:

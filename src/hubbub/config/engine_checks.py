@@ -17,9 +17,9 @@ from hubbub.errors import ConfigError
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
-def check_redis(redis: RedisConfig) -> None:
+def check_redis(redis: RedisConfig, path: str = "engine.redis") -> None:
     for i, address in enumerate(redis.address):
-        key = f"engine.redis.address[{i}]" if len(redis.address) > 1 else "engine.redis.address"
+        key = f"{path}.address[{i}]" if len(redis.address) > 1 else f"{path}.address"
         text = address.strip()
         if "://" in text:
             scheme, _, rest = text.partition("://")
@@ -37,7 +37,7 @@ def check_redis(redis: RedisConfig) -> None:
         if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(key, f"expected host:port or a redis:// URL, got {_show(address)}")
     for i, cluster in enumerate(redis.cluster_address):
-        key = f"engine.redis.cluster_address[{i}]"
+        key = f"{path}.cluster_address[{i}]"
         seeds = [seed.strip() for seed in cluster.split(",")]
         for seed in seeds:
             host, colon, port = seed.removeprefix("redis://").rpartition(":")
@@ -46,7 +46,7 @@ def check_redis(redis: RedisConfig) -> None:
                     key, f"expected comma-separated host:port seeds, got {_show(cluster)}"
                 )
     for i, sentinels in enumerate(redis.sentinel_address):
-        key = f"engine.redis.sentinel_address[{i}]"
+        key = f"{path}.sentinel_address[{i}]"
         for sentinel in sentinels.split(","):
             host, colon, port = sentinel.strip().removeprefix("redis://").rpartition(":")
             if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -54,12 +54,10 @@ def check_redis(redis: RedisConfig) -> None:
                     key, f"expected comma-separated sentinel host:port, got {_show(sentinels)}"
                 )
     if redis.sentinel_address and not redis.cluster_address and not redis.sentinel_master_name:
-        raise ConfigError(
-            "engine.redis.sentinel_master_name", "must be set when sentinel_address is"
-        )
+        raise ConfigError(f"{path}.sentinel_master_name", "must be set when sentinel_address is")
     for key, tls in (
-        ("engine.redis.tls", redis.tls),
-        ("engine.redis.sentinel_tls", redis.sentinel_tls),
+        (f"{path}.tls", redis.tls),
+        (f"{path}.sentinel_tls", redis.sentinel_tls),
     ):
         if tls.enabled:
             raise ConfigError(
@@ -68,13 +66,13 @@ def check_redis(redis: RedisConfig) -> None:
                 "(checked against the system's certificate authorities)",
             )
     if len(set(redis.address)) != len(redis.address):
-        raise ConfigError("engine.redis.address", "lists the same address twice")
+        raise ConfigError(f"{path}.address", "lists the same address twice")
     if not redis.prefix:
-        raise ConfigError("engine.redis.prefix", "must not be empty")
+        raise ConfigError(f"{path}.prefix", "must not be empty")
     for key, value in (
-        ("engine.redis.connect_timeout", redis.connect_timeout),
-        ("engine.redis.io_timeout", redis.io_timeout),
-        ("engine.redis.presence_ttl", redis.presence_ttl),
+        (f"{path}.connect_timeout", redis.connect_timeout),
+        (f"{path}.io_timeout", redis.io_timeout),
+        (f"{path}.presence_ttl", redis.presence_ttl),
     ):
         if value <= 0:
             raise ConfigError(key, f"must be more than 0, got {value:g}s")

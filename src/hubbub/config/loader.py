@@ -15,51 +15,31 @@ import copy
 import dataclasses
 import difflib
 import functools
-import ipaddress
 import json
 import os
-import re
 import tomllib
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hubbub.config.backend import ChannelProxyConfig, ProxyGrpcOptions, ProxyOptions, StrPairs
-from hubbub.config.backend_checks import check_backend
+from hubbub.config.backend import StrPairs
+from hubbub.config.combinations import LOG_LEVELS, Problems, validate
 from hubbub.config.durations import parse_duration
 from hubbub.config.durations import show as _show
-from hubbub.config.engine_checks import check_broker, check_redis, check_routing
 from hubbub.config.model import (
-    DATA_FORMATS,
-    AdminConfig,
-    BrokerConfig,
     ChannelOptions,
-    ClientConfig,
     Config,
-    ConsumerConfig,
-    EngineConfig,
-    HttpApiConfig,
-    HttpServerConfig,
-    LogConfig,
     Namespace,
-    NatsBrokerConfig,
-    PresenceManagerConfig,
-    PrometheusConfig,
-    RedisConfig,
-    RpcConfig,
-    SubscriptionTokenConfig,
-    TokenConfig,
-    UniWebSocketConfig,
-    WebSocketConfig,
 )
-from hubbub.config.streams import check_streams
-from hubbub.config.transport import check_transport  # TLS and websocket.* (issue 10)
+from hubbub.config.parity import ignored as _ignored
+from hubbub.config.parity import ignored_warning, refuse_unimplemented
 from hubbub.errors import ConfigError
 
 __all__ = [
     "ENV_PREFIX",
+    "LOG_LEVELS",
     "LoadedConfig",
     "connect_warnings",
     "env_var_name",
@@ -68,86 +48,11 @@ __all__ = [
 ]
 
 ENV_PREFIX = "HUBBUB_"
-# Centrifugo's levels (any case), and "warning" as Python spells it.
-LOG_LEVELS = ("none", "trace", "debug", "info", "warn", "warning", "error", "fatal")
-LOG_FORMATS = ("text", "json")
-NAMESPACE_NAME_RE = re.compile(r"^[-a-zA-Z0-9_.]{2,}$")
-
-
-def _names(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-_TOKEN_IGNORED = _names("audience_regex issuer_regex user_id_claim")
-
-# Centrifugo v6 options hubbub accepts but does not implement (one warning each).
-# A name stands for its whole subtree.
-_IGNORED: dict[type, frozenset[str]] = {
-    Config: _names(
-        """swagger debug opentelemetry graphite usage_stats
-        grpc_api unified_proxy uni_grpc webtransport shutdown node
-        map_broker dev init pid_file enable_unreleased_features"""
-    ),
-    HttpServerConfig: _names(""),
-    HttpApiConfig: _names("handler_prefix external error_mode"),
-    ClientConfig: _names(
-        """connection_limit
-        connection_rate_limit concurrency disallow_anonymous_connection_tokens
-        allowed_delta_types expired_sub_close_delay presence_update_interval
-        channel_position_check_delay channel_position_max_time_lag
-        connect_include_server_time insecure_skip_token_signature_verify
-        user_id_http_header subscribe_to_user_personal_channel
-        connect_code_to_unidirectional_disconnect"""
-    ),
-    TokenConfig: _TOKEN_IGNORED,
-    SubscriptionTokenConfig: _TOKEN_IGNORED,
-    ChannelProxyConfig: _names("subscribe_stream cache_empty state"),
-    ChannelOptions: _names(
-        """subscribe_stream_proxy_enabled subscribe_stream_proxy_name
-        subscribe_stream_proxy_bidirectional subscribe_stream_bidirectional
-        allow_tags_filter batch_max_size batch_max_delay batch_flush_latest"""
-    ),
-    ProxyOptions: _names("emulated_headers"),
-    ProxyGrpcOptions: _names("static_metadata"),
-    RpcConfig: _names("ping ping_method"),
-    # Buffer sizes tune gorilla/websocket; hubbub's writes are not per-message
-    # (slow clients are cut by client.queue_max_size, not a write timeout).
-    WebSocketConfig: _names(
-        "read_buffer_size write_buffer_size use_write_buffer_pool write_timeout"
-    ),
-    LogConfig: _names(""),
-    AdminConfig: _names("web_path web_proxy_address"),
-    PrometheusConfig: _names(
-        "instrument_http_handlers recovered_publications_histogram native_histograms"
-    ),
-    UniWebSocketConfig: _names(
-        """compression compression_min_size compression_level read_buffer_size
-        use_write_buffer_pool write_buffer_size write_timeout join_push_messages"""
-    ),
-    EngineConfig: _names(""),
-    BrokerConfig: _names("name redis"),
-    NatsBrokerConfig: _names("write_timeout"),
-    # RESP2 is what hubbub speaks anyway; the presence layout and reads from
-    # replicas are Centrifugo optimisations (reads stay on the master here).
-    RedisConfig: _names("force_resp2 presence_hash_field_ttl presence_user_mapping replica_client"),
-    PresenceManagerConfig: _names("redis"),
-    ConsumerConfig: _names(
-        """postgresql kafka nats_jetstream redis_stream google_pub_sub aws_sqs
-        azure_service_bus"""
-    ),
-}
-
-
-def _ignored(cls: type) -> frozenset[str]:
-    """The ignored option names of ``cls``, including those of its base classes."""
-    return frozenset().union(*(_IGNORED.get(base, frozenset()) for base in cls.__mro__))
-
-
-ENGINE_TYPES = ("memory", "redis")
 
 _INT_RANGES: dict[str, tuple[int, int]] = {
     "http_server.port": (0, 65535),
     "engine.redis.db": (0, 15),
+    "map_broker.redis.db": (0, 15),
     "websocket.compression_level": (-2, 9),  # zlib's levels, -2: Huffman only
 }
 _STR_LIST = tuple[str, ...]
@@ -161,30 +66,10 @@ class LoadedConfig:
 
     config: Config
     warnings: tuple[str, ...] = ()
-
-
-class _Problems:
-    """The problems found while loading, and the keys they are about."""
-
-    def __init__(self) -> None:
-        self.errors: list[ConfigError] = []
-
-    def __bool__(self) -> bool:
-        return bool(self.errors)
-
-    def add(self, error: ConfigError) -> None:
-        self.errors.extend(error.problems)
-
-    def fail(self, key: str, message: str) -> None:
-        self.add(ConfigError(key, message))
-
-    def about(self, *keys: str) -> bool:
-        """Whether a problem was found in one of ``keys`` (or inside it)."""
-        return any(
-            error.key == key or error.key.startswith((key + ".", key + "["))
-            for error in self.errors
-            for key in keys
-        )
+    # The keys the file, environment and overrides set: the options hubbub
+    # implements, and the Centrifugo options it accepts without implementing.
+    implemented: tuple[str, ...] = dataclasses.field(default=(), compare=False)
+    ignored: tuple[str, ...] = dataclasses.field(default=(), compare=False)
 
 
 def load_config(
@@ -201,7 +86,7 @@ def load_config(
     ``base`` is configuration data used when no ``path`` is given (a preset).
     """
     warnings: list[str] = []
-    problems = _Problems()
+    problems = Problems()
     if path is not None:
         raw: dict[str, Any] = _read_file(Path(path))
     else:
@@ -214,15 +99,23 @@ def load_config(
             except ConfigError as exc:
                 problems.add(exc)
     unknown: list[str] = []
-    _scan(Config, raw, "", unknown, warnings)
+    seen = _Seen()
+    _scan(Config, raw, "", unknown, seen)
     if unknown:
         unknown.sort()
         problems.fail(unknown[0], _unknown_message(unknown))
+    try:
+        refuse_unimplemented(raw)
+    except ConfigError as exc:
+        problems.add(exc)
+    warnings.extend(ignored_warning(key) for key in seen.ignored)
     config = _build(Config, raw, "", problems)
-    warnings.extend(_validate(config, problems))
+    warnings.extend(validate(config, problems))
     if problems:
         raise ConfigError.combine(problems.errors)
-    return LoadedConfig(config, tuple(dict.fromkeys(warnings)))
+    return LoadedConfig(
+        config, tuple(dict.fromkeys(warnings)), tuple(seen.implemented), tuple(seen.ignored)
+    )
 
 
 def connect_warnings(config: Config) -> list[str]:
@@ -368,7 +261,7 @@ def _set_dotted(raw: dict[str, Any], key: str, value: object) -> None:
 
 
 def _apply_env(
-    raw: dict[str, Any], env: Mapping[str, str], warnings: list[str], problems: _Problems
+    raw: dict[str, Any], env: Mapping[str, str], warnings: list[str], problems: Problems
 ) -> None:
     leaves = _env_leaves()
     for var in sorted(name for name in env if name.startswith(ENV_PREFIX)):
@@ -427,8 +320,16 @@ def _from_env(tp: Any, text: str, key: str, var: str) -> object:
 # ---------------------------------------------------------------- unknown keys
 
 
-def _scan(cls: type, raw: object, path: str, unknown: list[str], warnings: list[str]) -> None:
-    """Collect unknown keys and warn about ignored ones; types are checked later."""
+@dataclass(slots=True)
+class _Seen:
+    """The keys a configuration sets, as ``_scan`` finds them."""
+
+    implemented: list[str] = dataclasses.field(default_factory=list)
+    ignored: list[str] = dataclasses.field(default_factory=list)
+
+
+def _scan(cls: type, raw: object, path: str, unknown: list[str], seen: _Seen) -> None:
+    """Sort the keys into implemented, ignored and unknown; types are checked later."""
     if not isinstance(raw, dict):
         return
     types = _field_types(cls)
@@ -437,17 +338,23 @@ def _scan(cls: type, raw: object, path: str, unknown: list[str], warnings: list[
         tp = types.get(name)
         if tp is None:
             if name in _ignored(cls):
-                warnings.append(f"{key} is a Centrifugo option hubbub ignores")
-            elif not (cls is ChannelOptions and name == "name" and path.endswith("]")):
+                seen.ignored.append(key)
+            elif cls is ChannelOptions and name == "name" and path.endswith("]"):
+                seen.implemented.append(key)
+            else:
                 unknown.append(key)
         elif _is_section(tp):
-            _scan(tp, value, key, unknown, warnings)
-        elif tp == _NAMESPACES and isinstance(value, list):
+            _scan(tp, value, key, unknown, seen)
+        elif value == [] or not isinstance(value, list):
+            seen.implemented.append(key)
+        elif tp == _NAMESPACES:
             for i, item in enumerate(value):
-                _scan(ChannelOptions, item, f"{key}[{i}]", unknown, warnings)
-        elif (item_cls := _section_list(tp)) is not None and isinstance(value, list):
+                _scan(ChannelOptions, item, f"{key}[{i}]", unknown, seen)
+        elif (item_cls := _section_list(tp)) is not None:
             for i, item in enumerate(value):
-                _scan(item_cls, item, f"{key}[{i}]", unknown, warnings)
+                _scan(item_cls, item, f"{key}[{i}]", unknown, seen)
+        else:
+            seen.implemented.append(key)
 
 
 def _unknown_message(unknown: list[str]) -> str:
@@ -466,7 +373,7 @@ def _unknown_message(unknown: list[str]) -> str:
 # ---------------------------------------------------------------- conversion
 
 
-def _build(cls: type[_T], raw: object, path: str, problems: _Problems) -> _T:
+def _build(cls: type[_T], raw: object, path: str, problems: Problems) -> _T:
     """``cls`` from ``raw``; a field with a bad value is a problem and keeps its default."""
     if not isinstance(raw, dict):
         raise ConfigError(path, f"expected an object, got {_show(raw)}")
@@ -486,7 +393,7 @@ def _int_wanted(key: str) -> str:
     return f"an integer {low}..{high}" if high is not None else f"an integer >= {low}"
 
 
-def _convert(tp: Any, value: object, key: str, problems: _Problems) -> object:
+def _convert(tp: Any, value: object, key: str, problems: Problems) -> object:
     if _is_section(tp):
         return _build(tp, value, key, problems)
     if tp is bool:
@@ -502,12 +409,16 @@ def _convert(tp: Any, value: object, key: str, problems: _Problems) -> object:
         return value
     if tp is float:
         seconds = parse_duration(value, key=key)  # type: ignore[arg-type]
+        if seconds == -1 and key.endswith(".cleanup_interval"):
+            return 0.0  # Centrifugo's "-1": no cleanup worker
         if seconds < 0:
             raise ConfigError(key, f"expected a duration >= 0, got {_show(value)}")
         return seconds
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(key, f"expected a string, got {_show(value)}")
+        if not value and key.endswith((".subscription_type", ".force_recovery_mode")):
+            return "stream"  # Centrifugo's empty default
         if key == "log.level":
             return value.lower()  # Centrifugo accepts any case
         return value
@@ -515,6 +426,7 @@ def _convert(tp: Any, value: object, key: str, problems: _Problems) -> object:
         if key in (
             "engine.redis.address",
             "engine.redis.cluster_address",
+            "map_broker.redis.address",
             "engine.redis.sentinel_address",
         ) and isinstance(value, str):
             value = [value]  # Centrifugo takes one address as a string
@@ -537,7 +449,7 @@ def _convert(tp: Any, value: object, key: str, problems: _Problems) -> object:
     raise TypeError(f"no converter for {key}: {tp!r}")  # a model field of a new type
 
 
-def _namespaces(value: object, key: str, problems: _Problems) -> tuple[Namespace, ...]:
+def _namespaces(value: object, key: str, problems: Problems) -> tuple[Namespace, ...]:
     if not isinstance(value, list):
         raise ConfigError(key, f"expected a list of namespace objects, got {_show(value)}")
     result = []
@@ -556,209 +468,3 @@ def _namespaces(value: object, key: str, problems: _Problems) -> tuple[Namespace
         fields = {k: v for k, v in item.items() if k != "name"}
         result.append(Namespace(name, _build(ChannelOptions, fields, item_key, problems)))
     return tuple(result)
-
-
-# ---------------------------------------------------------------- combinations
-
-
-def _validate(config: Config, problems: _Problems) -> list[str]:
-    """Check value sets and combinations (each problem once); return the warnings.
-
-    A combination is not checked when one of its keys already has a problem:
-    its value is the default, and a complaint about it would mislead.
-    """
-    warnings: list[str] = []
-    channel = config.channel
-    if not channel.namespace_boundary and not problems.about("channel.namespace_boundary"):
-        problems.fail("channel.namespace_boundary", "must not be empty")
-    meta_ttl = channel.history_meta_ttl
-    if channel.publication_data_format not in DATA_FORMATS:
-        problems.fail(
-            "channel.publication_data_format", _data_format(channel.publication_data_format)
-        )
-    _check_options(channel.without_namespace, "channel.without_namespace", meta_ttl, problems)
-    if not problems.about("channel.namespaces"):
-        seen: set[str] = set()
-        for i, ns in enumerate(channel.namespaces):
-            key = f"channel.namespaces[{i}]"
-            if not NAMESPACE_NAME_RE.match(ns.name):
-                pattern = NAMESPACE_NAME_RE.pattern
-                problems.fail(
-                    f"{key}.name",
-                    f"invalid namespace name {_show(ns.name)}: it must match {pattern}",
-                )
-            elif ns.name in seen:
-                problems.fail(f"{key}.name", f"duplicate namespace name {_show(ns.name)}")
-            seen.add(ns.name)
-            _check_options(ns.options, key, meta_ttl, problems)
-    else:
-        # A malformed entry shifted the list: check the options of each, not the names.
-        for i, ns in enumerate(channel.namespaces):
-            _check_options(ns.options, f"channel.namespaces[{i}]", meta_ttl, problems)
-
-    client = config.client
-    if client.pong_timeout >= client.ping_interval and not problems.about(
-        "client.pong_timeout", "client.ping_interval"
-    ):
-        problems.fail(
-            "client.pong_timeout",
-            f"must be less than client.ping_interval ({client.ping_interval:g}s), "
-            f"got {client.pong_timeout:g}s",
-        )
-    server = config.http_server
-    if server.internal_port and server.internal_port == server.port:
-        problems.fail(
-            "http_server.internal_port", f"must differ from http_server.port ({server.port})"
-        )
-    if client.command_rate_limit and client.command_rate_burst < 1:
-        problems.fail("client.command_rate_burst", "must be at least 1 when a rate is set")
-    for i, proxy in enumerate(server.trusted_proxies):
-        try:
-            ipaddress.ip_network(proxy.strip(), strict=False)
-        except ValueError:
-            problems.fail(
-                f"http_server.trusted_proxies[{i}]",
-                f"expected an IP address or a network like 10.0.0.0/8, got {_show(proxy)}",
-            )
-    # The API (and admin, metrics) listen on the internal address when there is an
-    # internal port.
-    internal_address = server.internal_address if server.internal_port else server.address
-    admin_address = server.address if config.admin.external else internal_address
-    for key, on, address in (
-        ("client.insecure", client.insecure, server.address),
-        ("http_api.insecure", config.http_api.insecure, internal_address),
-        ("admin.insecure", config.admin.enabled and config.admin.insecure, admin_address),
-    ):
-        if on and not _is_loopback(address):
-            problems.fail(
-                key,
-                "is only for local development: the address it is served on must be a "
-                f"loopback address (127.0.0.1, ::1, localhost), not {_show(address)}",
-            )
-    _check_log(config, problems)
-    if config.engine.type not in ENGINE_TYPES:
-        problems.fail(
-            "engine.type", f'{_show(config.engine.type)} is unknown: use "memory" or "redis"'
-        )
-    warnings += _check_admin(config.admin, problems)
-    # The other rooms' checks stop at their first problem; it joins the others.
-    checks: tuple[Callable[[Config], list[str] | None], ...] = (
-        _redis,
-        check_broker,
-        check_routing,
-        check_backend,
-        check_transport,
-        check_streams,
-    )
-    for check in checks:
-        try:
-            warnings += check(config) or []  # engines, proxies, TLS, streams
-        except ConfigError as exc:
-            problems.add(exc)
-    for key, prefix in (
-        ("prometheus.handler_prefix", config.prometheus.handler_prefix),
-        ("health.handler_prefix", config.health.handler_prefix),
-    ):
-        if not prefix.startswith("/"):
-            problems.fail(key, f'must start with "/", got {_show(prefix)}')
-
-    api = config.http_api
-    if not api.key and not api.insecure and not api.disabled:
-        warnings.append(
-            "http_api.key is empty: the HTTP API rejects every request until you set it"
-        )
-    return warnings
-
-
-def _check_log(config: Config, problems: _Problems) -> None:
-    log = config.log
-    if log.level not in LOG_LEVELS:
-        problems.fail(
-            "log.level", f"expected one of {', '.join(LOG_LEVELS)}, got {_show(log.level)}"
-        )
-    if log.format not in LOG_FORMATS:
-        problems.fail(
-            "log.format", f"expected one of {', '.join(LOG_FORMATS)}, got {_show(log.format)}"
-        )
-
-
-#: Shorter admin secrets could be guessed from a token offline.
-MIN_ADMIN_SECRET = 16
-
-
-def _check_admin(admin: AdminConfig, problems: _Problems) -> list[str]:
-    """The admin UI is refused unless it is protected: a password and a token
-    secret, or ``admin.insecure`` on a loopback address (checked above)."""
-    prefix = admin.handler_prefix
-    if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
-        problems.fail(
-            "admin.handler_prefix", f'must start with "/" and not end with one, got {_show(prefix)}'
-        )
-    if not admin.enabled or admin.insecure:
-        return []
-    for key, value in (("admin.password", admin.password), ("admin.secret", admin.secret)):
-        if not value:
-            problems.fail(
-                key,
-                "is required when admin.enabled is true: set admin.password and admin.secret "
-                "(or admin.insecure for local development on a loopback address)",
-            )
-    if admin.secret and len(admin.secret) < MIN_ADMIN_SECRET:
-        return [
-            f"admin.secret is shorter than {MIN_ADMIN_SECRET} characters: admin tokens "
-            "signed with it could be forged (hubbub genconfig makes a long one)"
-        ]
-    return []
-
-
-def _redis(config: Config) -> None:
-    check_redis(config.engine.redis)
-
-
-def _check_options(
-    options: ChannelOptions, path: str, global_meta_ttl: float, problems: _Problems
-) -> None:
-    if problems.about(path):
-        return  # a value of this section is wrong: its combinations are not checked
-    if options.history_size > 0 and options.history_ttl == 0:
-        problems.fail(f"{path}.history_ttl", "history_size is set: history_ttl is required too")
-    if options.history_ttl > 0 and options.history_size == 0:
-        problems.fail(f"{path}.history_size", "history_ttl is set: history_size is required too")
-    meta_ttl = options.history_meta_ttl or global_meta_ttl
-    if options.history_ttl > meta_ttl:
-        problems.fail(
-            f"{path}.history_ttl",
-            f"must not exceed the history meta ttl ({meta_ttl:g}s), got {options.history_ttl:g}s",
-        )
-    for name in ("force_recovery", "allow_recovery"):
-        if getattr(options, name) and not options.history_enabled:
-            problems.fail(
-                f"{path}.{name}", "recovery needs history: set history_size and history_ttl"
-            )
-    if options.force_recovery_mode not in ("stream", "cache"):
-        problems.fail(
-            f"{path}.force_recovery_mode",
-            f'expected "stream" or "cache", got {_show(options.force_recovery_mode)}',
-        )
-    if options.publication_data_format not in DATA_FORMATS:
-        problems.fail(
-            f"{path}.publication_data_format", _data_format(options.publication_data_format)
-        )
-    if options.channel_regex:
-        try:
-            re.compile(options.channel_regex)
-        except re.error as exc:
-            problems.fail(f"{path}.channel_regex", f"invalid regular expression: {exc}")
-
-
-def _data_format(value: str) -> str:
-    return f'expected "json", "json_object", "binary" or "", got {_show(value)}'
-
-
-def _is_loopback(address: str) -> bool:
-    if address.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address.strip("[]")).is_loopback
-    except ValueError:
-        return False

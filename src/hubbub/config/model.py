@@ -25,6 +25,53 @@ from hubbub.config.backend import (
 
 
 @dataclass(frozen=True, slots=True)
+class MapOptions:
+    """``map.*`` of a namespace whose ``subscription_type`` is a map type."""
+
+    # "ephemeral" (no recovery: a reconnect reloads the state), "durable" (stream
+    # catch-up, keys expire after key_ttl) or "persistent" (keys stay until removed).
+    mode: str = ""
+    key_ttl: float = 0.0  # an entry not updated for this long is removed (0: never)
+    ordered: bool = False  # state pages by score (descending unless the reader asks asc)
+    stream_size: int = 0  # change stream kept for catch-up (0: derived from the mode)
+    stream_ttl: float = 0.0
+    meta_ttl: float = 0.0  # how long the stream position outlives the last change
+    remove_client_on_unsubscribe: bool = False  # the entry keyed by the client id goes with it
+    client_key: str = ""  # "client_id" / "user_id": the server chooses a client's key
+    allow_publish_for_client: bool = False
+    allow_publish_for_subscriber: bool = False
+    allow_publish_for_anonymous: bool = False
+    allow_remove_for_client: bool = False
+    allow_remove_for_subscriber: bool = False
+    allow_remove_for_anonymous: bool = False
+    publish_proxy_enabled: bool = False
+    publish_proxy_name: str = ""
+    remove_proxy_enabled: bool = False
+    remove_proxy_name: str = ""
+    # Limits
+    default_page_size: int = 0  # 0: 100
+    min_page_size: int = 0  # 0: 100
+    max_page_size: int = 0  # 0: 1000
+    live_transition_max_publication_limit: int = 0  # 0: max_page_size
+    # Timeouts
+    subscribe_catch_up_timeout: float = 0.0  # 0: 5 s from the first page to live
+
+
+@dataclass(frozen=True, slots=True)
+class SharedPollOptions:
+    """``shared_poll.*`` of a namespace whose ``subscription_type`` is ``shared_poll``."""
+
+    proxy_name: str = ""  # "" or "default": channel.proxy.shared_poll_refresh
+    mode: str = ""  # "" / "versionless" (content hashes) or "versioned" (backend versions)
+    refresh_interval: float = 10.0
+    refresh_batch_size: int = 1000  # keys per backend request
+    max_keys_per_connection: int = 5000
+    channel_shutdown_delay: float = 1.0  # polling stops this long after the last key goes
+    track_expired_extra_delay: float = 25.0  # grace for a client to renew an expired signature
+    publish_enabled: bool = False  # shared_poll_publish reaches every node
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelOptions:
     """Options of a namespace (or of channels without a namespace)."""
 
@@ -39,6 +86,9 @@ class ChannelOptions:
     force_recovery: bool = False
     allow_recovery: bool = False
     force_recovery_mode: str = "stream"  # "stream" or "cache"
+    # Cache mode: every subscribe gets the latest publication, asked for or not
+    # (server-side subscriptions too); needs force_recovery and mode "cache".
+    auto_cache_recovery: bool = False
     allow_subscribe_for_client: bool = False
     allow_subscribe_for_anonymous: bool = False
     allow_publish_for_subscriber: bool = False
@@ -52,6 +102,18 @@ class ChannelOptions:
     allow_presence_for_anonymous: bool = False
     allow_user_limited_channels: bool = False
     channel_regex: str = ""
+    # "": any publication; "json", "json_object": checked; "binary": empty data allowed
+    publication_data_format: str = ""
+    # "stream" (publications with history), "map", "map_clients", "map_users",
+    # "shared_poll": what a subscription to a channel of the namespace is.
+    subscription_type: str = "stream"
+    map: MapOptions = field(default_factory=MapOptions)
+    shared_poll: SharedPollOptions = field(default_factory=SharedPollOptions)
+    # Map presence: subscribers of a channel C appear in the map channel prefix + C
+    # (map_clients: one entry per connection; map_users: one per user).
+    map_clients_presence_channel_prefix: str = ""
+    map_users_presence_channel_prefix: str = ""
+    client_publish_debounce_interval: float = 0.0  # told to map subscribers (publish_debounce)
     # Event proxies: ``*_proxy_enabled`` switches the proxy on for the namespace;
     # ``*_proxy_name`` picks an entry of ``proxies[]`` ("default": ``channel.proxy.*``).
     subscribe_proxy_enabled: bool = False
@@ -64,17 +126,14 @@ class ChannelOptions:
     # every publication is published as a delta (else only API ``delta: true``).
     allowed_delta_types: tuple[str, ...] = ()
     delta_publish: bool = False
-    # What publications may carry (Centrifugo 6.5.2+): "" (the global value; if that
-    # is "" too, any non-empty data), "json", "json_object" or "binary" (empty allowed).
-    publication_data_format: str = ""
 
     @property
     def history_enabled(self) -> bool:
         return self.history_size > 0 and self.history_ttl > 0
 
-
-#: Values of ``publication_data_format``.
-DATA_FORMATS = ("", "json", "json_object", "binary")
+    @property
+    def is_map(self) -> bool:
+        return self.subscription_type in ("map", "map_clients", "map_users")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +152,8 @@ class ChannelConfig:
     user_boundary: str = "#"
     user_separator: str = ","
     history_meta_ttl: float = 30 * 24 * 3600.0
-    publication_data_format: str = ""  # for namespaces that do not set theirs
+    # The namespaces' default publication_data_format ("", json, json_object, binary).
+    publication_data_format: str = ""
     without_namespace: ChannelOptions = field(default_factory=ChannelOptions)
     namespaces: tuple[Namespace, ...] = ()
     proxy: ChannelProxyConfig = field(default_factory=ChannelProxyConfig)
@@ -104,6 +164,10 @@ class TokenConfig:
     """``client.token.*``: how connection JWTs are verified."""
 
     hmac_secret_key: str = ""
+    # Key rotation: tokens signed with the previous HMAC key stay valid until then
+    # (unix seconds; 0: as long as the key is set).
+    hmac_previous_secret_key: str = ""
+    hmac_previous_secret_key_valid_until: int = 0
     rsa_public_key: str = ""
     ecdsa_public_key: str = ""
     jwks_public_endpoint: str = ""
@@ -126,11 +190,25 @@ class SubscriptionTokenConfig:
 
     enabled: bool = False
     hmac_secret_key: str = ""
+    # Key rotation: tokens signed with the previous HMAC key stay valid until then
+    # (unix seconds; 0: as long as the key is set).
+    hmac_previous_secret_key: str = ""
+    hmac_previous_secret_key_valid_until: int = 0
     rsa_public_key: str = ""
     ecdsa_public_key: str = ""
     jwks_public_endpoint: str = ""
     audience: str = ""
     issuer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PersonalChannelConfig:
+    """``client.subscribe_to_user_personal_channel.*``: every connection of a user
+    is subscribed (server-side) to ``<namespace>:#<user>``."""
+
+    enabled: bool = False
+    personal_channel_namespace: str = ""  # "": the channel is "#<user>" (no namespace)
+    single_connection: bool = False  # a new connection of a user closes the others (3504)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +220,9 @@ class ClientConfig:
     allowed_origins: tuple[str, ...] = ()
     allow_anonymous_connect_without_token: bool = False
     insecure: bool = False  # development only: every connection and action is allowed
+    subscribe_to_user_personal_channel: PersonalChannelConfig = field(
+        default_factory=PersonalChannelConfig
+    )
     # Event proxies: connect (only for connections without a token) and refresh
     # (the server refreshes expiring connections); or entries of ``proxies[]`` by name.
     proxy: ClientProxyConfig = field(default_factory=ClientProxyConfig)
@@ -372,6 +453,34 @@ class EngineConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MapRedisConfig(RedisConfig):
+    """``map_broker.redis.*``: the Redis servers of map channels, and their sweeper."""
+
+    cleanup_interval: float = 1.0  # how often due key TTLs are swept; -1 (0): never here
+    cleanup_batch_size: int = 100  # keys removed per channel per sweep
+    idempotent_result_ttl: float = 300.0  # how long an idempotency key is remembered
+
+
+@dataclass(frozen=True, slots=True)
+class MapBrokerConfig:
+    """``map_broker.*``: where map channels keep their state (Centrifugo's default is
+    memory, whatever the engine: set "redis" to share maps between nodes)."""
+
+    type: str = "memory"
+    redis: MapRedisConfig = field(default_factory=MapRedisConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class SharedPollConfig:
+    """``shared_poll.*`` (top level): signatures of tracked keys, backend concurrency."""
+
+    hmac_secret_key: str = ""
+    hmac_previous_secret_key: str = ""
+    hmac_previous_secret_key_valid_until: int = 0  # unix seconds; 0: no limit
+    concurrency_limit: int = 64  # backend calls in flight, all channels together
+
+
+@dataclass(frozen=True, slots=True)
 class NatsBrokerConfig:
     """``broker.nats.*``: the NATS server the nodes publish through."""
 
@@ -474,6 +583,8 @@ class Config:
     rpc: RpcConfig = field(default_factory=RpcConfig)
     log: LogConfig = field(default_factory=LogConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    map_broker: MapBrokerConfig = field(default_factory=MapBrokerConfig)
+    shared_poll: SharedPollConfig = field(default_factory=SharedPollConfig)
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     presence_manager: PresenceManagerConfig = field(default_factory=PresenceManagerConfig)
     consumers: tuple[ConsumerConfig, ...] = ()

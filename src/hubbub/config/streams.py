@@ -67,7 +67,8 @@ def _check_deltas(options: ChannelOptions, path: str) -> None:
             raise ConfigError(
                 f"{path}.allowed_delta_types", f'unknown delta type {kind!r}: use "fossil"'
             )
-    if options.allowed_delta_types and not options.history_enabled:
+    # Map subscriptions are always positioned (their change stream): no history needed.
+    if options.allowed_delta_types and not options.history_enabled and not options.is_map:
         raise ConfigError(
             f"{path}.allowed_delta_types",
             "delta compression needs positioned subscribers: set history_size and history_ttl",

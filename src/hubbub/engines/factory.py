@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from hubbub.config.model import Config
 from hubbub.engines.base import Engine
+from hubbub.engines.maps import MapEngine
 from hubbub.engines.memory import MemoryEngine
+from hubbub.engines.memory_maps import MemoryMapEngine
 
 #: Where ``engine.type = "redis"`` connects when ``engine.redis.address`` is empty.
 DEFAULT_REDIS_ADDRESS = "127.0.0.1:6379"
@@ -48,3 +50,25 @@ def _engine(config: Config) -> Engine:
             presence_ttl=redis.presence_ttl,
         )
     return MemoryEngine()
+
+
+def map_engine_from_config(config: Config) -> MapEngine:
+    """A new, not yet started map engine for ``config.map_broker`` (memory by default,
+    as in Centrifugo, whatever the engine)."""
+    if config.map_broker.type == "redis":
+        from hubbub.engines.redis_maps import RedisMapEngine
+
+        redis = config.map_broker.redis
+        return RedisMapEngine(
+            redis.address or (DEFAULT_REDIS_ADDRESS,),
+            prefix=redis.prefix,
+            db=redis.db,
+            user=redis.user,
+            password=redis.password,
+            connect_timeout=redis.connect_timeout,
+            io_timeout=redis.io_timeout,
+            cleanup_interval=redis.cleanup_interval,
+            cleanup_batch_size=redis.cleanup_batch_size,
+            idempotent_result_ttl=redis.idempotent_result_ttl,
+        )
+    return MemoryMapEngine()

@@ -18,8 +18,11 @@ in the shared broadcast: it is in ``deltas`` and gets each publication through
 its own outbox, the full data first and then, for publications published as
 deltas, a Fossil patch against the publication before it (hub/deltas.py). The
 patch and each encoding of it are made once per publication for every such
-subscriber.
-Rule 5: a publication whose payload is not JSON (protocol/payload.py) has no
+subscriber. In a map channel the base of a key's patch is that key's previous
+publication (``keyed``), as the SDKs decode map deltas per key.
+Rule 5: a channel with a sink (shared poll: each key has its own trackers)
+hands its publications to the sink instead of broadcasting them.
+Rule 6: a publication whose payload is not JSON (protocol/payload.py) has no
 JSON push: before it is queued, every subscription of the channel whose
 client speaks JSON is closed with 3506 (inappropriate protocol, as
 Centrifugo), so the rest (Protobuf) share its frames as usual and no JSON
@@ -51,7 +54,7 @@ log = logging.getLogger("hubbub.hub")
 
 #: A pending offset in ``ChannelEntry.joining`` that marks lost events.
 GAP = -1
-#: The JSON push of a publication that has none (Rule 5): never sent to anyone.
+#: The JSON push of a publication that has none (Rule 6): never sent to anyone.
 NOT_JSON = b""
 
 #: A publication that arrived while a subscription was joining: its offset,
@@ -62,7 +65,18 @@ Pending = tuple[int, bytes, Publication | None]
 class ChannelEntry:
     """The local subscriptions of one channel, and the engine's subscription for it."""
 
-    __slots__ = ("catching_up", "deltas", "epoch", "joining", "live", "offset", "previous", "ready")
+    __slots__ = (
+        "catching_up",
+        "deltas",
+        "epoch",
+        "joining",
+        "keyed",
+        "live",
+        "offset",
+        "previous",
+        "ready",
+        "sink",
+    )
 
     def __init__(self, ready: asyncio.Future[None]) -> None:
         self.live: dict[Session, Subscription] = {}
@@ -76,6 +90,10 @@ class ChannelEntry:
         self.offset = 0
         # The last publication delivered here: the base of the next one's delta.
         self.previous: Publication | None = None
+        # Map channels with delta subscribers: each key's last publication (Rule 4).
+        self.keyed: dict[str, Publication] | None = None
+        # Shared poll channels: publications go here (to the key's trackers), not to all.
+        self.sink: Callable[[Publication], None] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.live or self.joining or self.catching_up or self.deltas)
@@ -99,6 +117,8 @@ class ChannelTable:
         self._delivery = delivery
         self._insufficient = insufficient  # a subscription lost state (gap, broker lost)
         self.entries: dict[str, ChannelEntry] = {}
+        # Channels whose publications a sink takes instead of the broadcast (shared poll).
+        self.sinks: dict[str, Callable[[Publication], None]] = {}
 
     # --- membership ------------------------------------------------------------------
 
@@ -109,6 +129,7 @@ class ChannelTable:
         first = entry is None
         if entry is None:
             entry = self.entries[name] = ChannelEntry(asyncio.get_running_loop().create_future())
+            entry.sink = self.sinks.get(name)
         entry.joining[subscription.session] = []
         return entry, first
 
@@ -185,6 +206,9 @@ class ChannelTable:
         entry = self.entries.get(channel)
         if entry is None:
             return
+        if entry.sink is not None:
+            entry.sink(publication)
+            return
         as_delta = publication.delta  # published as a delta: never sent with the flag
         if as_delta:
             publication = msgspec.structs.replace(publication, delta=False)
@@ -219,13 +243,17 @@ class ChannelTable:
             self._delivery().broadcast(channel, entry.live, frame, publication)
         if entry.deltas:
             self._send_deltas(channel, entry, publication, as_delta)
-        entry.previous = publication
+        if publication.key:
+            if entry.deltas or entry.keyed is not None:
+                self._keep_keyed(entry, publication)
+        else:
+            entry.previous = publication
         if entry.joining:
             for pending in entry.joining.values():
                 pending.append((offset, frame, publication))
 
     def _close_json_clients(self, channel: str, entry: ChannelEntry, exc: NotJSON) -> bytes:
-        """Rule 5: close the JSON clients of ``channel`` before a publication they cannot
+        """Rule 6: close the JSON clients of ``channel`` before a publication they cannot
         read; return the (empty) JSON push that nobody left will be sent."""
         sessions = [
             session
@@ -251,7 +279,17 @@ class ChannelTable:
         self, channel: str, entry: ChannelEntry, publication: Publication, as_delta: bool
     ) -> None:
         """Rule 4: the first publication a delta subscriber gets is whole; after it, a
-        publication published as a delta goes as a patch against the one before."""
+        publication published as a delta goes as a patch against the one before (in a
+        map channel: the key's one before; its subscribers hold every key's value)."""
+        if publication.key:
+            if publication.removed:  # no payload: ends the key's chain at the subscribers
+                frames = DeltaFrames(channel, publication, None, raw=True)
+            else:
+                keyed = entry.keyed.get(publication.key) if entry.keyed is not None else None
+                frames = DeltaFrames(channel, publication, keyed if as_delta else None)
+            for session in entry.deltas:
+                session.send(frames.frame(session.codec, patch=True), PUSH_PUBLICATION)
+            return
         frames = DeltaFrames(channel, publication, entry.previous if as_delta else None)
         count = size = 0  # counted once for the batch (counters Rule 4)
         for session, subscription in entry.deltas.items():
@@ -261,6 +299,17 @@ class ChannelTable:
             size += len(frame)
             subscription.delta_ready = True
         self._delivery().sent.add(PUSH_PUBLICATION, count, size)
+
+    @staticmethod
+    def _keep_keyed(entry: ChannelEntry, publication: Publication) -> None:
+        """A map key's last publication, the base of its next patch (Rule 4)."""
+        keyed = entry.keyed
+        if keyed is None:
+            keyed = entry.keyed = {}
+        if publication.removed:
+            keyed.pop(publication.key, None)
+        else:
+            keyed[publication.key] = publication
 
     def _catch_up(self, channel: str, entry: ChannelEntry, offset: int) -> None:
         """Subscriptions positioned before ``offset`` are live from this publication on."""
@@ -295,10 +344,15 @@ class ChannelTable:
 
     def broker_lost(self, channels: Iterable[str]) -> None:
         """Events of ``channels`` may be lost: every subscription of them loses state."""
+        self.lost(channels, "broker connection lost")
+
+    def lost(self, channels: Iterable[str], why: str) -> None:
+        """Every subscription of ``channels`` loses state (``why`` is logged)."""
         affected = [name for name in channels if name in self.entries]
         if affected:  # one line for the whole loss, however many channels it hit
             log.warning(
-                "broker connection lost: %d subscribers of %d channels must recover",
+                "%s: %d subscribers of %d channels must recover",
+                why,
                 sum(len(self.entries[name]) for name in affected),
                 len(affected),
             )
@@ -308,7 +362,7 @@ class ChannelTable:
                 continue
             for pending in entry.joining.values():
                 pending.append((GAP, b"", None))
-            entry.epoch, entry.offset, entry.previous = "", 0, None
+            entry.epoch, entry.offset, entry.previous, entry.keyed = "", 0, None, None
             for subscription in [
                 *entry.live.values(),
                 *entry.deltas.values(),
@@ -324,7 +378,7 @@ class ChannelTable:
             entry.epoch,
             entry.offset,
         )
-        entry.previous = None
+        entry.previous, entry.keyed = None, None
         for pending in entry.joining.values():
             pending.append((GAP, b"", None))
         for subscription in [

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -20,11 +21,12 @@ import msgspec
 from hubbub.auth.permissions import Action, Actor, Verdict, decide
 from hubbub.auth.tokens import InvalidToken, SubscriptionClaims, TokenExpired
 from hubbub.codes import Disconnect, Error
+from hubbub.engines.base import EngineUnavailable
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.decisions import apply_override
 from hubbub.hub.deltas import FOSSIL
 from hubbub.hub.hooks import MessageEvent, SubscribeDecision, is_set
-from hubbub.hub.payloads import check_data_format, from_payload, to_payload, to_raw
+from hubbub.hub.payloads import check_data, data_format, from_payload, to_payload, to_raw
 from hubbub.hub.session import Answer, Session, SubscriptionGone, SubState
 from hubbub.protocol.messages import (
     NO_DATA,
@@ -55,6 +57,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("hubbub.commands")
 
 VERSION = __version__
+
+
+@dataclass(slots=True)
+class SubscribeGrant:
+    """An allowed subscribe (any subscription type): the channel (a decision may
+    override its options), channel info, expiry, and the decision that shaped it."""
+
+    channel: Channel
+    chan_info: msgspec.Raw | None = None
+    expire_at: float = 0.0  # unix seconds; 0: no expiry
+    decision: SubscribeDecision | None = None
 
 
 def ttl_until(expire_at: float) -> int:
@@ -135,6 +148,13 @@ class Commands:
             channels.extend(decision.subs)
             sub_options.update(decision.subs)
         # --- end issue 12 ---
+        personal = client_cfg.subscribe_to_user_personal_channel
+        personal_channel = ""
+        if personal.enabled and session.user:
+            personal_channel = hub.channel_rules.personal_channel(
+                session.user, personal.personal_channel_namespace
+            )
+            channels.append(personal_channel)
         if session.expire_at and session.expire_at <= time.time():
             # The token was valid (else 109 above): the expiry the hook chose is past.
             raise ClientError(Error.EXPIRED)
@@ -171,7 +191,33 @@ class Commands:
         # Server-side subscription pushes are only valid after the connect reply.
         live = [subscription for subscription, _ in joined]
         hub.webhooks.connected(session.client_id, session.user, session.conn_info)  # issue 12
+        if personal.single_connection and personal_channel:
+            return Answer(
+                "connect",
+                result,
+                lambda: self._single_connection(
+                    session, personal_channel, hub.lifecycle.go_live_all(live)
+                ),
+            )
         return Answer("connect", result, lambda: hub.lifecycle.go_live_all(live))
+
+    async def _single_connection(
+        self, session: Session, personal_channel: str, joins: Awaitable[None] | None
+    ) -> None:
+        """``single_connection``: once this connection is in its personal channel's
+        presence, the user's other connections are closed (3504), as Centrifugo does."""
+        if joins is not None:
+            await joins
+        hub = self.hub
+        try:
+            stats = await hub.engine.presence_stats(personal_channel)
+            if stats.num_clients >= 2 and not session.closed:
+                # Every node closes the user's other connections (the control plane).
+                await hub.control.disconnect_user(
+                    session.user, Disconnect.CONNECTION_LIMIT, whitelist=(session.client_id,)
+                )
+        except EngineUnavailable as exc:
+            hub.outages.failed("single_connection", exc)
 
     async def _server_side(
         self,
@@ -191,6 +237,9 @@ class Commands:
             options = sub_options.get(name) or SubscribeDecision()  # issue 12: with options
             try:
                 channel = apply_override(hub.channel_rules.resolve(name), options.override)
+                if channel.options.subscription_type != "stream":
+                    # Map and shared poll subscriptions are the client's (paginated, tracked).
+                    raise ClientError(Error.BAD_REQUEST, "not a stream channel")
                 subscription, result = await hub.lifecycle.subscribe(
                     session,
                     channel,
@@ -200,7 +249,7 @@ class Commands:
                     server_side=True,
                     push_join_leave=self.push_join_leave(session, channel, request),
                 )
-                self._apply_subscribe_decision(result, channel, options)
+                self.apply_subscribe_decision(result, channel, options)
                 joined.append((subscription, result))
             except ClientError as exc:
                 log.warning("client %s: server-side subscribe %s: %s", session.client_id, name, exc)
@@ -239,40 +288,53 @@ class Commands:
         if request.delta and request.delta != FOSSIL:
             log.info("client %s: unknown delta type %r", session.client_id, request.delta)
             raise DisconnectRequest(Disconnect.BAD_REQUEST)
-        if request.channel in session.subscriptions:
-            raise ClientError(Error.ALREADY_SUBSCRIBED)
-        if len(session.subscriptions) >= hub.config.client.channel_limit:
-            raise ClientError(Error.LIMIT_EXCEEDED)
-        chan_info: msgspec.Raw | None = None
-        expire_at = 0.0
-        has_token = False
-        if request.token:
-            claims = await self._verify_subscription_token(session, request.channel, request.token)
-            has_token = True
-            chan_info = claims.info
-            expire_at = float(claims.expire_at)
-        # --- issue 12: the decision point (permissions, then subscribe proxy or on_subscribe) ---
-        decision = await hub.decisions.subscribe(session, channel, request, has_token=has_token)
-        if decision is not None:
-            if is_set(decision.info):
-                chan_info = to_raw(decision.info)
-            if decision.expire_at is not None:
-                expire_at = float(decision.expire_at)
-            channel = apply_override(channel, decision.override)
-        # --- end issue 12 ---
+        if request.type or channel.options.subscription_type != "stream":
+            # Map and shared poll subscriptions have their own flows (hub/map_flow.py).
+            return await hub.map_flow.subscribe(session, channel, request)
+        grant = await self.authorize_subscribe(session, channel, request)
+        channel = grant.channel
         # Re-checked after the awaits above: the lifecycle refuses a closed session
         # and a channel subscribed meanwhile (105).
         subscription, result = await hub.lifecycle.subscribe(
             session,
             channel,
             request,
-            chan_info=chan_info,
-            expire_at=expire_at,
+            chan_info=grant.chan_info,
+            expire_at=grant.expire_at,
             push_join_leave=self.push_join_leave(session, channel, request),
         )
-        result.expires, result.ttl = bool(expire_at), ttl_until(expire_at)
-        self._apply_subscribe_decision(result, channel, decision)
+        result.expires, result.ttl = bool(grant.expire_at), ttl_until(grant.expire_at)
+        self.apply_subscribe_decision(result, channel, grant.decision)
         return Answer("subscribe", result, lambda: hub.lifecycle.go_live(subscription))
+
+    async def authorize_subscribe(
+        self, session: Session, channel: Channel, request: SubscribeRequest
+    ) -> SubscribeGrant:
+        """Whether ``session`` may subscribe to ``channel`` (of any subscription type):
+        the limits, the subscription token, then the decision point."""
+        hub = self.hub
+        if request.channel in session.subscriptions:
+            raise ClientError(Error.ALREADY_SUBSCRIBED)
+        if len(session.subscriptions) >= hub.config.client.channel_limit:
+            raise ClientError(Error.LIMIT_EXCEEDED)
+        grant = SubscribeGrant(channel)
+        has_token = False
+        if request.token:
+            claims = await self._verify_subscription_token(session, request.channel, request.token)
+            has_token = True
+            grant.chan_info = claims.info
+            grant.expire_at = float(claims.expire_at)
+        # --- issue 12: the decision point (permissions, then subscribe proxy or on_subscribe) ---
+        decision = await hub.decisions.subscribe(session, channel, request, has_token=has_token)
+        if decision is not None:
+            if is_set(decision.info):
+                grant.chan_info = to_raw(decision.info)
+            if decision.expire_at is not None:
+                grant.expire_at = float(decision.expire_at)
+            grant.channel = apply_override(channel, decision.override)
+        # --- end issue 12 ---
+        grant.decision = decision
+        return grant
 
     def push_join_leave(
         self, session: Session, channel: Channel, request: SubscribeRequest
@@ -289,6 +351,9 @@ class Commands:
     async def sub_refresh(self, session: Session, command: Command) -> Answer:
         request = command.sub_refresh
         assert request is not None
+        if request.type:  # shared poll: track / untrack keys (hub/polls.py)
+            channel = self.hub.channel_rules.resolve(request.channel)
+            return await self.hub.polls.sub_refresh(session, channel, request)
         subscription = session.subscriptions.get(request.channel)
         if subscription is None:
             raise ClientError(Error.PERMISSION_DENIED)
@@ -308,6 +373,7 @@ class Commands:
         subscription = session.subscriptions.get(request.channel)
         if subscription is not None:
             self.hub.lifecycle.end(subscription, by_client=True)
+        self.hub.map_flow.forget(session, request.channel)
         return Answer("unsubscribe", EmptyResult())
 
     # --- channel actions -------------------------------------------------------------
@@ -317,16 +383,18 @@ class Commands:
         assert request is not None
         hub = self.hub
         channel = hub.channel_rules.resolve(request.channel)
+        if request.type or channel.options.subscription_type != "stream":
+            return await hub.maps.client_publish(session, channel, request)
+        fmt = data_format(hub.config, channel.options)
+        check_data(fmt, request.data)
         data: Payload = request.data
-        data_format = hub.data_format(channel)
-        check_data_format(data, data_format)
         skip_history, tags, idempotency_key = False, None, ""
         # --- issue 12: the decision point (permissions, then publish proxy or on_publish) ---
         decision = await hub.decisions.publish(session, channel, data)
         if decision is not None:
             if is_set(decision.data):
                 data = to_payload(decision.data) or msgspec.Raw(b"null")
-                check_data_format(data, data_format)  # what the decider put instead
+                check_data(fmt, data)  # what the decider put instead
             skip_history = decision.skip_history
             tags, idempotency_key = decision.tags, decision.idempotency_key
         # --- end issue 12 ---
@@ -400,7 +468,7 @@ class Commands:
 
     # --- helpers ---------------------------------------------------------------------
 
-    def _apply_subscribe_decision(
+    def apply_subscribe_decision(
         self, result: SubscribeResult, channel: Channel, decision: SubscribeDecision | None
     ) -> None:
         """The subscribe result as a decision shapes it (issue 12)."""

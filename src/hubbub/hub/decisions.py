@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from hubbub.auth.permissions import Action, Actor, Verdict, decide
 from hubbub.codes import Disconnect, Error, Unsubscribe
 from hubbub.errors import ClientError, DisconnectRequest
@@ -36,6 +38,8 @@ from hubbub.hub.hooks import (
     ChannelOverride,
     ConnectDecision,
     ConnectEvent,
+    MapPublishDecision,
+    MapPublishEvent,
     PublishDecision,
     PublishEvent,
     RefreshDecision,
@@ -290,6 +294,23 @@ class Decisions:
                 **_transport_of(session),
             )
         )
+
+    async def map_publish(
+        self, session: Session, channel: Channel, key: str, data: msgspec.Raw, *, removed: bool
+    ) -> MapPublishDecision | None:
+        """A client's write (``removed``: removal) of ``key`` in a map channel: the
+        map.allow_* options, else the ``on_map_publish`` hook decides."""
+        hook = self.hub.hooks.map_publish
+        action = Action.MAP_REMOVE if removed else Action.MAP_PUBLISH
+        verdict = decide(action, channel, self.actor(session, channel), hook=hook is not None)
+        if verdict is Verdict.ALLOW:
+            return None
+        if verdict is Verdict.DENY:
+            raise ClientError(Error.PERMISSION_DENIED)
+        assert hook is not None
+        value = None if removed else from_raw(data)
+        event = MapPublishEvent(session.client_id, session.user, channel.name, key, value, removed)
+        return await hook(event)
 
     def server_sub_refresh(self, channel: Channel) -> bool:
         """Whether the server refreshes expiring subscriptions of ``channel``."""

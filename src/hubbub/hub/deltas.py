@@ -65,13 +65,19 @@ def without_flags(publications: Sequence[Publication]) -> list[Publication]:
 class DeltaFrames:
     """The pushes of one publication for a channel's delta subscribers (Rule 3)."""
 
-    __slots__ = ("_binary", "_channel", "_frames", "_patch", "_previous", "_publication")
+    __slots__ = ("_binary", "_channel", "_frames", "_patch", "_previous", "_publication", "_raw")
 
     def __init__(
-        self, channel: str, publication: Publication, previous: Publication | None
+        self,
+        channel: str,
+        publication: Publication,
+        previous: Publication | None,
+        *,
+        raw: bool = False,
     ) -> None:
         self._channel = channel
         self._publication = publication
+        self._raw = raw  # sent as it is: a map key's removal has no payload to escape
         self._previous = previous  # None: no patch (not a delta publication, no base)
         # Rule 4: patches over exact bytes, for binary codecs only.
         self._binary = is_binary(publication.data) or (
@@ -105,6 +111,8 @@ class DeltaFrames:
 
     def _encode(self, codec: Codec, patch: bool) -> bytes:
         publication = self._publication
+        if self._raw:
+            return codec.publication_push(self._channel, publication)
         if patch:
             data = self.patch()
             assert data is not None

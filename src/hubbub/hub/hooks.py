@@ -99,6 +99,18 @@ class SubRefreshEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class MapPublishEvent:
+    """A client writes (or, ``removed``, removes) ``key`` of a map channel."""
+
+    client: str
+    user: str
+    channel: str
+    key: str  # after ``map.client_key`` (the client id or user id when configured)
+    data: Any  # decoded JSON; None for a removal
+    removed: bool
+
+
+@dataclass(frozen=True, slots=True)
 class RPCEvent:
     client: str
     user: str
@@ -206,6 +218,12 @@ class PublishDecision:
 
 
 @dataclass(frozen=True, slots=True)
+class MapPublishDecision:
+    key: str | None = None  # replaces the key
+    data: Any = _UNSET  # replaces the data (not for a removal)
+
+
+@dataclass(frozen=True, slots=True)
 class RPCResponse:
     data: Any = None
 
@@ -221,6 +239,7 @@ RefreshHook = Callable[[RefreshEvent], Awaitable[RefreshDecision]]
 SubscribeHook = Callable[[SubscribeEvent], Awaitable[SubscribeDecision | None]]
 SubRefreshHook = Callable[[SubRefreshEvent], Awaitable[SubRefreshDecision]]
 PublishHook = Callable[[PublishEvent], Awaitable[PublishDecision | None]]
+MapPublishHook = Callable[[MapPublishEvent], Awaitable[MapPublishDecision | None]]
 RPCHook = Callable[[RPCEvent], Awaitable[RPCResponse | Any]]
 MessageHook = Callable[[MessageEvent], Awaitable[None]]
 UnsubscribeHook = Callable[[UnsubscribeEvent], Awaitable[None]]
@@ -236,6 +255,7 @@ class Hooks:
     subscribe: SubscribeHook | None = None
     sub_refresh: SubRefreshHook | None = None
     publish: PublishHook | None = None
+    map_publish: MapPublishHook | None = None  # client map writes (instead of map.allow_*)
     rpc: RPCHook | None = None
     message: MessageHook | None = None
     unsubscribe: UnsubscribeHook | None = None

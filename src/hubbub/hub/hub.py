@@ -7,8 +7,8 @@ Rule 2: the rooms behind the facade each keep one rule: the subscription
 lifecycle (hub/lifecycle.py: joining -> live -> gone, one teardown),
 positioning and recovery (hub/recovery.py, pure), deadlines
 (hub/heartbeat.py), the outboxes and flush (hub/delivery.py), and the client
-commands (hub/commands.py). The application API below goes through the same
-rooms as the client protocol, never around them.
+commands (hub/commands.py). The application API below (maps: hub/state_api.py)
+goes through the same rooms as the client protocol, never around them.
 Rule 3: hub state has one owner, the event loop: no locks, no threads.
 """
 
@@ -20,6 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import fields
 from typing import Any, TypeVar
 
 import msgspec
@@ -36,7 +37,8 @@ from hubbub.engines.base import (
     HistoryQuery,
     PublishResult,
 )
-from hubbub.engines.factory import engine_from_config
+from hubbub.engines.factory import engine_from_config, map_engine_from_config
+from hubbub.engines.maps import MapEngine
 from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.channels import ChannelTable
 from hubbub.hub.commands import Commands, ttl_until
@@ -56,16 +58,19 @@ from hubbub.hub.eventlog import EventLog
 from hubbub.hub.heartbeat import Heartbeat
 from hubbub.hub.hooks import Hooks
 from hubbub.hub.lifecycle import Lifecycle
+from hubbub.hub.map_flow import MapFlows
+from hubbub.hub.maps import Maps
 from hubbub.hub.observer import Observers
 from hubbub.hub.outages import Outages
-from hubbub.hub.payloads import check_data_format, to_payload, to_raw
+from hubbub.hub.payloads import check_data, data_format, to_payload, to_raw
+from hubbub.hub.polls import Polls
 from hubbub.hub.session import Session, SubscriptionGone
+from hubbub.hub.state_api import StateApi
 from hubbub.hub.timers import TimerWheel
-from hubbub.hub.tracing import Tracer
+from hubbub.hub.tracing import Tracer, publication_frame
 from hubbub.hub.transport import Transport
 from hubbub.protocol.codec import JSON, Codec
 from hubbub.protocol.messages import (
-    NO_DATA,
     ClientInfo,
     Join,
     Leave,
@@ -76,7 +81,6 @@ from hubbub.protocol.messages import (
     SubscribePush,
     SubscribeRequest,
 )
-from hubbub.protocol.payload import NotJSON, to_container
 from hubbub.version import __version__
 from hubbub.webhooks import Webhooks
 
@@ -85,32 +89,31 @@ log = logging.getLogger("hubbub.hub")
 _F = TypeVar("_F")
 
 
-class Hub:
+class Hub(StateApi):
     """A hubbub node: create it, register hooks, ``await start()``, attach transports."""
 
-    def __init__(self, config: Config | None = None, *, engine: Engine | None = None) -> None:
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        engine: Engine | None = None,
+        map_engine: MapEngine | None = None,
+    ) -> None:
         self.config = config or Config()
-        # The engine the configuration names (engine.*, broker.*), unless one is given:
-        # an embedded hub must not fall back to memory when the config says Redis.
+        # The engines the configuration names (engine.*, broker.*, map_broker.*), unless
+        # given: an embedded hub must not fall back to memory when the config says Redis.
         self.engine: Engine = engine if engine is not None else engine_from_config(self.config)
+        self.map_engine: MapEngine = (
+            map_engine if map_engine is not None else map_engine_from_config(self.config)
+        )
         self.hooks = Hooks()
         self.node_id = uuid.uuid4().hex[:12]
         self.channel_rules = ChannelRules(self.config.channel)
         self.tokens = TokenVerifier(self.config.client.token)
-        sub_cfg = self.config.client.subscription_token
+        sub_cfg = self.config.client.subscription_token  # the same keys as client.token
+        keys = {f.name: getattr(sub_cfg, f.name) for f in fields(TokenConfig)}
         self.subscription_tokens = (
-            TokenVerifier(
-                TokenConfig(
-                    hmac_secret_key=sub_cfg.hmac_secret_key,
-                    rsa_public_key=sub_cfg.rsa_public_key,
-                    ecdsa_public_key=sub_cfg.ecdsa_public_key,
-                    jwks_public_endpoint=sub_cfg.jwks_public_endpoint,
-                    audience=sub_cfg.audience,
-                    issuer=sub_cfg.issuer,
-                )
-            )
-            if sub_cfg.enabled
-            else self.tokens
+            TokenVerifier(TokenConfig(**keys)) if sub_cfg.enabled else self.tokens
         )
         self.timers = TimerWheel()
         self.outages = Outages()
@@ -125,6 +128,9 @@ class Hub:
         self.decisions = Decisions(self)  # issue 12: hooks and proxies decide client events
         self.webhooks = Webhooks(self.config)  # issue 12: signed webhooks (when enabled)
         self.commands = Commands(self)
+        self.maps = Maps(self, self.map_engine)
+        self.map_flow = MapFlows(self)
+        self.polls = Polls(self)
         self.control = Control(self)  # server API actions and node info across nodes
         self.tracer = self.control.tracing = Tracer(self)  # live traces, on every node
         self._delivery: Delivery | None = None
@@ -149,6 +155,7 @@ class Hub:
         self._started_at = time.time()
         try:
             await self.engine.start(self)
+            await self.map_engine.start(self)
             self.control.start()
             self.timers.start()
             await self.webhooks.start(self.node_id)
@@ -156,6 +163,8 @@ class Hub:
             await self.timers.stop()
             with contextlib.suppress(Exception):
                 await self.control.close()
+            with contextlib.suppress(Exception):
+                await self.map_engine.close()
             with contextlib.suppress(Exception):
                 await self.engine.close()
             self._delivery = None
@@ -167,12 +176,14 @@ class Hub:
         self._closing = True
         for session in list(self._sessions.values()):
             session.close(disconnect)
+        await self.polls.close()
         self.tracer.close()
         await self.wait_idle()
         await self.webhooks.close()
         await self.decisions.close()
         await self.timers.stop()
         await self.control.close()
+        await self.map_engine.close()
         await self.engine.close()
 
     async def wait_idle(self) -> None:
@@ -341,10 +352,7 @@ class Hub:
         self.counters.received_publications += 1
         traced = self.observers.traced_channels
         if traced and channel in traced:  # an admin traces it (empty while nobody does)
-            try:
-                frame = JSON.publication_push(channel, publication)
-            except NotJSON:  # binary data: shown as the API shows it, in b64data
-                frame = JSON.publication_push(channel, to_container(publication))
+            frame = publication_frame(channel, publication)  # binary data as b64data
             self.observers.channel_event(channel, "publication", frame)
         self.channels.publication(channel, publication, position)
 
@@ -374,12 +382,6 @@ class Hub:
 
     # --- application API -------------------------------------------------------------
 
-    def data_format(self, channel: Channel) -> str:
-        """``publication_data_format`` of ``channel``: its namespace's, else the global."""
-        return (
-            channel.options.publication_data_format or self.config.channel.publication_data_format
-        )
-
     def history_options(self, channel: Channel) -> HistoryOptions:
         opts = channel.options
         return HistoryOptions(
@@ -396,6 +398,9 @@ class Hub:
         skip_history: bool = False,
         idempotency_key: str = "",
     ) -> PublishResult:
+        if channel.options.subscription_type != "stream":
+            # A keyless publication would reach map and shared poll subscribers as garbage.
+            raise ClientError(Error.BAD_REQUEST, "not a stream channel (map_publish for maps)")
         history = HistoryOptions() if skip_history else self.history_options(channel)
         if channel.options.delta_publish and not publication.delta:
             # Published as a delta: stored with the flag, so that every node patches it.
@@ -423,13 +428,12 @@ class Hub:
         idempotency_key: str = "",
         delta: bool = False,
     ) -> StreamPosition:
-        """Publish ``data`` (any JSON value, msgspec.Raw, or bytes: a binary payload) to
-        ``channel`` from app code; ``delta``: subscribers that agreed to delta
-        compression may get it as a patch. The channel's ``publication_data_format``
-        applies (error 107)."""
+        """Publish ``data`` (any JSON value, msgspec.Raw, or bytes: binary) to ``channel``
+        from app code (``publication_data_format`` applies: 107); ``delta``: delta
+        subscribers may get it as a patch."""
         resolved = self.channel_rules.resolve(channel)
         payload = to_payload(data) or msgspec.Raw(b"null")
-        check_data_format(payload, self.data_format(resolved))
+        check_data(data_format(self.config, resolved.options), payload)
         publication = Publication(data=payload, tags=tags or None, delta=delta)
         result = await self.publish_publication(
             resolved, publication, skip_history=skip_history, idempotency_key=idempotency_key
@@ -526,6 +530,10 @@ class Hub:
     ) -> None:
         """Server-side subscribe: the client gets a ``subscribe`` push."""
         resolved = self.channel_rules.resolve(channel)
+        if resolved.options.subscription_type != "stream":
+            raise ClientError(
+                Error.BAD_REQUEST, "map and shared poll subscriptions are the client's"
+            )
         request = SubscribeRequest(channel=channel)
         if recover_since is not None:
             request.recover = True
@@ -551,7 +559,7 @@ class Hub:
                 epoch=result.epoch,
                 offset=result.offset,
                 positioned=result.positioned,
-                data=to_payload(data) or NO_DATA,
+                data=to_payload(data) or SubscribePush().data,
             )
             session.push(Push(channel=channel, subscribe=push), PUSH_SUBSCRIBE)
             # The subscribe push has no room for publications: what was recovered

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
@@ -65,6 +65,16 @@ class _Cleanup(NamedTuple):
     by_server: bool  # the server ended it (API, expiry, gap, disconnect), not the client
 
 
+@dataclass(frozen=True, slots=True)
+class Positioner:
+    """How a subscribe learns its position: ``read`` runs once the node is
+    subscribed at the broker (publications since are buffered)."""
+
+    recoverable: bool
+    positioned: bool
+    read: Callable[[], Awaitable[recovery.Positioned]]
+
+
 class Lifecycle:
     """Subscribe, go live and tear down subscriptions of a hub's sessions."""
 
@@ -83,9 +93,12 @@ class Lifecycle:
         expire_at: float = 0.0,
         server_side: bool = False,
         push_join_leave: bool = False,
+        positioner: Positioner | None = None,
     ) -> tuple[Subscription, SubscribeResult]:
         """Subscribe ``session`` (permissions already checked) in the joining state.
 
+        ``positioner``: how the reply learns its position; by default the channel's
+        stream is read (recovery), a map subscription reads its change stream.
         Raises ClientError 105 when already subscribed, SubscriptionGone when the
         session closes meanwhile, and whatever the engine raises; nothing is left
         behind in any of these cases.
@@ -101,10 +114,14 @@ class Lifecycle:
             raise SubscriptionGone(name)
         if name in session.subscriptions:
             raise ClientError(Error.ALREADY_SUBSCRIBED)
-        plan = self._recovery(channel, request)
+        if positioner is None:
+            plan = self._recovery(channel, request)
+            positioner = Positioner(
+                plan.recoverable, plan.positioned, lambda: self._position(channel, request, plan)
+            )
         # Delta compression needs a subscriber that gets every publication in order.
         delta = (
-            plan.positioned
+            positioner.positioned
             and bool(request.delta)
             and request.delta in channel.options.allowed_delta_types
         )
@@ -112,13 +129,14 @@ class Lifecycle:
             session=session,
             channel=channel,
             chan_info=chan_info,
-            recoverable=plan.recoverable,
-            positioned=plan.positioned,
+            recoverable=positioner.recoverable,
+            positioned=positioner.positioned,
             delta=delta,
             push_join_leave=push_join_leave,
             server_side=server_side,
             expire_at=expire_at,
         )
+        subscription.extras = hub.maps.membership(subscription)
         session.subscriptions[name] = subscription
         entry, first = hub.channels.add(subscription)
         if first:
@@ -126,7 +144,7 @@ class Lifecycle:
         try:
             await self._engine_subscribed(name, entry, first)
             _still_joining(subscription)
-            positioned = await self._position(channel, request, plan)
+            positioned = await positioner.read()
             _still_joining(subscription)
             subscription.epoch = positioned.result.epoch
             subscription.live_from = positioned.live_from
@@ -145,9 +163,11 @@ class Lifecycle:
         result = positioned.result
         if delta:
             result.delta = True
+            codec = session.codec
             if result.publications:
-                codec = session.codec
                 result.publications = [whole(p, codec) for p in result.publications]
+            if result.state:  # a map's last state page
+                result.state = [whole(p, codec) for p in result.state]
         return subscription, result
 
     def _recovery(self, channel: Channel, request: SubscribeRequest) -> recovery.Recovery:
@@ -163,6 +183,7 @@ class Lifecycle:
             positioned=positioned,
             cache_mode=opts.force_recovery_mode == "cache",
             max_publications=self.hub.config.client.recovery_max_publication_limit,
+            auto=opts.auto_cache_recovery,
         )
 
     async def _engine_subscribed(self, name: str, entry: ChannelEntry, first: bool) -> None:
@@ -171,7 +192,7 @@ class Lifecycle:
         ready = entry.ready
         if first:
             try:
-                await self.hub.engine.subscribe(name)
+                await self.hub.pubsub_for(name).subscribe(name)
             except BaseException as exc:
                 if not ready.done():
                     # A fresh error: the original's traceback would keep this frame alive.
@@ -233,12 +254,27 @@ class Lifecycle:
         if later is not None:
             self.end(subscription, push=later)
             return None
-        if not subscription.channel.options.join_leave:
-            return None
-        subscription.announced = True
-        hub.counters.sent_joins[subscription.channel.namespace] += 1
-        info = subscription.session.client_info(subscription.chan_info)
-        return self._quietly("join", hub.engine.publish_join(subscription.name, info))
+        join: Awaitable[None] | None = None
+        if subscription.channel.options.join_leave:
+            subscription.announced = True
+            hub.counters.sent_joins[subscription.channel.namespace] += 1
+            info = subscription.session.client_info(subscription.chan_info)
+            join = self._quietly("join", hub.engine.publish_join(subscription.name, info))
+        if subscription.extras is not None:
+            return self._announce(subscription, join)
+        return join
+
+    async def _announce(self, subscription: Subscription, join: Awaitable[None] | None) -> None:
+        """The join, then the subscription's map presence entries (Rule 3 applies)."""
+        if join is not None:
+            await join
+        extras = subscription.extras
+        if extras is None or _is_gone(subscription):
+            return
+        await self._quietly("map presence", extras.added())
+        if _is_gone(subscription):  # ended while the entries were written
+            task = self.hub.spawn(self._quietly("map presence removal", extras.gone()))
+            _leaving(subscription.session, subscription.name, task)
 
     def go_live_all(self, subscriptions: list[Subscription]) -> Awaitable[None] | None:
         """``go_live`` for several subscriptions (a connect's server-side ones)."""
@@ -311,7 +347,8 @@ class Lifecycle:
             session.push(Push(channel=name, unsubscribe=unsubscribe), PUSH_UNSUBSCRIBE)
             self.hub.counters.unsubscribes[push.code] += 1
         notify = was_live and self.hub.hooks.unsubscribe is not None
-        if subscription.presence_added or subscription.announced or notify:
+        extras = was_live and subscription.extras is not None
+        if subscription.presence_added or subscription.announced or notify or extras:
             return _Cleanup(subscription, notify, by_server)
         return None
 
@@ -324,6 +361,8 @@ class Lifecycle:
             self.hub.counters.sent_leaves[subscription.channel.namespace] += 1
             info = subscription.session.client_info(subscription.chan_info)
             await self._quietly("leave", self.hub.engine.publish_leave(subscription.name, info))
+        if subscription.extras is not None:
+            await self._quietly("map presence removal", subscription.extras.gone())
         hook = self.hub.hooks.unsubscribe
         if cleanup.notify and hook is not None:
             session = subscription.session
@@ -351,7 +390,8 @@ class Lifecycle:
     async def _engine_unsubscribe(self, name: str) -> None:
         # Nobody came back meanwhile, and no admin traces it (the tracer lets go of it).
         if name not in self.hub.channels.entries and name not in self.hub.observers.traced_channels:
-            await self._quietly("unsubscribe", self.hub.engine.unsubscribe(name))
+            unsubscribe = self.hub.pubsub_for(name).unsubscribe(name)
+            await self._quietly("unsubscribe", unsubscribe)
 
     # --- presence refresh --------------------------------------------------------------
 
@@ -360,7 +400,7 @@ class Lifecycle:
         due = [
             s
             for s in session.subscriptions.values()
-            if s.presence_added and s.state is SubState.LIVE
+            if (s.presence_added or s.extras is not None) and s.state is SubState.LIVE
         ]
         if due:
             self.hub.spawn(self._refresh(due))
@@ -371,6 +411,10 @@ class Lifecycle:
             if subscription.state is not SubState.LIVE:
                 continue
             session = subscription.session
+            if subscription.extras is not None:
+                await self._quietly("map presence refresh", subscription.extras.refresh())
+            if not subscription.presence_added:
+                continue
             info = session.client_info(subscription.chan_info)
             added = engine.add_presence(subscription.name, session.client_id, info, PRESENCE_TTL)
             await self._quietly("presence refresh", added)

@@ -5,19 +5,23 @@ JSON or binary payloads. ``data`` payloads: a binary one reaches a hook as
 ``bytes``, and a hook's ``bytes`` (or bytearray, memoryview) is taken as a
 Protobuf client's would be (one line of JSON stays JSON, anything else is a
 binary payload, delivered byte for byte to Protobuf clients); any other value
-is encoded as JSON. ``info`` and ``meta`` are JSON only (``to_raw``, ``from_raw``). A value
-that is already a payload passes through unchanged.
+is encoded as JSON. ``info`` and ``meta`` are JSON only (``to_raw``,
+``from_raw``). A value that is already a payload passes through unchanged.
+``check_data`` is the one check of ``publication_data_format``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from hubbub.codes import Error
 from hubbub.errors import ClientError
 from hubbub.protocol.payload import Binary, NotJSON, Payload, from_wire, json_text
+
+if TYPE_CHECKING:
+    from hubbub.config.model import ChannelOptions, Config
 
 
 def to_raw(value: Any) -> msgspec.Raw | None:
@@ -57,22 +61,24 @@ def from_payload(payload: Payload | None) -> Any:
     return msgspec.json.decode(payload)
 
 
-def check_data_format(data: Payload, data_format: str) -> None:
-    """Refuse (error 107) publication ``data`` that the channel's
-    ``publication_data_format`` does not allow, as Centrifugo does: "" any
-    non-empty data, "json" valid JSON, "json_object" a JSON object, "binary"
-    anything, empty included."""
-    if data_format == "binary":
-        return
+def data_format(config: Config, options: ChannelOptions) -> str:
+    """A namespace's ``publication_data_format``, else ``channel.publication_data_format``."""
+    return options.publication_data_format or config.channel.publication_data_format
+
+
+def check_data(fmt: str, data: Payload | bytes | None) -> None:
+    """Refuse (107) data that ``publication_data_format`` ``fmt`` does not allow:
+    anything but JSON for "json" (a binary payload, a Protobuf client's bytes,
+    must be UTF-8 JSON text), anything but a JSON object for "json_object".
+    Empty data is refused whatever the format: "binary" would allow it in
+    Centrifugo, but a publication has no empty payload on hubbub's JSON wire."""
     if not data:
-        raise ClientError(Error.BAD_REQUEST, "data required")
-    if not data_format:
-        return
-    text: bytes = data
-    if isinstance(data, Binary):
+        raise ClientError(Error.BAD_REQUEST)
+    if fmt in ("json", "json_object"):
         try:
-            text = json_text(data)
-        except NotJSON:
-            raise ClientError(Error.BAD_REQUEST, "data is not valid JSON") from None
-    if data_format == "json_object" and not bytes(text).lstrip(b" \t\r\n").startswith(b"{"):
-        raise ClientError(Error.BAD_REQUEST, "data is not a JSON object")
+            text = json_text(data) if isinstance(data, Binary) else data
+            value = msgspec.json.decode(text)
+        except (NotJSON, msgspec.DecodeError):
+            raise ClientError(Error.BAD_REQUEST) from None
+        if fmt == "json_object" and not isinstance(value, dict):
+            raise ClientError(Error.BAD_REQUEST)

@@ -10,6 +10,8 @@ says ``recovered: true`` with them, or it carries none of them.
 Rule 3 (Centrifugo's): a recovered result carries the CLIENT's offset and the
 publications that bring it to the top; otherwise the stream's top. The
 subscription goes live from the top either way (``Positioned.live_from``).
+Rule 4: ``auto_cache_recovery`` (cache mode only) recovers every subscribe:
+one that did not ask gets the latest publication, the top, and no flags.
 """
 
 from __future__ import annotations
@@ -33,10 +35,11 @@ class Recovery:
     positioned: bool  # the client tracks the stream position
     cache_mode: bool  # force_recovery_mode "cache": only the latest publication
     max_publications: int  # client.recovery_max_publication_limit
+    auto: bool = False  # auto_cache_recovery: recover whether the client asks or not
 
     def wants(self, request: SubscribeRequest) -> bool:
         """Whether this subscribe tries to recover (and so reads publications)."""
-        return self.recoverable and request.recover
+        return self.recoverable and (request.recover or self.auto)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,20 +80,24 @@ def conclude(
     )
     if not recovery.wants(request):
         return Positioned(result, top.offset)
-    result.was_recovering = True
+    # auto_cache_recovery recovers for a client that did not ask: it gets the
+    # latest publication with the top position, and no recovery flags.
+    asked = request.recover
+    result.was_recovering = asked
     recovered = page is not None and (
         _cache_recovered(result, request, page)
         if recovery.cache_mode
         else _stream_recovered(result, request, page, recovery.max_publications)
     )
     if recovered:
-        result.recovered = True
         live_from = top.offset
         if result.publications:
             live_from = max(live_from, result.publications[-1].offset)
-        result.offset = request.offset
+        if asked:
+            result.recovered = True
+            result.offset = request.offset
         return Positioned(result, live_from)
-    if request.flag & FLAG_REJECT_UNRECOVERED:
+    if asked and request.flag & FLAG_REJECT_UNRECOVERED:
         raise ClientError(Error.UNRECOVERABLE_POSITION)
     return Positioned(result, top.offset)
 

@@ -46,6 +46,8 @@ from hubbub.protocol.payload import NotJSON
 
 if TYPE_CHECKING:
     from hubbub.hub.hub import Hub
+    from hubbub.hub.map_flow import MapFlow
+    from hubbub.hub.map_presence import MapMembership
 
 log = logging.getLogger("hubbub.session")
 
@@ -80,6 +82,8 @@ class Subscription:
     expiry: Timer | None = None  # the subscription token's expiry check
     # An API unsubscribe that came while joining: applied right after the reply.
     unsubscribe_when_live: UnsubscribeInfo | None = None
+    # Map presence entries (and the map key to remove) that live with it.
+    extras: MapMembership | None = None
 
     @property
     def name(self) -> str:
@@ -139,6 +143,7 @@ class Session:
         "hub",
         "inflight",
         "leaving",
+        "map_flows",
         "meta",
         "name",
         "protocol",
@@ -192,6 +197,8 @@ class Session:
         # Teardowns still running (presence removal, leave), by channel: a new subscription
         # of the same channel waits for its predecessor's (the entries share a key).
         self.leaving: dict[str, list[asyncio.Task[None]]] | None = None
+        # Map subscribes between their first page and live (hub/maps.py), by channel.
+        self.map_flows: dict[str, MapFlow] | None = None
         self.closed = False
         self.inflight: InFlight | None = None  # publishes in flight together (made on use)
         self.heartbeat_timer: Timer | None = None  # stale check, then ping/pong

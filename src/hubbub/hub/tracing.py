@@ -38,7 +38,9 @@ import msgspec
 
 from hubbub.hub.nodes import ANNOUNCE_INTERVAL, NODE_TTL
 from hubbub.hub.observer import Observer
-from hubbub.protocol.payload import display_hook
+from hubbub.protocol.codec import JSON
+from hubbub.protocol.messages import Publication
+from hubbub.protocol.payload import NotJSON, display_hook, to_container
 
 if TYPE_CHECKING:
     from hubbub.codes import DisconnectInfo
@@ -125,6 +127,14 @@ Watcher = Watch | RemoteWatch
 
 
 _encode_display = msgspec.json.Encoder(enc_hook=display_hook).encode
+
+
+def publication_frame(channel: str, publication: Publication) -> bytes:
+    """A traced publication's push as JSON; binary data shows as b64data (as the API)."""
+    try:
+        return JSON.publication_push(channel, publication)
+    except NotJSON:
+        return JSON.publication_push(channel, to_container(publication))
 
 
 def _command_json(received: Received) -> bytes:

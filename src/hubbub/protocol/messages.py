@@ -32,7 +32,16 @@ class SubscribeRequest(msgspec.Struct, omit_defaults=True):
     recoverable: bool = False
     join_leave: bool = False
     delta: str = ""
+    tf: Raw = NO_DATA  # a tags filter (FilterNode); hubbub refuses it (107)
     flag: int = 0
+    # Map and shared poll subscriptions (client.proto 6.8): the subscription type
+    # (0 stream, 1 map, 2 map_clients, 3 map_users, 4 shared_poll) and, for maps,
+    # the phase of a paginated subscribe (2 state, 1 stream, 0 live).
+    type: int = 0
+    phase: int = 0
+    cursor: str = ""
+    limit: int = 0
+    asc: bool = False
 
 
 class ConnectRequest(msgspec.Struct, omit_defaults=True):
@@ -52,6 +61,9 @@ class UnsubscribeRequest(msgspec.Struct):
 class PublishRequest(msgspec.Struct):
     channel: str = ""
     data: Payload = NO_DATA
+    type: int = 0  # 1: a map publish of ``key`` (``removed``: its removal)
+    key: str = ""
+    removed: bool = False
 
 
 class PresenceRequest(msgspec.Struct):
@@ -89,9 +101,26 @@ class RefreshRequest(msgspec.Struct):
     token: str = ""
 
 
+class KeyedItem(msgspec.Struct, omit_defaults=True):
+    """A shared poll key and the version the client has of it (0: none)."""
+
+    key: str = ""
+    version: int = 0
+
+
+class TrackBatch(msgspec.Struct, omit_defaults=True):
+    """Keys a shared poll client tracks, with the signature that authorises them."""
+
+    signature: str = ""
+    items: list[KeyedItem] | None = None
+
+
 class SubRefreshRequest(msgspec.Struct):
     channel: str = ""
     token: str = ""
+    type: int = 0  # shared poll: 1 track (and untrack), 2 untrack
+    track: list[TrackBatch] | None = None
+    untrack: list[str] | None = None
 
 
 class PingRequest(msgspec.Struct):
@@ -133,15 +162,24 @@ class ClientInfo(msgspec.Struct, omit_defaults=True):
 
 
 class Publication(msgspec.Struct, omit_defaults=True):
-    """A publication as stored in history and sent to subscribers."""
+    """A publication as stored in history and sent to subscribers.
 
-    data: Payload = NO_DATA
+    Map and shared poll channels use ``key`` (the entry it changes), ``removed``
+    (the entry is gone), ``score`` (ordered maps) and ``version`` (shared poll).
+    """
+
+    data: Payload = Raw(b"null")
     info: ClientInfo | None = None
     offset: int = 0
     tags: dict[str, str] | None = None
-    time: int = 0
     # Set only on a delta subscriber's copy: ``data`` is a Fossil patch (never stored).
     delta: bool = False
+    time: int = 0
+    key: str = ""
+    removed: bool = False
+    score: int = 0
+    epoch: str = ""  # shared poll publish: the publisher's epoch (hub-internal)
+    version: int = 0
     # Only where JSON is a container (Redis, NATS, API answers): a Binary ``data``
     # as base64, ``data`` absent. Never set on a publication in memory.
     b64data: str = ""
@@ -162,6 +200,13 @@ class SubscribeResult(msgspec.Struct, omit_defaults=True):
     data: Payload = NO_DATA
     was_recovering: bool = False
     delta: bool = False  # delta compression agreed: publications' data are JSON strings
+    # Map subscriptions: the result type (1), the phase it answers or moves to
+    # (2 state, 1 stream, 0 live), the next state page's cursor, state entries.
+    type: int = 0
+    phase: int = 0
+    cursor: str = ""
+    state: list[Publication] | None = None
+    publish_debounce: int = 0  # milliseconds: the SDK coalesces a key's publishes
 
 
 class ConnectResult(msgspec.Struct, omit_defaults=True):
@@ -187,6 +232,7 @@ class RefreshResult(msgspec.Struct, omit_defaults=True):
 class SubRefreshResult(msgspec.Struct, omit_defaults=True):
     expires: bool = False
     ttl: int = 0
+    items: list[Publication] | None = None  # shared poll: data the tracking client lacks
 
 
 class EmptyResult(msgspec.Struct):

@@ -129,7 +129,13 @@ def to_container(struct: Any) -> Any:
     data = struct.data
     if type(data) is not Binary:
         return struct
-    return msgspec.structs.replace(struct, data=NO_DATA, b64data=to_b64(data))
+    # ``data`` back to its default object: msgspec omits a default by identity.
+    return msgspec.structs.replace(struct, data=_data_default(type(struct)), b64data=to_b64(data))
+
+
+def _data_default(cls: type[Any]) -> Any:
+    fields, defaults = cls.__struct_fields__, cls.__struct_defaults__
+    return defaults[fields.index("data") - (len(fields) - len(defaults))]
 
 
 def from_container(struct: Any) -> Any:

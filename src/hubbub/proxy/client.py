@@ -52,6 +52,7 @@ RESPONSES: dict[type[msgspec.Struct], type[m.ProxyResponse]] = {
     m.PublishRequest: m.PublishResponse,
     m.RPCRequest: m.RPCResponse,
     m.SubRefreshRequest: m.SubRefreshResponse,
+    m.SharedPollRefreshRequest: m.SharedPollRefreshResponse,
 }
 _DECODERS = {request: msgspec.json.Decoder(response) for request, response in RESPONSES.items()}
 _encode = msgspec.json.encode
@@ -81,6 +82,8 @@ class _NoRecorder:
 
 class ProxyUnavailable(ClientError):
     """The backend gave no usable answer; the reply carries ``error`` (100 by default)."""
+
+    cause = ""  # what went wrong (refused, timed out, HTTP status ...), for log lines
 
 
 class ProxyClient(Generic[_Result]):
@@ -112,6 +115,8 @@ class ProxyClient(Generic[_Result]):
         self._transforms = {t.status_code: t for t in options.http.status_to_code_transforms}
         self._logged_at = -LOG_INTERVAL
         self._suppressed = 0
+        # The caller logs outages itself (shared poll: one line per outage, not per call).
+        self.quiet = False
 
     def __repr__(self) -> str:
         return f"ProxyClient({self.event!r}, {self.name!r}, {self.endpoint!r})"
@@ -185,7 +190,9 @@ class ProxyClient(Generic[_Result]):
 
     def _unavailable(self, why: str, error: ErrorInfo) -> ProxyUnavailable:
         now = time.monotonic()
-        if now - self._logged_at >= LOG_INTERVAL:
+        if self.quiet:
+            pass
+        elif now - self._logged_at >= LOG_INTERVAL:
             more = f" (and {self._suppressed} more failures)" if self._suppressed else ""
             log.warning(
                 "%s proxy %s (%s) failed: %s; the client gets error %d%s",
@@ -199,7 +206,9 @@ class ProxyClient(Generic[_Result]):
             self._logged_at, self._suppressed = now, 0
         else:
             self._suppressed += 1
-        return ProxyUnavailable(error)
+        unavailable = ProxyUnavailable(error)
+        unavailable.cause = why
+        return unavailable
 
 
 def _empty_result(response: m.ProxyResponse) -> m.ProxyResult:
@@ -210,6 +219,7 @@ def _empty_result(response: m.ProxyResponse) -> m.ProxyResult:
         m.PublishResponse: m.PublishResult,
         m.RPCResponse: m.RPCResult,
         m.SubRefreshResponse: m.SubRefreshResult,
+        m.SharedPollRefreshResponse: m.SharedPollRefreshResult,
     }[type(response)]
     result: m.ProxyResult = result_type()
     return result

@@ -102,6 +102,22 @@ class SubRefreshRequest(msgspec.Struct, omit_defaults=True):
     meta: Raw = NO_DATA
 
 
+class SharedPollItem(msgspec.Struct, omit_defaults=True):
+    """A key a shared poll channel asks about (``version``: the node's, versioned mode)."""
+
+    key: str
+    version: int = 0
+
+
+class SharedPollRefreshRequest(msgspec.Struct, omit_defaults=True):
+    """The node asks for the current data of tracked keys (no client involved)."""
+
+    channel: str
+    items: list[SharedPollItem]
+    encoding: str = ""
+    meta: Raw = NO_DATA  # never sent: no connection is involved
+
+
 ProxyRequest = (
     ConnectRequest
     | RefreshRequest
@@ -109,6 +125,7 @@ ProxyRequest = (
     | PublishRequest
     | RPCRequest
     | SubRefreshRequest
+    | SharedPollRefreshRequest
 )
 
 # --- results (backend -> hubbub) ------------------------------------------------------
@@ -188,6 +205,19 @@ class SubRefreshResult(msgspec.Struct, omit_defaults=True):
     b64info: str = ""
 
 
+class SharedPollResultItem(msgspec.Struct, omit_defaults=True):
+    key: str = ""
+    data: Raw = NO_DATA
+    b64data: str = ""
+    version: int = 0  # required in versioned mode
+    removed: bool = False  # the key is gone: trackers are told, it is tracked no more
+
+
+class SharedPollRefreshResult(msgspec.Struct, omit_defaults=True):
+    items: list[SharedPollResultItem] | None = None  # keys left out are unchanged
+    epoch: str = ""  # the publisher's epoch (versioned mode): a new one resets the channel
+
+
 class ErrorBody(msgspec.Struct):
     code: int
     message: str = ""
@@ -235,6 +265,12 @@ class SubRefreshResponse(msgspec.Struct):
     disconnect: DisconnectBody | None = None
 
 
+class SharedPollRefreshResponse(msgspec.Struct):
+    result: SharedPollRefreshResult | None = None
+    error: ErrorBody | None = None
+    disconnect: DisconnectBody | None = None
+
+
 ProxyResponse = (
     ConnectResponse
     | RefreshResponse
@@ -242,9 +278,16 @@ ProxyResponse = (
     | PublishResponse
     | RPCResponse
     | SubRefreshResponse
+    | SharedPollRefreshResponse
 )
 ProxyResult = (
-    ConnectResult | RefreshResult | SubscribeResult | PublishResult | RPCResult | SubRefreshResult
+    ConnectResult
+    | RefreshResult
+    | SubscribeResult
+    | PublishResult
+    | RPCResult
+    | SubRefreshResult
+    | SharedPollRefreshResult
 )
 
 # --- payload encoding -----------------------------------------------------------------
@@ -334,6 +377,10 @@ def normalize_result(result: ProxyResult, *, checked: bool) -> ProxyResult:
     elif isinstance(result, PublishResult | RPCResult):
         result.data = _pick_data(result.data, result.b64data, "data", checked=checked)
         result.b64data = ""
+    elif isinstance(result, SharedPollRefreshResult):
+        for item in result.items or ():
+            item.data = _pick(item.data, item.b64data, "items.data", checked=checked)
+            item.b64data = ""
     elif isinstance(result, RefreshResult):
         result.info = _pick(result.info, result.b64info, "info", checked=checked)
         result.meta = _pick(result.meta, "", "meta", checked=checked)

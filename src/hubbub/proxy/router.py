@@ -82,6 +82,17 @@ class ProxyRouter:
                 return self._rpc[namespace]
         return self._rpc_default
 
+    def shared_poll(self, config: Config, options: ChannelOptions) -> ProxyClient[Any]:
+        """The refresh proxy of a shared poll namespace (checked at load to exist)."""
+        name = options.shared_poll.proxy_name or DEFAULT_PROXY_NAME
+        if name == DEFAULT_PROXY_NAME:
+            proxy = config.channel.proxy.shared_poll_refresh
+            return self._client(
+                "shared_poll_refresh", name, proxy, "channel.proxy.shared_poll_refresh"
+            )
+        named, key = self._named[name]
+        return self._client("shared_poll_refresh", name, named, key)
+
     async def close(self) -> None:
         for transport in self._grpc.values():
             await transport.close()

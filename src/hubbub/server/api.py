@@ -26,10 +26,13 @@ from hubbub.codes import Disconnect, DisconnectInfo, Error, disconnect_info
 from hubbub.engines.base import EngineUnavailable
 from hubbub.errors import ClientError
 from hubbub.hub.hub import Hub
-from hubbub.hub.payloads import check_data_format
+from hubbub.hub.payloads import check_data, data_format
 from hubbub.protocol.codec import compact_json
 from hubbub.protocol.messages import NO_DATA, Publication, StreamPosition
 from hubbub.protocol.payload import Payload, from_b64, to_container
+from hubbub.server.api_bodies import BadParams as BadParams  # admin.py catches it too
+from hubbub.server.api_bodies import decode as _decode
+from hubbub.server.api_maps import MapApiMethods
 from hubbub.server.http_answer import ApiAnswer
 
 log = logging.getLogger("hubbub.api")
@@ -143,10 +146,6 @@ class BatchParams(msgspec.Struct):
     parallel: bool = False
 
 
-class BadParams(Exception):
-    """The body does not have the method's shape (HTTP 400)."""
-
-
 Handler = Callable[[msgspec.Raw], Awaitable[dict[str, Any]]]
 
 
@@ -160,16 +159,7 @@ def _payload(data: msgspec.Raw, b64data: str) -> Payload:
         raise ClientError(Error.BAD_REQUEST, f"b64data {exc}") from None
 
 
-def _decode(raw: msgspec.Raw | bytes, shape: type[Any]) -> Any:
-    try:
-        return msgspec.json.decode(raw, type=shape)
-    except msgspec.DecodeError as exc:
-        raise BadParams(str(exc)) from exc
-    except RecursionError:
-        raise BadParams("JSON nested too deep") from None
-
-
-class HttpApi:
+class HttpApi(MapApiMethods):
     """The API methods of one hub, dispatched by name."""
 
     def __init__(self, hub: Hub) -> None:
@@ -189,6 +179,13 @@ class HttpApi:
             "refresh": self.refresh,
             "connections": self.connections,
             "batch": self.batch,
+            "map_publish": self.map_publish,
+            "map_remove": self.map_remove,
+            "map_read_state": self.map_read_state,
+            "map_read_stream": self.map_read_stream,
+            "map_stats": self.map_stats,
+            "map_clear": self.map_clear,
+            "shared_poll_publish": self.shared_poll_publish,
         }
 
     # --- HTTP boundary ---------------------------------------------------------------
@@ -305,8 +302,10 @@ class HttpApi:
         *,
         compacted: bool = False,
     ) -> dict[str, Any]:
+        if not data:
+            raise ClientError(Error.BAD_REQUEST, "data required")
         resolved = self.hub.channel_rules.resolve(channel)
-        check_data_format(data, self.hub.data_format(resolved))
+        check_data(data_format(self.hub.config, resolved.options), data)
         if not compacted and isinstance(data, msgspec.Raw):
             data = compact_json(data)
         result = await self.hub.publish_publication(

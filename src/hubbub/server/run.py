@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from hubbub.config.model import Config, HttpServerConfig
 from hubbub.config.tls import server_context
-from hubbub.engines.factory import engine_from_config
+from hubbub.engines.factory import engine_from_config, map_engine_from_config
 from hubbub.hub.hub import Hub
 from hubbub.server.front import Listener
 from hubbub.server.websocket import WebSocketEndpoint
@@ -220,7 +220,7 @@ def run(
 ) -> None:
     """Blocking entry point of ``hubbub serve`` (one worker process); ``setup`` registers
     hooks on the hub before it serves."""
-    hub = Hub(config, engine=engine_from_config(config))
+    hub = Hub(config, engine=engine_from_config(config), map_engine=map_engine_from_config(config))
     if setup is not None:
         setup(hub)
     main = serve(
