@@ -33,6 +33,7 @@ from hubbub.engines.base import (
 from hubbub.engines.memory import IDEMPOTENCY_WINDOW, MemoryEngine
 from hubbub.engines.redis import RedisEngine
 from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
+from hubbub.protocol.payload import Binary
 from tests.redis_cluster_fixtures import RedisClusterProcesses, redis_cluster  # noqa: F401
 from tests.redis_fixtures import RedisProcess, redis_server  # noqa: F401 (fixture)
 from tests.redis_sentinel_fixtures import SentinelSetup, redis_sentinel  # noqa: F401
@@ -185,6 +186,20 @@ class TestStreams:
         assert [p.offset for p in positions] == [1, 2, 3, 4, 5]
         assert events.offsets("a") == [1, 2, 3, 4, 5]
         assert [pos.offset for c, _, pos in events.publications if c == "a"] == [1, 2, 3, 4, 5]
+
+    async def test_binary_data_is_kept_exactly(self, engine: Engine, events: Events) -> None:
+        """A binary payload (a Protobuf client's bytes) comes back as the same bytes,
+        delivered and from history; JSON data stays JSON (protocol/payload.py)."""
+        data = Binary(b"\x00\xff\xfe\n{")
+        await engine.publish("a", Publication(data=data), HISTORY)
+        await engine.publish("a", pub(2), HISTORY)
+        await delivered(engine, events)
+        sent = [p for c, p, _ in events.publications if c == "a"]
+        page = await engine.history("a", HistoryQuery(None, -1, False), HISTORY)
+        for got in (sent, page.publications):
+            assert [type(p.data) for p in got] == [Binary, msgspec.Raw]
+            assert bytes(got[0].data) == data and not got[0].b64data
+            assert msgspec.json.decode(got[1].data) == {"n": 2}
 
     async def test_epoch_is_stable(self, engine: Engine) -> None:
         positions = await publish_many(engine, "a", 5)
