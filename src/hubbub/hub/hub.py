@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import fields
 from typing import Any, TypeVar
@@ -108,7 +107,8 @@ class Hub(StateApi):
             map_engine if map_engine is not None else map_engine_from_config(self.config)
         )
         self.hooks = Hooks()
-        self.node_id = uuid.uuid4().hex[:12]
+        self._ids = IdSource()  # client ids (and this node's)
+        self.node_id = self._ids.new()[:12]
         self.channel_rules = ChannelRules(self.config.channel)
         self.tokens = TokenVerifier(self.config.client.token)
         sub_cfg = self.config.client.subscription_token  # the same keys as client.token
@@ -142,15 +142,9 @@ class Hub(StateApi):
         self._users: dict[str, set[Session]] = {}  # connected sessions by user
         self._background: set[asyncio.Task[Any]] = set()
         self._started_at = 0.0
-        self._closing = False
-        self._ids = IdSource()  # client ids
+        self.closing = False  # close() has begun: every session is being sent away
 
     # --- lifecycle -------------------------------------------------------------------
-
-    @property
-    def closing(self) -> bool:
-        """``close()`` has begun: every session is being sent away."""
-        return self._closing
 
     async def start(self) -> None:
         """Start the engine and the timers, inside the running loop; a start that
@@ -180,7 +174,7 @@ class Hub(StateApi):
 
     async def close(self, disconnect: DisconnectInfo = Disconnect.SHUTDOWN) -> None:
         """Disconnect every client (3001 by default: they reconnect elsewhere) and stop."""
-        self._closing = True
+        self.closing = True
         for session in list(self._sessions.values()):
             session.close(disconnect)
         await self.polls.close()
@@ -274,7 +268,7 @@ class Hub(StateApi):
             emulation=emulation,
             unidirectional=unidirectional,
         )
-        if self._closing:
+        if self.closing:
             session.close(Disconnect.SHUTDOWN)
             return session
         self._sessions[session.client_id] = session
