@@ -5,12 +5,14 @@ with 3001 (they reconnect, to another node if there is one), let background
 work finish, then exit. The clients' answering close frames are waited for
 only ``shutdown.close_timeout`` (0 by default: a restarted node can listen
 only once this one has exited, so its clients would wait on it), and the
-whole shutdown at most ``shutdown.timeout``. uvloop is used when available. With ``http_server.tls``
-both ports serve TLS (the internal one its own ``internal_tls`` if enabled,
-none with ``tls_external``), through the same listener and WebSocket path.
-Start-up: the hub starts, then the listener; the public port's aiohttp
-application is made by the first request that needs it (``PublicHttp``), so a
-restarted node answers its WebSocket clients without loading aiohttp first.
+whole shutdown at most ``shutdown.timeout``. uvloop is used when available.
+With ``http_server.tls`` both ports serve TLS (the internal one its own
+``internal_tls`` if enabled, none with ``tls_external``), through the same
+listener and WebSocket path. Start-up: ``hubbub serve`` binds the public port
+first (server/early.py), the hub starts, then the listener accepts; the public
+port's aiohttp application is made by the first request that needs it
+(``PublicHttp``), so a restarted node answers its WebSocket clients without
+loading aiohttp first.
 """
 
 from __future__ import annotations
