@@ -26,7 +26,7 @@ import itertools
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Reversible
 from dataclasses import dataclass, field
 
 from hubbub.engines.base import (
@@ -48,6 +48,30 @@ SWEEP_INTERVAL = 5.0
 
 def new_epoch() -> str:
     return secrets.token_urlsafe(6)
+
+
+def read_page(
+    channel: str, kept: Reversible[Publication], position: StreamPosition, query: HistoryQuery
+) -> HistoryPage:
+    """``query``'s page of a stream kept in memory (channels and map streams share it).
+
+    ``kept`` runs oldest first; ``position`` is the stream's top. Raises
+    EpochMismatch when ``query.since`` names another life of the stream.
+    """
+    since = query.since
+    if since is not None and since.epoch and since.epoch != position.epoch:
+        raise EpochMismatch(channel, position)
+    if query.limit == 0:
+        return HistoryPage([], position)
+    if query.reverse:
+        upper = since.offset if since is not None else position.offset + 1
+        selected = [p for p in reversed(kept) if p.offset < upper]
+    else:
+        lower = since.offset if since is not None else 0
+        selected = [p for p in kept if p.offset > lower]
+    if query.limit > 0:
+        selected = selected[: query.limit]
+    return HistoryPage(selected, position)
 
 
 @dataclass(slots=True)
@@ -176,21 +200,7 @@ class MemoryEngine:
             return HistoryPage([], StreamPosition())
         stream = self._live_stream(channel, now, history)
         position = StreamPosition(stream.top, stream.epoch)
-        since = query.since
-        if since is not None and since.epoch and since.epoch != stream.epoch:
-            raise EpochMismatch(channel, position)
-        if query.limit == 0:
-            return HistoryPage([], position)
-        kept = stream.publications
-        if query.reverse:
-            upper = since.offset if since is not None else stream.top + 1
-            selected = [p for p in reversed(kept) if p.offset < upper]
-        else:
-            lower = since.offset if since is not None else 0
-            selected = [p for p in kept if p.offset > lower]
-        if query.limit > 0:
-            selected = selected[: query.limit]
-        return HistoryPage(selected, position)
+        return read_page(channel, stream.publications, position, query)
 
     async def remove_history(self, channel: str) -> None:
         stream = self._streams.get(channel)

@@ -36,7 +36,7 @@ from hubbub.engines.maps import (
     MapWrite,
     StatePage,
 )
-from hubbub.engines.memory import new_epoch
+from hubbub.engines.memory import new_epoch, read_page
 from hubbub.protocol.messages import Publication, StreamPosition
 
 #: How often expired keys are removed (Centrifugo's map cleanup_interval: 1 s).
@@ -281,21 +281,7 @@ class MemoryMapEngine:
         now = self._clock()
         chan = self._live(channel, now, store)
         position = StreamPosition(chan.top, chan.epoch)
-        since = query.since
-        if since is not None and since.epoch and since.epoch != chan.epoch:
-            raise EpochMismatch(channel, position)
-        if query.limit == 0:
-            return HistoryPage([], position)
-        kept = chan.stream
-        if query.reverse:
-            upper = since.offset if since is not None else chan.top + 1
-            selected = [p for p in reversed(kept) if p.offset < upper]
-        else:
-            lower = since.offset if since is not None else 0
-            selected = [p for p in kept if p.offset > lower]
-        if query.limit > 0:
-            selected = selected[: query.limit]
-        return HistoryPage(selected, position)
+        return read_page(channel, chan.stream, position, query)
 
     async def stats(self, channel: str, store: MapStore) -> int:
         chan = self._maps.get(channel)

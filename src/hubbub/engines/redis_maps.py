@@ -43,7 +43,7 @@ from hubbub.engines.base import (
 )
 from hubbub.engines.maps import IDEMPOTENCY_WINDOW, MapResult, MapStore, MapWrite, StatePage
 from hubbub.engines.memory import new_epoch
-from hubbub.engines.redis import RedisEngine
+from hubbub.engines.redis import RedisEngine, stream_page, stream_read_args
 from hubbub.engines.redis_maps_scripts import (
     MAP_EXPIRE,
     MAP_PUBLISH,
@@ -268,36 +268,11 @@ class RedisMapEngine:
         return StatePage(entries, next_cursor, position)
 
     async def read_stream(self, channel: str, store: MapStore, query: HistoryQuery) -> HistoryPage:
-        since = query.since
-        mode, bound = "", ""
-        if query.limit != 0:
-            if query.reverse:
-                if since is None:
-                    mode, bound = "r", "+"
-                elif since.offset > 1:
-                    mode, bound = "r", str(since.offset - 1)
-            else:
-                mode, bound = "f", str((since.offset if since is not None else 0) + 1)
-        args: list[Any] = [
-            1,
-            new_epoch(),
-            _ms(max(store.meta_ttl, store.stream_ttl, store.key_ttl)) or 1,
-            since.epoch if since is not None else "",
-            mode,
-            bound,
-            query.limit if query.limit > 0 else -1,
-        ]
+        keep = max(store.meta_ttl, store.stream_ttl, store.key_ttl)
+        args = stream_read_args(query, True, keep)
         keys = [self._key("stream", channel), self._key("meta", channel)]
-        top, epoch, mismatch, entries = await self._run(channel, "history", keys, args)
-        position = StreamPosition(int(top), _text(epoch))
-        if mismatch:
-            raise EpochMismatch(channel, position)
-        publications = []
-        for entry_id, fields in entries:
-            publication = _publication.decode(fields[1])
-            publication.offset = int(entry_id.partition(b"-")[0])
-            publications.append(publication)
-        return HistoryPage(publications, position)
+        reply = await self._run(channel, "history", keys, args)
+        return stream_page(channel, reply)
 
     async def stats(self, channel: str, store: MapStore) -> int:
         client = self._client(channel)
