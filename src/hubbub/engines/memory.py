@@ -20,7 +20,6 @@ is pushed again at the new time. So a sweep pops only entries that are due.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import secrets
@@ -39,6 +38,7 @@ from hubbub.engines.base import (
     PublishResult,
 )
 from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
+from hubbub.tasks import stop_task
 
 #: How long a publish idempotency key is remembered (Centrifugo: 5 minutes).
 IDEMPOTENCY_WINDOW = 300.0
@@ -124,11 +124,8 @@ class MemoryEngine:
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="memory-engine-sweep")
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await stop_task(self._sweeper)
+        self._sweeper = None
 
     @property
     def available(self) -> bool:

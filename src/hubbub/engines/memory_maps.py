@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import heapq
 import time
 from collections import deque
@@ -38,6 +37,7 @@ from hubbub.engines.maps import (
 )
 from hubbub.engines.memory import new_epoch, read_page
 from hubbub.protocol.messages import Publication, StreamPosition
+from hubbub.tasks import stop_task
 
 #: How often expired keys are removed (Centrifugo's map cleanup_interval: 1 s).
 SWEEP_INTERVAL = 1.0
@@ -90,11 +90,8 @@ class MemoryMapEngine:
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="memory-maps-sweep")
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await stop_task(self._sweeper)
+        self._sweeper = None
 
     async def subscribe(self, channel: str) -> None:
         return None

@@ -24,7 +24,6 @@ starts failing and one when it recovers).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -53,6 +52,7 @@ from hubbub.engines.redis_maps_scripts import (
 from hubbub.engines.redis_scripts import HISTORY
 from hubbub.engines.redis_shard import OUTAGE_ERRORS, ServerShard, Shard
 from hubbub.protocol.messages import Publication, StreamPosition
+from hubbub.tasks import stop_task
 
 log = logging.getLogger("hubbub.engines.redis_maps")
 
@@ -111,11 +111,8 @@ class RedisMapEngine:
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="redis-maps-sweep")
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await stop_task(self._sweeper)
+        self._sweeper = None
         await self._broker.close()
 
     async def subscribe(self, channel: str) -> None:

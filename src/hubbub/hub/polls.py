@@ -35,7 +35,6 @@ the channel: every subscriber resubscribes with 2500).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -56,6 +55,7 @@ from hubbub.hub.session import Answer, SubState
 from hubbub.protocol.codec import Codec
 from hubbub.protocol.messages import Publication, SubRefreshResult, SubscribeResult
 from hubbub.proxy import messages as pm
+from hubbub.tasks import stop_task
 
 if TYPE_CHECKING:
     from hubbub.auth.channels import Channel
@@ -127,9 +127,7 @@ class PollChannel:
     async def close(self) -> None:
         if self._cold_handle is not None:
             self._cold_handle.cancel()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await stop_task(self._task)
 
     # --- tracking ----------------------------------------------------------------------
 
