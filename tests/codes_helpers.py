@@ -12,9 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from hubbub.codes import (
-    ALL_DISCONNECTS,
-)
+from hubbub.codes import ALL_DISCONNECTS
 from tests.conftest import CHAT_NAMESPACE, RunningServer
 from tests.wsclient import WSClient, connected_client
 

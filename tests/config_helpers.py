@@ -14,10 +14,7 @@ from typing import Any
 
 import pytest
 
-from hubbub.config import (
-    LoadedConfig,
-    load_config,
-)
+from hubbub.config import LoadedConfig, load_config
 from hubbub.errors import ConfigError
 
 API_KEY_WARNING = "http_api.key is empty: the HTTP API rejects every request until you set it"

@@ -24,11 +24,7 @@ from dataclasses import dataclass, field
 import msgspec
 import pytest
 
-from hubbub.engines.base import (
-    Engine,
-    HistoryOptions,
-    HistoryQuery,
-)
+from hubbub.engines.base import Engine, HistoryOptions, HistoryQuery
 from hubbub.engines.memory import MemoryEngine
 from hubbub.engines.redis import RedisEngine
 from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition

@@ -25,9 +25,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import RunningServer
-from tests.rawws import (
-    RawWS,
-)
+from tests.rawws import RawWS
 from tests.wsclient import WSClient, connected_client
 
 HOST = "127.0.0.1"

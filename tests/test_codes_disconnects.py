@@ -15,16 +15,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from hubbub.codes import (
-    Disconnect,
-)
+from hubbub.codes import Disconnect
 from hubbub.hub.hooks import DisconnectEvent
 from hubbub.hub.hub import Hub
-from tests.codes_helpers import (
-    bystander,
-    config,
-    expect_close,
-)
+from tests.codes_helpers import bystander, config, expect_close
 from tests.conftest import RunningServer, ServerFactory
 from tests.wsclient import connected_client, open_client
 

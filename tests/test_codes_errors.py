@@ -14,11 +14,7 @@ import pytest
 
 from hubbub.hub.hooks import ConnectDecision, ConnectEvent, RPCEvent
 from hubbub.hub.hub import Hub
-from tests.codes_helpers import (
-    bystander,
-    config,
-    expect_error,
-)
+from tests.codes_helpers import bystander, config, expect_error
 from tests.conftest import ServerFactory
 from tests.wsclient import connected_client, open_client
 

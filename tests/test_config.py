@@ -14,22 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hubbub.config import (
-    ChannelOptions,
-    Config,
-    Namespace,
-    load_config,
-    parse_duration,
-)
+from hubbub.config import ChannelOptions, Config, Namespace, load_config, parse_duration
 from hubbub.errors import ConfigError
-from tests.config_helpers import (
-    API_KEY_WARNING,
-    JSON_TEXT,
-    TOML_TEXT,
-    YAML_TEXT,
-    load,
-    write,
-)
+from tests.config_helpers import API_KEY_WARNING, JSON_TEXT, TOML_TEXT, YAML_TEXT, load, write
 
 # ---------------------------------------------------------------- files and defaults
 

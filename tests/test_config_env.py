@@ -13,16 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from hubbub.config import (
-    ChannelOptions,
-    Namespace,
-    load_config,
-)
+from hubbub.config import ChannelOptions, Namespace, load_config
 from hubbub.errors import ConfigError
-from tests.config_helpers import (
-    JSON_TEXT,
-    write,
-)
+from tests.config_helpers import JSON_TEXT, write
 
 # ---------------------------------------------------------------- environment and overrides
 

@@ -13,14 +13,8 @@ from pathlib import Path
 import pytest
 
 from hubbub.cli.config_cmd import checkconfig, genconfig
-from hubbub.config import (
-    generate_config,
-    load_config,
-)
-from tests.config_helpers import (
-    API_KEY_WARNING,
-    write,
-)
+from hubbub.config import generate_config, load_config
+from tests.config_helpers import API_KEY_WARNING, write
 
 # ---------------------------------------------------------------- generate_config
 

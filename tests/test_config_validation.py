@@ -15,16 +15,9 @@ from typing import Any
 
 import pytest
 
-from hubbub.config import (
-    load_config,
-)
+from hubbub.config import load_config
 from hubbub.errors import ConfigError
-from tests.config_helpers import (
-    API_KEY_WARNING,
-    error_key,
-    load,
-    write,
-)
+from tests.config_helpers import API_KEY_WARNING, error_key, load, write
 
 # ---------------------------------------------------------------- unknown and ignored keys
 

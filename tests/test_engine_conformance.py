@@ -13,12 +13,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from hubbub.engines.base import (
-    Engine,
-    EpochMismatch,
-    HistoryOptions,
-    HistoryQuery,
-)
+from hubbub.engines.base import Engine, EpochMismatch, HistoryOptions, HistoryQuery
 from hubbub.engines.memory import IDEMPOTENCY_WINDOW
 from hubbub.protocol.messages import Publication, StreamPosition
 from tests.engine_fixtures import (

@@ -9,13 +9,8 @@ from __future__ import annotations
 
 import asyncio
 
-from hubbub.engines.base import (
-    Engine,
-)
-from tests.engine_fixtures import (
-    Events,
-    delivered,
-)
+from hubbub.engines.base import Engine
+from tests.engine_fixtures import Events, delivered
 
 # --- control ------------------------------------------------------------------------
 

@@ -5,20 +5,9 @@ expiry, and closes idempotently. Memory-only details of the conformance suite.
 
 from __future__ import annotations
 
-from hubbub.engines.base import (
-    HistoryOptions,
-    HistoryQuery,
-)
+from hubbub.engines.base import HistoryOptions, HistoryQuery
 from hubbub.engines.memory import IDEMPOTENCY_WINDOW, MemoryEngine
-from tests.engine_fixtures import (
-    NO_HISTORY,
-    Events,
-    FakeClock,
-    history,
-    info,
-    pub,
-    publish_many,
-)
+from tests.engine_fixtures import NO_HISTORY, Events, FakeClock, history, info, pub, publish_many
 
 # --- memory engine only --------------------------------------------------------------
 

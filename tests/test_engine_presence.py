@@ -8,15 +8,9 @@ from __future__ import annotations
 
 import msgspec
 
-from hubbub.engines.base import (
-    Engine,
-    PresenceStats,
-)
+from hubbub.engines.base import Engine, PresenceStats
 from hubbub.protocol.messages import ClientInfo
-from tests.engine_fixtures import (
-    FakeClock,
-    info,
-)
+from tests.engine_fixtures import FakeClock, info
 
 # --- presence ------------------------------------------------------------------------
 

@@ -29,11 +29,7 @@ from hubbub.websocket.frames import (
     parse_close,
     text_header,
 )
-from tests.frames_helpers import (
-    KEY,
-    LIMIT,
-    header_length,
-)
+from tests.frames_helpers import KEY, LIMIT, header_length
 from tests.rawws import apply_mask
 
 # --- parse_close ---------------------------------------------------------------------

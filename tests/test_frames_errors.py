@@ -27,12 +27,7 @@ from hubbub.websocket.frames import (
     FrameReader,
     Message,
 )
-from tests.frames_helpers import (
-    KEY,
-    LIMIT,
-    error_of,
-    feed_in_pieces,
-)
+from tests.frames_helpers import KEY, LIMIT, error_of, feed_in_pieces
 from tests.rawws import build_frame
 
 # --- errors --------------------------------------------------------------------------

@@ -27,14 +27,7 @@ from tests.hostile_helpers import (
     raw_connected,
     rss_bytes,
 )
-from tests.rawws import (
-    OP_PING,
-    OP_PONG,
-    OP_TEXT,
-    RawWS,
-    build_frame,
-    text,
-)
+from tests.rawws import OP_PING, OP_PONG, OP_TEXT, RawWS, build_frame, text
 
 # --- floods --------------------------------------------------------------------------
 

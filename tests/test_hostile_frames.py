@@ -24,13 +24,7 @@ from tests.hostile_helpers import (
     no_hubbub_tracebacks,  # noqa: F401 (autouse fixture)
     raw_connected,
 )
-from tests.rawws import (
-    OP_BINARY,
-    OP_CONTINUATION,
-    OP_PING,
-    OP_TEXT,
-    build_frame,
-)
+from tests.rawws import OP_BINARY, OP_CONTINUATION, OP_PING, OP_TEXT, build_frame
 
 # --- frames the WebSocket layer must refuse ------------------------------------------
 

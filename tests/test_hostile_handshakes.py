@@ -23,10 +23,7 @@ from tests.hostile_helpers import (
     no_hubbub_tracebacks,  # noqa: F401 (autouse fixture)
     raw_connected,
 )
-from tests.rawws import (
-    handshake_request,
-    http_exchange,
-)
+from tests.rawws import handshake_request, http_exchange
 
 # --- handshakes ----------------------------------------------------------------------
 

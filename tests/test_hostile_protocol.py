@@ -24,9 +24,7 @@ from tests.hostile_helpers import (
     no_hubbub_tracebacks,  # noqa: F401 (autouse fixture)
     raw_connected,
 )
-from tests.rawws import (
-    build_frame,
-)
+from tests.rawws import build_frame
 from tests.wsclient import open_client
 
 # --- protocol violations -------------------------------------------------------------
