@@ -16,6 +16,7 @@ import pytest
 from hubbub.engines.base import Engine, EpochMismatch, HistoryOptions, HistoryQuery
 from hubbub.engines.memory import IDEMPOTENCY_WINDOW
 from hubbub.protocol.messages import Publication, StreamPosition
+from hubbub.protocol.payload import Binary
 from tests.engine_fixtures import (
     HISTORY,
     NO_HISTORY,
@@ -40,6 +41,20 @@ class TestStreams:
         assert [p.offset for p in positions] == [1, 2, 3, 4, 5]
         assert events.offsets("a") == [1, 2, 3, 4, 5]
         assert [pos.offset for c, _, pos in events.publications if c == "a"] == [1, 2, 3, 4, 5]
+
+    async def test_binary_data_is_kept_exactly(self, engine: Engine, events: Events) -> None:
+        """A binary payload (a Protobuf client's bytes) comes back as the same bytes,
+        delivered and from history; JSON data stays JSON (protocol/payload.py)."""
+        data = Binary(b"\x00\xff\xfe\n{")
+        await engine.publish("a", Publication(data=data), HISTORY)
+        await engine.publish("a", pub(2), HISTORY)
+        await delivered(engine, events)
+        sent = [p for c, p, _ in events.publications if c == "a"]
+        page = await engine.history("a", HistoryQuery(None, -1, False), HISTORY)
+        for got in (sent, page.publications):
+            assert [type(p.data) for p in got] == [Binary, msgspec.Raw]
+            assert bytes(got[0].data) == data and not got[0].b64data
+            assert msgspec.json.decode(got[1].data) == {"n": 2}
 
     async def test_epoch_is_stable(self, engine: Engine) -> None:
         positions = await publish_many(engine, "a", 5)

@@ -26,6 +26,8 @@ from hubbub.engines.memory import MemoryEngine
 from hubbub.engines.nats import NatsBroker, channel_subject
 from hubbub.engines.redis import RedisEngine
 from hubbub.errors import ConfigError
+from hubbub.protocol.messages import Publication
+from hubbub.protocol.payload import Binary
 from tests.engine_fixtures import Events, info, pub
 from tests.engine_fixtures import numbers as numbers_of
 from tests.nats_fixtures import NatsProcess, nats_server, own_nats  # noqa: F401 (fixtures)
@@ -101,6 +103,17 @@ async def test_publications_join_leave_and_control_cross_nodes_in_order(
     await b.publish_control(b"marker", node="node-a")
     await wait_until(lambda: b"marker" in events_a.controls, events_a)
     assert 999 not in numbers_of([p for c, p, _ in events_a.publications if c == channel])
+
+
+async def test_binary_data_crosses_nodes_exactly(
+    two_nodes: tuple[NatsBroker, Events, NatsBroker, Events],
+) -> None:
+    a, events_a, b, _ = two_nodes
+    await a.subscribe("bin")
+    await b.publish("bin", Publication(data=Binary(b"\x00\xff\xfe")), NO_HISTORY)
+    await wait_until(lambda: len(events_a.publications) == 1, events_a)
+    [(_, publication, _)] = events_a.publications
+    assert type(publication.data) is Binary and publication.data == b"\x00\xff\xfe"
 
 
 async def test_with_redis_history_channels_keep_offsets_and_presence_is_shared(

@@ -41,6 +41,7 @@ from hubbub.protocol.messages import (
     SubscribeResult,
     UnsubscribePush,
 )
+from hubbub.protocol.payload import json_text
 from hubbub.protocol.protobuf import PROTOBUF, decode_replies
 from hubbub.protocol.protowire import delimited, split_delimited
 
@@ -340,7 +341,10 @@ def test_commands_decode_into_the_json_structs() -> None:
         and subscribe.join_leave
     )
     publish = commands[2].publish
-    assert publish is not None and bytes(publish.data) == b'{"x":"y"}'  # made one line
+    # Payload bytes are kept exactly (Protobuf subscribers get them as sent); JSON
+    # clients get that JSON made one line.
+    assert publish is not None and bytes(publish.data) == b'{"x":\n"y"}'
+    assert bytes(json_text(publish.data)) == b'{"x":"y"}'
     history = commands[3].history
     assert history is not None and history.limit == -1 and history.reverse
     assert history.since is not None and (history.since.offset, history.since.epoch) == (3, "e")
@@ -357,7 +361,6 @@ def test_commands_decode_into_the_json_structs() -> None:
         "a text frame",
         b"\x05\x08",  # a length past the end
         b"\x02\x08\xff",  # a truncated varint
-        command_bytes({"id": 1, "publish": {"channel": "c", "data": b64(b"\x00not json")}}),
         b"\x02\x0b\x00",  # a group (wire type 3)
     ],
 )
@@ -455,13 +458,24 @@ async def test_json_and_protobuf_subscribers_get_the_same_publications() -> None
         assert [int(p["offset"]) for p in replies[5]["history"]["publications"]] == [1, 2, 3, 4]
 
 
-async def test_protobuf_bad_payload_closes_with_3501() -> None:
+async def test_protobuf_binary_payload_reaches_protobuf_clients_and_closes_json_ones() -> None:
+    """A payload that is not JSON is published (formerly: 3501); a JSON subscriber of
+    the channel is closed with 3506 (inappropriate protocol), as in Centrifugo."""
     async with Hub(config()) as hub:
         client = LocalClient(hub, codec=PROTOBUF)
-        await client.send(command_bytes({"id": 1, "connect": {}}))
-        await receive(client, 1)
+        json_client = LocalClient(hub)
+        await json_client.send(b'{"id":1,"connect":{}}\n{"id":2,"subscribe":{"channel":"chat:a"}}')
+        await receive(json_client, 2)
         await client.send(
-            command_bytes({"id": 2, "publish": {"channel": "chat:a", "data": b64(b"\xff")}})
+            command_bytes({"id": 1, "connect": {}}, {"id": 2, "subscribe": {"channel": "chat:a"}})
         )
-        assert client.close_code == Disconnect.BAD_REQUEST.code
+        await receive(client, 2)
+        await client.send(
+            command_bytes({"id": 3, "publish": {"channel": "chat:a", "data": b64(b"\xff")}})
+        )
+        messages = [parse_reply(m) for m in await receive(client, 3)]
+        pubs = [m["push"]["pub"] for m in messages if "pub" in m.get("push", {})]
+        assert [p["data"] for p in pubs] == [b64(b"\xff")]
+        assert client.close_code is None
+        assert json_client.close_code == Disconnect.INAPPROPRIATE_PROTOCOL.code == 3506
         assert JSON.name == "json"

@@ -22,6 +22,7 @@ import pytest
 
 from hubbub.config.loader import load_config
 from hubbub.errors import ConfigError
+from hubbub.protocol.payload import Binary
 from hubbub.proxy import ProxyRouter
 from hubbub.proxy import messages as m
 from hubbub.proxy.client import RESPONSES
@@ -343,13 +344,21 @@ def test_answers_are_normalized_to_one_line_json() -> None:
     "result",
     [
         m.RPCResult(b64data="not base64!"),
-        m.RPCResult(b64data=base64.b64encode(b"\x00binary").decode()),
         m.RPCResult(data=msgspec.Raw(b"{not json")),
     ],
 )
 def test_malformed_payloads_are_refused(result: m.RPCResult) -> None:
     with pytest.raises(m.MalformedAnswer):
         m.normalize_result(result, checked=False)
+
+
+def test_binary_answers_are_binary_payloads() -> None:
+    """b64data that is not JSON is kept as bytes, for Protobuf clients (it used to be
+    refused as malformed: hubbub's clients all spoke JSON)."""
+    result = m.RPCResult(b64data=base64.b64encode(b"\x00binary").decode())
+    m.normalize_result(result, checked=False)
+    assert type(result.data) is Binary and result.data == b"\x00binary"
+    assert result.b64data == ""
 
 
 def test_binary_encoding_moves_data_to_b64data() -> None:

@@ -17,7 +17,9 @@
  *     "data": {...},                  // optional connect data (e.g. for a connect proxy)
  *     "headers": {"Cookie": "..."},   // optional headers of the WebSocket upgrade request
  *     "protobuf": true,               // optional: the SDK's Protobuf build (centrifuge/build/protobuf);
- *                                     //   payloads are JSON bytes both ways, shown decoded
+ *                                     //   payloads are JSON bytes both ways, shown decoded;
+ *                                     //   publications and rpc results also carry "b64", their
+ *                                     //   exact bytes, and "data" is null when they are not JSON
  *     "transports": [{"transport": "http_stream", "endpoint": "http://..."}],
  *                                     // optional: these transports instead of "url" (emulation)
  *     "emulationEndpoint": "http://.../emulation",   // optional, with "transports"
@@ -27,7 +29,8 @@
  * then commands on stdin, one JSON object a line, run one at a time in order:
  *   {"cmd": "publish", "data": ...}          {"cmd": "presence"}
  *   {"cmd": "presence_stats"}                {"cmd": "history", "limit": 10}
- *   {"cmd": "rpc", "method": "m", "data": ...}
+ *   {"cmd": "rpc", "method": "m", "data": ...}   {"cmd": "send", "data": ...}
+ *   (publish, rpc and send take "b64" instead of "data" with "protobuf": these exact bytes)
  *   {"cmd": "disconnect"}  {"cmd": "connect"}  {"cmd": "exit"}
  * Channel commands use "channel" if given, else the scenario's channel (through its
  * subscription, which makes the SDK wait until it is subscribed). A command may carry

@@ -9,7 +9,17 @@
  */
 
 const textEncoder = new TextEncoder();
-const textDecoder = new TextDecoder();
+const strictDecoder = new TextDecoder('utf-8', { fatal: true });
+
+function toBase64(bytes) {
+  let text = '';
+  for (const byte of bytes) text += String.fromCharCode(byte);
+  return btoa(text);
+}
+
+function fromBase64(b64) {
+  return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+}
 
 export function errorFields(err) {
   if (err && typeof err === 'object' && 'code' in err) {
@@ -28,17 +38,29 @@ export function errorFields(err) {
 export function startScenario({ Centrifuge, scenario, emit, options: extra = {} }) {
   const protobuf = Boolean(scenario.protobuf);
 
-  /** Outgoing payload: the Protobuf build sends bytes (our JSON's). */
-  function outgoing(data) {
+  /** Outgoing payload: the Protobuf build sends bytes (our JSON's, or `b64`'s exactly). */
+  function outgoing(data, b64) {
+    if (protobuf && b64 !== undefined) return fromBase64(b64);
     return protobuf ? textEncoder.encode(JSON.stringify(data)) : data;
   }
 
-  /** Incoming payload: the Protobuf build hands bytes (JSON here), shown decoded. */
+  /** Incoming payload: the Protobuf build hands bytes (JSON here), shown decoded;
+   *  bytes that are not JSON show as null (their exact bytes are in `b64` fields). */
   function incoming(data) {
     if (protobuf && data instanceof Uint8Array) {
-      return data.length ? JSON.parse(textDecoder.decode(data)) : null;
+      if (!data.length) return null;
+      try {
+        return JSON.parse(strictDecoder.decode(data));
+      } catch {
+        return null;
+      }
     }
     return data;
+  }
+
+  /** The exact bytes of a Protobuf payload as base64 (undefined for JSON). */
+  function rawBytes(data) {
+    return protobuf && data instanceof Uint8Array ? toBase64(data) : undefined;
   }
 
   function clientInfo(info) {
@@ -55,6 +77,7 @@ export function startScenario({ Centrifuge, scenario, emit, options: extra = {} 
     return {
       channel: ctx.channel,
       data: incoming(ctx.data),
+      b64: rawBytes(ctx.data),
       offset: ctx.offset ?? null,
       info: clientInfo(ctx.info),
       tags: ctx.tags ?? null,
@@ -133,7 +156,7 @@ export function startScenario({ Centrifuge, scenario, emit, options: extra = {} 
     const withChannel = sub ? [] : [channel];
     switch (command.cmd) {
       case 'publish':
-        await target.publish(...withChannel, outgoing(command.data));
+        await target.publish(...withChannel, outgoing(command.data, command.b64));
         return {};
       case 'presence': {
         const result = await target.presence(...withChannel);
@@ -156,9 +179,12 @@ export function startScenario({ Centrifuge, scenario, emit, options: extra = {} 
         };
       }
       case 'rpc': {
-        const result = await client.rpc(command.method, outgoing(command.data ?? null));
-        return { data: incoming(result.data) ?? null };
+        const result = await client.rpc(command.method, outgoing(command.data ?? null, command.b64));
+        return { data: incoming(result.data) ?? null, b64: rawBytes(result.data) };
       }
+      case 'send':
+        await client.send(outgoing(command.data ?? null, command.b64));
+        return {};
       case 'disconnect':
         client.disconnect();
         return {};

@@ -49,6 +49,7 @@ from hubbub.engines.base import (
 )
 from hubbub.engines.health import Reachability
 from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
+from hubbub.protocol.payload import from_container, to_container
 from hubbub.tasks import stop_task
 
 log = logging.getLogger("hubbub.engines.nats")
@@ -213,7 +214,9 @@ class NatsBroker:
                 channel, publication, history, idempotency_key=idempotency_key
             )
         publication.offset = 0
-        await self._publish(channel_subject(self.prefix, channel), b"p0::" + _encode(publication))
+        await self._publish(
+            channel_subject(self.prefix, channel), b"p0::" + _encode(to_container(publication))
+        )
         return PublishResult(StreamPosition())
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
@@ -236,7 +239,7 @@ class NatsBroker:
             kind = data[:1]
             if kind == b"p":
                 handler.handle_publication(
-                    channel, _publication_decoder.decode(data[4:]), StreamPosition()
+                    channel, from_container(_publication_decoder.decode(data[4:])), StreamPosition()
                 )
             elif kind == b"j":
                 handler.handle_join(channel, _info_decoder.decode(data[1:]))

@@ -45,6 +45,7 @@ from hubbub.engines.base import (
 )
 from hubbub.engines.redis_shard import OUTAGE_ERRORS, ServerShard, Shard, normalize_address
 from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
+from hubbub.protocol.payload import from_container, to_container
 
 __all__ = ["OUTAGE_ERRORS", "RedisEngine", "jump_hash", "normalize_address", "shard_index"]
 
@@ -239,7 +240,7 @@ class RedisEngine:
                 first = data.index(b":", 1)
                 second = data.index(b":", first + 1)
                 offset = int(data[1:first])
-                publication = _publication_decoder.decode(data[second + 1 :])
+                publication = from_container(_publication_decoder.decode(data[second + 1 :]))
                 publication.offset = offset
                 position = StreamPosition(offset, data[first + 1 : second].decode())
                 handler.handle_publication(channel, publication, position)
@@ -289,7 +290,7 @@ class RedisEngine:
             else self._key("meta", channel),
         ]
         args: list[_Arg] = [
-            _encode(publication),
+            _encode(to_container(publication)),
             history.size,
             _ms(history.ttl),
             _ms(max(history.meta_ttl, history.ttl)),
@@ -392,7 +393,7 @@ def stream_page(channel: str, reply: Sequence[Any]) -> HistoryPage:
         raise EpochMismatch(channel, position)
     publications = []
     for entry_id, fields in entries:
-        publication = _publication_decoder.decode(fields[1])
+        publication = from_container(_publication_decoder.decode(fields[1]))
         publication.offset = int(entry_id.partition(b"-")[0])
         publications.append(publication)
     return HistoryPage(publications, position)

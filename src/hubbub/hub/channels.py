@@ -22,6 +22,12 @@ subscriber. In a map channel the base of a key's patch is that key's previous
 publication (``keyed``), as the SDKs decode map deltas per key.
 Rule 5: a channel with a sink (shared poll: each key has its own trackers)
 hands its publications to the sink instead of broadcasting them.
+Rule 6: a publication whose payload is not JSON (protocol/payload.py) has no
+JSON push: before it is queued, every subscription of the channel whose
+client speaks JSON is closed with 3506 (inappropriate protocol, as
+Centrifugo), so the rest (Protobuf) share its frames as usual and no JSON
+client is sent what it cannot read. The JSON encoding is tried as always:
+the JSON hot path gains no check.
 """
 
 from __future__ import annotations
@@ -33,10 +39,12 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from hubbub.codes import Disconnect
 from hubbub.hub.counters import PUSH_JOIN, PUSH_LEAVE, PUSH_PUBLICATION
 from hubbub.hub.deltas import DeltaFrames
 from hubbub.protocol.codec import Codec, encode_publication_push
 from hubbub.protocol.messages import Publication, Push, StreamPosition
+from hubbub.protocol.payload import NotJSON
 
 if TYPE_CHECKING:
     from hubbub.hub.delivery import Delivery
@@ -46,6 +54,8 @@ log = logging.getLogger("hubbub.hub")
 
 #: A pending offset in ``ChannelEntry.joining`` that marks lost events.
 GAP = -1
+#: The JSON push of a publication that has none (Rule 6): never sent to anyone.
+NOT_JSON = b""
 
 #: A publication that arrived while a subscription was joining: its offset,
 #: its JSON push, and the publication (to encode it for other codecs).
@@ -209,7 +219,10 @@ class ChannelTable:
                 # live subscribers have it through their subscribe position; a joining
                 # one may not (its position may be older), and filters it by its own.
                 if entry.joining:
-                    frame = encode_publication_push(channel, publication)
+                    try:
+                        frame = encode_publication_push(channel, publication)
+                    except NotJSON as exc:
+                        frame = self._close_json_clients(channel, entry, exc)
                     for pending in entry.joining.values():
                         pending.append((offset, frame, publication))
                 return
@@ -222,7 +235,10 @@ class ChannelTable:
             entry.offset = offset
             if entry.catching_up:
                 self._catch_up(channel, entry, offset)
-        frame = encode_publication_push(channel, publication)
+        try:
+            frame = encode_publication_push(channel, publication)
+        except NotJSON as exc:
+            frame = self._close_json_clients(channel, entry, exc)
         if entry.live:
             self._delivery().broadcast(channel, entry.live, frame, publication)
         if entry.deltas:
@@ -235,6 +251,29 @@ class ChannelTable:
         if entry.joining:
             for pending in entry.joining.values():
                 pending.append((offset, frame, publication))
+
+    def _close_json_clients(self, channel: str, entry: ChannelEntry, exc: NotJSON) -> bytes:
+        """Rule 6: close the JSON clients of ``channel`` before a publication they cannot
+        read; return the (empty) JSON push that nobody left will be sent."""
+        sessions = [
+            session
+            for members in (entry.live, entry.deltas, entry.joining, entry.catching_up)
+            for session in members
+            if not session.codec.binary
+        ]
+        if sessions:
+            log.warning(
+                "publication in %s is not JSON (%s): %d JSON clients closed with %d; "
+                "publication_data_format refuses such publications instead",
+                channel,
+                exc,
+                len(sessions),
+                Disconnect.INAPPROPRIATE_PROTOCOL.code,
+            )
+        for session in sessions:
+            # Synchronous: its subscriptions leave the entry (maybe the table) now.
+            session.close(Disconnect.INAPPROPRIATE_PROTOCOL, detail="binary publication")
+        return NOT_JSON
 
     def _send_deltas(
         self, channel: str, entry: ChannelEntry, publication: Publication, as_delta: bool

@@ -26,7 +26,7 @@ from hubbub.errors import ClientError, DisconnectRequest
 from hubbub.hub.decisions import apply_override
 from hubbub.hub.deltas import FOSSIL
 from hubbub.hub.hooks import MessageEvent, SubscribeDecision, is_set
-from hubbub.hub.payloads import check_data, data_format, from_raw, to_raw
+from hubbub.hub.payloads import check_data, data_format, from_payload, to_payload, to_raw
 from hubbub.hub.session import Answer, Session, SubscriptionGone, SubState
 from hubbub.protocol.messages import (
     NO_DATA,
@@ -43,6 +43,7 @@ from hubbub.protocol.messages import (
     SubscribeResult,
 )
 from hubbub.protocol.messages import Publication as WirePublication
+from hubbub.protocol.payload import Payload
 from hubbub.version import __version__
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ class Commands:
             raise ClientError(Error.UNAUTHORIZED)
         session.name = request.name
         session.version = request.version
-        reply_data: msgspec.Raw | None = None
+        reply_data: Payload | None = None
         # --- issue 12: the decision point (connect proxy without a token, or on_connect) ---
         decision = await hub.decisions.connect(session, request, token_present=bool(request.token))
         if decision is not None:
@@ -138,7 +139,7 @@ class Commands:
             if is_set(decision.info):
                 session.conn_info = to_raw(decision.info)
             if is_set(decision.data):
-                reply_data = to_raw(decision.data)
+                reply_data = to_payload(decision.data)
             if is_set(decision.meta):
                 session.meta = to_raw(decision.meta)
             if decision.expire_at is not None:
@@ -384,14 +385,16 @@ class Commands:
         channel = hub.channel_rules.resolve(request.channel)
         if request.type or channel.options.subscription_type != "stream":
             return await hub.maps.client_publish(session, channel, request)
-        check_data(data_format(hub.config, channel.options), request.data)
-        data: msgspec.Raw = request.data
+        fmt = data_format(hub.config, channel.options)
+        check_data(fmt, request.data)
+        data: Payload = request.data
         skip_history, tags, idempotency_key = False, None, ""
         # --- issue 12: the decision point (permissions, then publish proxy or on_publish) ---
         decision = await hub.decisions.publish(session, channel, data)
         if decision is not None:
             if is_set(decision.data):
-                data = to_raw(decision.data) or msgspec.Raw(b"null")
+                data = to_payload(decision.data) or msgspec.Raw(b"null")
+                check_data(fmt, data)  # what the decider put instead
             skip_history = decision.skip_history
             tags, idempotency_key = decision.tags, decision.idempotency_key
         # --- end issue 12 ---
@@ -458,7 +461,7 @@ class Commands:
         assert request is not None
         hook = self.hub.hooks.message
         if hook is not None:
-            await hook(MessageEvent(session.client_id, session.user, from_raw(request.data)))
+            await hook(MessageEvent(session.client_id, session.user, from_payload(request.data)))
 
     async def ping(self, session: Session, command: Command) -> Answer:
         return Answer("ping", EmptyResult())
@@ -470,7 +473,7 @@ class Commands:
     ) -> None:
         """The subscribe result as a decision shapes it (issue 12)."""
         if decision is not None and is_set(decision.data):
-            result.data = to_raw(decision.data) or NO_DATA
+            result.data = to_payload(decision.data) or NO_DATA
         if self.hub.decisions.server_sub_refresh(channel):  # the server refreshes it
             result.expires, result.ttl = False, 0
 

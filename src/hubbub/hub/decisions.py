@@ -11,7 +11,8 @@ Rule 2: channel permissions keep one order (``auth.permissions.decide``):
 private channel, subscription token, user-limited channel, then the
 decider, then the options; a rule is never applied twice or skipped.
 Rule 3: a proxy's answer becomes the decision object a hook returns (payloads
-as ``msgspec.Raw``), so ``commands`` applies one kind of answer, once.
+as ``msgspec.Raw`` or ``Binary``), so ``commands`` applies one kind of answer,
+once.
 Rule 4: server-side refresh (a refresh proxy or ``on_refresh`` hook; the same
 for subscriptions in a namespace with a sub_refresh decider) happens when the
 expiry comes; an answer that did not come (backend down) is retried after
@@ -51,7 +52,7 @@ from hubbub.hub.hooks import (
     SubscribeEvent,
     is_set,
 )
-from hubbub.hub.payloads import from_raw, to_raw
+from hubbub.hub.payloads import from_payload, from_raw, to_payload, to_raw
 from hubbub.hub.session import SubState
 from hubbub.proxy import ProxyRouter, ProxyUnavailable
 from hubbub.proxy import messages as pm
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from hubbub.hub.hub import Hub
     from hubbub.hub.session import Session, Subscription
     from hubbub.protocol.messages import ConnectRequest, SubscribeRequest
+    from hubbub.protocol.payload import Payload
 
 log = logging.getLogger("hubbub.decisions")
 
@@ -127,7 +129,7 @@ class Decisions:
                 client=session.client_id,
                 user=session.user,
                 token_present=token_present,
-                data=from_raw(request.data),
+                data=from_payload(request.data),
                 name=request.name,
                 version=request.version,
                 remote=session.remote,
@@ -240,14 +242,14 @@ class Decisions:
                 session.client_id,
                 session.user,
                 channel.name,
-                from_raw(request.data),
+                from_payload(request.data),
                 meta=from_raw(session.meta),
                 **_transport_of(session),
             )
         )
 
     async def publish(
-        self, session: Session, channel: Channel, data: msgspec.Raw
+        self, session: Session, channel: Channel, data: Payload
     ) -> PublishDecision | None:
         """None: publish as sent; a decision: publish with changes; ClientError: refused."""
         proxy = self.proxies.channel(channel.namespace).publish
@@ -287,7 +289,7 @@ class Decisions:
                 session.client_id,
                 session.user,
                 channel.name,
-                from_raw(data),
+                from_payload(data),
                 meta=from_raw(session.meta),
                 **_transport_of(session),
             )
@@ -389,7 +391,7 @@ class Decisions:
 
     # --- application calls -----------------------------------------------------------
 
-    async def rpc(self, session: Session, method: str, data: msgspec.Raw) -> msgspec.Raw | None:
+    async def rpc(self, session: Session, method: str, data: Payload) -> Payload | None:
         """The RPC's result data; 108 when neither a proxy nor a hook answers RPC."""
         proxy = self.proxies.rpc(method)
         if proxy is not None:
@@ -414,12 +416,12 @@ class Decisions:
                 session.client_id,
                 session.user,
                 method,
-                from_raw(data),
+                from_payload(data),
                 meta=from_raw(session.meta),
                 **_transport_of(session),
             )
         )
-        return to_raw(response.data if isinstance(response, RPCResponse) else response)
+        return to_payload(response.data if isinstance(response, RPCResponse) else response)
 
 
 def _transport_of(session: Session) -> dict[str, str]:

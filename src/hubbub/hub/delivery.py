@@ -144,7 +144,7 @@ class Delivery:
         batch.publications.append(publication)
         batch.seqs.append(self._seq)
         self._seq += 1
-        batch.size += len(data)
+        batch.size += len(data) or len(publication.data)  # b"": not JSON (channels Rule 6)
         if batch.size > self.limit:
             # One turn published more than a subscriber may have pending: write it now,
             # so that transports' buffers (not this batch) tell who is slow.

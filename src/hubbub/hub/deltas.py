@@ -13,6 +13,12 @@ a subscribe carry whole payloads, so a subscriber's base is always what it
 last received.
 Rule 3: ``DeltaFrames`` makes the patch of one publication once, and each
 encoding (codec x whole/patch) once, for all the delta subscribers of a channel.
+Rule 4 (binary payloads, protocol/payload.py): when the publication or the one
+before it is ``Binary``, Protobuf subscribers get a patch over the exact bytes
+(not aligned on characters), and JSON subscribers get the whole payload in its
+JSON form: their base is that form, which need not be the exact bytes. A
+payload that is not JSON raises ``NotJSON`` for a JSON subscriber (closed with
+3506 by the caller).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import msgspec
 from hubbub.protocol import fossil
 from hubbub.protocol.codec import Codec
 from hubbub.protocol.messages import Publication
+from hubbub.protocol.payload import Binary, is_binary, json_text
 
 #: The only delta type there is (``SubscribeRequest.delta``, ``allowed_delta_types``).
 FOSSIL: Final = "fossil"
@@ -38,10 +45,13 @@ def as_json_string(data: bytes) -> msgspec.Raw:
 
 
 def whole(publication: Publication, codec: Codec) -> Publication:
-    """``publication`` as a delta subscriber gets it whole (Rule 1)."""
+    """``publication`` as a delta subscriber gets it whole (Rule 1); ``NotJSON`` for a
+    JSON subscriber when its payload is not JSON (Rule 4)."""
     if codec.binary:
         return publication
-    return msgspec.structs.replace(publication, data=as_json_string(bytes(publication.data)))
+    data = publication.data
+    text = json_text(data) if is_binary(data) else data
+    return msgspec.structs.replace(publication, data=as_json_string(bytes(text)))
 
 
 def without_flags(publications: Sequence[Publication]) -> list[Publication]:
@@ -55,7 +65,7 @@ def without_flags(publications: Sequence[Publication]) -> list[Publication]:
 class DeltaFrames:
     """The pushes of one publication for a channel's delta subscribers (Rule 3)."""
 
-    __slots__ = ("_channel", "_frames", "_patch", "_previous", "_publication", "_raw")
+    __slots__ = ("_binary", "_channel", "_frames", "_patch", "_previous", "_publication", "_raw")
 
     def __init__(
         self,
@@ -69,13 +79,17 @@ class DeltaFrames:
         self._publication = publication
         self._raw = raw  # sent as it is: a map key's removal has no payload to escape
         self._previous = previous  # None: no patch (not a delta publication, no base)
+        # Rule 4: patches over exact bytes, for binary codecs only.
+        self._binary = is_binary(publication.data) or (
+            previous is not None and is_binary(previous.data)
+        )
         self._patch: bytes | None = None
         self._frames: dict[tuple[Codec, bool], bytes] = {}
 
     def frame(self, codec: Codec, *, patch: bool) -> bytes:
         """The push for a subscriber with ``codec``; ``patch``: it holds the previous
         publication as its base."""
-        patch = patch and self.patch() is not None
+        patch = patch and (codec.binary or not self._binary) and self.patch() is not None
         key = (codec, patch)
         frame = self._frames.get(key)
         if frame is None:
@@ -88,7 +102,7 @@ class DeltaFrames:
             return None
         if self._patch is None:
             target = bytes(self._publication.data)
-            patch = fossil.create(bytes(self._previous.data), target, text=True)
+            patch = fossil.create(bytes(self._previous.data), target, text=not self._binary)
             if len(patch) >= len(target):
                 self._previous = None  # a patch not smaller than the payload: send it whole
                 return None
@@ -102,7 +116,7 @@ class DeltaFrames:
         if patch:
             data = self.patch()
             assert data is not None
-            wire = msgspec.Raw(data) if codec.binary else as_json_string(data)
+            wire = Binary(data) if codec.binary else as_json_string(data)
             publication = msgspec.structs.replace(publication, data=wire, delta=True)
         else:
             publication = whole(publication, codec)

@@ -44,7 +44,6 @@ from hubbub.hub.channels import ChannelTable
 from hubbub.hub.commands import Commands, ttl_until
 from hubbub.hub.control import Control
 from hubbub.hub.counters import (
-    PUSH_PUBLICATION,
     PUSH_REFRESH,
     PUSH_SUBSCRIBE,
     Counters,
@@ -63,12 +62,12 @@ from hubbub.hub.map_flow import MapFlows
 from hubbub.hub.maps import Maps
 from hubbub.hub.observer import Observers
 from hubbub.hub.outages import Outages
-from hubbub.hub.payloads import to_raw
+from hubbub.hub.payloads import check_data, data_format, to_payload, to_raw
 from hubbub.hub.polls import Polls
 from hubbub.hub.session import Session, SubscriptionGone
 from hubbub.hub.state_api import StateApi
 from hubbub.hub.timers import TimerWheel
-from hubbub.hub.tracing import Tracer
+from hubbub.hub.tracing import Tracer, publication_frame
 from hubbub.hub.transport import Transport
 from hubbub.protocol.codec import JSON, Codec
 from hubbub.protocol.messages import (
@@ -353,7 +352,7 @@ class Hub(StateApi):
         self.counters.received_publications += 1
         traced = self.observers.traced_channels
         if traced and channel in traced:  # an admin traces it (empty while nobody does)
-            frame = JSON.publication_push(channel, publication)
+            frame = publication_frame(channel, publication)  # binary data as b64data
             self.observers.channel_event(channel, "publication", frame)
         self.channels.publication(channel, publication, position)
 
@@ -429,12 +428,13 @@ class Hub(StateApi):
         idempotency_key: str = "",
         delta: bool = False,
     ) -> StreamPosition:
-        """Publish ``data`` (any JSON value, or msgspec.Raw) to ``channel`` from app code;
-        ``delta``: subscribers that agreed to delta compression may get it as a patch."""
+        """Publish ``data`` (any JSON value, msgspec.Raw, or bytes: binary) to ``channel``
+        from app code (``publication_data_format`` applies: 107); ``delta``: delta
+        subscribers may get it as a patch."""
         resolved = self.channel_rules.resolve(channel)
-        publication = Publication(
-            data=to_raw(data) or msgspec.Raw(b"null"), tags=tags or None, delta=delta
-        )
+        payload = to_payload(data) or msgspec.Raw(b"null")
+        check_data(data_format(self.config, resolved.options), payload)
+        publication = Publication(data=payload, tags=tags or None, delta=delta)
         result = await self.publish_publication(
             resolved, publication, skip_history=skip_history, idempotency_key=idempotency_key
         )
@@ -559,13 +559,13 @@ class Hub(StateApi):
                 epoch=result.epoch,
                 offset=result.offset,
                 positioned=result.positioned,
-                data=to_raw(data) or SubscribePush().data,
+                data=to_payload(data) or SubscribePush().data,
             )
             session.push(Push(channel=channel, subscribe=push), PUSH_SUBSCRIBE)
             # The subscribe push has no room for publications: what was recovered
             # since ``recover_since`` follows as ordinary publication pushes.
             for publication in result.publications or ():
-                session.send(session.codec.publication_push(channel, publication), PUSH_PUBLICATION)
+                session.push_publication(channel, publication)
             joined = self.lifecycle.go_live(subscription)
             if joined is not None:
                 await joined

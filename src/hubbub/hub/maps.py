@@ -41,6 +41,7 @@ from hubbub.hub.map_presence import MapMembership
 from hubbub.hub.payloads import check_data, data_format
 from hubbub.hub.session import Answer
 from hubbub.protocol.messages import EmptyResult, Publication, StreamPosition
+from hubbub.protocol.payload import Binary
 
 if TYPE_CHECKING:
     from hubbub.auth.channels import Channel
@@ -149,7 +150,10 @@ class Maps:
             key = session.client_id
         elif client_key == "user_id":
             key = session.user
-        data: msgspec.Raw = request.data
+        payload = request.data
+        if isinstance(payload, Binary):  # map state and its engines hold JSON
+            raise ClientError(Error.BAD_REQUEST, "binary data in a map channel")
+        data: msgspec.Raw = payload
         if not request.removed:
             check_data(data_format(hub.config, opts), data)
         decision = await hub.decisions.map_publish(

@@ -54,6 +54,7 @@ from hubbub.hub.lifecycle import Positioner
 from hubbub.hub.session import Answer, SubState
 from hubbub.protocol.codec import Codec
 from hubbub.protocol.messages import Publication, SubRefreshResult, SubscribeResult
+from hubbub.protocol.payload import Binary
 from hubbub.proxy import messages as pm
 from hubbub.tasks import stop_task
 
@@ -293,7 +294,10 @@ class PollChannel:
         entry = self.keys.get(publication.key)
         if entry is None or publication.version <= entry.version:
             return  # nobody here tracks it, or it is not newer
-        entry.version, entry.data = publication.version, publication.data
+        data = publication.data
+        if isinstance(data, Binary):  # never: shared_poll_publish takes JSON data only
+            return
+        entry.version, entry.data = publication.version, data
         entry.fresh_until = time.time() + self.options.refresh_interval
         self._deliver(publication.key, entry)
 

@@ -34,14 +34,15 @@ from hubbub.auth.channels import Channel
 from hubbub.codes import Disconnect, DisconnectInfo, Error, ErrorInfo, UnsubscribeInfo
 from hubbub.engines.base import EngineUnavailable
 from hubbub.errors import ClientError, DisconnectRequest, HubbubError
-from hubbub.hub.counters import SERVER_PING, WEBSOCKET
+from hubbub.hub.counters import PUSH_PUBLICATION, SERVER_PING, WEBSOCKET
 from hubbub.hub.inflight import InFlight, held_output
 from hubbub.hub.limits import CommandRate
 from hubbub.hub.timers import Timer
 from hubbub.hub.transport import Shared, Transport
 from hubbub.protocol import ClientProtocol, ProtocolViolation, Received, State
 from hubbub.protocol.codec import JSON, Codec
-from hubbub.protocol.messages import NO_DATA, ClientInfo, Push, Result
+from hubbub.protocol.messages import NO_DATA, ClientInfo, Publication, Push, Result
+from hubbub.protocol.payload import NotJSON
 
 if TYPE_CHECKING:
     from hubbub.hub.hub import Hub
@@ -305,7 +306,13 @@ class Session:
             self._done(received, started, 0)
             return
         if command_id:
-            self.send(self.codec.reply(command_id, answer.method, answer.result), method)
+            try:
+                reply = self.codec.reply(command_id, answer.method, answer.result)
+            except NotJSON as exc:
+                self._cannot_read(f"{method} reply", exc)
+                self._done(received, started, Disconnect.INAPPROPRIATE_PROTOCOL.code)
+                return
+            self.send(reply, method)
         self._done(received, started, 0)
         if answer.then is not None:
             follow_up = answer.then()
@@ -354,7 +361,27 @@ class Session:
     def push(self, push: Push, kind: str) -> None:
         """Encode ``push`` (of frame type ``kind``) with this session's codec and queue it."""
         if not self.closed:
-            self.hub.delivery.send(self, self.codec.push(push), kind)
+            try:
+                data = self.codec.push(push)
+            except NotJSON as exc:
+                self._cannot_read(f"{kind} push", exc)
+                return
+            self.hub.delivery.send(self, data, kind)
+
+    def push_publication(self, channel: str, publication: Publication) -> None:
+        """Encode one publication push for this client alone and queue it."""
+        if not self.closed:
+            try:
+                data = self.codec.publication_push(channel, publication)
+            except NotJSON as exc:
+                self._cannot_read(f"publication in {channel}", exc)
+                return
+            self.send(data, PUSH_PUBLICATION)
+
+    def _cannot_read(self, what: str, exc: NotJSON) -> None:
+        """A binary payload for a client that speaks JSON: close it with 3506, as
+        Centrifugo does (protocol/payload.py Rule 2)."""
+        self.close(Disconnect.INAPPROPRIATE_PROTOCOL, detail=f"{what}: {exc}")
 
     def ping(self) -> None:
         """Queue the server's ping."""

@@ -38,6 +38,9 @@ import msgspec
 
 from hubbub.hub.nodes import ANNOUNCE_INTERVAL, NODE_TTL
 from hubbub.hub.observer import Observer
+from hubbub.protocol.codec import JSON
+from hubbub.protocol.messages import Publication
+from hubbub.protocol.payload import NotJSON, display_hook, to_container
 
 if TYPE_CHECKING:
     from hubbub.codes import DisconnectInfo
@@ -123,10 +126,22 @@ class RemoteWatch:
 Watcher = Watch | RemoteWatch
 
 
+_encode_display = msgspec.json.Encoder(enc_hook=display_hook).encode
+
+
+def publication_frame(channel: str, publication: Publication) -> bytes:
+    """A traced publication's push as JSON; binary data shows as b64data (as the API)."""
+    try:
+        return JSON.publication_push(channel, publication)
+    except NotJSON:
+        return JSON.publication_push(channel, to_container(publication))
+
+
 def _command_json(received: Received) -> bytes:
     """The command as the client sent it: its id and its method's parameters."""
     params = getattr(received.command, received.method, None)
-    return msgspec.json.encode({"id": received.command.id, received.method: params})
+    # A binary payload (a Protobuf client's) shows as base64.
+    return _encode_display({"id": received.command.id, received.method: params})
 
 
 def _encode(event: dict[str, Any]) -> bytes:

@@ -5,7 +5,9 @@ into bytes: a ``Codec`` (this module's ``JSON`` and ``UNI_JSON``, and
 ``PROTOBUF`` in protocol/protobuf.py). A session holds one codec and the hub
 encodes everything it sends to that session through it. Decoding never raises
 anything but ``FrameError``; encoding builds the few hot shapes (a publication
-push) without intermediate dicts.
+push) without intermediate dicts. The JSON codecs raise ``NotJSON`` for a binary
+payload that is not JSON (protocol/payload.py Rule 2): the caller closes that
+client with 3506.
 """
 
 from __future__ import annotations
@@ -29,9 +31,12 @@ from hubbub.protocol.messages import (
     SubscribePush,
     UnsubscribePush,
 )
+from hubbub.protocol.payload import json_hook
 
 _command_decoder: Final = msgspec.json.Decoder(Command)
-_encode: Final = msgspec.json.Encoder().encode
+# The hook runs only for Binary payloads (msgspec encodes Raw natively): the JSON
+# hot path is untouched.
+_encode: Final = msgspec.json.Encoder(enc_hook=json_hook).encode
 
 #: The method fields of a Command, in wire order.
 METHODS: Final[tuple[str, ...]] = (

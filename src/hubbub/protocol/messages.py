@@ -3,7 +3,9 @@
 Rule: field names and meaning follow ``client.proto`` of centrifugal/protocol;
 zero values are omitted on encode; payload fields (``data``, ``info``,
 ``conn_info``, ``chan_info``) are embedded raw JSON (``msgspec.Raw``), never
-re-encoded. Unknown fields sent by newer SDKs are ignored.
+re-encoded; a ``data`` field may instead hold a ``Binary`` payload (from a
+Protobuf client, the API's ``b64data``...: protocol/payload.py says how each
+crosses JSON). Unknown fields sent by newer SDKs are ignored.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta, Raw
 
-#: An absent payload: omitted on encode (it is the default), falsy when tested.
-NO_DATA = Raw(b"")
+from hubbub.protocol.payload import NO_DATA as NO_DATA
+from hubbub.protocol.payload import Payload
 
 # --- requests (client -> server) ---------------------------------------------------
 
@@ -25,7 +27,7 @@ class SubscribeRequest(msgspec.Struct, omit_defaults=True):
     recover: bool = False
     epoch: str = ""
     offset: int = 0
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
     positioned: bool = False
     recoverable: bool = False
     join_leave: bool = False
@@ -44,7 +46,7 @@ class SubscribeRequest(msgspec.Struct, omit_defaults=True):
 
 class ConnectRequest(msgspec.Struct, omit_defaults=True):
     token: str = ""
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
     subs: dict[str, SubscribeRequest] | None = None
     name: str = ""
     version: str = ""
@@ -58,7 +60,7 @@ class UnsubscribeRequest(msgspec.Struct):
 
 class PublishRequest(msgspec.Struct):
     channel: str = ""
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
     type: int = 0  # 1: a map publish of ``key`` (``removed``: its removal)
     key: str = ""
     removed: bool = False
@@ -88,11 +90,11 @@ class HistoryRequest(msgspec.Struct):
 
 class RPCRequest(msgspec.Struct):
     method: str = ""
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
 
 
 class SendRequest(msgspec.Struct):
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
 
 
 class RefreshRequest(msgspec.Struct):
@@ -166,7 +168,7 @@ class Publication(msgspec.Struct, omit_defaults=True):
     (the entry is gone), ``score`` (ordered maps) and ``version`` (shared poll).
     """
 
-    data: Raw = Raw(b"null")
+    data: Payload = Raw(b"null")
     info: ClientInfo | None = None
     offset: int = 0
     tags: dict[str, str] | None = None
@@ -178,6 +180,9 @@ class Publication(msgspec.Struct, omit_defaults=True):
     score: int = 0
     epoch: str = ""  # shared poll publish: the publisher's epoch (hub-internal)
     version: int = 0
+    # Only where JSON is a container (Redis, NATS, API answers): a Binary ``data``
+    # as base64, ``data`` absent. Never set on a publication in memory.
+    b64data: str = ""
 
 
 # --- results (server -> client) ------------------------------------------------------
@@ -192,7 +197,7 @@ class SubscribeResult(msgspec.Struct, omit_defaults=True):
     recovered: bool = False
     offset: int = 0
     positioned: bool = False
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
     was_recovering: bool = False
     delta: bool = False  # delta compression agreed: publications' data are JSON strings
     # Map subscriptions: the result type (1), the phase it answers or moves to
@@ -209,7 +214,7 @@ class ConnectResult(msgspec.Struct, omit_defaults=True):
     version: str = ""
     expires: bool = False
     ttl: int = 0
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
     subs: dict[str, SubscribeResult] | None = None
     ping: int = 0
     pong: bool = False
@@ -250,7 +255,7 @@ class HistoryResult(msgspec.Struct, omit_defaults=True):
 
 
 class RPCResult(msgspec.Struct, omit_defaults=True):
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
 
 
 # --- pushes --------------------------------------------------------------------------
@@ -270,7 +275,7 @@ class UnsubscribePush(msgspec.Struct):
 
 
 class MessagePush(msgspec.Struct):
-    data: Raw
+    data: Payload
 
 
 class SubscribePush(msgspec.Struct, omit_defaults=True):
@@ -278,7 +283,7 @@ class SubscribePush(msgspec.Struct, omit_defaults=True):
     epoch: str = ""
     offset: int = 0
     positioned: bool = False
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
 
 
 class DisconnectPush(msgspec.Struct):

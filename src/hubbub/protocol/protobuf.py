@@ -5,10 +5,8 @@ every message on the wire is preceded by its length as a varint, and a frame
 (a WebSocket binary message, an HTTP-stream chunk) holds any number of them.
 Rule 2: commands decode into the same msgspec Structs as the JSON protocol, so
 the hub runs one command path for both; replies and pushes encode from them.
-Payloads (``data``, ``info``) are bytes fields carrying the JSON the rest of
-hubbub keeps (history, Redis, JSON subscribers of the same channel, hooks): a
-protobuf client's payload must be JSON, and a command whose payload is not is
-a bad frame (the connection closes with 3501), never forwarded.
+Payload bytes (``data``) are opaque, as in Centrifugo: one line of JSON is kept
+as ``msgspec.Raw``, anything else as a ``Binary`` (protocol/payload.py).
 Rule 3: encoding builds bytes directly, field by field (no intermediate
 message objects): the publication push is the hot path of a broadcast.
 ``benchmarks/protobuf_codec.py`` measures it against the ``protobuf``
@@ -22,9 +20,8 @@ from typing import Any, Final
 import msgspec
 
 from hubbub.codes import ErrorInfo
-from hubbub.protocol.codec import FrameError, compact_json
+from hubbub.protocol.codec import FrameError
 from hubbub.protocol.messages import (
-    NO_DATA,
     ClientInfo,
     Command,
     ConnectResult,
@@ -43,6 +40,7 @@ from hubbub.protocol.messages import (
     SubscribePush,
     SubscribeResult,
 )
+from hubbub.protocol.payload import from_wire, is_binary
 from hubbub.protocol.protowire import (
     Field,
     Kind,
@@ -295,18 +293,6 @@ def _refresh_push(push: RefreshPush) -> bytes:
 
 # --- decoding ------------------------------------------------------------------------
 
-_raw_decoder: Final = msgspec.json.Decoder(msgspec.Raw)
-
-
-def _json_payload(data: bytes) -> msgspec.Raw:
-    """A payload bytes field as the JSON hubbub keeps (Rule 2)."""
-    if not data:
-        return NO_DATA
-    try:
-        return compact_json(_raw_decoder.decode(data))
-    except msgspec.DecodeError as exc:
-        raise WireError(f"payload is not JSON: {exc}") from exc
-
 
 def _f(name: str, kind: Kind, schema: Schema | None = None, **extra: Any) -> Field:
     return Field(name, kind, schema, **extra)
@@ -325,7 +311,7 @@ _S, _B, _U32, _U64, _I32, _I64, _M, _MAP = (
 
 
 def _payload(name: str) -> Field:
-    return Field(name, Kind.BYTES, convert=_json_payload)
+    return Field(name, Kind.BYTES, convert=from_wire)
 
 
 _FILTER_GIVEN: Final = msgspec.Raw(b"{}")
@@ -417,13 +403,28 @@ EMULATION_REQUEST: Final[Schema] = {
 }
 
 
+def _command(values: dict[str, Any]) -> Command:
+    """A Command from ``read_message``'s dict, validated by msgspec. A Binary payload
+    (payload.py) is not the ``Raw`` the Structs declare: it is set after."""
+    binary: list[tuple[str, str, Any]] = []  # (method, connect sub or "", payload)
+    for method, body in values.items():
+        if isinstance(body, dict):
+            if is_binary(body.get("data")):
+                binary.append((method, "", body.pop("data")))
+            for name, sub in (body.get("subs") or {}).items():
+                if is_binary(sub.get("data")):
+                    binary.append((method, name, sub.pop("data")))
+    command = msgspec.convert(values, Command)
+    for method, name, data in binary:
+        request = getattr(command, method)
+        (request.subs[name] if name else request).data = data
+    return command
+
+
 def decode_commands(frame: bytes) -> list[Command]:
     """The length-prefixed commands of a binary frame, in order."""
     try:
-        return [
-            msgspec.convert(read_message(message, COMMAND), Command)
-            for message in split_delimited(frame)
-        ]
+        return [_command(read_message(message, COMMAND)) for message in split_delimited(frame)]
     except (WireError, msgspec.ValidationError) as exc:
         raise FrameError(str(exc)) from exc
 

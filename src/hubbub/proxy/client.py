@@ -127,8 +127,8 @@ class ProxyClient(Generic[_Result]):
         """Ask the backend; ``headers`` gives the client's upgrade-request headers
         (lower-case names), read only when this proxy forwards some."""
         request.encoding = self.encoding
-        if self.binary and self._grpc is None:
-            m.to_binary(request)
+        if self._grpc is None:  # gRPC carries payloads as bytes
+            m.to_binary(request, binary=self.binary)
         if not self.include_meta and not isinstance(request, m.ConnectRequest):
             request.meta = m.NO_DATA
         forwarded: list[tuple[str, str]] = []

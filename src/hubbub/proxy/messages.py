@@ -2,11 +2,13 @@
 
 Rule: these are the HTTP proxy's wire shapes (field names of proxy.proto, zero
 values omitted) and the values the hub reads; the gRPC transport converts
-to and from them. Payloads (``data``, ``info``, ``meta``) are embedded raw JSON.
-The hub always fills ``data``; the proxy client moves it to ``b64data`` for a
-``binary_encoding`` proxy. Results reach the hub normalized by ``normalize_*``:
-base64 fields decoded into their JSON twins, every payload one line of valid
-JSON (a pretty-printed answer would split the client protocol's frames).
+to and from them. Payloads (``data``, ``info``, ``meta``) are embedded raw JSON,
+but ``data`` may be binary (protocol/payload.py). The hub always fills ``data``;
+the proxy client moves it to ``b64data`` for a ``binary_encoding`` proxy, and
+a binary one for every proxy (JSON cannot carry it). Results reach the hub
+normalized by ``normalize_*``: base64 fields decoded into their twins
+(``b64data`` may be binary), every other payload one line of valid JSON (a
+pretty-printed answer would split the client protocol's frames).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from msgspec import Raw
 # The one absent payload: msgspec omits a default Raw by identity, so every
 # empty payload must be this object (the client protocol's).
 from hubbub.protocol.messages import NO_DATA as NO_DATA
+from hubbub.protocol.payload import Binary, NotJSON, Payload, json_text
 
 _NULL = b"null"
 
@@ -36,7 +39,7 @@ class ConnectRequest(msgspec.Struct, omit_defaults=True):
     transport: str
     protocol: str
     encoding: str = ""
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
     b64data: str = ""
     name: str = ""
     version: str = ""
@@ -61,7 +64,7 @@ class SubscribeRequest(msgspec.Struct, omit_defaults=True):
     channel: str = ""
     token: str = ""
     meta: Raw = NO_DATA
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
     b64data: str = ""
 
 
@@ -72,7 +75,7 @@ class PublishRequest(msgspec.Struct, omit_defaults=True):
     encoding: str = ""
     user: str = ""
     channel: str = ""
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
     b64data: str = ""
     meta: Raw = NO_DATA
 
@@ -84,7 +87,7 @@ class RPCRequest(msgspec.Struct, omit_defaults=True):
     encoding: str = ""
     user: str = ""
     method: str = ""
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
     b64data: str = ""
     meta: Raw = NO_DATA
 
@@ -148,7 +151,7 @@ class SubscribeOptions(msgspec.Struct, omit_defaults=True):
     expire_at: int = 0
     info: Raw = NO_DATA
     b64info: str = ""
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
     b64data: str = ""
     override: SubscribeOptionOverride | None = None
 
@@ -158,7 +161,7 @@ class ConnectResult(msgspec.Struct, omit_defaults=True):
     expire_at: int = 0
     info: Raw = NO_DATA
     b64info: str = ""
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
     b64data: str = ""
     channels: list[str] | None = None
     subs: dict[str, SubscribeOptions] | None = None
@@ -177,13 +180,13 @@ class SubscribeResult(msgspec.Struct, omit_defaults=True):
     expire_at: int = 0
     info: Raw = NO_DATA
     b64info: str = ""
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
     b64data: str = ""
     override: SubscribeOptionOverride | None = None
 
 
 class PublishResult(msgspec.Struct, omit_defaults=True):
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
     b64data: str = ""
     skip_history: bool = False
     tags: dict[str, str] | None = None
@@ -191,7 +194,7 @@ class PublishResult(msgspec.Struct, omit_defaults=True):
 
 
 class RPCResult(msgspec.Struct, omit_defaults=True):
-    data: Raw = NO_DATA
+    data: Payload = NO_DATA
     b64data: str = ""
 
 
@@ -290,10 +293,11 @@ ProxyResult = (
 # --- payload encoding -----------------------------------------------------------------
 
 
-def to_binary(request: ProxyRequest) -> None:
-    """Move ``data`` to ``b64data`` (``binary_encoding`` proxies), in place."""
+def to_binary(request: ProxyRequest, *, binary: bool = True) -> None:
+    """Move ``data`` to ``b64data``, in place: every payload for a ``binary_encoding``
+    proxy (``binary``), only a binary payload (protocol/payload.py Rule 3) for others."""
     data = getattr(request, "data", NO_DATA)
-    if data:
+    if data and (binary or type(data) is Binary):
         request.b64data = base64.b64encode(bytes(data)).decode()  # type: ignore[union-attr]
         request.data = NO_DATA  # type: ignore[union-attr]
 
@@ -332,6 +336,25 @@ def _pick(raw: Raw, b64: str, field: str, *, checked: bool) -> Raw:
     return json_payload(bytes(raw), field, checked=checked) if raw else NO_DATA
 
 
+def _pick_data(raw: Payload, b64: str, field: str, *, checked: bool) -> Payload:
+    """A ``data`` payload: from ``b64data``, JSON text is normalized as ``_pick`` does
+    and any other bytes are a binary payload (protocol/payload.py), for Protobuf
+    clients."""
+    if b64:
+        try:
+            data = base64.b64decode(b64, validate=True)
+        except (binascii.Error, ValueError):
+            raise MalformedAnswer(f"b64{field} is not valid base64") from None
+        try:
+            json_text(data)
+        except NotJSON:
+            return Binary(data)
+        return json_payload(data, field, checked=False)
+    if isinstance(raw, Binary):  # set by hubbub, never decoded from an answer
+        return raw
+    return json_payload(bytes(raw), field, checked=checked) if raw else NO_DATA
+
+
 def normalize_result(result: ProxyResult, *, checked: bool) -> ProxyResult:
     """Decode base64 twins into ``data``/``info`` and make payloads one-line JSON, in place.
 
@@ -340,19 +363,19 @@ def normalize_result(result: ProxyResult, *, checked: bool) -> ProxyResult:
     """
     if isinstance(result, ConnectResult):
         result.info = _pick(result.info, result.b64info, "info", checked=checked)
-        result.data = _pick(result.data, result.b64data, "data", checked=checked)
+        result.data = _pick_data(result.data, result.b64data, "data", checked=checked)
         result.meta = _pick(result.meta, "", "meta", checked=checked)
         result.b64info = result.b64data = ""
         for options in (result.subs or {}).values():
             options.info = _pick(options.info, options.b64info, "subs.info", checked=checked)
-            options.data = _pick(options.data, options.b64data, "subs.data", checked=checked)
+            options.data = _pick_data(options.data, options.b64data, "subs.data", checked=checked)
             options.b64info = options.b64data = ""
     elif isinstance(result, SubscribeResult):
         result.info = _pick(result.info, result.b64info, "info", checked=checked)
-        result.data = _pick(result.data, result.b64data, "data", checked=checked)
+        result.data = _pick_data(result.data, result.b64data, "data", checked=checked)
         result.b64info = result.b64data = ""
     elif isinstance(result, PublishResult | RPCResult):
-        result.data = _pick(result.data, result.b64data, "data", checked=checked)
+        result.data = _pick_data(result.data, result.b64data, "data", checked=checked)
         result.b64data = ""
     elif isinstance(result, SharedPollRefreshResult):
         for item in result.items or ():

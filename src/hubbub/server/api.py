@@ -26,8 +26,10 @@ from hubbub.codes import Disconnect, DisconnectInfo, Error, disconnect_info
 from hubbub.engines.base import EngineUnavailable
 from hubbub.errors import ClientError
 from hubbub.hub.hub import Hub
+from hubbub.hub.payloads import check_data, data_format
 from hubbub.protocol.codec import compact_json
 from hubbub.protocol.messages import NO_DATA, Publication, StreamPosition
+from hubbub.protocol.payload import Payload, from_b64, to_container
 from hubbub.server.api_bodies import BadParams as BadParams  # admin.py catches it too
 from hubbub.server.api_bodies import decode as _decode
 from hubbub.server.api_maps import MapApiMethods
@@ -60,6 +62,7 @@ async def read_body(request: web.Request, limit: int = MAX_BODY) -> bytes:
 class PublishParams(msgspec.Struct):
     channel: str
     data: msgspec.Raw = NO_DATA
+    b64data: str = ""  # binary data as base64 (protocol/payload.py): used instead of data
     skip_history: bool = False
     tags: dict[str, str] | None = None
     idempotency_key: str = ""
@@ -69,6 +72,7 @@ class PublishParams(msgspec.Struct):
 class BroadcastParams(msgspec.Struct):
     channels: list[str]
     data: msgspec.Raw = NO_DATA
+    b64data: str = ""
     skip_history: bool = False
     tags: dict[str, str] | None = None
     idempotency_key: str = ""
@@ -143,6 +147,16 @@ class BatchParams(msgspec.Struct):
 
 
 Handler = Callable[[msgspec.Raw], Awaitable[dict[str, Any]]]
+
+
+def _payload(data: msgspec.Raw, b64data: str) -> Payload:
+    """A publish's data: ``b64data`` decoded (binary, as Centrifugo) when given."""
+    if not b64data:
+        return data
+    try:
+        return from_b64(b64data)
+    except ValueError as exc:
+        raise ClientError(Error.BAD_REQUEST, f"b64data {exc}") from None
 
 
 class HttpApi(MapApiMethods):
@@ -270,7 +284,7 @@ class HttpApi(MapApiMethods):
         params: PublishParams = _decode(body, PublishParams)
         return await self._publish_one(
             params.channel,
-            params.data,
+            _payload(params.data, params.b64data),
             params.skip_history,
             params.tags,
             params.idempotency_key,
@@ -280,7 +294,7 @@ class HttpApi(MapApiMethods):
     async def _publish_one(
         self,
         channel: str,
-        data: msgspec.Raw,
+        data: Payload,
         skip_history: bool,
         tags: dict[str, str] | None,
         idempotency_key: str,
@@ -291,11 +305,12 @@ class HttpApi(MapApiMethods):
         if not data:
             raise ClientError(Error.BAD_REQUEST, "data required")
         resolved = self.hub.channel_rules.resolve(channel)
+        check_data(data_format(self.hub.config, resolved.options), data)
+        if not compacted and isinstance(data, msgspec.Raw):
+            data = compact_json(data)
         result = await self.hub.publish_publication(
             resolved,
-            Publication(
-                data=data if compacted else compact_json(data), tags=tags or None, delta=delta
-            ),
+            Publication(data=data, tags=tags or None, delta=delta),
             skip_history=skip_history,
             idempotency_key=idempotency_key,
         )
@@ -307,7 +322,9 @@ class HttpApi(MapApiMethods):
         in one loop turn, so a pipelined engine sends them as one batch; the
         responses keep the channels' order, each its result or its own error."""
         params: BroadcastParams = _decode(body, BroadcastParams)
-        data = compact_json(params.data) if params.data else params.data  # once, not per channel
+        data = _payload(params.data, params.b64data)
+        if data and isinstance(data, msgspec.Raw):
+            data = compact_json(data)  # once, not per channel
 
         async def one(channel: str) -> dict[str, Any]:
             try:
@@ -355,7 +372,7 @@ class HttpApi(MapApiMethods):
             reverse=params.reverse,
         )
         result: dict[str, Any] = {
-            "publications": page.publications,
+            "publications": [to_container(p) for p in page.publications],
             "epoch": page.position.epoch,
             "offset": page.position.offset,
         }

@@ -9,7 +9,7 @@ every API method (server/api.py).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
@@ -89,7 +89,15 @@ class MapEntry(msgspec.Struct, omit_defaults=True):
 
 def _entries(publications: list[Publication]) -> list[MapEntry]:
     return [
-        MapEntry(p.key, p.data if not p.removed else NO_DATA, p.tags, p.offset, p.score, p.removed)
+        # Map channels hold JSON only (a binary client write is refused: hub/maps.py).
+        MapEntry(
+            p.key,
+            cast(msgspec.Raw, p.data) if not p.removed else NO_DATA,
+            p.tags,
+            p.offset,
+            p.score,
+            p.removed,
+        )
         for p in publications
     ]
 

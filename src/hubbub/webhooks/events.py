@@ -17,6 +17,7 @@ import msgspec
 from msgspec import Raw
 
 from hubbub.protocol.messages import NO_DATA as NO_DATA
+from hubbub.protocol.payload import Payload, to_container
 
 SIGNATURE_HEADER = "X-Hubbub-Signature"
 TIMESTAMP_HEADER = "X-Hubbub-Timestamp"
@@ -36,7 +37,8 @@ class WebhookEvent(msgspec.Struct, omit_defaults=True):
     reason: str = ""  # disconnect
     info: Raw = NO_DATA  # connect, join, leave: the connection's info
     chan_info: Raw = NO_DATA  # join, leave
-    data: Raw = NO_DATA  # publication
+    data: Payload = NO_DATA  # publication
+    b64data: str = ""  # publication: binary data as base64 (data absent)
     offset: int = 0  # publication: its place in the channel's stream (history on)
 
 
@@ -44,7 +46,7 @@ _encode = msgspec.json.encode
 
 
 def encode_event(event: WebhookEvent) -> bytes:
-    return _encode(event)
+    return _encode(to_container(event))
 
 
 def now_ms() -> int:

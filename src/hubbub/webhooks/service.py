@@ -36,6 +36,7 @@ from typing import Any
 from msgspec import Raw
 
 from hubbub.config.model import Config
+from hubbub.protocol.payload import Payload
 from hubbub.webhooks.events import NO_DATA, WebhookEvent, batch_body, encode_event, now_ms
 from hubbub.webhooks.queues import (
     OVER_AGE,
@@ -186,7 +187,7 @@ class Webhooks:
         if "leave" in self._wants:
             self._event(_membership("leave", channel, client, user, info, chan_info))
 
-    def published(self, channel: str, client: str, user: str, data: Raw, offset: int) -> None:
+    def published(self, channel: str, client: str, user: str, data: Payload, offset: int) -> None:
         if "publication" in self._wants:
             self._event(
                 WebhookEvent(
