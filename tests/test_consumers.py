@@ -229,6 +229,44 @@ async def test_redis_stream_store_restart_is_one_log_line_and_reading_resumes(
             await r.aclose()
 
 
+async def test_redis_stream_entry_a_dead_node_took_is_taken_over_and_publication_data_mode(
+    tmp_path: Path,
+    own_redis: RedisProcess,  # noqa: F811
+) -> None:
+    mode = {"publication_data_mode": {"enabled": True}}
+    config = redis_consumer(own_redis.address, **mode)
+    node = Node(tmp_path, "n1", [own_redis.address], "rsd", config=config)
+    r = aioredis.Redis.from_url(own_redis.url)
+    try:
+        await node.start()
+        await eventually(lambda: _at_least(group_consumers(r), 1))
+        node.stop()  # so that the "dead node" below surely takes the entries
+        # A node that read two entries and died before acknowledging them.
+        await r.xadd("commands", {"payload": b'{"n": 1}', "centrifugo-channels": CHANNEL})
+        await r.xadd(
+            "commands",
+            {
+                "payload": b'{"n": 2}',
+                "centrifugo-channels": f"{CHANNEL},chat:other",  # two: a broadcast
+                "centrifugo-tag-kind": "order",
+            },
+        )
+        taken = await r.xreadgroup("hubbub", "dead-node", {"commands": ">"}, count=2)
+        assert len(taken[0][1]) == 2
+        await node.start()
+        await r.xadd("commands", {"payload": b"{}"})  # no channels: skipped
+        # Taken over once idle for visibility_timeout (2s), checked every 5s.
+        await eventually(lambda: _history_is(node, [1, 2]), within=30.0)
+        await eventually(lambda: _pending_is(r, "commands", 0))
+        other = await node.api("history", {"channel": "chat:other", "limit": -1})
+        assert [p["data"]["n"] for p in other["publications"]] == [2]
+        assert other["publications"][0]["tags"] == {"kind": "order"}
+        await eventually(lambda: _true(lines([node], "skipped entry") == 1))
+    finally:
+        node.stop()
+        await r.aclose()
+
+
 # --- NATS JetStream ---------------------------------------------------------------------
 
 
