@@ -218,10 +218,11 @@ async def test_redis_stream_store_restart_is_one_log_line_and_reading_resumes(
             await eventually(lambda: _history_is(node, [1]))
             store.stop()
             await asyncio.sleep(2)  # several failed attempts while it is away
+            await node.api("publish", json.loads(publish(0)))  # the node serves meanwhile
             store.start()  # back empty: the group is created again
             await eventually(lambda: _at_least(group_consumers(r), 1))
             await r.xadd("commands", {"method": "publish", "payload": publish(2)})
-            await eventually(lambda: _history_is(node, [1, 2]))
+            await eventually(lambda: _history_is(node, [0, 1, 2]))
             assert lines([node], "Redis unavailable") == 1, node.log()
             assert "Traceback" not in node.log()
         finally:
@@ -365,6 +366,42 @@ async def test_jetstream_survives_a_node_restart_and_a_nats_restart(
         await eventually(bound)
         await send(3)
         await eventually(lambda: _history_is(node, [1, 2, 3]))
+        assert lines([node], "NATS JetStream unavailable") == 1, node.log()
+        assert "Traceback" not in node.log()
+    finally:
+        node.stop()
+
+
+async def test_jetstream_away_at_start_is_one_log_line_and_the_node_serves(
+    tmp_path: Path,
+    own_redis: RedisProcess,  # noqa: F811
+    jetstream_nats: NatsProcess,  # noqa: F811
+) -> None:
+    jetstream_nats.stop()
+    node = Node(
+        tmp_path, "n1", [own_redis.address], "jsa", config=nats_consumer(jetstream_nats.url)
+    )
+    try:
+        await node.start()  # NATS away: the node starts and serves all the same
+        await asyncio.sleep(2)  # several attempts
+        await node.api("publish", json.loads(publish(0)))
+        jetstream_nats.start()
+        nc = await _stream(jetstream_nats.url)
+        try:
+            js = nc.jetstream()
+
+            async def bound() -> bool:
+                try:
+                    info = await js.consumer_info("COMMANDS", "hubbub")
+                except nats.js.errors.NotFoundError:
+                    return False
+                return (info.num_waiting or 0) >= 1
+
+            await eventually(bound)
+            await js.publish("commands.x", publish(1), headers={"centrifugo-method": "publish"})
+            await eventually(lambda: _history_is(node, [0, 1]))
+        finally:
+            await nc.close()
         assert lines([node], "NATS JetStream unavailable") == 1, node.log()
         assert "Traceback" not in node.log()
     finally:

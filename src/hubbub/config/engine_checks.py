@@ -102,14 +102,10 @@ def check_consumers(config: Config) -> list[str]:
     """``consumers[]``: what Centrifugo requires of each enabled one; a warning for
     each enabled one hubbub does not run."""
     warnings: list[str] = []
-    names: set[str] = set()
     for i, consumer in enumerate(config.consumers):
         if not consumer.enabled:
             continue
         key = f"consumers[{i}]"
-        if consumer.name in names:
-            raise ConfigError(f"{key}.name", f"{_show(consumer.name)} names two consumers")
-        names.add(consumer.name)
         if consumer.type in ACCEPTED_CONSUMERS:
             warnings.append(
                 f"{key}: the {consumer.type} consumer is not implemented in hubbub: its "
@@ -140,13 +136,9 @@ def _check_redis_stream(stream: RedisStreamConsumer, key: str) -> None:
         raise ConfigError(f"{key}.consumer_group", "is required")
     if stream.num_workers < 1:
         raise ConfigError(f"{key}.num_workers", f"must be at least 1, got {stream.num_workers}")
-    if stream.visibility_timeout <= 0:
-        raise ConfigError(f"{key}.visibility_timeout", "must be more than 0")
     mode = stream.publication_data_mode
     if mode.enabled and not mode.channels_value:
         raise ConfigError(f"{key}.publication_data_mode.channels_value", "is required")
-    if not mode.enabled and not stream.payload_value:
-        raise ConfigError(f"{key}.payload_value", "must not be empty")
 
 
 def _check_nats_jetstream(nats: NatsJetStreamConsumer, key: str) -> None:

@@ -525,7 +525,7 @@ class RedisStreamConsumer(RedisConfig):
     streams: tuple[str, ...] = ()
     consumer_group: str = ""
     # An entry taken by a node and not acknowledged within this time (the node died)
-    # is taken over by another (XAUTOCLAIM).
+    # is taken over by another (XAUTOCLAIM); 0: never.
     visibility_timeout: float = 30.0
     num_workers: int = 1  # entries of one stream applied at once
     payload_value: str = "payload"  # the entry's value holding the command's request

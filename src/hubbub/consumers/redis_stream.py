@@ -6,7 +6,8 @@ missing: at start, and again after Redis lost it) under its own node id, so each
 entry goes to one node. An entry is acknowledged (XACK) only once its command
 was applied or skipped (commands.py Rule 3); an entry left unacknowledged (a
 retry, or a node that died) is taken over by any node once idle for
-``visibility_timeout`` (XAUTOCLAIM, checked every 5 seconds): at least once.
+``visibility_timeout`` (XAUTOCLAIM, checked every 5 seconds; 0: never, as in
+Centrifugo): at least once.
 Rule 2: the entry's ``method_value`` names the API method and its
 ``payload_value`` holds the request (publication data mode: the data, the other
 fields from ``publication_data_mode``'s values). An entry without the payload
@@ -93,7 +94,7 @@ class RedisStreamReader:
                     await self._create_group(stream)
                     group_ready = True
                 entries: list[Any] = []
-                if loop.time() >= next_claim:
+                if self.config.visibility_timeout > 0 and loop.time() >= next_claim:
                     next_claim = loop.time() + CLAIM_EVERY
                     entries = await self._claim(stream)
                 if not entries:
