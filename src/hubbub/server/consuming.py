@@ -11,14 +11,16 @@ Each consumed command goes through the HTTP API's own dispatch
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from hubbub.codes import Error
-from hubbub.consumers import Consumers
-from hubbub.consumers.commands import Execute
 from hubbub.hub.hub import Hub
+
+if TYPE_CHECKING:  # imported when a consumer runs: their clients are not for every node
+    from hubbub.consumers import Consumers
+    from hubbub.consumers.commands import Execute
 
 _running: weakref.WeakKeyDictionary[Hub, Consumers] = weakref.WeakKeyDictionary()
 
@@ -43,6 +45,8 @@ async def start_consumers(hub: Hub) -> None:
     """Start the hub's enabled consumers (once, whoever asks first)."""
     if hub in _running or not any(c.enabled for c in hub.config.consumers):
         return
+    from hubbub.consumers import Consumers
+
     consumers = _running[hub] = Consumers(hub.config.consumers)
     await consumers.start(hub.node_id, api_execute(hub))
 
