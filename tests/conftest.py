@@ -34,6 +34,10 @@ from hubbub.server.run import start
 from tests.doors import Door
 from tests.tls_fixtures import TlsFiles, make_tls_files
 
+# The engine conformance suite's fixtures (``engine``, ``clock``, ``events``), shared
+# by its modules test_engine_{conformance,presence,control,memory_sweep}.py.
+pytest_plugins = ("tests.engine_fixtures",)
+
 API_KEY = "test-api-key"
 SECRET = "test-hmac-secret-key-of-enough-length"
 

@@ -1,180 +1,35 @@
-"""Every engine, through the Engine interface: the conformance suite.
+"""Every engine, through the Engine interface: streams, history queries, idempotency.
 
-Every test class below uses only the ``engine`` (a started Engine, subscribed to
-channels "a" and "b"), ``clock`` (advances the engine's notion of time) and
-``events`` (what the engine delivered to its EventHandler) fixtures, and runs
-once per engine: memory, and Redis (one key prefix per test) on a real
-redis-server, a real 3-master Redis Cluster and a real Sentinel setup (master,
-replica, sentinel; the engine finds the master through the sentinel).
-Deliveries may be asynchronous: ``await delivered(engine, events)`` before
-looking at ``events``. Tests that need the fake clock to move time on
-the engine's side (history and idempotency expiry, done by Redis itself) are
-marked ``memory_only``; tests/test_engine_redis.py covers them with real short
-TTLs. Memory-only details (``sweep``) are at the end.
+The conformance suite runs each test once per engine (memory, Redis, Redis
+Cluster, Sentinel: the ``engine`` fixture of tests/engine_fixtures.py). This
+module covers what a publication does to a channel's stream: gap-free offsets,
+epochs, history size and TTL, history queries (since, limit, reverse) and
+idempotent publishes. Presence is in test_engine_presence.py, control messages in
+test_engine_control.py, the memory engine's sweep in test_engine_memory_sweep.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
-
 import msgspec
 import pytest
 
-from hubbub.engines.base import (
-    Engine,
-    EpochMismatch,
-    HistoryOptions,
-    HistoryQuery,
-    PresenceStats,
-)
-from hubbub.engines.memory import IDEMPOTENCY_WINDOW, MemoryEngine
-from hubbub.engines.redis import RedisEngine
-from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
+from hubbub.engines.base import Engine, EpochMismatch, HistoryOptions, HistoryQuery
+from hubbub.engines.memory import IDEMPOTENCY_WINDOW
+from hubbub.protocol.messages import Publication, StreamPosition
 from hubbub.protocol.payload import Binary
-from tests.redis_cluster_fixtures import RedisClusterProcesses, redis_cluster  # noqa: F401
-from tests.redis_fixtures import RedisProcess, redis_server  # noqa: F401 (fixture)
-from tests.redis_sentinel_fixtures import SentinelSetup, redis_sentinel  # noqa: F401
-
-HISTORY = HistoryOptions(size=100, ttl=60.0, meta_ttl=3600.0)
-NO_HISTORY = HistoryOptions()
-#: A channel used only to tell when earlier deliveries have arrived.
-SYNC = "__sync__"
-memory_only = pytest.mark.memory_only
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@dataclass
-class Events:
-    """A recording EventHandler."""
-
-    publications: list[tuple[str, Publication, StreamPosition]] = field(default_factory=list)
-    joins: list[tuple[str, ClientInfo]] = field(default_factory=list)
-    leaves: list[tuple[str, ClientInfo]] = field(default_factory=list)
-    lost: list[str] = field(default_factory=list)
-    controls: list[bytes] = field(default_factory=list)
-    node_id: str = "node-under-test"
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def handle_publication(
-        self, channel: str, publication: Publication, position: StreamPosition
-    ) -> None:
-        self.publications.append((channel, publication, position))
-        self.arrived.set()
-
-    def handle_join(self, channel: str, info: ClientInfo) -> None:
-        self.joins.append((channel, info))
-
-    def handle_leave(self, channel: str, info: ClientInfo) -> None:
-        self.leaves.append((channel, info))
-
-    def handle_broker_lost(self, channels: Iterable[str]) -> None:
-        self.lost.extend(channels)
-
-    def handle_control(self, data: bytes) -> None:
-        self.controls.append(data)
-        self.arrived.set()
-
-    def offsets(self, channel: str) -> list[int]:
-        return [p.offset for c, p, _ in self.publications if c == channel]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def events() -> Events:
-    return Events()
-
-
-@pytest.fixture(params=["memory", "redis", "redis_cluster", "redis_sentinel"])
-async def engine(
-    request: pytest.FixtureRequest, clock: FakeClock, events: Events
-) -> AsyncIterator[Engine]:
-    """A started engine delivering to ``events``, on ``clock``'s time."""
-    engine: Engine
-    if request.param == "memory":
-        engine = MemoryEngine(clock=clock)
-    else:
-        marker = request.node.get_closest_marker("memory_only")
-        if marker is not None:
-            pytest.skip("Redis expires keys on its own clock: see test_engine_redis.py")
-        prefix = f"t{uuid.uuid4().hex[:8]}"
-        if request.param == "redis_cluster":
-            cluster: RedisClusterProcesses = request.getfixturevalue("redis_cluster")
-            engine = RedisEngine(clusters=[cluster.seeds], prefix=prefix, clock=clock)
-        elif request.param == "redis_sentinel":
-            setup: SentinelSetup = request.getfixturevalue("redis_sentinel")
-            engine = RedisEngine(
-                sentinels=[setup.spec], master_name=setup.master_name, prefix=prefix, clock=clock
-            )
-        else:
-            server: RedisProcess = request.getfixturevalue("redis_server")
-            engine = RedisEngine([server.address], prefix=prefix, clock=clock)
-    await engine.start(events)
-    for channel in ("a", "b", SYNC):
-        await engine.subscribe(channel)
-    yield engine
-    await engine.close()
-
-
-async def delivered(engine: Engine, events: Events) -> None:
-    """Return (within 5 s) once everything published so far has reached ``events``."""
-    before = sum(1 for c, _, _ in events.publications if c == SYNC)
-    await engine.publish(SYNC, pub(0), NO_HISTORY)
-    async with asyncio.timeout(5.0):
-        while sum(1 for c, _, _ in events.publications if c == SYNC) == before:
-            events.arrived.clear()
-            await events.arrived.wait()
-
-
-def pub(n: int) -> Publication:
-    return Publication(data=msgspec.Raw(msgspec.json.encode({"n": n})))
-
-
-def numbers(publications: list[Publication]) -> list[int]:
-    return [msgspec.json.decode(p.data)["n"] for p in publications]
-
-
-async def publish_many(
-    engine: Engine, channel: str, count: int, history: HistoryOptions = HISTORY
-) -> list[StreamPosition]:
-    return [(await engine.publish(channel, pub(n), history)).position for n in range(1, count + 1)]
-
-
-async def history(
-    engine: Engine,
-    channel: str,
-    *,
-    limit: int = -1,
-    since: StreamPosition | None = None,
-    reverse: bool = False,
-    options: HistoryOptions = HISTORY,
-) -> tuple[list[int], StreamPosition]:
-    """(offsets returned, stream position) of a history call."""
-    page = await engine.history(channel, HistoryQuery(since, limit, reverse), options)
-    return [p.offset for p in page.publications], page.position
-
-
-def info(user: str, client: str) -> ClientInfo:
-    return ClientInfo(user=user, client=client)
-
+from tests.engine_fixtures import (
+    HISTORY,
+    NO_HISTORY,
+    Events,
+    FakeClock,
+    delivered,
+    history,
+    info,
+    memory_only,
+    numbers,
+    pub,
+    publish_many,
+)
 
 # --- streams -------------------------------------------------------------------------
 
@@ -422,80 +277,6 @@ class TestHistoryQueries:
         assert offsets == [] and position.offset == 0
 
 
-# --- presence ------------------------------------------------------------------------
-
-
-class TestPresence:
-    async def test_add_remove_and_stats(self, engine: Engine) -> None:
-        await engine.add_presence("a", "c1", info("alice", "c1"), 60)
-        await engine.add_presence("a", "c2", info("alice", "c2"), 60)
-        await engine.add_presence("a", "c3", info("bob", "c3"), 60)
-        await engine.add_presence("b", "c4", info("carol", "c4"), 60)
-        assert await engine.presence("a") == {
-            "c1": info("alice", "c1"),
-            "c2": info("alice", "c2"),
-            "c3": info("bob", "c3"),
-        }
-        assert await engine.presence_stats("a") == PresenceStats(num_clients=3, num_users=2)
-        await engine.remove_presence("a", "c1")
-        assert set(await engine.presence("a")) == {"c2", "c3"}
-        assert await engine.presence_stats("a") == PresenceStats(2, 2)
-        await engine.remove_presence("a", "c2")
-        assert await engine.presence_stats("a") == PresenceStats(1, 1)
-        await engine.remove_presence("a", "c3")
-        await engine.remove_presence("a", "unknown")  # no error
-        assert await engine.presence("a") == {}
-        assert await engine.presence_stats("a") == PresenceStats(0, 0)
-        assert await engine.presence_stats("b") == PresenceStats(1, 1)
-
-    async def test_adding_again_replaces_the_entry(self, engine: Engine) -> None:
-        await engine.add_presence("a", "c1", info("alice", "c1"), 60)
-        await engine.add_presence("a", "c1", ClientInfo("alice", "c1", msgspec.Raw(b"1")), 60)
-        assert await engine.presence_stats("a") == PresenceStats(1, 1)
-        assert bytes((await engine.presence("a"))["c1"].conn_info) == b"1"
-
-    async def test_entries_expire(self, engine: Engine, clock: FakeClock) -> None:
-        await engine.add_presence("a", "c1", info("alice", "c1"), 10)
-        await engine.add_presence("a", "c2", info("bob", "c2"), 30)
-        clock.advance(11)
-        assert set(await engine.presence("a")) == {"c2"}
-        assert await engine.presence_stats("a") == PresenceStats(1, 1)
-        clock.advance(20)
-        assert await engine.presence("a") == {}
-
-    async def test_adding_again_refreshes_the_expiry(
-        self, engine: Engine, clock: FakeClock
-    ) -> None:
-        await engine.add_presence("a", "c1", info("alice", "c1"), 10)
-        clock.advance(8)
-        await engine.add_presence("a", "c1", info("alice", "c1"), 10)
-        clock.advance(8)
-        assert set(await engine.presence("a")) == {"c1"}
-
-    async def test_unknown_channel_has_no_presence(self, engine: Engine) -> None:
-        assert await engine.presence("nobody") == {}
-        assert await engine.presence_stats("nobody") == PresenceStats(0, 0)
-
-
-# --- control ------------------------------------------------------------------------
-
-
-class TestControl:
-    async def test_to_every_node_and_to_this_node_but_not_to_another(
-        self, engine: Engine, events: Events
-    ) -> None:
-        assert engine.available
-        await engine.publish_control(b"all")
-        await engine.publish_control(b"someone else", node="another-node")
-        await engine.publish_control(b"this one", node=events.node_id)
-        async with asyncio.timeout(5):
-            while len(events.controls) < 2:
-                events.arrived.clear()
-                await events.arrived.wait()
-        await delivered(engine, events)
-        assert events.controls == [b"all", b"this one"]
-
-
 # --- idempotency ---------------------------------------------------------------------
 
 
@@ -541,101 +322,3 @@ class TestIdempotency:
         assert not later.duplicate
         assert later.position.offset == 2
         assert events.offsets("a") == [1, 2]
-
-
-# --- memory engine only --------------------------------------------------------------
-
-
-async def test_sweep_drops_what_expired(clock: FakeClock, events: Events) -> None:
-    engine = MemoryEngine(clock=clock)
-    await engine.start(events)
-    try:
-        options = HistoryOptions(size=10, ttl=10.0, meta_ttl=20.0)
-        positions = await publish_many(engine, "a", 2, options)
-        await engine.add_presence("a", "c1", info("u", "c1"), 5)
-        await engine.publish("b", pub(1), NO_HISTORY, idempotency_key="k")
-        clock.advance(11)
-        engine.sweep()
-        assert await engine.presence("a") == {}
-        assert (await history(engine, "a", options=options)) == ([], positions[-1])
-        clock.advance(IDEMPOTENCY_WINDOW)
-        engine.sweep()
-        _, position = await history(engine, "a", options=options)
-        assert position.offset == 0 and position.epoch != positions[0].epoch
-        assert not (await engine.publish("b", pub(1), NO_HISTORY, idempotency_key="k")).duplicate
-    finally:
-        await engine.close()
-
-
-async def test_close_is_idempotent(clock: FakeClock, events: Events) -> None:
-    engine = MemoryEngine(clock=clock)
-    await engine.start(events)
-    await engine.close()
-    await engine.close()
-
-
-async def test_sweep_work_is_proportional_to_what_expires(clock: FakeClock, events: Events) -> None:
-    """Streams kept 30 days cost nothing per sweep; only due heap entries are looked at."""
-    engine = MemoryEngine(clock=clock)
-    await engine.start(events)
-    try:
-        month = 30 * 24 * 3600.0
-        kept = HistoryOptions(size=10, ttl=month, meta_ttl=month)
-        short = HistoryOptions(size=10, ttl=10.0, meta_ttl=20.0)
-        for i in range(5000):
-            await engine.publish(f"kept{i}", pub(i), kept)
-            await engine.add_presence(f"kept{i}", "c", info("u", "c"), month)
-        for i in range(10):
-            await engine.publish(f"short{i}", pub(i), short)
-        # Publishing again and again on one stream does not grow the heap.
-        heap_before = engine.statistics()["heap"]
-        for i in range(1000):
-            await engine.publish("kept0", pub(i), kept)
-            await engine.add_presence("kept0", "c", info("u", "c"), month)
-        assert engine.statistics()["heap"] == heap_before
-        clock.advance(11)
-        engine.sweep()
-        assert engine.statistics()["last_sweep_visited"] == 10  # the short publications
-        assert engine.statistics()["streams"] == 5010
-        clock.advance(10)
-        engine.sweep()
-        assert engine.statistics()["last_sweep_visited"] == 10  # the short positions
-        assert engine.statistics()["streams"] == 5000
-        engine.sweep()
-        assert engine.statistics()["last_sweep_visited"] == 0
-        # Everything else expires when its time comes, including what was extended.
-        clock.advance(month)
-        engine.sweep()
-        stats = engine.statistics()
-        assert (stats["streams"], stats["presence_channels"], stats["heap"]) == (0, 0, 0)
-    finally:
-        await engine.close()
-
-
-async def test_sweep_reschedules_an_extended_expiry(clock: FakeClock, events: Events) -> None:
-    engine = MemoryEngine(clock=clock)
-    await engine.start(events)
-    try:
-        options = HistoryOptions(size=10, ttl=10.0, meta_ttl=20.0)
-        await engine.publish("a", pub(1), options)
-        await engine.add_presence("a", "c1", info("u", "c1"), 10)
-        clock.advance(8)
-        await engine.publish("a", pub(2), options)  # publications now expire at 18
-        await engine.add_presence("a", "c1", info("u", "c1"), 10)  # presence at 18
-        clock.advance(3)  # t=11: the first heap entries are due, the records are not
-        engine.sweep()
-        assert [
-            p.offset
-            for p in (await engine.history("a", HistoryQuery(limit=-1), options)).publications
-        ] == [1, 2]
-        assert set(await engine.presence("a")) == {"c1"}
-        clock.advance(8)  # t=19
-        engine.sweep()
-        assert (await engine.history("a", HistoryQuery(limit=-1), options)).publications == []
-        assert engine.statistics()["presence_channels"] == 0
-        clock.advance(10)  # t=29: the position (meta ttl 20 from t=8) is gone too
-        engine.sweep()
-        assert engine.statistics()["streams"] == 0
-        assert engine.statistics()["heap"] == 0
-    finally:
-        await engine.close()

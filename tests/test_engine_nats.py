@@ -28,10 +28,10 @@ from hubbub.engines.redis import RedisEngine
 from hubbub.errors import ConfigError
 from hubbub.protocol.messages import Publication
 from hubbub.protocol.payload import Binary
+from tests.engine_fixtures import Events, info, pub
+from tests.engine_fixtures import numbers as numbers_of
 from tests.nats_fixtures import NatsProcess, nats_server, own_nats  # noqa: F401 (fixtures)
 from tests.redis_fixtures import RedisProcess, redis_server  # noqa: F401 (fixture)
-from tests.test_engine_conformance import Events, info, pub
-from tests.test_engine_conformance import numbers as numbers_of
 from tests.test_engine_redis import wait_until
 
 pytestmark = pytest.mark.timeout(60)

@@ -17,13 +17,13 @@ import redis.asyncio as aioredis
 from hubbub.engines.base import EngineUnavailable, EpochMismatch, HistoryOptions, HistoryQuery
 from hubbub.engines.redis import RedisEngine, jump_hash, shard_index
 from hubbub.protocol.messages import StreamPosition
+from tests.engine_fixtures import HISTORY, Events, info, pub
 from tests.redis_fixtures import (  # noqa: F401 (fixtures)
     RedisProcess,
     own_redis,
     redis_server,
     running_redis,
 )
-from tests.test_engine_conformance import HISTORY, Events, info, pub
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -21,14 +21,14 @@ import pytest
 
 from hubbub.engines.base import EngineUnavailable, EpochMismatch, HistoryOptions, HistoryQuery
 from hubbub.engines.redis import RedisEngine
+from tests.engine_fixtures import Events, info, pub
+from tests.engine_fixtures import numbers as numbers_of
 from tests.redis_cluster_fixtures import (  # noqa: F401 (fixtures)
     ClusterNodeProcess,
     RedisClusterProcesses,
     own_redis_cluster,
     redis_cluster,
 )
-from tests.test_engine_conformance import Events, info, pub
-from tests.test_engine_conformance import numbers as numbers_of
 from tests.test_engine_redis import wait_until
 
 pytestmark = pytest.mark.timeout(120)

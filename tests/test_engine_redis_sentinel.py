@@ -3,8 +3,8 @@
 The setups are real (tests/redis_sentinel_fixtures.py): a master, its replica
 and a sentinel, started by the tests; the engine knows only the sentinel and
 the master's name. The engine conformance suite runs on such a setup too
-(tests/test_engine_conformance.py). What is checked here: the engine writes
-to the master the sentinel names; a master killed during traffic is an outage
+(tests/test_engine_conformance.py and its siblings). What is checked here: the
+engine writes to the master the sentinel names; a master killed during traffic is an outage
 the engine rides out (publishers told, ``EngineUnavailable``; subscribers told,
 ``handle_broker_lost``), after which everything goes to the promoted replica,
 in a new epoch; a master demoted while alive (``SENTINEL FAILOVER``) moves the
@@ -24,14 +24,14 @@ import pytest
 from hubbub.engines.base import EngineUnavailable, EpochMismatch, HistoryOptions, HistoryQuery
 from hubbub.engines.redis import RedisEngine
 from hubbub.protocol.messages import StreamPosition
+from tests.engine_fixtures import Events, pub
+from tests.engine_fixtures import numbers as numbers_of
 from tests.redis_cluster_fixtures import redis_cli
 from tests.redis_sentinel_fixtures import (  # noqa: F401 (fixtures)
     SentinelSetup,
     own_redis_sentinel,
     redis_sentinel,
 )
-from tests.test_engine_conformance import Events, pub
-from tests.test_engine_conformance import numbers as numbers_of
 from tests.test_engine_redis import wait_until
 
 pytestmark = pytest.mark.timeout(120)

@@ -1,4 +1,4 @@
-"""``hubbub.websocket.frames`` reads RFC 6455 client frames correctly, however the bytes arrive.
+"""``hubbub.websocket.frames`` reads RFC 6455 frames correctly, however the bytes arrive.
 
 What this file proves, without any socket:
 
@@ -10,30 +10,26 @@ What this file proves, without any socket:
   everything else as ``bytes``, fragments are reassembled, and nothing is left
   behind in the reader.
 * ``unmask`` is its own inverse and agrees with the test client's ``apply_mask``.
-* Every framing violation raises ``FrameError`` with the RFC's close code: 1002
-  (unmasked, reserved bits, reserved opcodes, bad control frames, orphan or
-  interrupted fragments), 1007 (invalid UTF-8, also split across fragments),
-  1009 (too big, decided from the header alone, before any payload); a message
-  exactly at the limit passes.
-* ``parse_close``, ``close_frame``, ``text_header`` and ``control_frame`` build and
-  read what RFC 6455 says, and ``close_frame`` never cuts a character in half.
-* A 1 MB frame arriving in 4 KB reads is returned once, intact.
+* A 1 MB frame arriving in 4 KB reads is returned once, intact; empty
+  continuations are not kept; a zero limit means none; the client role reads
+  unmasked frames; the observer sees every frame before its message.
+
+Framing violations are in test_frames_errors.py, close frames and the frames
+hubbub builds in test_frames_close.py.
 """
 
 from __future__ import annotations
 
 import itertools
 import struct
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hubbub.websocket.frames import (
     INVALID_DATA,
-    NO_STATUS,
     OP_BINARY,
     OP_CLOSE,
     OP_CONTINUATION,
@@ -41,75 +37,20 @@ from hubbub.websocket.frames import (
     OP_PONG,
     OP_TEXT,
     PROTOCOL_ERROR,
-    TOO_BIG,
     FrameError,
     FrameReader,
     Message,
-    close_frame,
-    control_frame,
-    parse_close,
-    text_header,
     unmask,
 )
+from tests.frames_helpers import (
+    BOUNDARY_SIZES,
+    KEY,
+    LIMIT,
+    VALID_CLOSE_CODES,
+    assert_kinds,
+    feed_in_pieces,
+)
 from tests.rawws import apply_mask, build_frame
-
-LIMIT = 1 << 20
-KEY = b"\x37\xfa\x21\x3d"
-#: Payload sizes on both sides of each length encoding (7-bit, 16-bit, 64-bit).
-BOUNDARY_SIZES = (0, 1, 125, 126, 127, 65535, 65536, 65537)
-#: Close codes a client may legitimately send.
-VALID_CLOSE_CODES = (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 4999)
-
-
-# --- helpers -------------------------------------------------------------------------
-
-
-def feed_in_pieces(reader: FrameReader, data: bytes, sizes: Iterable[int]) -> list[Message]:
-    """Feed ``data`` in consecutive pieces whose sizes cycle through ``sizes``."""
-    messages: list[Message] = []
-    position = 0
-    for size in itertools.cycle(sizes):
-        if position >= len(data):
-            break
-        messages.extend(reader.feed(data[position : position + size]))
-        position += size
-    return messages
-
-
-def error_of(data: bytes, *, limit: int = LIMIT, prefix: bytes = b"") -> FrameError:
-    """The ``FrameError`` a fresh reader raises on ``prefix`` then ``data`` (fails if none)."""
-    reader = FrameReader(limit)
-    if prefix:
-        reader.feed(prefix)
-    with pytest.raises(FrameError) as caught:
-        reader.feed(data)
-    return caught.value
-
-
-def assert_kinds(messages: list[Message]) -> None:
-    """Text messages carry ``str``; binary, ping, pong and close carry ``bytes``."""
-    for message in messages:
-        if message.opcode == OP_TEXT:
-            assert isinstance(message.data, str), message
-        else:
-            assert message.opcode in (OP_BINARY, OP_PING, OP_PONG, OP_CLOSE), message
-            assert isinstance(message.data, bytes), message
-
-
-def header_length(header: bytes) -> tuple[int, int]:
-    """(payload length, header size) of an unmasked server frame header, read per RFC 6455."""
-    assert not header[1] & 0x80, "server frames are never masked"
-    short = header[1] & 0x7F
-    if short < 126:
-        return short, 2
-    if short == 126:
-        return (header[2] << 8) | header[3], 4
-    assert short == 127
-    value = 0
-    for byte in header[2:10]:
-        value = (value << 8) | byte
-    return value, 10
-
 
 # --- strategies ----------------------------------------------------------------------
 
@@ -317,268 +258,6 @@ def test_boundary_sizes_whole_and_split(size: int, opcode: int) -> None:
     frame = build_frame(payload, opcode=opcode, mask_key=KEY)
     assert FrameReader(LIMIT).feed(frame) == [Message(opcode, content)]
     assert feed_in_pieces(FrameReader(LIMIT), frame, [1, 3, 1000]) == [Message(opcode, content)]
-
-
-# --- errors --------------------------------------------------------------------------
-
-
-def test_unmasked_frame_is_a_protocol_error() -> None:
-    assert error_of(build_frame(b"hi", mask=False)).code == PROTOCOL_ERROR
-    assert error_of(build_frame(b"", mask=False)[:2]).code == PROTOCOL_ERROR
-
-
-@pytest.mark.parametrize("rsv", [4, 2, 1, 7])
-def test_reserved_bits_are_a_protocol_error(rsv: int) -> None:
-    assert error_of(build_frame(b"hi", rsv=rsv)).code == PROTOCOL_ERROR
-    assert error_of(build_frame(b"", opcode=OP_PING, rsv=rsv)).code == PROTOCOL_ERROR
-
-
-@pytest.mark.parametrize("opcode", [3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF])
-def test_reserved_opcodes_are_a_protocol_error(opcode: int) -> None:
-    assert error_of(build_frame(b"x", opcode=opcode)).code == PROTOCOL_ERROR
-    assert error_of(build_frame(b"", opcode=opcode, fin=False)).code == PROTOCOL_ERROR
-
-
-@pytest.mark.parametrize("opcode", [OP_PING, OP_PONG, OP_CLOSE])
-def test_control_frame_without_fin_is_a_protocol_error(opcode: int) -> None:
-    assert error_of(build_frame(b"", opcode=opcode, fin=False)).code == PROTOCOL_ERROR
-
-
-@pytest.mark.parametrize("opcode", [OP_PING, OP_PONG, OP_CLOSE])
-def test_control_frame_over_125_bytes_is_a_protocol_error(opcode: int) -> None:
-    assert error_of(build_frame(b"\x03\xe8" + b"x" * 124, opcode=opcode)).code == PROTOCOL_ERROR
-    # decided from the header: no payload needed
-    header = build_frame(b"", opcode=opcode, length=126, mask_key=KEY)
-    assert error_of(header).code == PROTOCOL_ERROR
-
-
-def test_control_frame_of_exactly_125_bytes_is_fine() -> None:
-    payload = bytes(range(125))
-    frame = build_frame(payload, opcode=OP_PING, mask_key=KEY)
-    assert FrameReader(LIMIT).feed(frame) == [Message(OP_PING, payload)]
-
-
-def test_orphan_continuation_is_a_protocol_error() -> None:
-    assert error_of(build_frame(b"x", opcode=OP_CONTINUATION)).code == PROTOCOL_ERROR
-    # also after a fragmented message has been completed
-    done = build_frame(b"a", fin=False) + build_frame(b"b", opcode=OP_CONTINUATION)
-    late = build_frame(b"c", opcode=OP_CONTINUATION)
-    assert error_of(late, prefix=done).code == PROTOCOL_ERROR
-
-
-@pytest.mark.parametrize("opcode", [OP_TEXT, OP_BINARY])
-@pytest.mark.parametrize("fin", [True, False])
-def test_new_message_inside_a_fragmented_one_is_a_protocol_error(opcode: int, fin: bool) -> None:
-    start = build_frame(b"part", fin=False)
-    assert error_of(build_frame(b"new", opcode=opcode, fin=fin), prefix=start).code == (
-        PROTOCOL_ERROR
-    )
-
-
-@pytest.mark.parametrize(
-    "payload",
-    [b"\xff", b"\xc3", b"a\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82(", b"\x80"],
-)
-def test_invalid_utf8_text_is_invalid_data(payload: bytes) -> None:
-    assert error_of(build_frame(payload)).code == INVALID_DATA
-
-
-def test_invalid_utf8_split_across_fragments_is_invalid_data() -> None:
-    stream = build_frame(b"ok\xe2", fin=False) + build_frame(b"\x82(", opcode=OP_CONTINUATION)
-    assert error_of(stream).code == INVALID_DATA
-    # a final fragment that stops in the middle of a character
-    stream = build_frame(b"ok", fin=False) + build_frame(b"\xe2\x82", opcode=OP_CONTINUATION)
-    assert error_of(stream).code == INVALID_DATA
-
-
-def test_valid_character_split_across_fragments_is_fine() -> None:
-    euro = "€".encode()  # e2 82 ac
-    stream = (
-        build_frame(b"x" + euro[:1], fin=False)
-        + build_frame(euro[1:2], opcode=OP_CONTINUATION, fin=False)
-        + build_frame(b"", opcode=OP_PING)
-        + build_frame(euro[2:] + b"y", opcode=OP_CONTINUATION)
-    )
-    expected = [Message(OP_PING, b""), Message(OP_TEXT, "x€y")]
-    assert FrameReader(LIMIT).feed(stream) == expected
-    assert feed_in_pieces(FrameReader(LIMIT), stream, [1]) == expected
-
-
-def test_binary_is_not_checked_for_utf8() -> None:
-    frame = build_frame(b"\xff\xfe", opcode=OP_BINARY)
-    assert FrameReader(LIMIT).feed(frame) == [Message(OP_BINARY, b"\xff\xfe")]
-
-
-@pytest.mark.parametrize("opcode", [OP_TEXT, OP_BINARY])
-def test_huge_declared_length_is_too_big_from_the_header_alone(opcode: int) -> None:
-    header = build_frame(b"", opcode=opcode, length=2**40, mask_key=KEY)
-    assert len(header) == 14  # 2 + 8 length bytes + 4 mask bytes, no payload
-    assert error_of(header).code == TOO_BIG
-    # byte by byte: it raises before (or on) the last header byte, with no payload at all
-    reader = FrameReader(LIMIT)
-    with pytest.raises(FrameError) as caught:
-        for byte in header:
-            assert reader.feed(bytes((byte,))) == []
-    assert caught.value.code == TOO_BIG
-
-
-@pytest.mark.parametrize("limit", [100, 125, 126, 65535, 65536])
-def test_message_exactly_at_the_limit_is_accepted_one_more_byte_is_not(limit: int) -> None:
-    payload = b"z" * limit
-    assert FrameReader(limit).feed(build_frame(payload)) == [Message(OP_TEXT, payload.decode())]
-    over = build_frame(b"", length=limit + 1, mask_key=KEY)  # the header alone
-    assert error_of(over, limit=limit).code == TOO_BIG
-
-
-def test_fragmented_total_over_the_limit_is_too_big() -> None:
-    limit = 100
-    first = build_frame(b"a" * 60, opcode=OP_BINARY, fin=False)
-    second = build_frame(b"b" * 40, opcode=OP_CONTINUATION, fin=False)  # total 100: still fine
-    reader = FrameReader(limit)
-    assert reader.feed(first + second) == []
-    # the next fragment's header alone (declaring 1 byte) is enough to refuse
-    with pytest.raises(FrameError) as caught:
-        reader.feed(build_frame(b"", opcode=OP_CONTINUATION, length=1, mask_key=KEY))
-    assert caught.value.code == TOO_BIG
-
-
-def test_fragmented_total_exactly_at_the_limit_is_accepted() -> None:
-    limit = 100
-    stream = (
-        build_frame(b"a" * 60, fin=False)
-        + build_frame(b"", opcode=OP_PONG)
-        + build_frame(b"b" * 40, opcode=OP_CONTINUATION)
-    )
-    expected = [Message(OP_PONG, b""), Message(OP_TEXT, "a" * 60 + "b" * 40)]
-    assert FrameReader(limit).feed(stream) == expected
-    # and the count restarts for the next message
-    again = build_frame(b"c" * 100)
-    assert FrameReader(limit).feed(stream + again) == [*expected, Message(OP_TEXT, "c" * 100)]
-
-
-@pytest.mark.parametrize("limit", [LIMIT, 2**63 - 1, 0])
-@pytest.mark.parametrize("low", [0, 5, 2**40])
-def test_length_with_the_64_bit_msb_set_is_a_protocol_error(limit: int, low: int) -> None:
-    # RFC 6455 5.2: the most significant bit of a 64-bit length MUST be 0. With no
-    # size limit (0) the reader used to wait for 2**63 bytes that never come.
-    header = struct.pack("!BBQ", 0x80 | OP_BINARY, 0x80 | 127, (1 << 63) | low) + KEY
-    assert error_of(header, limit=limit).code == PROTOCOL_ERROR
-
-
-@pytest.mark.parametrize(
-    ("payload", "code"),
-    [
-        (b"\x03", PROTOCOL_ERROR),
-        (struct.pack("!H", 1005), PROTOCOL_ERROR),
-        (struct.pack("!H", 1000) + b"\xff", INVALID_DATA),
-    ],
-)
-def test_bad_close_frame_in_the_stream_raises(payload: bytes, code: int) -> None:
-    assert error_of(build_frame(payload, opcode=OP_CLOSE)).code == code
-
-
-# --- parse_close ---------------------------------------------------------------------
-
-
-def test_parse_close_empty_payload_has_no_status() -> None:
-    assert parse_close(b"") == (NO_STATUS, "")
-
-
-def test_parse_close_one_byte_is_a_protocol_error() -> None:
-    with pytest.raises(FrameError) as caught:
-        parse_close(b"\x03")
-    assert caught.value.code == PROTOCOL_ERROR
-
-
-@pytest.mark.parametrize("code", [1000, 1001, 1012, 1013, 1014, 3000, 4999])
-def test_parse_close_accepts_sendable_codes(code: int) -> None:
-    assert parse_close(struct.pack("!H", code)) == (code, "")
-    assert parse_close(struct.pack("!H", code) + "bye ✓".encode()) == (code, "bye ✓")
-
-
-@pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 2000, 2999, 5000, 65535])
-def test_parse_close_refuses_reserved_codes(code: int) -> None:
-    with pytest.raises(FrameError) as caught:
-        parse_close(struct.pack("!H", code) + b"reason")
-    assert caught.value.code == PROTOCOL_ERROR
-
-
-@pytest.mark.parametrize("reason", [b"\xff", b"ok\xc3", b"\xed\xa0\x80"])
-def test_parse_close_non_utf8_reason_is_invalid_data(reason: bytes) -> None:
-    with pytest.raises(FrameError) as caught:
-        parse_close(struct.pack("!H", 1000) + reason)
-    assert caught.value.code == INVALID_DATA
-
-
-# --- frames we build -----------------------------------------------------------------
-
-
-def read_close_frame(frame: bytes) -> tuple[int, bytes]:
-    """Code and raw reason bytes of an unmasked server close frame, parsed by hand."""
-    assert frame[0] == 0x80 | OP_CLOSE
-    length, size = header_length(frame)
-    assert length <= 125
-    assert len(frame) == size + length
-    return struct.unpack("!H", frame[size : size + 2])[0], frame[size + 2 :]
-
-
-def test_close_frame_cut_never_splits_a_character() -> None:
-    code, reason = read_close_frame(close_frame(1008, "é" * 40, max_reason=32))
-    assert code == 1008
-    assert len(reason) <= 32
-    assert reason.decode() == "é" * 16
-    # an odd budget would split the 16th "é": it is dropped whole
-    _, reason = read_close_frame(close_frame(1008, "é" * 40, max_reason=31))
-    assert reason.decode() == "é" * 15
-
-
-@settings(max_examples=200, deadline=None)
-@given(reason=st.text(max_size=80), max_reason=st.integers(0, 123), code=st.integers(1000, 4999))
-@example(reason="€" * 50, max_reason=32, code=1000)
-@example(reason="😀" * 40, max_reason=123, code=4999)
-def test_close_frame_reason_is_the_longest_whole_prefix(
-    reason: str, max_reason: int, code: int
-) -> None:
-    got_code, raw = read_close_frame(close_frame(code, reason, max_reason=max_reason))
-    assert got_code == code
-    assert len(raw) <= max_reason
-    cut = raw.decode()  # valid UTF-8
-    assert reason.startswith(cut)
-    if cut != reason:  # nothing more would have fitted
-        assert len(cut.encode()) + len(reason[len(cut)].encode()) > max_reason
-
-
-def test_close_frame_default_fits_a_control_frame() -> None:
-    frame = close_frame(1000, "x" * 500)
-    code, reason = read_close_frame(frame)
-    assert (code, reason) == (1000, b"x" * 123)
-    assert len(frame) == 2 + 125
-
-
-@pytest.mark.parametrize(
-    ("length", "header_size"),
-    [(0, 2), (1, 2), (125, 2), (126, 4), (127, 4), (65535, 4), (65536, 10), (2**32 + 7, 10)],
-)
-def test_text_header_decodes_back_to_its_length(length: int, header_size: int) -> None:
-    header = text_header(length)
-    assert header[0] == 0x81  # FIN + text, no reserved bits
-    assert len(header) == header_size  # the minimal encoding
-    assert header_length(header) == (length, header_size)
-
-
-def test_text_header_frame_reads_back_through_a_reader() -> None:
-    payload = "héllo ✓".encode() * 30  # > 125 bytes: 16-bit length
-    frame = text_header(len(payload)) + payload
-    # mask it the way a client would, then read it with the server's reader
-    masked = bytes((frame[0], frame[1] | 0x80)) + frame[2:4] + KEY + apply_mask(KEY, payload)
-    assert FrameReader(LIMIT).feed(masked) == [Message(OP_TEXT, payload.decode())]
-
-
-@pytest.mark.parametrize("opcode", [OP_PING, OP_PONG, OP_CLOSE])
-def test_control_frame_bytes(opcode: int) -> None:
-    assert control_frame(opcode) == bytes((0x80 | opcode, 0))
-    payload = bytes(range(125))
-    assert control_frame(opcode, payload) == bytes((0x80 | opcode, 125)) + payload
 
 
 # --- a large frame in small reads ----------------------------------------------------

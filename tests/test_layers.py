@@ -17,6 +17,7 @@ LAYER = {
     "codes": 0,
     "errors": 0,
     "version": 0,
+    "tasks": 0,
     "config": 1,
     "protocol": 2,
     "websocket": 2,

@@ -6,7 +6,8 @@ including the node's own publications: there is one delivery path.
 Rule 2: offsets are assigned by the engine, gap-free and increasing per
 channel stream; an ``epoch`` names one life of a stream and changes when the
 stream is lost, so a client can tell a gap from a quiet channel.
-Rule 3: every engine passes the shared conformance suite in tests/engines.
+Rule 3: every engine passes the shared conformance suite (tests/test_engine_conformance.py
+and its siblings, on the fixtures of tests/engine_fixtures.py).
 Rule 4: a control message (``publish_control``) reaches every node, this one
 included, or the one node named; it is at most once (a node that is away
 misses it), and its bytes are the control plane's business, not the engine's.

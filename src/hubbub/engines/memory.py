@@ -20,13 +20,12 @@ is pushed again at the new time. So a sweep pops only entries that are due.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Reversible
 from dataclasses import dataclass, field
 
 from hubbub.engines.base import (
@@ -39,6 +38,7 @@ from hubbub.engines.base import (
     PublishResult,
 )
 from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
+from hubbub.tasks import stop_task
 
 #: How long a publish idempotency key is remembered (Centrifugo: 5 minutes).
 IDEMPOTENCY_WINDOW = 300.0
@@ -48,6 +48,30 @@ SWEEP_INTERVAL = 5.0
 
 def new_epoch() -> str:
     return secrets.token_urlsafe(6)
+
+
+def read_page(
+    channel: str, kept: Reversible[Publication], position: StreamPosition, query: HistoryQuery
+) -> HistoryPage:
+    """``query``'s page of a stream kept in memory (channels and map streams share it).
+
+    ``kept`` runs oldest first; ``position`` is the stream's top. Raises
+    EpochMismatch when ``query.since`` names another life of the stream.
+    """
+    since = query.since
+    if since is not None and since.epoch and since.epoch != position.epoch:
+        raise EpochMismatch(channel, position)
+    if query.limit == 0:
+        return HistoryPage([], position)
+    if query.reverse:
+        upper = since.offset if since is not None else position.offset + 1
+        selected = [p for p in reversed(kept) if p.offset < upper]
+    else:
+        lower = since.offset if since is not None else 0
+        selected = [p for p in kept if p.offset > lower]
+    if query.limit > 0:
+        selected = selected[: query.limit]
+    return HistoryPage(selected, position)
 
 
 @dataclass(slots=True)
@@ -100,11 +124,8 @@ class MemoryEngine:
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="memory-engine-sweep")
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await stop_task(self._sweeper)
+        self._sweeper = None
 
     @property
     def available(self) -> bool:
@@ -176,21 +197,7 @@ class MemoryEngine:
             return HistoryPage([], StreamPosition())
         stream = self._live_stream(channel, now, history)
         position = StreamPosition(stream.top, stream.epoch)
-        since = query.since
-        if since is not None and since.epoch and since.epoch != stream.epoch:
-            raise EpochMismatch(channel, position)
-        if query.limit == 0:
-            return HistoryPage([], position)
-        kept = stream.publications
-        if query.reverse:
-            upper = since.offset if since is not None else stream.top + 1
-            selected = [p for p in reversed(kept) if p.offset < upper]
-        else:
-            lower = since.offset if since is not None else 0
-            selected = [p for p in kept if p.offset > lower]
-        if query.limit > 0:
-            selected = selected[: query.limit]
-        return HistoryPage(selected, position)
+        return read_page(channel, stream.publications, position, query)
 
     async def remove_history(self, channel: str) -> None:
         stream = self._streams.get(channel)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import heapq
 import time
 from collections import deque
@@ -36,8 +35,9 @@ from hubbub.engines.maps import (
     MapWrite,
     StatePage,
 )
-from hubbub.engines.memory import new_epoch
+from hubbub.engines.memory import new_epoch, read_page
 from hubbub.protocol.messages import Publication, StreamPosition
+from hubbub.tasks import stop_task
 
 #: How often expired keys are removed (Centrifugo's map cleanup_interval: 1 s).
 SWEEP_INTERVAL = 1.0
@@ -90,11 +90,8 @@ class MemoryMapEngine:
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="memory-maps-sweep")
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await stop_task(self._sweeper)
+        self._sweeper = None
 
     async def subscribe(self, channel: str) -> None:
         return None
@@ -281,21 +278,7 @@ class MemoryMapEngine:
         now = self._clock()
         chan = self._live(channel, now, store)
         position = StreamPosition(chan.top, chan.epoch)
-        since = query.since
-        if since is not None and since.epoch and since.epoch != chan.epoch:
-            raise EpochMismatch(channel, position)
-        if query.limit == 0:
-            return HistoryPage([], position)
-        kept = chan.stream
-        if query.reverse:
-            upper = since.offset if since is not None else chan.top + 1
-            selected = [p for p in reversed(kept) if p.offset < upper]
-        else:
-            lower = since.offset if since is not None else 0
-            selected = [p for p in kept if p.offset > lower]
-        if query.limit > 0:
-            selected = selected[: query.limit]
-        return HistoryPage(selected, position)
+        return read_page(channel, chan.stream, position, query)
 
     async def stats(self, channel: str, store: MapStore) -> int:
         chan = self._maps.get(channel)

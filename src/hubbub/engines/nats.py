@@ -50,6 +50,7 @@ from hubbub.engines.base import (
 from hubbub.engines.health import Reachability
 from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
 from hubbub.protocol.payload import from_container, to_container
+from hubbub.tasks import stop_task
 
 log = logging.getLogger("hubbub.engines.nats")
 
@@ -131,11 +132,8 @@ class NatsBroker:
         self._connected.set()
 
     async def close(self) -> None:
-        if self._connector is not None:
-            self._connector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._connector
-            self._connector = None
+        await stop_task(self._connector)
+        self._connector = None
         nc, self._nc = self._nc, None
         if nc is not None:
             with contextlib.suppress(Exception):

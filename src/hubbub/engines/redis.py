@@ -316,35 +316,10 @@ class RedisEngine:
     async def history(
         self, channel: str, query: HistoryQuery, history: HistoryOptions
     ) -> HistoryPage:
-        since = query.since
-        mode, bound = "", ""
-        if query.limit != 0:
-            if query.reverse:
-                if since is None:
-                    mode, bound = "r", "+"
-                elif since.offset > 1:
-                    mode, bound = "r", str(since.offset - 1)
-            else:
-                mode, bound = "f", str((since.offset if since is not None else 0) + 1)
-        args: list[_Arg] = [
-            1 if history.enabled else 0,
-            _new_epoch(),
-            _ms(max(history.meta_ttl, history.ttl)) or 1,
-            since.epoch if since is not None else "",
-            mode,
-            bound,
-            query.limit if query.limit > 0 else -1,
-        ]
+        args = stream_read_args(query, history.enabled, max(history.meta_ttl, history.ttl))
         keys = [self._key("stream", channel), self._key("meta", channel)]
-        top, epoch, mismatch, entries = await self._shard(channel).history.call(keys, args)
-        if mismatch:
-            raise EpochMismatch(channel, StreamPosition(int(top), epoch.decode()))
-        publications = []
-        for entry_id, fields in entries:
-            publication = from_container(_publication_decoder.decode(fields[1]))
-            publication.offset = int(entry_id.partition(b"-")[0])
-            publications.append(publication)
-        return HistoryPage(publications, StreamPosition(int(top), epoch.decode()))
+        reply = await self._shard(channel).history.call(keys, args)
+        return stream_page(channel, reply)
 
     async def remove_history(self, channel: str) -> None:
         await self._shard(channel).delete(self._key("stream", channel))
@@ -382,3 +357,43 @@ class RedisEngine:
 
 def _ms(seconds: float) -> int:
     return math.ceil(seconds * 1000)
+
+
+def stream_read_args(query: HistoryQuery, enabled: bool, keep: float) -> list[_Arg]:
+    """The HISTORY script's arguments for ``query`` (channels and map streams share it).
+
+    ``enabled``: the stream may be created; ``keep``: seconds the position lives.
+    """
+    since = query.since
+    mode, bound = "", ""
+    if query.limit != 0:
+        if query.reverse:
+            if since is None:
+                mode, bound = "r", "+"
+            elif since.offset > 1:
+                mode, bound = "r", str(since.offset - 1)
+        else:
+            mode, bound = "f", str((since.offset if since is not None else 0) + 1)
+    return [
+        1 if enabled else 0,
+        _new_epoch(),
+        _ms(keep) or 1,
+        since.epoch if since is not None else "",
+        mode,
+        bound,
+        query.limit if query.limit > 0 else -1,
+    ]
+
+
+def stream_page(channel: str, reply: Sequence[Any]) -> HistoryPage:
+    """The HISTORY script's reply as a page; EpochMismatch when ``since`` was stale."""
+    top, epoch, mismatch, entries = reply
+    position = StreamPosition(int(top), epoch.decode() if isinstance(epoch, bytes) else epoch)
+    if mismatch:
+        raise EpochMismatch(channel, position)
+    publications = []
+    for entry_id, fields in entries:
+        publication = from_container(_publication_decoder.decode(fields[1]))
+        publication.offset = int(entry_id.partition(b"-")[0])
+        publications.append(publication)
+    return HistoryPage(publications, position)

@@ -41,6 +41,7 @@ from hubbub.engines.health import Reachability
 from hubbub.engines.redis_batch import ScriptBatcher
 from hubbub.engines.redis_pubsub import PubSubConnection, log
 from hubbub.engines.redis_shard import OUTAGE_ERRORS, OnLost, OnMessage, batchers
+from hubbub.tasks import stop_task
 
 #: Outage errors on a cluster: those of one server, and the cluster's own.
 CLUSTER_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
@@ -130,10 +131,7 @@ class ClusterShard:
 
     async def close(self) -> None:
         self._started = False
-        if self._rehome is not None:
-            self._rehome.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._rehome
+        await stop_task(self._rehome)
         for task in list(self._pending):
             task.cancel()
         for reader in self._readers.values():

@@ -24,7 +24,6 @@ starts failing and one when it recovers).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -43,7 +42,7 @@ from hubbub.engines.base import (
 )
 from hubbub.engines.maps import IDEMPOTENCY_WINDOW, MapResult, MapStore, MapWrite, StatePage
 from hubbub.engines.memory import new_epoch
-from hubbub.engines.redis import RedisEngine
+from hubbub.engines.redis import RedisEngine, stream_page, stream_read_args
 from hubbub.engines.redis_maps_scripts import (
     MAP_EXPIRE,
     MAP_PUBLISH,
@@ -53,6 +52,7 @@ from hubbub.engines.redis_maps_scripts import (
 from hubbub.engines.redis_scripts import HISTORY
 from hubbub.engines.redis_shard import OUTAGE_ERRORS, ServerShard, Shard
 from hubbub.protocol.messages import Publication, StreamPosition
+from hubbub.tasks import stop_task
 
 log = logging.getLogger("hubbub.engines.redis_maps")
 
@@ -111,11 +111,8 @@ class RedisMapEngine:
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="redis-maps-sweep")
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await stop_task(self._sweeper)
+        self._sweeper = None
         await self._broker.close()
 
     async def subscribe(self, channel: str) -> None:
@@ -268,36 +265,11 @@ class RedisMapEngine:
         return StatePage(entries, next_cursor, position)
 
     async def read_stream(self, channel: str, store: MapStore, query: HistoryQuery) -> HistoryPage:
-        since = query.since
-        mode, bound = "", ""
-        if query.limit != 0:
-            if query.reverse:
-                if since is None:
-                    mode, bound = "r", "+"
-                elif since.offset > 1:
-                    mode, bound = "r", str(since.offset - 1)
-            else:
-                mode, bound = "f", str((since.offset if since is not None else 0) + 1)
-        args: list[Any] = [
-            1,
-            new_epoch(),
-            _ms(max(store.meta_ttl, store.stream_ttl, store.key_ttl)) or 1,
-            since.epoch if since is not None else "",
-            mode,
-            bound,
-            query.limit if query.limit > 0 else -1,
-        ]
+        keep = max(store.meta_ttl, store.stream_ttl, store.key_ttl)
+        args = stream_read_args(query, True, keep)
         keys = [self._key("stream", channel), self._key("meta", channel)]
-        top, epoch, mismatch, entries = await self._run(channel, "history", keys, args)
-        position = StreamPosition(int(top), _text(epoch))
-        if mismatch:
-            raise EpochMismatch(channel, position)
-        publications = []
-        for entry_id, fields in entries:
-            publication = _publication.decode(fields[1])
-            publication.offset = int(entry_id.partition(b"-")[0])
-            publications.append(publication)
-        return HistoryPage(publications, position)
+        reply = await self._run(channel, "history", keys, args)
+        return stream_page(channel, reply)
 
     async def stats(self, channel: str, store: MapStore) -> int:
         client = self._client(channel)

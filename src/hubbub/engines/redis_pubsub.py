@@ -26,6 +26,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from hubbub.engines.base import EngineUnavailable
 from hubbub.engines.health import Reachability
+from hubbub.tasks import stop_task
 
 log = logging.getLogger("hubbub.engines.redis")
 
@@ -80,11 +81,8 @@ class PubSubConnection:
             )
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     # --- interest ----------------------------------------------------------------------
 

@@ -34,7 +34,6 @@ per channel) and ``connections`` (a user's connections, or all up to a limit).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Iterable
@@ -47,6 +46,7 @@ from hubbub.engines.base import EngineUnavailable
 from hubbub.errors import ClientError
 from hubbub.hub.nodes import ANNOUNCE_INTERVAL, NodeInfo, NodeRegistry
 from hubbub.protocol.messages import NO_DATA, StreamPosition
+from hubbub.tasks import stop_task
 
 if TYPE_CHECKING:
     from hubbub.hub.hub import Hub
@@ -222,9 +222,7 @@ class Control:
         """Stop announcing and tell the other nodes this one is gone."""
         if self._announcer is None:
             return
-        self._announcer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._announcer
+        await stop_task(self._announcer)
         self._announcer = None
         await self._publish(Shutdown(sender=self.hub.node_id), quiet=True)
 

@@ -35,7 +35,6 @@ the channel: every subscriber resubscribes with 2500).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -57,6 +56,7 @@ from hubbub.protocol.codec import Codec
 from hubbub.protocol.messages import Publication, SubRefreshResult, SubscribeResult
 from hubbub.protocol.payload import Binary
 from hubbub.proxy import messages as pm
+from hubbub.tasks import stop_task
 
 if TYPE_CHECKING:
     from hubbub.auth.channels import Channel
@@ -128,9 +128,7 @@ class PollChannel:
     async def close(self) -> None:
         if self._cold_handle is not None:
             self._cold_handle.cancel()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await stop_task(self._task)
 
     # --- tracking ----------------------------------------------------------------------
 

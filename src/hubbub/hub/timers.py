@@ -13,12 +13,13 @@ an idle connection's deadline costs one ``Timer``, not a closure and its cells.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from hubbub.tasks import stop_task
 
 log = logging.getLogger("hubbub.timers")
 
@@ -108,11 +109,8 @@ class TimerWheel:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="timer-wheel")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -110,6 +110,11 @@ def _map_result(result: MapResult) -> dict[str, Any]:
     return reply
 
 
+def _position(offset: int, epoch: str) -> StreamPosition | None:
+    """The position a request names, or None when it names none (both empty)."""
+    return StreamPosition(offset, epoch) if offset or epoch else None
+
+
 class MapApiMethods:
     """The map and shared poll methods of ``HttpApi``."""
 
@@ -143,9 +148,7 @@ class MapApiMethods:
 
     async def map_read_state(self, body: msgspec.Raw) -> dict[str, Any]:
         params: MapReadStateParams = _decode(body, MapReadStateParams)
-        revision = None
-        if params.revision_offset or params.revision_epoch:
-            revision = StreamPosition(params.revision_offset, params.revision_epoch)
+        revision = _position(params.revision_offset, params.revision_epoch)
         page = await self.hub.maps.read_state(
             params.channel,
             cursor=params.cursor,
@@ -165,9 +168,7 @@ class MapApiMethods:
 
     async def map_read_stream(self, body: msgspec.Raw) -> dict[str, Any]:
         params: MapReadStreamParams = _decode(body, MapReadStreamParams)
-        since = None
-        if params.since_offset or params.since_epoch:
-            since = StreamPosition(params.since_offset, params.since_epoch)
+        since = _position(params.since_offset, params.since_epoch)
         page = await self.hub.maps.read_stream(
             params.channel,
             since=since,

@@ -179,33 +179,13 @@ class Webhooks:
         self, channel: str, client: str, user: str, info: Raw | None, chan_info: Raw | None
     ) -> None:
         if "join" in self._wants:
-            self._event(
-                WebhookEvent(
-                    "join",
-                    now_ms(),
-                    channel=channel,
-                    client=client,
-                    user=user,
-                    info=info or NO_DATA,
-                    chan_info=chan_info or NO_DATA,
-                )
-            )
+            self._event(_membership("join", channel, client, user, info, chan_info))
 
     def left(
         self, channel: str, client: str, user: str, info: Raw | None, chan_info: Raw | None
     ) -> None:
         if "leave" in self._wants:
-            self._event(
-                WebhookEvent(
-                    "leave",
-                    now_ms(),
-                    channel=channel,
-                    client=client,
-                    user=user,
-                    info=info or NO_DATA,
-                    chan_info=chan_info or NO_DATA,
-                )
-            )
+            self._event(_membership("leave", channel, client, user, info, chan_info))
 
     def published(self, channel: str, client: str, user: str, data: Payload, offset: int) -> None:
         if "publication" in self._wants:
@@ -368,3 +348,18 @@ class Webhooks:
             "queued": self.queue.queued,
             "dropped": dict(self.dropped),
         }
+
+
+def _membership(
+    kind: str, channel: str, client: str, user: str, info: Raw | None, chan_info: Raw | None
+) -> WebhookEvent:
+    """A ``join`` or ``leave`` event (the two carry the same fields)."""
+    return WebhookEvent(
+        kind,
+        now_ms(),
+        channel=channel,
+        client=client,
+        user=user,
+        info=info or NO_DATA,
+        chan_info=chan_info or NO_DATA,
+    )

@@ -145,6 +145,21 @@ def _window_bits(value: str | None, name: str) -> int:
 # --- the agreed parameters --------------------------------------------------------------
 
 
+def _header_parts(
+    server_no_context_takeover: bool, client_no_context_takeover: bool, server_bits: int | None
+) -> list[str]:
+    """The start of a header value, which offers and responses share; the caller
+    appends its own ``client_max_window_bits``."""
+    parts = [EXTENSION]
+    if server_no_context_takeover:
+        parts.append("server_no_context_takeover")
+    if client_no_context_takeover:
+        parts.append("client_no_context_takeover")
+    if server_bits is not None:
+        parts.append(f"server_max_window_bits={server_bits}")
+    return parts
+
+
 @dataclass(frozen=True, slots=True)
 class DeflateParams:
     """What a server's response agrees to (None: the parameter is absent, 15 applies)."""
@@ -156,13 +171,11 @@ class DeflateParams:
 
     def header(self) -> str:
         """The response's ``Sec-WebSocket-Extensions`` value."""
-        parts = [EXTENSION]
-        if self.server_no_context_takeover:
-            parts.append("server_no_context_takeover")
-        if self.client_no_context_takeover:
-            parts.append("client_no_context_takeover")
-        if self.server_max_window_bits is not None:
-            parts.append(f"server_max_window_bits={self.server_max_window_bits}")
+        parts = _header_parts(
+            self.server_no_context_takeover,
+            self.client_no_context_takeover,
+            self.server_max_window_bits,
+        )
         if self.client_max_window_bits is not None:
             parts.append(f"client_max_window_bits={self.client_max_window_bits}")
         return "; ".join(parts)
@@ -266,13 +279,11 @@ class ClientOffer:
 
     def header(self) -> str:
         """The request's ``Sec-WebSocket-Extensions`` value."""
-        parts = [EXTENSION]
-        if self.server_no_context_takeover:
-            parts.append("server_no_context_takeover")
-        if self.client_no_context_takeover:
-            parts.append("client_no_context_takeover")
-        if self.server_max_window_bits is not None:
-            parts.append(f"server_max_window_bits={self.server_max_window_bits}")
+        parts = _header_parts(
+            self.server_no_context_takeover,
+            self.client_no_context_takeover,
+            self.server_max_window_bits,
+        )
         bits = self.client_max_window_bits
         if bits is True:
             parts.append("client_max_window_bits")

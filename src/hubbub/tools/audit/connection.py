@@ -355,13 +355,7 @@ class AuditConnection:
         log: bool = True,
     ) -> bytes:
         """Build one frame with the codec, send it, log it; return its bytes."""
-        data = payload.encode() if isinstance(payload, str) else payload
-        frame = build_frame(data, opcode=opcode, fin=fin, rsv=rsv, mask=mask)
-        if log:
-            first = frame[0]
-            self.wire.add(">", describe_frame(first, data, masked=mask))
-        if opcode == OP_CLOSE:
-            self.close_sent = True
+        frame = self._frame(payload, opcode, fin, rsv, mask, "" if log else None)
         self._write(frame)
         return frame
 
@@ -415,10 +409,17 @@ class AuditConnection:
         log: bool = True,
     ) -> bytes:
         """A frame built and logged, not sent (for chopped or split writes)."""
+        return self._frame(payload, opcode, fin, rsv, mask, " (built)" if log else None)
+
+    def _frame(
+        self, payload: bytes | str, opcode: int, fin: bool, rsv: int, mask: bool, note: str | None
+    ) -> bytes:
+        """One frame built with the codec and logged with ``note`` after it (None: not
+        logged); a close frame marks the close as sent."""
         data = payload.encode() if isinstance(payload, str) else payload
         frame = build_frame(data, opcode=opcode, fin=fin, rsv=rsv, mask=mask)
-        if log:
-            self.wire.add(">", describe_frame(frame[0], data, masked=mask) + " (built)")
+        if note is not None:
+            self.wire.add(">", describe_frame(frame[0], data, masked=mask) + note)
         if opcode == OP_CLOSE:
             self.close_sent = True
         return frame
