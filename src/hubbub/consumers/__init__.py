@@ -24,6 +24,7 @@ from hubbub.config.model import ConsumerConfig
 from hubbub.consumers.commands import Execute
 from hubbub.consumers.nats_jetstream import NatsJetStreamReader
 from hubbub.consumers.redis_stream import RedisStreamReader
+from hubbub.tasks import stop_task
 
 log = logging.getLogger("hubbub.consumers")
 
@@ -77,10 +78,7 @@ class Consumers:
         for waiter in idle:
             waiter.cancel()
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
         for reader in self.readers:
             with contextlib.suppress(Exception):
                 await reader.close()
