@@ -24,6 +24,7 @@ from hubbub.config.model import Config, HttpServerConfig
 from hubbub.config.tls import server_context
 from hubbub.engines.factory import engine_from_config, map_engine_from_config
 from hubbub.hub.hub import Hub
+from hubbub.server.consuming import start_consumers, stop_consumers
 from hubbub.server.front import Listener
 from hubbub.server.websocket import WebSocketEndpoint
 from hubbub.server.wsconn import CLOSE_TIMEOUT, SHUTDOWN_GRACE
@@ -112,6 +113,7 @@ class Serving:
     async def stop(self) -> None:
         """Stop accepting, disconnect every client with 3001, wait for the closes."""
         self.listener.stop_accepting()
+        await stop_consumers(self.http.hub)  # no consumed command meets a closing hub
         if not await self.http.close():  # no application was made: close the hub here
             await self.http.hub.close()
             await self.listener.endpoint.wait_closed(SHUTDOWN_GRACE)
@@ -132,6 +134,7 @@ async def start(hub: Hub, *, host: str, port: int, reuse_port: bool = False) -> 
     internal = server.internal_port > 0
     endpoint = WebSocketEndpoint(hub)
     await hub.start()
+    await start_consumers(hub)
     http = PublicHttp(hub, endpoint, api=not internal)
     listener = Listener(endpoint, http)
     try:
@@ -141,6 +144,7 @@ async def start(hub: Hub, *, host: str, port: int, reuse_port: bool = False) -> 
         internal_runner = await _start_internal(hub, internal_tls, reuse_port) if internal else None
     except BaseException:
         listener.stop_accepting()
+        await stop_consumers(hub)
         await hub.close()
         raise
     return Serving(listener, http, bound, internal=internal_runner, tls=public_tls is not None)
