@@ -28,7 +28,10 @@ def _answers(port: int) -> bool:
 
 
 class NatsProcess:
-    def __init__(self, port: int = 0) -> None:
+    """``store``: run JetStream (``-js``) keeping its streams in that directory, so a
+    restart finds them again."""
+
+    def __init__(self, port: int = 0, *, store: str = "") -> None:
         binary = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin")
         if binary is None:
             pytest.fail("nats-server is not installed: scripts/test.sh installs it")
@@ -37,14 +40,16 @@ class NatsProcess:
         #: A port chosen here may change until the server first listens; a restart keeps it.
         self._may_move = not port
         self.process: subprocess.Popen[bytes] | None = None
+        self.store = store
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 10.0, attempts_left: int = 3) -> None:
+        jetstream = ["-js", "-sd", self.store] if self.store else []
         self.process = subprocess.Popen(
-            [self.binary, "-a", "127.0.0.1", "-p", str(self.port)],
+            [self.binary, "-a", "127.0.0.1", "-p", str(self.port), *jetstream],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -78,8 +83,8 @@ class NatsProcess:
 
 
 @contextlib.contextmanager
-def running_nats() -> Iterator[NatsProcess]:
-    server = NatsProcess()
+def running_nats(store: str = "") -> Iterator[NatsProcess]:
+    server = NatsProcess(store=store)
     server.start()
     try:
         yield server
@@ -96,4 +101,11 @@ def nats_server() -> Iterator[NatsProcess]:
 @pytest.fixture
 def own_nats() -> Iterator[NatsProcess]:
     with running_nats() as server:
+        yield server
+
+
+@pytest.fixture
+def jetstream_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsProcess]:
+    """A nats-server of the test's own with JetStream, its store in a temp directory."""
+    with running_nats(str(tmp_path_factory.mktemp("jetstream"))) as server:
         yield server

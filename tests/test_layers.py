@@ -1,7 +1,7 @@
 """The import rule of the architecture: a layer imports only from layers below it.
 
 codes, errors < config < protocol, websocket < engines, auth < proxy, webhooks < hub
-< server, asgi < cli, tools
+< consumers < server, asgi < cli, tools
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ LAYER = {
     "proxy": 3.5,
     "webhooks": 3.5,
     "hub": 4,
+    # Run the API's commands read from queues: above the hub, handed the API's
+    # dispatch by the server that starts them.
+    "consumers": 4.5,
     "server": 5,
     "cli": 6,
     "tools": 6,

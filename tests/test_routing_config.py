@@ -7,9 +7,11 @@ are tests/test_engine_redis_sentinel.py and tests/test_failover.py),
 configuration names. Refused at start: Sentinel without a master name,
 malformed sentinel addresses, TLS settings for Redis, its sentinels or NATS
 (hubbub applies none of them: ``rediss://`` and ``tls://`` addresses are the
-way), NATS wildcard subscriptions, a separate presence manager, enabled
-consumers. Accepted with one warning: options that only tune how Centrifugo
-talks to Redis (RESP2 is what hubbub speaks, reads stay on the master).
+way), NATS wildcard subscriptions, a separate presence manager, a consumer of
+an unknown type, TLS settings of a nats_jetstream consumer. Accepted with one
+warning: options that only tune how Centrifugo talks to Redis (RESP2 is what
+hubbub speaks, reads stay on the master), an enabled consumer of a type hubbub
+does not run (Kafka, ...: tests/test_consumers.py runs the others).
 """
 
 from __future__ import annotations
@@ -141,11 +143,22 @@ def test_an_embedded_hub_uses_the_configured_engine() -> None:
             {
                 "consumers": [
                     {"name": "a", "enabled": False},
-                    {"name": "k", "enabled": True, "type": "kafka", "kafka": {"brokers": ["h:1"]}},
+                    {"name": "q", "enabled": True, "type": "rabbitmq"},
                 ]
             },
-            "consumers[1].enabled",
-            '"kafka" consumer "k"',
+            "consumers[1].type",
+            '"rabbitmq" is unknown',
+        ),
+        (
+            {
+                "consumers": [
+                    {"name": "n", "enabled": True, "type": "nats_jetstream",
+                     "nats_jetstream": {"stream_name": "S", "durable_consumer_name": "d",
+                                        "tls": {"enabled": True}}},
+                ]
+            },
+            "consumers[0].nats_jetstream.tls.enabled",
+            "tls://",
         ),
         (
             {"broker": {"enabled": True, "type": "nats", "nats": {"tls": {"enabled": True}}}},
@@ -192,6 +205,18 @@ def test_disabled_sections_and_tuning_options_are_accepted() -> None:
             "consumers[0].postgresql",
         )
     )
+
+
+def test_an_enabled_kafka_consumer_is_one_warning_not_a_refusal() -> None:
+    data = {
+        "consumers": [
+            {"name": "a", "enabled": False},
+            {"name": "k", "enabled": True, "type": "kafka", "kafka": {"brokers": ["h:1"]}},
+        ]
+    }
+    warnings = [w for w in load(data).warnings if "consumers" in w]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("consumers[1]: the kafka consumer is not implemented")
 
 
 def test_checkconfig_names_the_refused_key(tmp_path: Path) -> None:

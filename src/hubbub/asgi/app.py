@@ -26,6 +26,7 @@ from hubbub.asgi.streams import serve_stream, stream_request
 from hubbub.asgi.websocket import Receive, Scope, Send, scope_headers, serve_websocket
 from hubbub.hub.hub import Hub
 from hubbub.server.api import MAX_BODY, HttpApi
+from hubbub.server.consuming import start_consumers, stop_consumers
 from hubbub.server.http_answer import ApiAnswer
 from hubbub.server.streamgate import StreamGate
 
@@ -98,12 +99,17 @@ class HubAsgiApp:
         be tried twice, so the application must be restarted.
         """
         if self._started is None:
-            self._started = asyncio.ensure_future(self.hub.start())
+            self._started = asyncio.ensure_future(self._start())
             self._started.add_done_callback(_log_failure)
         await asyncio.shield(self._started)
 
+    async def _start(self) -> None:
+        await self.hub.start()
+        await start_consumers(self.hub)
+
     async def close(self) -> None:
         """Disconnect every client with 3001 and stop the hub; wait for the connections."""
+        await stop_consumers(self.hub)
         await self.hub.close()
         if self._connections:
             await asyncio.wait(set(self._connections), timeout=5.0)

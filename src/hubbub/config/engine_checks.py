@@ -5,13 +5,16 @@ Rule: such a key is never ignored: a value hubbub cannot honour stops startup
 with a ConfigError naming the key (an address that is not one, Sentinel without
 a master name, TLS settings hubbub does not apply, a broker type hubbub has no
 client for, a NATS broker that would leave history or presence inside each
-node, a separate presence manager, a consumer whose commands would never run).
+node, a separate presence manager). An enabled consumer of a type hubbub does
+not run (kafka, postgresql, ...) loads with one warning naming it, as every
+Centrifugo key does; a ``redis_stream`` or ``nats_jetstream`` consumer missing
+what Centrifugo requires is refused.
 """
 
 from __future__ import annotations
 
 from hubbub.config.durations import show as _show
-from hubbub.config.model import Config, RedisConfig
+from hubbub.config.model import Config, NatsJetStreamConsumer, RedisConfig, RedisStreamConsumer
 from hubbub.errors import ConfigError
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -78,8 +81,8 @@ def check_redis(redis: RedisConfig, path: str = "engine.redis") -> None:
             raise ConfigError(key, f"must be more than 0, got {value:g}s")
 
 
-def check_routing(config: Config) -> None:
-    """``presence_manager`` and ``consumers``: refused when they would route anything."""
+def check_routing(config: Config) -> list[str]:
+    """``presence_manager``: refused when enabled; ``consumers``: check_consumers."""
     presence = config.presence_manager
     if presence.enabled:
         raise ConfigError(
@@ -87,13 +90,74 @@ def check_routing(config: Config) -> None:
             "a separate presence manager is not supported: presence is kept by the engine "
             f"(engine.type {_show(config.engine.type)}); remove presence_manager",
         )
+    return check_consumers(config)
+
+
+#: Consumer types hubbub runs (hubbub.consumers), and those it only accepts.
+RUN_CONSUMERS = ("redis_stream", "nats_jetstream")
+ACCEPTED_CONSUMERS = ("kafka", "postgresql", "google_pub_sub", "aws_sqs", "azure_service_bus")
+
+
+def check_consumers(config: Config) -> list[str]:
+    """``consumers[]``: what Centrifugo requires of each enabled one; a warning for
+    each enabled one hubbub does not run."""
+    warnings: list[str] = []
     for i, consumer in enumerate(config.consumers):
-        if consumer.enabled:
-            raise ConfigError(
-                f"consumers[{i}].enabled",
-                f"consumers are not supported ({_show(consumer.type)} consumer "
-                f"{_show(consumer.name)}): send the commands to the HTTP API instead",
+        if not consumer.enabled:
+            continue
+        key = f"consumers[{i}]"
+        if consumer.type in ACCEPTED_CONSUMERS:
+            warnings.append(
+                f"{key}: the {consumer.type} consumer is not implemented in hubbub: its "
+                "commands are not applied (send them to the HTTP API, or use a "
+                "redis_stream or nats_jetstream consumer)"
             )
+        elif consumer.type == "redis_stream":
+            _check_redis_stream(consumer.redis_stream, f"{key}.redis_stream")
+        elif consumer.type == "nats_jetstream":
+            _check_nats_jetstream(consumer.nats_jetstream, f"{key}.nats_jetstream")
+        else:
+            known = ", ".join((*RUN_CONSUMERS, *ACCEPTED_CONSUMERS))
+            raise ConfigError(f"{key}.type", f"{_show(consumer.type)} is unknown: use {known}")
+    return warnings
+
+
+def _check_redis_stream(stream: RedisStreamConsumer, key: str) -> None:
+    if not stream.address and not stream.cluster_address and not stream.sentinel_address:
+        raise ConfigError(f"{key}.address", "is required (the Redis holding the streams)")
+    if stream.cluster_address:
+        raise ConfigError(
+            f"{key}.cluster_address", "Redis Cluster is not supported for consumers: use address"
+        )
+    check_redis(stream, key)
+    if not stream.streams or not all(stream.streams):
+        raise ConfigError(f"{key}.streams", "must list at least one stream name")
+    if not stream.consumer_group:
+        raise ConfigError(f"{key}.consumer_group", "is required")
+    if stream.num_workers < 1:
+        raise ConfigError(f"{key}.num_workers", f"must be at least 1, got {stream.num_workers}")
+    mode = stream.publication_data_mode
+    if mode.enabled and not mode.channels_value:
+        raise ConfigError(f"{key}.publication_data_mode.channels_value", "is required")
+
+
+def _check_nats_jetstream(nats: NatsJetStreamConsumer, key: str) -> None:
+    url = nats.url.strip()
+    if not url.startswith(("nats://", "tls://")) or not url.partition("://")[2]:
+        raise ConfigError(f"{key}.url", f"expected nats://host:port, got {_show(url)}")
+    if not nats.stream_name:
+        raise ConfigError(f"{key}.stream_name", "is required")
+    if not nats.durable_consumer_name:
+        raise ConfigError(f"{key}.durable_consumer_name", "is required")
+    if nats.tls.enabled:
+        raise ConfigError(
+            f"{key}.tls.enabled",
+            "TLS settings for NATS are not supported: use a tls:// url "
+            "(checked against the system's certificate authorities)",
+        )
+    mode = nats.publication_data_mode
+    if mode.enabled and not mode.channels_header:
+        raise ConfigError(f"{key}.publication_data_mode.channels_header", "is required")
 
 
 def check_broker(config: Config) -> None:

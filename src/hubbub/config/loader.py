@@ -17,6 +17,7 @@ import difflib
 import functools
 import json
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Iterator, Mapping
@@ -28,6 +29,7 @@ from hubbub.config.backend import StrPairs
 from hubbub.config.combinations import LOG_LEVELS, Problems, validate
 from hubbub.config.durations import parse_duration
 from hubbub.config.durations import show as _show
+from hubbub.config.engine_checks import ACCEPTED_CONSUMERS
 from hubbub.config.model import (
     ChannelOptions,
     Config,
@@ -108,8 +110,15 @@ def load_config(
         refuse_unimplemented(raw)
     except ConfigError as exc:
         problems.add(exc)
-    warnings.extend(ignored_warning(key) for key in seen.ignored)
     config = _build(Config, raw, "", problems)
+    # An enabled consumer of a type hubbub does not run gets check_consumers' warning
+    # instead of the usual one for its section: one warning per key.
+    said = {
+        f"consumers[{i}].{c.type}"
+        for i, c in enumerate(config.consumers)
+        if c.enabled and c.type in ACCEPTED_CONSUMERS
+    }
+    warnings.extend(ignored_warning(key) for key in seen.ignored if key not in said)
     warnings.extend(validate(config, problems))
     if problems:
         raise ConfigError.combine(problems.errors)
@@ -423,12 +432,13 @@ def _convert(tp: Any, value: object, key: str, problems: Problems) -> object:
             return value.lower()  # Centrifugo accepts any case
         return value
     if tp == _STR_LIST:
-        if key in (
+        one_address = key in (
             "engine.redis.address",
             "engine.redis.cluster_address",
             "map_broker.redis.address",
             "engine.redis.sentinel_address",
-        ) and isinstance(value, str):
+        ) or re.fullmatch(r"consumers\[\d+\]\.redis_stream\.(address|sentinel_address)", key)
+        if one_address and isinstance(value, str):
             value = [value]  # Centrifugo takes one address as a string
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, f"expected a list of strings, got {_show(value)}")

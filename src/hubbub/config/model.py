@@ -504,16 +504,88 @@ class PresenceManagerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RedisStreamPublicationDataMode:
+    """``consumers[].redis_stream.publication_data_mode.*``: an entry's payload value is
+    the publication's data; the channels and options are other values of the entry."""
+
+    enabled: bool = False
+    channels_value: str = "centrifugo-channels"  # comma-separated channel names
+    idempotency_key_value: str = "centrifugo-idempotency-key"
+    delta_value: str = "centrifugo-delta"  # "true"/"false"
+    version_value: str = "centrifugo-version"
+    version_epoch_value: str = "centrifugo-version-epoch"
+    tags_value_prefix: str = "centrifugo-tag-"  # each such value is one tag
+
+
+@dataclass(frozen=True, slots=True)
+class RedisStreamConsumer(RedisConfig):
+    """``consumers[].redis_stream.*`` (Centrifugo v6): the Redis connection keys of
+    ``engine.redis`` plus the streams read through one consumer group."""
+
+    streams: tuple[str, ...] = ()
+    consumer_group: str = ""
+    # An entry taken by a node and not acknowledged within this time (the node died)
+    # is taken over by another (XAUTOCLAIM); 0: never.
+    visibility_timeout: float = 30.0
+    num_workers: int = 1  # entries of one stream applied at once
+    payload_value: str = "payload"  # the entry's value holding the command's request
+    method_value: str = "method"  # the entry's value naming the API method
+    publication_data_mode: RedisStreamPublicationDataMode = field(
+        default_factory=RedisStreamPublicationDataMode
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NatsJetStreamPublicationDataMode:
+    """``consumers[].nats_jetstream.publication_data_mode.*``: a message's body is the
+    publication's data; the channels and options are its headers."""
+
+    enabled: bool = False
+    channels_header: str = "centrifugo-channels"
+    idempotency_key_header: str = "centrifugo-idempotency-key"
+    delta_header: str = "centrifugo-delta"
+    version_header: str = "centrifugo-version"
+    version_epoch_header: str = "centrifugo-version-epoch"
+    tags_header_prefix: str = "centrifugo-tag-"
+
+
+@dataclass(frozen=True, slots=True)
+class NatsJetStreamConsumer:
+    """``consumers[].nats_jetstream.*`` (Centrifugo v6): a durable pull consumer of an
+    existing JetStream stream, shared by every node."""
+
+    url: str = "nats://127.0.0.1:4222"
+    credentials_file: str = ""
+    username: str = ""
+    password: str = ""
+    token: str = ""
+    stream_name: str = ""
+    subjects: tuple[str, ...] = ()  # filter; empty: every subject of the stream
+    durable_consumer_name: str = ""
+    # The header naming the API method; empty (the default): the body is
+    # {"method": ..., "payload": ...}.
+    method_header: str = ""
+    publication_data_mode: NatsJetStreamPublicationDataMode = field(
+        default_factory=NatsJetStreamPublicationDataMode
+    )
+    tls: TLSConfig = field(default_factory=TLSConfig)  # refused when enabled (use tls://)
+
+
+@dataclass(frozen=True, slots=True)
 class ConsumerConfig:
     """One entry of ``consumers[]`` (Centrifugo v6): API commands read from a queue.
 
-    hubbub has no consumers: an enabled one is refused at start (its commands
-    would never be applied); the type's own section is accepted and unused.
+    ``redis_stream`` and ``nats_jetstream`` consumers run in every node
+    (hubbub.consumers); an enabled consumer of another type loads with one
+    warning and is not run (its commands are not applied); the other types'
+    sections are accepted and unused.
     """
 
     name: str = ""
     enabled: bool = False
     type: str = ""
+    redis_stream: RedisStreamConsumer = field(default_factory=RedisStreamConsumer)
+    nats_jetstream: NatsJetStreamConsumer = field(default_factory=NatsJetStreamConsumer)
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,10 +106,7 @@ IGNORED: dict[type, frozenset[str]] = {
         history_use_lists"""
     ),
     PresenceManagerConfig: _names("redis"),
-    ConsumerConfig: _names(
-        """postgresql kafka nats_jetstream redis_stream google_pub_sub aws_sqs
-        azure_service_bus"""
-    ),
+    ConsumerConfig: _names("postgresql kafka google_pub_sub aws_sqs azure_service_bus"),
     MapBrokerConfig: _names("postgres"),
     MapRedisConfig: _names("skip_pub_sub"),
 }
@@ -126,7 +123,7 @@ REASONS: dict[str, str] = {
 #: Values of options hubbub does not apply that are refused: (dotted key, why and
 #: what to do). Each would otherwise send data elsewhere than asked, or in the
 #: clear. (engine.redis, broker.nats, presence_manager and consumers have their
-#: own refusals: config/engine_checks.py.)
+#: own refusals and warnings: config/engine_checks.py.)
 _REFUSED: tuple[tuple[str, str], ...] = (
     (
         "map_broker.redis.sentinel_address",

@@ -35,6 +35,7 @@ from hubbub.hub.hub import Hub
 from hubbub.server.admin import Admin
 from hubbub.server.aiohttp_door import websocket_route
 from hubbub.server.api import HttpApi
+from hubbub.server.consuming import start_consumers, stop_consumers
 from hubbub.server.keys import ENDPOINT_KEY, HUB_KEY
 from hubbub.server.logs import quiet_peer_errors
 from hubbub.server.metrics import metrics_handler
@@ -95,8 +96,10 @@ def attach(
 
         async def start_hub(_: web.Application) -> None:
             await hub.start()
+            await start_consumers(hub)
 
         async def close_hub(_: web.Application) -> None:
+            await stop_consumers(hub)
             await endpoint.close_hub()
 
         app.on_startup.append(start_hub)

@@ -31,6 +31,7 @@ from hubbub.config.model import Config, HttpServerConfig
 from hubbub.config.tls import server_context
 from hubbub.engines.factory import engine_from_config, map_engine_from_config
 from hubbub.hub.hub import Hub
+from hubbub.server.consuming import start_consumers, stop_consumers
 from hubbub.server.front import Listener
 from hubbub.server.websocket import WebSocketEndpoint
 from hubbub.server.wsconn import CLOSE_TIMEOUT
@@ -126,6 +127,7 @@ class Serving:
             # Past the timeout the connections left are dropped (listener.wait_closed):
             # their clients reconnect all the same, without the 3001 frame.
             async with asyncio.timeout(limit):
+                await stop_consumers(endpoint.hub)  # no consumed command meets a closing hub
                 if not await self.http.close():  # no application was made: close here
                     await endpoint.close_hub()
                 if self.internal is not None:
@@ -156,6 +158,7 @@ async def start(
     endpoint = WebSocketEndpoint(hub)
     try:
         await hub.start()
+        await start_consumers(hub)
     except BaseException:
         if sock is not None:
             sock.close()
@@ -169,6 +172,7 @@ async def start(
         internal_runner = await _start_internal(hub, internal_tls, reuse_port) if internal else None
     except BaseException:
         listener.stop_accepting()
+        await stop_consumers(hub)
         await hub.close()
         raise
     return Serving(listener, http, bound, internal=internal_runner, tls=public_tls is not None)

@@ -27,12 +27,10 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from hubbub.config.model import RedisConfig
-from hubbub.engines.factory import DEFAULT_REDIS_ADDRESS
-from hubbub.engines.redis import normalize_address
+from hubbub.engines.redis_single import single_client
 from hubbub.webhooks.events import now_ms
 from hubbub.webhooks.queues import (
     OVER_AGE,
@@ -98,36 +96,8 @@ class RedisQueue:
     def __init__(self, config: RedisConfig, *, claim_after: float, bounds: Bounds) -> None:
         self.bounds = bounds
         self.queued = 0
-        address = (config.address or (DEFAULT_REDIS_ADDRESS,))[0]
-        options: dict[str, Any] = {
-            "socket_connect_timeout": config.connect_timeout,
-            "socket_timeout": config.io_timeout,
-            "health_check_interval": 0,
-        }
-        if config.db:
-            options["db"] = config.db
-        if config.user:
-            options["username"] = config.user
-        if config.password:
-            options["password"] = config.password
-        self._sentinel: Any = None  # the Sentinel manager to close, with sentinel_address
-        if config.sentinel_address:
-            from hubbub.engines.redis_sentinel import master_client, sentinel_options
-
-            self.client, self._sentinel = master_client(
-                config.sentinel_address[0],
-                config.sentinel_master_name,
-                options,
-                sentinel_options(
-                    config.connect_timeout,
-                    config.io_timeout,
-                    config.sentinel_user,
-                    config.sentinel_password,
-                    config.sentinel_client_name,
-                ),
-            )
-        else:
-            self.client = aioredis.Redis.from_url(normalize_address(address), **options)
+        self._sentinel: Any  # the Sentinel manager to close, with sentinel_address
+        self.client, self._sentinel = single_client(config)
         self.prefix = f"{config.prefix}.webhooks."
         self.stream = self.prefix + "stream"
         self.nodes = self.prefix + "nodes"
