@@ -162,7 +162,7 @@ async def test_the_parent_lifespan_starts_and_stops_the_hub() -> None:
         assert await ws.read_close_code() == 1012
     finally:
         ws.abort()
-    assert server.hub._closing and not server.hub.sessions  # closed by the lifespan
+    assert server.hub.closing and not server.hub.sessions  # closed by the lifespan
 
 
 async def test_as_the_root_application_the_asgi_lifespan_runs_the_hub() -> None:
@@ -182,7 +182,7 @@ async def test_as_the_root_application_the_asgi_lifespan_runs_the_hub() -> None:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, TIMEOUT)
-    assert hub._closing  # lifespan.shutdown closed it
+    assert hub.closing  # lifespan.shutdown closed it
 
 
 async def connected(server: FastApiServer, **kwargs: Any) -> RawWS:

@@ -638,6 +638,20 @@ class HealthConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ShutdownConfig:
+    """``shutdown.*``: what a node does on SIGTERM. It stops accepting, sends every
+    client its 3001 close frame (they reconnect, to another node if there is one),
+    waits for their close frames at most ``close_timeout``, finishes its background
+    work (presence, leaves, hooks, webhooks) and exits."""
+
+    timeout: float = 30.0  # Centrifugo's key: the whole shutdown at most, then exit anyway
+    # hubbub's key: how long the clients' answers to the 3001 close frame are waited
+    # for; the frame is sent either way, and a restarted node listens only once this
+    # one has exited, so every moment waited here is a moment its clients are refused.
+    close_timeout: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; every part has a working default."""
 
@@ -667,3 +681,4 @@ class Config:
     admin: AdminConfig = field(default_factory=AdminConfig)
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)

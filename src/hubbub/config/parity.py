@@ -55,7 +55,7 @@ _TOKEN_IGNORED = _names(
 IGNORED: dict[type, frozenset[str]] = {
     Config: _names(
         """swagger debug opentelemetry graphite usage_stats
-        grpc_api unified_proxy uni_grpc webtransport shutdown node
+        grpc_api unified_proxy uni_grpc webtransport node
         controller dev init pid_file enable_unreleased_features tls"""
     ),
     HttpServerConfig: _names("h2c_external"),

@@ -41,18 +41,18 @@ class Heartbeat:
         # per connection; an idle connection's ping deadline is one Timer).
         self._ping_for = self._ping
         self._pong_due_for = self._pong_due
+        self._stale_for = self._close_if_stale
 
     # --- before connect ------------------------------------------------------------------
 
     def watch_stale(self, session: Session) -> None:
         """Close with 3502 unless connect succeeds within ``client.stale_close_delay``."""
-
-        def close_if_stale() -> None:
-            if not session.closed and not session.connected:
-                session.close(Disconnect.STALE)
-
         delay = self.config.stale_close_delay
-        _set_heartbeat(session, self.timers.call_later(delay, close_if_stale))
+        _set_heartbeat(session, self.timers.call_later_for(delay, self._stale_for, session))
+
+    def _close_if_stale(self, session: Session) -> None:
+        if not session.closed and not session.connected:
+            session.close(Disconnect.STALE)
 
     # --- connected -------------------------------------------------------------------------
 

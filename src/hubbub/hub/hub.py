@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import fields
 from typing import Any, TypeVar
@@ -57,6 +56,7 @@ from hubbub.hub.emulation import Emulation
 from hubbub.hub.eventlog import EventLog
 from hubbub.hub.heartbeat import Heartbeat
 from hubbub.hub.hooks import Hooks
+from hubbub.hub.ids import IdSource
 from hubbub.hub.lifecycle import Lifecycle
 from hubbub.hub.map_flow import MapFlows
 from hubbub.hub.maps import Maps
@@ -107,7 +107,8 @@ class Hub(StateApi):
             map_engine if map_engine is not None else map_engine_from_config(self.config)
         )
         self.hooks = Hooks()
-        self.node_id = uuid.uuid4().hex[:12]
+        self._ids = IdSource()  # client ids (and this node's)
+        self.node_id = self._ids.new()[:12]
         self.channel_rules = ChannelRules(self.config.channel)
         self.tokens = TokenVerifier(self.config.client.token)
         sub_cfg = self.config.client.subscription_token  # the same keys as client.token
@@ -141,7 +142,7 @@ class Hub(StateApi):
         self._users: dict[str, set[Session]] = {}  # connected sessions by user
         self._background: set[asyncio.Task[Any]] = set()
         self._started_at = 0.0
-        self._closing = False
+        self.closing = False  # close() has begun: every session is being sent away
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -173,7 +174,7 @@ class Hub(StateApi):
 
     async def close(self, disconnect: DisconnectInfo = Disconnect.SHUTDOWN) -> None:
         """Disconnect every client (3001 by default: they reconnect elsewhere) and stop."""
-        self._closing = True
+        self.closing = True
         for session in list(self._sessions.values()):
             session.close(disconnect)
         await self.polls.close()
@@ -261,13 +262,13 @@ class Hub(StateApi):
         """
         session = Session(
             self,
-            uuid.uuid4().hex,
+            self._ids.new(),
             transport,
             codec=codec,
             emulation=emulation,
             unidirectional=unidirectional,
         )
-        if self._closing:
+        if self.closing:
             session.close(Disconnect.SHUTDOWN)
             return session
         self._sessions[session.client_id] = session

@@ -42,7 +42,6 @@ from hubbub.server.metrics import metrics_handler
 from hubbub.server.streams import Streams
 from hubbub.server.urls import served_urls  # noqa: F401 - re-exported (it moved)
 from hubbub.server.websocket import WebSocketEndpoint
-from hubbub.server.wsconn import SHUTDOWN_GRACE
 
 DEMO_PAGE = "demo.html"
 
@@ -101,8 +100,7 @@ def attach(
 
         async def close_hub(_: web.Application) -> None:
             await stop_consumers(hub)
-            await hub.close()
-            await endpoint.wait_closed(SHUTDOWN_GRACE)
+            await endpoint.close_hub()
 
         app.on_startup.append(start_hub)
         app.on_shutdown.append(close_hub)

@@ -21,10 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from typing import Protocol, cast
 
+from hubbub.hub.timers import Timer
+from hubbub.server.early import BACKLOG
 from hubbub.server.websocket import WebSocketEndpoint
 from hubbub.server.wsconn import WebSocketConnection
 from hubbub.websocket.handshake import HEAD_END, Refusal, parse_head, request_path
@@ -82,18 +85,32 @@ class Listener:
         *,
         reuse_port: bool = False,
         ssl_context: ssl.SSLContext | None = None,
+        sock: socket.socket | None = None,
     ) -> int:
-        """Listen on ``host:port``; the bound port (useful with port 0)."""
+        """Listen on ``host:port``, or accept on ``sock`` (already listening: see
+        server/early.py); the bound port (useful with port 0)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: Front(self),
-            host,
-            port,
-            reuse_port=reuse_port or None,
-            backlog=4096,
-            ssl=ssl_context,
-            ssl_handshake_timeout=self.handshake_timeout if ssl_context else None,
-        )
+        tls_timeout = self.handshake_timeout if ssl_context else None
+        if sock is not None:
+            # The backlog again: the loop listens on the socket once more, with its own
+            # default (100) unless told, which would shorten the accept queue.
+            self._server = await loop.create_server(
+                lambda: Front(self),
+                sock=sock,
+                backlog=BACKLOG,
+                ssl=ssl_context,
+                ssl_handshake_timeout=tls_timeout,
+            )
+        else:
+            self._server = await loop.create_server(
+                lambda: Front(self),
+                host,
+                port,
+                reuse_port=reuse_port or None,
+                backlog=BACKLOG,
+                ssl=ssl_context,
+                ssl_handshake_timeout=tls_timeout,
+            )
         return int(self._server.sockets[0].getsockname()[1])
 
     def stop_accepting(self) -> None:
@@ -120,14 +137,18 @@ class Front(asyncio.Protocol):
         self._ours = False  # the request line asked for the WebSocket path
         self._waiting = False  # for the HTTP application to load
         self._transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None  # the handshake deadline, on the hub's wheel
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._listener.handshake_timeout, self._timed_out)
+        # On the hub's timer wheel, with a function shared by every connection: no
+        # loop timer handle nor bound method per connection (a storm makes thousands).
+        listener = self._listener
+        self._timer = listener.hub.timers.call_later_for(
+            listener.handshake_timeout, Front._timed_out, self
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()

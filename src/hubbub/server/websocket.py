@@ -14,7 +14,8 @@ permessage-deflate offer); ``open`` writes the 101 and hands the transport to a
   without it.
 
 The endpoint also keeps its open connections, so that shutdown can wait for
-their close handshakes, and the compressors its connections share.
+their close handshakes (``shutdown.close_timeout``), and the compressors its
+connections share.
 """
 
 from __future__ import annotations
@@ -177,6 +178,13 @@ class WebSocketEndpoint:
         self.connections.discard(connection)
         if not self.connections and self._all_closed is not None:
             self._all_closed.set()
+
+    async def close_hub(self) -> None:
+        """Shutdown: every client gets its 3001 close frame and the hub finishes its
+        work (``Hub.close``); the clients' close frames are waited for at most
+        ``shutdown.close_timeout``, then the connections left are dropped."""
+        await self.hub.close()
+        await self.wait_closed(self.hub.config.shutdown.close_timeout)
 
     async def wait_closed(self, grace: float) -> None:
         """Wait for the connections to finish closing; abort those left after ``grace``."""

@@ -13,7 +13,8 @@ go out compressed (RSV1), a channel's batch compressed once for every
 subscriber that shares the endpoint's compressor (``Shared.deflated``).
 
 Closing follows RFC 6455 7.1: whoever closes first sends a close frame; the
-server drops TCP when the peer's close frame arrives or ``CLOSE_TIMEOUT`` later.
+server drops TCP when the peer's close frame arrives or ``CLOSE_TIMEOUT`` later
+(at shutdown with ``shutdown.close_timeout`` 0: once the frame is written).
 After a framing error the stream cannot be trusted: the messages that came
 before the bad frame are answered (each command gets its reply), then the
 close frame is sent, the write side shut, and input is discarded until the
@@ -60,9 +61,6 @@ log = logging.getLogger("hubbub.websocket")
 
 #: Seconds to wait for the peer's close frame after ours.
 CLOSE_TIMEOUT = 5.0
-#: Seconds a shutdown waits for the clients' close frames before dropping TCP: the
-#: 3001 close frame is sent already; a client that does not read must not hold the exit.
-SHUTDOWN_GRACE = 2.0
 #: Seconds to keep reading (and discarding) after a framing error before dropping TCP.
 LINGER_AFTER_ERROR = 2.0
 #: Close reasons are capped by the client protocol (Centrifugo: 32 bytes).
@@ -237,6 +235,14 @@ class WebSocketConnection(asyncio.Protocol):
         if self._socket.is_closing():
             return
         self._socket.write(close_frame(code, reason, max_reason=MAX_REASON))
+        session: Session | None = getattr(self, "session", None)  # None: still opening
+        hub = session.hub if session is not None else None
+        if hub is not None and hub.closing and hub.config.shutdown.close_timeout <= 0:
+            # A shutdown that does not wait for the clients' answers: TCP ends once the
+            # frame is written, with no timer per connection (the endpoint drops any
+            # connection left when the hub has closed).
+            self._socket.close()
+            return
         # abort, not close: close() waits for the buffer to drain, which a peer
         # that stopped reading never allows.
         self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self._socket.abort)

@@ -16,7 +16,7 @@ from hubbub.tools.wsclient import BenchConnection, client_frame
 
 SCENARIOS = ("fanout", "rpc", "connect", "idle")
 PHASES = {"fanout": ["connected", "measured"], "rpc": ["connected"],
-          "connect": ["connected", "storm"], "idle": ["connected", "held"]}  # fmt: skip
+          "connect": ["connected", "storm", "back"], "idle": ["connected", "held"]}  # fmt: skip
 
 
 @dataclass(frozen=True)

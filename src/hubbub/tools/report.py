@@ -71,13 +71,28 @@ def table(summary: dict[str, Any]) -> str:
             ("connects+subscribes/s", f"{s['connects_per_s']:,.0f}"),
             ("connect time", f"{s['connect_s']:.2f} s"),
         ]
+        if "server_us_per_connect" in s:
+            rows.append(("server CPU per connect", f"{s['server_us_per_connect']:.0f} us"))
         if "storm" in s:
             storm = s["storm"]
             rows.append(
                 (f"reconnect storm ({storm['mode']})", f"{storm['seconds']:.2f} s until all back")
             )
             if "restart_s" in storm:
-                rows.append(("  of which server restart", f"{storm['restart_s']:.2f} s"))
+                rows.append(
+                    (
+                        "  of which server restart",
+                        f"{storm['restart_s']:.2f} s (stop {storm['stop_s']:.2f} s, "
+                        f"start {storm['start_s']:.2f} s)",
+                    )
+                )
+            if "stop_cpu_s" in storm:
+                rows.append(("  server CPU to stop", f"{storm['stop_cpu_s'] * 1000:.0f} ms"))
+            if "reconnect_us_per_client" in storm:
+                rows.append(
+                    ("  server CPU per reconnect", f"{storm['reconnect_us_per_client']:.0f} us")
+                )
+            rows.append(("  refused or failed attempts", f"{storm['failed_attempts']:,}"))
             rows.append(("  recovered", f"{storm['recovered']:,}"))
     elif s["scenario"] == "idle":
         rows += [

@@ -16,9 +16,7 @@ import multiprocessing
 import os
 import resource
 import shlex
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,10 +26,17 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from hubbub.tools.histogram import Histogram
+from hubbub.tools.managed import (
+    HOST,
+    PACKAGE_DIR,
+    ManagedServer,
+    compile_bytecode,
+    cpu_seconds,
+    rss_kb,
+)
 from hubbub.tools.scenarios import PHASES, BenchOptions, Worker, subscribers_per_channel
 
 T = TypeVar("T")
-HOST = "127.0.0.1"
 SATURATED = 0.90
 
 
@@ -50,27 +55,6 @@ def raise_nofile() -> int:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def rss_kb(pid: int) -> int | None:
-    """VmRSS of a process, from /proc (None if it is gone or unreadable)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process, from /proc (None if gone or unreadable)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    # After the command name: state is field 3, utime and stime fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -107,60 +91,6 @@ def hubbub_config(directory: str, api_key: str, *, compress: bool = False) -> st
     return str(path)
 
 
-class ManagedServer:
-    """A server process the bench started: start, wait for its port, restart, stop."""
-
-    def __init__(self, command: list[str], port: int, cpu: int | None, log: Path) -> None:
-        if cpu is not None:
-            command = ["taskset", "-c", str(cpu), *command]
-        self.command = command
-        self.port = port
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def start(self, timeout: float = 30.0) -> float:
-        started = time.monotonic()
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                self.command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        deadline = started + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                tail = self.log.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{tail}")
-            try:
-                with socket.create_connection((HOST, self.port), timeout=0.5):
-                    return time.monotonic() - started
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        raise TimeoutError(f"server did not listen on {self.port} within {timeout} s")
-
-    def stop(self, timeout: float = 15.0) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-    def restart(self) -> dict[str, float]:
-        t0 = time.monotonic()
-        self.stop()
-        stopped = time.monotonic() - t0
-        started = self.start()
-        return {"stop_s": stopped, "start_s": started, "restart_s": time.monotonic() - t0}
-
-
 class Coordinator:
     """Actions between the workers' phases: read RSS, restart the server."""
 
@@ -176,6 +106,14 @@ class Coordinator:
             self.facts["rss_after_kb"] = rss_kb(self.pid)
         if name in ("connected", "measured") and self.pid is not None:
             self.facts[f"server_cpu_{name}"] = (cpu_seconds(self.pid), time.monotonic())
+        if name == "back" and self.pid is not None:
+            for task in self.tasks:  # the restart has ended: every client is back on it
+                await task
+            self.tasks.clear()
+            assert self.pid is not None
+            self.facts["server_cpu_back"] = cpu_seconds(self.pid)
+            if self.server is not None and "restart" in self.facts:
+                self.facts["listening_cpu"] = self.server.listening_cpu_s
 
     async def after(self, name: str) -> None:
         if name == "storm" and self.opts.storm == "restart" and self.server is not None:
@@ -329,6 +267,7 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 command = shlex.split(opts.server_cmd)
                 port = urlsplit(opts.url).port or 80
             else:
+                await asyncio.to_thread(compile_bytecode, PACKAGE_DIR)
                 config = hubbub_config(tmp.name, opts.api_key, compress=opts.compress)
                 command = [sys.executable, "-m", "hubbub.cli.main", "serve", "--config", config,
                            "--port", str(port), "--echo-rpc"]  # fmt: skip
@@ -339,7 +278,14 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
                         api=f"http://{HOST}:{port}/api",
                         api_key=opts.api_key or "bench-api-key",
                     )
-            server = ManagedServer(command, port, opts.server_cpu, Path(tmp.name) / "server.log")
+            assert opts.url is not None
+            server = ManagedServer(
+                command,
+                port,
+                opts.server_cpu,
+                Path(tmp.name) / "server.log",
+                ws_path=urlsplit(opts.url).path or "/",
+            )
             await asyncio.to_thread(server.start)
         if opts.scenario == "connect" and opts.storm == "auto":
             opts = dataclasses.replace(opts, storm="restart" if server is not None else "drop")
@@ -349,6 +295,7 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
         coordinator = Coordinator(opts, server, pid)
         if pid is not None:
             coordinator.facts["rss_before_kb"] = rss_kb(pid)
+            coordinator.facts["server_cpu_start"] = cpu_seconds(pid)
         progress = ProgressPrinter(opts)
         wall0 = time.monotonic()
         if opts.procs <= 1:
@@ -481,6 +428,10 @@ def summarise(
             connects_per_s=opts.subscribers / connect_s,
             failed_attempts=sum(r["connect"]["failed_attempts"] for r in results),
         )
+        start_cpu, connected = facts.get("server_cpu_start"), facts.get("server_cpu_connected")
+        if start_cpu is not None and connected is not None and connected[0] is not None:
+            # the server's CPU per client: handshake, 101, connect and subscribe, replies
+            summary["server_us_per_connect"] = (connected[0] - start_cpu) * 1e6 / opts.subscribers
         storms = [r["storm"] for r in results if "storm" in r]
         if storms:
             start = min(s["t_storm"] for s in storms)
@@ -493,6 +444,13 @@ def summarise(
                 "failed_attempts": sum(s["failed_attempts"] for s in storms),
                 **facts.get("restart", {}),
             }
+            back, listening = facts.get("server_cpu_back"), facts.get("listening_cpu")
+            if back is not None and listening is not None:
+                # the restarted server's CPU from its port answering to every client back
+                summary["storm"]["start_cpu_s"] = listening
+                summary["storm"]["reconnect_us_per_client"] = (
+                    (back - listening) * 1e6 / opts.subscribers
+                )
     elif opts.scenario == "idle":
         summary.update(
             clients=sum(r["idle"]["clients"] for r in results),

@@ -500,6 +500,7 @@ class Worker:
         storm = self.opts.storm
         await self.phase("storm")
         if storm == "none":
+            await self.phase("back")
             for conn in slots:
                 if conn is not None:
                     conn.close()
@@ -527,6 +528,7 @@ class Worker:
             "recovered": sum(recovered),
             "failed_attempts": attempts["failed"],
         }
+        await self.phase("back")  # the coordinator reads the server's CPU time here
         for conn in slots:
             if conn is not None:
                 conn.close()

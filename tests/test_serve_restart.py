@@ -1,0 +1,121 @@
+"""What a restart of ``hubbub serve`` costs its clients: the port bound before the
+server stack is imported (server/early.py), and a shutdown that does not wait
+for clients' answers unless ``shutdown.close_timeout`` says so, bounded by
+``shutdown.timeout``. Real processes, real signals, real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+
+from hubbub.server.early import listen_early
+from tests.rawws import RawWS
+from tests.redis_fixtures import free_port
+from tests.test_cli import TIMEOUT, start_serve, write_config
+
+
+def test_listen_early_listens_on_a_literal_address_and_queues_connections() -> None:
+    sock = listen_early("127.0.0.1", 0)
+    assert sock is not None
+    try:
+        assert not sock.getblocking()
+        port = sock.getsockname()[1]
+        # Nothing accepts yet: the kernel completes the connection into the queue.
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            client.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            sock.setblocking(True)
+            sock.settimeout(5)
+            accepted, _ = sock.accept()
+            with accepted:
+                assert accepted.recv(64).startswith(b"GET / ")
+    finally:
+        sock.close()
+
+
+def test_listen_early_leaves_names_and_every_interface_to_asyncio() -> None:
+    assert listen_early("localhost", 0) is None
+    assert listen_early("", 0) is None
+
+
+def test_listen_early_on_a_taken_port_raises_oserror() -> None:
+    taken = listen_early("127.0.0.1", 0)
+    assert taken is not None
+    try:
+        with pytest.raises(OSError):
+            listen_early("127.0.0.1", taken.getsockname()[1])
+    finally:
+        taken.close()
+
+
+async def connected_client(port: int) -> RawWS:
+    ws = await RawWS.open("127.0.0.1", port)
+    reply = await ws.reply(await ws.command("connect"))
+    assert "connect" in reply, reply
+    return ws
+
+
+def config(tmp_path: Path, shutdown: dict[str, str] | None = None) -> Path:
+    data: dict[str, object] = {
+        "client": {"allow_anonymous_connect_without_token": True},
+        "log": {"level": "warn"},
+    }
+    if shutdown is not None:
+        data["shutdown"] = shutdown
+    return write_config(tmp_path, data)
+
+
+async def stop(process: asyncio.subprocess.Process) -> str:
+    """SIGTERM, wait for the exit (bounded), return what the process printed."""
+    process.send_signal(signal.SIGTERM)
+    assert process.stdout is not None
+    output = await asyncio.wait_for(process.stdout.read(), TIMEOUT)
+    assert await asyncio.wait_for(process.wait(), TIMEOUT) == 0
+    return output.decode(errors="replace")
+
+
+async def test_a_client_that_never_answers_3001_does_not_hold_the_shutdown(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    process = await start_serve("--config", str(config(tmp_path)), "--port", str(port))
+    try:
+        async with await connected_client(port) as ws:
+            stopping = asyncio.ensure_future(stop(process))
+            # The client reads its 3001 and never answers; TCP ends all the same.
+            assert await ws.read_close_code() == 3001
+            assert await ws.eof()
+        output = await stopping
+        assert "shutdown.timeout" not in output  # nothing was waited for
+        # The port was released with the process: a new node binds it at once.
+        again = listen_early("127.0.0.1", port)
+        assert again is not None
+        again.close()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_shutdown_timeout_bounds_a_close_timeout_that_waits_for_answers(
+    tmp_path: Path,
+) -> None:
+    # close_timeout 30 s would wait for the silent client's answer; the whole
+    # shutdown is bounded by shutdown.timeout (1 s), then it is dropped.
+    path = config(tmp_path, {"timeout": "1s", "close_timeout": "30s"})
+    port = free_port()
+    process = await start_serve("--config", str(path), "--port", str(port))
+    try:
+        async with await connected_client(port) as ws:
+            stopping = asyncio.ensure_future(stop(process))
+            assert await ws.read_close_code() == 3001
+            output = await stopping  # well before close_timeout's 30 s
+            assert "shutdown.timeout (1s) passed" in output
+            assert await ws.eof()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
