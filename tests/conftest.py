@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -127,11 +128,52 @@ class RunningServer:
 ServerFactory = Callable[..., Awaitable[RunningServer]]
 
 
+class ClosingLoop(uvloop.Loop):  # type: ignore[misc]  # uvloop ships no stubs
+    """uvloop, the loop ``hubbub serve`` runs on, with a guard on ``close()``.
+
+    Twice in full runs, after a Redis Cluster failover test, uvloop's
+    ``close()`` waited in epoll for ever (no pytest timeout can interrupt it:
+    the whole run hung), with the Redis connections of redis-py's cluster
+    client still open. Those are the suspects, not a proven cause: the
+    connections this loop made and left open are aborted before it closes,
+    named in one log line. A hang without that line means the cause is
+    elsewhere.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connections: list[asyncio.BaseTransport] = []
+
+    async def create_connection(  # type: ignore[override]
+        self, *args: Any, **kwargs: Any
+    ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
+        transport, protocol = await super().create_connection(*args, **kwargs)
+        self.connections = [t for t in self.connections if not t.is_closing()]
+        self.connections.append(transport)
+        return transport, protocol
+
+    def close(self) -> None:
+        left_open = [t for t in self.connections if not t.is_closing()]
+        self.connections = []
+        for transport in left_open:
+            transport.abort()
+        if left_open:
+            peers = sorted(str(t.get_extra_info("peername")) for t in left_open)
+            logging.getLogger("tests").warning(
+                "the test's loop closed with %d connection(s) left open: %s",
+                len(left_open),
+                ", ".join(peers),
+            )
+            # Let the aborted transports finish closing while the loop still works.
+            self.run_until_complete(asyncio.sleep(0))
+        super().close()
+
+
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
-    """Tests run on uvloop, the loop ``hubbub serve`` runs on."""
-    return {"uvloop": uvloop.new_event_loop}
+    """Tests run on uvloop (``ClosingLoop``), the loop ``hubbub serve`` runs on."""
+    return {"uvloop": ClosingLoop}
 
 
 @pytest.fixture(scope="session")
