@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.redis_fixtures import free_port, listens
+from tests.redis_fixtures import free_port, listens, stop_process
 
 
 def _answers(port: int) -> bool:
@@ -68,14 +68,7 @@ class NatsProcess:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(process)
 
     def restart(self) -> None:
         self.stop()

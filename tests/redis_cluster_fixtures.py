@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.redis_fixtures import _ping, listens
+from tests.redis_fixtures import _ping, listens, stop_process
 
 
 def _free(port: int) -> bool:
@@ -107,14 +107,7 @@ class ClusterNodeProcess:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(process)
 
     def pause(self) -> None:
         """SIGSTOP: the node stops reading (a replica falls behind its master)."""

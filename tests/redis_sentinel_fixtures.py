@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.redis_cluster_fixtures import redis_cli
-from tests.redis_fixtures import RedisProcess, _ping, free_port
+from tests.redis_fixtures import RedisProcess, _ping, free_port, stop_process
 
 MASTER_NAME = "hubbub-test"  # + a suffix per setup (see SentinelSetup.master_name)
 
@@ -79,14 +79,7 @@ class SentinelProcess:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(process)
 
 
 class SentinelSetup:
