@@ -18,7 +18,7 @@ import asyncio
 import copy
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from hubbub.hub.hub import Hub
 from hubbub.server.app import create_app, runner_options
 from hubbub.server.run import start
 from tests.doors import Door
+from tests.nats_fixtures import logs_during
 from tests.tls_fixtures import TlsFiles, make_tls_files
 
 # The engine conformance suite's fixtures (``engine``, ``clock``, ``events``), shared
@@ -174,6 +175,21 @@ def pytest_asyncio_loop_factories(
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     """Tests run on uvloop (``ClosingLoop``), the loop ``hubbub serve`` runs on."""
     return {"uvloop": ClosingLoop}
+
+
+_test_began = pytest.StashKey[float]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing test's report shows the log tail of every nats-server that ran meanwhile."""
+    report: pytest.TestReport = yield  # type: ignore[misc]
+    if call.when == "setup":
+        item.stash[_test_began] = call.start
+    if report.failed:
+        for title, text in logs_during(item.stash.get(_test_began, call.start)):
+            report.sections.append((title, text))
+    return report  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="session")
