@@ -204,6 +204,23 @@ async def test_nats_restart_tells_the_node_and_delivery_resumes(
     assert not any(r.exc_info for r in caplog.records), "a traceback was logged"
 
 
+async def test_closing_the_broker_is_not_an_outage(
+    nats_server: NatsProcess,  # noqa: F811
+    prefix: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A node shutting down logs no "unreachable" and tells no subscriber to recover
+    (it once logged ``unreachable: disconnected`` on every shutdown)."""
+    caplog.set_level(logging.INFO, logger="hubbub.engines.nats")
+    events = Events()
+    broker = await broker_on(nats_server.url, events, prefix)
+    await broker.subscribe("closing")
+    await broker.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "hubbub.engines.nats"]
+    assert lines == [f"nats {nats_server.url}: connected"], lines
+    assert events.lost == []
+
+
 def test_configuration_builds_the_broker_and_refuses_per_node_history() -> None:
     base = {
         "broker": {
