@@ -14,7 +14,7 @@ import pytest
 
 from hubbub.server.early import listen_early
 from tests.rawws import RawWS
-from tests.redis_fixtures import free_port
+from tests.redis_fixtures import RedisProcess, free_port
 from tests.test_cli import TIMEOUT, start_serve, write_config
 
 
@@ -119,3 +119,88 @@ async def test_shutdown_timeout_bounds_a_close_timeout_that_waits_for_answers(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_a_stop_sends_every_client_3001_and_the_exit_closes_their_sockets(
+    tmp_path: Path,
+) -> None:
+    # Nothing outside the process hears of these sessions' end: each gets its pending
+    # output and its close frame, and the process's exit ends TCP (Hub.close).
+    port = free_port()
+    path = write_config(tmp_path, {"client": {"insecure": True}, "log": {"level": "warn"}})
+    process = await start_serve("--config", str(path), "--port", str(port))
+    clients: list[RawWS] = []
+    try:
+        for _ in range(30):
+            ws = await connected_client(port)
+            clients.append(ws)
+            reply = await ws.reply(await ws.command("subscribe", {"channel": "news"}))
+            assert "subscribe" in reply, reply
+        stopping = asyncio.ensure_future(stop(process))
+        codes = await asyncio.gather(*(ws.read_close_code() for ws in clients))
+        assert codes == [3001] * len(clients)
+        assert all(await asyncio.gather(*(ws.eof() for ws in clients)))
+        output = await stopping
+        assert "Traceback" not in output
+    finally:
+        for ws in clients:
+            ws.abort()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_a_stop_still_takes_back_presence_and_says_leave_to_other_nodes(
+    tmp_path: Path, redis_server: RedisProcess
+) -> None:
+    # A session whose end other nodes hear of (presence, join/leave) gets its whole
+    # teardown at a stop: node b's subscriber sees the leave of node a's client.
+    shared = {
+        "client": {"insecure": True},
+        "log": {"level": "warn"},
+        "engine": {
+            "type": "redis",
+            "redis": {"address": redis_server.address, "prefix": f"stop{free_port()}"},
+        },
+        "channel": {
+            "namespaces": [{"name": "room", "presence": True, "join_leave": True}],
+        },
+    }
+    ports = free_port(), free_port()
+    nodes: list[asyncio.subprocess.Process] = []
+    try:
+        for index, port in enumerate(ports):
+            (tmp_path / str(index)).mkdir()
+            path = write_config(tmp_path / str(index), shared)
+            nodes.append(await start_serve("--config", str(path), "--port", str(port)))
+        async with await connected_client(ports[1]) as watcher:
+            params = {"channel": "room:1", "join_leave": True}
+            assert "subscribe" in await watcher.reply(await watcher.command("subscribe", params))
+            async with await RawWS.open("127.0.0.1", ports[0]) as leaving:
+                client = (await leaving.reply(await leaving.command("connect")))["connect"][
+                    "client"
+                ]
+                reply = await leaving.reply(
+                    await leaving.command("subscribe", {"channel": "room:1"})
+                )
+                assert "subscribe" in reply, reply
+                await push_of(watcher, "join", client)
+                stopping = asyncio.ensure_future(stop(nodes[0]))
+                assert await leaving.read_close_code() == 3001
+                await push_of(watcher, "leave", client)
+                await stopping
+    finally:
+        for node in nodes:
+            if node.returncode is None:
+                node.kill()
+                await node.wait()
+
+
+async def push_of(ws: RawWS, kind: str, client: str) -> None:
+    """Wait for the ``kind`` push (join, leave) of ``client`` on ``ws``, skipping
+    other messages (TimeoutError if it does not come)."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            for message in await ws.messages():
+                if message.get("push", {}).get(kind, {}).get("info", {}).get("client") == client:
+                    return

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -132,21 +131,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hubbub.cli import audit_cmd
 
         return audit_cmd.run(args)
-    code = _serve(args)
+    code = _serve(args, exiting=from_command_line)
     if code == 0 and from_command_line:
         _exit_at_once()
     return code
 
 
 def _exit_at_once() -> None:
-    """End a ``serve`` process whose server has stopped cleanly, without the
-    interpreter's teardown: freeing every connection's objects one by one took
-    ~50 ms of CPU with 5,000 clients, and a restarted node can listen only once
-    this one has exited. Logs and stdout are flushed first."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    """End a ``serve`` process whose server has stopped cleanly (``--workers``: the
+    parent) without the interpreter's teardown (server/run.py ``exit_now``)."""
+    from hubbub.server.run import exit_now
+
+    exit_now()
 
 
 def _load(path: str | None, overrides: dict[str, object] | None = None) -> LoadedConfig | None:
@@ -158,7 +154,9 @@ def _load(path: str | None, overrides: dict[str, object] | None = None) -> Loade
         return None
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, *, exiting: bool = False) -> int:
+    """``exiting``: the process ends when the server has stopped (not a call from
+    Python): its shutdown may leave the sockets to the exit."""
     loaded = _load(
         args.config, {"http_server.port": args.port, "http_server.address": args.address}
     )
@@ -177,13 +175,15 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"error: http_server: cannot listen: {exc.strerror or exc}", file=sys.stderr)
             return 1
     try:
-        return _serve_config(args, loaded, sock)
+        return _serve_config(args, loaded, sock, exiting=exiting)
     finally:
         if sock is not None:
             sock.close()  # the server closed it already, unless it never started
 
 
-def _serve_config(args: argparse.Namespace, loaded: LoadedConfig, sock: socket | None) -> int:
+def _serve_config(
+    args: argparse.Namespace, loaded: LoadedConfig, sock: socket | None, *, exiting: bool
+) -> int:
     config = loaded.config
     from hubbub.server.logs import setup_logging  # the server stack is only imported to serve
 
@@ -223,7 +223,8 @@ def _serve_config(args: argparse.Namespace, loaded: LoadedConfig, sock: socket |
             return 1
         return run_workers(config, workers, ready=ready)
     try:
-        run(config, ready=ready, setup=_echo_rpc if echo_rpc else None, sock=sock)
+        setup = _echo_rpc if echo_rpc else None
+        run(config, ready=ready, setup=setup, sock=sock, exit_after=exiting)
     except OSError as exc:
         print(f"error: http_server: cannot listen: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from hubbub.codes import DisconnectInfo
 
@@ -260,6 +260,53 @@ class Hooks:
     message: MessageHook | None = None
     unsubscribe: UnsubscribeHook | None = None
     disconnect: DisconnectHook | None = None
+
+
+_F = TypeVar("_F")
+
+
+class HookDecorators:
+    """``@hub.on_connect`` and its siblings: each registers its function as that hook."""
+
+    hooks: Hooks
+
+    def on_connect(self, fn: _F) -> _F:
+        self.hooks.connect = fn  # type: ignore[assignment]
+        return fn
+
+    def on_subscribe(self, fn: _F) -> _F:
+        self.hooks.subscribe = fn  # type: ignore[assignment]
+        return fn
+
+    def on_refresh(self, fn: _F) -> _F:
+        """Server-side refresh: asked when a connection expires (see hub.decisions)."""
+        self.hooks.refresh = fn  # type: ignore[assignment]
+        return fn
+
+    def on_sub_refresh(self, fn: _F) -> _F:
+        """Server-side refresh of subscriptions: asked when one expires."""
+        self.hooks.sub_refresh = fn  # type: ignore[assignment]
+        return fn
+
+    def on_publish(self, fn: _F) -> _F:
+        self.hooks.publish = fn  # type: ignore[assignment]
+        return fn
+
+    def on_rpc(self, fn: _F) -> _F:
+        self.hooks.rpc = fn  # type: ignore[assignment]
+        return fn
+
+    def on_message(self, fn: _F) -> _F:
+        self.hooks.message = fn  # type: ignore[assignment]
+        return fn
+
+    def on_unsubscribe(self, fn: _F) -> _F:
+        self.hooks.unsubscribe = fn  # type: ignore[assignment]
+        return fn
+
+    def on_disconnect(self, fn: _F) -> _F:
+        self.hooks.disconnect = fn  # type: ignore[assignment]
+        return fn
 
 
 def disconnect_event(client: str, user: str, disconnect: DisconnectInfo) -> DisconnectEvent:

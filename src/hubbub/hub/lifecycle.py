@@ -320,6 +320,19 @@ class Lifecycle:
         if ended or self.hub.hooks.disconnect is not None:
             self.hub.spawn(self._after_disconnect(session, ended, disconnect))
 
+    def ends_unheard(self, session: Session) -> bool:
+        """Nothing outside this process hears of ``session``'s end: no hook or webhook
+        is told, no presence, join/leave or map presence is taken back (what
+        ``_detach`` would leave to ``_cleanup``)."""
+        hub = self.hub
+        if hub.hooks.disconnect is not None or hub.webhooks.enabled:
+            return False
+        notify = hub.hooks.unsubscribe is not None
+        return not any(
+            sub.presence_added or sub.announced or sub.extras is not None or notify
+            for sub in session.subscriptions.values()
+        )
+
     def _detach(
         self, subscription: Subscription, *, push: UnsubscribeInfo | None, by_server: bool
     ) -> _Cleanup | None:

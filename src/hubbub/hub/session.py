@@ -387,10 +387,19 @@ class Session:
         """Queue the server's ping."""
         self.send(self.codec.ping, SERVER_PING)
 
-    def close(self, disconnect: DisconnectInfo, *, flush: bool = True, detail: str = "") -> None:
+    def close(
+        self,
+        disconnect: DisconnectInfo,
+        *,
+        flush: bool = True,
+        detail: str = "",
+        forget: bool = True,
+    ) -> None:
         """Close with ``disconnect``: pending output first (unless slow), then the close frame.
 
-        ``detail`` says why, for the log line (a misbehaving client's offence).
+        ``detail`` says why, for the log line (a misbehaving client's offence);
+        ``forget`` False: the hub keeps the session (a process that exits next,
+        ``Hub.close``).
         """
         if self.closed:
             return
@@ -402,7 +411,8 @@ class Session:
         self.closed = True
         transport, self.transport = self.transport, CLOSED_TRANSPORT
         transport.close(disconnect.code, disconnect.reason)
-        self.hub.forget_session(self, disconnect, by_server=True, detail=detail)
+        if forget:
+            self.hub.forget_session(self, disconnect, by_server=True, detail=detail)
 
     def transport_closed(
         self, disconnect: DisconnectInfo, *, by_server: bool = False, detail: str = ""

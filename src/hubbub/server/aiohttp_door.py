@@ -34,7 +34,7 @@ def websocket_route(endpoint: WebSocketEndpoint, *, unidirectional: bool = False
         raw = _raw_head(request)
         head = parse_head(raw)
         decision = (
-            endpoint.decide(head, unidirectional=unidirectional, peer=request.remote or "")
+            endpoint.decide(head, unidirectional=unidirectional, peer=lambda: request.remote or "")
             if head is not None
             else Refusal(400, "malformed request")
         )

@@ -188,13 +188,14 @@ class Front(asyncio.Protocol):
         head = parse_head(raw)
         if head is None:
             self._refuse(Refusal(400, "malformed request head"))
-        elif len(head.headers) > listener.max_header_count or any(
-            len(line) > listener.max_header_size for line in raw.split(b"\r\n")
+        elif (
+            len(head.headers) > listener.max_header_count
+            or max(map(len, raw.split(b"\r\n"))) > listener.max_header_size
         ):
             self._refuse(Refusal(400, "too many or too long header lines"))
         else:
             decision = listener.endpoint.decide(
-                head, unidirectional=head.path.encode() == listener.uni_path, peer=self._peer()
+                head, unidirectional=head.path.encode() == listener.uni_path, peer=self._peer
             )
             if isinstance(decision, Refusal):
                 # The origin check logs its refusal itself, with what it compared.

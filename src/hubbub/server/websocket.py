@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -90,11 +91,15 @@ class WebSocketEndpoint:
     # --- judging and opening ---------------------------------------------------------
 
     def decide(
-        self, head: RequestHead, *, unidirectional: bool = False, peer: str = ""
+        self,
+        head: RequestHead,
+        *,
+        unidirectional: bool = False,
+        peer: Callable[[], str] = lambda: "",
     ) -> Accept | Refusal:
         """Accept (with the agreed compression) or refuse an upgrade request;
         ``unidirectional``: it came to the ``uni_websocket`` path; ``peer``: the
-        socket's peer address, for the log line of a refusal."""
+        socket's peer address, asked for the log line of a refusal only."""
         key = check_upgrade(head)
         if isinstance(key, Refusal):
             return key
@@ -102,7 +107,7 @@ class WebSocketEndpoint:
         origin, host = head.get("origin"), head.get("host")
         allowed = config.client.allowed_origins
         if not origin_allowed(origin, host, allowed):
-            addr = client_address(peer, head.get, config.http_server.trusted_proxies)
+            addr = client_address(peer(), head.get, config.http_server.trusted_proxies)
             detail = origin_refusal(origin or "", host, allowed)
             fields = {"addr": addr, "detail": detail}
             log.info("refused handshake: 403 origin not allowed", extra={"fields": fields})
@@ -184,7 +189,14 @@ class WebSocketEndpoint:
         work (``Hub.close``); the clients' close frames are waited for at most
         ``shutdown.close_timeout``, then the connections left are dropped."""
         await self.hub.close()
-        await self.wait_closed(self.hub.config.shutdown.close_timeout)
+        if not self.exits_with_process():
+            await self.wait_closed(self.hub.config.shutdown.close_timeout)
+
+    def exits_with_process(self) -> bool:
+        """The connections left are closed by the process's exit, which follows at
+        once (``Hub.exit_after_close``, no wait for the clients' close frames)."""
+        hub = self.hub
+        return hub.closing and hub.exit_after_close and hub.config.shutdown.close_timeout <= 0
 
     async def wait_closed(self, grace: float) -> None:
         """Wait for the connections to finish closing; abort those left after ``grace``."""

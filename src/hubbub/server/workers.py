@@ -115,7 +115,7 @@ def _worker(
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        run(config, ready=ready, reuse_port=True)
+        run(config, ready=ready, reuse_port=True, exit_after=True)
     except OSError as exc:
         print(
             f"error: worker {index}: http_server: cannot listen: {exc.strerror or exc}",

@@ -22,7 +22,7 @@ import fnmatch
 import hashlib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
 #: Appended to the client's key before hashing (RFC 6455 1.3).
@@ -48,17 +48,28 @@ class RequestHead:
     version: str
     headers: list[tuple[str, str]]
     query: str = ""  # after the "?" of the request target
+    # Every value of each header, by name: a handshake asks for a header ten times.
+    by_name: dict[str, list[str]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_name: dict[str, list[str]] = {}
+        for key, value in self.headers:
+            found = by_name.get(key)
+            if found is None:
+                by_name[key] = [value]
+            else:
+                found.append(value)
+        object.__setattr__(self, "by_name", by_name)  # frozen: set once, here
 
     def get(self, name: str) -> str | None:
         """The first value of header ``name`` (lower-case), or None."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        found = self.by_name.get(name)
+        return None if found is None else found[0]
 
     def values(self, name: str) -> list[str]:
-        """Every value of header ``name`` (lower-case), in order."""
-        return [value for key, value in self.headers if key == name]
+        """Every value of header ``name`` (lower-case), in order (the head's own
+        list: read it, never change it)."""
+        return self.by_name.get(name, [])
 
     def tokens(self, name: str) -> set[str]:
         """The comma-separated tokens of every ``name`` header, lower-cased."""
@@ -198,6 +209,8 @@ def wants_protobuf(head: RequestHead) -> bool:
     ``cf_protocol=protobuf`` in the query."""
     if PROTOBUF_SUBPROTOCOL in head.tokens("sec-websocket-protocol"):
         return True
+    if not head.query:  # most clients: nothing to parse
+        return False
     query = parse_qs(head.query)
     return "protobuf" in (*query.get("format", ()), *query.get("cf_protocol", ()))
 
