@@ -33,7 +33,7 @@ from hubbub.hub.hub import Hub
 from hubbub.server.app import create_app, runner_options
 from hubbub.server.run import start
 from tests.doors import Door
-from tests.nats_fixtures import logs_during
+from tests.nats_fixtures import log_tails
 from tests.tls_fixtures import TlsFiles, make_tls_files
 
 # The engine conformance suite's fixtures (``engine``, ``clock``, ``events``), shared
@@ -173,12 +173,13 @@ _test_began = pytest.StashKey[float]()
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """A failing test's report shows the log tail of every nats-server that ran meanwhile."""
+    """A failing test's report shows the log tail of each nats-server it used."""
     report: pytest.TestReport = yield  # type: ignore[misc]
     if call.when == "setup":
         item.stash[_test_began] = call.start
     if report.failed:
-        for title, text in logs_during(item.stash.get(_test_began, call.start)):
+        used = list(getattr(item, "funcargs", {}).values())  # its fixtures, also indirect
+        for title, text in log_tails(used, item.stash.get(_test_began, call.start)):
             report.sections.append((title, text))
     return report  # type: ignore[return-value]
 

@@ -7,8 +7,8 @@ nats-server is a test failure, not a skip: scripts/test.sh installs it.
 Each server writes its output (``-D``: connections opened and closed, errors;
 not ``-V``, which traces every message) to its own log file, kept across a
 restart; a server that exited by itself (not through ``stop``) says so in it.
-``logs_during`` gives the tail of every log of a server that ran during a test:
-conftest attaches them to a failing test's report.
+``log_tails`` gives the log tails of the servers a test used: conftest attaches
+them to a failing test's report.
 """
 
 from __future__ import annotations
@@ -60,9 +60,8 @@ class NatsProcess:
                 pass
             log = Path(name)
         self.log = log
-        #: When it was started first and stopped last (``time.time()``), for ``logs_during``.
+        #: When it was first started (``time.time()``).
         self.started_at = 0.0
-        self.stopped_at: float | None = None
         _servers.append(self)
 
     @property
@@ -79,7 +78,6 @@ class NatsProcess:
         jetstream = ["-js", "-sd", self.store] if self.store else []
         if not self.started_at:
             self.started_at = time.time()
-        self.stopped_at = None
         self._note(f"starting nats-server on port {self.port}")
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
@@ -109,7 +107,6 @@ class NatsProcess:
         if process.poll() is not None:  # nobody here asked it to
             self._note(f"pid {process.pid} had exited by itself with {process.returncode}")
         stop_process(process)
-        self.stopped_at = time.time()
         self._note(f"pid {process.pid} stopped")
 
     def restart(self) -> None:
@@ -132,13 +129,12 @@ class NatsProcess:
 _servers: list[NatsProcess] = []
 
 
-def logs_during(since: float) -> list[tuple[str, str]]:
-    """(title, log tail) of every server that ran at some time since ``since``."""
-    return [
-        (f"nats-server :{server.port} log (tail)", server.tail())
-        for server in _servers
-        if server.started_at and (server.stopped_at is None or server.stopped_at >= since)
-    ]
+def log_tails(used: list[object], since: float) -> list[tuple[str, str]]:
+    """(title, log tail) of the servers among ``used`` (a test's fixture values) and of
+    those started since ``since`` (a test's own), each once."""
+    servers = [value for value in used if isinstance(value, NatsProcess)]
+    servers += [s for s in _servers if s.started_at >= since and s not in servers]
+    return [(f"nats-server :{server.port} log (tail)", server.tail()) for server in servers]
 
 
 @contextlib.contextmanager
