@@ -335,7 +335,9 @@ class ChaosCluster:
         note = ""
         for attempt in range(5):
             try:
-                await node.start()
+                # Not ready=True: chaos may have stopped Redis meanwhile; the node must
+                # come back anyway (its clients get error 100 until Redis answers).
+                await node.start(ready=False)
             except (RuntimeError, TimeoutError) as exc:
                 if node.process is not None:
                     await asyncio.to_thread(node.kill)

@@ -46,6 +46,30 @@ async def wait_port(
         return
 
 
+async def wait_ready(
+    url: str, process: subprocess.Popen[bytes] | None = None, within: float = 15.0
+) -> None:
+    """Wait until ``GET url/ready`` answers 200: the node's engine (and broker) reachable."""
+    deadline = time.monotonic() + within
+    status: int | str = "no answer"
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(
+                    f"{url}/ready", timeout=aiohttp.ClientTimeout(total=2)
+                ) as response:
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                status = repr(exc)
+            if status == 200:
+                return
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"process {process.pid} exited with {process.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url}/ready: {status} after {within:g} s")
+            await asyncio.sleep(0.05)
+
+
 class Node:
     """``python -m hubbub.cli.main serve`` on its own port, with the Redis engine."""
 
@@ -97,9 +121,14 @@ class Node:
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> None:
+    async def start(self, *, ready: bool = True) -> None:
+        """Launch and wait until it listens and, with ``ready``, until ``/ready`` answers
+        200. A node serves before its backends answer (a NATS broker connects in the
+        background): until then a publication gets error 100, by design."""
         self.launch()
         await wait_port(self.port, process=self.process)
+        if ready:
+            await wait_ready(self.http_url, self.process)
 
     def launch(self) -> None:
         with self.log_path.open("ab") as log:

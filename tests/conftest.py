@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from hubbub.hub.hub import Hub
 from hubbub.server.app import create_app, runner_options
 from hubbub.server.run import start
 from tests.doors import Door
+from tests.nats_fixtures import log_tails
 from tests.tls_fixtures import TlsFiles, make_tls_files
 
 # The engine conformance suite's fixtures (``engine``, ``clock``, ``events``), shared
@@ -129,44 +130,35 @@ ServerFactory = Callable[..., Awaitable[RunningServer]]
 
 
 class ClosingLoop(uvloop.Loop):  # type: ignore[misc]  # uvloop ships no stubs
-    """uvloop, the loop ``hubbub serve`` runs on, with a guard on ``close()``.
+    """uvloop, the loop ``hubbub serve`` runs on, whose ``close()`` cannot hang.
 
-    Twice in full runs, after a Redis Cluster failover test, uvloop's
-    ``close()`` waited in epoll for ever (no pytest timeout can interrupt it:
-    the whole run hung), with the Redis connections of redis-py's cluster
-    client still open. Those are the suspects, not a proven cause: the
-    connections this loop made and left open are aborted before it closes,
-    named in one log line. A hang without that line means the cause is
-    elsewhere.
+    uvloop's ``close()`` closes every handle still open (a transport a test or
+    hubbub left open), warning first (ResourceWarning, "unclosed resource").
+    Under the tests' warnings-as-errors that warning raised inside uvloop's
+    close callback, which then skipped closing the handle; ``close()`` went on
+    to wait for the handle in epoll for ever (a whole run hung after a Redis
+    Cluster failover test that left connections open; no timeout can interrupt
+    it). So uvloop's warnings are recorded while it closes, and raised once it
+    has: the test errors naming what was left open, and the run goes on.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.connections: list[asyncio.BaseTransport] = []
-
-    async def create_connection(  # type: ignore[override]
-        self, *args: Any, **kwargs: Any
-    ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
-        transport, protocol = await super().create_connection(*args, **kwargs)
-        self.connections = [t for t in self.connections if not t.is_closing()]
-        self.connections.append(transport)
-        return transport, protocol
-
     def close(self) -> None:
-        left_open = [t for t in self.connections if not t.is_closing()]
-        self.connections = []
-        for transport in left_open:
-            transport.abort()
-        if left_open:
-            peers = sorted(str(t.get_extra_info("peername")) for t in left_open)
-            logging.getLogger("tests").warning(
-                "the test's loop closed with %d connection(s) left open: %s",
-                len(left_open),
-                ", ".join(peers),
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # recorded: none may raise inside uvloop
+            super().close()
+        unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+        for warning in caught:
+            if not issubclass(warning.category, ResourceWarning):
+                warnings.warn_explicit(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
+        if unclosed:
+            warnings.warn(
+                f"the test's loop closed {len(unclosed)} handle(s) left open: "
+                + "; ".join(unclosed),
+                ResourceWarning,
+                stacklevel=2,
             )
-            # Let the aborted transports finish closing while the loop still works.
-            self.run_until_complete(asyncio.sleep(0))
-        super().close()
 
 
 def pytest_asyncio_loop_factories(
@@ -174,6 +166,22 @@ def pytest_asyncio_loop_factories(
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     """Tests run on uvloop (``ClosingLoop``), the loop ``hubbub serve`` runs on."""
     return {"uvloop": ClosingLoop}
+
+
+_test_began = pytest.StashKey[float]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing test's report shows the log tail of each nats-server it used."""
+    report: pytest.TestReport = yield  # type: ignore[misc]
+    if call.when == "setup":
+        item.stash[_test_began] = call.start
+    if report.failed:
+        used = list(getattr(item, "funcargs", {}).values())  # its fixtures, also indirect
+        for title, text in log_tails(used, item.stash.get(_test_began, call.start)):
+            report.sections.append((title, text))
+    return report  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="session")

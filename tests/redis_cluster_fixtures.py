@@ -9,7 +9,6 @@ only once every node reports ``cluster_state:ok``. Every wait is bounded.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import signal
 import socket
@@ -110,13 +109,16 @@ class ClusterNodeProcess:
         stop_process(process)
 
     def pause(self) -> None:
-        """SIGSTOP: the node stops reading (a replica falls behind its master)."""
+        """SIGSTOP: the node stops reading (a replica falls behind its master).
+
+        Through ``Popen.send_signal``, never ``os.kill(pid)``: it sends nothing to a
+        process it has reaped, whose PID may be another process's by now."""
         assert self.process is not None
-        os.kill(self.process.pid, signal.SIGSTOP)
+        self.process.send_signal(signal.SIGSTOP)
 
     def resume(self) -> None:
         assert self.process is not None
-        os.kill(self.process.pid, signal.SIGCONT)
+        self.process.send_signal(signal.SIGCONT)
 
     def cli(self, *args: str) -> str:
         return redis_cli("-p", str(self.port), *args)

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -69,6 +69,27 @@ def listens(pid: int, port: int) -> bool:
                 if os.readlink(fd) in inodes:
                     return True
     return False
+
+
+def connections_to(ports: Iterable[int]) -> list[str]:
+    """This process's TCP sockets to 127.0.0.1 on one of ``ports`` (any state),
+    as ``"local port -> peer port (state)"``: what a closed client left open."""
+    inodes: set[str] = set()
+    with contextlib.suppress(OSError):
+        for fd in Path("/proc/self/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    peers = {f"0100007F:{port:04X}": port for port in ports}
+    found = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[2] in peers and fields[9] in inodes:
+                local = int(fields[1].rpartition(":")[2], 16)
+                found.append(f"{local} -> {peers[fields[2]]} (state {fields[3]})")
+    return found
 
 
 def stop_process(process: subprocess.Popen[bytes] | None) -> None:

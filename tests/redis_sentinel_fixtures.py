@@ -11,7 +11,6 @@ replaced within a few seconds. Every wait is bounded.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import tempfile
@@ -160,12 +159,13 @@ class SentinelSetup:
         what the master acknowledges from now on never reaches it."""
         self.wait_replicated()
         assert self.replica.process is not None
-        os.kill(self.replica.process.pid, signal.SIGSTOP)
+        # send_signal, not os.kill(pid): nothing goes to a reaped process's PID.
+        self.replica.process.send_signal(signal.SIGSTOP)
         redis_cli("-p", str(self.master.port), "CLIENT", "KILL", "TYPE", "replica")
 
     def resume_replica(self) -> None:
         if self.replica.process is not None:
-            os.kill(self.replica.process.pid, signal.SIGCONT)
+            self.replica.process.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         self.resume_replica()

@@ -51,7 +51,7 @@ async def node(stopped_redis: RedisProcess) -> AsyncIterator[Node]:
     with tempfile.TemporaryDirectory(prefix="hubbub-outage-node-") as directory:
         node = Node(Path(directory), "n", [stopped_redis.address], f"o{uuid.uuid4().hex[:6]}")
         try:
-            await node.start()
+            await node.start(ready=False)  # its Redis is down: /ready says 503 (the test)
             yield node
         finally:
             node.stop()

@@ -3,8 +3,10 @@
 messages, Redis keeps history and presence).
 
 Rule: the parent is started here (through ``cluster_fixtures.Node``) and its
-workers are found as its children in /proc; every one of them is killed by its
-own PID in ``finally`` if a test left it running. Every wait is bounded.
+workers are found as its children in /proc, each held by a pidfd from the moment
+it is seen (``Workers``); every one of them still running in ``finally`` is
+killed through its pidfd, never by a bare PID: a worker's PID is free for any new
+process once the parent has reaped it. Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -43,7 +46,7 @@ class WorkersNode(Node):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.workers: set[int] = set()  # the worker PIDs, once found
+        self.workers: Workers | None = None  # once launched
 
 
 def children(pid: int) -> set[int]:
@@ -57,23 +60,79 @@ def children(pid: int) -> set[int]:
     return found
 
 
-def running(pid: int) -> bool:
-    """``pid`` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+class Workers:
+    """The workers of one ``hubbub serve --workers`` parent, each held by a pidfd.
+
+    A PID names a process only until it has exited and been reaped (the parent
+    reaps its workers): then the kernel may give it to any new process, such as
+    a nats-server another test starts a moment later. A SIGKILL sent to a
+    worker's PID after that killed whatever had it (all of that server's
+    clients dropped at once, shortly after it started). A pidfd names one
+    process for good: whether it still runs, and a signal through it, can never
+    concern another. A child is taken only if /proc shows it running the
+    parent's command line (a forked worker keeps it; the config path in it is
+    the test's own).
+    """
+
+    def __init__(self, parent: subprocess.Popen[bytes]) -> None:
+        self.parent = parent.pid
+        args = parent.args
+        assert isinstance(args, list)
+        self._cmdline = b"".join(os.fsencode(str(arg)) + b"\0" for arg in args)
+        self._fds: dict[int, int] = {}  # pid -> its pidfd
+
+    @property
+    def pids(self) -> set[int]:
+        return set(self._fds)
+
+    def scan(self) -> None:
+        """Take the parent's children not seen before (the parent must not be reaped yet)."""
+        for pid in children(self.parent) - self._fds.keys():
+            try:
+                fd = os.pidfd_open(pid)
+            except OSError:  # exited meanwhile
+                continue
+            try:  # read after pidfd_open: a match is the process the pidfd holds
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                cmdline = b""
+            if cmdline == self._cmdline:
+                self._fds[pid] = fd
+            else:  # exited (a zombie has none) or not ours
+                os.close(fd)
+
+    def running(self) -> set[int]:
+        """The workers that have not exited."""
+        poller = select.poll()
+        for fd in self._fds.values():
+            poller.register(fd, select.POLLIN)
+        exited = {fd for fd, _ in poller.poll(0)}  # a pidfd is readable once it exited
+        return {pid for pid, fd in self._fds.items() if fd not in exited}
+
+    def kill(self) -> None:
+        """SIGKILL every worker still running, through its pidfd."""
+        for fd in self._fds.values():
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
 
-async def wait_workers(parent: int, count: int, within: float = 15.0) -> set[int]:
+async def wait_workers(node: WorkersNode, count: int, within: float = 15.0) -> Workers:
+    assert node.process is not None
+    workers = node.workers = Workers(node.process)
     deadline = time.monotonic() + within
     while True:
-        found = {pid for pid in children(parent) if running(pid)}
-        if len(found) >= count:
-            return found
+        workers.scan()
+        if len(workers.running()) >= count:
+            return workers
         if time.monotonic() > deadline:
-            raise TimeoutError(f"parent {parent} has children {found}, wanted {count}")
+            raise TimeoutError(
+                f"parent {workers.parent} has workers {workers.running()}, wanted {count}"
+            )
         await asyncio.sleep(0.05)
 
 
@@ -123,15 +182,26 @@ async def started_workers(redis: RedisProcess, nats_url: str = "") -> AsyncItera
         )
         try:
             await node.start()
-            assert node.process is not None
-            node.workers = await wait_workers(node.process.pid, 2)
+            await wait_workers(node, 2)
+            if nats_url:
+                await wait_nodes_see_each_other(node, 2)
             yield node
         finally:
             node.stop()  # SIGTERM, then SIGKILL: the parent we started
-            for pid in node.workers:  # its workers, by their PIDs, if still there
-                if running(pid):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
+            if node.workers is not None:  # its workers, if still there
+                node.workers.kill()
+                node.workers.close()
+
+
+async def wait_nodes_see_each_other(node: WorkersNode, count: int, within: float = 15.0) -> None:
+    """Until the API's ``info`` lists ``count`` nodes. Through a NATS broker, that is when
+    every worker is connected to NATS (a worker serves before: its broker connects in
+    the background, and ``/ready``, answered by either worker, cannot tell for both):
+    a node is listed by another once its announcement crossed NATS."""
+    deadline = time.monotonic() + within
+    while len((await node.api("info", {}))["nodes"]) < count:
+        assert time.monotonic() < deadline, await node.api("info", {})
+        await asyncio.sleep(0.1)
 
 
 @pytest.fixture
@@ -154,10 +224,9 @@ async def test_two_workers_share_port_channels_and_stop_on_sigterm(
     workers_node: WorkersNode,
 ) -> None:
     node = workers_node
-    assert node.process is not None
-    parent = node.process.pid
+    assert node.process is not None and node.workers is not None
     workers = node.workers
-    assert len(workers) == 2
+    assert len(workers.pids) == 2
     clients: list[tuple[Any, str]] = []
     # No connection cap: aiohttp's default (100) made a connect wait forever when
     # the kernel gave one worker every connection for a while (the other starting).
@@ -198,12 +267,11 @@ async def test_two_workers_share_port_channels_and_stop_on_sigterm(
                             break
             nodes_codes = list(zip(codes, [n for _, n in clients], strict=True))
             assert set(codes) == {3001}, (nodes_codes, node.log()[-3000:])
-            assert node.process.wait(timeout=10) == 0
+            assert node.process.wait(timeout=10) == 0  # the parent has exited
             deadline = time.monotonic() + 10
-            while any(running(pid) for pid in workers):
-                assert time.monotonic() < deadline, [p for p in workers if running(p)]
+            while workers.running():
+                assert time.monotonic() < deadline, workers.running()
                 await asyncio.sleep(0.05)
-            assert not running(parent)
         finally:
             for ws, _ in clients:
                 with contextlib.suppress(Exception):
@@ -347,35 +415,35 @@ def test_sigterm_during_start_up_leaves_no_worker_behind(
             Path(directory), "early", [redis_server.address], f"e{uuid.uuid4().hex[:8]}:"
         )
         node.serve_args = ("--workers", str(workers))
-        seen: set[int] = set()
+        seen: Workers | None = None
         try:
             node.launch()
             assert node.process is not None
-            parent = node.process.pid
+            seen = Workers(node.process)
             deadline = time.monotonic() + 30
-            while not seen:  # a tight loop: the window between forks is short
+            while not seen.pids:  # a tight loop: the window between forks is short
                 assert time.monotonic() < deadline, node.log()
                 assert node.process.poll() is None, node.log()
-                seen |= children(parent)
+                seen.scan()
             node.process.send_signal(signal.SIGTERM)
+            # poll() reaps the parent once it exited: no scan after that (its PID is free).
             while node.process.poll() is None:
-                seen |= children(parent)
+                seen.scan()
                 assert time.monotonic() < deadline, "the parent did not exit"
                 time.sleep(0.001)
             deadline = time.monotonic() + 10
-            while any(running(pid) for pid in seen):
+            while seen.running():
                 assert time.monotonic() < deadline, (
-                    f"orphaned workers {[p for p in seen if running(p)]}",
+                    f"orphaned workers {seen.running()}",
                     node.log(),
                 )
                 time.sleep(0.05)
             assert "Traceback" not in node.log(), node.log()
         finally:
             node.stop()
-            for pid in seen:
-                if running(pid):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
+            if seen is not None:
+                seen.kill()
+                seen.close()
 
 
 async def test_with_a_nats_broker_api_actions_reach_both_workers(

@@ -16,11 +16,18 @@ key) are published through it, so offsets, epochs and recovery are exactly
 the engine's (Redis: ordered, recoverable); history and presence are read
 from it. With the memory engine, the loader refuses history and presence
 (each node would keep its own).
-Rule 3: ``subscribe`` returns once the NATS server has the subscription (a
-flush), so a history read after it cannot miss a publication; the engine's
-subscription is made as well (a channel may have history).
+Rule 3: ``subscribe`` returns once the NATS server has the subscription, so
+a history read after it cannot miss a publication; the engine's subscription
+is made as well (a channel may have history). The proof is a message of the
+node's own (``_sync``): published after the SUB, on a subject only this
+connection subscribes to, it comes back once the server has handled every
+command sent before it (one connection's commands are handled in order).
+nats-py's ``flush()`` proves nothing here: it writes its PING straight to the
+socket, ahead of the commands still waiting in its buffer, so its PONG may
+come back before the server has seen the SUB.
 Rule 4: NATS errors stop here as ``EngineUnavailable``; the connection is
 made in the background and re-made by nats-py; lost/back are logged once each.
+Closing the broker is not an outage: nothing is logged and nobody is told.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import logging
 import re
 
@@ -89,6 +97,11 @@ class NatsBroker:
         self._control: list[Subscription] = []
         self._connector: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
+        self._closed = False
+        #: ``_sync``: the subject only this connection subscribes to, and the waiters.
+        self._sync_subject = ""
+        self._sync_waiters: dict[bytes, asyncio.Future[None]] = {}
+        self._sync_tokens = itertools.count()
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -100,7 +113,10 @@ class NatsBroker:
         )
 
     async def _connect_until_done(self) -> None:
-        """The first connection (nats-py makes the later ones itself)."""
+        """The first connection (nats-py makes the later ones itself), with the
+        node's own subscriptions in place on the server before it counts."""
+        handler = self._handler
+        assert handler is not None
         while True:
             nc = NatsClient()
             try:
@@ -115,6 +131,16 @@ class NatsBroker:
                     reconnected_cb=self._on_reconnected,
                     name="hubbub",
                 )
+                self._sync_subject = nc.new_inbox()
+                await nc.subscribe(self._sync_subject, cb=self._on_sync)
+                control = [
+                    await nc.subscribe(subject, cb=self._on_control)
+                    for subject in (
+                        f"{self.prefix}.control",
+                        f"{self.prefix}.node.{handler.node_id}",
+                    )
+                ]
+                await self._sync(nc)
             except _NATS_ERRORS as exc:
                 self.health.failed(exc)
                 with contextlib.suppress(Exception):
@@ -122,16 +148,35 @@ class NatsBroker:
                 await asyncio.sleep(RECONNECT_WAIT)
                 continue
             break
+        self._control = control
         self._nc = nc
-        handler = self._handler
-        assert handler is not None
-        for subject in (f"{self.prefix}.control", f"{self.prefix}.node.{handler.node_id}"):
-            self._control.append(await nc.subscribe(subject, cb=self._on_control))
-        await nc.flush()
         self.health.succeeded()
         self._connected.set()
 
+    async def _sync(self, nc: NatsClient) -> None:
+        """Return once the server has handled every command sent on ``nc`` before.
+
+        A token published to ``_sync_subject`` travels behind those commands in
+        nats-py's buffer and the server handles them in order: its coming back
+        proves they were handled (Rule 3). TimeoutError after CONNECT_TIMEOUT.
+        """
+        token = str(next(self._sync_tokens)).encode()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sync_waiters[token] = waiter
+        try:
+            await nc.publish(self._sync_subject, token)
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await waiter
+        finally:
+            self._sync_waiters.pop(token, None)
+
+    async def _on_sync(self, msg: Msg) -> None:
+        waiter = self._sync_waiters.pop(msg.data, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     async def close(self) -> None:
+        self._closed = True  # from now on, the connection's events are ours, not an outage
         await stop_task(self._connector)
         self._connector = None
         nc, self._nc = self._nc, None
@@ -148,9 +193,12 @@ class NatsBroker:
     # --- NATS connection events --------------------------------------------------------
 
     async def _on_error(self, exc: Exception) -> None:
-        self.health.failed(exc)
+        if not self._closed:
+            self.health.failed(exc)
 
     async def _on_disconnected(self) -> None:
+        if self._closed or self._nc is None:  # closing, or a first attempt that failed
+            return
         self.health.failed("disconnected")
         handler = self._handler
         if handler is not None and self._subs:
@@ -158,7 +206,8 @@ class NatsBroker:
             handler.handle_broker_lost(list(self._subs))
 
     async def _on_reconnected(self) -> None:
-        self.health.succeeded()  # nats-py subscribed everything again
+        if not self._closed:
+            self.health.succeeded()  # nats-py subscribed everything again
 
     def _client(self) -> NatsClient:
         nc = self._nc
@@ -178,7 +227,7 @@ class NatsBroker:
             subscription = await nc.subscribe(subject, cb=self._on_message)
             self._subs[channel] = subscription
             self._channels[subject] = channel
-            await nc.flush(timeout=CONNECT_TIMEOUT)  # the server has it: nothing is missed
+            await self._sync(nc)  # the server has it: nothing is missed (Rule 3)
         except _NATS_ERRORS as exc:
             self.health.failed(exc)
             raise EngineUnavailable(f"nats {self.url}: {exc}") from exc

@@ -12,14 +12,20 @@ subscription; failover: the connection to the old master breaks) events may
 have been lost: the node is told (``on_lost`` -> 2500 for the subscribers,
 who recover from the stream), the slot map is read again, and the channel is
 subscribed at its new master. A channel is never left unsubscribed quietly.
-Rule 4: topology errors (CLUSTERDOWN, TRYAGAIN, a slot nobody serves) count
-as an outage, as connection errors do.
+Rule 4: topology errors (CLUSTERDOWN, TRYAGAIN, a slot nobody serves, no
+node reachable) count as an outage, as connection errors do.
+Rule 5: ``close`` leaves nothing behind: every task it started has ended and
+every connection it or redis-py opened is closed, whatever state a failover
+left them in. redis-py's ``aclose`` closes the nodes of its current table only;
+a failed master it dropped from the table keeps its pool. So every connection
+is made by ``TrackedConnection``, which the shard keeps a (weak) list of.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,6 +37,7 @@ from redis.exceptions import (
     ClusterDownError,
     ClusterError,
     MasterDownError,
+    RedisClusterException,
     ResponseError,
     SlotNotCoveredError,
     TryAgainError,
@@ -41,14 +48,16 @@ from hubbub.engines.health import Reachability
 from hubbub.engines.redis_batch import ScriptBatcher
 from hubbub.engines.redis_pubsub import PubSubConnection, log
 from hubbub.engines.redis_shard import OUTAGE_ERRORS, OnLost, OnMessage, batchers
-from hubbub.tasks import stop_task
+from hubbub.tasks import stop_tasks
 
-#: Outage errors on a cluster: those of one server, and the cluster's own.
+#: Outage errors on a cluster: those of one server, and the cluster's own
+#: (RedisClusterException: "Redis Cluster cannot be connected", no node answered).
 CLUSTER_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     *OUTAGE_ERRORS,
     ClusterDownError,
     ClusterError,
     MasterDownError,
+    RedisClusterException,
     SlotNotCoveredError,
     TryAgainError,
 )
@@ -64,6 +73,17 @@ def parse_seeds(seeds: str) -> list[ClusterNode]:
         host, _, port = seed.rpartition(":")
         nodes.append(ClusterNode(host or "127.0.0.1", int(port or 6379)))
     return nodes
+
+
+def tracked_connection_class(connections: weakref.WeakSet[Connection]) -> type[Connection]:
+    """A Connection class whose every instance is added to ``connections`` (Rule 5)."""
+
+    class TrackedConnection(Connection):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            connections.add(self)
+
+    return TrackedConnection
 
 
 class ClusterScriptBatcher(ScriptBatcher):
@@ -105,6 +125,15 @@ class ClusterShard:
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
             **cluster_options,
         )
+        #: Every connection to the cluster, redis-py's and the pub/sub readers' (Rule 5).
+        self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
+        self._connection_class = tracked_connection_class(self._connections)
+        # redis-py makes each node it discovers (and the startup nodes it made
+        # already) with these keyword arguments; its connections come from the class.
+        manager = self.client.nodes_manager
+        manager.connection_kwargs["connection_class"] = self._connection_class
+        for node in manager.startup_nodes.values():
+            node.connection_class = self._connection_class
         self.health = Reachability(self.url, log)
         batchers(
             self,
@@ -130,14 +159,29 @@ class ClusterShard:
         self._schedule_rehome()
 
     async def close(self) -> None:
+        """Rule 5. Each step runs whatever the previous ones met: a rehome that
+        failed meanwhile once ended ``close`` early, leaving every connection open
+        (and a test loop closed with them open hung in uvloop's ``close()``)."""
         self._started = False
-        await stop_task(self._rehome)
-        for task in list(self._pending):
-            task.cancel()
-        for reader in self._readers.values():
-            await reader.close()
+        failed = await stop_tasks([self._rehome])
+        self._rehome = None
+        # A rehome that was past its last await when cancelled may have started more.
+        while pending := [task for task in self._pending if not task.done()]:
+            failed += await stop_tasks(pending)
+        self._pending.clear()
+        for reader in list(self._readers.values()):
+            try:
+                await reader.close()
+            except Exception as error:  # its task had failed: its connection is closed below
+                failed.append(error)
+        self._readers.clear()
         with contextlib.suppress(Exception):
             await self.client.aclose()
+        for connection in list(self._connections):  # also those of dropped nodes
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
+        for exc in failed:
+            log.warning("%s: a background task had failed: %r", self.url, exc)
 
     # --- commands ----------------------------------------------------------------------
 
@@ -173,7 +217,7 @@ class ClusterShard:
             options = self._options
 
             def connect() -> AbstractConnection:
-                return Connection(
+                return self._connection_class(
                     host=host,
                     port=int(port),
                     socket_connect_timeout=options["socket_connect_timeout"],
@@ -232,6 +276,8 @@ class ClusterShard:
             self._rehome = asyncio.get_running_loop().create_task(self._rehome_all())
 
     async def _refresh_map(self) -> None:
+        # Any outage, also "no node reachable" (RedisClusterException), which once
+        # ended the rehome task: its channels then waited for the next rehome.
         with contextlib.suppress(*CLUSTER_OUTAGE_ERRORS, ResponseError):
             await self.client.nodes_manager.initialize()
 
