@@ -170,6 +170,14 @@ def test_an_embedded_hub_uses_the_configured_engine() -> None:
             "broker.nats.allow_wildcards",
             "not supported",
         ),
+        *(
+            (
+                {"broker": {"enabled": True, "type": "nats", "nats": {"prefix": prefix}}},
+                "broker.nats.prefix",
+                "not a NATS subject prefix",
+            )
+            for prefix in ("my app", "app.*", "app.>", "app..x", ".app", "app.", "a\tb")
+        ),
     ],
 )  # fmt: skip
 def test_keys_hubbub_cannot_honour_are_refused_naming_the_key(

@@ -13,11 +13,15 @@ what Centrifugo requires is refused.
 
 from __future__ import annotations
 
+import re
+
 from hubbub.config.durations import show as _show
 from hubbub.config.model import Config, NatsJetStreamConsumer, RedisConfig, RedisStreamConsumer
 from hubbub.errors import ConfigError
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: Dot-separated NATS subject tokens, none empty, no whitespace, no wildcard.
+_NATS_TOKENS = re.compile(r"[^.\s*>]+(\.[^.\s*>]+)*")
 
 
 def check_redis(redis: RedisConfig, path: str = "engine.redis") -> None:
@@ -171,8 +175,17 @@ def check_broker(config: Config) -> None:
     url = broker.nats.url.strip()
     if not url.startswith(("nats://", "tls://")) or not url.partition("://")[2]:
         raise ConfigError("broker.nats.url", f"expected nats://host:port, got {_show(url)}")
-    if not broker.nats.prefix:
+    prefix = broker.nats.prefix
+    if not prefix:
         raise ConfigError("broker.nats.prefix", "must not be empty")
+    if not _NATS_TOKENS.fullmatch(prefix):
+        # Every subject starts with it: nats-server answers an invalid subject with
+        # -ERR, and nats-py then closes the connection for good.
+        raise ConfigError(
+            "broker.nats.prefix",
+            f"{_show(prefix)} is not a NATS subject prefix: dot-separated tokens "
+            "without spaces or the wildcards * and >",
+        )
     if broker.nats.tls.enabled:
         raise ConfigError(
             "broker.nats.tls.enabled",
