@@ -202,15 +202,16 @@ def _check_admin(admin: AdminConfig, problems: Problems) -> list[str]:
     return []
 
 
-def _redis(config: Config) -> None:
-    check_redis(config.engine.redis)
+def _redis(config: Config) -> list[str]:
+    warnings = check_redis(config.engine.redis)
     if config.map_broker.type == "redis":
-        check_redis(config.map_broker.redis, "map_broker.redis")
+        warnings += check_redis(config.map_broker.redis, "map_broker.redis")
         if config.map_broker.redis.cluster_address:
             raise ConfigError(
                 "map_broker.redis.cluster_address",
                 "maps on a Redis Cluster are not supported yet: use map_broker.redis.address",
             )
+    return warnings
 
 
 def _check_options(

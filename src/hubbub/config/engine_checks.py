@@ -3,7 +3,7 @@
 
 Rule: such a key is never ignored: a value hubbub cannot honour stops startup
 with a ConfigError naming the key (an address that is not one, Sentinel without
-a master name, TLS settings hubbub does not apply, a broker type hubbub has no
+a master name, a TLS section whose PEM values do not load, a broker type hubbub has no
 client for, a NATS broker that would leave history or presence inside each
 node, a separate presence manager). An enabled consumer of a type hubbub does
 not run (kafka, postgresql, ...) loads with one warning naming it, as every
@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import re
 
+from hubbub.config.backend import TLSConfig
 from hubbub.config.durations import show as _show
 from hubbub.config.model import Config, NatsJetStreamConsumer, RedisConfig, RedisStreamConsumer
+from hubbub.config.tls import client_context, load_pem
 from hubbub.errors import ConfigError
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -24,7 +26,26 @@ _REDIS_SCHEMES = ("redis", "rediss", "unix")
 _NATS_TOKENS = re.compile(r"[^.\s*>]+(\.[^.\s*>]+)*")
 
 
-def check_redis(redis: RedisConfig, path: str = "engine.redis") -> None:
+def check_client_tls(tls: TLSConfig, key: str) -> list[str]:
+    """A client ``tls`` section (Redis, NATS): when enabled, its context is built now,
+    so a PEM value that does not load is refused at start naming its key."""
+    if not tls.enabled:
+        return []
+    client_context(tls, key)
+    warnings = []
+    if tls.insecure_skip_verify:
+        warnings.append(f"{key}.insecure_skip_verify: the server's certificate is not checked")
+    if tls.client_ca_pem:
+        load_pem(tls.client_ca_pem, f"{key}.client_ca_pem")
+        warnings.append(
+            f"{key}.client_ca_pem has no effect: it verifies clients, and here hubbub is "
+            "the client (server_ca_pem verifies the server)"
+        )
+    return warnings
+
+
+def check_redis(redis: RedisConfig, path: str = "engine.redis") -> list[str]:
+    """The connection keys of a Redis section; the warnings of its TLS sections."""
     for i, address in enumerate(redis.address):
         key = f"{path}.address[{i}]" if len(redis.address) > 1 else f"{path}.address"
         text = address.strip()
@@ -62,16 +83,15 @@ def check_redis(redis: RedisConfig, path: str = "engine.redis") -> None:
                 )
     if redis.sentinel_address and not redis.cluster_address and not redis.sentinel_master_name:
         raise ConfigError(f"{path}.sentinel_master_name", "must be set when sentinel_address is")
-    for key, tls in (
-        (f"{path}.tls", redis.tls),
-        (f"{path}.sentinel_tls", redis.sentinel_tls),
-    ):
-        if tls.enabled:
-            raise ConfigError(
-                f"{key}.enabled",
-                "TLS settings for Redis are not supported: use rediss:// addresses "
-                "(checked against the system's certificate authorities)",
-            )
+    if redis.tls.enabled:
+        for address in redis.address:
+            if address.strip().startswith("unix://"):
+                raise ConfigError(
+                    f"{path}.tls.enabled", f"TLS over a unix:// socket is not supported: {address}"
+                )
+    warnings = check_client_tls(redis.tls, f"{path}.tls")
+    if redis.sentinel_address:
+        warnings += check_client_tls(redis.sentinel_tls, f"{path}.sentinel_tls")
     if len(set(redis.address)) != len(redis.address):
         raise ConfigError(f"{path}.address", "lists the same address twice")
     if not redis.prefix:
@@ -83,6 +103,7 @@ def check_redis(redis: RedisConfig, path: str = "engine.redis") -> None:
     ):
         if value <= 0:
             raise ConfigError(key, f"must be more than 0, got {value:g}s")
+    return warnings
 
 
 def check_routing(config: Config) -> list[str]:
@@ -117,23 +138,23 @@ def check_consumers(config: Config) -> list[str]:
                 "redis_stream or nats_jetstream consumer)"
             )
         elif consumer.type == "redis_stream":
-            _check_redis_stream(consumer.redis_stream, f"{key}.redis_stream")
+            warnings += _check_redis_stream(consumer.redis_stream, f"{key}.redis_stream")
         elif consumer.type == "nats_jetstream":
-            _check_nats_jetstream(consumer.nats_jetstream, f"{key}.nats_jetstream")
+            warnings += _check_nats_jetstream(consumer.nats_jetstream, f"{key}.nats_jetstream")
         else:
             known = ", ".join((*RUN_CONSUMERS, *ACCEPTED_CONSUMERS))
             raise ConfigError(f"{key}.type", f"{_show(consumer.type)} is unknown: use {known}")
     return warnings
 
 
-def _check_redis_stream(stream: RedisStreamConsumer, key: str) -> None:
+def _check_redis_stream(stream: RedisStreamConsumer, key: str) -> list[str]:
     if not stream.address and not stream.cluster_address and not stream.sentinel_address:
         raise ConfigError(f"{key}.address", "is required (the Redis holding the streams)")
     if stream.cluster_address:
         raise ConfigError(
             f"{key}.cluster_address", "Redis Cluster is not supported for consumers: use address"
         )
-    check_redis(stream, key)
+    warnings = check_redis(stream, key)
     if not stream.streams or not all(stream.streams):
         raise ConfigError(f"{key}.streams", "must list at least one stream name")
     if not stream.consumer_group:
@@ -143,9 +164,10 @@ def _check_redis_stream(stream: RedisStreamConsumer, key: str) -> None:
     mode = stream.publication_data_mode
     if mode.enabled and not mode.channels_value:
         raise ConfigError(f"{key}.publication_data_mode.channels_value", "is required")
+    return warnings
 
 
-def _check_nats_jetstream(nats: NatsJetStreamConsumer, key: str) -> None:
+def _check_nats_jetstream(nats: NatsJetStreamConsumer, key: str) -> list[str]:
     url = nats.url.strip()
     if not url.startswith(("nats://", "tls://")) or not url.partition("://")[2]:
         raise ConfigError(f"{key}.url", f"expected nats://host:port, got {_show(url)}")
@@ -153,21 +175,16 @@ def _check_nats_jetstream(nats: NatsJetStreamConsumer, key: str) -> None:
         raise ConfigError(f"{key}.stream_name", "is required")
     if not nats.durable_consumer_name:
         raise ConfigError(f"{key}.durable_consumer_name", "is required")
-    if nats.tls.enabled:
-        raise ConfigError(
-            f"{key}.tls.enabled",
-            "TLS settings for NATS are not supported: use a tls:// url "
-            "(checked against the system's certificate authorities)",
-        )
     mode = nats.publication_data_mode
     if mode.enabled and not mode.channels_header:
         raise ConfigError(f"{key}.publication_data_mode.channels_header", "is required")
+    return check_client_tls(nats.tls, f"{key}.tls")
 
 
-def check_broker(config: Config) -> None:
+def check_broker(config: Config) -> list[str]:
     broker = config.broker
     if not broker.enabled:
-        return
+        return []
     if broker.type != "nats":
         raise ConfigError(
             "broker.type", f'{_show(broker.type)} is not supported: use "nats" (or disable broker)'
@@ -185,12 +202,6 @@ def check_broker(config: Config) -> None:
             "broker.nats.prefix",
             f"{_show(prefix)} is not a NATS subject prefix: dot-separated tokens "
             "without spaces or the wildcards * and >",
-        )
-    if broker.nats.tls.enabled:
-        raise ConfigError(
-            "broker.nats.tls.enabled",
-            "TLS settings for NATS are not supported: use a tls:// url "
-            "(checked against the system's certificate authorities)",
         )
     if broker.nats.allow_wildcards:
         raise ConfigError(
@@ -215,3 +226,4 @@ def check_broker(config: Config) -> None:
                         "with broker nats and engine.type memory every node would keep its own "
                         'history and presence: use engine.type "redis" (Redis keeps them)',
                     )
+    return check_client_tls(broker.nats.tls, "broker.nats.tls")

@@ -1,4 +1,6 @@
-"""TLS material from Centrifugo-style values, and a listener's ``ssl.SSLContext``.
+"""TLS material from Centrifugo-style values: a listener's ``ssl.SSLContext``
+(``server_context``) and the context of a connection hubbub opens (``client_context``:
+Redis, NATS, proxies, webhooks).
 
 Rule: a ``*_pem`` value is raw PEM, base64 of PEM, or a file path, tried in
 that order as Centrifugo v6 does. Everything that can go wrong (a missing or
@@ -17,10 +19,11 @@ import ssl
 import tempfile
 from pathlib import Path
 
+from hubbub.config.backend import TLSConfig
 from hubbub.config.model import TlsConfig
 from hubbub.errors import ConfigError
 
-__all__ = ["load_pem", "server_context"]
+__all__ = ["client_context", "load_pem", "server_context"]
 
 _PEM_BEGIN = b"-----BEGIN "
 
@@ -57,8 +60,26 @@ def server_context(tls: TlsConfig, key: str) -> ssl.SSLContext:
         raise ConfigError(cert_key, f"missing: {key}.enabled needs a certificate")
     if not tls.key_pem:
         raise ConfigError(key_key, f"missing: {key}.enabled needs the certificate's private key")
-    cert = load_pem(tls.cert_pem, cert_key)
-    private = load_pem(tls.key_pem, key_key)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    _load_chain(context, tls.cert_pem, tls.key_pem, key)
+    if tls.client_ca_pem:
+        ca_key = f"{key}.client_ca_pem"
+        authorities = load_pem(tls.client_ca_pem, ca_key)
+        try:
+            context.load_verify_locations(cadata=authorities.decode("ascii", "replace"))
+        except ssl.SSLError as exc:
+            raise ConfigError(ca_key, f"not a valid PEM certificate: {exc}") from None
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def _load_chain(context: ssl.SSLContext, cert_pem: str, key_pem: str, key: str) -> None:
+    """Load the certificate ``cert_pem`` and its private key ``key_pem`` (of the
+    section at ``key``) into ``context``; ConfigError naming the faulty key."""
+    cert_key, key_key = f"{key}.cert_pem", f"{key}.key_pem"
+    cert = load_pem(cert_pem, cert_key)
+    private = load_pem(key_pem, key_key)
     # Imported here: a node without TLS does not pay for them at start-up.
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
@@ -73,8 +94,6 @@ def server_context(tls: TlsConfig, key: str) -> ssl.SSLContext:
         raise ConfigError(key_key, "the private key is encrypted: give it unencrypted") from None
     except (ValueError, binascii.Error) as exc:
         raise ConfigError(key_key, f"not a valid PEM private key: {exc}") from None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
     # The ssl module loads a chain from files only: a private directory, removed at once.
     with tempfile.TemporaryDirectory(prefix="hubbub-tls-") as directory:
         cert_file = os.path.join(directory, "cert.pem")
@@ -90,12 +109,53 @@ def server_context(tls: TlsConfig, key: str) -> ssl.SSLContext:
                 message = f"does not match the certificate in {cert_key}"
                 raise ConfigError(key_key, message) from None
             raise ConfigError(cert_key, f"cannot be used with {key_key}: {exc}") from None
-    if tls.client_ca_pem:
-        ca_key = f"{key}.client_ca_pem"
-        authorities = load_pem(tls.client_ca_pem, ca_key)
+
+
+class _NamedContext(ssl.SSLContext):
+    """A client context that checks (and sends as SNI) ``server_name`` whatever host
+    the library connecting with it names: redis-py has no parameter for it."""
+
+    server_name = ""
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        return super().wrap_bio(incoming, outgoing, server_side, self.server_name, session)
+
+
+def client_context(tls: TLSConfig, key: str) -> ssl.SSLContext:
+    """The context of a connection hubbub opens, for the client ``tls`` section at
+    dotted ``key`` (e.g. ``engine.redis.tls``): the server is verified against
+    ``server_ca_pem`` (else the system's authorities) and ``server_name`` (else the
+    host connected to) unless ``insecure_skip_verify``; ``cert_pem`` + ``key_pem``
+    are the client certificate of mutual TLS. TLS 1.2 is the oldest version offered.
+    ``client_ca_pem`` means nothing to a client (Centrifugo ignores it there too)."""
+    if bool(tls.cert_pem) != bool(tls.key_pem):
+        missing = "key_pem" if tls.cert_pem else "cert_pem"
+        raise ConfigError(f"{key}.{missing}", "missing: cert_pem and key_pem go together")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if tls.server_name:
+        named = _NamedContext(ssl.PROTOCOL_TLS_CLIENT)
+        named.server_name = tls.server_name
+        context = named
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if tls.server_ca_pem:
+        ca_key = f"{key}.server_ca_pem"
+        authorities = load_pem(tls.server_ca_pem, ca_key)
         try:
             context.load_verify_locations(cadata=authorities.decode("ascii", "replace"))
         except ssl.SSLError as exc:
             raise ConfigError(ca_key, f"not a valid PEM certificate: {exc}") from None
-        context.verify_mode = ssl.CERT_REQUIRED
+    else:
+        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    if tls.cert_pem:
+        _load_chain(context, tls.cert_pem, tls.key_pem, key)
+    if tls.insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     return context

@@ -60,9 +60,11 @@ class Consumers:
             label = f"consumers[{i}] {config.name or config.type}"
             reader: Reader
             if config.type == "redis_stream":
-                reader = RedisStreamReader(label, config.redis_stream, node, execute)
+                key = f"consumers[{i}].redis_stream"
+                reader = RedisStreamReader(label, config.redis_stream, node, execute, key=key)
             elif config.type == "nats_jetstream":
-                reader = NatsJetStreamReader(label, config.nats_jetstream, execute)
+                key = f"consumers[{i}].nats_jetstream"
+                reader = NatsJetStreamReader(label, config.nats_jetstream, execute, key=key)
             else:
                 continue  # not implemented: warned about at load
             self.readers.append(reader)

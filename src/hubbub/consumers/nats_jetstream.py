@@ -27,6 +27,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError
 
 from hubbub.config.model import NatsJetStreamConsumer
+from hubbub.config.tls import client_context
 from hubbub.consumers.commands import (
     RETRY,
     SKIPPED,
@@ -49,8 +50,17 @@ NAK_DELAY = 1.0  # a retried message comes back after this pause
 class NatsJetStreamReader:
     """Fetches and applies the messages of one durable JetStream consumer."""
 
-    def __init__(self, label: str, config: NatsJetStreamConsumer, execute: Execute) -> None:
+    def __init__(
+        self,
+        label: str,
+        config: NatsJetStreamConsumer,
+        execute: Execute,
+        *,
+        key: str = "consumers[].nats_jetstream",  # where config is, named by a TLS error
+    ) -> None:
         self.label = label
+        # Built once (the loader checked it): nats-py reuses it for every reconnection.
+        self._tls = client_context(config.tls, f"{key}.tls") if config.tls.enabled else None
         self.config = config
         self.execute = execute
         self.applied = 0
@@ -113,6 +123,10 @@ class NatsJetStreamReader:
             options["user"], options["password"] = config.username, config.password
         elif config.token:
             options["token"] = config.token
+        if self._tls is not None:
+            options["tls"] = self._tls
+            if config.tls.server_name:
+                options["tls_hostname"] = config.tls.server_name
         return options
 
     async def _bind(self) -> Any:

@@ -49,12 +49,20 @@ BLOCK = 5.0
 class RedisStreamReader:
     """Reads and applies the entries of every stream of one consumer."""
 
-    def __init__(self, label: str, config: RedisStreamConsumer, node: str, execute: Execute):
+    def __init__(
+        self,
+        label: str,
+        config: RedisStreamConsumer,
+        node: str,
+        execute: Execute,
+        *,
+        key: str = "consumers[].redis_stream",  # where config is, named by a TLS error
+    ):
         self.label = label
         self.config = config
         self.node = node
         self.execute = execute
-        self.client, self._sentinel = single_client(config)
+        self.client, self._sentinel = single_client(config, key)
         # A read blocks within the socket timeout (io_timeout), or the client gives up.
         self.block_ms = int(max(min(BLOCK, config.io_timeout - 1.0), 0.1) * 1000)
         self.applied = 0

@@ -21,15 +21,25 @@ def engine_from_config(config: Config) -> Engine:
     engine = _engine(config)
     broker = config.broker
     if broker.enabled and broker.type == "nats":
+        from hubbub.config.tls import client_context
         from hubbub.engines.nats import NatsBroker  # nats-py only when asked for
 
-        return NatsBroker(engine, broker.nats.url, prefix=broker.nats.prefix)
+        tls = broker.nats.tls
+        context = client_context(tls, "broker.nats.tls") if tls.enabled else None
+        return NatsBroker(
+            engine,
+            broker.nats.url,
+            prefix=broker.nats.prefix,
+            tls=context,
+            tls_hostname=tls.server_name if tls.enabled else "",
+        )
     return engine
 
 
 def _engine(config: Config) -> Engine:
     if config.engine.type == "redis":
         from hubbub.engines.redis import RedisEngine  # redis-py only when asked for
+        from hubbub.engines.redis_tls import context_for
 
         redis = config.engine.redis
         return RedisEngine(
@@ -48,6 +58,8 @@ def _engine(config: Config) -> Engine:
             connect_timeout=redis.connect_timeout,
             io_timeout=redis.io_timeout,
             presence_ttl=redis.presence_ttl,
+            tls=context_for(redis.tls, "engine.redis.tls"),
+            sentinel_tls=context_for(redis.sentinel_tls, "engine.redis.sentinel_tls"),
         )
     return MemoryEngine()
 
@@ -57,6 +69,7 @@ def map_engine_from_config(config: Config) -> MapEngine:
     as in Centrifugo, whatever the engine)."""
     if config.map_broker.type == "redis":
         from hubbub.engines.redis_maps import RedisMapEngine
+        from hubbub.engines.redis_tls import context_for
 
         redis = config.map_broker.redis
         return RedisMapEngine(
@@ -70,5 +83,6 @@ def map_engine_from_config(config: Config) -> MapEngine:
             cleanup_interval=redis.cleanup_interval,
             cleanup_batch_size=redis.cleanup_batch_size,
             idempotent_result_ttl=redis.idempotent_result_ttl,
+            tls=context_for(redis.tls, "map_broker.redis.tls"),
         )
     return MemoryMapEngine()

@@ -38,6 +38,8 @@ import contextlib
 import itertools
 import logging
 import re
+import ssl
+from typing import Any
 
 import msgspec
 from nats.aio.client import Client as NatsClient
@@ -84,9 +86,25 @@ def channel_subject(prefix: str, channel: str) -> str:
 class NatsBroker:
     """An Engine: NATS for stateless events, ``engine`` for history and presence."""
 
-    def __init__(self, engine: Engine, url: str, *, prefix: str = "centrifugo") -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        url: str,
+        *,
+        prefix: str = "centrifugo",
+        tls: ssl.SSLContext | None = None,
+        tls_hostname: str = "",
+    ) -> None:
+        """``tls``: the context of the connection (broker.nats.tls; None: plain, or
+        the system's authorities for a tls:// url); ``tls_hostname``: the name the
+        server's certificate is checked against instead of the url's host."""
         self.engine = engine
         self.url = url
+        self._tls: dict[str, Any] = {}
+        if tls is not None:
+            self._tls["tls"] = tls
+        if tls_hostname:
+            self._tls["tls_hostname"] = tls_hostname
         self.prefix = prefix
         self.pipelined = engine.pipelined
         self.health = Reachability(f"nats {url}", log)
@@ -130,6 +148,7 @@ class NatsBroker:
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
                     name="hubbub",
+                    **self._tls,
                 )
                 self._sync_subject = nc.new_inbox()
                 await nc.subscribe(self._sync_subject, cb=self._on_sync)

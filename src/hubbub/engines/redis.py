@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import ssl
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -44,6 +45,7 @@ from hubbub.engines.base import (
     PublishResult,
 )
 from hubbub.engines.redis_shard import OUTAGE_ERRORS, ServerShard, Shard, normalize_address
+from hubbub.engines.redis_tls import address_url, tls_options
 from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
 from hubbub.protocol.payload import from_container, to_container
 
@@ -110,8 +112,13 @@ class RedisEngine:
         connect_timeout: float = 1.0,
         io_timeout: float = 4.0,
         presence_ttl: float = 0.0,
+        tls: ssl.SSLContext | None = None,
+        sentinel_tls: ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``tls``: the context of the Redis servers' connections (engine.redis.tls;
+        None: plain, or redis-py's defaults for rediss:// addresses); ``sentinel_tls``:
+        that of the sentinels' (engine.redis.sentinel_tls)."""
         if not addresses and not clusters and not sentinels:
             raise ValueError("RedisEngine needs at least one address")
         if sentinels and not clusters and not master_name:
@@ -133,6 +140,7 @@ class RedisEngine:
             options["password"] = password
         if client_name:
             options["client_name"] = client_name
+        options |= tls_options(tls)
         self.prefix = prefix
         self.presence_ttl = presence_ttl
         self._connect_timeout = connect_timeout
@@ -150,7 +158,7 @@ class RedisEngine:
 
             to_sentinels = sentinel_options(
                 connect_timeout, io_timeout, sentinel_user, sentinel_password, sentinel_client_name
-            )
+            ) | tls_options(sentinel_tls)
             self._shards = [
                 sentinel_shard(
                     spec, master_name, options, to_sentinels, self.dispatch, self.broker_lost
@@ -159,7 +167,7 @@ class RedisEngine:
             ]
         else:
             self._shards = [
-                ServerShard(normalize_address(a), options, self.dispatch, self.broker_lost)
+                ServerShard(address_url(a, tls), options, self.dispatch, self.broker_lost)
                 for a in addresses
             ]
         self._handler: EventHandler | None = None

@@ -48,6 +48,7 @@ from hubbub.engines.health import Reachability
 from hubbub.engines.redis_batch import ScriptBatcher
 from hubbub.engines.redis_pubsub import PubSubConnection, log
 from hubbub.engines.redis_shard import OUTAGE_ERRORS, OnLost, OnMessage, batchers
+from hubbub.engines.redis_tls import TLS_CONTEXT, TlsConnection
 from hubbub.tasks import stop_tasks
 
 #: Outage errors on a cluster: those of one server, and the cluster's own
@@ -75,10 +76,12 @@ def parse_seeds(seeds: str) -> list[ClusterNode]:
     return nodes
 
 
-def tracked_connection_class(connections: weakref.WeakSet[Connection]) -> type[Connection]:
-    """A Connection class whose every instance is added to ``connections`` (Rule 5)."""
+def tracked_connection_class(
+    connections: weakref.WeakSet[Connection], base: type[Connection] = Connection
+) -> type[Connection]:
+    """A ``base`` class whose every instance is added to ``connections`` (Rule 5)."""
 
-    class TrackedConnection(Connection):
+    class TrackedConnection(base):  # type: ignore[valid-type,misc]
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             connections.add(self)
@@ -117,7 +120,12 @@ class ClusterShard:
     ) -> None:
         self.url = f"redis cluster {seeds}"
         self._options = options
-        cluster_options = {k: v for k, v in options.items() if k not in ("timeout", "db")}
+        # TLS (engine.redis.tls) comes with the connection class, set below.
+        skip = ("timeout", "db", "connection_class", TLS_CONTEXT)
+        cluster_options = {k: v for k, v in options.items() if k not in skip}
+        self._tls: dict[str, Any] = {}
+        if TLS_CONTEXT in options:
+            self._tls[TLS_CONTEXT] = options[TLS_CONTEXT]
         self.client = RedisCluster(
             startup_nodes=parse_seeds(seeds),
             require_full_coverage=False,  # a node down must not stop the other slots
@@ -127,13 +135,16 @@ class ClusterShard:
         )
         #: Every connection to the cluster, redis-py's and the pub/sub readers' (Rule 5).
         self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
-        self._connection_class = tracked_connection_class(self._connections)
+        base = TlsConnection if self._tls else Connection
+        self._connection_class = tracked_connection_class(self._connections, base)
         # redis-py makes each node it discovers (and the startup nodes it made
         # already) with these keyword arguments; its connections come from the class.
         manager = self.client.nodes_manager
         manager.connection_kwargs["connection_class"] = self._connection_class
+        manager.connection_kwargs.update(self._tls)
         for node in manager.startup_nodes.values():
             node.connection_class = self._connection_class
+            node.connection_kwargs.update(self._tls)
         self.health = Reachability(self.url, log)
         batchers(
             self,
@@ -225,6 +236,7 @@ class ClusterShard:
                     username=options.get("username"),
                     password=options.get("password"),
                     protocol=options.get("protocol", 2),
+                    **self._tls,
                 )
 
             reader = PubSubConnection(

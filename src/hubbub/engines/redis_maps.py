@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -85,6 +86,7 @@ class RedisMapEngine:
         cleanup_interval: float = CLEANUP_INTERVAL,
         cleanup_batch_size: int = CLEANUP_BATCH,
         idempotent_result_ttl: float = IDEMPOTENCY_WINDOW,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.prefix = prefix
         self._clock = clock
@@ -100,6 +102,7 @@ class RedisMapEngine:
             password=password,
             connect_timeout=connect_timeout,
             io_timeout=io_timeout,
+            tls=tls,
         )
         self._scripts: dict[int, dict[str, Any]] = {}  # per shard client: name -> script
         self._sweeper: asyncio.Task[None] | None = None

@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from hubbub.engines.redis_shard import MAX_CONNECTIONS, OnLost, OnMessage, ServerShard
+from hubbub.engines.redis_tls import TLS_CONTEXT, SentinelTlsConnection, TlsConnection
 
 
 class _BlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
@@ -70,13 +71,45 @@ def sentinel_options(
     }
 
 
+def _manager(spec: str, sentinels: dict[str, Any]) -> Sentinel:
+    """The Sentinel manager of the sentinels of ``spec``; over TLS when ``sentinels``
+    carries a context (engine.redis.sentinel_tls): redis-py makes each sentinel's
+    client from keywords its Redis class knows, so hubbub makes them itself."""
+    options = dict(sentinels)
+    context = options.pop(TLS_CONTEXT, None)
+    options.pop("connection_class", None)
+    if context is None:
+        return Sentinel(parse_sentinels(spec), sentinel_kwargs=options)  # type: ignore[no-untyped-call]
+    manager = Sentinel([], sentinel_kwargs=options)  # type: ignore[no-untyped-call]
+    manager.sentinels = [
+        aioredis.Redis(
+            connection_pool=aioredis.ConnectionPool(
+                host=host,
+                port=port,
+                connection_class=TlsConnection,
+                tls_context=context,
+                **options,
+            )
+        )
+        for host, port in parse_sentinels(spec)
+    ]
+    return manager
+
+
+def _master_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` for connections to the master: over TLS with the Sentinel's class."""
+    if options.get("connection_class") is TlsConnection:
+        return options | {"connection_class": SentinelTlsConnection}
+    return options
+
+
 def master_client(
     spec: str, master_name: str, options: dict[str, Any], sentinels: dict[str, Any]
 ) -> tuple[aioredis.Redis, Sentinel]:
     """A plain client of the master the sentinels of ``spec`` name (for other users of
     Redis than the engine: the webhook queue), and the manager to close after it."""
-    manager = Sentinel(parse_sentinels(spec), sentinel_kwargs=sentinels)  # type: ignore[no-untyped-call]
-    client: aioredis.Redis = manager.master_for(master_name, **options)
+    manager = _manager(spec, sentinels)
+    client: aioredis.Redis = manager.master_for(master_name, **_master_options(options))
     return client, manager
 
 
@@ -89,8 +122,8 @@ def sentinel_shard(
     on_lost: OnLost,
 ) -> SentinelShard:
     """The shard of the master ``master_name`` watched by the sentinels of ``spec``."""
-    manager = Sentinel(parse_sentinels(spec), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
-    connection_options = {k: v for k, v in options.items() if k != "timeout"}
+    manager = _manager(spec, sentinel_options)
+    connection_options = {k: v for k, v in _master_options(options).items() if k != "timeout"}
     pool = _BlockingSentinelPool(  # type: ignore[no-untyped-call]
         master_name,
         manager,

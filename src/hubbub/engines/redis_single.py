@@ -14,11 +14,12 @@ import redis.asyncio as aioredis
 
 from hubbub.config.model import RedisConfig
 from hubbub.engines.factory import DEFAULT_REDIS_ADDRESS
-from hubbub.engines.redis import normalize_address
+from hubbub.engines.redis_tls import address_url, context_for, tls_options
 
 
-def single_client(config: RedisConfig) -> tuple[aioredis.Redis, Any]:
-    """The client and the Sentinel manager to close after it (or None)."""
+def single_client(config: RedisConfig, key: str) -> tuple[aioredis.Redis, Any]:
+    """The client and the Sentinel manager to close after it (or None); ``key``:
+    where ``config`` is (e.g. ``engine.redis``), named by a TLS error."""
     options: dict[str, Any] = {
         "socket_connect_timeout": config.connect_timeout,
         "socket_timeout": config.io_timeout,
@@ -32,6 +33,8 @@ def single_client(config: RedisConfig) -> tuple[aioredis.Redis, Any]:
         options["password"] = config.password
     if config.client_name:
         options["client_name"] = config.client_name
+    context = context_for(config.tls, f"{key}.tls")
+    options |= tls_options(context)
     if config.sentinel_address:
         from hubbub.engines.redis_sentinel import master_client, sentinel_options
 
@@ -45,7 +48,8 @@ def single_client(config: RedisConfig) -> tuple[aioredis.Redis, Any]:
                 config.sentinel_user,
                 config.sentinel_password,
                 config.sentinel_client_name,
-            ),
+            )
+            | tls_options(context_for(config.sentinel_tls, f"{key}.sentinel_tls")),
         )
     address = (config.address or (DEFAULT_REDIS_ADDRESS,))[0]
-    return aioredis.Redis.from_url(normalize_address(address), **options), None
+    return aioredis.Redis.from_url(address_url(address, context), **options), None

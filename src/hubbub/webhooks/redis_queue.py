@@ -97,7 +97,7 @@ class RedisQueue:
         self.bounds = bounds
         self.queued = 0
         self._sentinel: Any  # the Sentinel manager to close, with sentinel_address
-        self.client, self._sentinel = single_client(config)
+        self.client, self._sentinel = single_client(config, "engine.redis")
         self.prefix = f"{config.prefix}.webhooks."
         self.stream = self.prefix + "stream"
         self.nodes = self.prefix + "nodes"
