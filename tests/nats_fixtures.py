@@ -44,7 +44,15 @@ class NatsProcess:
     restart finds them again. ``log``: the file its output goes to (a temp file
     when not given)."""
 
-    def __init__(self, port: int = 0, *, store: str = "", log: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        store: str = "",
+        log: Path | None = None,
+        extra: tuple[str, ...] = (),  # more nats-server arguments (--tls ...)
+    ) -> None:
+        self.extra = extra
         binary = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin")
         if binary is None:
             pytest.fail("nats-server is not installed: scripts/test.sh installs it")
@@ -81,7 +89,12 @@ class NatsProcess:
         self._note(f"starting nats-server on port {self.port}")
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-D", *jetstream],
+                [
+                    self.binary,
+                    *("-a", "127.0.0.1", "-p", str(self.port), "-D"),
+                    *jetstream,
+                    *self.extra,
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )

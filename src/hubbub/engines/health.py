@@ -30,6 +30,7 @@ class Reachability:
         "_log",
         "_name",
         "_summary_at",
+        "explain",
         "up",
     )
 
@@ -43,6 +44,8 @@ class Reachability:
         self._down_since: float | None = None  # None: never lost (or back)
         self._failures = 0  # failures since the last line
         self._summary_at = 0.0
+        #: Rewrites an error's text with its likely cause (TLS failures), or None.
+        self.explain: Callable[[str], str] | None = None
 
     @property
     def down_since(self) -> float | None:
@@ -69,6 +72,8 @@ class Reachability:
     def failed(self, error: BaseException | str) -> None:
         """An operation failed because the server could not be reached (or timed out)."""
         text = error if isinstance(error, str) else (str(error) or type(error).__name__)
+        if self.explain is not None:
+            text = self.explain(text)
         now = self._clock()
         if self.up or self._down_since is None:
             self.up = False

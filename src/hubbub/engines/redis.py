@@ -45,7 +45,7 @@ from hubbub.engines.base import (
     PublishResult,
 )
 from hubbub.engines.redis_shard import OUTAGE_ERRORS, ServerShard, Shard, normalize_address
-from hubbub.engines.redis_tls import address_url, tls_options
+from hubbub.engines.redis_tls import tls_options
 from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
 from hubbub.protocol.payload import from_container, to_container
 
@@ -167,7 +167,9 @@ class RedisEngine:
             ]
         else:
             self._shards = [
-                ServerShard(address_url(a, tls), options, self.dispatch, self.broker_lost)
+                ServerShard(
+                    normalize_address(a, tls is not None), options, self.dispatch, self.broker_lost
+                )
                 for a in addresses
             ]
         self._handler: EventHandler | None = None

@@ -48,7 +48,7 @@ from hubbub.engines.health import Reachability
 from hubbub.engines.redis_batch import ScriptBatcher
 from hubbub.engines.redis_pubsub import PubSubConnection, log
 from hubbub.engines.redis_shard import OUTAGE_ERRORS, OnLost, OnMessage, batchers
-from hubbub.engines.redis_tls import TLS_CONTEXT, TlsConnection
+from hubbub.engines.redis_tls import TLS_CONTEXT, TlsConnection, tls_failure
 from hubbub.tasks import stop_tasks
 
 #: Outage errors on a cluster: those of one server, and the cluster's own
@@ -146,6 +146,8 @@ class ClusterShard:
             node.connection_class = self._connection_class
             node.connection_kwargs.update(self._tls)
         self.health = Reachability(self.url, log)
+        if self._tls:
+            self.health.explain = tls_failure
         batchers(
             self,
             self.client,

@@ -32,6 +32,7 @@ from hubbub.engines.redis_scripts import (
     PRESENCE_REMOVE,
     PUBLISH,
 )
+from hubbub.engines.redis_tls import TLS_CONTEXT, pool_url, tls_failure
 
 #: Command connections per server (per node); more concurrent commands queue.
 MAX_CONNECTIONS = 32
@@ -51,12 +52,15 @@ OnMessage = Callable[[bytes, bytes], None]
 OnLost = Callable[[set[bytes]], None]
 
 
-def normalize_address(address: str) -> str:
-    """``host:port`` or a ``redis://`` / ``rediss://`` / ``unix://`` URL, as a URL."""
+def normalize_address(address: str, tls: bool = False) -> str:
+    """``host:port`` or a ``redis://`` / ``rediss://`` / ``unix://`` URL, as a URL;
+    ``tls`` (a ``tls`` section is enabled): rediss:// for host:port and redis://."""
     address = address.strip()
-    if "://" in address:
-        return address
-    return f"redis://{address}"
+    if "://" not in address:
+        address = f"redis://{address}"
+    if tls and address.startswith("redis://"):
+        return "rediss://" + address.removeprefix("redis://")
+    return address
 
 
 class Shard(Protocol):
@@ -133,10 +137,12 @@ class ServerShard:
         # Sentinel shard brings its own pool (redis_sentinel.py): its connections
         # ask the sentinels where the master is.
         self.pool = pool or aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=MAX_CONNECTIONS, **options
+            pool_url(url, options), max_connections=MAX_CONNECTIONS, **options
         )
         self.client: aioredis.Redis = aioredis.Redis(connection_pool=self.pool)
         self.health = Reachability(f"redis {url}", log)
+        if TLS_CONTEXT in options:
+            self.health.explain = tls_failure
         # Publishes, history reads and presence updates of one loop turn: one round trip.
         batchers(self, self.client, self.health, f"redis {url}", options["socket_timeout"])
         self.pubsub = PubSubConnection(

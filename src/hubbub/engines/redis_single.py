@@ -14,7 +14,8 @@ import redis.asyncio as aioredis
 
 from hubbub.config.model import RedisConfig
 from hubbub.engines.factory import DEFAULT_REDIS_ADDRESS
-from hubbub.engines.redis_tls import address_url, context_for, tls_options
+from hubbub.engines.redis_shard import normalize_address
+from hubbub.engines.redis_tls import context_for, pool_url, tls_options
 
 
 def single_client(config: RedisConfig, key: str) -> tuple[aioredis.Redis, Any]:
@@ -52,4 +53,5 @@ def single_client(config: RedisConfig, key: str) -> tuple[aioredis.Redis, Any]:
             | tls_options(context_for(config.sentinel_tls, f"{key}.sentinel_tls")),
         )
     address = (config.address or (DEFAULT_REDIS_ADDRESS,))[0]
-    return aioredis.Redis.from_url(address_url(address, context), **options), None
+    url = normalize_address(address, context is not None)
+    return aioredis.Redis.from_url(pool_url(url, options), **options), None

@@ -19,7 +19,6 @@ from redis.asyncio.sentinel import SentinelManagedConnection
 
 from hubbub.config.backend import TLSConfig
 from hubbub.config.tls import client_context
-from hubbub.engines.redis_shard import normalize_address
 
 #: The connection keyword carrying the context (a key of the options dicts).
 TLS_CONTEXT = "tls_context"
@@ -49,10 +48,27 @@ def tls_options(context: ssl.SSLContext | None) -> dict[str, Any]:
     return {"connection_class": TlsConnection, TLS_CONTEXT: context}
 
 
-def address_url(address: str, context: ssl.SSLContext | None) -> str:
-    """The URL of ``address`` (host:port or a URL); with a context, never rediss://:
-    the connection class says TLS (redis-py would put its own SSLConnection back)."""
-    url = normalize_address(address)
-    if context is not None and url.startswith("rediss://"):
+def pool_url(url: str, options: dict[str, Any]) -> str:
+    """``url`` for redis-py's ``from_url`` with ``options``: with a context of hubbub's
+    own, never rediss:// (redis-py would put its own SSLConnection class back)."""
+    if TLS_CONTEXT in options and url.startswith("rediss://"):
         return "redis://" + url.removeprefix("rediss://")
     return url
+
+
+def tls_failure(text: str) -> str:
+    """The cause of a failed TLS connection to Redis before redis-py's own words."""
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        if "mismatch" in text or "not valid for" in text:
+            return (
+                "TLS: the server's certificate is not valid for the host connected to "
+                f"(tls.server_name names the host to check it against): {text}"
+            )
+        return f"TLS: the server's certificate is not trusted (tls.server_ca_pem): {text}"
+    if "reset by peer" in text or "Connection closed by server" in text or "EOF" in text:
+        return (
+            "TLS: the server closed the connection (a server that requires a client "
+            "certificate does so when none, or one it does not trust, is presented: "
+            f"tls.cert_pem): {text}"
+        )
+    return text

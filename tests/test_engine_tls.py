@@ -1,0 +1,293 @@
+"""TLS to Redis (engine.redis.tls) and NATS (broker.nats.tls), against real servers.
+
+A throwaway CA (tests/tls_fixtures.py) signs the servers' certificates; a
+redis-server listens with TLS on its own port (its plain port only tells the
+fixture it is up), a nats-server requires TLS. The engines are made from
+configuration as ``hubbub serve`` makes them (engine_from_config), so the
+config keys, the context and the library plumbing are all exercised.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hubbub.config.loader import load_config
+from hubbub.engines.base import EngineUnavailable, HistoryOptions, HistoryQuery
+from hubbub.engines.factory import engine_from_config
+from hubbub.errors import ConfigError
+from tests.engine_fixtures import Events, pub
+from tests.nats_fixtures import NatsProcess
+from tests.redis_fixtures import RedisProcess, free_port
+from tests.test_cli import run_cli
+from tests.test_engine_nats import wait_for
+from tests.tls_fixtures import NAMED_HOST, TlsFiles, make_tls_files
+
+pytestmark = pytest.mark.timeout(60)
+
+HISTORY = HistoryOptions(size=10, ttl=60.0, meta_ttl=3600.0)
+
+
+@pytest.fixture(scope="module")
+def other_ca(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """Another CA: the servers' certificates are not signed by it."""
+    return make_tls_files(tmp_path_factory.mktemp("other-ca"))
+
+
+def _tls_redis(
+    directory: Path, files: TlsFiles, cert: Path, key: Path, mutual: bool
+) -> RedisProcess:
+    port = free_port()
+    server = RedisProcess(
+        directory,
+        extra=(
+            *("--tls-port", str(port)),
+            *("--tls-cert-file", str(cert), "--tls-key-file", str(key)),
+            *("--tls-ca-cert-file", str(files.ca)),
+            *("--tls-auth-clients", "yes" if mutual else "no"),
+        ),
+    )
+    server.tls_port = port  # type: ignore[attr-defined]
+    return server
+
+
+@pytest.fixture(scope="module")
+def tls_redis(tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The TLS port of a redis-server that does not ask for a client certificate."""
+    server = _tls_redis(
+        tmp_path_factory.mktemp("r1"), tls_files, tls_files.cert, tls_files.key, False
+    )
+    server.start()
+    yield server.tls_port  # type: ignore[attr-defined]
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def mutual_redis(tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The TLS port of a redis-server that requires a client certificate of the CA."""
+    server = _tls_redis(
+        tmp_path_factory.mktemp("r2"), tls_files, tls_files.cert, tls_files.key, True
+    )
+    server.start()
+    yield server.tls_port  # type: ignore[attr-defined]
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def named_redis(tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A TLS redis-server whose certificate names only NAMED_HOST (not 127.0.0.1)."""
+    server = _tls_redis(
+        tmp_path_factory.mktemp("r3"), tls_files, tls_files.named_cert, tls_files.named_key, False
+    )
+    server.start()
+    yield server.tls_port  # type: ignore[attr-defined]
+    server.stop()
+
+
+def _redis_config(port: int, tls: dict[str, Any], prefix: str = "") -> Any:
+    base = {
+        "engine": {
+            "type": "redis",
+            "redis": {
+                "address": [f"127.0.0.1:{port}"],
+                "prefix": prefix or f"t{uuid.uuid4().hex[:8]}",
+                "tls": {"enabled": True, **tls},
+            },
+        }
+    }
+    return load_config(None, env={}, base=base).config
+
+
+async def _publish_and_read(port: int, tls: dict[str, Any]) -> None:
+    engine = engine_from_config(_redis_config(port, tls))
+    events = Events()
+    await engine.start(events)
+    try:
+        await engine.subscribe("chat:tls")
+        await engine.publish("chat:tls", pub(1), HISTORY)
+        await wait_for(lambda: bool(events.publications), 10)
+        page = await engine.history("chat:tls", HistoryQuery(limit=-1), HISTORY)
+        assert [p.data for p in page.publications] == [pub(1).data]
+        assert engine.available
+    finally:
+        await engine.close()
+
+
+async def test_redis_tls_with_the_servers_ca(tls_redis: int, tls_files: TlsFiles) -> None:
+    await _publish_and_read(tls_redis, {"server_ca_pem": str(tls_files.ca)})
+
+
+async def test_redis_tls_pem_given_inline(tls_redis: int, tls_files: TlsFiles) -> None:
+    await _publish_and_read(tls_redis, {"server_ca_pem": tls_files.ca.read_text()})
+
+
+async def test_redis_mutual_tls_with_a_client_certificate(
+    mutual_redis: int, tls_files: TlsFiles
+) -> None:
+    tls = {
+        "server_ca_pem": str(tls_files.ca),
+        "cert_pem": str(tls_files.client_cert),
+        "key_pem": str(tls_files.client_key),
+    }
+    await _publish_and_read(mutual_redis, tls)
+
+
+async def _refused(
+    port: int, tls: dict[str, Any], caplog: pytest.LogCaptureFixture, cause: str
+) -> None:
+    """The engine cannot reach Redis: the command fails as an outage, told in one
+    warning naming ``cause``, without a traceback."""
+    caplog.clear()
+    engine = engine_from_config(_redis_config(port, tls))
+    await engine.start(Events())
+    try:
+        with caplog.at_level(logging.INFO), pytest.raises(EngineUnavailable):
+            await engine.publish("chat:tls", pub(1), HISTORY)
+        assert not engine.available
+    finally:
+        await engine.close()
+    assert not [r for r in caplog.records if r.exc_info], "an outage is told without a traceback"
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    told = [line for line in lines if "unreachable" in line]
+    assert len(told) == 1 and cause in told[0], lines
+
+
+async def test_redis_mutual_tls_without_a_certificate_is_an_outage(
+    mutual_redis: int, tls_files: TlsFiles, caplog: pytest.LogCaptureFixture
+) -> None:
+    await _refused(
+        mutual_redis, {"server_ca_pem": str(tls_files.ca)}, caplog, "TLS: the server closed"
+    )
+
+
+async def test_redis_server_signed_by_another_ca_is_not_trusted(
+    tls_redis: int, other_ca: TlsFiles, caplog: pytest.LogCaptureFixture
+) -> None:
+    await _refused(tls_redis, {"server_ca_pem": str(other_ca.ca)}, caplog, "not trusted")
+
+
+async def test_redis_insecure_skip_verify_connects(tls_redis: int, other_ca: TlsFiles) -> None:
+    await _publish_and_read(
+        tls_redis, {"server_ca_pem": str(other_ca.ca), "insecure_skip_verify": True}
+    )
+
+
+async def test_redis_server_name_is_checked_instead_of_the_host(
+    named_redis: int, tls_files: TlsFiles, caplog: pytest.LogCaptureFixture
+) -> None:
+    await _publish_and_read(
+        named_redis, {"server_ca_pem": str(tls_files.ca), "server_name": NAMED_HOST}
+    )
+    await _refused(named_redis, {"server_ca_pem": str(tls_files.ca)}, caplog, "tls.server_name")
+
+
+# --- NATS ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_nats(tls_files: TlsFiles) -> Iterator[NatsProcess]:
+    server = NatsProcess(
+        extra=(
+            "--tls",
+            *("--tlscert", str(tls_files.cert), "--tlskey", str(tls_files.key)),
+            "--tlsverify",
+            *("--tlscacert", str(tls_files.ca)),
+        )
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_nats_broker_over_mutual_tls_delivers_across_two_nodes(
+    tls_nats: NatsProcess, tls_files: TlsFiles
+) -> None:
+    base = {
+        "broker": {
+            "enabled": True,
+            "type": "nats",
+            "nats": {
+                "url": tls_nats.url,
+                "prefix": f"n{uuid.uuid4().hex[:8]}",
+                "tls": {
+                    "enabled": True,
+                    "server_ca_pem": str(tls_files.ca),
+                    "cert_pem": str(tls_files.client_cert),
+                    "key_pem": str(tls_files.client_key),
+                },
+            },
+        }
+    }
+    config = load_config(None, env={}, base=base).config
+    a, b = engine_from_config(config), engine_from_config(config)
+    events_a, events_b = Events(), Events()
+    events_a.node_id, events_b.node_id = "node-a", "node-b"
+    await a.start(events_a)
+    await b.start(events_b)
+    try:
+        await wait_for(lambda: a.available and b.available, 15)
+        await a.subscribe("news")
+        await b.publish("news", pub(7), HistoryOptions())
+        await wait_for(lambda: bool(events_a.publications), 10)
+        assert events_a.publications[0][1].data == pub(7).data
+    finally:
+        await a.close()
+        await b.close()
+
+
+# --- configuration errors --------------------------------------------------------------
+
+
+def test_bad_tls_values_are_refused_naming_the_key(tls_files: TlsFiles, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    cases = [
+        ({"server_ca_pem": str(tmp_path / "missing.pem")}, "engine.redis.tls.server_ca_pem"),
+        ({"server_ca_pem": str(garbage)}, "engine.redis.tls.server_ca_pem"),
+        ({"cert_pem": str(tls_files.client_cert)}, "engine.redis.tls.key_pem"),
+        (
+            {"cert_pem": str(tls_files.client_cert), "key_pem": str(tls_files.other_key)},
+            "engine.redis.tls.key_pem",
+        ),
+    ]
+    for tls, key in cases:
+        with pytest.raises(ConfigError) as caught:
+            _redis_config(6379, tls)
+        assert key in str(caught.value), (tls, str(caught.value))
+
+
+def test_checkconfig_refuses_a_missing_key_file_of_broker_nats_tls(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    tls = {"enabled": True, "key_pem": str(tmp_path / "nope.key"), "cert_pem": "x"}
+    config.write_text(
+        json.dumps({"broker": {"enabled": True, "type": "nats", "nats": {"tls": tls}}})
+    )
+    result = run_cli("checkconfig", str(config))
+    assert result.returncode != 0
+    assert "broker.nats.tls." in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_client_ca_and_insecure_skip_verify_load_with_a_warning(tls_files: TlsFiles) -> None:
+    base = {
+        "engine": {
+            "type": "redis",
+            "redis": {
+                "tls": {
+                    "enabled": True,
+                    "client_ca_pem": str(tls_files.ca),
+                    "insecure_skip_verify": True,
+                }
+            },
+        }
+    }
+    loaded = load_config(None, env={}, base=base)
+    text = "\n".join(loaded.warnings)
+    assert "engine.redis.tls.client_ca_pem has no effect" in text
+    assert "engine.redis.tls.insecure_skip_verify" in text
