@@ -239,11 +239,6 @@ _REDIS = {"address": ["127.0.0.1:6379"]}
 @pytest.mark.parametrize(
     ("data", "key"),
     [
-        ({"engine": {"redis": {"tls": {"enabled": True}}}}, "engine.redis.tls.enabled"),
-        (
-            {"map_broker": {"type": "redis", "redis": {**_REDIS, "tls": {"enabled": True}}}},
-            "map_broker.redis.tls.enabled",
-        ),
         (
             {"map_broker": {"redis": {"sentinel_address": "127.0.0.1:26379"}}},
             "map_broker.redis.sentinel_address",
@@ -253,10 +248,6 @@ _REDIS = {"address": ["127.0.0.1:6379"]}
             "map_broker.redis.cluster_address",
         ),
         ({"map_broker": {"type": "postgres"}}, "map_broker.type"),
-        (
-            {"broker": {"enabled": True, "type": "nats", "nats": {"tls": {"enabled": True}}}},
-            "broker.nats.tls.enabled",
-        ),
         ({"broker": {"nats": {"raw_mode": {"enabled": True}}}}, "broker.nats.raw_mode.enabled"),
         ({"presence_manager": {"enabled": True, "type": "redis"}}, "presence_manager.enabled"),
         (
