@@ -21,7 +21,7 @@ from hubbub.config.backend import (
     StrPairs,
     TLSConfig,
 )
-from hubbub.config.tls import load_pem  # one reader of PEM values (raw, base64, file)
+from hubbub.config.tls import client_context  # the one builder of client TLS contexts
 from hubbub.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -240,12 +240,9 @@ def _check_headers(headers: StrPairs, key: str) -> None:
 def _check_tls(tls: TLSConfig, key: str, warnings: list[str]) -> None:
     if not tls.enabled:
         return
-    for name in ("cert_pem", "key_pem", "server_ca_pem"):
-        value = getattr(tls, name)
-        if value:
-            load_pem(value, f"{key}.{name}")
-    if bool(tls.cert_pem) != bool(tls.key_pem):
-        raise ConfigError(f"{key}.cert_pem", "cert_pem and key_pem go together")
+    # The context the proxy will use, built now: a PEM value that does not load (or
+    # a key that does not match its certificate) is refused at start naming its key.
+    client_context(tls, key)
     if tls.insecure_skip_verify:
         warnings.append(f"{key}.insecure_skip_verify: the backend's certificate is not checked")
 

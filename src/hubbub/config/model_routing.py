@@ -50,7 +50,8 @@ class RedisConfig:
     user: str = ""
     password: str = ""
     client_name: str = ""  # CLIENT SETNAME of every connection
-    # TLS to Redis and to the sentinels: refused when enabled (use a rediss:// address).
+    # TLS to the Redis servers (and the masters the sentinels name), and to the
+    # sentinels themselves (engines/redis_tls.py).
     tls: TLSConfig = field(default_factory=TLSConfig)
     sentinel_tls: TLSConfig = field(default_factory=TLSConfig)
     # Timeouts
@@ -91,7 +92,6 @@ class NatsBrokerConfig:
 
     url: str = "nats://127.0.0.1:4222"
     prefix: str = "centrifugo"  # of every subject
-    # Refused when set (they would change security or routing): use a tls:// url.
     tls: TLSConfig = field(default_factory=TLSConfig)
     allow_wildcards: bool = False
 
@@ -173,7 +173,7 @@ class NatsJetStreamConsumer:
     publication_data_mode: NatsJetStreamPublicationDataMode = field(
         default_factory=NatsJetStreamPublicationDataMode
     )
-    tls: TLSConfig = field(default_factory=TLSConfig)  # refused when enabled (use tls://)
+    tls: TLSConfig = field(default_factory=TLSConfig)
 
 
 @dataclass(frozen=True, slots=True)

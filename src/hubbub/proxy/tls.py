@@ -11,34 +11,14 @@ from __future__ import annotations
 
 import re
 import ssl
-import tempfile
-from pathlib import Path
 
 from hubbub.config.backend import TLSConfig
-from hubbub.config.tls import load_pem
+from hubbub.config.tls import client_context, load_pem
 
 
 def ssl_context(tls: TLSConfig, key: str) -> ssl.SSLContext | None:
     """The context for an https:// endpoint; None: the default verification."""
-    if not tls.enabled:
-        return None
-    context = ssl.create_default_context()
-    if tls.server_ca_pem:
-        pem = load_pem(tls.server_ca_pem, f"{key}.server_ca_pem")
-        context.load_verify_locations(cadata=pem.decode())
-    if tls.cert_pem and tls.key_pem:
-        cert = load_pem(tls.cert_pem, f"{key}.cert_pem")
-        private = load_pem(tls.key_pem, f"{key}.key_pem")
-        # The ssl module loads a client certificate from files only.
-        with tempfile.TemporaryDirectory() as folder:
-            cert_file, key_file = Path(folder, "cert.pem"), Path(folder, "key.pem")
-            cert_file.write_bytes(cert)
-            key_file.write_bytes(private)
-            context.load_cert_chain(cert_file, key_file)
-    if tls.insecure_skip_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+    return client_context(tls, key) if tls.enabled else None
 
 
 def grpc_credentials(tls: TLSConfig, key: str) -> tuple[bytes | None, bytes | None, bytes | None]:
