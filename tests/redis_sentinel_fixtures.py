@@ -28,7 +28,14 @@ MASTER_NAME = "hubbub-test"  # + a suffix per setup (see SentinelSetup.master_na
 
 
 class SentinelProcess:
-    def __init__(self, directory: Path, master_port: int, master_name: str) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        master_port: int,
+        master_name: str,
+        extra: tuple[str, ...] = (),  # more sentinel.conf lines (tls-port ...)
+    ) -> None:
+        self.extra = extra
         self.port = free_port()
         self.master_name = master_name
         self.directory = directory / f"sentinel-{self.port}"
@@ -52,6 +59,7 @@ class SentinelProcess:
                     f"sentinel down-after-milliseconds {self.master_name} 1000",
                     f"sentinel failover-timeout {self.master_name} 5000",
                     "loglevel warning",
+                    *self.extra,
                     "",
                 ]
             )

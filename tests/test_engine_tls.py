@@ -25,6 +25,7 @@ from hubbub.errors import ConfigError
 from tests.engine_fixtures import Events, pub
 from tests.nats_fixtures import NatsProcess
 from tests.redis_fixtures import RedisProcess, free_port
+from tests.redis_sentinel_fixtures import SentinelProcess
 from tests.test_cli import run_cli
 from tests.test_engine_nats import wait_for
 from tests.tls_fixtures import NAMED_HOST, TlsFiles, make_tls_files
@@ -291,3 +292,83 @@ def test_client_ca_and_insecure_skip_verify_load_with_a_warning(tls_files: TlsFi
     text = "\n".join(loaded.warnings)
     assert "engine.redis.tls.client_ca_pem has no effect" in text
     assert "engine.redis.tls.insecure_skip_verify" in text
+
+
+# --- Sentinel over TLS -------------------------------------------------------------------
+
+
+async def test_sentinel_over_tls_finds_its_master_over_tls(
+    tls_files: TlsFiles, tmp_path: Path
+) -> None:
+    """The sentinels answer on a TLS port only hubbub uses (sentinel_tls); the master
+    they name is watched, and reached by hubbub, on its TLS port (tls)."""
+    master = _tls_redis(tmp_path / "m", tls_files, tls_files.cert, tls_files.key, False)
+    (tmp_path / "m").mkdir()
+    master.start()
+    sentinel_tls_port = free_port()
+    sentinel = SentinelProcess(
+        tmp_path,
+        master.tls_port,  # type: ignore[attr-defined]
+        "tlsmaster",
+        extra=(
+            f"tls-port {sentinel_tls_port}",
+            f"tls-cert-file {tls_files.cert}",
+            f"tls-key-file {tls_files.key}",
+            f"tls-ca-cert-file {tls_files.ca}",
+            "tls-auth-clients no",
+            "tls-replication yes",  # the sentinel talks TLS to the master
+        ),
+    )
+    try:
+        sentinel.start()
+        ca = {"enabled": True, "server_ca_pem": str(tls_files.ca)}
+        base = {
+            "engine": {
+                "type": "redis",
+                "redis": {
+                    "sentinel_address": [f"127.0.0.1:{sentinel_tls_port}"],
+                    "sentinel_master_name": "tlsmaster",
+                    "prefix": f"t{uuid.uuid4().hex[:8]}",
+                    "tls": ca,
+                    "sentinel_tls": ca,
+                },
+            }
+        }
+        engine = engine_from_config(load_config(None, env={}, base=base).config)
+        events = Events()
+        await engine.start(events)
+        try:
+            await engine.subscribe("chat:s")
+            await engine.publish("chat:s", pub(3), HISTORY)
+            await wait_for(lambda: bool(events.publications), 10)
+            page = await engine.history("chat:s", HistoryQuery(limit=-1), HISTORY)
+            assert [p.data for p in page.publications] == [pub(3).data]
+        finally:
+            await engine.close()
+    finally:
+        sentinel.stop()
+        master.stop()
+
+
+async def test_other_users_of_redis_connect_over_tls(tls_redis: int, tls_files: TlsFiles) -> None:
+    """The webhook queue and the redis_stream consumers (single_client) honour the
+    tls section of the configuration they are given."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from hubbub.engines.redis_single import single_client
+
+    config = _redis_config(tls_redis, {"server_ca_pem": str(tls_files.ca)}).engine.redis
+    client, sentinel = single_client(config, "engine.redis")
+    assert sentinel is None
+    try:
+        assert await client.ping()
+    finally:
+        await client.aclose()
+    untrusting = _redis_config(tls_redis, {}).engine.redis  # the system's CAs only
+    client, _ = single_client(untrusting, "engine.redis")
+    try:
+        with pytest.raises(RedisConnectionError) as caught:
+            await client.ping()
+        assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
+    finally:
+        await client.aclose()

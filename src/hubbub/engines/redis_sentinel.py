@@ -81,9 +81,10 @@ def _manager(spec: str, sentinels: dict[str, Any]) -> Sentinel:
     if context is None:
         return Sentinel(parse_sentinels(spec), sentinel_kwargs=options)  # type: ignore[no-untyped-call]
     manager = Sentinel([], sentinel_kwargs=options)  # type: ignore[no-untyped-call]
+    # from_pool: each client owns its pool (manager.aclose() disconnects it).
     manager.sentinels = [
-        aioredis.Redis(
-            connection_pool=aioredis.ConnectionPool(
+        aioredis.Redis.from_pool(
+            aioredis.ConnectionPool(
                 host=host,
                 port=port,
                 connection_class=TlsConnection,
