@@ -15,7 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -53,7 +53,8 @@ def redis_cli(*args: str, timeout: float = 30) -> str:
 
 
 class ClusterNodeProcess:
-    def __init__(self, directory: Path, node_timeout_ms: int) -> None:
+    def __init__(self, directory: Path, node_timeout_ms: int, extra: tuple[str, ...] = ()) -> None:
+        self.extra = extra  # more redis-server arguments (--tls-port ...)
         self.port = cluster_port()
         self.directory = directory / str(self.port)
         self.directory.mkdir()
@@ -86,6 +87,7 @@ class ClusterNodeProcess:
                 str(self.directory),
                 "--loglevel",
                 "warning",
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -130,12 +132,19 @@ class ClusterNodeProcess:
 class RedisClusterProcesses:
     """The nodes of one cluster; ``seeds`` is the ``cluster_address`` entry."""
 
-    def __init__(self, directory: Path, *, replicas: bool, node_timeout_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        replicas: bool,
+        node_timeout_ms: int = 1000,
+        extra: Callable[[], tuple[str, ...]] = tuple,  # each node's more arguments
+    ) -> None:
         if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
             raise RuntimeError("redis-server/redis-cli missing (scripts/test.sh installs them)")
         count = 6 if replicas else 3
         self.replicas = replicas
-        self.nodes = [ClusterNodeProcess(directory, node_timeout_ms) for _ in range(count)]
+        self.nodes = [ClusterNodeProcess(directory, node_timeout_ms, extra()) for _ in range(count)]
 
     @property
     def seeds(self) -> str:

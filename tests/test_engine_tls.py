@@ -24,6 +24,7 @@ from hubbub.engines.factory import engine_from_config
 from hubbub.errors import ConfigError
 from tests.engine_fixtures import Events, pub
 from tests.nats_fixtures import NatsProcess
+from tests.redis_cluster_fixtures import RedisClusterProcesses
 from tests.redis_fixtures import RedisProcess, free_port
 from tests.redis_sentinel_fixtures import SentinelProcess
 from tests.test_cli import run_cli
@@ -372,3 +373,53 @@ async def test_other_users_of_redis_connect_over_tls(tls_redis: int, tls_files: 
         assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
     finally:
         await client.aclose()
+
+
+# --- Redis Cluster over TLS ------------------------------------------------------------
+
+
+async def test_cluster_over_tls(tls_files: TlsFiles, tmp_path: Path) -> None:
+    """Each node also listens with TLS and talks TLS on the cluster bus; a client
+    connected over TLS is told the nodes' TLS ports (CLUSTER SLOTS), so the seeds
+    given are TLS ports and every node hubbub discovers is reached over TLS too."""
+    tls_ports: list[int] = []
+
+    def extra() -> tuple[str, ...]:
+        tls_ports.append(free_port())
+        return (
+            *("--tls-port", str(tls_ports[-1])),
+            *("--tls-cert-file", str(tls_files.cert), "--tls-key-file", str(tls_files.key)),
+            *("--tls-ca-cert-file", str(tls_files.ca), "--tls-auth-clients", "no"),
+            *("--tls-cluster", "yes"),  # the bus: each node a client of the others
+            *("--tls-client-cert-file", str(tls_files.client_cert)),
+            *("--tls-client-key-file", str(tls_files.client_key)),
+        )
+
+    cluster = RedisClusterProcesses(tmp_path, replicas=False, extra=extra)
+    try:
+        cluster.start()
+        seeds = ",".join(f"127.0.0.1:{port}" for port in tls_ports)
+        ca = {"enabled": True, "server_ca_pem": str(tls_files.ca)}
+        base = {
+            "engine": {
+                "type": "redis",
+                "redis": {"cluster_address": [seeds], "prefix": "tc", "tls": ca},
+            }
+        }
+        engine = engine_from_config(load_config(None, env={}, base=base).config)
+        events = Events()
+        await engine.start(events)
+        try:
+            channels = [f"chat:c{n}" for n in range(6)]  # spread over the masters
+            for channel in channels:
+                await engine.subscribe(channel)
+            for n, channel in enumerate(channels):
+                await engine.publish(channel, pub(n), HISTORY)
+            await wait_for(lambda: len(events.publications) == len(channels), 10)
+            for n, channel in enumerate(channels):
+                page = await engine.history(channel, HistoryQuery(limit=-1), HISTORY)
+                assert [p.data for p in page.publications] == [pub(n).data]
+        finally:
+            await engine.close()
+    finally:
+        cluster.stop()
