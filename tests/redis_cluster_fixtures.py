@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,27 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.redis_fixtures import _ping, listens, stop_process
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+from tests.redis_fixtures import _ping, free_port_pair, listens, stop_process
 
 
 def cluster_port() -> int:
-    """A free port whose bus port (+10000) is free as well."""
-    for _ in range(200):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port < 55000 and _free(port + 10000):
-            return port
-    raise RuntimeError("no free port pair for a cluster node")
+    """A free port whose bus port (+10000) is free as well, both below the
+    ephemeral range."""
+    return free_port_pair(10000)
 
 
 def redis_cli(*args: str, timeout: float = 30) -> str:

@@ -35,16 +35,34 @@ def free_port() -> int:
     """A port on 127.0.0.1 that nothing listens on, outside the ephemeral range."""
     for _ in range(200):
         port = _chooser.choice(_PORTS)
-        if port in _given:
+        if port in _given or not _bindable(port):
             continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
         _given.add(port)
         return port
     raise RuntimeError("no free port below the ephemeral range")
+
+
+def free_port_pair(offset: int) -> int:
+    """A free port ``p`` with ``p + offset`` free as well (a Redis Cluster node's bus
+    port), both outside the ephemeral range: an outgoing connection may take an
+    ephemeral port between this check and the server's bind."""
+    for _ in range(200):
+        port = _chooser.choice(range(_PORTS.start, _PORTS.stop - offset))
+        pair = (port, port + offset)
+        if _given.intersection(pair) or not all(_bindable(p) for p in pair):
+            continue
+        _given.update(pair)
+        return port
+    raise RuntimeError("no free port pair below the ephemeral range")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def listens(pid: int, port: int) -> bool:
