@@ -23,9 +23,9 @@ from hubbub.engines.base import EngineUnavailable, HistoryOptions, HistoryQuery
 from hubbub.engines.factory import engine_from_config
 from hubbub.errors import ConfigError
 from tests.engine_fixtures import Events, pub
-from tests.nats_fixtures import NatsProcess
+from tests.nats_fixtures import NatsProcess, nats_server  # noqa: F401 (fixture)
 from tests.redis_cluster_fixtures import RedisClusterProcesses
-from tests.redis_fixtures import RedisProcess, free_port
+from tests.redis_fixtures import RedisProcess, free_port, own_redis  # noqa: F401 (fixture)
 from tests.redis_sentinel_fixtures import SentinelProcess
 from tests.test_cli import run_cli
 from tests.test_engine_nats import wait_for
@@ -423,3 +423,94 @@ async def test_cluster_over_tls(tls_files: TlsFiles, tmp_path: Path) -> None:
             await engine.close()
     finally:
         cluster.stop()
+
+
+async def test_nats_tls_against_a_server_without_tls_is_an_outage_saying_so(
+    nats_server: NatsProcess,  # noqa: F811
+    tls_files: TlsFiles,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """nats-py would talk in the clear to a server that does not require TLS: with
+    broker.nats.tls enabled that is refused (unavailable, one line), not ignored."""
+    base = {
+        "broker": {
+            "enabled": True,
+            "type": "nats",
+            "nats": {
+                "url": nats_server.url,
+                "prefix": f"n{uuid.uuid4().hex[:8]}",
+                "tls": {"enabled": True, "server_ca_pem": str(tls_files.ca)},
+            },
+        }
+    }
+    broker = engine_from_config(load_config(None, env={}, base=base).config)
+    with caplog.at_level(logging.INFO):
+        await broker.start(Events())
+        try:
+            await wait_for(lambda: any("does not require TLS" in m for m in caplog.messages), 10)
+            assert not broker.available
+        finally:
+            await broker.close()
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_nats_jetstream_consumer_over_mutual_tls(
+    tmp_path: Path,
+    own_redis: RedisProcess,  # noqa: F811
+    tls_files: TlsFiles,
+) -> None:
+    """A ``hubbub serve`` node applies commands it reads from JetStream through a
+    nats-server that requires TLS and a client certificate (consumers[].nats_jetstream.tls)."""
+    import nats
+
+    from tests.cluster_fixtures import Node
+    from tests.test_consumers import eventually, history_numbers, nats_consumer, publish
+
+    store = tmp_path / "js"
+    store.mkdir()
+    server = NatsProcess(
+        store=str(store),
+        extra=(
+            "--tls",
+            *("--tlscert", str(tls_files.cert), "--tlskey", str(tls_files.key)),
+            "--tlsverify",
+            *("--tlscacert", str(tls_files.ca)),
+        ),
+    )
+    server.start()
+    node = None
+    nc = await nats.connect(server.url, tls=tls_files.client_context(with_certificate=True))
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name="COMMANDS", subjects=["commands.>"])
+        extra = nats_consumer(server.url)
+        extra["consumers"][0]["nats_jetstream"]["tls"] = {
+            "enabled": True,
+            "server_ca_pem": str(tls_files.ca),
+            "cert_pem": str(tls_files.client_cert),
+            "key_pem": str(tls_files.client_key),
+        }
+        node = Node(tmp_path, "n1", [own_redis.address], "jstls", config=extra)
+        await node.start()
+
+        async def fetching() -> bool:
+            try:
+                info = await js.consumer_info("COMMANDS", "hubbub")
+            except nats.js.errors.NotFoundError:
+                return False
+            return (info.num_waiting or 0) >= 1
+
+        await eventually(fetching)
+        for n in range(3):
+            await js.publish("commands.a", publish(n), headers={"centrifugo-method": "publish"})
+
+        async def applied() -> bool:
+            return sorted(await history_numbers(node)) == [0, 1, 2]
+
+        await eventually(applied)
+        assert "Traceback" not in node.log()
+    finally:
+        if node is not None:
+            node.stop()
+        await nc.close()
+        server.stop()

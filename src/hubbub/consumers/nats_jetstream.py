@@ -39,12 +39,14 @@ from hubbub.consumers.commands import (
     command,
     publication,
 )
+from hubbub.engines.nats import require_tls
 
 log = logging.getLogger("hubbub.consumers")
 
 ACK_WAIT = 30.0  # seconds before an unacknowledged message is delivered again
 FETCH_WAIT = 5.0  # a fetch waits this long for messages (and lets shutdown in)
 NAK_DELAY = 1.0  # a retried message comes back after this pause
+CONNECT_TIMEOUT = 2.0  # seconds for a connection to the NATS server
 
 
 class NatsJetStreamReader:
@@ -91,6 +93,9 @@ class NatsJetStreamReader:
         while not self._stopping:
             try:
                 if self._nc is None:
+                    if self._tls is not None:  # nats-py alone could connect in the clear
+                        async with asyncio.timeout(CONNECT_TIMEOUT):
+                            await require_tls(self.config.url)
                     self._nc = await nats.connect(self.config.url, **self._options())
                 subscription = await self._bind()
                 self._up()
@@ -110,7 +115,7 @@ class NatsJetStreamReader:
             "name": f"hubbub {self.label}",
             "max_reconnect_attempts": -1,
             "reconnect_time_wait": 1.0,
-            "connect_timeout": 2.0,
+            "connect_timeout": CONNECT_TIMEOUT,
             "allow_reconnect": True,
             "error_cb": self._quiet,
             "disconnected_cb": self._disconnected,

@@ -40,6 +40,7 @@ import logging
 import re
 import ssl
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 from nats.aio.client import Client as NatsClient
@@ -74,6 +75,36 @@ _publication_decoder = msgspec.json.Decoder(Publication)
 _info_decoder = msgspec.json.Decoder(ClientInfo)
 _encode = msgspec.json.encode
 _NATS_ERRORS = (NatsError, OSError, TimeoutError)
+
+
+async def require_tls(url: str) -> None:
+    """ConnectionError unless the NATS server at ``url`` requires TLS.
+
+    nats-py upgrades a connection to TLS only when the server's INFO says
+    ``tls_required``; against any other server it would talk in the clear
+    whatever TLS context it was given. So with a ``tls`` section enabled the
+    INFO line is read first, and a server that does not require TLS is an
+    outage saying so (Centrifugo's client refuses it likewise). The caller bounds
+    the time it takes (asyncio.timeout).
+    """
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 4222)
+    try:
+        line = await reader.readline()
+    finally:
+        writer.close()
+    info: Any = None
+    if line.startswith(b"INFO "):
+        with contextlib.suppress(msgspec.DecodeError):
+            info = msgspec.json.decode(line[5:])
+    if not isinstance(info, dict):
+        raise ConnectionError(f"{url} is not a NATS server (no INFO line)")
+    if not info.get("tls_required"):
+        raise ConnectionError(
+            f"TLS: the NATS server at {url} does not require TLS, and nats-py would "
+            "then connect without it: enable TLS on the server (without allow_non_tls) "
+            "or disable tls here"
+        )
 
 
 def channel_subject(prefix: str, channel: str) -> str:
@@ -138,6 +169,9 @@ class NatsBroker:
         while True:
             nc = NatsClient()
             try:
+                if "tls" in self._tls:
+                    async with asyncio.timeout(CONNECT_TIMEOUT):
+                        await require_tls(self.url)
                 await nc.connect(
                     servers=[self.url],
                     connect_timeout=CONNECT_TIMEOUT,
