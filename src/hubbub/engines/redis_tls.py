@@ -65,7 +65,12 @@ def tls_failure(text: str) -> str:
                 f"(tls.server_name names the host to check it against): {text}"
             )
         return f"TLS: the server's certificate is not trusted (tls.server_ca_pem): {text}"
-    if "reset by peer" in text or "Connection closed by server" in text or "EOF" in text:
+    if (
+        "CERTIFICATE_REQUIRED" in text  # TLS 1.3: the server's alert, when it arrives first
+        or "reset by peer" in text
+        or "Connection closed by server" in text
+        or "EOF" in text
+    ):
         return (
             "TLS: the server closed the connection (a server that requires a client "
             "certificate does so when none, or one it does not trust, is presented: "
