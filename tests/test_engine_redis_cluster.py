@@ -277,6 +277,15 @@ async def test_a_failover_that_lost_acknowledged_publications_starts_a_new_epoch
             await publisher.close()
 
 
+async def no_connection_left(ports: list[int]) -> None:
+    """This process holds no socket to ``ports`` within 2 s (uvloop closes a socket
+    a loop turn after ``close()``)."""
+    deadline = time.monotonic() + 2
+    while left := connections_to(ports):
+        assert time.monotonic() < deadline, f"left open after close(): {left}"
+        await asyncio.sleep(0.05)
+
+
 async def test_close_after_a_failover_leaves_no_connection_to_the_cluster(
     own_redis_cluster: RedisClusterProcesses,  # noqa: F811
     prefix: str,
@@ -315,10 +324,7 @@ async def test_close_after_a_failover_leaves_no_connection_to_the_cluster(
         assert connections_to(ports), "the engine holds no connection to the cluster"
     finally:
         await engine.close()
-    deadline = time.monotonic() + 2  # uvloop closes a socket a loop turn after close()
-    while left := connections_to(ports):
-        assert time.monotonic() < deadline, f"left open after close(): {left}"
-        await asyncio.sleep(0.05)
+    await no_connection_left(ports)
 
 
 async def test_close_when_the_whole_cluster_went_away_raises_nothing_and_leaves_no_connection(
@@ -342,7 +348,4 @@ async def test_close_when_the_whole_cluster_went_away_raises_nothing_and_leaves_
             await asyncio.sleep(0.5)  # the map is read again meanwhile, in vain
         finally:
             await engine.close()
-        deadline = time.monotonic() + 2  # uvloop closes a socket a loop turn after close()
-        while left := connections_to(ports):
-            assert time.monotonic() < deadline, f"left open after close(): {left}"
-            await asyncio.sleep(0.05)
+        await no_connection_left(ports)

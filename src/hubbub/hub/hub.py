@@ -184,7 +184,7 @@ class Hub(StateApi, HookDecorators):
         restarted node can listen).
         """
         self.closing = True
-        brief = self.exit_after_close and self.config.shutdown.close_timeout <= 0
+        brief = self.sockets_left_to_exit
         for session in list(self._sessions.values()):
             session.close(disconnect, forget=not (brief and self.lifecycle.ends_unheard(session)))
         await self.polls.close()
@@ -196,6 +196,12 @@ class Hub(StateApi, HookDecorators):
         await self.control.close()
         await self.map_engine.close()
         await self.engine.close()
+
+    @property
+    def sockets_left_to_exit(self) -> bool:
+        """``close()`` has begun, the process ends right after it and the clients'
+        close frames are not waited for: the exit closes the sockets left open."""
+        return self.closing and self.exit_after_close and self.config.shutdown.close_timeout <= 0
 
     async def wait_idle(self) -> None:
         """Wait for background work (leave, presence removal, hooks) to finish."""

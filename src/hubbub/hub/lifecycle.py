@@ -322,8 +322,10 @@ class Lifecycle:
 
     def ends_unheard(self, session: Session) -> bool:
         """Nothing outside this process hears of ``session``'s end: no hook or webhook
-        is told, no presence, join/leave or map presence is taken back (what
-        ``_detach`` would leave to ``_cleanup``)."""
+        is told, no presence, join/leave or map presence is taken back. Wider than
+        what ``_detach`` leaves to ``_cleanup``: a subscription still joining counts
+        too, since only the teardown marking it gone makes its join take back what
+        it added meanwhile."""
         hub = self.hub
         if hub.hooks.disconnect is not None or hub.webhooks.enabled:
             return False

@@ -136,7 +136,7 @@ class Serving:
                     await self.internal.cleanup()
         except TimeoutError:
             log.warning("shutdown.timeout (%gs) passed: stopping with work left", limit)
-        if not endpoint.exits_with_process():
+        if not endpoint.hub.sockets_left_to_exit:
             await self.listener.wait_closed(CLOSE_TIMEOUT)
 
 

@@ -189,14 +189,8 @@ class WebSocketEndpoint:
         work (``Hub.close``); the clients' close frames are waited for at most
         ``shutdown.close_timeout``, then the connections left are dropped."""
         await self.hub.close()
-        if not self.exits_with_process():
+        if not self.hub.sockets_left_to_exit:
             await self.wait_closed(self.hub.config.shutdown.close_timeout)
-
-    def exits_with_process(self) -> bool:
-        """The connections left are closed by the process's exit, which follows at
-        once (``Hub.exit_after_close``, no wait for the clients' close frames)."""
-        hub = self.hub
-        return hub.closing and hub.exit_after_close and hub.config.shutdown.close_timeout <= 0
 
     async def wait_closed(self, grace: float) -> None:
         """Wait for the connections to finish closing; abort those left after ``grace``."""

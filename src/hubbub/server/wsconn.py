@@ -244,7 +244,7 @@ class WebSocketConnection(asyncio.Protocol):
             # next, with the process (its exit closes every socket at once); until
             # then nothing is read (5,000 clients' answering close frames cost the
             # rest of the shutdown ~0.1 s).
-            if not hub.exit_after_close:
+            if not hub.sockets_left_to_exit:
                 self._socket.close()
             elif self._socket.is_reading():
                 self._socket.pause_reading()
