@@ -195,9 +195,12 @@ class NatsBroker:
                 ]
                 await self._sync(nc)
             except _NATS_ERRORS as exc:
-                self.health.failed(exc)
+                if not self._closed:  # else: closed meanwhile, its cancellation lost (tasks.py)
+                    self.health.failed(self._cause(exc))
                 with contextlib.suppress(Exception):
                     await nc.close()
+                if self._closed:
+                    return
                 await asyncio.sleep(RECONNECT_WAIT)
                 continue
             break
@@ -205,6 +208,13 @@ class NatsBroker:
         self._nc = nc
         self.health.succeeded()
         self._connected.set()
+
+    def _cause(self, exc: BaseException) -> BaseException | str:
+        """What a connection error says in the log (a timeout has no text of its own)."""
+        if isinstance(exc, TimeoutError):  # also nats-py's, and asyncio's
+            steps = "connecting, the TLS handshake" if "tls" in self._tls else "connecting"
+            return f"no answer within {CONNECT_TIMEOUT} s ({steps} or the server's replies)"
+        return exc
 
     async def _sync(self, nc: NatsClient) -> None:
         """Return once the server has handled every command sent on ``nc`` before.
@@ -247,7 +257,7 @@ class NatsBroker:
 
     async def _on_error(self, exc: Exception) -> None:
         if not self._closed:
-            self.health.failed(exc)
+            self.health.failed(self._cause(exc))
 
     async def _on_disconnected(self) -> None:
         if self._closed or self._nc is None:  # closing, or a first attempt that failed

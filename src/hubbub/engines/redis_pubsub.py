@@ -69,6 +69,7 @@ class PubSubConnection:
         self._conn: AbstractConnection | None = None
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
 
     @property
     def connected(self) -> bool:
@@ -81,6 +82,7 @@ class PubSubConnection:
             )
 
     async def close(self) -> None:
+        self._closed = True  # a cancellation lost in redis-py ends the loop all the same
         await stop_task(self._task)
         self._task = None
 
@@ -131,11 +133,13 @@ class PubSubConnection:
 
     async def _run(self) -> None:
         delay = BACKOFF_MIN
-        while True:
+        while not self._closed:
             conn = self._connect()
             was_live = False
             try:
                 await conn.connect()  # type: ignore[no-untyped-call]
+                if self._closed:  # closed meanwhile: its cancellation was lost
+                    return
                 self._asked.clear()
                 if self.channels:
                     await self._send_subscribe(conn, list(self.channels))
@@ -147,8 +151,10 @@ class PubSubConnection:
                 await self._read(conn)
             except LOST as exc:
                 # Uncaught (a RuntimeError once was), it would end this task: no pub/sub
-                # until the node was restarted, its subscribers silent.
-                self._health.failed(exc)
+                # until the node was restarted, its subscribers silent. Once closed, the
+                # error is the close's doing (its cancellation lost: tasks.py), no outage.
+                if not self._closed:
+                    self._health.failed(exc)
             finally:
                 self._conn = None
                 self._connected.clear()
@@ -159,6 +165,8 @@ class PubSubConnection:
                 self._acks.clear()
                 with contextlib.suppress(Exception):
                     await conn.disconnect(nowait=True)
+            if self._closed:
+                return
             if was_live and self.channels:
                 self._on_lost(set(self.channels))
             await asyncio.sleep(delay)
