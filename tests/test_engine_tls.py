@@ -22,7 +22,9 @@ from hubbub.config.loader import load_config
 from hubbub.engines.base import EngineUnavailable, HistoryOptions, HistoryQuery
 from hubbub.engines.factory import engine_from_config
 from hubbub.errors import ConfigError
+from tests.conftest import ServerFactory, merge
 from tests.engine_fixtures import Events, pub
+from tests.map_fixtures import MAP_CONFIG, api_result, server_state
 from tests.nats_fixtures import NatsProcess, nats_server  # noqa: F401 (fixture)
 from tests.redis_cluster_fixtures import RedisClusterProcesses
 from tests.redis_fixtures import RedisProcess, free_port, own_redis  # noqa: F401 (fixture)
@@ -30,6 +32,7 @@ from tests.redis_sentinel_fixtures import SentinelProcess
 from tests.test_cli import run_cli
 from tests.test_engine_nats import wait_for
 from tests.tls_fixtures import NAMED_HOST, TlsFiles, make_tls_files
+from tests.wsclient import connected_client
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -187,6 +190,35 @@ async def test_redis_server_name_is_checked_instead_of_the_host(
         named_redis, {"server_ca_pem": str(tls_files.ca), "server_name": NAMED_HOST}
     )
     await _refused(named_redis, {"server_ca_pem": str(tls_files.ca)}, caplog, "tls.server_name")
+
+
+# --- map subscriptions (map_broker.redis.tls) ------------------------------------------
+
+
+async def test_map_subscriptions_over_mutual_tls_across_two_nodes(
+    mutual_redis: int, tls_files: TlsFiles, start_server: ServerFactory
+) -> None:
+    """Two nodes keep their maps in a redis-server reached only over TLS with a client
+    certificate: a key written through one node's API reaches a subscriber of the
+    other (pub/sub) and is in the state the other reads (the map's keys in Redis)."""
+    tls = {
+        "enabled": True,
+        "server_ca_pem": str(tls_files.ca),
+        "cert_pem": str(tls_files.client_cert),
+        "key_pem": str(tls_files.client_key),
+    }
+    redis = {"address": [f"127.0.0.1:{mutual_redis}"], "prefix": f"m{uuid.uuid4().hex[:8]}"}
+    config = merge(MAP_CONFIG, {"map_broker": {"type": "redis", "redis": {**redis, "tls": tls}}})
+    writer, reader = await start_server(config), await start_server(config)
+    channel = "board:tls"
+    await api_result(writer, "map_publish", {"channel": channel, "key": "a", "data": {"n": 1}})
+    async with connected_client(reader.ws_url) as client:
+        result = await client.result("subscribe", {"channel": channel, "type": 1, "phase": 2})
+        assert [entry["key"] for entry in result["state"]] == ["a"]
+        await api_result(writer, "map_publish", {"channel": channel, "key": "b", "data": {"n": 2}})
+        pushed = await client.push(channel, "pub")
+        assert (pushed["key"], pushed["data"]) == ("b", {"n": 2})
+    assert await server_state(reader, channel) == {"a": {"n": 1}, "b": {"n": 2}}
 
 
 # --- NATS ------------------------------------------------------------------------------

@@ -175,6 +175,30 @@ async def test_stream_reads_and_stale_epochs(engine: tuple[MapEngine, Recorder])
         await maps.read_stream("m5", STORE, HistoryQuery(since=StreamPosition(2, "gone"), limit=5))
 
 
+async def test_writes_state_and_stream_tell_one_epoch(engine: tuple[MapEngine, Recorder]) -> None:
+    """A subscriber positions itself by the state page and goes live by the stream:
+    both must name the epoch the writes took, read in any order, or it is told 112.
+    (The stream is read by the stream engine's HISTORY script, which starts a new
+    epoch when the meta key was not written on this master: redis_scripts.py.)"""
+    maps, _ = engine
+    ordered = MapStore(stream_size=1000, stream_ttl=60, ordered=True)
+    written = await maps.publish("m9", pub("a", 1), STORE, MapWrite())
+    epochs = {written.position.epoch}
+    for _ in range(2):
+        epochs.add((await maps.read_state("m9", STORE)).position.epoch)
+        epochs.add((await maps.read_stream("m9", STORE, HistoryQuery(limit=0))).position.epoch)
+    epochs.add((await maps.publish("m9", pub("b", 2), STORE, MapWrite())).position.epoch)
+    assert len(epochs) == 1, epochs
+    # A channel first read, then written (the readers create its meta key).
+    epochs = {(await maps.read_state("m10", ordered)).position.epoch}
+    epochs.add((await maps.read_stream("m10", ordered, HistoryQuery(limit=0))).position.epoch)
+    epochs.add(
+        (await maps.publish("m10", pub("a", 1, score=3), ordered, MapWrite())).position.epoch
+    )
+    epochs.add((await maps.read_state("m10", ordered)).position.epoch)
+    assert len(epochs) == 1, epochs
+
+
 async def test_key_ttl_removes_keys_as_changes(engine: tuple[MapEngine, Recorder]) -> None:
     maps, recorder = engine
     await subscribed(maps, "m6")

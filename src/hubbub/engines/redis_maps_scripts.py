@@ -10,8 +10,9 @@ Keys of map channel C under prefix P (Centrifugo's names for map brokers):
 ``P:state:order:C`` (sorted set key -> score, ordered maps),
 ``P:state:expire:C`` (sorted set key -> expiry in ms),
 ``P:state:meta:C`` (hash key -> ``<version>:<version epoch>``),
-``P:meta:C`` (hash: ``e`` epoch, ``s`` top offset, and the channel's stream
-size ``z``, stream ttl ``t`` and meta ttl ``m`` for the sweep),
+``P:meta:C`` (hash: ``e`` epoch, ``s`` top offset, ``r`` the replication ID of the
+master that took the epoch, and the channel's stream size ``z``, stream ttl ``t``
+and meta ttl ``m`` for the sweep),
 ``P:stream:C`` (stream, entry ID ``<offset>-1``, field ``d`` the JSON
 publication: the layout redis_scripts.HISTORY reads), ``P.result.C.K``
 (idempotency key K: ``<offset>:<epoch>``) and ``P:cleanup:channels`` (sorted
@@ -19,6 +20,8 @@ set channel -> the earliest expiry of its keys, in ms).
 """
 
 from __future__ import annotations
+
+from hubbub.engines.redis_scripts import REPLID
 
 #: KEYS: 1 state, 2 order, 3 expire, 4 state meta, 5 meta, 6 stream, 7 idempotency
 #: key (or the meta key), 8 cleanup registry.
@@ -28,7 +31,9 @@ from __future__ import annotations
 #: none), 14 now (ms), 15 "1": ordered, 16 score, 17 "1": renew the TTL of a key an
 #: if_new write finds, 18 channel name.
 #: Returns {suppressed reason ("" when applied), top, epoch}.
-MAP_PUBLISH = """
+MAP_PUBLISH = (
+    REPLID
+    + """
 if ARGV[13] ~= '0' then
   local seen = redis.call('GET', KEYS[7])
   if seen then
@@ -38,14 +43,18 @@ if ARGV[13] ~= '0' then
 end
 local now = tonumber(ARGV[14])
 local key = ARGV[1]
-local meta = redis.call('HMGET', KEYS[5], 'e', 's')
+local meta = redis.call('HMGET', KEYS[5], 'e', 's', 'r')
 local epoch = meta[1]
 local top = tonumber(meta[2] or '0')
+local here = replid()
 if not epoch then
   epoch = ARGV[11]
   top = 0
   redis.call('DEL', KEYS[6])
-  redis.call('HSET', KEYS[5], 'e', epoch, 's', 0)
+  redis.call('HSET', KEYS[5], 'e', epoch, 's', 0, 'r', here)
+elseif meta[3] ~= here then  -- taken on another master: a new epoch (redis_scripts.py)
+  epoch = ARGV[11]
+  redis.call('HSET', KEYS[5], 'e', epoch, 'r', here)
 end
 local exists = redis.call('HEXISTS', KEYS[1], key) == 1
 if exists then
@@ -105,22 +114,29 @@ if ARGV[13] ~= '0' then redis.call('SET', KEYS[7], position, 'EX', ARGV[13]) end
 redis.call('PUBLISH', ARGV[12], 'p' .. position .. ':' .. ARGV[2])
 return {'', top, epoch}
 """
+)
 
 #: KEYS: 1 state, 2 order, 3 expire, 4 state meta, 5 meta, 6 stream, 7 cleanup registry.
 #: ARGV: 1 now (ms), 2 most keys to remove, 3 pub/sub channel, 4 channel name.
 #: Removes due keys (each a change: offset, stream, PUBLISH) and sets the channel's
 #: next due time in the registry (removes it when none); returns {removed, next}.
-MAP_EXPIRE = """
+MAP_EXPIRE = (
+    REPLID
+    + """
 local now = tonumber(ARGV[1])
 local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, ARGV[2])
 if #due > 0 then
-  local meta = redis.call('HMGET', KEYS[5], 'e', 's', 'z', 't', 'm')
+  local meta = redis.call('HMGET', KEYS[5], 'e', 's', 'z', 't', 'm', 'r')
   local epoch, top = meta[1], tonumber(meta[2] or '0')
+  local here = replid()
   if not epoch then
     epoch = 'x' .. now
     top = 0
     redis.call('DEL', KEYS[6])
-    redis.call('HSET', KEYS[5], 'e', epoch)
+    redis.call('HSET', KEYS[5], 'e', epoch, 'r', here)
+  elseif meta[6] ~= here then
+    epoch = 'x' .. now
+    redis.call('HSET', KEYS[5], 'e', epoch, 'r', here)
   end
   local size, stream_ttl, meta_ttl = meta[3] or '100', meta[4] or '60000', meta[5] or '0'
   for _, key in ipairs(due) do
@@ -145,20 +161,27 @@ else
 end
 return {#due, first[2] or ''}
 """
+)
 
 #: KEYS: 1 state, 2 expire, 3 meta. ARGV: 1 HSCAN cursor ("" : one key), 2 count,
 #: 3 now (ms), 4 a fresh epoch, 5 meta ttl (ms, "0": keep), 6 the reader's epoch
 #: ("" : unchecked), 7 the one key to read. Returns {top, epoch, mismatch (0/1),
 #: next cursor, {key, value, ...}} without expired keys.
-MAP_READ = """
-local meta = redis.call('HMGET', KEYS[3], 'e', 's')
+MAP_READ = (
+    REPLID
+    + """
+local meta = redis.call('HMGET', KEYS[3], 'e', 's', 'r')
 local epoch = meta[1]
 local top = tonumber(meta[2] or '0')
+local here = replid()
 if not epoch then
   epoch = ARGV[4]
   top = 0
-  redis.call('HSET', KEYS[3], 'e', epoch, 's', 0)
+  redis.call('HSET', KEYS[3], 'e', epoch, 's', 0, 'r', here)
   if ARGV[5] ~= '0' then redis.call('PEXPIRE', KEYS[3], ARGV[5]) end
+elseif meta[3] ~= here then
+  epoch = ARGV[4]
+  redis.call('HSET', KEYS[3], 'e', epoch, 'r', here)
 end
 if ARGV[6] ~= '' and ARGV[6] ~= epoch then return {top, epoch, 1, '0', {}} end
 local now = tonumber(ARGV[3])
@@ -180,21 +203,28 @@ for i = 1, #fields, 2 do
 end
 return {top, epoch, 0, cursor, kept}
 """
+)
 
 #: KEYS: 1 state, 2 order, 3 expire, 4 meta. ARGV: 1 cursor score ("" : from the top),
 #: 2 cursor key, 3 count, 4 now (ms), 5 "1": ascending, 6 fresh epoch, 7 meta ttl
 #: (ms), 8 the reader's epoch. Pages by (score, key): descending unless asked.
 #: Returns {top, epoch, mismatch, more (0/1), {key, value, score, ...}, the score and
 #: key of the last one looked at (the next page's cursor)}.
-MAP_READ_ORDERED = """
-local meta = redis.call('HMGET', KEYS[4], 'e', 's')
+MAP_READ_ORDERED = (
+    REPLID
+    + """
+local meta = redis.call('HMGET', KEYS[4], 'e', 's', 'r')
 local epoch = meta[1]
 local top = tonumber(meta[2] or '0')
+local here = replid()
 if not epoch then
   epoch = ARGV[6]
   top = 0
-  redis.call('HSET', KEYS[4], 'e', epoch, 's', 0)
+  redis.call('HSET', KEYS[4], 'e', epoch, 's', 0, 'r', here)
   if ARGV[7] ~= '0' then redis.call('PEXPIRE', KEYS[4], ARGV[7]) end
+elseif meta[3] ~= here then
+  epoch = ARGV[6]
+  redis.call('HSET', KEYS[4], 'e', epoch, 'r', here)
 end
 if ARGV[8] ~= '' and ARGV[8] ~= epoch then return {top, epoch, 1, 0, {}, '', ''} end
 local asc = ARGV[5] == '1'
@@ -241,3 +271,4 @@ while true do
 end
 return {top, epoch, 0, more, out, last_score, last_key}
 """
+)

@@ -33,7 +33,7 @@ from __future__ import annotations
 #: The replication ID of the server running the script (Lua prelude of the stream
 #: scripts). INFO is allowed in scripts; with effects replication (Redis 7) its
 #: answer never reaches the replicas.
-_REPLID = """
+REPLID = """
 local function replid()
   return string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)') or ''
 end
@@ -45,7 +45,7 @@ end
 #: 9 the publish command ("PUBLISH", or "SPUBLISH" on a cluster).
 #: Returns {duplicate (0/1), "<offset>:<epoch>"}; publishes "p<offset>:<epoch>:<body>".
 PUBLISH = (
-    _REPLID
+    REPLID
     + """
 if ARGV[7] ~= '0' then
   local seen = redis.call('GET', KEYS[3])
@@ -84,7 +84,7 @@ return {0, position}
 #: forward, "r" reverse, "" position only, 6 range start (forward) or end (reverse)
 #: ID, 7 count ("-1": all). Returns {top, epoch, mismatch (0/1), entries}.
 HISTORY = (
-    _REPLID
+    REPLID
     + """
 local meta = redis.call('HMGET', KEYS[2], 'e', 's', 'r')
 local epoch = meta[1]
