@@ -27,7 +27,12 @@ from tests.engine_fixtures import Events, pub
 from tests.map_fixtures import MAP_CONFIG, api_result, server_state
 from tests.nats_fixtures import NatsProcess, nats_server  # noqa: F401 (fixture)
 from tests.redis_cluster_fixtures import RedisClusterProcesses
-from tests.redis_fixtures import RedisProcess, free_port, own_redis  # noqa: F401 (fixture)
+from tests.redis_fixtures import (  # noqa: F401 (fixture)
+    RedisProcess,
+    free_port,
+    free_port_pair,
+    own_redis,
+)
 from tests.redis_sentinel_fixtures import SentinelProcess
 from tests.test_cli import run_cli
 from tests.test_engine_nats import wait_for
@@ -417,7 +422,7 @@ async def test_cluster_over_tls(tls_files: TlsFiles, tmp_path: Path) -> None:
     tls_ports: list[int] = []
 
     def extra() -> tuple[str, ...]:
-        tls_ports.append(free_port())
+        tls_ports.append(free_port_pair(10000))  # its cluster bus: tls-port + 10000
         return (
             *("--tls-port", str(tls_ports[-1])),
             *("--tls-cert-file", str(tls_files.cert), "--tls-key-file", str(tls_files.key)),
