@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -72,9 +73,9 @@ def option_value(options: ChannelOptions, name: str) -> bool:
 def with_option(options: ChannelOptions, name: str) -> ChannelOptions:
     """``options`` with the option named (dotted) turned on."""
     if name.startswith("map."):
-        nested = dataclasses.replace(options.map, **{name.removeprefix("map."): True})
-        return dataclasses.replace(options, map=nested)
-    return dataclasses.replace(options, **{name: True})
+        nested = msgspec.structs.replace(options.map, **{name.removeprefix("map."): True})
+        return msgspec.structs.replace(options, map=nested)
+    return msgspec.structs.replace(options, **{name: True})
 
 
 def everything_allowed(**extra: bool) -> dict[str, bool]:

@@ -447,10 +447,10 @@ def apply_override(channel: Channel, override: ChannelOverride | None) -> Channe
     }
     if not changes:
         return channel
-    options = dataclasses.replace(channel.options, **changes)
+    options = msgspec.structs.replace(channel.options, **changes)
     if options.force_recovery and not options.history_enabled:
         # Recovery needs history: an override can not conjure it (the config check's rule).
-        options = dataclasses.replace(options, force_recovery=False)
+        options = msgspec.structs.replace(options, force_recovery=False)
     return dataclasses.replace(channel, options=options)
 
 
