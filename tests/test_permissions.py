@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import msgspec
@@ -350,7 +349,7 @@ def test_turning_an_option_on_never_takes_a_permission_away(
 ) -> None:
     action, target, actor, _ = case
     before = decide(action, target, actor, hook=False)
-    wider = dataclasses.replace(target, options=with_option(target.options, option))
+    wider = msgspec.structs.replace(target, options=with_option(target.options, option))
     after = decide(action, wider, actor, hook=False)
     if before is ALLOW:
         assert after is ALLOW
