@@ -30,8 +30,9 @@ def write_config(tmp_path: Path, data: dict[str, object]) -> Path:
     return path
 
 
-async def start_serve(*args: str) -> asyncio.subprocess.Process:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUBBUB_")}
+async def start_serve(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    """``hubbub serve ARGS`` once it says it serves; ``HUBBUB_*`` variables: ``env``'s only."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUBBUB_")} | (env or {})
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -8,11 +8,14 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from hubbub.server.early import listen_early
+from hubbub.config.loader import load_config
+from hubbub.server.early import listen_early, planned_address
 from tests.rawws import RawWS
 from tests.redis_fixtures import RedisProcess, free_port
 from tests.test_cli import TIMEOUT, start_serve, write_config
@@ -204,3 +207,111 @@ async def push_of(ws: RawWS, kind: str, client: str) -> None:
             for message in await ws.messages():
                 if message.get("push", {}).get(kind, {}).get("info", {}).get("client") == client:
                     return
+
+
+# -- where to listen, read before the configuration's model is loaded ---------------
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "env", "flags"),
+    [
+        ("none", None, {}, {}),
+        ("c.json", '{"http_server": {"port": 9101}}', {}, {}),
+        ("c.json", '{"http_server": {"address": "127.0.0.2", "port": 0}}', {}, {}),
+        ("c.toml", '[http_server]\naddress = "::1"\nport = 9102\n', {}, {}),
+        ("c.yaml", "http_server:\n  port: 9103\n", {}, {}),
+        ("c.yml", "", {}, {}),
+        ("c.conf", '{"http_server": {"port": 9104}}', {}, {}),  # JSON by default
+        ("c.json", "{}", {"HUBBUB_HTTP_SERVER_PORT": " 9105 "}, {}),
+        ("c.json", '{"http_server": {"port": 9106}}', {"HUBBUB_HTTP_SERVER_PORT": "9107"}, {}),
+        (
+            "c.json",
+            '{"http_server": {"port": 9106, "address": "127.0.0.3"}}',
+            {"HUBBUB_HTTP_SERVER_PORT": "9107", "HUBBUB_HTTP_SERVER_ADDRESS": "127.0.0.4"},
+            {"http_server.port": 9108, "http_server.address": "127.0.0.5"},
+        ),
+        ("c.json", '{"http_server": {"address": ""}}', {}, {"http_server.port": 9109}),
+    ],
+)
+def test_planned_address_is_where_the_loaded_configuration_listens(
+    tmp_path: Path, name: str, text: str | None, env: dict[str, str], flags: dict[str, object]
+) -> None:
+    path = None
+    if text is not None:
+        path = tmp_path / name
+        path.write_text(text)
+    loaded = load_config(path, env=env, overrides=flags).config.http_server
+    planned = planned_address(
+        None if path is None else str(path),
+        flags.get("http_server.address"),  # type: ignore[arg-type]
+        flags.get("http_server.port"),  # type: ignore[arg-type]
+        env,
+    )
+    assert planned == (loaded.address, loaded.port)
+
+
+@pytest.mark.parametrize(
+    ("text", "env"),
+    [
+        (None, {}),  # the file does not exist
+        ('{"http_server": {"port": 91', {}),
+        ('{"http_server": {"port": "9100"}}', {}),
+        ('{"http_server": {"port": true}}', {}),
+        ('{"http_server": ["port"]}', {}),
+        ('{"http_server": {"address": 127}}', {}),
+        ("{}", {"HUBBUB_HTTP_SERVER_PORT": "ninety"}),
+    ],
+)
+def test_planned_address_is_none_when_unsure(
+    tmp_path: Path, text: str | None, env: dict[str, str]
+) -> None:
+    path = tmp_path / "c.json"
+    if text is not None:
+        path.write_text(text)
+    assert planned_address(str(path), None, None, env) is None
+
+
+def test_the_command_module_does_not_load_the_configuration_model() -> None:
+    """``hubbub serve`` binds its port right after parsing its flags: importing the
+    command must not build the configuration's model (or the hub) first."""
+    code = (
+        "import sys, hubbub.cli.main; "
+        "print(sorted(m for m in sys.modules if m.startswith(('hubbub.config.', 'hubbub.hub'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['hubbub.config.generate']"
+
+
+async def test_a_port_out_of_range_is_the_loaders_error_not_a_bind_failure(
+    tmp_path: Path,
+) -> None:
+    path = write_config(tmp_path, {"http_server": {"port": 70000}})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hubbub.cli.main", "serve", "--config", str(path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    output = (await asyncio.wait_for(process.stdout.read(), TIMEOUT)).decode()
+    assert await asyncio.wait_for(process.wait(), TIMEOUT) == 1
+    assert "http_server.port" in output and "Traceback" not in output, output
+    assert "cannot listen" not in output, output
+
+
+async def test_serve_listens_where_the_file_and_the_environment_say(tmp_path: Path) -> None:
+    port = free_port()
+    path = write_config(
+        tmp_path,
+        {
+            "http_server": {"port": free_port()},  # the variable wins over the file
+            "client": {"allow_anonymous_connect_without_token": True},
+        },
+    )
+    process = await start_serve("--config", str(path), env={"HUBBUB_HTTP_SERVER_PORT": str(port)})
+    try:
+        client = await connected_client(port)
+        await client.close()
+        await stop(process)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -18,19 +18,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from hubbub.cli.config_cmd import checkconfig, genconfig
 from hubbub.config.generate import FORMATS, demo_config
-from hubbub.config.loader import LoadedConfig, connect_warnings, load_config
 from hubbub.errors import ConfigError
+from hubbub.server.early import listen_early, planned_address
 from hubbub.version import __version__
 
 if TYPE_CHECKING:
     from socket import socket
 
+    from hubbub.config.loader import LoadedConfig
     from hubbub.hub.hub import Hub
 
 
@@ -103,9 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = argv[0] if argv else ""
     tools = command in TOOLS or command.startswith("-") or not command
     args = build_parser(tools=tools).parse_args(argv)
-    if args.command == "checkconfig":
-        return checkconfig(args.file)
-    if args.command == "genconfig":
+    if args.command in ("checkconfig", "genconfig"):
+        from hubbub.cli.config_cmd import checkconfig, genconfig
+
+        if args.command == "checkconfig":
+            return checkconfig(args.file)
         return genconfig(args.format, args.output)
     if args.command in ("gentoken", "checktoken"):
         from hubbub.cli.token_cmd import checktoken, gentoken  # PyJWT: not for serve
@@ -146,6 +149,8 @@ def _exit_at_once() -> None:
 
 
 def _load(path: str | None, overrides: dict[str, object] | None = None) -> LoadedConfig | None:
+    from hubbub.config.loader import load_config  # after the early bind: the model is slow
+
     try:
         return load_config(path, overrides=overrides, base=None if path else demo_config())
     except ConfigError as exc:
@@ -157,28 +162,46 @@ def _load(path: str | None, overrides: dict[str, object] | None = None) -> Loade
 def _serve(args: argparse.Namespace, *, exiting: bool = False) -> int:
     """``exiting``: the process ends when the server has stopped (not a call from
     Python): its shutdown may leave the sockets to the exit."""
-    loaded = _load(
-        args.config, {"http_server.port": args.port, "http_server.address": args.address}
-    )
-    if loaded is None:
-        return 1
-    config = loaded.config
-    sock = None
-    if getattr(args, "workers", 1) <= 1:
-        # Listen before the server stack is imported: clients connecting meanwhile
-        # wait in the accept queue instead of being refused (server/early.py).
-        from hubbub.server.early import listen_early
-
-        try:
-            sock = listen_early(config.http_server.address, config.http_server.port)
-        except OSError as exc:
-            print(f"error: http_server: cannot listen: {exc.strerror or exc}", file=sys.stderr)
-            return 1
+    early = _listen_before_loading(args)
+    sock = None if early is None else early[1]
     try:
+        loaded = _load(
+            args.config, {"http_server.port": args.port, "http_server.address": args.address}
+        )
+        if loaded is None:
+            return 1
+        server = loaded.config.http_server
+        planned = None if early is None else early[0]
+        if getattr(args, "workers", 1) <= 1 and planned != (server.address, server.port):
+            if sock is not None:
+                sock.close()  # the loaded configuration says otherwise: it decides
+            sock = None
+            try:
+                sock = listen_early(server.address, server.port)
+            except OSError as exc:
+                print(f"error: http_server: cannot listen: {exc.strerror or exc}", file=sys.stderr)
+                return 1
         return _serve_config(args, loaded, sock, exiting=exiting)
     finally:
         if sock is not None:
             sock.close()  # the server closed it already, unless it never started
+
+
+def _listen_before_loading(args: argparse.Namespace) -> tuple[tuple[str, int], socket] | None:
+    """The public port listening before the configuration's model is even imported
+    (server/early.py): where it was bound, and the socket. None with ``--workers``
+    (they share the port), when unsure where to listen, or when binding fails (the
+    bind after loading tells why)."""
+    if getattr(args, "workers", 1) > 1:
+        return None
+    planned = planned_address(args.config, args.address, args.port, os.environ)
+    if planned is None:
+        return None
+    try:
+        sock = listen_early(*planned)
+    except (OSError, OverflowError):
+        return None
+    return None if sock is None else (planned, sock)
 
 
 def _serve_config(
@@ -192,6 +215,8 @@ def _serve_config(
     except OSError as exc:
         print(f"error: log.file: cannot open {config.log.file}: {exc.strerror}", file=sys.stderr)
         return 1
+    from hubbub.config.loader import connect_warnings
+
     for warning in (*loaded.warnings, *connect_warnings(config)):
         logging.getLogger("hubbub.config").warning("%s", warning)
     if args.config is None:

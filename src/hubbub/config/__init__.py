@@ -6,23 +6,65 @@ file, the environment or flags become a ``Config``.
 
 from __future__ import annotations
 
-from hubbub.config.generate import generate_config
-from hubbub.config.loader import LoadedConfig, env_var_name, load_config, parse_duration
-from hubbub.config.model import (
-    ChannelConfig,
-    ChannelOptions,
-    ClientConfig,
-    Config,
-    EngineConfig,
-    HttpApiConfig,
-    HttpServerConfig,
-    LogConfig,
-    Namespace,
-    RpcConfig,
-    SubscriptionTokenConfig,
-    TokenConfig,
-    WebSocketConfig,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hubbub.config.generate import generate_config
+    from hubbub.config.loader import LoadedConfig, env_var_name, load_config, parse_duration
+    from hubbub.config.model import (
+        ChannelConfig,
+        ChannelOptions,
+        ClientConfig,
+        Config,
+        EngineConfig,
+        HttpApiConfig,
+        HttpServerConfig,
+        LogConfig,
+        Namespace,
+        RpcConfig,
+        SubscriptionTokenConfig,
+        TokenConfig,
+        WebSocketConfig,
+    )
+
+# The names are imported on first use (PEP 562), not with the package: importing a
+# module of this package (``hubbub serve`` imports config.generate before it binds
+# its port, server/early.py) must not build the whole model first.
+_SOURCES = {
+    "hubbub.config.generate": ("generate_config",),
+    "hubbub.config.loader": ("LoadedConfig", "env_var_name", "load_config", "parse_duration"),
+    "hubbub.config.model": (
+        "ChannelConfig",
+        "ChannelOptions",
+        "ClientConfig",
+        "Config",
+        "EngineConfig",
+        "HttpApiConfig",
+        "HttpServerConfig",
+        "LogConfig",
+        "Namespace",
+        "RpcConfig",
+        "SubscriptionTokenConfig",
+        "TokenConfig",
+        "WebSocketConfig",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hubbub.config' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next access is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "ChannelConfig",

@@ -1,19 +1,31 @@
 """The public port, bound before the server stack is imported.
 
-Rule: ``hubbub serve`` binds and listens on its public port right after reading
-its configuration, before it imports and starts the hub, so that clients
-connecting meanwhile wait in the kernel's accept queue instead of being refused:
-a refused client backs off, and after a restart the reconnect storm lasts as
-long as its longest backoff. Only for a literal IP address (the default
-127.0.0.1, 0.0.0.0, ::1): a host name or "" (every interface) is left to
-asyncio, which binds each address it resolves. This module imports only the
-standard library: it runs before anything else is loaded.
+Rule: ``hubbub serve`` binds and listens on its public port before it loads
+its configuration's model and imports the hub, so that clients connecting
+meanwhile wait in the kernel's accept queue instead of being refused: a refused
+client backs off, and after a restart the reconnect storm lasts as long as its
+longest backoff. Where to listen is read first from the flags, the ``HUBBUB_*``
+variables and the file's ``http_server`` section alone (``planned_address``),
+layered as the loader layers them; the loaded configuration has the last word
+(a socket bound where it does not say is closed and the right one bound). Only
+for a literal IP address (the default 127.0.0.1, 0.0.0.0, ::1): a host name or
+"" (every interface) is left to asyncio, which binds each address it resolves.
+This module imports only the standard library: it runs before anything else is
+loaded.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+#: The loader's defaults for ``http_server.address`` and ``http_server.port``.
+DEFAULT_ADDRESS, DEFAULT_PORT = "127.0.0.1", 8000
 
 #: The accept queue's length: a reconnect storm's connections wait in it while the
 #: node starts (the kernel caps it at net.core.somaxconn).
@@ -42,3 +54,47 @@ def listen_early(host: str, port: int) -> socket.socket | None:
         sock.close()
         raise
     return sock
+
+
+def planned_address(
+    path: str | None, address: str | None, port: int | None, env: Mapping[str, str]
+) -> tuple[str, int] | None:
+    """The ``(address, port)`` the configuration will give ``http_server``: the flags
+    over ``HUBBUB_HTTP_SERVER_ADDRESS``/``_PORT`` over the file over the defaults
+    (config/loader.py's order). None when unsure (a file that does not read or
+    parse, a value of the wrong type): the loaded configuration decides then."""
+    section: Mapping[str, Any] = {}
+    if path is not None and (address is None or port is None):
+        try:
+            raw = _parse(Path(path))
+        except Exception:  # any failure: the loader will tell it
+            return None
+        section = raw.get("http_server", {}) if isinstance(raw, dict) else {}
+        if not isinstance(section, dict):
+            return None
+    if address is None:
+        address = env.get("HUBBUB_HTTP_SERVER_ADDRESS", section.get("address", DEFAULT_ADDRESS))
+    if port is None:
+        text = env.get("HUBBUB_HTTP_SERVER_PORT")
+        try:
+            port = int(text.strip()) if text is not None else section.get("port", DEFAULT_PORT)
+        except ValueError:
+            return None
+    if not isinstance(address, str) or not isinstance(port, int) or isinstance(port, bool):
+        return None
+    return address, port
+
+
+def _parse(path: Path) -> object:
+    """A config file parsed as the loader parses it (by its suffix, JSON otherwise)."""
+    text = path.read_bytes().decode("utf-8")
+    if not text.strip():
+        return {}
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        return tomllib.loads(text)
+    if suffix in (".yaml", ".yml"):
+        import yaml  # type: ignore[import-untyped, unused-ignore]  # the loader needs it too
+
+        return yaml.safe_load(text)
+    return json.loads(text)
