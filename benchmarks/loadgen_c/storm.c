@@ -22,8 +22,10 @@
  * signalled the server. The storm ends when every client has come back since;
  * bounded by --storm-timeout (from t; from the connected line while no `go`).
  * Then one JSON object: storm seconds (last back - t), failed attempts by reason,
- * clients back and recovered, this process's CPU over the storm and the share of
- * it spent waiting runnable (schedstat); the clients stay connected until stdin
+ * clients back and recovered, when 10/50/90/99 % of them were back, this process's
+ * CPU over the storm (and how much of it in the kernel: on loopback the peer's
+ * side of a connect is processed in the caller's context) and the share of the
+ * storm it spent waiting runnable (schedstat); the clients stay connected until stdin
  * closes (the harness reads the server's CPU first), at most 30 s.
  * Exit 1 with a message on stderr: timed out (the JSON is printed), a refusal.
  */
@@ -36,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define FIRST_DELAY 0.05     /* retry schedule of the Python bench's establish() */
@@ -331,6 +334,12 @@ static int run(int (*done)(void), unsigned char *scratch) {
     return 0;
 }
 
+static double system_cpu(void) {  /* this process's CPU time in the kernel, s */
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)u.ru_stime.tv_sec + (double)u.ru_stime.tv_usec / 1e6;
+}
+
 static int earlier(const void *a, const void *b) {
     long long x = *(const long long *)a, y = *(const long long *)b;
     return (x > y) - (x < y);
@@ -386,7 +395,7 @@ int storm_main(void) {
         return 1;
     }
     connected_us = now_us();
-    double cpu1 = cpu_self(), rq1 = runqueue_of(0), connect_s = (double)(connected_us - t0) / 1e6;
+    double cpu1 = cpu_self(), sys1 = system_cpu(), rq1 = runqueue_of(0), connect_s = (double)(connected_us - t0) / 1e6;
     struct epoll_event in = {.events = EPOLLIN, .data.ptr = NULL};
     if (epoll_ctl(ep, EPOLL_CTL_ADD, 0, &in) < 0) die("stdin (a pipe from the harness)");
     storming = 1;
@@ -400,7 +409,7 @@ int storm_main(void) {
     deadline_us = connected_us + (long long)(opt.storm_timeout * 1e6);
     int timed_out = run(all_back, scratch) < 0;
     long long end = timed_out ? now_us() : last_back_us;
-    double cpu2 = cpu_self(), rq2 = runqueue_of(0), secs = (double)(end - go_us) / 1e6;
+    double cpu2 = cpu_self(), sys2 = system_cpu(), rq2 = runqueue_of(0), secs = (double)(end - go_us) / 1e6;
     int recovered = 0;
     for (int i = 0; i < opt.n; i++) recovered += conns[i].back && conns[i].recovered;
     printf("{\"mode\":\"storm\",\"dialect\":\"%s\",\"clients\":%d,\"connect_seconds\":%.4f,"
@@ -413,8 +422,9 @@ int storm_main(void) {
     if (go_seen && rq1 >= 0 && rq2 >= 0 && secs > 0)
         printf("\"loadgen_runqueue\":%.4f,", (rq2 - rq1) / 1e9 / secs);
     printf("\"back\":%d,\"failed_attempts\":%lld,\"recovered\":%d,\"closed_again\":%lld,"
-           "\"loadgen_cpu_s\":%.4f,\"timed_out\":%s,\"failures\":{",
-           back_count, failed[1], recovered, closed_again, cpu2 - cpu1, timed_out ? "true" : "false");
+           "\"loadgen_cpu_s\":%.4f,\"loadgen_system_s\":%.4f,\"timed_out\":%s,\"failures\":{",
+           back_count, failed[1], recovered, closed_again, cpu2 - cpu1, sys2 - sys1,
+           timed_out ? "true" : "false");
     for (int i = 0; i < n_reasons; i++) {
         if (i) putchar(',');
         json_string(reasons[i].text);
