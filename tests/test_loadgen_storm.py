@@ -11,19 +11,25 @@ the figures can be trusted:
 - a server that never comes back ends the run non-zero within its bound, the
   JSON saying so; a refused subscribe ends it at once with the reply on stderr;
 - ``benchmarks/storm.py --loadgen c`` runs hubbub and the C floor (the text
-  dialect) and prints the table with the generator's CPU.
+  dialect) and prints the table with the generator's CPU;
+- ``benchmarks/suite.py``'s connect workload takes the same C path for hubbub
+  (and the Python one where it must), says which generator made which figure,
+  and reports a server that fails instead of ending the suite.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -238,3 +244,58 @@ def test_storm_py_runs_the_c_generator(built: None, tmp_path: Path) -> None:
         assert storm["seconds"] > storm["stop_s"] > 0 and storm["restart_s"] > 0, storm
         assert len(storm["loadgen_cpu"]) == 1 and "reconnect_us_per_client" in storm, storm
         assert summary["connects_per_s"] > 0 and "server_us_per_connect" in summary, summary
+
+
+@pytest.fixture
+def suite(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """benchmarks/suite.py, imported as it runs: its siblings (storm, floor_ratio) on the path."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    return importlib.import_module("suite")
+
+
+def test_the_suite_storm_comes_from_the_c_generator(
+    built: None, tmp_path: Path, suite: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cpus = os.sched_getaffinity(0)
+    config = hubbub_config(str(tmp_path), "bench-api-key")
+    assert (
+        suite.storm_loadgen("hubbub", None) == "c" and suite.storm_loadgen("floor-c", None) == "c"
+    )
+    assert suite.storm_loadgen("socketio", None) == "python"
+    assert suite.storm_loadgen("hubbub", "no gcc") == "python"
+    c_run = suite.c_storm_run("hubbub", 100, config)
+    assert os.sched_getaffinity(0) == cpus  # the suite's own CPUs are given back
+    assert c_run is not None, capsys.readouterr().err
+    assert c_run["loadgen"] == "c" and c_run["generator"]["back"] == 100, c_run
+    assert c_run["storm"]["seconds"] > c_run["storm"]["stop_s"] > 0, c_run
+    # The Python generator, as the suite runs it when the C one cannot be used.
+    workload = ["connect", "-n", "100", "--storm", "restart"]
+    py_run = suite.run_bench("floor-c", workload, str(tmp_path / "py.json"))
+    assert py_run is not None and "loadgen" not in py_run, capsys.readouterr().err
+    chosen = suite.workloads(quick=True)
+    table = suite.render({"connect": {"hubbub": [c_run], "floor-c": [py_run]}}, chosen,
+                         ["hubbub", "floor-c"], 1, True)  # fmt: skip
+    assert "C load generator (benchmarks/loadgen_c --mode storm" in table, table
+    assert "for hubbub:" in table and "`hubbub bench connect --storm restart`) for floor-c" in table
+    rows = {line.split(" | ")[0]: line for line in table.splitlines()}
+    header = table.splitlines().index("| 50 % of clients back s | hubbub | floor-c |")
+    back = table.splitlines()[header + 2].split(" | ")
+    assert back[1][0].isdigit() and back[2] == "- |", table  # no 50 % from the Python generator
+    assert "| load generator CPU % (storm)" in rows, table
+    fallback = suite.render({"connect": {"floor-c": [py_run]}}, chosen, ["floor-c"], 1, True,
+                            "make failed")  # fmt: skip
+    assert "**WARNING: Load generators: Python" in fallback, fallback
+    assert "cannot be used: make failed" in fallback and "50 % of clients" not in fallback
+
+
+def test_the_suite_reports_a_server_that_fails_and_goes_on(
+    built: None, tmp_path: Path, suite: ModuleType, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    cpus = os.sched_getaffinity(0)
+    monkeypatch.setitem(
+        suite.SERVERS, "broken", ("false --port {port}", "ws://127.0.0.1:{port}/", "text")
+    )
+    assert suite.c_storm_run("broken", 50, "unused") is None
+    assert "broken: failed (C load generator): server exited with 1" in capsys.readouterr().err
+    assert os.sched_getaffinity(0) == cpus
