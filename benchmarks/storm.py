@@ -1,11 +1,16 @@
 # ruff: noqa: E501
 """The reconnect storm after a restart, paired: hubbub (and an older tree) against Node ``ws``.
 
-    python benchmarks/storm.py --runs 5                                   # hubbub, node-ws
+    python benchmarks/storm.py --runs 5                                   # hubbub, node-ws, node-ws-close
     git worktree add /tmp/before main   # or: git archive main | tar -x -C /tmp/before
     python benchmarks/storm.py --runs 5 --before-src /tmp/before          # + hubbub-before
     python benchmarks/storm.py --runs 3 --servers hubbub,node-ws,floor-c  # + the C floor
     python benchmarks/storm.py --runs 3 --loadgen python                  # the Python generator
+
+Node ``ws`` runs twice: ``node-ws`` exits at SIGTERM (its clients see the
+kernel close their sockets), ``node-ws-close`` first writes every client a close
+frame (1001) without waiting for the answers, as hubbub writes Centrifugo's 3001
+(~10 us of kernel time per client on loopback: the stop's main cost).
 
 Each run: N clients connect (hubbub: connect and subscribe), then the harness
 stops the server (SIGTERM, waits for the process to exit), starts it again and
@@ -87,8 +92,10 @@ def variant_options(name: str, before: Path | None, config: str, port: int) -> t
         ]
         command = f"env PYTHONPATH={shlex.quote(str(src / 'src'))} " + shlex.join(argv)
         return command, f"ws://127.0.0.1:{port}/connection/websocket", "centrifugo"
-    if name == "node-ws":
-        return f"node {SERVERS}/node_ws/server.js --port {port}", f"ws://127.0.0.1:{port}/", "text"
+    if name in ("node-ws", "node-ws-close"):
+        flags = " --close-on-exit" if name == "node-ws-close" else ""
+        command = f"node {SERVERS}/node_ws/server.js --port {port}{flags}"
+        return command, f"ws://127.0.0.1:{port}/", "text"
     if name == "floor-c":
         return f"{SERVERS}/floor_c/floor_c --port {port}", f"ws://127.0.0.1:{port}/", "text"
     raise SystemExit(f"unknown variant {name!r}")
@@ -274,12 +281,13 @@ def render(results: dict[str, list[dict[str, Any]]], runs: int, clients: int, lo
                 text += " !"
             cells.append(text)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    if "hubbub" in results and "node-ws" in results:
-        pairs = [
-            a["storm"]["seconds"] / b["storm"]["seconds"]
-            for a, b in zip(results["hubbub"], results["node-ws"], strict=False)
-        ]
-        lines += ["", f"hubbub / node-ws storm, per run: {cell(pairs, '{:.2f}')}"]
+    for other in ("node-ws", "node-ws-close"):
+        if "hubbub" in results and other in results:
+            pairs = [
+                a["storm"]["seconds"] / b["storm"]["seconds"]
+                for a, b in zip(results["hubbub"], results[other], strict=False)
+            ]
+            lines += ["", f"hubbub / {other} storm, per run: {cell(pairs, '{:.2f}')}"]
     for n in names:
         over = [r for r in results[n] if hot(r)]
         if over:
@@ -297,7 +305,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("-n", "--clients", type=int, default=5000)
-    parser.add_argument("--servers", default="hubbub,node-ws")
+    parser.add_argument("--servers", default="hubbub,node-ws,node-ws-close")
     parser.add_argument("--before-src", type=Path, help="a tree of hubbub before the change")
     parser.add_argument(
         "--loadgen", choices=("c", "python"), help="the load generator (default: c when it builds)"
