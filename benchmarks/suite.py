@@ -14,6 +14,12 @@ are driven in plain mode. The ``floor-ratio`` workload runs
 benchmarks/floor_ratio.py: hubbub against both floors at 64, 256 and 1024
 publications in flight, driven by the C load generator (benchmarks/loadgen_c),
 since one Python bench process saturates before these servers do.
+The ``connect`` workload (connect rate, then the reconnect storm after a
+restart) is driven by the C load generator too (benchmarks/loadgen_c
+``--mode storm``, through benchmarks/storm.py's ``c_storm``): the Python bench
+saturates its core during the storm. It speaks hubbub's Centrifugo protocol and
+the text dialect; socketio keeps ``hubbub bench connect --storm restart``, and
+every server does when the C generator does not build (said loudly).
 The ``scaleout`` workload runs benchmarks/scaleout.py (memory 1 node, Redis 2
 workers, Redis Cluster 2 nodes, NATS 2 nodes, and publishes/s of one connection
 on Redis; it starts redis-server, a 3-master cluster and nats-server itself).
@@ -38,6 +44,11 @@ from pathlib import Path
 from typing import Any
 
 import floor_ratio  # benchmarks/floor_ratio.py, next to this file
+import storm  # benchmarks/storm.py: the C generator's storm (c_storm) and its rows
+
+from hubbub.tools.managed import compile_bytecode
+from hubbub.tools.runner import hubbub_config, run_async
+from hubbub.tools.scenarios import BenchOptions
 
 HERE = Path(__file__).resolve().parent
 SERVERS_DIR = HERE / "servers"
@@ -85,9 +96,53 @@ def workloads(quick: bool) -> dict[str, dict[str, Any]]:
         },
         "connect": {
             "args": ["connect", "-n", str(n_connect), "--storm", "restart"],
+            "clients": n_connect,  # the C generator's -n (benchmarks/storm.py)
             "title": f"{n_connect} clients: connect rate and reconnect storm after a restart",
         },
     }
+
+
+#: The C generator's bound on one storm, s (storm.py's default).
+STORM_TIMEOUT = 60.0
+#: Dialects the C load generator speaks (benchmarks/loadgen_c); hubbub is "centrifugo".
+C_DIALECTS = ("text",)
+
+
+def storm_loadgen(server: str, c_problem: str | None) -> str:
+    """Which generator drives ``server``'s connect workload: "c" or "python"."""
+    if c_problem is not None:
+        return "python"
+    return "c" if server == "hubbub" or SERVERS[server][2] in C_DIALECTS else "python"
+
+
+def c_storm_run(server: str, clients: int, config: str) -> dict[str, Any] | None:
+    """One connect phase and restart storm on ``server`` by the C load generator.
+
+    benchmarks/storm.py's ``c_storm``, in this process: the server starts as
+    storm.py starts it (hubbub: ``hubbub serve`` with ``config``), on CPU 0, the
+    generator and this harness on CPU 1 (this process's CPUs are given back after).
+    Bounded by ``c_storm``'s own waits; a failure is printed and gives None.
+    """
+    port = free_port()
+    if server == "hubbub":
+        command, url, dialect = storm.variant_options("hubbub", None, config, port)
+    else:
+        template, url_template, plain = SERVERS[server]
+        assert template is not None and url_template is not None and plain is not None
+        command, url, dialect = template.format(port=port), url_template.format(port=port), plain
+    two = (os.cpu_count() or 1) >= 2
+    opts = BenchOptions(
+        scenario="connect", url=url, dialect=dialect, server_cmd=command, subscribers=clients,
+        storm="restart", cpu=1 if two else None, server_cpu=0 if two else None, quiet=True,
+    )  # fmt: skip
+    cpus = os.sched_getaffinity(0)
+    try:
+        return run_async(storm.c_storm(opts, STORM_TIMEOUT))
+    except Exception as exc:  # reported, not raised: the other servers' runs go on
+        print(f"  {server}: failed (C load generator): {exc}", file=sys.stderr)
+        return None
+    finally:
+        os.sched_setaffinity(0, cpus)
 
 
 def run_bench(server: str, workload: list[str], json_path: str) -> dict[str, Any] | None:
@@ -127,11 +182,20 @@ METRICS: dict[str, list[tuple[str, Callable[[dict[str, Any]], float], str]]] = {
         ("deliveries/s", lambda s: s["deliveries_per_s"], "{:,.0f}"),
     ],
     "idle": [("KB/conn", lambda s: s.get("rss_per_connection_bytes", float("nan")) / 1024, "{:.2f}")],
-    "connect": [
-        ("connects/s", lambda s: s["connects_per_s"], "{:,.0f}"),
-        ("storm s", lambda s: s["storm"]["seconds"], "{:.2f}"),
-    ],
+    # storm.py's rows: one meaning whichever generator made the figure
+    "connect": [next(row for row in storm.ROWS if row[0] == label) for label in (
+        "connects/s", "storm s", "50 % of clients back s", "90 % of clients back s",
+        "load generator CPU % (connect)", "load generator CPU % (storm)")],
 }  # fmt: skip
+
+
+def figure(get: Callable[[dict[str, Any]], float], summary: dict[str, Any]) -> float:
+    """One figure of one run; NaN when that run does not have it (the Python
+    generator has no "50 % back"), so a missing key never ends the suite."""
+    try:
+        return float(get(summary))
+    except (KeyError, TypeError, ValueError, IndexError):
+        return float("nan")
 
 
 def main() -> None:
@@ -153,7 +217,16 @@ def main() -> None:
     if problem is not None:
         print(f"no C floor: {problem}", file=sys.stderr)
         servers = [s for s in servers if s != "floor-c"]
+    c_problem = storm.build_loadgen()
+    if c_problem is not None and "connect" in args.workloads.split(","):
+        print(
+            f"WARNING: the C load generator cannot be used ({c_problem}): the connect "
+            "workload's storm comes from the Python generator, which saturates its core",
+            file=sys.stderr,
+        )
+    compile_bytecode(storm.ROOT / "src" / "hubbub")  # as `hubbub bench` does before it serves
     with tempfile.TemporaryDirectory() as tmp:
+        config = hubbub_config(tmp, "bench-api-key")  # hubbub's config for the C storm
         for run in range(runs):
             for workload in args.workloads.split(","):
                 if workload in ("floor-ratio", "scaleout"):
@@ -161,10 +234,13 @@ def main() -> None:
                 for server in servers:
                     print(f"run {run + 1}/{runs}: {workload} on {server}", file=sys.stderr)
                     path = f"{tmp}/{workload}-{server}-{run}.json"
-                    summary = run_bench(server, chosen[workload]["args"], path)
+                    if workload == "connect" and storm_loadgen(server, c_problem) == "c":
+                        summary = c_storm_run(server, chosen[workload]["clients"], config)
+                    else:
+                        summary = run_bench(server, chosen[workload]["args"], path)
                     if summary is not None:
                         results.setdefault(workload, {}).setdefault(server, []).append(summary)
-    report = render(results, chosen, servers, runs, args.quick)
+    report = render(results, chosen, servers, runs, args.quick, c_problem)
     if "floor-ratio" in args.workloads.split(","):
         report += "\n\n" + floor_table(runs, 3 if args.quick else 5, problem)
     if "scaleout" in args.workloads.split(","):
@@ -218,30 +294,33 @@ def render(
     servers: list[str],
     runs: int,
     quick: bool,
+    c_problem: str | None = None,
 ) -> str:
     lines = [f"Runs per figure: {runs} (median [min-max]){' - QUICK' if quick else ''}", ""]
     for workload, by_server in results.items():
         lines += [f"### {chosen[workload]['title']}", ""]
+        if workload == "connect":
+            lines += [connect_generators(by_server, c_problem), ""]
+        names = [s for s in servers if by_server.get(s)]
         for label, get, fmt in METRICS[workload]:
-            medians = {
-                s: statistics.median(get(r) for r in rs) for s, rs in by_server.items() if rs
+            values = {
+                s: [v for v in (figure(get, r) for r in by_server[s]) if v == v] for s in names
             }
-            lines.append(f"| {label} | " + " | ".join(s for s in servers if s in medians) + " |")
-            lines.append("| --- |" + " --- |" * len(medians))
-            cells = []
-            for s in servers:
-                if s not in medians:
-                    continue
-                values = [get(r) for r in by_server[s]]
-                cells.append(
-                    f"{fmt.format(medians[s])} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
-                )
+            medians = {s: statistics.median(vs) for s, vs in values.items() if vs}
+            if not medians:
+                continue  # no run has it (50 % back from the Python generator)
+            lines.append(f"| {label} | " + " | ".join(names) + " |")
+            lines.append("| --- |" + " --- |" * len(names))
+            cells = [
+                f"{fmt.format(medians[s])} [{fmt.format(min(values[s]))}-{fmt.format(max(values[s]))}]"
+                if s in medians else "-"
+                for s in names
+            ]  # fmt: skip
             lines.append("| median [min-max] | " + " | ".join(cells) + " |")
-            if "hubbub" in medians:
+            if "hubbub" in medians and not label.startswith("load generator"):
                 ratios = [
-                    f"{medians['hubbub'] / medians[s]:.2f}x" if medians[s] else "-"
-                    for s in servers
-                    if s in medians
+                    f"{medians['hubbub'] / medians[s]:.2f}x" if medians.get(s) else "-"
+                    for s in names
                 ]
                 lines.append("| hubbub / this | " + " | ".join(ratios) + " |")
             lines.append("")
@@ -254,9 +333,53 @@ def render(
                 cpu = max(r.get("loadgen_cpu", [0]))
                 if workload in ("fanout",):
                     notes.append(f"{s}: bench CPU {cpu:.0%}")
+                if workload == "connect":
+                    notes += generator_notes(s, r)
         if notes:
             lines += ["Notes: " + "; ".join(sorted(set(notes))), ""]
     return "\n".join(lines)
+
+
+def generator_notes(server: str, summary: dict[str, Any]) -> list[str]:
+    """A connect phase or storm whose load generator was above storm.HOT of its core."""
+    notes = []
+    rows = {label: get for label, get, _ in storm.ROWS}
+    for phase in ("connect", "storm"):
+        top = figure(rows[f"load generator CPU % ({phase})"], summary) / 100
+        if top > storm.HOT:
+            notes.append(
+                f"{server}: the {summary.get('loadgen', 'python')} load generator used {top:.0%} "
+                f"of its core in the {phase} phase (above {storm.HOT:.0%}): partly its figure"
+            )
+    return notes
+
+
+def connect_generators(by_server: dict[str, list[dict[str, Any]]], c_problem: str | None) -> str:
+    """Which load generator made the connect workload's figures, per server."""
+    by = {
+        g: [s for s, rs in by_server.items() if rs and rs[0].get("loadgen", "python") == g]
+        for g in ("c", "python")
+    }
+    parts = []
+    if by["c"]:
+        parts.append(
+            f"C load generator (benchmarks/loadgen_c --mode storm via benchmarks/storm.py) for "
+            f"{', '.join(by['c'])}: connects/s is its connect phase, the storm and when 50 % / "
+            "90 % of the clients were back its storm"
+        )
+    if by["python"]:
+        why = (
+            f"the C load generator cannot be used: {c_problem}"
+            if c_problem is not None
+            else "the C load generator speaks only the centrifugo and text dialects"
+        )
+        parts.append(
+            f"Python load generator (`hubbub bench connect --storm restart`) for "
+            f"{', '.join(by['python'])} ({why}; it has no 50 % / 90 % figures and saturates "
+            "its core in a fast storm)"
+        )
+    text = "Load generators: " + "; ".join(parts) + "."
+    return f"**WARNING: {text}**" if c_problem is not None else text
 
 
 def plots(

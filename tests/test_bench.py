@@ -7,7 +7,6 @@ server the bench owns) and writes JSON and a plot.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -29,7 +28,7 @@ PID = os.getpid()
 # A publisher at full speed is not abuse: lift the per-connection command rate limit.
 UNLIMITED = (
     {"client": {"command_rate_limit": 0}}
-    if "command_rate_limit" in {f.name for f in dataclasses.fields(ClientConfig)}
+    if "command_rate_limit" in ClientConfig.__struct_fields__
     else {}
 )
 

@@ -18,6 +18,7 @@ LAYER = {
     "errors": 0,
     "version": 0,
     "tasks": 0,
+    "lazy": 0,
     "config": 1,
     "protocol": 2,
     "websocket": 2,

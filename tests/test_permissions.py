@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -72,9 +72,9 @@ def option_value(options: ChannelOptions, name: str) -> bool:
 def with_option(options: ChannelOptions, name: str) -> ChannelOptions:
     """``options`` with the option named (dotted) turned on."""
     if name.startswith("map."):
-        nested = dataclasses.replace(options.map, **{name.removeprefix("map."): True})
-        return dataclasses.replace(options, map=nested)
-    return dataclasses.replace(options, **{name: True})
+        nested = msgspec.structs.replace(options.map, **{name.removeprefix("map."): True})
+        return msgspec.structs.replace(options, map=nested)
+    return msgspec.structs.replace(options, **{name: True})
 
 
 def everything_allowed(**extra: bool) -> dict[str, bool]:
@@ -349,7 +349,7 @@ def test_turning_an_option_on_never_takes_a_permission_away(
 ) -> None:
     action, target, actor, _ = case
     before = decide(action, target, actor, hook=False)
-    wider = dataclasses.replace(target, options=with_option(target.options, option))
+    wider = msgspec.structs.replace(target, options=with_option(target.options, option))
     after = decide(action, wider, actor, hook=False)
     if before is ALLOW:
         assert after is ALLOW

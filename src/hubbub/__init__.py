@@ -16,9 +16,9 @@ It speaks Centrifugo's client protocol and HTTP API, so the existing SDKs and
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from hubbub.lazy import exports
 from hubbub.version import __version__
 
 if TYPE_CHECKING:
@@ -81,21 +81,7 @@ _SOURCES = {
     "hubbub.server.app": ("attach", "create_app"),
     "hubbub.server.run": ("serve",),
 }
-_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hubbub' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # the next access is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
+__getattr__, __dir__ = exports("hubbub", _SOURCES, globals())
 
 __all__ = [
     "ChannelOverride",

@@ -8,14 +8,14 @@ temporary error, reconnect on a reconnect-class disconnect, stop on a final one)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final, TypeVar
+
+import msgspec
 
 _T = TypeVar("_T")
 
 
-@dataclass(frozen=True, slots=True)
-class ErrorInfo:
+class ErrorInfo(msgspec.Struct, frozen=True):
     """An error a command reply can carry: `{"error": {"code", "message", "temporary"}}`."""
 
     code: int
@@ -42,8 +42,7 @@ class Error:
     CONCURRENT_PAGINATION: Final = ErrorInfo(113, "concurrent pagination")
 
 
-@dataclass(frozen=True, slots=True)
-class UnsubscribeInfo:
+class UnsubscribeInfo(msgspec.Struct, frozen=True):
     """A server-side unsubscribe push: `{"unsubscribe": {"code", "reason"}}`."""
 
     code: int
@@ -63,8 +62,7 @@ class Unsubscribe:
     EXPIRED: Final = UnsubscribeInfo(2501, "subscription expired")
 
 
-@dataclass(frozen=True, slots=True)
-class DisconnectInfo:
+class DisconnectInfo(msgspec.Struct, frozen=True):
     """A disconnect: the WebSocket close code and a reason of at most 32 bytes."""
 
     code: int

@@ -13,7 +13,12 @@ mapped to these at the one boundary where they enter (``raise ... from exc``).
 
 from __future__ import annotations
 
-from hubbub.codes import DisconnectInfo, ErrorInfo
+from typing import TYPE_CHECKING
+
+# Imported where used: codes imports msgspec (~10 ms), which ``hubbub serve`` needs
+# only once it listens (server/early.py).
+if TYPE_CHECKING:
+    from hubbub.codes import DisconnectInfo, ErrorInfo
 
 
 class HubbubError(Exception):
@@ -54,6 +59,8 @@ class ClientError(HubbubError):
 
     def __init__(self, error: ErrorInfo, message: str | None = None) -> None:
         if message is not None:
+            from hubbub.codes import ErrorInfo
+
             error = ErrorInfo(error.code, message, error.temporary)
         super().__init__(f"{error.code}: {error.message}")
         self.error = error
@@ -61,6 +68,8 @@ class ClientError(HubbubError):
     @classmethod
     def custom(cls, code: int, message: str, *, temporary: bool = False) -> ClientError:
         """An application error; Centrifugo reserves 400-1999 for applications."""
+        from hubbub.codes import ErrorInfo
+
         return cls(ErrorInfo(code, message, temporary))
 
 

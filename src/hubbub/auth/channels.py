@@ -14,7 +14,8 @@ depends only on the name happens here.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+import msgspec
 
 from hubbub.codes import Error
 from hubbub.config.model import ChannelConfig, ChannelOptions
@@ -24,8 +25,7 @@ from hubbub.errors import ClientError
 _CACHE_LIMIT = 65536
 
 
-@dataclass(frozen=True, slots=True)
-class Channel:
+class Channel(msgspec.Struct, frozen=True):
     name: str
     namespace: str
     options: ChannelOptions

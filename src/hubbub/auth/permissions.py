@@ -16,7 +16,8 @@ in ``decide``:
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+
+import msgspec
 
 from hubbub.auth.channels import Channel
 
@@ -36,8 +37,7 @@ class Verdict(enum.Enum):
     ASK_HOOK = "ask_hook"  # an application hook must decide
 
 
-@dataclass(frozen=True, slots=True)
-class Actor:
+class Actor(msgspec.Struct, frozen=True):
     user: str  # "" for anonymous
     subscribed: bool = False  # to the channel in question
     has_token: bool = False  # a verified subscription token for the channel

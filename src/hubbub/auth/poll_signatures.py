@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 
 class InvalidSignature(Exception):
@@ -26,8 +27,7 @@ class SignatureExpired(Exception):
     """Valid, but past its ``exp`` and the grace period."""
 
 
-@dataclass(frozen=True, slots=True)
-class PollSecrets:
+class PollSecrets(msgspec.Struct, frozen=True):
     secret: str
     previous: str = ""
     previous_valid_until: int = 0  # unix seconds; 0: no limit

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 import msgspec
@@ -38,19 +37,17 @@ class InvalidToken(TokenError):
     """The token is malformed, badly signed, or for someone or something else."""
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectionClaims:
+class ConnectionClaims(msgspec.Struct, frozen=True):
     user: str
     expire_at: int = 0  # unix seconds; 0: the connection does not expire
     info: msgspec.Raw | None = None
     channels: tuple[str, ...] = ()
     # ``subs`` claim: server-side subscriptions with options; here the chan_info of each.
-    subs: dict[str, msgspec.Raw | None] = field(default_factory=dict)
+    subs: dict[str, msgspec.Raw | None] = msgspec.field(default_factory=dict)
     meta: msgspec.Raw | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class SubscriptionClaims:
+class SubscriptionClaims(msgspec.Struct, frozen=True):
     user: str
     channel: str
     expire_at: int = 0

@@ -6,8 +6,9 @@ file, the environment or flags become a ``Config``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hubbub.lazy import exports
 
 if TYPE_CHECKING:
     from hubbub.config.generate import generate_config
@@ -50,21 +51,7 @@ _SOURCES = {
         "WebSocketConfig",
     ),
 }
-_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hubbub.config' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # the next access is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
+__getattr__, __dir__ = exports("hubbub.config", _SOURCES, globals())
 
 __all__ = [
     "ChannelConfig",

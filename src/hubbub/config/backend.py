@@ -9,7 +9,7 @@ fail live in ``config.backend_checks``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import msgspec
 
 #: A JSON object of strings (``static_headers``), kept as (name, value) pairs in order.
 StrPairs = tuple[tuple[str, str], ...]
@@ -19,8 +19,7 @@ StrPairs = tuple[tuple[str, str], ...]
 DEFAULT_PROXY_NAME = "default"
 
 
-@dataclass(frozen=True, slots=True)
-class TLSConfig:
+class TLSConfig(msgspec.Struct, frozen=True):
     """``tls``: TLS of the connection hubbub opens to the backend.
 
     PEM values are the PEM text, a path to a PEM file, or base64 of the PEM text.
@@ -35,50 +34,44 @@ class TLSConfig:
     server_name: str = ""  # checked against the certificate instead of the endpoint's host
 
 
-@dataclass(frozen=True, slots=True)
-class TransformError:
+class TransformError(msgspec.Struct, frozen=True):
     code: int = 0
     message: str = ""
     temporary: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class TransformDisconnect:
+class TransformDisconnect(msgspec.Struct, frozen=True):
     code: int = 0
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class StatusTransform:
+class StatusTransform(msgspec.Struct, frozen=True):
     """``http.status_to_code_transforms[]``: an HTTP status the backend answers with,
     turned into a client error or a disconnect instead of error 100."""
 
     status_code: int = 0
-    to_error: TransformError = field(default_factory=TransformError)
-    to_disconnect: TransformDisconnect = field(default_factory=TransformDisconnect)
+    to_error: TransformError = msgspec.field(default_factory=TransformError)
+    to_disconnect: TransformDisconnect = msgspec.field(default_factory=TransformDisconnect)
 
 
-@dataclass(frozen=True, slots=True)
-class ProxyHttpOptions:
+class ProxyHttpOptions(msgspec.Struct, frozen=True):
     """``http``: options of HTTP proxies."""
 
-    tls: TLSConfig = field(default_factory=TLSConfig)
+    tls: TLSConfig = msgspec.field(default_factory=TLSConfig)
     static_headers: StrPairs = ()  # sent with every request; forwarded headers win
     status_to_code_transforms: tuple[StatusTransform, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class ProxyGrpcOptions:
+class ProxyGrpcOptions(msgspec.Struct, frozen=True):
     """``grpc``: options of gRPC proxies (``grpc://host:port`` endpoints)."""
 
-    tls: TLSConfig = field(default_factory=TLSConfig)
+    tls: TLSConfig = msgspec.field(default_factory=TLSConfig)
     credentials_key: str = ""  # metadata key added to every call (per-RPC credentials)
     credentials_value: str = ""
     compression: bool = False  # gzip
 
 
-@dataclass(frozen=True, slots=True)
-class ProxyOptions:
+class ProxyOptions(msgspec.Struct, frozen=True):
     """One proxy: where events go and how (the same object for every event type)."""
 
     endpoint: str = ""  # http://, https:// or grpc://host:port
@@ -87,53 +80,47 @@ class ProxyOptions:
     grpc_metadata: tuple[str, ...] = ()  # for gRPC client transports (hubbub has none)
     binary_encoding: bool = False  # payloads as base64 (b64data ...), encoding "binary"
     include_connection_meta: bool = False  # the connection's meta in every request but connect
-    http: ProxyHttpOptions = field(default_factory=ProxyHttpOptions)
-    grpc: ProxyGrpcOptions = field(default_factory=ProxyGrpcOptions)
+    http: ProxyHttpOptions = msgspec.field(default_factory=ProxyHttpOptions)
+    grpc: ProxyGrpcOptions = msgspec.field(default_factory=ProxyGrpcOptions)
 
 
-@dataclass(frozen=True, slots=True)
-class ClientEventProxy(ProxyOptions):
+class ClientEventProxy(ProxyOptions, frozen=True):
     """``client.proxy.connect`` / ``client.proxy.refresh``: switched on by ``enabled``."""
 
     enabled: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class NamedProxy(ProxyOptions):
+class NamedProxy(ProxyOptions, frozen=True):
     """An entry of ``proxies[]``, referenced by ``name`` from namespaces."""
 
     name: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class ClientProxyConfig:
+class ClientProxyConfig(msgspec.Struct, frozen=True):
     """``client.proxy``: connection-wide events."""
 
-    connect: ClientEventProxy = field(default_factory=ClientEventProxy)
-    refresh: ClientEventProxy = field(default_factory=ClientEventProxy)
+    connect: ClientEventProxy = msgspec.field(default_factory=ClientEventProxy)
+    refresh: ClientEventProxy = msgspec.field(default_factory=ClientEventProxy)
 
 
-@dataclass(frozen=True, slots=True)
-class ChannelProxyConfig:
+class ChannelProxyConfig(msgspec.Struct, frozen=True):
     """``channel.proxy``: the proxies namespaces use under the name "default"."""
 
-    subscribe: ProxyOptions = field(default_factory=ProxyOptions)
-    publish: ProxyOptions = field(default_factory=ProxyOptions)
-    sub_refresh: ProxyOptions = field(default_factory=ProxyOptions)
+    subscribe: ProxyOptions = msgspec.field(default_factory=ProxyOptions)
+    publish: ProxyOptions = msgspec.field(default_factory=ProxyOptions)
+    sub_refresh: ProxyOptions = msgspec.field(default_factory=ProxyOptions)
     # Shared poll namespaces poll their backend here (shared_poll.proxy_name "default").
-    shared_poll_refresh: ProxyOptions = field(default_factory=ProxyOptions)
+    shared_poll_refresh: ProxyOptions = msgspec.field(default_factory=ProxyOptions)
 
 
-@dataclass(frozen=True, slots=True)
-class RpcOptions:
+class RpcOptions(msgspec.Struct, frozen=True):
     """``rpc.without_namespace``: whether RPC methods without namespace are proxied."""
 
     proxy_enabled: bool = False
     proxy_name: str = DEFAULT_PROXY_NAME
 
 
-@dataclass(frozen=True, slots=True)
-class RpcNamespace:
+class RpcNamespace(msgspec.Struct, frozen=True):
     """``rpc.namespaces[]``: methods ``name:method`` use these options."""
 
     name: str = ""
@@ -145,8 +132,7 @@ class RpcNamespace:
 WEBHOOK_EVENTS = ("connect", "disconnect", "occupied", "vacated", "join", "leave", "publication")
 
 
-@dataclass(frozen=True, slots=True)
-class WebhooksConfig:
+class WebhooksConfig(msgspec.Struct, frozen=True):
     """``webhooks.*`` (hubbub only): signed, batched POSTs of events the proxy cannot tell."""
 
     enabled: bool = False
@@ -154,7 +140,7 @@ class WebhooksConfig:
     secret: str = ""  # HMAC-SHA256 key of the X-Hubbub-Signature header
     events: tuple[str, ...] = ("connect", "disconnect", "occupied", "vacated", "join", "leave")
     static_headers: StrPairs = ()
-    tls: TLSConfig = field(default_factory=TLSConfig)
+    tls: TLSConfig = msgspec.field(default_factory=TLSConfig)
     # Timeouts
     timeout: float = 5.0  # one POST
     retry_min_delay: float = 0.5  # backoff after the first failed POST, doubling ...

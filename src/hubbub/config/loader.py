@@ -12,7 +12,6 @@ error. Nothing is read from the environment at import time.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import difflib
 import functools
 import json
@@ -21,9 +20,10 @@ import re
 import tomllib
 import typing
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from hubbub.config.backend import StrPairs
 from hubbub.config.combinations import LOG_LEVELS, Problems, validate
@@ -59,19 +59,31 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
 }
 _STR_LIST = tuple[str, ...]
 _NAMESPACES = tuple[Namespace, ...]
-_T = typing.TypeVar("_T")
+_T = typing.TypeVar("_T", bound=msgspec.Struct)
 
 
-@dataclass(frozen=True, slots=True)
-class LoadedConfig:
-    """The validated configuration and the warnings found while loading it."""
+class LoadedConfig(msgspec.Struct, frozen=True):
+    """The validated configuration and the warnings found while loading it.
+
+    Two are equal when their configuration and warnings are: which keys set
+    them (``implemented``, ``ignored``) does not count.
+    """
 
     config: Config
     warnings: tuple[str, ...] = ()
     # The keys the file, environment and overrides set: the options hubbub
     # implements, and the Centrifugo options it accepts without implementing.
-    implemented: tuple[str, ...] = dataclasses.field(default=(), compare=False)
-    ignored: tuple[str, ...] = dataclasses.field(default=(), compare=False)
+    implemented: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, LoadedConfig)
+        return (self.config, self.warnings) == (other.config, other.warnings)
+
+    def __hash__(self) -> int:
+        return hash((self.config, self.warnings))
 
 
 def load_config(
@@ -198,25 +210,25 @@ def _read_file(path: Path) -> dict[str, Any]:
 _FIELD_TYPES: dict[type, dict[str, Any]] = {}
 
 
-def _field_types(cls: type) -> dict[str, Any]:
-    """Field name -> resolved type of a model dataclass (cached)."""
+def _field_types(cls: type[msgspec.Struct]) -> dict[str, Any]:
+    """Field name -> resolved type of a model class (cached)."""
     types = _FIELD_TYPES.get(cls)
     if types is None:
         hints = typing.get_type_hints(cls)
-        types = _FIELD_TYPES[cls] = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+        types = _FIELD_TYPES[cls] = {f.name: hints[f.name] for f in msgspec.structs.fields(cls)}
     return types
 
 
-def _is_section(tp: Any) -> bool:
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+def _is_section(tp: Any) -> typing.TypeGuard[type[msgspec.Struct]]:
+    return isinstance(tp, type) and issubclass(tp, msgspec.Struct)
 
 
-def _section_list(tp: Any) -> type | None:
+def _section_list(tp: Any) -> type[msgspec.Struct] | None:
     """The item class of a ``tuple[Section, ...]`` field (a list of objects), else None."""
     if typing.get_origin(tp) is tuple and tp != _NAMESPACES:
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis and _is_section(args[0]):
-            item: type = args[0]
+            item: type[msgspec.Struct] = args[0]
             return item
     return None
 
@@ -225,7 +237,9 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def _sections(cls: type = Config, path: str = "") -> Iterator[tuple[str, type]]:
+def _sections(
+    cls: type[msgspec.Struct] = Config, path: str = ""
+) -> Iterator[tuple[str, type[msgspec.Struct]]]:
     yield path, cls
     for name, tp in _field_types(cls).items():
         if _is_section(tp):
@@ -329,15 +343,16 @@ def _from_env(tp: Any, text: str, key: str, var: str) -> object:
 # ---------------------------------------------------------------- unknown keys
 
 
-@dataclass(slots=True)
-class _Seen:
+class _Seen(msgspec.Struct):
     """The keys a configuration sets, as ``_scan`` finds them."""
 
-    implemented: list[str] = dataclasses.field(default_factory=list)
-    ignored: list[str] = dataclasses.field(default_factory=list)
+    implemented: list[str] = msgspec.field(default_factory=list)
+    ignored: list[str] = msgspec.field(default_factory=list)
 
 
-def _scan(cls: type, raw: object, path: str, unknown: list[str], seen: _Seen) -> None:
+def _scan(
+    cls: type[msgspec.Struct], raw: object, path: str, unknown: list[str], seen: _Seen
+) -> None:
     """Sort the keys into implemented, ignored and unknown; types are checked later."""
     if not isinstance(raw, dict):
         return

@@ -7,7 +7,7 @@ classes hold validated values only; the checks live in ``config.engine_checks``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import msgspec
 
 from hubbub.config.backend import TLSConfig
 
@@ -27,8 +27,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class RedisConfig:
+class RedisConfig(msgspec.Struct, frozen=True):
     """``engine.redis.*`` (Centrifugo v6 names): the Redis servers shared by the nodes."""
 
     # "host:port" or a redis:// (rediss://, unix://) URL; several: channels are
@@ -52,24 +51,22 @@ class RedisConfig:
     client_name: str = ""  # CLIENT SETNAME of every connection
     # TLS to the Redis servers (and the masters the sentinels name), and to the
     # sentinels themselves (engines/redis_tls.py).
-    tls: TLSConfig = field(default_factory=TLSConfig)
-    sentinel_tls: TLSConfig = field(default_factory=TLSConfig)
+    tls: TLSConfig = msgspec.field(default_factory=TLSConfig)
+    sentinel_tls: TLSConfig = msgspec.field(default_factory=TLSConfig)
     # Timeouts
     connect_timeout: float = 1.0
     io_timeout: float = 4.0
     presence_ttl: float = 60.0  # presence entries not refreshed in time disappear
 
 
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
+class EngineConfig(msgspec.Struct, frozen=True):
     """``engine.*``: "memory" (one node) or "redis" (several nodes share channels)."""
 
     type: str = "memory"
-    redis: RedisConfig = field(default_factory=RedisConfig)
+    redis: RedisConfig = msgspec.field(default_factory=RedisConfig)
 
 
-@dataclass(frozen=True, slots=True)
-class MapRedisConfig(RedisConfig):
+class MapRedisConfig(RedisConfig, frozen=True):
     """``map_broker.redis.*``: the Redis servers of map channels, and their sweeper."""
 
     cleanup_interval: float = 1.0  # how often due key TTLs are swept; -1 (0): never here
@@ -77,27 +74,24 @@ class MapRedisConfig(RedisConfig):
     idempotent_result_ttl: float = 300.0  # how long an idempotency key is remembered
 
 
-@dataclass(frozen=True, slots=True)
-class MapBrokerConfig:
+class MapBrokerConfig(msgspec.Struct, frozen=True):
     """``map_broker.*``: where map channels keep their state (Centrifugo's default is
     memory, whatever the engine: set "redis" to share maps between nodes)."""
 
     type: str = "memory"
-    redis: MapRedisConfig = field(default_factory=MapRedisConfig)
+    redis: MapRedisConfig = msgspec.field(default_factory=MapRedisConfig)
 
 
-@dataclass(frozen=True, slots=True)
-class NatsBrokerConfig:
+class NatsBrokerConfig(msgspec.Struct, frozen=True):
     """``broker.nats.*``: the NATS server the nodes publish through."""
 
     url: str = "nats://127.0.0.1:4222"
     prefix: str = "centrifugo"  # of every subject
-    tls: TLSConfig = field(default_factory=TLSConfig)
+    tls: TLSConfig = msgspec.field(default_factory=TLSConfig)
     allow_wildcards: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class PresenceManagerConfig:
+class PresenceManagerConfig(msgspec.Struct, frozen=True):
     """``presence_manager.*`` (Centrifugo v6): presence kept apart from the engine.
 
     hubbub keeps presence in the engine; an enabled presence manager is refused
@@ -108,8 +102,7 @@ class PresenceManagerConfig:
     type: str = "memory"
 
 
-@dataclass(frozen=True, slots=True)
-class RedisStreamPublicationDataMode:
+class RedisStreamPublicationDataMode(msgspec.Struct, frozen=True):
     """``consumers[].redis_stream.publication_data_mode.*``: an entry's payload value is
     the publication's data; the channels and options are other values of the entry."""
 
@@ -122,8 +115,7 @@ class RedisStreamPublicationDataMode:
     tags_value_prefix: str = "centrifugo-tag-"  # each such value is one tag
 
 
-@dataclass(frozen=True, slots=True)
-class RedisStreamConsumer(RedisConfig):
+class RedisStreamConsumer(RedisConfig, frozen=True):
     """``consumers[].redis_stream.*`` (Centrifugo v6): the Redis connection keys of
     ``engine.redis`` plus the streams read through one consumer group."""
 
@@ -135,13 +127,12 @@ class RedisStreamConsumer(RedisConfig):
     num_workers: int = 1  # entries of one stream applied at once
     payload_value: str = "payload"  # the entry's value holding the command's request
     method_value: str = "method"  # the entry's value naming the API method
-    publication_data_mode: RedisStreamPublicationDataMode = field(
+    publication_data_mode: RedisStreamPublicationDataMode = msgspec.field(
         default_factory=RedisStreamPublicationDataMode
     )
 
 
-@dataclass(frozen=True, slots=True)
-class NatsJetStreamPublicationDataMode:
+class NatsJetStreamPublicationDataMode(msgspec.Struct, frozen=True):
     """``consumers[].nats_jetstream.publication_data_mode.*``: a message's body is the
     publication's data; the channels and options are its headers."""
 
@@ -154,8 +145,7 @@ class NatsJetStreamPublicationDataMode:
     tags_header_prefix: str = "centrifugo-tag-"
 
 
-@dataclass(frozen=True, slots=True)
-class NatsJetStreamConsumer:
+class NatsJetStreamConsumer(msgspec.Struct, frozen=True):
     """``consumers[].nats_jetstream.*`` (Centrifugo v6): a durable pull consumer of an
     existing JetStream stream, shared by every node."""
 
@@ -170,14 +160,13 @@ class NatsJetStreamConsumer:
     # The header naming the API method; empty (the default): the body is
     # {"method": ..., "payload": ...}.
     method_header: str = ""
-    publication_data_mode: NatsJetStreamPublicationDataMode = field(
+    publication_data_mode: NatsJetStreamPublicationDataMode = msgspec.field(
         default_factory=NatsJetStreamPublicationDataMode
     )
-    tls: TLSConfig = field(default_factory=TLSConfig)
+    tls: TLSConfig = msgspec.field(default_factory=TLSConfig)
 
 
-@dataclass(frozen=True, slots=True)
-class ConsumerConfig:
+class ConsumerConfig(msgspec.Struct, frozen=True):
     """One entry of ``consumers[]`` (Centrifugo v6): API commands read from a queue.
 
     ``redis_stream`` and ``nats_jetstream`` consumers run in every node
@@ -189,12 +178,11 @@ class ConsumerConfig:
     name: str = ""
     enabled: bool = False
     type: str = ""
-    redis_stream: RedisStreamConsumer = field(default_factory=RedisStreamConsumer)
-    nats_jetstream: NatsJetStreamConsumer = field(default_factory=NatsJetStreamConsumer)
+    redis_stream: RedisStreamConsumer = msgspec.field(default_factory=RedisStreamConsumer)
+    nats_jetstream: NatsJetStreamConsumer = msgspec.field(default_factory=NatsJetStreamConsumer)
 
 
-@dataclass(frozen=True, slots=True)
-class BrokerConfig:
+class BrokerConfig(msgspec.Struct, frozen=True):
     """``broker.*`` (Centrifugo v6): a separate PUB/SUB broker, used only when enabled.
 
     With ``type = "nats"``, channels without history (and join/leave, control)
@@ -204,4 +192,4 @@ class BrokerConfig:
 
     enabled: bool = False
     type: str = ""
-    nats: NatsBrokerConfig = field(default_factory=NatsBrokerConfig)
+    nats: NatsBrokerConfig = msgspec.field(default_factory=NatsBrokerConfig)

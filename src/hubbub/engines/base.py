@@ -18,8 +18,9 @@ Rule 5: whatever a backing server raises leaves an engine as ``EngineUnavailable
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Protocol
+
+import msgspec
 
 from hubbub.errors import HubbubError
 from hubbub.protocol.messages import ClientInfo, Publication, StreamPosition
@@ -47,8 +48,7 @@ class EventHandler(Protocol):
         """A control message published by a node (maybe this one) for every node or this."""
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryOptions:
+class HistoryOptions(msgspec.Struct, frozen=True):
     """How a channel keeps history; size 0 or ttl 0 means no history (offset stays 0)."""
 
     size: int = 0
@@ -60,14 +60,12 @@ class HistoryOptions:
         return self.size > 0 and self.ttl > 0
 
 
-@dataclass(frozen=True, slots=True)
-class PublishResult:
+class PublishResult(msgspec.Struct, frozen=True):
     position: StreamPosition
     duplicate: bool = False  # the idempotency key was seen: nothing was published
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryQuery:
+class HistoryQuery(msgspec.Struct, frozen=True):
     """``since``: publications after (or, reversed, before) this position.
 
     ``limit``: 0 returns only the stream position, -1 everything kept, N at most N.
@@ -78,8 +76,7 @@ class HistoryQuery:
     reverse: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryPage:
+class HistoryPage(msgspec.Struct, frozen=True):
     publications: list[Publication]
     position: StreamPosition  # the top of the stream: last offset and current epoch
 
@@ -107,8 +104,7 @@ class EngineUnavailable(HubbubError):
     """
 
 
-@dataclass(frozen=True, slots=True)
-class PresenceStats:
+class PresenceStats(msgspec.Struct, frozen=True):
     num_clients: int
     num_users: int
 

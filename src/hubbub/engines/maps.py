@@ -20,8 +20,9 @@ errors: the result says ``suppressed`` and why, with Centrifugo's reasons.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
+
+import msgspec
 
 from hubbub.engines.base import EventHandler, HistoryPage, HistoryQuery
 from hubbub.protocol.messages import Publication, StreamPosition
@@ -44,8 +45,7 @@ DEFAULT_STREAM_TTL = 60.0
 IDEMPOTENCY_WINDOW = 300.0
 
 
-@dataclass(frozen=True, slots=True)
-class MapStore:
+class MapStore(msgspec.Struct, frozen=True):
     """How one map channel keeps its state and stream (from its namespace)."""
 
     key_ttl: float = 0.0  # 0: entries never expire
@@ -55,8 +55,7 @@ class MapStore:
     ordered: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class MapWrite:
+class MapWrite(msgspec.Struct, frozen=True):
     """Conditions and extras of one publish or removal."""
 
     key_mode: str = ""  # "if_new" / "if_exists"
@@ -66,15 +65,13 @@ class MapWrite:
     refresh_ttl_on_suppress: bool = False  # an if_new that finds the key renews its TTL
 
 
-@dataclass(frozen=True, slots=True)
-class MapResult:
+class MapResult(msgspec.Struct, frozen=True):
     position: StreamPosition  # the stream's top after the operation
     suppressed: bool = False
     reason: str = ""  # one of the SUPPRESS_* names when suppressed
 
 
-@dataclass(frozen=True, slots=True)
-class StatePage:
+class StatePage(msgspec.Struct, frozen=True):
     """A page of a map's state: entries, the cursor of the next page ("" at the
     end) and the stream position the page was read at."""
 

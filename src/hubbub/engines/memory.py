@@ -26,7 +26,8 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Reversible
-from dataclasses import dataclass, field
+
+import msgspec
 
 from hubbub.engines.base import (
     EpochMismatch,
@@ -74,11 +75,10 @@ def read_page(
     return HistoryPage(selected, position)
 
 
-@dataclass(slots=True)
-class _Stream:
+class _Stream(msgspec.Struct):
     epoch: str
     top: int = 0
-    publications: deque[Publication] = field(default_factory=deque)
+    publications: deque[Publication] = msgspec.field(default_factory=deque)
     expire_at: float = 0.0  # publications are dropped after this
     meta_expire_at: float = 0.0  # the whole stream (position) is dropped after this
     # The times of this stream's pending heap entries (0: none pending).
@@ -86,8 +86,7 @@ class _Stream:
     due_meta: float = 0.0
 
 
-@dataclass(slots=True)
-class _Member:
+class _Member(msgspec.Struct):
     """One presence entry."""
 
     info: ClientInfo

@@ -21,7 +21,8 @@ import heapq
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+
+import msgspec
 
 from hubbub.engines.base import EpochMismatch, EventHandler, HistoryPage, HistoryQuery
 from hubbub.engines.maps import (
@@ -43,8 +44,7 @@ from hubbub.tasks import stop_task
 SWEEP_INTERVAL = 1.0
 
 
-@dataclass(slots=True)
-class _Entry:
+class _Entry(msgspec.Struct):
     seq: int  # place in unordered pagination; kept by updates
     publication: Publication  # the latest publication of the key (its offset included)
     expire_at: float = 0.0  # 0: never
@@ -52,15 +52,14 @@ class _Entry:
     version_epoch: str = ""
 
 
-@dataclass(slots=True)
-class _Map:
+class _Map(msgspec.Struct):
     epoch: str
     top: int = 0
-    entries: dict[str, _Entry] = field(default_factory=dict)
-    order: list[tuple[int, str]] = field(default_factory=list)  # (seq, key), seq ascending
+    entries: dict[str, _Entry] = msgspec.field(default_factory=dict)
+    order: list[tuple[int, str]] = msgspec.field(default_factory=list)  # (seq, key), seq ascending
     stale: int = 0  # items of ``order`` whose key went or got a new seq
     next_seq: int = 0
-    stream: deque[Publication] = field(default_factory=deque)
+    stream: deque[Publication] = msgspec.field(default_factory=deque)
     stream_expire_at: float = 0.0
     meta_expire_at: float = 0.0
     by_score: list[tuple[int, str]] | None = None  # ordered maps: sorted view, rebuilt on change

@@ -155,6 +155,7 @@ class ClusterShard:
             self.url,
             options["socket_timeout"],
             CLUSTER_OUTAGE_ERRORS,
+            ClusterScriptBatcher,
         )
         self._on_message = on_message
         self._on_lost = on_lost

@@ -94,9 +94,10 @@ def batchers(
     name: str,
     io_timeout: float,
     outage_errors: tuple[type[BaseException], ...] = OUTAGE_ERRORS,
+    kind: type[ScriptBatcher] = ScriptBatcher,
 ) -> None:
-    """The five batched scripts of a shard (``client``: Redis or RedisCluster)."""
-    kind = ScriptBatcher if isinstance(client, aioredis.Redis) else _cluster_batcher()
+    """The five batched scripts of a shard (``client``: Redis, or RedisCluster with
+    its own ``kind`` of batcher)."""
     for attribute, script in (
         ("publish", PUBLISH),
         ("history", HISTORY),
@@ -105,12 +106,6 @@ def batchers(
         ("presence_remove", PRESENCE_REMOVE),
     ):
         setattr(owner, attribute, kind(client, script, health, outage_errors, name, io_timeout))
-
-
-def _cluster_batcher() -> type[ScriptBatcher]:
-    from hubbub.engines.redis_cluster import ClusterScriptBatcher
-
-    return ClusterScriptBatcher
 
 
 class ServerShard:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -59,8 +58,7 @@ log = logging.getLogger("hubbub.commands")
 VERSION = __version__
 
 
-@dataclass(slots=True)
-class SubscribeGrant:
+class SubscribeGrant(msgspec.Struct):
     """An allowed subscribe (any subscription type): the channel (a decision may
     override its options), channel info, expiry, and the decision that shaped it."""
 

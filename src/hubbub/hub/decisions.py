@@ -22,7 +22,6 @@ session and its expiry are checked again.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -447,11 +446,11 @@ def apply_override(channel: Channel, override: ChannelOverride | None) -> Channe
     }
     if not changes:
         return channel
-    options = dataclasses.replace(channel.options, **changes)
+    options = msgspec.structs.replace(channel.options, **changes)
     if options.force_recovery and not options.history_enabled:
         # Recovery needs history: an override can not conjure it (the config check's rule).
-        options = dataclasses.replace(options, force_recovery=False)
-    return dataclasses.replace(channel, options=options)
+        options = msgspec.structs.replace(options, force_recovery=False)
+    return msgspec.structs.replace(channel, options=options)
 
 
 def _headers_of(session: Session) -> Callable[[], dict[str, str]]:

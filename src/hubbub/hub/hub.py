@@ -19,7 +19,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import fields
 from typing import Any
 
 import msgspec
@@ -110,7 +109,7 @@ class Hub(StateApi, HookDecorators):
         self.channel_rules = ChannelRules(self.config.channel)
         self.tokens = TokenVerifier(self.config.client.token)
         sub_cfg = self.config.client.subscription_token  # the same keys as client.token
-        keys = {f.name: getattr(sub_cfg, f.name) for f in fields(TokenConfig)}
+        keys = {name: getattr(sub_cfg, name) for name in TokenConfig.__struct_fields__}
         self.subscription_tokens = (
             TokenVerifier(TokenConfig(**keys)) if sub_cfg.enabled else self.tokens
         )

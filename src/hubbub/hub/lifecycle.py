@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
@@ -65,8 +64,7 @@ class _Cleanup(NamedTuple):
     by_server: bool  # the server ended it (API, expiry, gap, disconnect), not the client
 
 
-@dataclass(frozen=True, slots=True)
-class Positioner:
+class Positioner(msgspec.Struct, frozen=True):
     """How a subscribe learns its position: ``read`` runs once the node is
     subscribed at the broker (publications since are buffered)."""
 
@@ -221,7 +219,7 @@ class Lifecycle:
         except EpochMismatch as exc:
             page, top = None, exc.position
         if page is not None and page.publications:
-            page = replace(page, publications=without_flags(page.publications))
+            page = msgspec.structs.replace(page, publications=without_flags(page.publications))
         return recovery.conclude(plan, request, page, top)
 
     # --- live ------------------------------------------------------------------------

@@ -28,8 +28,9 @@ Rule 4: shared poll subscriptions (type 4) go to hub/polls.py.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from hubbub.codes import Disconnect, Error
 from hubbub.engines.base import EpochMismatch, HistoryQuery
@@ -69,8 +70,7 @@ def page_size(requested: int, options: MapOptions) -> int:
     return max(low, min(size, high)) if low <= high else high
 
 
-@dataclass(slots=True)
-class MapFlow:
+class MapFlow(msgspec.Struct):
     """A map subscribe between its first page and live (Rule 1)."""
 
     started: float  # monotonic seconds

@@ -16,7 +16,7 @@ one that did not ask gets the latest publication, the top, and no flags.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from hubbub.codes import Error
 from hubbub.engines.base import HistoryPage, HistoryQuery
@@ -27,8 +27,7 @@ from hubbub.protocol.messages import StreamPosition, SubscribeRequest, Subscribe
 FLAG_REJECT_UNRECOVERED = 2
 
 
-@dataclass(frozen=True, slots=True)
-class Recovery:
+class Recovery(msgspec.Struct, frozen=True):
     """How one subscribe is positioned, decided from the channel's options and the request."""
 
     recoverable: bool  # the client may recover (and gets the stream position)
@@ -42,8 +41,7 @@ class Recovery:
         return self.recoverable and (request.recover or self.auto)
 
 
-@dataclass(frozen=True, slots=True)
-class Positioned:
+class Positioned(msgspec.Struct, frozen=True):
     result: SubscribeResult
     live_from: int  # publications up to this offset are covered by the reply
 

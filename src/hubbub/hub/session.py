@@ -25,7 +25,6 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -60,8 +59,7 @@ class SubState(enum.Enum):
     GONE = "gone"  # torn down (failure, unsubscribe, close): nothing is delivered
 
 
-@dataclass(slots=True, eq=False)
-class Subscription:
+class Subscription(msgspec.Struct, eq=False):
     """A session's subscription to one channel."""
 
     session: Session
@@ -94,13 +92,12 @@ class SubscriptionGone(HubbubError):
     """The subscription (or its session) ended while a command waited for it."""
 
 
-@dataclass(slots=True)
-class Answer:
+class Answer(msgspec.Struct):
     """A handler's successful outcome: the reply, and what follows it in the same turn."""
 
     method: str
     result: Result
-    then: Callable[[], Awaitable[None] | None] | None = field(default=None)
+    then: Callable[[], Awaitable[None] | None] | None = None
 
 
 class _ClosedTransport:

@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -59,15 +58,16 @@ _CHANNEL_METHODS = frozenset(
 )
 
 
-@dataclass(eq=False)
-class Watch:
+class Watch(msgspec.Struct, eq=False):
     """One watcher's stream of trace events (JSON objects, encoded)."""
 
     channel: str = ""
     user: str = ""
-    queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    queue: asyncio.Queue[bytes | None] = msgspec.field(
+        default_factory=lambda: asyncio.Queue(QUEUE_LIMIT)
+    )
     dropped: int = 0
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = msgspec.field(default_factory=lambda: uuid.uuid4().hex)
 
     def put(self, event: dict[str, Any]) -> None:
         self.put_encoded(_encode(event))

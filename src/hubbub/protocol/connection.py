@@ -19,7 +19,8 @@ The connection's ``codec`` decodes its frames and encodes what it is sent.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+
+import msgspec
 
 from hubbub.codes import Disconnect, DisconnectInfo
 from hubbub.protocol.codec import JSON, Codec, FrameError, command_method
@@ -33,8 +34,7 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
+class Received(msgspec.Struct, frozen=True):
     """A command to execute: its method name and the command itself."""
 
     method: str

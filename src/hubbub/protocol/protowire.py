@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final
+
+import msgspec
 
 # Wire types.
 VARINT: Final = 0
@@ -98,8 +99,7 @@ class Kind(enum.Enum):
     MAP = "map"  # map<string, V>: ``schema`` is the entry (1: key, 2: value)
 
 
-@dataclass(frozen=True, slots=True)
-class Field:
+class Field(msgspec.Struct, frozen=True):
     name: str
     kind: Kind
     schema: Schema | None = None

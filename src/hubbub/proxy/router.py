@@ -9,8 +9,9 @@ one channel.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from hubbub.config.backend import DEFAULT_PROXY_NAME, ProxyGrpcOptions, ProxyOptions
 from hubbub.config.model import ChannelOptions, Config
@@ -22,8 +23,7 @@ if TYPE_CHECKING:
     from hubbub.proxy.grpc_transport import GrpcTransport
 
 
-@dataclass(frozen=True, slots=True)
-class ChannelProxies:
+class ChannelProxies(msgspec.Struct, frozen=True):
     """The proxies of one channel namespace (None: that event is not proxied)."""
 
     subscribe: ProxyClient[m.SubscribeResult] | None = None

@@ -8,11 +8,10 @@ Nothing here imports a web framework, so the WebSocket path never loads one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 
-@dataclass(frozen=True, slots=True)
-class ApiAnswer:
+class ApiAnswer(msgspec.Struct, frozen=True):
     """An HTTP response of the API, whatever serves it."""
 
     status: int

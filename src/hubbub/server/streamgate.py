@@ -24,11 +24,9 @@ delivers the commands here or on the node that holds the session.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import cast
 
 import msgspec
@@ -59,8 +57,7 @@ class Endpoint(enum.Enum):
     UNI_HTTP_STREAM = "uni_http_stream"
 
 
-@dataclass(frozen=True)
-class StreamRequest:
+class StreamRequest(msgspec.Struct, frozen=True):
     """What the rules need of a request: ``header(name)`` and ``query(name)`` read
     it (header names are matched without regard to case)."""
 
@@ -79,8 +76,7 @@ class StreamRequest:
         return self.method == "POST"
 
 
-@dataclass(frozen=True)
-class StreamStart:
+class StreamStart(msgspec.Struct, frozen=True):
     """A stream to open: the response's headers, then a session that starts with
     the connect command ``first``."""
 
@@ -248,4 +244,4 @@ def cors(request: StreamRequest) -> list[tuple[str, str]]:
 
 
 def with_cors(answer: ApiAnswer, request: StreamRequest) -> ApiAnswer:
-    return dataclasses.replace(answer, headers=(*answer.headers, *cors(request)))
+    return msgspec.structs.replace(answer, headers=(*answer.headers, *cors(request)))

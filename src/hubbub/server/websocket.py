@@ -24,8 +24,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+import msgspec
 
 from hubbub.hub.hub import Hub
 from hubbub.protocol.codec import JSON, UNI_JSON, Codec
@@ -57,8 +58,7 @@ log = logging.getLogger("hubbub.websocket")
 DECOMPRESSED_LIMIT_FACTOR = 10
 
 
-@dataclass(frozen=True, slots=True)
-class Accept:
+class Accept(msgspec.Struct, frozen=True):
     """A handshake hubbub answers with 101: the client's key, the agreed deflate, and
     the kind of connection (issue 11: Protobuf, uni_websocket)."""
 

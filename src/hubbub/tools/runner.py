@@ -421,36 +421,14 @@ def summarise(
             rate_limited=sum(r["rpc"].get("rate_limited", 0) for r in results),
         )
     elif opts.scenario == "connect":
-        connect_s = max(r["connect"]["seconds"] for r in results)
         summary.update(
-            clients=opts.subscribers,
-            connect_s=connect_s,
-            connects_per_s=opts.subscribers / connect_s,
-            failed_attempts=sum(r["connect"]["failed_attempts"] for r in results),
+            connect_figures(
+                opts,
+                [r["connect"] for r in results],
+                [r["storm"] for r in results if "storm" in r],
+                facts,
+            )
         )
-        start_cpu, connected = facts.get("server_cpu_start"), facts.get("server_cpu_connected")
-        if start_cpu is not None and connected is not None and connected[0] is not None:
-            # the server's CPU per client: handshake, 101, connect and subscribe, replies
-            summary["server_us_per_connect"] = (connected[0] - start_cpu) * 1e6 / opts.subscribers
-        storms = [r["storm"] for r in results if "storm" in r]
-        if storms:
-            start = min(s["t_storm"] for s in storms)
-            if "t_restart" in facts:
-                start = min(start, facts["t_restart"])
-            summary["storm"] = {
-                "mode": opts.storm,
-                "seconds": max(s["t_back"] for s in storms) - start,
-                "recovered": sum(s["recovered"] for s in storms),
-                "failed_attempts": sum(s["failed_attempts"] for s in storms),
-                **facts.get("restart", {}),
-            }
-            back, listening = facts.get("server_cpu_back"), facts.get("listening_cpu")
-            if back is not None and listening is not None:
-                # the restarted server's CPU from its port answering to every client back
-                summary["storm"]["start_cpu_s"] = listening
-                summary["storm"]["reconnect_us_per_client"] = (
-                    (back - listening) * 1e6 / opts.subscribers
-                )
     elif opts.scenario == "idle":
         summary.update(
             clients=sum(r["idle"]["clients"] for r in results),
@@ -476,6 +454,60 @@ def summarise(
         summary["warnings"].append(f"{summary['closed_by_server']} subscribers were disconnected")
     _judge_errors(opts, summary)
     return summary
+
+
+def connect_figures(
+    opts: BenchOptions,
+    phases: list[dict[str, Any]],
+    storms: list[dict[str, Any]],
+    facts: dict[str, Any],
+) -> dict[str, Any]:
+    """The connect scenario's figures from each load generator's raw counts and the
+    coordinator's facts; ``benchmarks/storm.py`` gives its C generator's here too.
+
+    ``phases``: per generator, the first connect (``seconds``, ``failed_attempts``,
+    ``cpu_s``: its CPU time); ``storms``: per generator, its storm's ``t_storm`` and
+    ``t_back`` (``time.monotonic()``), ``recovered``, ``failed_attempts`` and ``cpu_s``.
+    The storm counts from the earliest of the generators' starts and the restart's
+    signal to the last client back.
+    """
+    connect_s = max(p["seconds"] for p in phases)
+    figures: dict[str, Any] = {
+        "clients": opts.subscribers,
+        "connect_s": connect_s,
+        "connects_per_s": opts.subscribers / connect_s,
+        "failed_attempts": sum(p["failed_attempts"] for p in phases),
+        "connect_loadgen_cpu": [
+            p["cpu_s"] / max(1e-9, p["seconds"]) for p in phases if "cpu_s" in p
+        ],
+    }
+    start_cpu, connected = facts.get("server_cpu_start"), facts.get("server_cpu_connected")
+    if start_cpu is not None and connected is not None and connected[0] is not None:
+        # the server's CPU per client: handshake, 101, connect and subscribe, replies
+        figures["server_us_per_connect"] = (connected[0] - start_cpu) * 1e6 / opts.subscribers
+    if not storms:
+        return figures
+    start = min(s["t_storm"] for s in storms)
+    if "t_restart" in facts:
+        start = min(start, facts["t_restart"])
+    storm: dict[str, Any] = {
+        "mode": opts.storm,
+        "seconds": max(s["t_back"] for s in storms) - start,
+        "recovered": sum(s["recovered"] for s in storms),
+        "failed_attempts": sum(s["failed_attempts"] for s in storms),
+        # each generator's share of its core from its start of the storm to its last client back
+        "loadgen_cpu": [
+            s["cpu_s"] / max(1e-9, s["t_back"] - s["t_storm"]) for s in storms if "cpu_s" in s
+        ],
+        **facts.get("restart", {}),
+    }
+    back, listening = facts.get("server_cpu_back"), facts.get("listening_cpu")
+    if back is not None and listening is not None:
+        # the restarted server's CPU from its port answering to every client back
+        storm["start_cpu_s"] = listening
+        storm["reconnect_us_per_client"] = (back - listening) * 1e6 / opts.subscribers
+    figures["storm"] = storm
+    return figures
 
 
 def _judge_errors(opts: BenchOptions, summary: dict[str, Any]) -> None:

@@ -487,13 +487,14 @@ class Worker:
                 recovered[k] = bool(result.get("recovered"))
                 return
 
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), time.process_time()
         await asyncio.wait_for(asyncio.gather(*(establish(k) for k in range(len(ids)))), 130)
         connect_s = time.monotonic() - t0
         self.result["connect"] = {
             "clients": len(ids),
             "seconds": connect_s,
             "failed_attempts": attempts["failed"],
+            "cpu_s": time.process_time() - cpu0,  # this generator's CPU: is it the bottleneck?
         }
         self._report({"elapsed": connect_s, "connected": len(ids)})
         await self.phase("connected")
@@ -505,7 +506,7 @@ class Worker:
                 if conn is not None:
                     conn.close()
             return
-        t_storm = time.monotonic()
+        t_storm, cpu_storm = time.monotonic(), time.process_time()
         attempts["failed"] = 0
         if storm == "drop":
             for conn in slots:
@@ -527,6 +528,7 @@ class Worker:
             "seconds": time.monotonic() - t_storm,
             "recovered": sum(recovered),
             "failed_attempts": attempts["failed"],
+            "cpu_s": time.process_time() - cpu_storm,
         }
         await self.phase("back")  # the coordinator reads the server's CPU time here
         for conn in slots:

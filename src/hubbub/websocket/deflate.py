@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import re
 import zlib
-from dataclasses import dataclass
+
+import msgspec
 
 from hubbub.websocket.frames import INVALID_DATA, TOO_BIG, FrameError
 
@@ -160,8 +161,7 @@ def _header_parts(
     return parts
 
 
-@dataclass(frozen=True, slots=True)
-class DeflateParams:
+class DeflateParams(msgspec.Struct, frozen=True):
     """What a server's response agrees to (None: the parameter is absent, 15 applies)."""
 
     server_no_context_takeover: bool = False
@@ -206,8 +206,7 @@ class DeflateParams:
         return cls(**values)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True, slots=True)
-class ServerPolicy:
+class ServerPolicy(msgspec.Struct, frozen=True):
     """What a server asks for beyond the client's offer.
 
     ``*_no_context_takeover`` True: always agree to it (a server may impose both;
@@ -266,8 +265,7 @@ def _answer(offer: DeflateParams, policy: ServerPolicy) -> DeflateParams | None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ClientOffer:
+class ClientOffer(msgspec.Struct, frozen=True):
     """What a client offers. ``client_max_window_bits``: True offers the parameter
     without a value (the server may limit our window), an int offers that limit,
     None leaves it out."""

@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
+import msgspec
+
 #: Appended to the client's key before hashing (RFC 6455 1.3).
 WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 HEAD_END = b"\r\n\r\n"
@@ -79,8 +81,7 @@ class RequestHead:
         return found
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
+class Refusal(msgspec.Struct, frozen=True):
     """A handshake hubbub turns down: the HTTP response to send, then close."""
 
     status: int
@@ -252,8 +253,7 @@ def client_request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseHead:
+class ResponseHead(msgspec.Struct, frozen=True):
     """Status line and headers of a server's answer (names lower-cased, in order)."""
 
     status: int

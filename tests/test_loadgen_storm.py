@@ -1,0 +1,301 @@
+"""The C load generator's storm mode (benchmarks/loadgen_c/storm.c) and storm.py's use of it.
+
+Benchmark tools, so nothing here is timed; what is checked over real sockets,
+against real ``hubbub serve`` processes restarted by ``ManagedServer``, is that
+the figures can be trusted:
+- every client comes back after a restart; the JSON has every key, the failed
+  attempts are counted by reason and add up;
+- a client subscribes as the Python bench's does and, through a Redis engine
+  that keeps the stream across the restart, recovers from the epoch and offset
+  of its first subscribe reply (a wrong offset would fail: the history holds two);
+- a server that never comes back ends the run non-zero within its bound, the
+  JSON saying so; a refused subscribe ends it at once with the reply on stderr;
+- ``benchmarks/storm.py --loadgen c`` runs hubbub and the C floor (the text
+  dialect) and prints the table with the generator's CPU;
+- ``benchmarks/suite.py``'s connect workload takes the same C path for hubbub
+  (and the Python one where it must), says which generator made which figure,
+  and reports a server that fails instead of ending the suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from hubbub.tools.runner import ManagedServer, hubbub_config
+from tests.redis_fixtures import RedisProcess, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+LOADGEN = ROOT / "benchmarks" / "loadgen_c"
+FLOOR_C = ROOT / "benchmarks" / "servers" / "floor_c"
+KEYS = {
+    "mode", "dialect", "clients", "connect_seconds", "connect_failed_attempts",
+    "connect_loadgen_cpu", "t_storm", "t_back", "seconds", "loadgen_cpu", "back",
+    "failed_attempts", "recovered", "closed_again", "loadgen_cpu_s", "timed_out", "failures",
+    "errors",
+}  # fmt: skip
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("gcc") is None or shutil.which("make") is None, reason="gcc and make needed"
+)
+
+
+@pytest.fixture(scope="module")
+def built() -> None:
+    for directory in (FLOOR_C, LOADGEN):
+        done = subprocess.run(["make", "-s", "-C", str(directory)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+
+
+def hubbub(tmp_path: Path, config: dict[str, Any] | None = None) -> tuple[ManagedServer, int]:
+    port = free_port()  # below the ephemeral range: free again when the server restarts
+    path = hubbub_config(str(tmp_path), "test-api-key")
+    if config is not None:
+        base = json.loads(Path(path).read_text())
+        Path(path).write_text(json.dumps(base | config))
+    command = [sys.executable, "-m", "hubbub.cli.main", "serve", "--config", path]
+    server = ManagedServer(
+        [*command, "--port", str(port)], port, None, tmp_path / "log",
+        ws_path="/connection/websocket",
+    )  # fmt: skip
+    return server, port
+
+
+async def generator(port: int, *extra: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        str(LOADGEN / "loadgen"), "--mode", "storm", "--port", str(port), *extra,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def line_of(process: asyncio.subprocess.Process, within: float) -> dict[str, Any]:
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), within)
+    assert line, await stderr_of(process)
+    result: dict[str, Any] = json.loads(line)
+    return result
+
+
+async def stderr_of(process: asyncio.subprocess.Process) -> str:
+    assert process.stderr is not None
+    if process.returncode is None:
+        process.kill()
+    await process.wait()
+    return (await process.stderr.read()).decode()
+
+
+async def go(process: asyncio.subprocess.Process) -> float:
+    assert process.stdin is not None
+    t = time.monotonic()
+    process.stdin.write(f"go {t!r}\n".encode())
+    await process.stdin.drain()
+    return t
+
+
+async def restart_storm(
+    server: ManagedServer, port: int, clients: int, *extra: str
+) -> dict[str, Any]:
+    """Connect ``clients``, restart the server, return the generator's result."""
+    process = await generator(port, "-n", str(clients), *extra)
+    try:
+        connected = await line_of(process, 60)
+        assert connected["connected"] == clients and connected["seconds"] > 0, connected
+        t = await go(process)
+        restart = await asyncio.to_thread(server.restart)
+        result = await line_of(process, 60)
+        assert result["t_storm"] == pytest.approx(t, abs=1e-5), result
+        assert result["t_back"] - t > restart["stop_s"], (result, restart)
+        assert process.stdin is not None
+        process.stdin.close()  # the generator closes its clients and exits
+        assert await asyncio.wait_for(process.wait(), 35) == 0, await stderr_of(process)
+        return result
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_every_client_comes_back_after_a_restart(built: None, tmp_path: Path) -> None:
+    server, port = hubbub(tmp_path)
+    await asyncio.to_thread(server.start)
+    try:
+        result = await restart_storm(
+            server, port, 200, "--path", "/connection/websocket", "--dialect", "centrifugo"
+        )
+    finally:
+        await asyncio.to_thread(server.stop)
+    assert result.keys() >= KEYS, result
+    assert result["back"] == 200 and result["clients"] == 200 and not result["timed_out"]
+    assert result["errors"] == [] and result["closed_again"] == 0, result
+    assert result["seconds"] == pytest.approx(result["t_back"] - result["t_storm"], abs=1e-3)
+    assert isinstance(result["failed_attempts"], int) and result["failed_attempts"] >= 0
+    assert sum(result["failures"].values()) == result["failed_attempts"], result
+    assert result["recovered"] == 0, result  # the bench's config keeps no history
+    assert 0 <= result["loadgen_cpu"] < 1.5 and result["loadgen_cpu_s"] >= 0, result
+    shares = [result["back_s"][k] for k in ("first", "p10", "p50", "p90", "p99", "last")]
+    assert shares[0] > 0 and shares == sorted(shares), result
+    assert shares[-1] == pytest.approx(result["seconds"], abs=1e-3), result
+
+
+async def test_clients_recover_from_their_position_through_redis(
+    built: None, tmp_path: Path, redis_server: RedisProcess
+) -> None:
+    config = {
+        "engine": {
+            "type": "redis",
+            "redis": {"address": redis_server.address, "prefix": f"storm{free_port()}"},
+        },
+        "channel": {
+            "without_namespace": {
+                "allow_subscribe_for_client": True,
+                "allow_subscribe_for_anonymous": True,
+                "history_size": 2,
+                "history_ttl": "300s",
+                "force_recovery": True,
+            }
+        },
+    }
+    server, port = hubbub(tmp_path, config)
+    await asyncio.to_thread(server.start)
+    try:
+        for n in range(5):  # offset 5 while the history keeps 2: recovering from 0 fails
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/publish",
+                data=json.dumps({"channel": "bench", "data": {"n": n}}).encode(),
+                headers={"X-API-Key": "test-api-key", "Content-Type": "application/json"},
+            )
+            with await asyncio.to_thread(urllib.request.urlopen, request, timeout=10) as answer:
+                assert "result" in json.loads(answer.read()), n
+        result = await restart_storm(
+            server, port, 50, "--path", "/connection/websocket", "--dialect", "centrifugo"
+        )
+    finally:
+        await asyncio.to_thread(server.stop)
+    assert result["back"] == 50 and result["recovered"] == 50, result
+
+
+async def test_a_server_that_never_returns_ends_the_storm_within_its_bound(
+    built: None, tmp_path: Path
+) -> None:
+    port = free_port()
+    server = ManagedServer(
+        [str(FLOOR_C / "floor_c"), "--port", str(port)], port, None, tmp_path / "log"
+    )
+    await asyncio.to_thread(server.start)
+    process = await generator(port, "-n", "50", "--storm-timeout", "3")
+    try:
+        assert (await line_of(process, 60))["connected"] == 50
+        t = await go(process)
+        await asyncio.to_thread(server.stop)  # and never started again
+        result = await line_of(process, 30)
+        code = await asyncio.wait_for(process.wait(), 30)
+        ended = time.monotonic() - t
+    finally:
+        await asyncio.to_thread(server.stop)
+        said = await stderr_of(process)
+    assert code == 1 and "timed out after 3 s" in said, said
+    assert result["timed_out"] and result["back"] == 0 and result["failed_attempts"] > 0, result
+    assert result["errors"] and "0 of 50 clients back" in result["errors"][0], result
+    assert 3 <= ended < 20, ended
+
+
+async def test_a_refused_subscribe_ends_the_run_with_the_reply(built: None, tmp_path: Path) -> None:
+    refusing = {"channel": {"without_namespace": {"allow_subscribe_for_client": False}}}
+    server, port = hubbub(tmp_path, refusing)
+    await asyncio.to_thread(server.start)
+    try:
+        process = await generator(
+            port, "-n", "5", "--path", "/connection/websocket", "--dialect", "centrifugo"
+        )
+        code = await asyncio.wait_for(process.wait(), 30)
+        said = await stderr_of(process)
+    finally:
+        await asyncio.to_thread(server.stop)
+    assert code == 1 and "refused connect or subscribe" in said and '"error"' in said, said
+
+
+def test_storm_py_runs_the_c_generator(built: None, tmp_path: Path) -> None:
+    out = tmp_path / "storm.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "storm.py"), "--runs", "1", "-n", "200",
+         "--servers", "hubbub,floor-c", "--loadgen", "c", "--json", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "c load generator" in done.stdout and "load generator CPU % (storm)" in done.stdout
+    results = json.loads(out.read_text())
+    for name in ("hubbub", "floor-c"):
+        [summary] = results[name]
+        storm = summary["storm"]
+        assert summary["loadgen"] == "c" and summary["generator"]["back"] == 200, summary
+        assert storm["seconds"] > storm["stop_s"] > 0 and storm["restart_s"] > 0, storm
+        assert len(storm["loadgen_cpu"]) == 1 and "reconnect_us_per_client" in storm, storm
+        assert summary["connects_per_s"] > 0 and "server_us_per_connect" in summary, summary
+
+
+@pytest.fixture
+def suite(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """benchmarks/suite.py, imported as it runs: its siblings (storm, floor_ratio) on the path."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    return importlib.import_module("suite")
+
+
+def test_the_suite_storm_comes_from_the_c_generator(
+    built: None, tmp_path: Path, suite: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cpus = os.sched_getaffinity(0)
+    config = hubbub_config(str(tmp_path), "bench-api-key")
+    assert (
+        suite.storm_loadgen("hubbub", None) == "c" and suite.storm_loadgen("floor-c", None) == "c"
+    )
+    assert suite.storm_loadgen("socketio", None) == "python"
+    assert suite.storm_loadgen("hubbub", "no gcc") == "python"
+    c_run = suite.c_storm_run("hubbub", 100, config)
+    assert os.sched_getaffinity(0) == cpus  # the suite's own CPUs are given back
+    assert c_run is not None, capsys.readouterr().err
+    assert c_run["loadgen"] == "c" and c_run["generator"]["back"] == 100, c_run
+    assert c_run["storm"]["seconds"] > c_run["storm"]["stop_s"] > 0, c_run
+    # The Python generator, as the suite runs it when the C one cannot be used.
+    workload = ["connect", "-n", "100", "--storm", "restart"]
+    py_run = suite.run_bench("floor-c", workload, str(tmp_path / "py.json"))
+    assert py_run is not None and "loadgen" not in py_run, capsys.readouterr().err
+    chosen = suite.workloads(quick=True)
+    table = suite.render({"connect": {"hubbub": [c_run], "floor-c": [py_run]}}, chosen,
+                         ["hubbub", "floor-c"], 1, True)  # fmt: skip
+    assert "C load generator (benchmarks/loadgen_c --mode storm" in table, table
+    assert "for hubbub:" in table and "`hubbub bench connect --storm restart`) for floor-c" in table
+    rows = {line.split(" | ")[0]: line for line in table.splitlines()}
+    header = table.splitlines().index("| 50 % of clients back s | hubbub | floor-c |")
+    back = table.splitlines()[header + 2].split(" | ")
+    assert back[1][0].isdigit() and back[2] == "- |", table  # no 50 % from the Python generator
+    assert "| load generator CPU % (storm)" in rows, table
+    fallback = suite.render({"connect": {"floor-c": [py_run]}}, chosen, ["floor-c"], 1, True,
+                            "make failed")  # fmt: skip
+    assert "**WARNING: Load generators: Python" in fallback, fallback
+    assert "cannot be used: make failed" in fallback and "50 % of clients" not in fallback
+
+
+def test_the_suite_reports_a_server_that_fails_and_goes_on(
+    built: None, tmp_path: Path, suite: ModuleType, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    cpus = os.sched_getaffinity(0)
+    monkeypatch.setitem(
+        suite.SERVERS, "broken", ("false --port {port}", "ws://127.0.0.1:{port}/", "text")
+    )
+    assert suite.c_storm_run("broken", 50, "unused") is None
+    assert "broken: failed (C load generator): server exited with 1" in capsys.readouterr().err
+    assert os.sched_getaffinity(0) == cpus
