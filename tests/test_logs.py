@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -28,7 +29,7 @@ from hubbub.engines.factory import engine_from_config
 from hubbub.hub.hub import Hub
 from hubbub.server.address import client_address
 from hubbub.server.logs import JsonFormatter, TextFormatter, setup_logging
-from hubbub.server.run import start
+from hubbub.server.run import start, transport_errors_in_one_line
 from tests.conftest import API_KEY, DEFAULT_CONFIG, SECRET, RunningServer, ServerFactory, merge
 from tests.rawws import RawWS
 from tests.redis_fixtures import RedisProcess, free_port, own_redis  # noqa: F401 (fixture)
@@ -349,3 +350,35 @@ async def test_redis_outage_is_a_few_lines_and_error_100(
     # Five failed operations (and the leaves of two disconnects): one summary line.
     assert sum(m.startswith("engine unavailable: ") for m in messages) == 1, messages
     assert len(warnings) <= 4, messages
+
+
+@pytest.mark.parametrize(
+    ("message", "exc", "one_line"),
+    [
+        ("Fatal error on SSL protocol", RuntimeError("no python buffer is allocated"), True),
+        ("Fatal error on SSL transport", ConnectionResetError(104, "reset"), True),
+        ("SSL error in data received", ssl.SSLError(1, "bad record mac"), True),
+        ("Fatal read error on socket transport", ConnectionResetError(104, "reset"), True),
+        ("Fatal read error on socket transport", RuntimeError("a bug"), False),
+        ("Exception in callback Front.data_received", ValueError("a bug"), False),
+    ],
+)
+def test_the_serving_loop_tells_a_failed_transport_in_one_line(
+    caplog: pytest.LogCaptureFixture, message: str, exc: BaseException, one_line: bool
+) -> None:
+    """``hubbub serve``'s loop handler: a connection whose transport failed (a peer
+    gone during a TLS shutdown) is one warning line; anything else keeps asyncio's
+    report with its traceback."""
+    loop = asyncio.new_event_loop()
+    try:
+        with caplog.at_level(logging.DEBUG):
+            transport_errors_in_one_line(loop, {"message": message, "exception": exc})
+    finally:
+        loop.close()
+    assert len(caplog.records) == 1, caplog.records
+    record = caplog.records[0]
+    if one_line:
+        assert record.name == "hubbub.server" and record.levelno == logging.WARNING
+        assert record.exc_info is None and type(exc).__name__ in record.getMessage()
+    else:
+        assert record.name == "asyncio" and record.exc_info is not None

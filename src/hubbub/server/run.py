@@ -27,7 +27,7 @@ import socket
 import ssl
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from hubbub.config.model import Config, HttpServerConfig
 from hubbub.config.tls import server_context
@@ -276,6 +276,7 @@ def run(
             ready(port)
 
     async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(transport_errors_in_one_line)
         await serve(
             hub,
             host=config.http_server.address,
@@ -293,6 +294,34 @@ def run(
         asyncio.run(main())
         return
     uvloop.run(main())
+
+
+#: What asyncio and uvloop say when a connection's transport fails under them (a
+#: peer closing during a TLS handshake or shutdown, a reset): an outage of that one
+#: connection, told in one line, not a traceback.
+TRANSPORT_FAILURES = (
+    "Fatal error on SSL",
+    "SSL error in",
+    "SSL handshake failed",
+    "Fatal read error",
+    "Fatal write error",
+    "Fatal error on transport",
+)
+
+
+def transport_errors_in_one_line(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The serving loop's exception handler: a failed connection transport (an
+    OSError, an SSL error, or uvloop's RuntimeError inside its SSL protocol) is one
+    warning line naming the error; anything else goes to asyncio's default handler,
+    traceback included (a bug must be seen)."""
+    message = str(context.get("message", ""))
+    exc = context.get("exception")
+    if message.startswith(TRANSPORT_FAILURES) and isinstance(
+        exc, (OSError, RuntimeError) if "SSL" in message else OSError
+    ):
+        log.warning("connection dropped: %s: %s: %s", message, type(exc).__name__, exc)
+        return
+    loop.default_exception_handler(context)
 
 
 def exit_now() -> NoReturn:
