@@ -203,3 +203,34 @@ async def test_nats_tls_handshake_never_answered_is_an_outage_then_closes(
         assert not [r for r in caplog.records if r.exc_info]
     finally:
         await server.close()
+
+
+async def test_nats_dial_timeout_bounds_a_connection_that_never_answers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``broker.nats.dial_timeout`` is honoured: a server that accepts and never sends
+    its INFO is an outage after that long, told with the key, then closes."""
+    server = SilentServer()
+    port = await server.start()
+    base = {
+        "broker": {
+            "enabled": True,
+            "type": "nats",
+            "nats": {"url": f"nats://127.0.0.1:{port}", "dial_timeout": "300ms"},
+        }
+    }
+    broker = engine_from_config(load_config(None, env={}, base=base).config)
+    caplog.clear()
+    try:
+        with caplog.at_level(logging.INFO):
+            started = time.monotonic()
+            await broker.start(Events())
+            await wait_for(lambda: any("unreachable" in m for m in caplog.messages), 15)
+            assert time.monotonic() - started < 2.0  # Centrifugo's default would be 1 s
+            told = [m for m in caplog.messages if "unreachable" in m]
+            assert "0.3 s (broker.nats.dial_timeout" in told[0], told
+            assert not broker.available
+            await _within(CLOSE_LIMIT, broker.close(), "close()")
+        assert not [r for r in caplog.records if r.exc_info]
+    finally:
+        await server.close()

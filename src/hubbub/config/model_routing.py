@@ -87,6 +87,7 @@ class NatsBrokerConfig(msgspec.Struct, frozen=True):
 
     url: str = "nats://127.0.0.1:4222"
     prefix: str = "centrifugo"  # of every subject
+    dial_timeout: float = 1.0  # a connection (and its TLS handshake) within this, or an outage
     tls: TLSConfig = msgspec.field(default_factory=TLSConfig)
     allow_wildcards: bool = False
 

@@ -98,7 +98,7 @@ IGNORED: dict[type, frozenset[str]] = {
     UniHttpStreamConfig: _names("connect_code_to_http_response"),
     EngineConfig: _names(""),
     BrokerConfig: _names("name redis postgres redisnats"),
-    NatsBrokerConfig: _names("dial_timeout write_timeout raw_mode"),
+    NatsBrokerConfig: _names("write_timeout raw_mode"),
     # RESP2 is what hubbub speaks anyway; the presence layout, reads from replicas and
     # Redis lists for history are Centrifugo's choices (reads stay on the master here).
     RedisConfig: _names(

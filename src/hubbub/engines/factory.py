@@ -30,6 +30,7 @@ def engine_from_config(config: Config) -> Engine:
             engine,
             broker.nats.url,
             prefix=broker.nats.prefix,
+            dial_timeout=broker.nats.dial_timeout,
             tls=context,
             tls_hostname=tls.server_name if tls.enabled else "",
         )

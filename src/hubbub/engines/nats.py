@@ -67,7 +67,10 @@ log = logging.getLogger("hubbub.engines.nats")
 
 #: Reconnect pacing (seconds) while the NATS server cannot be reached.
 RECONNECT_WAIT = 1
-CONNECT_TIMEOUT = 2
+#: broker.nats.dial_timeout's default (Centrifugo's): connecting, TLS included.
+CONNECT_TIMEOUT = 1.0
+#: How long the server may take to confirm commands already sent (``_sync``).
+SYNC_TIMEOUT = 2.0
 #: Characters a channel may keep in its subject (anything else: the encoded form).
 _SUBJECT_SAFE = re.compile(r"[A-Za-z0-9_\-:#$@!,=+/]+")
 
@@ -123,14 +126,17 @@ class NatsBroker:
         url: str,
         *,
         prefix: str = "centrifugo",
+        dial_timeout: float = CONNECT_TIMEOUT,
         tls: ssl.SSLContext | None = None,
         tls_hostname: str = "",
     ) -> None:
         """``tls``: the context of the connection (broker.nats.tls; None: plain, or
         the system's authorities for a tls:// url); ``tls_hostname``: the name the
-        server's certificate is checked against instead of the url's host."""
+        server's certificate is checked against instead of the url's host;
+        ``dial_timeout``: a connection attempt's bound (broker.nats.dial_timeout)."""
         self.engine = engine
         self.url = url
+        self.dial_timeout = dial_timeout
         self._tls: dict[str, Any] = {}
         if tls is not None:
             self._tls["tls"] = tls
@@ -170,11 +176,12 @@ class NatsBroker:
             nc = NatsClient()
             try:
                 if "tls" in self._tls:
-                    async with asyncio.timeout(CONNECT_TIMEOUT):
+                    async with asyncio.timeout(self.dial_timeout):
                         await require_tls(self.url)
                 await nc.connect(
                     servers=[self.url],
-                    connect_timeout=CONNECT_TIMEOUT,
+                    # nats-py annotates an int; it is a wait_for timeout, a float works
+                    connect_timeout=self.dial_timeout,  # type: ignore[arg-type]
                     reconnect_time_wait=RECONNECT_WAIT,
                     max_reconnect_attempts=-1,
                     allow_reconnect=True,
@@ -213,7 +220,10 @@ class NatsBroker:
         """What a connection error says in the log (a timeout has no text of its own)."""
         if isinstance(exc, TimeoutError):  # also nats-py's, and asyncio's
             steps = "connecting, the TLS handshake" if "tls" in self._tls else "connecting"
-            return f"no answer within {CONNECT_TIMEOUT} s ({steps} or the server's replies)"
+            return (
+                f"no answer within {self.dial_timeout:g} s (broker.nats.dial_timeout: "
+                f"{steps}) or {SYNC_TIMEOUT:g} s (the server's replies)"
+            )
         return exc
 
     async def _sync(self, nc: NatsClient) -> None:
@@ -221,14 +231,14 @@ class NatsBroker:
 
         A token published to ``_sync_subject`` travels behind those commands in
         nats-py's buffer and the server handles them in order: its coming back
-        proves they were handled (Rule 3). TimeoutError after CONNECT_TIMEOUT.
+        proves they were handled (Rule 3). TimeoutError after SYNC_TIMEOUT.
         """
         token = str(next(self._sync_tokens)).encode()
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._sync_waiters[token] = waiter
         try:
             await nc.publish(self._sync_subject, token)
-            async with asyncio.timeout(CONNECT_TIMEOUT):
+            async with asyncio.timeout(SYNC_TIMEOUT):
                 await waiter
         finally:
             self._sync_waiters.pop(token, None)
