@@ -16,6 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
@@ -250,3 +251,41 @@ def test_configuration_builds_the_broker_and_refuses_per_node_history() -> None:
     with pytest.raises(ConfigError) as bad_url:
         load_config(None, env={}, base={"broker": {**base["broker"], "nats": {"url": "x:1"}}})
     assert "broker.nats.url" in str(bad_url.value)
+
+
+async def test_a_connection_the_client_gives_up_is_made_again_without_the_refused_channel(
+    tmp_path: Path, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """nats-server refuses a SUB past its ``max_subscriptions`` with an -ERR, and
+    nats-py closes the connection for good on it (no reconnect). The broker fails
+    that subscribe, connects again with the subscriptions it had, and delivery on
+    them resumes; its subscribers were told of the gap (handle_broker_lost)."""
+    conf = tmp_path / "limits.conf"
+    # Per connection: the broker's own 3 (its sync subject, control, its node) + 2.
+    conf.write_text("max_subscriptions: 5\n")
+    server = NatsProcess(log=tmp_path / "nats-server.log", extra=("-c", str(conf)))
+    server.start()
+    events_a, events_b = Events(), Events()
+    events_a.node_id, events_b.node_id = "node-a", "node-b"
+    a = await broker_on(server.url, events_a, prefix)
+    b = await broker_on(server.url, events_b, prefix)
+    try:
+        await a.subscribe("kept1")
+        await a.subscribe("kept2")
+        with caplog.at_level(logging.WARNING), pytest.raises(EngineUnavailable):
+            await asyncio.wait_for(a.subscribe("one too many"), 10)
+        assert "one too many" not in a._subs
+        await wait_for(lambda: a.available, 15)  # connected again, by the broker
+        assert {"kept1", "kept2"} <= set(events_a.lost)
+        for n, channel in enumerate(("kept1", "kept2"), start=1):
+            await b.publish(channel, pub(n), NO_HISTORY)
+        await wait_for(lambda: len(events_a.publications) == 2, 10)
+        assert sorted(c for c, _, _ in events_a.publications) == ["kept1", "kept2"]
+        told = [m for m in caplog.messages if "nats" in m]
+        assert len(told) == 2, told  # one line each way
+        assert "refused the subscription" in told[0] and "maximum subscriptions" in told[0]
+        assert "reachable again" in told[1]
+    finally:
+        await a.close()
+        await b.close()
+        server.stop()

@@ -27,6 +27,11 @@ socket, ahead of the commands still waiting in its buffer, so its PONG may
 come back before the server has seen the SUB.
 Rule 4: NATS errors stop here as ``EngineUnavailable``; the connection is
 made in the background and re-made by nats-py; lost/back are logged once each.
+A connection nats-py gives up for good (it closes on a server -ERR such as
+"maximum subscriptions exceeded" and never reconnects) is made again here as at
+start, with the node's subscriptions (``_on_closed``); a subscribe that failed
+leaves no subscription behind, so the one that broke a server limit is not
+made again.
 Closing the broker is not an outage: nothing is logged and nobody is told.
 """
 
@@ -46,6 +51,7 @@ import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import ConnectionClosedError
 from nats.errors import Error as NatsError
 
 from hubbub.engines.base import (
@@ -163,6 +169,9 @@ class NatsBroker:
     async def start(self, handler: EventHandler) -> None:
         self._handler = handler
         await self.engine.start(handler)
+        self._start_connecting()
+
+    def _start_connecting(self) -> None:
         self._connector = asyncio.get_running_loop().create_task(
             self._connect_until_done(), name=f"nats-connect {self.url}"
         )
@@ -188,6 +197,7 @@ class NatsBroker:
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
+                    closed_cb=self._on_closed,
                     name="hubbub",
                     **self._tls,
                 )
@@ -200,6 +210,9 @@ class NatsBroker:
                         f"{self.prefix}.node.{handler.node_id}",
                     )
                 ]
+                for channel in list(self._subs):  # a connection made again (_on_closed)
+                    subject = channel_subject(self.prefix, channel)
+                    self._subs[channel] = await nc.subscribe(subject, cb=self._on_message)
                 await self._sync(nc)
             except _NATS_ERRORS as exc:
                 if not self._closed:  # else: closed meanwhile, its cancellation lost (tasks.py)
@@ -278,6 +291,21 @@ class NatsBroker:
             # What was published meanwhile does not come back: subscribers must recover.
             handler.handle_broker_lost(list(self._subs))
 
+    async def _on_closed(self) -> None:
+        """nats-py gave the connection up (after ``_on_disconnected``, which told the
+        subscribers): connect again as at start, unless the broker is closing."""
+        nc = self._nc
+        if self._closed or nc is None:  # closing, or a first attempt that failed
+            return
+        self._nc = None
+        self._connected.clear()
+        for waiter in self._sync_waiters.values():  # their subscribes fail (and undo) now
+            if not waiter.done():
+                waiter.set_exception(ConnectionClosedError())
+        cause = nc.last_error or "closed"
+        self.health.failed(f"the client closed the connection for good ({cause})")
+        self._start_connecting()
+
     async def _on_reconnected(self) -> None:
         if not self._closed:
             self.health.succeeded()  # nats-py subscribed everything again
@@ -296,12 +324,24 @@ class NatsBroker:
             return
         nc = self._client()
         subject = channel_subject(self.prefix, channel)
+        error_before = nc.last_error
         try:
             subscription = await nc.subscribe(subject, cb=self._on_message)
             self._subs[channel] = subscription
             self._channels[subject] = channel
             await self._sync(nc)  # the server has it: nothing is missed (Rule 3)
+            if nc.last_error is not error_before:
+                # The server answered the SUB with an -ERR (read before the sync
+                # message, which followed it): refused, e.g. past max_subscriptions.
+                raise NatsError(f"the server refused the subscription: {nc.last_error}")
         except _NATS_ERRORS as exc:
+            # No subscription is left behind (one a server limit refused would break
+            # the connection made again, Rule 4); the engine's is the caller's to undo.
+            self._channels.pop(subject, None)
+            made = self._subs.pop(channel, None)
+            if made is not None:
+                with contextlib.suppress(*_NATS_ERRORS):
+                    await made.unsubscribe()
             self.health.failed(exc)
             raise EngineUnavailable(f"nats {self.url}: {exc}") from exc
 
