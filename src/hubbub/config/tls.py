@@ -64,12 +64,7 @@ def server_context(tls: TlsConfig, key: str) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     _load_chain(context, tls.cert_pem, tls.key_pem, key)
     if tls.client_ca_pem:
-        ca_key = f"{key}.client_ca_pem"
-        authorities = load_pem(tls.client_ca_pem, ca_key)
-        try:
-            context.load_verify_locations(cadata=authorities.decode("ascii", "replace"))
-        except ssl.SSLError as exc:
-            raise ConfigError(ca_key, f"not a valid PEM certificate: {exc}") from None
+        _trust(context, tls.client_ca_pem, f"{key}.client_ca_pem")
         context.verify_mode = ssl.CERT_REQUIRED
     return context
 
@@ -145,12 +140,7 @@ def client_context(tls: TLSConfig, key: str) -> ssl.SSLContext:
         context = named
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if tls.server_ca_pem:
-        ca_key = f"{key}.server_ca_pem"
-        authorities = load_pem(tls.server_ca_pem, ca_key)
-        try:
-            context.load_verify_locations(cadata=authorities.decode("ascii", "replace"))
-        except ssl.SSLError as exc:
-            raise ConfigError(ca_key, f"not a valid PEM certificate: {exc}") from None
+        _trust(context, tls.server_ca_pem, f"{key}.server_ca_pem")
     else:
         context.load_default_certs(ssl.Purpose.SERVER_AUTH)
     if tls.cert_pem:
@@ -159,3 +149,13 @@ def client_context(tls: TLSConfig, key: str) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def _trust(context: ssl.SSLContext, pem: str, key: str) -> None:
+    """The certificate authorities of ``pem`` (``key``'s value: raw, base64 or a
+    file) are the ones ``context`` checks its peer against."""
+    authorities = load_pem(pem, key)
+    try:
+        context.load_verify_locations(cadata=authorities.decode("ascii", "replace"))
+    except ssl.SSLError as exc:
+        raise ConfigError(key, f"not a valid PEM certificate: {exc}") from None
