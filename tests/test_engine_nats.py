@@ -285,6 +285,18 @@ async def test_a_connection_the_client_gives_up_is_made_again_without_the_refuse
         assert len(told) == 2, told  # one line each way
         assert "refused the subscription" in told[0] and "maximum subscriptions" in told[0]
         assert "reachable again" in told[1]
+        # The limit is known now: a subscribe past it is refused without asking the
+        # server, and the connection (and the other channels) stay as they are.
+        lost = len(events_a.lost)
+        with pytest.raises(EngineUnavailable, match="max_subscriptions allows this node 2"):
+            await a.subscribe("still too many")
+        await b.publish("kept1", pub(3), NO_HISTORY)
+        await wait_for(lambda: len(events_a.publications) == 3, 10)
+        assert a.available and len(events_a.lost) == lost
+        await a.unsubscribe("kept2")  # room for one again
+        await a.subscribe("in its place")
+        await b.publish("in its place", pub(4), NO_HISTORY)
+        await wait_for(lambda: len(events_a.publications) == 4, 10)
     finally:
         await a.close()
         await b.close()

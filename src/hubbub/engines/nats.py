@@ -31,7 +31,8 @@ A connection nats-py gives up for good (it closes on a server -ERR such as
 "maximum subscriptions exceeded" and never reconnects) is made again here as at
 start, with the node's subscriptions (``_on_closed``); a subscribe that failed
 leaves no subscription behind, so the one that broke a server limit is not
-made again.
+made again, and once the server's max_subscriptions is known (from its
+refusal) a subscribe past it is refused here, without breaking the connection.
 Closing the broker is not an outage: nothing is logged and nobody is told.
 """
 
@@ -163,6 +164,9 @@ class NatsBroker:
         self._sync_subject = ""
         self._sync_waiters: dict[bytes, asyncio.Future[None]] = {}
         self._sync_tokens = itertools.count()
+        #: How many channels the server lets this node subscribe to, learned when it
+        #: refused one past its max_subscriptions (None: no limit met yet).
+        self._channel_cap: int | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -308,6 +312,7 @@ class NatsBroker:
 
     async def _on_reconnected(self) -> None:
         if not self._closed:
+            self._channel_cap = None  # a server restarted may have another limit
             self.health.succeeded()  # nats-py subscribed everything again
 
     def _client(self) -> NatsClient:
@@ -323,6 +328,13 @@ class NatsBroker:
         if channel in self._subs:
             return
         nc = self._client()
+        if self._channel_cap is not None and len(self._subs) >= self._channel_cap:
+            # Asking would only break the connection again (nats-py closes it on the
+            # server's -ERR): refused here, the node's other channels undisturbed.
+            raise EngineUnavailable(
+                f"nats {self.url}: the server's max_subscriptions allows this node "
+                f"{self._channel_cap} channels"
+            )
         subject = channel_subject(self.prefix, channel)
         error_before = nc.last_error
         try:
@@ -333,6 +345,8 @@ class NatsBroker:
             if nc.last_error is not error_before:
                 # The server answered the SUB with an -ERR (read before the sync
                 # message, which followed it): refused, e.g. past max_subscriptions.
+                if "maximum subscriptions" in str(nc.last_error).lower():
+                    self._channel_cap = len(self._subs) - 1  # those before this one
                 raise NatsError(f"the server refused the subscription: {nc.last_error}")
         except _NATS_ERRORS as exc:
             # No subscription is left behind (one a server limit refused would break
