@@ -279,7 +279,7 @@ def test_the_command_module_does_not_load_the_configuration_model() -> None:
         "print(sorted(m for m in sys.modules if m.startswith(('hubbub.config.', 'hubbub.hub'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['hubbub.config.generate']"
+    assert out.stdout.strip() == "['hubbub.config.files', 'hubbub.config.generate']"
 
 
 async def test_a_port_out_of_range_is_the_loaders_error_not_a_bind_failure(

@@ -17,7 +17,6 @@ import functools
 import json
 import os
 import re
-import tomllib
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -30,6 +29,7 @@ from hubbub.config.combinations import LOG_LEVELS, Problems, validate
 from hubbub.config.durations import parse_duration
 from hubbub.config.durations import show as _show
 from hubbub.config.engine_checks import ACCEPTED_CONSUMERS
+from hubbub.config.files import file_format, parse
 from hubbub.config.model import (
     ChannelOptions,
     Config,
@@ -167,19 +167,6 @@ def env_var_name(key: str) -> str:
 
 # ---------------------------------------------------------------- file
 
-_PARSERS = {".json": "JSON", ".toml": "TOML", ".yaml": "YAML", ".yml": "YAML"}
-
-
-def _yaml(text: str) -> object:
-    """YAML parsed; a syntax error raised as ValueError. PyYAML is imported here, for
-    YAML files only (it costs start-up time)."""
-    import yaml  # type: ignore[import-untyped, unused-ignore]
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(str(exc)) from None
-
 
 def _read_file(path: Path) -> dict[str, Any]:
     try:
@@ -188,16 +175,10 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError("", f"config file {path} does not exist") from None
     except OSError as exc:
         raise ConfigError("", f"can not read config file {path}: {exc.strerror}") from None
-    fmt = _PARSERS.get(path.suffix.lower(), "JSON")
+    fmt = file_format(path)
     try:
-        text = data.decode("utf-8")
-        if fmt == "TOML":
-            parsed: object = tomllib.loads(text)
-        elif fmt == "YAML":
-            parsed = _yaml(text) if text.strip() else {}
-        else:
-            parsed = json.loads(text) if text.strip() else {}
-    except ValueError as exc:  # JSON, TOML, YAML (_yaml) and Unicode errors
+        parsed = parse(data.decode("utf-8"), fmt)
+    except ValueError as exc:  # JSON, TOML, YAML and Unicode errors
         raise ConfigError("", f"can not parse config file {path} as {fmt}: {exc}") from None
     if not isinstance(parsed, dict):
         raise ConfigError("", f"config file {path}: the top level must be an object")

@@ -10,19 +10,19 @@ layered as the loader layers them; the loaded configuration has the last word
 (a socket bound where it does not say is closed and the right one bound). Only
 for a literal IP address (the default 127.0.0.1, 0.0.0.0, ::1): a host name or
 "" (every interface) is left to asyncio, which binds each address it resolves.
-This module imports only the standard library: it runs before anything else is
-loaded.
+This module imports only the standard library (and config/files.py, which does
+too): it runs before anything else is loaded.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import socket
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from hubbub.config.files import file_format, parse
 
 #: The loader's defaults for ``http_server.address`` and ``http_server.port``.
 DEFAULT_ADDRESS, DEFAULT_PORT = "127.0.0.1", 8000
@@ -65,8 +65,9 @@ def planned_address(
     parse, a value of the wrong type): the loaded configuration decides then."""
     section: Mapping[str, Any] = {}
     if path is not None and (address is None or port is None):
+        file = Path(path)
         try:
-            raw = _parse(Path(path))
+            raw = parse(file.read_bytes().decode("utf-8"), file_format(file))
         except Exception:  # any failure: the loader will tell it
             return None
         section = raw.get("http_server", {}) if isinstance(raw, dict) else {}
@@ -83,18 +84,3 @@ def planned_address(
     if not isinstance(address, str) or not isinstance(port, int) or isinstance(port, bool):
         return None
     return address, port
-
-
-def _parse(path: Path) -> object:
-    """A config file parsed as the loader parses it (by its suffix, JSON otherwise)."""
-    text = path.read_bytes().decode("utf-8")
-    if not text.strip():
-        return {}
-    suffix = path.suffix.lower()
-    if suffix == ".toml":
-        return tomllib.loads(text)
-    if suffix in (".yaml", ".yml"):
-        import yaml  # type: ignore[import-untyped, unused-ignore]  # the loader needs it too
-
-        return yaml.safe_load(text)
-    return json.loads(text)
