@@ -23,7 +23,6 @@ import asyncio
 import importlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -35,11 +34,12 @@ from typing import Any
 import pytest
 
 from hubbub.tools.runner import ManagedServer, hubbub_config
+from tests import test_floor_c
 from tests.redis_fixtures import RedisProcess, free_port
+from tests.test_floor_c import FLOOR_C, LOADGEN, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-LOADGEN = ROOT / "benchmarks" / "loadgen_c"
-FLOOR_C = ROOT / "benchmarks" / "servers" / "floor_c"
+#: test_floor_c's fixture (the C floor and load generator made), and its skip mark.
+built = test_floor_c.built
 KEYS = {
     "mode", "dialect", "clients", "connect_seconds", "connect_failed_attempts",
     "connect_loadgen_cpu", "t_storm", "t_back", "seconds", "loadgen_cpu", "back",
@@ -47,16 +47,7 @@ KEYS = {
     "errors",
 }  # fmt: skip
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("gcc") is None or shutil.which("make") is None, reason="gcc and make needed"
-)
-
-
-@pytest.fixture(scope="module")
-def built() -> None:
-    for directory in (FLOOR_C, LOADGEN):
-        done = subprocess.run(["make", "-s", "-C", str(directory)], capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
+pytestmark = test_floor_c.pytestmark
 
 
 def hubbub(tmp_path: Path, config: dict[str, Any] | None = None) -> tuple[ManagedServer, int]:
