@@ -67,37 +67,33 @@ def _tls_redis(
     return server
 
 
-@pytest.fixture(scope="module")
-def tls_redis(tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """The TLS port of a redis-server that does not ask for a client certificate."""
-    server = _tls_redis(
-        tmp_path_factory.mktemp("r1"), tls_files, tls_files.cert, tls_files.key, False
-    )
+def _serving(server: RedisProcess) -> Iterator[int]:
+    """A module fixture's body: ``server`` running, its TLS port yielded, then stopped."""
     server.start()
     yield server.tls_port  # type: ignore[attr-defined]
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_redis(tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The TLS port of a redis-server that does not ask for a client certificate."""
+    directory = tmp_path_factory.mktemp("r1")
+    yield from _serving(_tls_redis(directory, tls_files, tls_files.cert, tls_files.key, False))
 
 
 @pytest.fixture(scope="module")
 def mutual_redis(tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """The TLS port of a redis-server that requires a client certificate of the CA."""
-    server = _tls_redis(
-        tmp_path_factory.mktemp("r2"), tls_files, tls_files.cert, tls_files.key, True
-    )
-    server.start()
-    yield server.tls_port  # type: ignore[attr-defined]
-    server.stop()
+    directory = tmp_path_factory.mktemp("r2")
+    yield from _serving(_tls_redis(directory, tls_files, tls_files.cert, tls_files.key, True))
 
 
 @pytest.fixture(scope="module")
 def named_redis(tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A TLS redis-server whose certificate names only NAMED_HOST (not 127.0.0.1)."""
-    server = _tls_redis(
-        tmp_path_factory.mktemp("r3"), tls_files, tls_files.named_cert, tls_files.named_key, False
-    )
-    server.start()
-    yield server.tls_port  # type: ignore[attr-defined]
-    server.stop()
+    directory = tmp_path_factory.mktemp("r3")
+    cert, key = tls_files.named_cert, tls_files.named_key
+    yield from _serving(_tls_redis(directory, tls_files, cert, key, False))
 
 
 def _redis_config(port: int, tls: dict[str, Any], prefix: str = "") -> Any:
