@@ -12,6 +12,10 @@ the figures can be trusted:
   JSON saying so; a refused subscribe ends it at once with the reply on stderr;
 - ``benchmarks/storm.py --loadgen c`` runs hubbub and the C floor (the text
   dialect) and prints the table with the generator's CPU;
+- the Node ``ws`` server's ``--centrifugo`` mode (storm.py's node-ws-centrifugo)
+  brings every storm client back connected and subscribed after a restart, and
+  speaks the protocol a raw client sees: replies joined in one frame, a publish
+  pushed to a subscriber, 100 for what it lacks, 3501 for bad JSON, 3001 at exit;
 - ``benchmarks/suite.py``'s connect workload takes the same C path for hubbub
   (and the Python one where it must), says which generator made which figure,
   and reports a server that fails instead of ending the suite.
@@ -23,6 +27,7 @@ import asyncio
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -35,6 +40,7 @@ import pytest
 
 from hubbub.tools.runner import ManagedServer, hubbub_config
 from tests import test_floor_c
+from tests.rawws import RawWS, text
 from tests.redis_fixtures import RedisProcess, free_port
 from tests.test_floor_c import FLOOR_C, LOADGEN, ROOT
 
@@ -48,6 +54,11 @@ KEYS = {
 }  # fmt: skip
 
 pytestmark = test_floor_c.pytestmark
+NODE_WS = ROOT / "benchmarks" / "servers" / "node_ws"
+node_ws = pytest.mark.skipif(
+    shutil.which("node") is None or not (NODE_WS / "node_modules" / "ws").is_dir(),
+    reason="node and `npm ci --prefix benchmarks/servers/node_ws` needed",
+)
 
 
 def hubbub(tmp_path: Path, config: dict[str, Any] | None = None) -> tuple[ManagedServer, int]:
@@ -216,6 +227,91 @@ async def test_a_refused_subscribe_ends_the_run_with_the_reply(built: None, tmp_
     finally:
         await asyncio.to_thread(server.stop)
     assert code == 1 and "refused connect or subscribe" in said and '"error"' in said, said
+
+
+def node_centrifugo(tmp_path: Path) -> tuple[ManagedServer, int]:
+    """benchmarks/storm.py's node-ws-centrifugo: Node ``ws`` speaking Centrifugo's protocol."""
+    port = free_port()  # node cannot be given port 0 and say which it took
+    command = ["node", str(NODE_WS / "server.js"), "--port", str(port), "--centrifugo"]
+    server = ManagedServer(
+        [*command, "--close-on-exit"], port, None, tmp_path / "log",
+        ws_path="/connection/websocket",
+    )  # fmt: skip
+    return server, port
+
+
+@node_ws
+async def test_node_ws_centrifugo_brings_every_storm_client_back_subscribed(
+    built: None, tmp_path: Path
+) -> None:
+    server, port = node_centrifugo(tmp_path)
+    await asyncio.to_thread(server.start)
+    try:
+        # restart_storm checks the connected line: all 50 got their subscribe reply.
+        result = await restart_storm(
+            server, port, 50, "--path", "/connection/websocket", "--dialect", "centrifugo"
+        )
+    finally:
+        await asyncio.to_thread(server.stop)
+    assert result["dialect"] == "centrifugo" and result["clients"] == 50, result
+    assert result["back"] == 50 and not result["timed_out"] and result["errors"] == [], result
+    assert result["closed_again"] == 0 and result["recovered"] == 0, result
+
+
+#: What Centrifugo closes a connection for (3501, bad request), as lines of one frame.
+BAD_REQUESTS = (
+    "[1]",
+    '{"id":1,"subscribe":{"channel":"c"}}',  # before connect
+    '{"connect":{}}',  # without an id
+    '{"id":1,"connect":{}}\n{"id":2,"connect":{}}',
+    '{"id":1,"connect":{}}\n{"id":2,"subscribe":null}',
+    '{"id":1,"connect":{}}\n{"id":2,"publish":{"channel":"c"}}',  # no data
+)
+
+
+@node_ws
+async def test_node_ws_centrifugo_speaks_the_protocol(tmp_path: Path) -> None:
+    server, port = node_centrifugo(tmp_path)
+    await asyncio.to_thread(server.start)
+    try:
+        async with (
+            await RawWS.open("127.0.0.1", port) as subscriber,
+            await RawWS.open("127.0.0.1", port, "/any/path") as publisher,
+        ):
+            await subscriber.send(
+                text('{"id":1,"connect":{}}\n{"id":2,"subscribe":{"channel":"c"}}')
+            )
+            connect, subscribe = await subscriber.messages()  # both replies in one frame
+            assert connect["id"] == 1 and subscribe == {"id": 2, "subscribe": {}}, connect
+            result = connect["connect"]
+            assert len(result["client"]) == 36 and result["ping"] == 25 and result["pong"], result
+            await publisher.send(text({"id": 1, "connect": {}}))
+            assert (await publisher.messages())[0]["id"] == 1
+            # A pong is not answered: the frame that follows holds the other two replies.
+            await publisher.send(
+                text('{}\n{"id":2,"publish":{"channel":"c","data":{"n":1}}}\n{"id":3,"history":{}}')
+            )
+            assert await publisher.messages() == [
+                {"id": 2, "publish": {}},
+                {"id": 3, "error": {"code": 100, "message": "unsupported"}},
+            ]
+            push = {"push": {"channel": "c", "pub": {"data": {"n": 1}}}}
+            assert await subscriber.messages() == [push]
+            await publisher.send(text("{not json"))
+            assert await publisher.read_close_code() == 3501
+            for bad in BAD_REQUESTS:  # each closes its connection, the server goes on
+                async with await RawWS.open("127.0.0.1", port) as client:
+                    await client.send(text(bad))
+                    assert await client.read_close_code() == 3501, bad
+            await subscriber.send(text('{"id":3,"publish":{"channel":"c","data":2}}'))
+            assert await subscriber.messages() == [{"push": {"channel": "c", "pub": {"data": 2}}}]
+            assert await subscriber.messages() == [{"id": 3, "publish": {}}]
+            await asyncio.to_thread(server.stop)
+            frame = await subscriber.read_close()
+            assert frame is not None and frame.close_code == 3001, frame
+            assert frame.close_reason == "shutdown"
+    finally:
+        await asyncio.to_thread(server.stop)
 
 
 def test_storm_py_runs_the_c_generator(built: None, tmp_path: Path) -> None:
