@@ -5,12 +5,19 @@
     git worktree add /tmp/before main   # or: git archive main | tar -x -C /tmp/before
     python benchmarks/storm.py --runs 5 --before-src /tmp/before          # + hubbub-before
     python benchmarks/storm.py --runs 3 --servers hubbub,node-ws,floor-c  # + the C floor
+    python benchmarks/storm.py --runs 3 --servers hubbub,node-ws,node-ws-centrifugo  # + Node doing hubbub's work
     python benchmarks/storm.py --runs 3 --loadgen python                  # the Python generator
 
-Node ``ws`` runs twice: ``node-ws`` exits at SIGTERM (its clients see the
-kernel close their sockets), ``node-ws-close`` first writes every client a close
-frame (1001) without waiting for the answers, as hubbub writes Centrifugo's 3001
-(~10 us of kernel time per client on loopback: the stop's main cost).
+Node ``ws`` runs as up to three variants (benchmarks/servers/node_ws/server.js).
+``node-ws`` exits at SIGTERM (its clients see the kernel close their sockets),
+``node-ws-close`` first writes every client a close frame (1001) without waiting
+for the answers, as hubbub writes Centrifugo's 3001 (~10 us of kernel time per
+client on loopback: the stop's main cost). Both only do the handshake: their
+clients are back at the 101. ``node-ws-centrifugo`` (``--centrifugo
+--close-on-exit``) does the same per-client work as hubbub: it answers each
+client's connect and subscribe (Centrifugo's JSON protocol, both replies in one
+frame) and writes 3001 at SIGTERM, so that hubbub / node-ws-centrifugo compares
+servers doing the same job, and the plain ratios show the protocol's share.
 
 Each run: N clients connect (hubbub: connect and subscribe), then the harness
 stops the server (SIGTERM, waits for the process to exit), starts it again and
@@ -73,6 +80,13 @@ SERVERS = HERE / "servers"
 LOADGEN = HERE / "loadgen_c"
 #: Above this share of its core the generator may be what sets the storm's pace.
 HOT = 0.85
+#: The Node ``ws`` variants and their server.js flags; hubbub's storm is divided by each.
+NODE_WS = {
+    "node-ws": "",
+    "node-ws-close": " --close-on-exit",
+    "node-ws-centrifugo": " --centrifugo --close-on-exit",
+}
+VARIANTS = ("hubbub", "hubbub-before", *NODE_WS, "floor-c")
 
 
 def variant_options(name: str, before: Path | None, config: str, port: int) -> tuple[str, str, str]:
@@ -92,9 +106,10 @@ def variant_options(name: str, before: Path | None, config: str, port: int) -> t
         ]
         command = f"env PYTHONPATH={shlex.quote(str(src / 'src'))} " + shlex.join(argv)
         return command, f"ws://127.0.0.1:{port}/connection/websocket", "centrifugo"
-    if name in ("node-ws", "node-ws-close"):
-        flags = " --close-on-exit" if name == "node-ws-close" else ""
-        command = f"node {SERVERS}/node_ws/server.js --port {port}{flags}"
+    if name in NODE_WS:
+        command = f"node {SERVERS}/node_ws/server.js --port {port}{NODE_WS[name]}"
+        if name == "node-ws-centrifugo":
+            return command, f"ws://127.0.0.1:{port}/connection/websocket", "centrifugo"
         return command, f"ws://127.0.0.1:{port}/", "text"
     if name == "floor-c":
         return f"{SERVERS}/floor_c/floor_c --port {port}", f"ws://127.0.0.1:{port}/", "text"
@@ -281,7 +296,7 @@ def render(results: dict[str, list[dict[str, Any]]], runs: int, clients: int, lo
                 text += " !"
             cells.append(text)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    for other in ("node-ws", "node-ws-close"):
+    for other in NODE_WS:
         if "hubbub" in results and other in results:
             pairs = [
                 a["storm"]["seconds"] / b["storm"]["seconds"]
@@ -305,7 +320,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("-n", "--clients", type=int, default=5000)
-    parser.add_argument("--servers", default="hubbub,node-ws,node-ws-close")
+    parser.add_argument(
+        "--servers",
+        default="hubbub,node-ws,node-ws-close",
+        help=f"comma-separated, of: {', '.join(VARIANTS)} (default: %(default)s)",
+    )
     parser.add_argument("--before-src", type=Path, help="a tree of hubbub before the change")
     parser.add_argument(
         "--loadgen", choices=("c", "python"), help="the load generator (default: c when it builds)"
@@ -316,6 +335,11 @@ def main() -> None:
     parser.add_argument("--json", help="write the raw summaries here")
     args = parser.parse_args()
     names = args.servers.split(",")
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        parser.error(f"--servers: unknown {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
+    if "hubbub-before" in names and args.before_src is None:
+        parser.error("--servers: hubbub-before needs --before-src")
     if args.before_src is not None and "hubbub-before" not in names:
         names.insert(1, "hubbub-before")
     loadgen = args.loadgen
