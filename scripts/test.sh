@@ -70,6 +70,8 @@ if ! command -v node >/dev/null 2>&1; then
     fi
 fi
 npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+# Node ws, the benchmarks' comparator: its storm tests drive it.
+npm ci --prefix benchmarks/servers/node_ws --no-audit --no-fund --loglevel=error
 
 .venv/bin/ruff check src tests benchmarks examples
 .venv/bin/ruff format --check src tests benchmarks examples
