@@ -53,10 +53,16 @@ from hubbub.tools.scenarios import BenchOptions
 HERE = Path(__file__).resolve().parent
 SERVERS_DIR = HERE / "servers"
 
-# name -> (server command with {port}, url, plain dialect or None)
+# name -> (server command with {port}, url, dialect: "text", "socketio", "centrifugo"; None: hubbub)
 SERVERS: dict[str, tuple[str | None, str | None, str | None]] = {
     "hubbub": (None, None, None),
     "node-ws": (f"node {SERVERS_DIR}/node_ws/server.js --port {{port}}", "ws://127.0.0.1:{port}/", "text"),
+    # Node ws doing hubbub's per-client work: Centrifugo's connect, subscribe, publish.
+    "node-ws-centrifugo": (
+        f"node {SERVERS_DIR}/node_ws/server.js --port {{port}}{storm.NODE_WS['node-ws-centrifugo']}",
+        "ws://127.0.0.1:{port}/connection/websocket",
+        "centrifugo",
+    ),
     "websockets": (
         f"{sys.executable} {SERVERS_DIR}/websockets_broadcast.py --port {{port}}",
         "ws://127.0.0.1:{port}/",
@@ -104,8 +110,8 @@ def workloads(quick: bool) -> dict[str, dict[str, Any]]:
 
 #: The C generator's bound on one storm, s (storm.py's default).
 STORM_TIMEOUT = 60.0
-#: Dialects the C load generator speaks (benchmarks/loadgen_c); hubbub is "centrifugo".
-C_DIALECTS = ("text",)
+#: Dialects the C load generator speaks (benchmarks/loadgen_c).
+C_DIALECTS = ("text", "centrifugo")
 
 
 def storm_loadgen(server: str, c_problem: str | None) -> str:
@@ -154,7 +160,8 @@ def run_bench(server: str, workload: list[str], json_path: str) -> dict[str, Any
     if command is not None:
         port = free_port()
         args += ["--url", str(url).format(port=port), "--server-cmd", command.format(port=port)]
-        args += ["--plain", str(dialect)]
+        if dialect != "centrifugo":  # another server speaking Centrifugo's protocol: as hubbub
+            args += ["--plain", str(dialect)]
     if server == "socketio" and "--rate" in workload:
         args[args.index("--rate") + 1] = "5"  # 50 k/s is beyond it: 5 k deliveries/s
     try:

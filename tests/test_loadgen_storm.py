@@ -386,3 +386,20 @@ def test_the_suite_reports_a_server_that_fails_and_goes_on(
     assert suite.c_storm_run("broken", 50, "unused") is None
     assert "broken: failed (C load generator): server exited with 1" in capsys.readouterr().err
     assert os.sched_getaffinity(0) == cpus
+
+
+@node_ws
+def test_the_suite_runs_node_ws_centrifugo_as_a_centrifugo_server(
+    built: None, tmp_path: Path, suite: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The storm through the C generator's centrifugo dialect (connect + subscribe)...
+    assert suite.storm_loadgen("node-ws-centrifugo", None) == "c"
+    c_run = suite.c_storm_run("node-ws-centrifugo", 100, "unused")
+    assert c_run is not None, capsys.readouterr().err
+    assert c_run["generator"]["back"] == 100 and c_run["storm"]["seconds"] > 0, c_run
+    # ... and the Python bench speaking Centrifugo's protocol to it (no --plain): its
+    # publishes are answered and every subscriber gets every publication as a push.
+    workload = ["fanout", "-n", "20", "--seconds", "1"]
+    fanout = suite.run_bench("node-ws-centrifugo", workload, str(tmp_path / "fanout.json"))
+    assert fanout is not None, capsys.readouterr().err
+    assert fanout["deliveries_per_s"] > 0 and fanout["lost"] == 0, fanout
