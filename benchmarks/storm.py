@@ -1,11 +1,10 @@
 # ruff: noqa: E501
 """The reconnect storm after a restart, paired: hubbub (and an older tree) against Node ``ws``.
 
-    python benchmarks/storm.py --runs 5                                   # hubbub, node-ws, node-ws-close
+    python benchmarks/storm.py --runs 5                                   # hubbub and the three Node ws variants
     git worktree add /tmp/before main   # or: git archive main | tar -x -C /tmp/before
     python benchmarks/storm.py --runs 5 --before-src /tmp/before          # + hubbub-before
     python benchmarks/storm.py --runs 3 --servers hubbub,node-ws,floor-c  # + the C floor
-    python benchmarks/storm.py --runs 3 --servers hubbub,node-ws,node-ws-centrifugo  # + Node doing hubbub's work
     python benchmarks/storm.py --runs 3 --loadgen python                  # the Python generator
 
 Node ``ws`` runs as up to three variants (benchmarks/servers/node_ws/server.js).
@@ -322,7 +321,7 @@ def main() -> None:
     parser.add_argument("-n", "--clients", type=int, default=5000)
     parser.add_argument(
         "--servers",
-        default="hubbub,node-ws,node-ws-close",
+        default="hubbub,node-ws,node-ws-close,node-ws-centrifugo",
         help=f"comma-separated, of: {', '.join(VARIANTS)} (default: %(default)s)",
     )
     parser.add_argument("--before-src", type=Path, help="a tree of hubbub before the change")
