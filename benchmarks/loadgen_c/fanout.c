@@ -72,18 +72,19 @@ static void text_frame(struct conn *c, const unsigned char *p, size_t n) {
             c->state = READY;
         }
     }
-    long long now = c->sampled ? now_us() : 0;
-    for (const unsigned char *q = memchr(p, '@', n); q; q = memchr(q + 1, '@', (size_t)(end - q - 1))) {
+    if (!c->sampled) { c->marks += count_marks(p, n); return; }
+    long long now = now_us();
+    for (const unsigned char *q = memchr(p, '@', n); q; q = memchr(q, '@', (size_t)(end - q))) {
         c->marks++;
-        if (c->sampled) {
-            char *e1, *e2;
-            long long sent = strtoll((const char *)q + 1, &e1, 10);
-            strtoll(e1 + 1, &e2, 10);
-            long long seq = strtoll(e2 + 1, NULL, 10);
-            record(now - sent);
-            if (seq > c->highest) { c->highest = seq; c->unique++; } else c->dups++;
-        }
-        if (q + 1 >= end) break;
+        q++;  /* @<sent us>,<publisher>,<seq>, */
+        long long sent = parse_decimal(&q, end);
+        if (q < end) q++;
+        parse_decimal(&q, end);
+        if (q < end) q++;
+        long long seq = parse_decimal(&q, end);
+        record(now - sent);
+        if (seq > c->highest) { c->highest = seq; c->unique++; } else c->dups++;
+        if (q >= end) break;
     }
 }
 

@@ -192,12 +192,34 @@ static void connected(struct conn *c) {
     send_bytes(c, req, (size_t)n);
 }
 
+/* The '@' bytes of p[0..n): one per publication. A plain loop the compiler turns into
+ * vector compares, several times faster than a memchr call per publication. */
+long long count_marks(const unsigned char *p, size_t n) {
+    long long count = 0;
+    while (n > 0) {  /* blocks of up to 255 bytes: byte-wide counters in the vector lanes */
+        size_t block = n < 255 ? n : 255;
+        unsigned char in_block = 0;
+        for (size_t i = 0; i < block; i++) in_block += p[i] == '@';
+        count += in_block;
+        p += block;
+        n -= block;
+    }
+    return count;
+}
+
+/* The non-negative decimal at *at (stopping at the first other byte or at end),
+ * *at moved past it: the stamps' fields, without strtoll's locale machinery. */
+long long parse_decimal(const unsigned char **at, const unsigned char *end) {
+    const unsigned char *q = *at;
+    long long value = 0;
+    while (q < end && *q >= '0' && *q <= '9') value = value * 10 + (*q++ - '0');
+    *at = q;
+    return value;
+}
+
 static void frame_bytes(struct conn *c, const unsigned char *p, size_t n) {
     if (c->opcode == 1 && !c->whole) {  /* count in place, no copy */
-        for (const unsigned char *q = memchr(p, '@', n); q; q = memchr(q + 1, '@', (size_t)(p + n - q - 1))) {
-            c->marks++;
-            if (q + 1 >= p + n) break;
-        }
+        c->marks += count_marks(p, n);
     } else if (c->whole) {
         put(&c->buf, &c->buf_len, &c->buf_cap, p, n);
     }

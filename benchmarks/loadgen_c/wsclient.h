@@ -59,6 +59,8 @@ double cpu_self(void);
 double cpu_of(int pid);
 double runqueue_of(int pid);
 void die(const char *what);
+long long count_marks(const unsigned char *p, size_t n);
+long long parse_decimal(const unsigned char **at, const unsigned char *end);
 void put(unsigned char **buf, size_t *len, size_t *cap, const void *data, size_t n);
 void send_bytes(struct conn *c, const void *data, size_t n);
 void frame_into(unsigned char **buf, size_t *len, size_t *cap, int opcode, const void *payload,
