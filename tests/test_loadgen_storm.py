@@ -130,15 +130,19 @@ async def restart_storm(
             await process.wait()
 
 
-async def test_every_client_comes_back_after_a_restart(built: None, tmp_path: Path) -> None:
-    server, port = hubbub(tmp_path)
+async def centrifugo_storm(server: ManagedServer, port: int, clients: int) -> dict[str, Any]:
+    """Start ``server``, run a restart storm of ``clients`` Centrifugo clients on it, stop it."""
     await asyncio.to_thread(server.start)
     try:
-        result = await restart_storm(
-            server, port, 200, "--path", "/connection/websocket", "--dialect", "centrifugo"
+        return await restart_storm(
+            server, port, clients, "--path", "/connection/websocket", "--dialect", "centrifugo"
         )
     finally:
         await asyncio.to_thread(server.stop)
+
+
+async def test_every_client_comes_back_after_a_restart(built: None, tmp_path: Path) -> None:
+    result = await centrifugo_storm(*hubbub(tmp_path), 200)
     assert result.keys() >= KEYS, result
     assert result["back"] == 200 and result["clients"] == 200 and not result["timed_out"]
     assert result["errors"] == [] and result["closed_again"] == 0, result
@@ -244,15 +248,8 @@ def node_centrifugo(tmp_path: Path) -> tuple[ManagedServer, int]:
 async def test_node_ws_centrifugo_brings_every_storm_client_back_subscribed(
     built: None, tmp_path: Path
 ) -> None:
-    server, port = node_centrifugo(tmp_path)
-    await asyncio.to_thread(server.start)
-    try:
-        # restart_storm checks the connected line: all 50 got their subscribe reply.
-        result = await restart_storm(
-            server, port, 50, "--path", "/connection/websocket", "--dialect", "centrifugo"
-        )
-    finally:
-        await asyncio.to_thread(server.stop)
+    # restart_storm checks the connected line: all 50 got their subscribe reply.
+    result = await centrifugo_storm(*node_centrifugo(tmp_path), 50)
     assert result["dialect"] == "centrifugo" and result["clients"] == 50, result
     assert result["back"] == 50 and not result["timed_out"] and result["errors"] == [], result
     assert result["closed_again"] == 0 and result["recovered"] == 0, result
