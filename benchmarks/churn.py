@@ -28,15 +28,11 @@ from pathlib import Path
 import aiohttp
 import jwt
 
+from hubbub.tools.runner import free_port, serve_argv
+
 SECRET = "churn-benchmark-secret-of-enough-length"
 API_KEY = "churn-api-key"
 TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_kb(pid: int) -> int:
@@ -121,7 +117,7 @@ def main() -> None:
                 }
             )
         )
-        command = [sys.executable, "-m", "hubbub.cli.main", "serve", "--config", str(config)]
+        command = serve_argv(config)
         if (os.cpu_count() or 1) >= 2:
             command = ["taskset", "-c", "0", *command]
         server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)

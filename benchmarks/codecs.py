@@ -22,22 +22,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from hubbub.tools.runner import free_port, hubbub_config, run_async, run_bench
+from hubbub.tools.runner import (
+    free_port,
+    hubbub_config,
+    run_async,
+    run_bench,
+    serve_command_from,
+)
 from hubbub.tools.scenarios import BenchOptions
 
 
 def server_command(src: Path, config: str, port: int) -> str:
     """``hubbub serve`` from the source tree ``src`` (its ``src/`` first on the path)."""
-    argv = [sys.executable, "-m", "hubbub.cli.main", "serve", "--config", config]
-    argv += ["--port", str(port)]
-    return f"env PYTHONPATH={shlex.quote(str(src / 'src'))} " + shlex.join(argv)
+    return serve_command_from(src, config, port)
 
 
 def main() -> None:

@@ -70,16 +70,9 @@ def build() -> str | None:
 
 def server_command(name: str, port: int, config: str) -> list[str]:
     if name == "hubbub":
-        return [
-            sys.executable,
-            "-m",
-            "hubbub.cli.main",
-            "serve",
-            "--config",
-            config,
-            "--port",
-            str(port),
-        ]
+        from hubbub.tools.runner import serve_argv
+
+        return serve_argv(config, port)
     if name.startswith("floor-c"):
         return [str(FLOOR_C / "floor_c"), "--port", str(port)]
     return [sys.executable, str(HERE / "servers" / "floor.py"), "--port", str(port)]

@@ -28,7 +28,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any
 
 import aiohttp
 
+from hubbub.tools.runner import serve_argv
 from hubbub.tools.wsclient import BenchConnection, Target, client_frame, open_connection
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,7 +100,7 @@ class Server:
         self.tmp = tempfile.TemporaryDirectory(prefix="hubbub-bench-maps-")
         path = Path(self.tmp.name) / "config.json"
         path.write_text(json.dumps(config(self.port)))
-        command = [sys.executable, "-m", "hubbub.cli.main", "serve", "--config", str(path)]
+        command = serve_argv(path)
         if two_cpus:
             command = ["taskset", "-c", "0", *command]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from hubbub.auth.tokens import make_token
-from hubbub.tools.runner import run_async, run_bench
+from hubbub.tools.runner import run_async, run_bench, serve_argv
 from hubbub.tools.scenarios import BenchOptions
 
 SECRET = "bench-secret-of-a-reasonable-length-0123"
@@ -148,7 +148,7 @@ def main() -> None:
         path = Path(folder, "config.json")
         path.write_text(json.dumps(config))
         server = subprocess.Popen(
-            [sys.executable, "-m", "hubbub.cli.main", "serve", "--config", str(path)],
+            serve_argv(path),
             preexec_fn=pinned(server_cpu),
         )
         try:

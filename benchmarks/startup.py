@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hubbub.tools.runner import compile_bytecode, free_port, hubbub_config
+from hubbub.tools.runner import compile_bytecode, free_port, hubbub_config, serve_argv
 from hubbub.websocket.handshake import client_request, new_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +81,7 @@ def start(tree: Path, config: str) -> tuple[float, float]:
     """(listening, first 101) of one start, in ms."""
     port = free_port()
     upgrade = client_request(f"127.0.0.1:{port}", "/connection/websocket", new_key())
-    argv = [sys.executable, "-m", "hubbub.cli.main", "serve", "--config", config]
+    argv = serve_argv(config)
     started = time.perf_counter()
     proc = subprocess.Popen(
         [*argv, "--port", str(port)],

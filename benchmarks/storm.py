@@ -70,6 +70,7 @@ from hubbub.tools.runner import (
     raise_nofile,
     run_async,
     run_bench,
+    serve_command_from,
 )
 from hubbub.tools.scenarios import BenchOptions
 
@@ -93,17 +94,7 @@ def variant_options(name: str, before: Path | None, config: str, port: int) -> t
     if name in ("hubbub", "hubbub-before"):
         src = ROOT if name == "hubbub" else before
         assert src is not None
-        argv = [
-            sys.executable,
-            "-m",
-            "hubbub.cli.main",
-            "serve",
-            "--config",
-            config,
-            "--port",
-            str(port),
-        ]
-        command = f"env PYTHONPATH={shlex.quote(str(src / 'src'))} " + shlex.join(argv)
+        command = serve_command_from(src, config, port)
         return command, f"ws://127.0.0.1:{port}/connection/websocket", "centrifugo"
     if name in NODE_WS:
         command = f"node {SERVERS}/node_ws/server.js --port {port}{NODE_WS[name]}"

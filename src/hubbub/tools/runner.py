@@ -63,6 +63,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def serve_argv(config: str | Path, port: int | None = None) -> list[str]:
+    """``hubbub serve --config CONFIG [--port PORT]`` run by this interpreter: how every
+    benchmark starts a server."""
+    argv = [sys.executable, "-m", "hubbub.cli.main", "serve", "--config", str(config)]
+    return argv if port is None else [*argv, "--port", str(port)]
+
+
+def serve_command_from(tree: Path, config: str, port: int) -> str:
+    """A shell command running ``hubbub serve`` from the source tree ``tree`` (its ``src/``
+    first on the path): a benchmark comparing two trees of hubbub."""
+    return f"env PYTHONPATH={shlex.quote(str(tree / 'src'))} " + shlex.join(
+        serve_argv(config, port)
+    )
+
+
 def hubbub_config(directory: str, api_key: str, *, compress: bool = False) -> str:
     """A permissive config for benchmarking: anonymous clients, big outboxes, quiet logs
     (``compress``: permessage-deflate on)."""
@@ -269,8 +284,7 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             else:
                 await asyncio.to_thread(compile_bytecode, PACKAGE_DIR)
                 config = hubbub_config(tmp.name, opts.api_key, compress=opts.compress)
-                command = [sys.executable, "-m", "hubbub.cli.main", "serve", "--config", config,
-                           "--port", str(port), "--echo-rpc"]  # fmt: skip
+                command = [*serve_argv(config, port), "--echo-rpc"]
                 opts = dataclasses.replace(opts, url=f"ws://{HOST}:{port}/connection/websocket")
                 if opts.api is not None and opts.api == "auto":
                     opts = dataclasses.replace(
