@@ -87,6 +87,13 @@ class Events:
         return [p.offset for c, p, _ in self.publications if c == channel]
 
 
+def two_nodes_events() -> tuple[Events, Events]:
+    """Recording handlers of two nodes, "node-a" and "node-b" (control messages name them)."""
+    events_a, events_b = Events(), Events()
+    events_a.node_id, events_b.node_id = "node-a", "node-b"
+    return events_a, events_b
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

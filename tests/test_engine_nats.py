@@ -29,7 +29,7 @@ from hubbub.engines.redis import RedisEngine
 from hubbub.errors import ConfigError
 from hubbub.protocol.messages import Publication
 from hubbub.protocol.payload import Binary
-from tests.engine_fixtures import Events, info, pub
+from tests.engine_fixtures import Events, info, pub, two_nodes_events
 from tests.engine_fixtures import numbers as numbers_of
 from tests.nats_fixtures import NatsProcess, nats_server, own_nats  # noqa: F401 (fixtures)
 from tests.redis_fixtures import RedisProcess, redis_server  # noqa: F401 (fixture)
@@ -46,6 +46,14 @@ async def broker_on(url: str, events: Events, prefix: str, engine: object = None
     await broker.start(events)
     await wait_for(lambda: broker.available, 10)
     return broker
+
+
+async def brokers_on(url: str, prefix: str) -> tuple[NatsBroker, Events, NatsBroker, Events]:
+    """Two started brokers (node-a, node-b) on the NATS server at ``url``, with their events."""
+    events_a, events_b = two_nodes_events()
+    a = await broker_on(url, events_a, prefix)
+    b = await broker_on(url, events_b, prefix)
+    return a, events_a, b, events_b
 
 
 async def wait_for(condition: Callable[[], bool], within: float) -> None:
@@ -65,10 +73,7 @@ async def two_nodes(
     nats_server: NatsProcess,  # noqa: F811
     prefix: str,
 ) -> AsyncIterator[tuple[NatsBroker, Events, NatsBroker, Events]]:
-    events_a, events_b = Events(), Events()
-    events_a.node_id, events_b.node_id = "node-a", "node-b"
-    a = await broker_on(nats_server.url, events_a, prefix)
-    b = await broker_on(nats_server.url, events_b, prefix)
+    a, events_a, b, events_b = await brokers_on(nats_server.url, prefix)
     yield a, events_a, b, events_b
     await a.close()
     await b.close()
@@ -141,8 +146,7 @@ async def test_with_redis_history_channels_keep_offsets_and_presence_is_shared(
     redis_server: RedisProcess,  # noqa: F811
     prefix: str,
 ) -> None:
-    events_a, events_b = Events(), Events()
-    events_a.node_id, events_b.node_id = "node-a", "node-b"
+    events_a, events_b = two_nodes_events()
     a = await broker_on(
         nats_server.url, events_a, prefix, RedisEngine([redis_server.address], prefix=prefix)
     )
@@ -176,10 +180,7 @@ async def test_nats_restart_tells_the_node_and_delivery_resumes(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="hubbub.engines.nats")
-    events_a, events_b = Events(), Events()
-    events_a.node_id, events_b.node_id = "node-a", "node-b"
-    a = await broker_on(own_nats.url, events_a, prefix)
-    b = await broker_on(own_nats.url, events_b, prefix)
+    a, events_a, b, _ = await brokers_on(own_nats.url, prefix)
     try:
         await a.subscribe("live")
         await b.publish("live", pub(1), NO_HISTORY)
@@ -265,10 +266,7 @@ async def test_a_connection_the_client_gives_up_is_made_again_without_the_refuse
     conf.write_text("max_subscriptions: 5\n")
     server = NatsProcess(log=tmp_path / "nats-server.log", extra=("-c", str(conf)))
     server.start()
-    events_a, events_b = Events(), Events()
-    events_a.node_id, events_b.node_id = "node-a", "node-b"
-    a = await broker_on(server.url, events_a, prefix)
-    b = await broker_on(server.url, events_b, prefix)
+    a, events_a, b, _ = await brokers_on(server.url, prefix)
     try:
         await a.subscribe("kept1")
         await a.subscribe("kept2")

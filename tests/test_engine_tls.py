@@ -23,7 +23,7 @@ from hubbub.engines.base import EngineUnavailable, HistoryOptions, HistoryQuery
 from hubbub.engines.factory import engine_from_config
 from hubbub.errors import ConfigError
 from tests.conftest import ServerFactory, merge
-from tests.engine_fixtures import Events, pub
+from tests.engine_fixtures import Events, pub, two_nodes_events
 from tests.map_fixtures import MAP_CONFIG, api_result, server_state
 from tests.nats_fixtures import NatsProcess, nats_server  # noqa: F401 (fixture)
 from tests.redis_cluster_fixtures import RedisClusterProcesses
@@ -261,8 +261,7 @@ async def test_nats_broker_over_mutual_tls_delivers_across_two_nodes(
     }
     config = load_config(None, env={}, base=base).config
     a, b = engine_from_config(config), engine_from_config(config)
-    events_a, events_b = Events(), Events()
-    events_a.node_id, events_b.node_id = "node-a", "node-b"
+    events_a, events_b = two_nodes_events()
     await a.start(events_a)
     await b.start(events_b)
     try:
